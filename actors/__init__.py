@@ -1,0 +1,26 @@
+"""A generic virtual-actor runtime on trio.
+
+Actors are addressed by a hashable key, activated on their first message (the factory loads
+their state before they handle anything), handle one batch of messages at a time, and are
+passivated when idle or when the number of resident actors exceeds a cap. An idle resident
+actor is only its object: no task and no channel exist until a message arrives.
+
+This package is deliberately generic: it knows nothing about HTTP, storage or loyalty rules.
+"""
+
+from ._envelope import Reply
+from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull
+from ._system import Actor, ActorFactory, ActorSystem, SystemStatistics, open_actor_system
+
+__all__ = [
+    "Actor",
+    "ActorError",
+    "ActorFactory",
+    "ActorFailed",
+    "ActorSystem",
+    "ActorSystemClosed",
+    "MailboxFull",
+    "Reply",
+    "SystemStatistics",
+    "open_actor_system",
+]

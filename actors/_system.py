@@ -1,0 +1,323 @@
+"""The actor system: registry of slots, mailboxes, runners, passivation and supervision."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import trio
+
+from ._envelope import Envelope, Reply
+from ._errors import ActorFailed, ActorSystemClosed, MailboxFull
+
+K = TypeVar("K", bound=Hashable)
+M = TypeVar("M")
+R = TypeVar("R")
+M_contra = TypeVar("M_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Actor(Protocol[M_contra, R_co]):
+    """What the runtime drives. ``receive`` gets every message waiting in the mailbox (up to
+    the system's ``batch_limit``), in arrival order, and returns one reply per message in the
+    same order. Raising fails every caller of that batch and discards the actor."""
+
+    async def receive(self, messages: Sequence[M_contra]) -> Sequence[R_co]: ...
+
+
+# Activates the actor for a key: loads its state before it handles anything.
+ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStatistics:
+    resident: int
+    running: int
+    queued: int
+    max_mailbox_depth: int
+    activations: int
+    passivations: int
+    failures: int
+    messages: int
+
+
+class _Slot(Generic[K, M, R]):
+    """One addressable actor. ``mailbox`` and the runner task exist only while busy."""
+
+    __slots__ = ("actor", "key", "last_message_at", "mailbox", "running", "space")
+
+    def __init__(self, key: K) -> None:
+        self.key = key
+        self.actor: Actor[M, R] | None = None
+        self.mailbox: deque[Envelope[M, R]] | None = None
+        self.running = False
+        self.last_message_at = 0.0
+        self.space: trio.lowlevel.ParkingLot | None = None
+
+
+class ActorSystem(Generic[K, M, R]):
+    """Routes messages to virtual actors. Create it with :func:`open_actor_system`.
+
+    Guarantees: messages to one key are handled in the order they were admitted, one batch at
+    a time; different keys run concurrently. Mailboxes are bounded. Runner tasks live in the
+    system's own nursery, never in a caller's.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        factory: ActorFactory[K, M, R],
+        *,
+        mailbox_capacity: int,
+        batch_limit: int,
+        idle_timeout: float,
+        max_resident: int,
+    ) -> None:
+        if mailbox_capacity < 1 or batch_limit < 1 or max_resident < 1:
+            raise ValueError("mailbox_capacity, batch_limit and max_resident must be >= 1")
+        self._nursery = nursery
+        self._factory = factory
+        self._capacity = mailbox_capacity
+        self._batch_limit = batch_limit
+        self._idle_timeout = idle_timeout
+        self._max_resident = max_resident
+        self._slots: OrderedDict[K, _Slot[K, M, R]] = OrderedDict()
+        self._closed = False
+        self._running = 0
+        self._queued = 0
+        self._max_depth = 0
+        self._all_idle = trio.Event()
+        self._all_idle.set()
+        self._activations = 0
+        self._passivations = 0
+        self._failures = 0
+        self._messages = 0
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send_nowait(self, key: K, message: M) -> None:
+        """Queue ``message`` without a reply. Raises MailboxFull or ActorSystemClosed."""
+        self._admit(key, Envelope(message, None), wait=False)
+
+    async def send(self, key: K, message: M) -> None:
+        """Queue ``message`` without a reply, waiting for mailbox space."""
+        await self._admit_waiting(key, Envelope(message, None))
+
+    async def ask(self, key: K, message: M) -> R:
+        """Queue ``message`` (waiting for space) and wait for the actor's reply.
+
+        Raises ActorFailed when the handler raised, ActorSystemClosed when the system is
+        closing. If the caller is cancelled the message is still handled.
+        """
+        reply: Reply[R] = Reply()
+        await self._admit_waiting(key, Envelope(message, reply))
+        return await reply.wait()
+
+    def ask_nowait(self, key: K, message: M) -> Reply[R]:
+        """Admit ``message`` now (raising MailboxFull at once when the mailbox is full) and
+        return its reply, to be awaited with ``reply.wait()``. Messages admitted in a row
+        by one task keep their order."""
+        reply: Reply[R] = Reply()
+        self._admit(key, Envelope(message, reply), wait=False)
+        return reply
+
+    async def _admit_waiting(self, key: K, envelope: Envelope[M, R]) -> None:
+        while True:
+            slot = self._admit(key, envelope, wait=True)
+            if slot is None:
+                return
+            if slot.space is None:
+                slot.space = trio.lowlevel.ParkingLot()
+            await slot.space.park()
+
+    def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> _Slot[K, M, R] | None:
+        """Queue the envelope; returns the full slot to wait on when ``wait`` and full."""
+        if self._closed:
+            raise ActorSystemClosed("the actor system is closing")
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = _Slot(key)
+            self._slots[key] = slot
+        else:
+            self._slots.move_to_end(key)
+        slot.last_message_at = trio.current_time()
+        if slot.mailbox is None:
+            slot.mailbox = deque()
+        elif len(slot.mailbox) >= self._capacity:
+            if wait:
+                return slot
+            raise MailboxFull(key)
+        slot.mailbox.append(envelope)
+        self._messages += 1
+        self._queued += 1
+        self._max_depth = max(self._max_depth, len(slot.mailbox))
+        if not slot.running:
+            slot.running = True
+            self._running += 1
+            if self._all_idle.is_set():
+                self._all_idle = trio.Event()
+            self._nursery.start_soon(self._run, slot)
+        self._evict_over_cap()
+        return None
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _run(self, slot: _Slot[K, M, R]) -> None:
+        batch: list[Envelope[M, R]] = []
+        try:
+            while slot.mailbox:
+                if slot.actor is None:
+                    try:
+                        slot.actor = await self._factory(slot.key)
+                        self._activations += 1
+                    except Exception as exc:
+                        self._failures += 1
+                        self._fail_batch(slot, self._take(slot, len(slot.mailbox)), exc)
+                        continue
+                batch = self._take(slot, self._batch_limit)
+                try:
+                    replies = await slot.actor.receive([e.message for e in batch])
+                    if len(replies) != len(batch):
+                        raise RuntimeError("actor returned a wrong number of replies")
+                except Exception as exc:
+                    self._failures += 1
+                    slot.actor = None
+                    self._fail_batch(slot, batch, exc)
+                    continue
+                for envelope, value in zip(batch, replies, strict=True):
+                    if envelope.reply is not None:
+                        envelope.reply.resolve(value)
+        finally:
+            # Cancelled mid-batch: those callers must not wait forever (no-op if resolved).
+            for envelope in batch:
+                if envelope.reply is not None:
+                    envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
+            self._finish(slot)
+
+    def _take(self, slot: _Slot[K, M, R], limit: int) -> list[Envelope[M, R]]:
+        assert slot.mailbox is not None
+        n = min(limit, len(slot.mailbox))
+        batch = [slot.mailbox.popleft() for _ in range(n)]
+        self._queued -= n
+        if slot.space is not None:
+            slot.space.unpark_all()
+        return batch
+
+    def _fail_batch(
+        self, slot: _Slot[K, M, R], batch: list[Envelope[M, R]], exc: BaseException
+    ) -> None:
+        for envelope in batch:
+            if envelope.reply is not None:
+                envelope.reply.fail(ActorFailed(slot.key, exc))
+
+    def _finish(self, slot: _Slot[K, M, R]) -> None:
+        leftover = slot.mailbox or ()
+        for envelope in leftover:  # only when cancelled: the system is going away
+            self._queued -= 1
+            if envelope.reply is not None:
+                envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
+        slot.mailbox = None
+        slot.running = False
+        if slot.space is not None:
+            slot.space.unpark_all()
+            slot.space = None
+        self._running -= 1
+        if slot.actor is None and self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+        if self._running == 0:
+            self._all_idle.set()
+        self._evict_over_cap()
+
+    # -- passivation -------------------------------------------------------------------------
+
+    def _evict_over_cap(self) -> None:
+        excess = len(self._slots) - self._max_resident
+        if excess <= 0:
+            return
+        victims: list[K] = []
+        for key, slot in self._slots.items():  # least recently messaged first
+            if not slot.running:
+                victims.append(key)
+                if len(victims) == excess:
+                    break
+        for key in victims:
+            del self._slots[key]
+        self._passivations += len(victims)
+
+    def passivate_idle(self) -> int:
+        """Passivate every actor idle for ``idle_timeout`` or longer; returns how many.
+
+        Idle time counts from the last inbound message (replies do not refresh it).
+        """
+        deadline = trio.current_time() - self._idle_timeout
+        stale: list[K] = []
+        for key, slot in self._slots.items():
+            if slot.last_message_at > deadline:
+                break  # the registry is ordered by last message
+            if not slot.running:
+                stale.append(key)
+        for key in stale:
+            del self._slots[key]
+        self._passivations += len(stale)
+        return len(stale)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await trio.sleep(max(self._idle_timeout / 4, 0.001))
+            self.passivate_idle()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop admitting messages and wait until every mailbox is empty."""
+        self._closed = True
+        await self._all_idle.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def is_resident(self, key: K) -> bool:
+        return key in self._slots
+
+    def statistics(self) -> SystemStatistics:
+        return SystemStatistics(
+            resident=len(self._slots),
+            running=self._running,
+            queued=self._queued,
+            max_mailbox_depth=self._max_depth,
+            activations=self._activations,
+            passivations=self._passivations,
+            failures=self._failures,
+            messages=self._messages,
+        )
+
+
+@asynccontextmanager
+async def open_actor_system(
+    factory: ActorFactory[K, M, R],
+    *,
+    mailbox_capacity: int = 1000,
+    batch_limit: int = 100,
+    idle_timeout: float = 300.0,
+    max_resident: int = 1_000_000,
+) -> AsyncIterator[ActorSystem[K, M, R]]:
+    """Open an actor system. On a normal exit it drains (every admitted message is handled);
+    when the body raises or is cancelled, the runners are cancelled and their callers fail
+    with ActorSystemClosed."""
+    async with trio.open_nursery() as nursery:
+        system: ActorSystem[K, M, R] = ActorSystem(
+            nursery,
+            factory,
+            mailbox_capacity=mailbox_capacity,
+            batch_limit=batch_limit,
+            idle_timeout=idle_timeout,
+            max_resident=max_resident,
+        )
+        nursery.start_soon(system._sweep_forever)
+        yield system
+        await system.drain()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,194 @@
+"""The ``perkamo`` command: the server and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from storage import Database, EmbeddedPostgres, StorageUnavailable
+from storage import spaces as space_store
+from storage.migrations import migrate
+
+from . import admin
+from .settings import Settings
+
+
+def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="PostgreSQL URL (env PERKAMO_DATABASE_URL)")
+    parser.add_argument("--data-dir", type=Path, help="data directory (env PERKAMO_DATA_DIR)")
+    parser.add_argument("--log-level", help="debug|info|warning|error (env PERKAMO_LOG_LEVEL)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perkamo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    _add_storage_flags(serve)
+    serve.add_argument("--host", help="listen address (env PERKAMO_HOST, default localhost)")
+    serve.add_argument("--port", type=int, help="listen port (env PERKAMO_PORT, default 4001)")
+    serve.add_argument(
+        "--demo", action="store_true", help="create the demo Space commerce-test and a key"
+    )
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    _add_storage_flags(mig)
+
+    spaces = sub.add_parser("spaces", help="manage Spaces").add_subparsers(
+        dest="action", required=True
+    )
+    create = spaces.add_parser("create", help="create a Space")
+    create.add_argument("slug")
+    create.add_argument("--name")
+    create.add_argument("--environment", choices=["test", "live"], default="test")
+    listing = spaces.add_parser("list", help="list Spaces")
+    setting = spaces.add_parser("set", help="change a Space's settings")
+    setting.add_argument("slug")
+    group = setting.add_mutually_exclusive_group(required=True)
+    group.add_argument("--require-signatures", action="store_true", default=None)
+    group.add_argument("--no-require-signatures", dest="require_signatures", action="store_false")
+    for p in (create, listing, setting):
+        _add_storage_flags(p)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    kcreate = keys.add_parser("create", help="create a key (shown once)")
+    kcreate.add_argument("space")
+    kcreate.add_argument(
+        "--scope",
+        action="append",
+        help="a scope (repeatable; default: all): events:write, profile:read, "
+        "rewards:redeem, admin:config",
+    )
+    klist = keys.add_parser("list", help="list a Space's keys")
+    klist.add_argument("space")
+    krevoke = keys.add_parser("revoke", help="revoke a key (effective within a second)")
+    krevoke.add_argument("key_id")
+    krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
+    krotate.add_argument("key_id")
+    for p in (kcreate, klist, krevoke, krotate):
+        _add_storage_flags(p)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    for name in ("database_url", "data_dir", "log_level", "host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    return settings
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """A database for one operator command: the configured URL, or the embedded server
+    (started if no server is running it, and stopped again if this command started it)."""
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
+        url = embedded.start()
+    db = Database(url, min_size=1, max_size=1)
+    try:
+        db.open()
+        db.call(migrate)
+        yield db
+    finally:
+        db.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _print_key(key_id: str, secret: str) -> None:
+    print(f"key id: {key_id}")
+    print(f"key:    {secret}")
+    print("Store the key now: it is shown once and cannot be recovered.")
+
+
+def _run_spaces(args: argparse.Namespace, db: Database) -> None:
+    if args.action == "create":
+        space = db.call(admin.create_space, args.slug, args.name, args.environment)
+        key_id, secret = db.call(admin.create_key, space)
+        print(f"created Space {space.slug} ({space.environment})")
+        _print_key(key_id, secret)
+    elif args.action == "list":
+        for space in db.call(space_store.list_spaces):
+            signed = " require-signatures" if space.require_signatures else ""
+            print(f"{space.slug}\t{space.environment}\t{space.name}{signed}")
+    elif args.action == "set":
+        if not db.call(space_store.set_require_signatures, args.slug, args.require_signatures):
+            raise admin.AdminError(f"no Space {args.slug!r}")
+        print(f"{args.slug}: require signatures = {args.require_signatures}")
+
+
+def _run_keys(args: argparse.Namespace, db: Database) -> None:
+    if args.action == "create":
+        space = db.call(admin.require_space, args.space)
+        _print_key(*db.call(admin.create_key, space, args.scope))
+    elif args.action == "list":
+        db.call(admin.require_space, args.space)
+        for key in db.call(space_store.list_keys, args.space):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            print(f"{key.id}\t{key.prefix}…\t{','.join(key.scopes)}\t{state}")
+    elif args.action == "revoke":
+        record = db.call(admin.revoke_key, args.key_id)
+        print(f"revoked {record.id} ({record.prefix}…) of Space {record.space_slug}")
+    elif args.action == "rotate":
+        key_id, secret = db.call(admin.rotate_key, args.key_id)
+        print(f"revoked {args.key_id}; its replacement:")
+        _print_key(key_id, secret)
+
+
+def _serve(settings: Settings, *, demo: bool) -> int:
+    from .server import CannotListen, serve
+
+    try:
+        trio.run(lambda: serve(settings, demo=demo))
+    except BaseExceptionGroup as group:
+        refused = group.subgroup(CannotListen)
+        if refused is None:
+            raise
+        first: BaseException = refused
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        print(f"perkamo: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return _serve(settings, demo=args.demo)
+        runners: dict[str, Callable[[argparse.Namespace, Database], Any]] = {
+            "spaces": _run_spaces,
+            "keys": _run_keys,
+            "migrate": lambda _args, _db: print("migrations applied"),
+        }
+        with _database(settings) as db:
+            runners[args.command](args, db)
+        return 0
+    except admin.AdminError as exc:
+        print(f"perkamo: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"perkamo: storage unavailable: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

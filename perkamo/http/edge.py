@@ -1,0 +1,157 @@
+"""The HTTP edge: every request passes these checks in the documented order
+(API.md §5): route → body size → API key → signature → scope → content type → JSON →
+tenant; then the route's handler runs (schema, idempotency, business rules)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from quart import Request, Response
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from storage import StorageUnavailable
+from storage.spaces import KeyRecord
+
+from .. import signing
+from ..errors import (
+    Forbidden,
+    InternalError,
+    PayloadTooLarge,
+    PerkamoError,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from ..runtime import Runtime
+from ..wire import decode_json, tenants_named
+from .errors import error_body
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
+_JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the authenticated key, path parameters and the decoded body."""
+
+    runtime: Runtime
+    key: KeyRecord
+    params: dict[str, str]
+    body: Any
+    received_at: datetime
+
+
+def new_request_id(header: str | None) -> str:
+    if header and _SANE_REQUEST_ID.match(header):
+        return header
+    return "req_" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+
+
+def json_response(
+    status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    response = Response(_encoder.encode(payload), status=status, content_type="application/json")
+    response.headers["x-perkamo-request-id"] = request_id
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(exc: PerkamoError, request_id: str) -> Response:
+    return json_response(exc.status, error_body(exc, request_id), request_id, exc.headers)
+
+
+async def handle(runtime: Runtime, router: Router, request: Request) -> Response:
+    request_id = new_request_id(request.headers.get("x-request-id"))
+    try:
+        route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
+        body = await _read_body(request)
+        if route.scope is None:
+            status, payload = await route.handler(runtime)
+            return json_response(status, payload, request_id)
+        record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+        _check_signature(record, key, request, body)
+        if route.scope not in record.scopes:
+            raise Forbidden(
+                f"This API key lacks the {route.scope} scope.", code="insufficient_scope"
+            )
+        if request.method in _MUTATING:
+            _check_content_type(request.headers.get("content-type"))
+            value = decode_json(body)
+            _check_tenants(record, tenants_named(value))
+        else:
+            value = None
+            _check_tenants(record, [v for k in ("tenant", "space") if (v := request.args.get(k))])
+        call = Call(runtime, record, params, value, datetime.now(UTC))
+        status, payload = await route.handler(call)
+        return json_response(status, payload, request_id)
+    except PerkamoError as exc:
+        return error_response(exc, request_id)
+    except StorageUnavailable:
+        return error_response(
+            ServiceUnavailable("Storage is unavailable; retry.", code="storage_unavailable"),
+            request_id,
+        )
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        return error_response(
+            InternalError("Something went wrong on our side; retry shortly."), request_id
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    try:
+        data = await request.get_data(cache=False, as_text=False)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.") from None
+    assert isinstance(data, bytes)
+    return data
+
+
+def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes) -> None:
+    given = request.headers.get("x-perkamo-signature")
+    if given is None:
+        if record.require_signatures and request.method in _MUTATING:
+            raise Unauthorized(
+                "This Space requires signed requests (x-perkamo-signature).",
+                code="signature_required",
+            )
+        return
+    timestamp = request.headers.get("x-perkamo-timestamp", "")
+    raw_path = (request.scope.get("raw_path") or b"/").decode("ascii", "replace")
+    if not signing.verify(key, timestamp, given, request.method, raw_path, body, time.time()):
+        raise Unauthorized(
+            "The request signature is invalid or its timestamp is outside the "
+            f"{signing.WINDOW_SECONDS}-second window.",
+            code="invalid_signature",
+        )
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not _JSON_TYPE.match(media):
+        raise UnsupportedMediaType("Send the body as JSON (content-type: application/json).")
+
+
+def _check_tenants(record: KeyRecord, named: list[str]) -> None:
+    for slug in named:
+        if slug != record.space_slug:
+            raise Forbidden(
+                "The Space named in the request does not match the API key's Space.",
+                code="tenant_mismatch",
+            )

@@ -1,0 +1,150 @@
+"""Route handlers: thin — validate the body, ask the profile actor, shape the answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors import Reply as ActorReply
+
+from ..documents import profile_document
+from ..errors import BadRequest, Forbidden, NotFound, NotSupported, PerkamoError, ServiceUnavailable
+from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Reply
+from ..runtime import Runtime
+from ..wire import EventInput, batch_items, check_user_id, event_input, identify_body, tenants_named
+from .edge import Call
+from .errors import item_error
+
+Result = tuple[int, Any]
+
+MAX_FUTURE = timedelta(minutes=5)
+
+
+def _check_not_future(event: EventInput, received_at: datetime, prefix: str = "") -> None:
+    if event.occurred_at is not None and event.occurred_at > received_at + MAX_FUTURE:
+        raise BadRequest(
+            "occurred_at is more than 5 minutes in the future.",
+            code="occurred_at_in_future",
+            details=[{"path": prefix + "occurred_at", "message": "in the future"}],
+        )
+
+
+async def identify(call: Call) -> Result:
+    user_id, traits = identify_body(call.body)
+    reply = await call.runtime.ask(
+        (call.key.space_id, user_id), Identify(traits, call.received_at), writes=True
+    )
+    assert isinstance(reply, IdentifyResult)
+    return 200, {
+        "tenant": call.key.space_slug,
+        "user_id": user_id,
+        "traits": reply.traits,
+        "created": reply.created,
+    }
+
+
+async def ingest_event(call: Call) -> Result:
+    event = event_input(call.body)
+    _check_not_future(event, call.received_at)
+    reply = await call.runtime.ask(
+        (call.key.space_id, event.user_id), Ingest(event, call.received_at), writes=True
+    )
+    return 200, reply
+
+
+_FAILED_ITEM: dict[str, Any] = {
+    "applied": False,
+    "duplicate": False,
+    "delta": [],
+    "leveled_up": False,
+    "unlocked": [],
+    "wallet_state": {},
+    "level": None,
+}
+
+
+def _failed(exc: PerkamoError) -> dict[str, Any]:
+    return {**_FAILED_ITEM, "error": item_error(exc)}
+
+
+async def ingest_batch(call: Call) -> Result:
+    """Each item succeeds or fails on its own. Items are admitted in list order, so one
+    user's items apply in that order; different users proceed in parallel. An item reusing
+    the transaction id of an earlier item for another user waits for that item to settle,
+    so the later one is the duplicate or the conflict."""
+    batch = batch_items(call.body)
+    runtime = call.runtime
+    results: list[dict[str, Any] | None] = [None] * len(batch.events)
+    waves: list[list[tuple[int, EventInput]]] = [[]]
+    owner_of: dict[str, tuple[str, int]] = {}  # transaction id -> (user, wave)
+    for index, raw in enumerate(batch.events):
+        prefix = f"events[{index}]."
+        try:
+            for slug in tenants_named(raw):
+                if slug != call.key.space_slug:
+                    raise Forbidden(
+                        "The Space named in this item does not match the API key's Space.",
+                        code="tenant_mismatch",
+                    )
+            event = event_input(raw, prefix)
+            _check_not_future(event, call.received_at, prefix)
+        except PerkamoError as exc:
+            results[index] = _failed(exc)
+            continue
+        wave = 0
+        if (seen := owner_of.get(event.transaction_id)) is not None:
+            wave = seen[1] + (seen[0] != event.user_id)
+        owner_of[event.transaction_id] = (event.user_id, wave)
+        while len(waves) <= wave:
+            waves.append([])
+        waves[wave].append((index, event))
+    for wave_items in waves:
+        submitted: list[tuple[int, ActorReply[Reply]]] = []
+        for index, event in wave_items:
+            try:
+                submitted.append(
+                    (
+                        index,
+                        runtime.submit(
+                            (call.key.space_id, event.user_id), Ingest(event, call.received_at)
+                        ),
+                    )
+                )
+            except ServiceUnavailable as exc:
+                results[index] = _failed(exc)
+        for index, reply in submitted:
+            try:
+                value = await runtime.outcome(reply, writes=True)
+                assert isinstance(value, dict)
+                results[index] = value
+            except PerkamoError as exc:
+                results[index] = _failed(exc)
+    return 200, {"results": results}
+
+
+async def profile(call: Call) -> Result:
+    user_id = check_user_id(call.params["user_id"])
+    view = await call.runtime.ask((call.key.space_id, user_id), Read(), writes=False)
+    if view is None:
+        raise NotFound(f"No profile with user_id {user_id!r}.", code="profile_not_found")
+    assert isinstance(view, ProfileView)
+    program = call.runtime.program_for(call.key.space_id)
+    return 200, profile_document(call.key.space_slug, user_id, view, program, datetime.now(UTC))
+
+
+async def not_supported(_: object) -> Result:
+    raise NotSupported(
+        "This endpoint is a Perkamo preview feature that this server does not offer yet.",
+        code="not_supported",
+    )
+
+
+async def healthz(runtime: Runtime) -> Result:
+    return 200, {"status": "ok"}
+
+
+async def readyz(runtime: Runtime) -> Result:
+    if runtime.actors.closed:
+        raise ServiceUnavailable("The server is shutting down.", code="overloaded")
+    await runtime.db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+    return 200, {"status": "ready"}

@@ -1,0 +1,85 @@
+"""Routing on the raw (still percent-encoded) path.
+
+A ``user_id`` is one path segment that may contain an encoded ``/`` (the PHP SDK
+``rawurlencode``s it), so routing splits the raw path and decodes only the matched segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from ..errors import MethodNotAllowed, NotFound, ValidationFailed
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: str  # e.g. "/v1/profile/{user_id}"
+    handler: Handler
+    scope: str | None  # required API-key scope; None: no key (operational endpoints)
+    name: str
+
+
+class Router:
+    def __init__(self) -> None:
+        self._routes: list[tuple[tuple[str, ...], Route]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler, scope: str | None) -> None:
+        segments = tuple(pattern.strip("/").split("/"))
+        self._routes.append((segments, Route(method, pattern, handler, scope, pattern)))
+
+    @property
+    def routes(self) -> list[Route]:
+        return [route for _, route in self._routes]
+
+    def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
+        """Find the route; raises NotFound (no such path) or MethodNotAllowed (with ``allow``)."""
+        try:
+            path = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            raise NotFound("No such endpoint.") from None
+        segments = path.strip("/").split("/") if path.startswith("/") else None
+        if segments is None or path.endswith("/") and path != "/":
+            raise NotFound("No such endpoint.")
+        allowed: list[str] = []
+        for pattern, route in self._routes:
+            params = _match(pattern, segments)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, {k: _decode_segment(k, v) for k, v in params.items()}
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{method} is not allowed here; use {', '.join(allowed)}.",
+                headers={"allow": ", ".join(allowed)},
+            )
+        raise NotFound("No such endpoint.")
+
+
+def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, segments, strict=True):
+        if want.startswith("{") and want.endswith("}"):
+            if not got:
+                return None
+            params[want[1:-1]] = got
+        elif want == "*":
+            continue
+        elif got != want and unquote(got) != want:
+            return None
+    return params
+
+
+def _decode_segment(name: str, raw: str) -> str:
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ValidationFailed(name, "is not valid percent-encoded UTF-8") from None

@@ -1,0 +1,146 @@
+"""Start-up wiring: storage, the group-commit writer, the actor system, the listener.
+
+``open_runtime`` is used by ``perkamo serve`` and by the tests alike. On exit it shuts down
+in the order that loses nothing: stop admitting and drain the actors, then flush the writer,
+then close the connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from actors import (
+    ActorFailed,
+    ActorSystem,
+    ActorSystemClosed,
+    MailboxFull,
+    open_actor_system,
+)
+from actors import Reply as ActorReply
+from storage import (
+    CommitOutcomeUnknown,
+    Database,
+    GroupCommitWriter,
+    Listener,
+    StorageUnavailable,
+    open_database,
+    open_group_commit_writer,
+)
+from storage.migrations import migrate
+
+from .auth import Authenticator
+from .errors import PerkamoError, ServiceUnavailable
+from .profile_actor import Message, ProfileKey, ProfileServices, Reply
+from .program import EMPTY_PROGRAM, Program
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+AUTH_CHANNEL = "perkamo_auth"
+
+
+def _shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable("The server is shutting down; retry.", code="overloaded")
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    writer: GroupCommitWriter
+    actors: ActorSystem[ProfileKey, Message, Reply]
+    auth: Authenticator
+    listener: Listener
+
+    def program_for(self, space_id: int) -> Program:
+        return _program_for(space_id)
+
+    def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
+        """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
+        mailbox is full or the server is shutting down."""
+        try:
+            return self.actors.ask_nowait(key, message)
+        except MailboxFull:
+            raise ServiceUnavailable(
+                "This profile is receiving more work than it can take; retry shortly.",
+                code="overloaded",
+            ) from None
+        except ActorSystemClosed:
+            raise _shutting_down() from None
+
+    async def outcome(self, reply: ActorReply[Reply], *, writes: bool) -> Reply:
+        """Wait (bounded) for a submitted message's reply; storage trouble becomes 503."""
+        with trio.move_on_after(self.settings.request_timeout):
+            try:
+                value = await reply.wait()
+            except ActorFailed as exc:
+                raise _unavailable(exc.__cause__) from None
+            except ActorSystemClosed:
+                raise _shutting_down() from None
+            if isinstance(value, PerkamoError):
+                raise value
+            return value
+        if writes:
+            raise ServiceUnavailable(
+                "The request timed out; it may or may not have been applied. "
+                "Retry with the same transaction_id.",
+                code="outcome_unknown",
+            )
+        raise ServiceUnavailable("The request timed out; retry shortly.", code="overloaded")
+
+    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Reply:
+        return await self.outcome(self.submit(key, message), writes=writes)
+
+
+def _program_for(space_id: int) -> Program:
+    # Until configuration modules can be uploaded, every Space runs the empty program.
+    return EMPTY_PROGRAM
+
+
+def _unavailable(cause: BaseException | None) -> Exception:
+    if isinstance(cause, CommitOutcomeUnknown):
+        return ServiceUnavailable(
+            "Storage failed while committing; the request may or may not have been applied. "
+            "Retry with the same transaction_id.",
+            code="outcome_unknown",
+        )
+    if isinstance(cause, StorageUnavailable):
+        return ServiceUnavailable(
+            "Storage is unavailable; retry with the same transaction_id.",
+            code="storage_unavailable",
+        )
+    log.error("profile actor failed", exc_info=cause)
+    return RuntimeError("profile actor failed")
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[Runtime]:
+    async with open_database(database_url) as db:
+        await db.run(migrate)
+        async with (
+            open_group_commit_writer(database_url) as writer,
+            trio.open_nursery() as nursery,
+        ):
+
+            def forget_keys(*_notification: str) -> None:
+                auth.forget_all()
+
+            listener = Listener(database_url, [AUTH_CHANNEL], forget_keys, forget_keys)
+            auth = Authenticator(db, lambda: listener.healthy)
+            nursery.start_soon(listener.run)
+            with trio.move_on_after(5):
+                await listener.connected.wait()
+            services = ProfileServices(db, writer, _program_for)
+            async with open_actor_system(
+                services.activate,
+                mailbox_capacity=settings.mailbox_capacity,
+                idle_timeout=settings.idle_seconds,
+                max_resident=settings.max_resident_profiles,
+            ) as system:
+                yield Runtime(settings, db, writer, system, auth, listener)
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,81 @@
+"""``perkamo serve``: hypercorn (trio worker) inside our own ``trio.run``, one process.
+
+SIGINT/SIGTERM → stop accepting connections → in-flight requests finish (bounded by the
+grace period) → the actors drain → the writer's final flush → the embedded database stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from storage import EmbeddedPostgres
+
+from . import admin
+from .http.app import create_app
+from .runtime import open_runtime
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CannotListen(Exception):
+    """The HTTP port could not be bound (in use, or not permitted)."""
+
+
+async def _wait_for_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    embedded: EmbeddedPostgres | None = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
+        url = await trio.to_thread.run_sync(embedded.start)
+    try:
+        async with open_runtime(settings, url) as runtime:
+            banner = ""
+            if demo:
+                space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
+                banner = (
+                    f"Demo Space: {space.slug} ({space.environment})\n"
+                    f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
+                )
+            config = Config()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.graceful_timeout = settings.shutdown_grace_seconds
+            config.accesslog = None
+            config.errorlog = logging.getLogger("hypercorn.error")
+            app = create_app(runtime)
+            stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_wait_for_signal, stop)
+                try:
+                    binds = await nursery.start(
+                        functools.partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
+                    )
+                except OSError as exc:
+                    where = config.bind[0]
+                    raise CannotListen(f"cannot listen on {where}: {exc.strerror}") from None
+                print(
+                    f"Perkamo is listening on {', '.join(binds)}\n{banner}",
+                    file=sys.stdout,
+                    flush=True,
+                )
+                await stop.wait()
+            log.info("HTTP server stopped; draining profiles")
+    finally:
+        if embedded is not None:
+            await trio.to_thread.run_sync(embedded.stop)
+    log.info("shutdown complete")

@@ -1,0 +1,43 @@
+"""Settings: ``PERKAMO_*`` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(slots=True)
+class Settings:
+    host: str = field(default_factory=lambda: os.environ.get("PERKAMO_HOST", "localhost"))
+    port: int = field(default_factory=lambda: int(os.environ.get("PERKAMO_PORT", "4001")))
+    database_url: str | None = field(
+        default_factory=lambda: os.environ.get("PERKAMO_DATABASE_URL") or None
+    )
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("PERKAMO_DATA_DIR", ".perkamo"))
+    )
+    log_level: str = field(default_factory=lambda: os.environ.get("PERKAMO_LOG_LEVEL", "info"))
+    # Acknowledge events before their commit. Unsafe: a crash loses the last moments of
+    # acknowledged events. Off by default.
+    ack_before_commit: bool = field(
+        default_factory=lambda: _env_bool("PERKAMO_ACK_BEFORE_COMMIT", False)
+    )
+    mailbox_capacity: int = field(
+        default_factory=lambda: int(os.environ.get("PERKAMO_MAILBOX_CAPACITY", "1000"))
+    )
+    max_resident_profiles: int = field(
+        default_factory=lambda: int(os.environ.get("PERKAMO_MAX_RESIDENT_PROFILES", "1000000"))
+    )
+    idle_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("PERKAMO_IDLE_SECONDS", "300"))
+    )
+    request_timeout: float = 5.0
+    shutdown_grace_seconds: float = 10.0

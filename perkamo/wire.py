@@ -1,0 +1,206 @@
+"""Request bodies: one msgspec Struct per wire shape, plus the field rules of API.md §3.
+
+Decoding is two-phase, matching the documented order of checks: raw bytes → JSON value
+(``invalid_json``), then the tenant check, then JSON value → Struct (``validation_error``).
+Numbers decode to exact decimals, never binary floats.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from .errors import BadRequest, ValidationFailed
+from .timefmt import parse_rfc3339
+
+MAX_OBJECT_BYTES = 16 * 1024
+MAX_DEPTH = 8
+MAX_BATCH = 100
+RESERVED_CONTEXT_KEYS = frozenset(
+    {"xp", "wallet", "wallets", "rewards", "level", "perks", "achievements"}
+)
+
+T = TypeVar("T")
+
+_json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_compact = msgspec.json.Encoder(decimal_format="number")
+
+
+class IdentifyBody(msgspec.Struct):
+    user_id: str
+    traits: dict[str, Any] | list[Any] | None = None
+    tenant: str | None = None
+    space: str | None = None
+
+
+class EventBody(msgspec.Struct):
+    user_id: str
+    event: str
+    transaction_id: str
+    context: dict[str, Any] | list[Any] | None = None
+    occurred_at: str | None = None
+    tenant: str | None = None
+    space: str | None = None
+
+
+class BatchBody(msgspec.Struct):
+    events: list[Any]
+    tenant: str | None = None
+    space: str | None = None
+
+
+class EventInput(msgspec.Struct, frozen=True):
+    """A validated event, ready for the profile actor."""
+
+    user_id: str
+    event: str
+    transaction_id: str
+    context: dict[str, Any]
+    occurred_at: datetime | None
+
+
+def decode_json(body: bytes) -> Any:
+    """Raw body → JSON value. Raises BadRequest(invalid_json)."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        return _json_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        message = f"The request body is not valid JSON: {exc}"
+        raise BadRequest(message, code="invalid_json") from None
+    except RecursionError:
+        raise ValidationFailed("", "JSON nesting is too deep") from None
+
+
+_PATH_IN_MESSAGE = re.compile(r" - at `\$(.*)`$")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
+
+
+def _convert(value: Any, shape: type[T], prefix: str) -> T:
+    try:
+        return msgspec.convert(value, shape)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _PATH_IN_MESSAGE.search(text)
+        path = prefix + (m.group(1) if m else "")
+        message = text[: m.start()] if m else text
+        if missing := _MISSING_FIELD.search(message):
+            path = f"{path}.{missing.group(1)}"
+            message = "is required"
+        raise ValidationFailed(path.lstrip("."), message) from None
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def check_text(
+    value: str, path: str, *, max_len: int, no_control: bool = False, no_space: bool = False
+) -> str:
+    if not 1 <= len(value) <= max_len:
+        raise ValidationFailed(path, f"must be 1 to {max_len} characters long")
+    if "\x00" in value:
+        raise ValidationFailed(path, "must not contain U+0000")
+    if no_control and _has_control(value):
+        raise ValidationFailed(path, "must not contain control characters")
+    if no_space and any(ch.isspace() for ch in value):
+        raise ValidationFailed(path, "must not contain whitespace")
+    return value
+
+
+def check_user_id(value: str, path: str = "user_id") -> str:
+    return check_text(value, path, max_len=256, no_control=True)
+
+
+def _walk(value: Any, path: str, depth: int) -> None:
+    """Reject U+0000 anywhere and nesting deeper than MAX_DEPTH (the object itself is 1)."""
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValidationFailed(path, "keys must not contain U+0000")
+            _walk(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, str) and "\x00" in value:
+        raise ValidationFailed(path, "strings must not contain U+0000")
+
+
+def check_object(value: dict[str, Any] | list[Any] | None, path: str) -> dict[str, Any]:
+    """An optional JSON object; ``null`` and ``[]`` (PHP's empty array) mean ``{}``."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        if value:
+            raise ValidationFailed(path, "must be a JSON object")
+        return {}
+    _walk(value, path, 1)
+    if len(_compact.encode(value)) > MAX_OBJECT_BYTES:
+        raise ValidationFailed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
+    return value
+
+
+def check_tenant_fields(tenant: str | None, space: str | None, prefix: str = "") -> None:
+    for name, value in (("tenant", tenant), ("space", space)):
+        if value is not None:
+            check_text(value, prefix + name, max_len=128)
+
+
+def tenants_named(value: Any) -> list[str]:
+    """The Space slugs a raw JSON body names (``tenant`` / ``space``), if any."""
+    if not isinstance(value, dict):
+        return []
+    return [v for k in ("tenant", "space") if isinstance(v := value.get(k), str)]
+
+
+def identify_body(value: Any) -> tuple[str, dict[str, Any]]:
+    body = _convert(value, IdentifyBody, "")
+    check_tenant_fields(body.tenant, body.space)
+    return check_user_id(body.user_id), check_object(body.traits, "traits")
+
+
+def event_input(value: Any, prefix: str = "") -> EventInput:
+    """Validate one event body (``prefix`` like ``events[3].`` inside a batch)."""
+    body = _convert(value, EventBody, prefix.rstrip("."))
+    check_tenant_fields(body.tenant, body.space, prefix)
+    check_user_id(body.user_id, prefix + "user_id")
+    check_text(body.event, prefix + "event", max_len=128, no_control=True, no_space=True)
+    check_text(body.transaction_id, prefix + "transaction_id", max_len=256)
+    context = check_object(body.context, prefix + "context")
+    for key in context:
+        if key.casefold() in RESERVED_CONTEXT_KEYS:
+            raise BadRequest(
+                f"The context key {key!r} is reserved; rename it.",
+                code="reserved_context_key",
+                details=[{"path": f"{prefix}context.{key}", "message": "reserved key"}],
+            )
+    occurred_at = None
+    if body.occurred_at is not None:
+        try:
+            occurred_at = parse_rfc3339(body.occurred_at)
+        except ValueError as exc:
+            raise ValidationFailed(prefix + "occurred_at", str(exc)) from None
+    return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
+
+
+def batch_items(value: Any) -> BatchBody:
+    """The batch envelope; raises for a body that is not ``{"events": [1..100 items]}``."""
+    body = _convert(value, BatchBody, "")
+    check_tenant_fields(body.tenant, body.space)
+    if not body.events:
+        raise BadRequest("A batch needs at least one event.", code="batch_empty")
+    if len(body.events) > MAX_BATCH:
+        raise BadRequest(
+            f"A batch holds at most {MAX_BATCH} events; got {len(body.events)}.",
+            code="batch_too_large",
+        )
+    return body

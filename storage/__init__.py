@@ -1,0 +1,33 @@
+"""PostgreSQL storage: connections, the embedded server, migrations, tables and the
+group-commit writer. It knows SQL, not loyalty rules."""
+
+from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable
+from .database import Database, open_database
+from .embedded import EmbeddedPostgres
+from .group_commit import (
+    EventRow,
+    GroupCommitWriter,
+    SnapshotWrite,
+    Status,
+    Unit,
+    Verdict,
+    open_group_commit_writer,
+)
+from .notify import Listener
+
+__all__ = [
+    "CommitOutcomeUnknown",
+    "Database",
+    "EmbeddedPostgres",
+    "EventRow",
+    "GroupCommitWriter",
+    "Listener",
+    "SnapshotWrite",
+    "Status",
+    "StorageError",
+    "StorageUnavailable",
+    "Unit",
+    "Verdict",
+    "open_database",
+    "open_group_commit_writer",
+]

@@ -1,0 +1,77 @@
+"""Profile snapshots and the event log, as read by the product."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    traits: Any
+    state: Any
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the idempotency check and the profile's history need it."""
+
+    transaction_id: str
+    user_id: str
+    event: str
+    request_hash: bytes
+    occurred_at: datetime
+    outcome: Any
+
+
+def load_profile(conn: Conn, space_id: int, user_id: str) -> ProfileRow | None:
+    with conn.cursor(row_factory=class_row(ProfileRow)) as cur:
+        cur.execute(
+            "SELECT traits, state, version, created_at, updated_at FROM profiles"
+            " WHERE space_id = %s AND user_id = %s",
+            (space_id, user_id),
+        )
+        return cur.fetchone()
+
+
+def find_events(conn: Conn, space_id: int, transaction_ids: list[str]) -> list[StoredEvent]:
+    with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
+        cur.execute(
+            "SELECT transaction_id, user_id, event, request_hash, occurred_at, outcome"
+            " FROM events WHERE space_id = %s AND transaction_id = ANY(%s)",
+            (space_id, transaction_ids),
+        )
+        return cur.fetchall()
+
+
+def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[StoredEvent]:
+    """The profile's most recent events, newest (by processing order) first."""
+    with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
+        cur.execute(
+            "SELECT transaction_id, user_id, event, request_hash, occurred_at, outcome"
+            " FROM events WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
+            (space_id, user_id, limit),
+        )
+        return cur.fetchall()
+
+
+def count_events(conn: Conn, space_id: int, user_id: str | None = None) -> int:
+    if user_id is None:
+        row = conn.execute("SELECT count(*) FROM events WHERE space_id = %s", (space_id,))
+    else:
+        row = conn.execute(
+            "SELECT count(*) FROM events WHERE space_id = %s AND user_id = %s",
+            (space_id, user_id),
+        )
+    result = row.fetchone()
+    assert result is not None
+    return int(result[0])
