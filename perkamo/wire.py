@@ -73,6 +73,8 @@ def decode_json(body: bytes) -> Any:
     except msgspec.DecodeError as exc:
         message = f"The request body is not valid JSON: {exc}"
         raise BadRequest(message, code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise BadRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except RecursionError:
         raise ValidationFailed("", "JSON nesting is too deep") from None
 

@@ -4,6 +4,7 @@ another server process) reach a running server within a second."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,10 +21,12 @@ POLL_SECONDS = 0.25
 
 
 class Listener:
-    """Calls ``on_notify(channel, payload)`` for every notification on ``channels``.
+    """Calls ``on_notify(channel, payload)`` (in the trio thread) for every notification on
+    ``channels``. ``on_reset()`` is called whenever the listening connection is established
+    or lost: anything missed meanwhile must be assumed changed.
 
-    ``on_reset()`` is called whenever the listening connection is (re)established: anything
-    missed while it was down must be assumed changed.
+    The blocking loop runs in its own thread; cancelling ``run`` returns at once and the
+    thread stops within one poll interval.
     """
 
     def __init__(
@@ -41,36 +44,47 @@ class Listener:
         # While False, notifications may be missed: callers must not trust their caches.
         self.healthy = False
 
-    def _open(self) -> psycopg.Connection[Any]:
-        conn = connect(self._url, autocommit=True)
-        for channel in self._channels:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        return conn
-
-    @staticmethod
-    def _poll(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-        return [(n.channel, n.payload) for n in conn.notifies(timeout=POLL_SECONDS)]
-
     async def run(self) -> None:
-        backoff = 0.1
-        while True:
+        stop = threading.Event()
+        token = trio.lowlevel.current_trio_token()
+        try:
+            await trio.to_thread.run_sync(
+                self._loop, stop, token, abandon_on_cancel=True, limiter=trio.CapacityLimiter(1)
+            )
+        finally:
+            stop.set()
+
+    def _set_health(self, healthy: bool) -> None:
+        self.healthy = healthy
+        self._on_reset()
+        if healthy:
+            self.connected.set()
+
+    def _loop(self, stop: threading.Event, token: trio.lowlevel.TrioToken) -> None:
+        def to_trio(fn: Callable[..., None], *args: Any) -> None:
             try:
-                conn = await trio.to_thread.run_sync(self._open)
+                trio.from_thread.run_sync(fn, *args, trio_token=token)
+            except trio.RunFinishedError:
+                stop.set()
+
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                conn = connect(self._url, autocommit=True)
             except StorageUnavailable:
-                await trio.sleep(backoff)
+                stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.1
-            self._on_reset()
-            self.healthy = True
-            self.connected.set()
             try:
-                while True:
-                    for channel, payload in await trio.to_thread.run_sync(self._poll, conn):
-                        self._on_notify(channel, payload)
+                for channel in self._channels:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                to_trio(self._set_health, True)
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=POLL_SECONDS):
+                        to_trio(self._on_notify, note.channel, note.payload)
             except psycopg.Error as exc:
-                log.warning("notification listener lost its connection: %s", exc)
-                self.healthy = False
-                self._on_reset()
+                log.warning("notification listener lost its connection: %s", type(exc).__name__)
+                to_trio(self._set_health, False)
             finally:
                 conn.close()

@@ -53,9 +53,7 @@ class SpaceKey:
         return str(self.space.slug)
 
 
-def make_space(
-    pg_url: str, scopes: list[str] | None = None, environment: str = "test"
-) -> SpaceKey:
+def make_space(pg_url: str, scopes: list[str] | None = None, environment: str = "test") -> SpaceKey:
     slug = f"space-{next(_counter)}-{secrets.token_hex(3)}"
     with psycopg.connect(pg_url) as conn:
         space = admin.create_space(conn, slug, f"Space {slug}", environment)
@@ -116,8 +114,14 @@ class Api:
             body = msgspec.json.encode(json)
             all_headers.setdefault("content-type", "application/json")
         with trio.fail_after(15):
+            # Like hypercorn: raw_path is the path exactly as sent (still percent-encoded).
+            raw_path = path.split("?", 1)[0].encode("ascii")
             response = await self._client.open(
-                path, method=method, data=body, headers=all_headers
+                path,
+                method=method,
+                data=body,
+                headers=all_headers,
+                scope_base={"raw_path": raw_path},
             )
             raw = await response.get_data()
         parsed = _decoder.decode(raw) if raw else None

@@ -7,10 +7,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..errors import MethodNotAllowed, NotFound, PerkamoError
 from ..runtime import Runtime
 from . import handlers
-from .edge import MAX_BODY_BYTES, error_response, handle, new_request_id
+from .edge import MAX_BODY_BYTES, handle
 from .router import Router
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -46,17 +45,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
         )
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> Response:
-        # Only reached for requests Quart refuses before our view runs (an unusual method).
-        request_id = new_request_id(request.headers.get("x-request-id"))
-        error: PerkamoError
-        try:
-            router.match(request.method, request.scope.get("raw_path") or b"/")
-            error = NotFound("No such endpoint.")
-        except PerkamoError as routed:
-            error = routed
-        if exc.code == 405 and not isinstance(error, MethodNotAllowed):
-            error = MethodNotAllowed("This method is not allowed here.")
-        return error_response(error, request_id)
+    async def refused_by_quart(exc: HTTPException) -> Response:
+        # Quart's own router refuses what our raw-path router may accept (an encoded control
+        # character in a user id, an unusual method): let the edge decide, as for any request.
+        return await handle(runtime, router, request)
 
     return app
