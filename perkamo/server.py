@@ -65,9 +65,9 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
                     binds = await nursery.start(
                         functools.partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
                     )
-                except OSError as exc:
-                    where = config.bind[0]
-                    raise CannotListen(f"cannot listen on {where}: {exc.strerror}") from None
+                except* OSError as group:
+                    reason = getattr(group.exceptions[0], "strerror", None) or "refused"
+                    raise CannotListen(f"cannot listen on {config.bind[0]}: {reason}") from None
                 print(
                     f"Perkamo is listening on {', '.join(binds)}\n{banner}",
                     file=sys.stdout,

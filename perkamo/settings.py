@@ -7,13 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(slots=True)
 class Settings:
     host: str = field(default_factory=lambda: os.environ.get("PERKAMO_HOST", "localhost"))
@@ -25,11 +18,6 @@ class Settings:
         default_factory=lambda: Path(os.environ.get("PERKAMO_DATA_DIR", ".perkamo"))
     )
     log_level: str = field(default_factory=lambda: os.environ.get("PERKAMO_LOG_LEVEL", "info"))
-    # Acknowledge events before their commit. Unsafe: a crash loses the last moments of
-    # acknowledged events. Off by default.
-    ack_before_commit: bool = field(
-        default_factory=lambda: _env_bool("PERKAMO_ACK_BEFORE_COMMIT", False)
-    )
     mailbox_capacity: int = field(
         default_factory=lambda: int(os.environ.get("PERKAMO_MAILBOX_CAPACITY", "1000"))
     )
@@ -40,4 +28,7 @@ class Settings:
         default_factory=lambda: float(os.environ.get("PERKAMO_IDLE_SECONDS", "300"))
     )
     request_timeout: float = 5.0
-    shutdown_grace_seconds: float = 10.0
+    # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
+    shutdown_grace_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("PERKAMO_SHUTDOWN_GRACE_SECONDS", "10"))
+    )

@@ -84,6 +84,8 @@ class Listener:
                     for note in conn.notifies(timeout=POLL_SECONDS):
                         to_trio(self._on_notify, note.channel, note.payload)
             except psycopg.Error as exc:
+                if stop.is_set():
+                    return  # shutting down: the database may already be gone
                 log.warning("notification listener lost its connection: %s", type(exc).__name__)
                 to_trio(self._set_health, False)
             finally:

@@ -1,0 +1,160 @@
+"""The server as a real process: graceful shutdown, crash safety, restart idempotency."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+import psycopg
+import pytest
+import trio
+
+from tests.conftest import SpaceKey
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture
+async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
+    proc = ServerProcess(pg_url, tmp_path)
+    await proc.start()
+    yield proc
+    proc.kill()
+
+
+def committed(pg_url: str, space_id: int) -> dict[str, int]:
+    """transaction id -> how many times it is in the event log."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT transaction_id, count(*) FROM events WHERE space_id = %s"
+            " GROUP BY transaction_id",
+            (space_id,),
+        ).fetchall()
+    return {tx: n for tx, n in rows}
+
+
+def event(tx: str, user: str) -> dict:
+    return {"user_id": user, "event": "lesson.finished", "transaction_id": tx}
+
+
+async def drive_load(
+    base_url: str, key: str, attempted: list[str], answered: list[str], stop: trio.Event
+) -> None:
+    """Twenty concurrent clients sending distinct events until ``stop`` or failure."""
+    headers = {"x-perkamo-api-key": key}
+
+    async def worker(n: int, client: httpx.AsyncClient) -> None:
+        i = 0
+        while not stop.is_set():
+            tx = f"w{n}-{i}"
+            attempted.append(tx)
+            try:
+                r = await client.post(
+                    base_url + "/v1/events",
+                    json=event(tx, f"user-{i % 7}-{n % 3}"),
+                    headers=headers,
+                )
+            except httpx.TransportError:
+                return
+            if r.status_code == 200 and r.json()["applied"]:
+                answered.append(tx)
+            i += 1
+
+    async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(worker, n, client)
+
+
+async def test_sigterm_shuts_down_cleanly_and_loses_nothing(server, space: SpaceKey, pg_url):
+    headers = {"x-perkamo-api-key": space.key}
+    async with httpx.AsyncClient() as client:
+        # Real HTTP, with an encoded "/" in the user id routed as one segment.
+        r = await client.post(
+            server.base_url + "/v1/identify", json={"user_id": "a/b"}, headers=headers
+        )
+        assert r.status_code == 200
+        r = await client.get(server.base_url + "/v1/profile/a%2Fb", headers=headers)
+        assert (r.status_code, r.json()["user_id"]) == (200, "a/b")
+        assert r.headers["x-perkamo-request-id"].startswith("req_")
+    attempted: list[str] = []
+    answered: list[str] = []
+    stop = trio.Event()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drive_load, server.base_url, space.key, attempted, answered, stop)
+            while len(answered) < 200:
+                await trio.sleep(0.01)
+            server.signal(signal.SIGTERM)
+            code = await server.wait()
+            stop.set()
+    assert code == 0, server.log()
+    assert "shutdown complete" in server.log()
+    log = committed(pg_url, space.space.id)
+    assert all(log.get(tx) == 1 for tx in answered)
+    assert space.key not in server.log()  # keys are never logged
+
+
+async def test_sigkill_under_load_loses_no_acknowledged_event(server, space, pg_url, tmp_path):
+    attempted: list[str] = []
+    answered: list[str] = []
+    stop = trio.Event()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drive_load, server.base_url, space.key, attempted, answered, stop)
+            while len(answered) < 300:
+                await trio.sleep(0.01)
+            server.kill()  # SIGKILL mid-load: no shutdown code runs
+            stop.set()
+    assert len(attempted) > len(answered)  # some requests were in flight at the kill
+    log = committed(pg_url, space.space.id)
+    missing = [tx for tx in answered if log.get(tx) != 1]
+    assert missing == [], "acknowledged events lost"
+
+    # Restart and re-send every event of the run, answered or not: each applies exactly once.
+    again = ServerProcess(pg_url, tmp_path)
+    await again.start()
+    try:
+        headers = {"x-perkamo-api-key": space.key}
+        duplicates = set()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for tx in attempted:
+                n, i = tx[1:].split("-")
+                body = event(tx, f"user-{int(i) % 7}-{int(n) % 3}")
+                r = await client.post(again.base_url + "/v1/events", json=body, headers=headers)
+                assert r.status_code == 200, r.text
+                if r.json()["duplicate"]:
+                    duplicates.add(tx)
+        assert set(answered) <= duplicates  # answered before the crash: now duplicates
+        log = committed(pg_url, space.space.id)
+        assert set(log) == set(attempted)
+        assert set(log.values()) == {1}
+    finally:
+        again.kill()
+
+
+async def test_a_retry_after_restart_is_a_duplicate(server, space, pg_url, tmp_path):
+    headers = {"x-perkamo-api-key": space.key}
+    body = event("restart-1", "r")
+    async with httpx.AsyncClient() as client:
+        first = await client.post(server.base_url + "/v1/events", json=body, headers=headers)
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+        again = ServerProcess(pg_url, tmp_path)
+        await again.start()
+        try:
+            retry = await client.post(again.base_url + "/v1/events", json=body, headers=headers)
+        finally:
+            again.kill()
+    assert retry.status_code == 200
+    assert retry.json() == {**first.json(), "duplicate": True}
+    assert committed(pg_url, space.space.id) == {"restart-1": 1}
+
+
+async def test_port_in_use_is_a_clear_error(server, pg_url, tmp_path):
+    clash = ServerProcess(pg_url, tmp_path)
+    clash.port = server.port
+    with pytest.raises(AssertionError):
+        await clash.start()
+    assert await clash.wait() == 1
+    assert "cannot listen on" in clash.log()
+    assert "Traceback" not in clash.log()

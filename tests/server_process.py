@@ -1,0 +1,77 @@
+"""Run ``perkamo serve`` as a real subprocess against the test's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, pg_url: str, workdir: Path, *extra_args: str) -> None:
+        self.pg_url = pg_url
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"server-{self.port}.log"
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "PERKAMO_DATABASE_URL": self.pg_url,
+            "PERKAMO_DATA_DIR": str(self.workdir),
+            "PERKAMO_LOG_LEVEL": "info",
+            "PERKAMO_SHUTDOWN_GRACE_SECONDS": "2",
+        }
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "perkamo", "serve", "--host", "127.0.0.1"]
+                + ["--port", str(self.port), *self.extra_args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(30):
+                while True:
+                    assert self.proc.poll() is None, self.log()
+                    try:
+                        if (await client.get(self.base_url + "/readyz")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    await trio.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    async def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        proc = self.proc
+        with trio.fail_after(timeout):
+            while proc.poll() is None:
+                await trio.sleep(0.05)
+        return proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
