@@ -13,6 +13,13 @@ import trio
 from tests.conftest import SpaceKey
 from tests.server_process import ServerProcess
 
+# These tests kill the server mid-response on purpose; httpx then leaves its response-body
+# async generator to the garbage collector. That is the client library's cleanup, not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <async_generator object ByteStream"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
 
 @pytest.fixture
 async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
