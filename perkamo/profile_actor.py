@@ -26,7 +26,8 @@ from storage import (
     Status,
     Unit,
 )
-from storage.profiles import ProfileRow, StoredEvent, find_events, load_profile, recent_events
+from storage.profile_loader import ProfileLoader
+from storage.profiles import ProfileRow, StoredEvent, find_events, recent_events
 
 from .canonical import request_hash
 from .errors import BadRequest, PerkamoError, ServiceUnavailable
@@ -106,16 +107,18 @@ class ProfileServices:
     def __init__(
         self,
         db: Database,
+        loader: ProfileLoader,
         writer: GroupCommitWriter,
         program_for: Callable[[int], Program],
     ) -> None:
         self.db = db
+        self.loader = loader
         self.writer = writer
         self.program_for = program_for
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
-        row = await self.db.run(load_profile, space_id, user_id)
+        row = await self.loader.load(space_id, user_id)
         return ProfileActor(self, space_id, user_id, _Snapshot.from_row(row))
 
 
@@ -196,7 +199,7 @@ class ProfileActor:
                 continue
             if verdict.status is Status.STALE:
                 # Another process wrote this profile: reload and re-apply on its state.
-                row = await self._services.db.run(load_profile, self._space_id, self._user_id)
+                row = await self._services.loader.load(self._space_id, self._user_id)
                 self._snapshot = _Snapshot.from_row(row)
                 continue
             if verdict.status is Status.UNAVAILABLE:

@@ -32,6 +32,7 @@ from storage import (
     open_group_commit_writer,
 )
 from storage.migrations import migrate
+from storage.profile_loader import open_profile_loader
 
 from .auth import Authenticator
 from .errors import PerkamoError, ServiceUnavailable
@@ -124,6 +125,7 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
         await db.run(migrate)
         async with (
             open_group_commit_writer(database_url) as writer,
+            open_profile_loader(database_url) as loader,
             trio.open_nursery() as nursery,
         ):
 
@@ -135,7 +137,7 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             nursery.start_soon(listener.run)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            services = ProfileServices(db, writer, _program_for)
+            services = ProfileServices(db, loader, writer, _program_for)
             async with open_actor_system(
                 services.activate,
                 mailbox_capacity=settings.mailbox_capacity,

@@ -33,16 +33,6 @@ class StoredEvent:
     outcome: Any
 
 
-def load_profile(conn: Conn, space_id: int, user_id: str) -> ProfileRow | None:
-    with conn.cursor(row_factory=class_row(ProfileRow)) as cur:
-        cur.execute(
-            "SELECT traits, state, version, created_at, updated_at FROM profiles"
-            " WHERE space_id = %s AND user_id = %s",
-            (space_id, user_id),
-        )
-        return cur.fetchone()
-
-
 def find_events(conn: Conn, space_id: int, transaction_ids: list[str]) -> list[StoredEvent]:
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(

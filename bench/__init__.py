@@ -1,0 +1,1 @@
+"""Benchmarks. Not collected by the test suite: performance claims are measured here."""

@@ -1,0 +1,128 @@
+"""Batched profile loads: every activation waiting at the same moment shares one query.
+
+Activating a profile needs its snapshot first. Under load many profiles activate at once; a
+thread hop and a round trip each would make the hand-off between trio and worker threads the
+bottleneck, so one task collects pending loads and reads them all in one statement on its own
+(autocommit) connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import trio
+from psycopg.rows import class_row
+
+from ._errors import StorageUnavailable
+from .database import connect
+from .profiles import ProfileRow
+
+log = logging.getLogger(__name__)
+
+_LOAD_MANY = """
+SELECT p.space_id, p.user_id, p.traits, p.state, p.version, p.created_at, p.updated_at
+FROM profiles AS p
+JOIN unnest(%s::bigint[], %s::text[]) AS k(s, u) ON p.space_id = k.s AND p.user_id = k.u
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyedRow:
+    space_id: int
+    user_id: str
+    traits: Any
+    state: Any
+    version: int
+    created_at: Any
+    updated_at: Any
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: tuple[int, str]
+    done: trio.Event = field(default_factory=trio.Event)
+    row: ProfileRow | None = None
+    error: BaseException | None = None
+
+
+class ProfileLoader:
+    def __init__(self, url: str, *, max_batch: int = 1000) -> None:
+        self._url = url
+        self._max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Pending](10_000)
+        self._conn: psycopg.Connection[Any] | None = None
+        self.loads = 0
+        self.queries = 0
+
+    async def load(self, space_id: int, user_id: str) -> ProfileRow | None:
+        """The stored profile, or None. Raises StorageUnavailable."""
+        pending = _Pending((space_id, user_id))
+        await self._send.send(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.row
+
+    async def run(self) -> None:
+        try:
+            async with self._receive:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < self._max_batch:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    try:
+                        rows = await trio.to_thread.run_sync(self._query, [p.key for p in batch])
+                    except StorageUnavailable as exc:
+                        for p in batch:
+                            p.error = exc
+                            p.done.set()
+                        continue
+                    for p in batch:
+                        p.row = rows.get(p.key)
+                        p.done.set()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    async def close(self) -> None:
+        await self._send.aclose()
+
+    def _query(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], ProfileRow]:
+        self.loads += len(keys)
+        self.queries += 1
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = connect(self._url, autocommit=True)
+            with self._conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
+                cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]))
+                found = cur.fetchall()
+        except psycopg.Error as exc:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise StorageUnavailable(str(exc)) from exc
+        return {
+            (r.space_id, r.user_id): ProfileRow(
+                r.traits, r.state, r.version, r.created_at, r.updated_at
+            )
+            for r in found
+        }
+
+
+@asynccontextmanager
+async def open_profile_loader(url: str) -> AsyncIterator[ProfileLoader]:
+    loader = ProfileLoader(url)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(loader.run)
+        try:
+            yield loader
+        finally:
+            await loader.close()
