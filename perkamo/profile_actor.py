@@ -10,7 +10,7 @@ stored event (duplicate or conflict) and the rest are re-applied from the commit
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,8 +30,9 @@ from storage.profile_loader import ProfileLoader
 from storage.profiles import ProfileRow, StoredEvent, find_events, recent_events
 
 from .canonical import request_hash
+from .configuration import ProgramCatalog
 from .errors import BadRequest, PerkamoError, ServiceUnavailable
-from .program import ProfileState, Program, apply
+from .program import EngineEvent, ProfileState, Program, apply, apply_identify
 from .wire import EventInput
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
@@ -109,12 +110,12 @@ class ProfileServices:
         db: Database,
         loader: ProfileLoader,
         writer: GroupCommitWriter,
-        program_for: Callable[[int], Program],
+        programs: ProgramCatalog,
     ) -> None:
         self.db = db
         self.loader = loader
         self.writer = writer
-        self.program_for = program_for
+        self.programs = programs
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
@@ -182,7 +183,8 @@ class ProfileActor:
         for _ in range(_MAX_ATTEMPTS):
             if not todo:
                 return replies
-            unit, after, answers = self._stage([messages[i] for i in todo])
+            program = await self._services.programs.get(self._space_id)
+            unit, after, answers = self._stage([messages[i] for i in todo], program)
             verdict = await self._services.writer.commit(unit)
             if verdict.status is Status.COMMITTED:
                 self._snapshot = after
@@ -212,9 +214,10 @@ class ProfileActor:
             raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
         raise RuntimeError("profile writes did not settle")
 
-    def _stage(self, messages: list[Ingest | Identify]) -> tuple[Unit, _Snapshot, list[Reply]]:
+    def _stage(
+        self, messages: list[Ingest | Identify], program: Program
+    ) -> tuple[Unit, _Snapshot, list[Reply]]:
         before = self._snapshot
-        program = self._services.program_for(self._space_id)
         traits = before.traits
         state = before.state
         exists = before.version > 0
@@ -223,7 +226,9 @@ class ProfileActor:
         last_time = before.updated_at
         for message in messages:
             if isinstance(message, Ingest):
-                state, outcome = apply(state, message.event, program, message.received_at)
+                ev = message.event
+                seen = EngineEvent(ev.event, ev.context, ev.occurred_at, traits)
+                state, outcome = apply(state, seen, program, message.received_at)
                 body = {
                     "applied": True,
                     "duplicate": False,
@@ -236,7 +241,6 @@ class ProfileActor:
                     "skipped": outcome.skipped,
                     "breakdown": outcome.breakdown,
                 }
-                ev = message.event
                 events.append(
                     EventRow(
                         space_id=self._space_id,
@@ -253,6 +257,7 @@ class ProfileActor:
                 answers.append(body)
             else:
                 traits = merge_traits(traits, message.traits)
+                state, _ = apply_identify(state, traits, program, message.received_at)
                 answers.append(IdentifyResult(traits, created=not exists))
             exists = True
             last_time = message.received_at

@@ -35,14 +35,15 @@ from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
 
 from .auth import Authenticator
+from .configuration import ProgramCatalog
 from .errors import PerkamoError, ServiceUnavailable
 from .profile_actor import Message, ProfileKey, ProfileServices, Reply
-from .program import EMPTY_PROGRAM, Program
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 AUTH_CHANNEL = "perkamo_auth"
+CONFIG_CHANNEL = "perkamo_config"
 
 
 def _shutting_down() -> ServiceUnavailable:
@@ -57,9 +58,7 @@ class Runtime:
     actors: ActorSystem[ProfileKey, Message, Reply]
     auth: Authenticator
     listener: Listener
-
-    def program_for(self, space_id: int) -> Program:
-        return _program_for(space_id)
+    programs: ProgramCatalog
 
     def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
         """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
@@ -98,11 +97,6 @@ class Runtime:
         return await self.outcome(self.submit(key, message), writes=writes)
 
 
-def _program_for(space_id: int) -> Program:
-    # Until configuration modules can be uploaded, every Space runs the empty program.
-    return EMPTY_PROGRAM
-
-
 def _unavailable(cause: BaseException | None) -> Exception:
     if isinstance(cause, CommitOutcomeUnknown):
         return ServiceUnavailable(
@@ -128,21 +122,29 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             open_profile_loader(database_url) as loader,
             trio.open_nursery() as nursery,
         ):
+            programs = ProgramCatalog(db)
 
-            def forget_keys(*_notification: str) -> None:
+            def on_notify(channel: str, payload: str) -> None:
+                if channel == AUTH_CHANNEL:
+                    auth.forget_all()
+                elif channel == CONFIG_CHANNEL and payload.isdigit():
+                    programs.forget(int(payload))
+
+            def on_reset() -> None:  # notifications may have been missed
                 auth.forget_all()
+                programs.forget()
 
-            listener = Listener(database_url, [AUTH_CHANNEL], forget_keys, forget_keys)
+            listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], on_notify, on_reset)
             auth = Authenticator(db, lambda: listener.healthy)
             nursery.start_soon(listener.run)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            services = ProfileServices(db, loader, writer, _program_for)
+            services = ProfileServices(db, loader, writer, programs)
             async with open_actor_system(
                 services.activate,
                 mailbox_capacity=settings.mailbox_capacity,
                 idle_timeout=settings.idle_seconds,
                 max_resident=settings.max_resident_profiles,
             ) as system:
-                yield Runtime(settings, db, writer, system, auth, listener)
+                yield Runtime(settings, db, writer, system, auth, listener, programs)
             nursery.cancel_scope.cancel()

@@ -17,13 +17,14 @@ import msgspec
 import psycopg
 import psycopg_pool
 import trio
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 
 from ._errors import StorageUnavailable
 
 # JSON columns decode with exact decimals, never binary floats (balances must be exact).
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 set_json_loads(_json_decoder.decode)
+set_json_dumps(msgspec.json.Encoder(decimal_format="number").encode)
 
 P = ParamSpec("P")
 T = TypeVar("T")

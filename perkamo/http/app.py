@@ -22,6 +22,10 @@ def build_router() -> Router:
     r.add("POST", "/v1/events:batch", handlers.ingest_batch, "events:write")
     r.add("GET", "/v1/profile/{user_id}", handlers.profile, "profile:read")
     r.add("GET", "/v1/customer/{user_id}", handlers.profile, "profile:read")
+    r.add("GET", "/v1/program", handlers.read_program, "profile:read")
+    r.add("POST", "/v1/admin/config", handlers.upload_modules, "admin:config")
+    r.add("POST", "/v1/admin/config/{module}", handlers.upload_module, "admin:config")
+    r.add("GET", "/v1/admin/config/{module}", handlers.read_module, "admin:config")
     r.add("POST", "/v1/browser-tokens", handlers.not_supported, None)
     for method in ("GET", "POST"):
         for depth in range(1, 5):

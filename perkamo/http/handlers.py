@@ -6,11 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors import Reply as ActorReply
+from storage.stats import space_stats
 
-from ..documents import profile_document
+from .. import configuration
+from ..documents import profile_document, program_document
 from ..errors import BadRequest, Forbidden, NotFound, NotSupported, PerkamoError, ServiceUnavailable
 from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Reply
+from ..program import MODULES
 from ..runtime import Runtime
+from ..timefmt import format_rfc3339
 from ..wire import EventInput, batch_items, check_user_id, event_input, identify_body, tenants_named
 from .edge import Call
 from .errors import item_error
@@ -128,8 +132,74 @@ async def profile(call: Call) -> Result:
     if view is None:
         raise NotFound(f"No profile with user_id {user_id!r}.", code="profile_not_found")
     assert isinstance(view, ProfileView)
-    program = call.runtime.program_for(call.key.space_id)
+    program = await call.runtime.programs.get(call.key.space_id)
     return 200, profile_document(call.key.space_slug, user_id, view, program, datetime.now(UTC))
+
+
+async def upload_module(call: Call) -> Result:
+    module = call.params["module"]
+    if module not in MODULES:
+        raise NotFound(f"Unknown configuration module {module!r}.", code="unknown_module")
+    request = configuration.envelope(call.body, multi=False)
+    stored, program = await call.runtime.db.run(
+        configuration.store,
+        call.key.space_id,
+        request.version,
+        {module: request.body},
+        request.active,
+        "body",
+    )
+    if program is not None:
+        call.runtime.programs.install(call.key.space_id, program)
+    item = stored[0]
+    return 200, {
+        "module": module,
+        "version": item.version,
+        "active": item.active,
+        "checksum": item.checksum,
+        "activated_at": format_rfc3339(item.activated_at) if item.activated_at else None,
+        "warnings": [],
+    }
+
+
+async def upload_modules(call: Call) -> Result:
+    request = configuration.envelope(call.body, multi=True)
+    assert request.modules is not None
+    stored, program = await call.runtime.db.run(
+        configuration.store,
+        call.key.space_id,
+        request.version,
+        request.modules,
+        request.active,
+        "modules.{module}",
+    )
+    if program is not None:
+        call.runtime.programs.install(call.key.space_id, program)
+    return 200, {
+        "version": request.version,
+        "active": request.active,
+        "modules": {
+            item.module: {
+                "checksum": item.checksum,
+                "activated_at": format_rfc3339(item.activated_at) if item.activated_at else None,
+            }
+            for item in stored
+        },
+        "warnings": [],
+    }
+
+
+async def read_module(call: Call) -> Result:
+    return 200, await call.runtime.db.run(
+        configuration.describe_module, call.key.space_id, call.params["module"]
+    )
+
+
+async def read_program(call: Call) -> Result:
+    now = datetime.now(UTC)
+    program = await call.runtime.programs.get(call.key.space_id)
+    stats = await call.runtime.db.run(space_stats, call.key.space_id, now)
+    return 200, program_document(call.key, program, stats, now)
 
 
 async def not_supported(_: object) -> Result:

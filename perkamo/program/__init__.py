@@ -1,6 +1,21 @@
-"""The loyalty program: its compiled form and the pure evaluation engine."""
+"""The loyalty program: configuration modules, their compiled form, the pure engine."""
 
-from .engine import apply
+from .compiler import InvalidConfig, Problem, compile_program, parse_module
+from .engine import EngineEvent, apply, apply_identify
 from .model import EMPTY_PROGRAM, Outcome, ProfileState, Program
+from .schema import MODULES
 
-__all__ = ["EMPTY_PROGRAM", "Outcome", "ProfileState", "Program", "apply"]
+__all__ = [
+    "EMPTY_PROGRAM",
+    "MODULES",
+    "EngineEvent",
+    "InvalidConfig",
+    "Outcome",
+    "ProfileState",
+    "Problem",
+    "Program",
+    "apply",
+    "apply_identify",
+    "compile_program",
+    "parse_module",
+]

@@ -1,11 +1,181 @@
-"""The shapes the engine works on: the compiled program, a profile's state, an outcome."""
+"""The shapes the engine works on: the compiled program (shared, never mutated), a profile's
+state (stored as its snapshot) and the outcome of one event."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
+
+from .formula import Node
+from .schema import MODULES, Grant, Trigger
+
+# -- the compiled program -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AwardDef:
+    wallet: str
+    amount: Decimal | None
+    formula: Node | None
+    rounding: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionDef:
+    path: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WalletDef:
+    key: str
+    name: str
+    precision: int
+    allow_negative: bool
+    spendable: bool
+    description: str
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.precision)
+
+
+@dataclass(frozen=True, slots=True)
+class RewardDef:
+    key: str
+    name: str
+    description: str
+    cost_wallet: str
+    cost: Decimal
+    effect: dict[str, Any]
+    level_at_least: int | None
+    perks: tuple[str, ...]
+    per_user: int | None
+    per_user_per_day: int | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDef:
+    key: str
+    name: str
+    event: str
+    conditions: tuple[ConditionDef, ...]
+    awards: tuple[AwardDef, ...]
+    per_user: int | None
+    per_user_per_day: int | None
+    cooldown_seconds: int | None
+    active_from: datetime | None
+    active_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreakDef:
+    key: str
+    name: str
+    events: frozenset[str]
+    period: str
+    timezone: str
+    zone: ZoneInfo
+    milestones: tuple[tuple[int, tuple[AwardDef, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LevelDef:
+    level: int
+    at: Decimal
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelingDef:
+    wallet: str
+    basis: str
+    levels: tuple[LevelDef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PerkDef:
+    key: str
+    name: str
+    description: str
+    trigger: Trigger
+    trigger_raw: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionDef:
+    event: str
+    kind: str  # "count" | "distinct" | "sum"
+    path: str | None
+    target: Decimal
+    conditions: tuple[ConditionDef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AchievementDef:
+    key: str
+    name: str
+    description: str
+    criteria: tuple[CriterionDef, ...]
+    requires: tuple[str, ...]
+    awards: tuple[AwardDef, ...]
+    repeatable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BoostDef:
+    key: str
+    name: str
+    multiplier: Decimal
+    wallets: frozenset[str] | None
+    events: frozenset[str] | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    grant: Grant | None
+    duration_seconds: int | None
+    conditions: tuple[ConditionDef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A Space's active program, compiled once per activation and shared by its actors.
+
+    ``versions`` maps each module to its active version label (None: never uploaded);
+    ``bodies`` keeps each module's body as uploaded, for the blueprint.
+    """
+
+    versions: dict[str, str | None]
+    bodies: dict[str, Any] = field(default_factory=dict)
+    wallets: tuple[WalletDef, ...] = ()
+    rewards: tuple[RewardDef, ...] = ()
+    catalog: tuple[tuple[str, str, str], ...] = ()  # (key, name, description)
+    rules: tuple[RuleDef, ...] = ()
+    streaks: tuple[StreakDef, ...] = ()
+    leveling: LevelingDef | None = None
+    perks: tuple[PerkDef, ...] = ()
+    achievements: tuple[AchievementDef, ...] = ()
+    boosts: tuple[BoostDef, ...] = ()
+    stacking: str = "max"
+    max_multiplier: Decimal = Decimal(10)
+
+    def wallet(self, key: str) -> WalletDef | None:
+        for wallet in self.wallets:
+            if wallet.key == key:
+                return wallet
+        return None
+
+
+EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
+
+# -- a profile's state (the stored snapshot) ------------------------------------------------
 
 
 class WalletBalance(msgspec.Struct, omit_defaults=True):
@@ -15,24 +185,53 @@ class WalletBalance(msgspec.Struct, omit_defaults=True):
     spent: Decimal = Decimal(0)
 
 
+class RuleCounter(msgspec.Struct, omit_defaults=True):
+    fired: int = 0
+    last_fired_at: datetime | None = None
+    per_day: dict[str, int] = {}  # UTC date -> firings, the 8 most recent days seen
+
+
+class StreakState(msgspec.Struct, omit_defaults=True):
+    current: int = 0
+    longest: int = 0
+    last_period: date | None = None  # local start date of the last counted period
+    period: str = "day"
+    timezone: str = "UTC"
+
+
+class CriterionProgress(msgspec.Struct, omit_defaults=True):
+    count: int = 0
+    values: list[str] = []  # distinct values (canonical JSON), at most the target
+    total: Decimal = Decimal(0)
+
+
+class AchievementState(msgspec.Struct, omit_defaults=True):
+    times: int = 0
+    completed_at: datetime | None = None
+    progress: list[CriterionProgress] = []
+
+
+class UnlockedPerk(msgspec.Struct):
+    unlocked_at: datetime
+    trigger: dict[str, Any]
+
+
+class GrantedBoost(msgspec.Struct):
+    granted_at: datetime
+    expires_at: datetime
+
+
 class ProfileState(msgspec.Struct, omit_defaults=True):
-    """Everything the engine derives from a profile's history (stored as the snapshot)."""
+    """Everything the engine derives from a profile's history."""
 
     wallets: dict[str, WalletBalance] = {}
-
-
-class Program(msgspec.Struct, frozen=True):
-    """A Space's active program, compiled once per activation and shared by its actors.
-
-    ``versions`` maps each module to its active version label (None: never uploaded).
-    """
-
-    versions: dict[str, str | None]
-    wallets: tuple[str, ...] = ()
-
-
-MODULES = ("events", "leveling", "wallets", "perks", "achievements", "boosts")
-EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
+    rules: dict[str, RuleCounter] = {}
+    streaks: dict[str, StreakState] = {}
+    achievements: dict[str, AchievementState] = {}
+    perks: dict[str, UnlockedPerk] = {}  # in unlock order
+    perk_counts: dict[str, int] = {}  # event_count triggers: events seen since the perk existed
+    boosts: dict[str, GrantedBoost] = {}
+    max_level: int = 1  # the highest level ever reached (level grants fire once)
 
 
 class Outcome(msgspec.Struct):

@@ -1,0 +1,206 @@
+"""Configuration use cases: upload and activate modules, read them back, and the catalog of
+compiled programs that the profile actors share.
+
+A (module, version) pair is immutable. Activation validates the whole resulting program
+(cross-module references included) and switches every listed module in one transaction;
+nothing changes when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+import trio
+
+from storage import Database
+from storage import config as config_store
+
+from .canonical import canonical_json
+from .errors import BadRequest, NotFound, ValidationFailed
+from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
+from .timefmt import format_rfc3339
+
+Conn = psycopg.Connection[Any]
+
+
+def checksum(body: Any) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def invalid_config(exc: InvalidConfig) -> BadRequest:
+    first = exc.problems[0]
+    return BadRequest(
+        f"The configuration is invalid: {first.path}: {first.message}",
+        code="invalid_config",
+        details=[{"path": p.path, "message": p.message} for p in exc.problems],
+    )
+
+
+def load_program(conn: Conn, space_id: int) -> Program:
+    rows = config_store.active_versions(conn, space_id)
+    if not rows:
+        return EMPTY_PROGRAM
+    return compile_program({r.module: (r.version, r.body) for r in rows})
+
+
+class ProgramCatalog:
+    """Compiled active programs by Space, compiled once per activation and shared."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._programs: dict[int, Program] = {}
+        self._generation = 0
+        self.compilations = 0
+
+    async def get(self, space_id: int) -> Program:
+        program = self._programs.get(space_id)
+        if program is not None:
+            return program
+        generation = self._generation
+        program = await self._db.run(load_program, space_id)
+        self.compilations += 1
+        if generation == self._generation:
+            self._programs[space_id] = program
+        return program
+
+    def install(self, space_id: int, program: Program) -> None:
+        self._generation += 1
+        self._programs[space_id] = program
+
+    def forget(self, space_id: int | None = None) -> None:
+        self._generation += 1
+        if space_id is None:
+            self._programs.clear()
+        else:
+            self._programs.pop(space_id, None)
+
+
+class Envelope(msgspec.Struct):
+    version: str
+    body: dict[str, Any] | None = None
+    modules: dict[str, Any] | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    module: str
+    version: str
+    checksum: str
+    active: bool
+    activated_at: datetime | None
+
+
+def envelope(value: Any, *, multi: bool) -> Envelope:
+    try:
+        parsed = msgspec.convert(value, Envelope)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed("", str(exc)) from None
+    if not 1 <= len(parsed.version) <= 64:
+        raise ValidationFailed("version", "must be 1 to 64 characters long")
+    if multi and not parsed.modules:
+        raise ValidationFailed("modules", "is required: an object of module bodies")
+    if not multi and parsed.body is None:
+        raise ValidationFailed("body", "is required: the module body object")
+    return parsed
+
+
+def store(
+    conn: Conn, space_id: int, version: str, bodies: dict[str, Any], active: bool, prefix: str
+) -> tuple[list[Stored], Program | None]:
+    """Store ``bodies`` (module → body) under ``version`` and, when ``active``, activate them
+    together. All or nothing. Raises BadRequest (invalid_config, version_conflict)."""
+    unknown = [m for m in bodies if m not in MODULES]
+    if unknown:
+        raise NotFound(f"Unknown configuration module {unknown[0]!r}.", code="unknown_module")
+    paths = {m: (prefix.format(module=m) if m in bodies else m) for m in MODULES}
+    with conn.transaction():
+        config_store.lock_space(conn, space_id)
+        sums = {m: checksum(b) for m, b in bodies.items()}
+        for module in bodies:
+            existing = config_store.get_version(conn, space_id, module, version)
+            if existing is not None and existing.checksum != sums[module]:
+                raise BadRequest(
+                    f"Version {version!r} of module {module!r} exists with a different body; "
+                    "versions are immutable, upload under a new version.",
+                    code="version_conflict",
+                )
+        program = None
+        try:
+            if active:
+                current = {
+                    r.module: (r.version, r.body)
+                    for r in config_store.active_versions(conn, space_id)
+                }
+                current.update({m: (version, b) for m, b in bodies.items()})
+                program = compile_program(current, paths)
+            else:
+                for module, body in bodies.items():
+                    parse_module(module, body, paths[module])
+        except InvalidConfig as exc:
+            raise invalid_config(exc) from None
+        stored = []
+        for module, body in bodies.items():
+            config_store.insert_version(conn, space_id, module, version, body, sums[module])
+            activated_at = None
+            if active:
+                activated_at = config_store.activate(conn, space_id, module, version)
+            else:
+                existing = config_store.get_version(conn, space_id, module, version)
+                activated_at = existing.activated_at if existing else None
+            is_active = active or any(
+                r.module == module and r.version == version
+                for r in config_store.active_versions(conn, space_id)
+            )
+            stored.append(Stored(module, version, sums[module], is_active, activated_at))
+    return stored, program
+
+
+def describe_module(conn: Conn, space_id: int, module: str) -> dict[str, Any]:
+    if module not in MODULES:
+        raise NotFound(f"Unknown configuration module {module!r}.", code="unknown_module")
+    versions = config_store.list_versions(conn, space_id, module)
+    active = next(
+        (r for r in config_store.active_versions(conn, space_id) if r.module == module), None
+    )
+    return {
+        "module": module,
+        "active_version": active.version if active else None,
+        "versions": [
+            {
+                "version": v.version,
+                "checksum": v.checksum,
+                "created_at": format_rfc3339(v.created_at),
+                "activated_at": format_rfc3339(v.activated_at) if v.activated_at else None,
+            }
+            for v in versions
+        ],
+        "body": active.body if active else None,
+    }
+
+
+async def activate_demo(db: Database, catalog: ProgramCatalog, space_id: int) -> bool:
+    """Load the demo program into a Space that has no active program yet."""
+    from importlib import resources
+
+    active = await db.run(config_store.active_versions, space_id)
+    if active:
+        return False
+    bodies: dict[str, Any] = {}
+    version = ""
+    decoder = msgspec.json.Decoder()
+    for module in MODULES:
+        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
+        document = decoder.decode(raw)
+        bodies[module] = document["body"]
+        version = document["version"]
+    _, program = await db.run(store, space_id, version, bodies, True, "modules.{module}")
+    assert program is not None
+    catalog.install(space_id, program)
+    await trio.lowlevel.checkpoint()
+    return True

@@ -1,0 +1,114 @@
+"""Dot paths into an event's ``context`` and the profile's ``traits``; conditions on them.
+
+Comparisons are strict by JSON type: a boolean never equals a number, numbers compare as
+decimals, strings by code point; a missing path is false for every operator except
+``not_exists``, ``ne`` and ``not_in``; ``null`` counts as present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+MISSING: Any = object()
+
+OPERATORS = (
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "not_in",
+    "exists",
+    "not_exists",
+    "contains",
+)
+
+
+def lookup(scope: Mapping[str, Any], path: str) -> Any:
+    """``scope`` is ``{"context": {...}, "traits": {...}}``; numeric segments index lists."""
+    value: Any = scope
+    for segment in path.split("."):
+        if isinstance(value, dict):
+            if segment not in value:
+                return MISSING
+            value = value[segment]
+        elif isinstance(value, list) and segment.isdigit():
+            index = int(segment)
+            if index >= len(value):
+                return MISSING
+            value = value[index]
+        else:
+            return MISSING
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | Decimal | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    kind = _kind(a)
+    if kind != _kind(b):
+        return False
+    if kind == "number":
+        return Decimal(a) == Decimal(b)
+    if kind == "list":
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if kind == "object":
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _ordered(a: Any, b: Any, op: str) -> bool:
+    kind = _kind(a)
+    if kind != _kind(b) or kind not in ("number", "string"):
+        return False
+    x, y = (Decimal(a), Decimal(b)) if kind == "number" else (a, b)
+    if op == "gt":
+        return bool(x > y)
+    if op == "gte":
+        return bool(x >= y)
+    if op == "lt":
+        return bool(x < y)
+    return bool(x <= y)
+
+
+def holds(value: Any, op: str, expected: Any) -> bool:
+    """Whether ``value`` (MISSING when the path is absent) satisfies ``op expected``."""
+    if op == "exists":
+        return value is not MISSING
+    if op == "not_exists":
+        return value is MISSING
+    if value is MISSING:
+        return op in ("ne", "not_in")
+    if op == "eq":
+        return json_equal(value, expected)
+    if op == "ne":
+        return not json_equal(value, expected)
+    if op in ("gt", "gte", "lt", "lte"):
+        return _ordered(value, expected, op)
+    if op == "in":
+        return isinstance(expected, list) and any(json_equal(value, e) for e in expected)
+    if op == "not_in":
+        return isinstance(expected, list) and not any(json_equal(value, e) for e in expected)
+    if op == "contains":
+        if isinstance(value, str):
+            return isinstance(expected, str) and expected in value
+        if isinstance(value, list):
+            return any(json_equal(item, expected) for item in value)
+        return False
+    raise ValueError(f"unknown operator {op!r}")

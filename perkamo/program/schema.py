@@ -1,0 +1,262 @@
+"""The six configuration modules as msgspec Structs. Unknown fields are rejected: a typo in
+a rule must not silently do nothing. Defaults follow PROGRAM.md."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+Number = int | Decimal
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Condition(Strict):
+    path: str
+    op: str
+    value: Any = None
+
+
+class Award(Strict):
+    wallet: str
+    amount: Number | None = None
+    formula: str | None = None
+    rounding: Literal["floor", "round", "ceil"] = "floor"
+
+
+# -- wallets -------------------------------------------------------------------------------
+
+
+class Wallet(Strict):
+    key: str
+    name: str
+    precision: int = 0
+    allow_negative: bool = False
+    spendable: bool = True
+    description: str = ""
+
+
+class Cost(Strict):
+    wallet: str
+    amount: Number
+
+
+class RewardRequires(Strict):
+    level_at_least: int | None = None
+    perks: list[str] = []
+
+
+class RewardLimits(Strict):
+    per_user: int | None = None
+    per_user_per_day: int | None = None
+
+
+class Reward(Strict):
+    key: str
+    name: str
+    cost: Cost
+    effect: dict[str, Any]
+    description: str = ""
+    requires: RewardRequires | None = None
+    limits: RewardLimits | None = None
+    active: bool = True
+
+
+class WalletsModule(Strict):
+    wallets: list[Wallet] = []
+    rewards: list[Reward] = []
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+class CatalogEvent(Strict):
+    key: str
+    name: str | None = None
+    description: str = ""
+
+
+class RuleLimits(Strict):
+    per_user: int | None = None
+    per_user_per_day: int | None = None
+    cooldown_seconds: int | None = None
+
+
+class Rule(Strict):
+    key: str
+    name: str
+    event: str
+    award: list[Award]
+    conditions: list[Condition] = []
+    limits: RuleLimits | None = None
+    active_from: str | None = None
+    active_until: str | None = None
+    description: str = ""
+
+
+class Milestone(Strict):
+    length: int
+    award: list[Award] = []
+
+
+class Streak(Strict):
+    key: str
+    name: str
+    events: list[str]
+    period: Literal["day", "week"]
+    timezone: str = "UTC"
+    milestones: list[Milestone] = []
+    description: str = ""
+
+
+class EventsModule(Strict):
+    events: list[CatalogEvent] = []
+    rules: list[Rule] = []
+    streaks: list[Streak] = []
+
+
+# -- leveling ------------------------------------------------------------------------------
+
+
+class Level(Strict):
+    level: int
+    at: Number
+    name: str | None = None
+
+
+class Curve(Strict):
+    type: Literal["linear", "exponential"]
+    max_level: int
+    step: Number | None = None
+    base: Number | None = None
+    factor: Number | None = None
+
+
+class LevelingModule(Strict):
+    wallet: str | None = None
+    basis: Literal["earned", "balance"] = "earned"
+    levels: list[Level] | None = None
+    curve: Curve | None = None
+
+
+# -- perks ---------------------------------------------------------------------------------
+
+
+class Trigger(Strict):
+    type: Literal[
+        "points_threshold",
+        "level_reached",
+        "event_count",
+        "streak",
+        "achievement_completed",
+        "trait",
+    ]
+    wallet: str | None = None
+    amount: Number | None = None
+    basis: Literal["earned", "balance"] | None = None
+    level: int | None = None
+    event: str | None = None
+    count: int | None = None
+    streak: str | None = None
+    length: int | None = None
+    achievement: str | None = None
+    path: str | None = None
+    op: str | None = None
+    value: Any = None
+
+
+class Perk(Strict):
+    key: str
+    name: str
+    trigger: Trigger
+    description: str = ""
+    metadata: dict[str, Any] = {}
+
+
+class PerksModule(Strict):
+    perks: list[Perk] = []
+
+
+# -- achievements --------------------------------------------------------------------------
+
+
+class Criterion(Strict):
+    event: str
+    count: int | None = None
+    distinct: str | None = None
+    sum: str | None = None
+    target: Number | None = None
+    conditions: list[Condition] = []
+
+
+class Achievement(Strict):
+    key: str
+    name: str
+    criteria: list[Criterion]
+    description: str = ""
+    requires: list[str] = []
+    award: list[Award] = []
+    repeatable: bool = False
+
+
+class AchievementsModule(Strict):
+    achievements: list[Achievement] = []
+
+
+# -- boosts --------------------------------------------------------------------------------
+
+
+class Schedule(Strict):
+    starts_at: str
+    ends_at: str
+
+
+class Grant(Strict):
+    on: Literal["perk", "level", "streak_milestone", "reward"]
+    perk: str | None = None
+    level: int | None = None
+    streak: str | None = None
+    length: int | None = None
+
+
+class Boost(Strict):
+    key: str
+    name: str
+    multiplier: Number
+    wallets: list[str] | None = None
+    events: list[str] | None = None
+    schedule: Schedule | None = None
+    grant: Grant | None = None
+    duration_seconds: int | None = None
+    conditions: list[Condition] = []
+    description: str = ""
+
+
+class BoostsModule(Strict):
+    stacking: Literal["max", "multiply"] = "max"
+    max_multiplier: Number = 10
+    boosts: list[Boost] = []
+
+
+MODULE_TYPES: dict[str, type[Strict]] = {
+    "events": EventsModule,
+    "leveling": LevelingModule,
+    "wallets": WalletsModule,
+    "perks": PerksModule,
+    "achievements": AchievementsModule,
+    "boosts": BoostsModule,
+}
+MODULES = tuple(MODULE_TYPES)
+
+# Keys whose values must be JSON numbers (msgspec would also accept numeric strings).
+NUMERIC_KEYS = frozenset(
+    {
+        "amount", "target", "multiplier", "max_multiplier", "at", "step", "base", "factor",
+        "precision", "level", "length", "count", "duration_seconds", "cooldown_seconds",
+        "per_user", "per_user_per_day", "max_level", "level_at_least",
+    }
+)  # fmt: skip
