@@ -240,6 +240,7 @@ class ProfileActor:
                     "event_id": "evt_" + secrets.token_hex(12),
                     "skipped": outcome.skipped,
                     "breakdown": outcome.breakdown,
+                    "program_versions": program.versions,
                 }
                 events.append(
                     EventRow(

@@ -18,6 +18,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from storage import EmbeddedPostgres
 
 from . import admin
+from .configuration import activate_demo
 from .http.app import create_app
 from .runtime import open_runtime
 from .settings import Settings
@@ -48,6 +49,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
             banner = ""
             if demo:
                 space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
+                if await activate_demo(runtime.db, runtime.programs, space.id):
+                    log.info("loaded the demo program into %s", space.slug)
                 banner = (
                     f"Demo Space: {space.slug} ({space.environment})\n"
                     f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
