@@ -54,8 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     group = setting.add_mutually_exclusive_group(required=True)
     group.add_argument("--require-signatures", action="store_true", default=None)
     group.add_argument("--no-require-signatures", dest="require_signatures", action="store_false")
-    for p in (create, listing, setting):
+    limits = spaces.add_parser(
+        "set-limits", help="usage limits per calendar month and the API-key rate limit"
+    )
+    limits.add_argument("slug")
+    for meter in ("events", "profiles", "redemptions", "api-requests"):
+        limits.add_argument(f"--{meter}", metavar="N|none", help=f"monthly {meter} limit")
+    limits.add_argument("--rate", metavar="N|none", help="requests per second per key")
+    limits.add_argument("--burst", metavar="N|none", help="token bucket size per key")
+    for p in (create, listing, setting, limits):
         _add_storage_flags(p)
+
+    verify = sub.add_parser("verify", help="recompute balances from the ledger and compare")
+    verify.add_argument("--space", help="only this Space (default: all)")
+    _add_storage_flags(verify)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -128,6 +140,56 @@ def _run_spaces(args: argparse.Namespace, db: Database) -> None:
         if not db.call(space_store.set_require_signatures, args.slug, args.require_signatures):
             raise admin.AdminError(f"no Space {args.slug!r}")
         print(f"{args.slug}: require signatures = {args.require_signatures}")
+    elif args.action == "set-limits":
+        changes = {}
+        for option, name in (
+            ("events", "events"),
+            ("profiles", "profiles"),
+            ("redemptions", "redemptions"),
+            ("api_requests", "api_requests"),
+            ("rate", "rate"),
+            ("burst", "burst"),
+        ):
+            value = getattr(args, option)
+            if value is not None:
+                changes[name] = _limit(value)
+        if not changes:
+            raise admin.AdminError("name at least one limit, e.g. --events 100000")
+        limits = db.call(space_store.set_limits, args.slug, changes)
+        if limits is None:
+            raise admin.AdminError(f"no Space {args.slug!r}")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(limits.items())) or "none"
+        print(f"{args.slug}: limits {shown}")
+
+
+def _limit(value: str) -> int | None:
+    if value.lower() in ("none", "unlimited"):
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise admin.AdminError(f"a limit is a whole number >= 1 or 'none', not {value!r}")
+    return int(value)
+
+
+def _run_verify(args: argparse.Namespace, db: Database) -> int:
+    from .verify import verify_space
+
+    spaces = (
+        [db.call(admin.require_space, args.space)]
+        if args.space
+        else db.call(space_store.list_spaces)
+    )
+    bad = 0
+    for space in spaces:
+        report = db.call(verify_space, space)
+        for m in report.mismatches:
+            print(
+                f"MISMATCH {m.space} {m.user_id!r} {m.wallet} {m.what}:"
+                f" stored {m.stored}, ledger {m.ledger}"
+            )
+        bad += len(report.mismatches)
+        state = "ok" if not report.mismatches else f"{len(report.mismatches)} mismatch(es)"
+        print(f"{space.slug}: {report.profiles} profiles verified, {state}")
+    return 1 if bad else 0
 
 
 def _run_keys(args: argparse.Namespace, db: Database) -> None:
@@ -180,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "migrate": lambda _args, _db: print("migrations applied"),
         }
         with _database(settings) as db:
+            if args.command == "verify":
+                return _run_verify(args, db)
             runners[args.command](args, db)
         return 0
     except admin.AdminError as exc:

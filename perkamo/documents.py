@@ -52,7 +52,16 @@ def profile_document(
             }
             for e in view.recent_events
         ],
-        "redemptions": [],
+        "redemptions": [
+            {
+                "reward_key": r.reward_key,
+                "transaction_id": r.transaction_id,
+                "redeemed_at": format_rfc3339(r.received_at),
+                "cost": r.outcome.get("cost"),
+                "effect": r.outcome.get("effect"),
+            }
+            for r in view.recent_redemptions
+        ],
         "streaks": _streaks(state, program, now),
         "active_boosts": _active_boosts(state, program, now, view.traits),
         "created_at": format_rfc3339(view.created_at),
@@ -245,11 +254,16 @@ def blueprint(program: Program) -> dict[str, Any]:
 
 
 def program_document(
-    key: KeyRecord, program: Program, stats: dict[str, Any], now: datetime
+    key: KeyRecord, program: Program, stats: dict[str, Any], usage: dict[str, Any]
 ) -> dict[str, Any]:
-    period_start_at = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    next_month = (period_start_at + timedelta(days=32)).replace(day=1)
     precisions = {w.key: w.precision for w in program.wallets}
+
+    def amounts(totals: dict[str, Any]) -> dict[str, int | Decimal]:
+        return {
+            w: number(Decimal(totals.get(w, 0)), precisions.get(w, 6))
+            for w in sorted(set(totals) | set(precisions))
+        }
+
     return {
         "tenant": key.space_slug,
         "space": {
@@ -271,22 +285,9 @@ def program_document(
         "metrics": {
             "profiles": stats["profiles"],
             "events": stats["events"],
-            "redemptions": 0,
-            "issued": {
-                w: number(Decimal(v), precisions.get(w, 6)) for w, v in stats["issued"].items()
-            },
-            "spent": {w: 0 for w in precisions},
+            "redemptions": stats["redemptions"],
+            "issued": amounts(stats["issued"]),
+            "spent": amounts(stats["spent"]),
         },
-        "usage": {
-            "tenant": key.space_slug,
-            "period": {
-                "start": format_rfc3339(period_start_at),
-                "end": format_rfc3339(next_month),
-            },
-            "meters": {
-                "events": {"used": stats["events_this_period"], "limit": None},
-                "profiles": {"used": stats["profiles_this_period"], "limit": None},
-                "redemptions": {"used": 0, "limit": None},
-            },
-        },
+        "usage": usage,
     }

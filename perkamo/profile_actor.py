@@ -1,18 +1,19 @@
-"""The profile actor: owns one profile, applies its events in order, and answers only after
-the group commit has made the answer durable.
+"""The profile actor: owns one profile, applies its events and redemptions in order, and
+answers only after the group commit has made the answer durable.
 
 Every message already waiting in the mailbox is applied in order and staged as one unit
-(their event rows plus one snapshot), so consecutive events of one user share a commit. If an
-item is refused at commit (its transaction id is taken), that item is answered from the
-stored event (duplicate or conflict) and the rest are re-applied from the committed state.
+(their event and redemption rows plus one snapshot), so consecutive writes of one user share
+a commit. If an item is refused at commit (its transaction id is taken), that item is
+answered from the stored one (duplicate or conflict) and the rest are re-applied from the
+committed state. Usage is reserved while staging and settled by the commit's verdict.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -22,22 +23,34 @@ from storage import (
     Database,
     EventRow,
     GroupCommitWriter,
+    RedemptionRow,
     SnapshotWrite,
     Status,
     Unit,
+    Verdict,
 )
 from storage.profile_loader import ProfileLoader
-from storage.profiles import ProfileRow, StoredEvent, find_events, recent_events
+from storage.profiles import (
+    ProfileRow,
+    StoredEvent,
+    StoredRedemption,
+    find_events,
+    find_redemptions,
+    recent_events,
+    recent_redemptions,
+)
 
 from .canonical import request_hash
 from .configuration import ProgramCatalog
-from .errors import BadRequest, PerkamoError, ServiceUnavailable
+from .errors import BadRequest, NotFound, PerkamoError, ServiceUnavailable
 from .program import EngineEvent, ProfileState, Program, apply, apply_identify
+from .program.rewards import RedemptionRefused, redeem
+from .usage import UsageLedger, limit_exceeded, period_of
 from .wire import EventInput
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
 
-RECENT_EVENTS = 20
+RECENT = 20
 _MAX_ATTEMPTS = 5
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -47,12 +60,23 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 class Ingest:
     event: EventInput
     received_at: datetime
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Identify:
     traits: dict[str, Any]
     received_at: datetime
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem:
+    reward_key: str
+    transaction_id: str
+    context: dict[str, Any]
+    received_at: datetime
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +97,21 @@ class ProfileView:
     created_at: datetime
     updated_at: datetime
     recent_events: list[StoredEvent]
+    recent_redemptions: list[StoredRedemption]
 
 
-Message = Ingest | Identify | Read
+Message = Ingest | Identify | Redeem | Read
+Write = Ingest | Identify | Redeem
 # An event reply is the response body (a dict); failures are returned, not raised, so that
 # one bad item never fails its neighbours in the batch.
 Reply = dict[str, Any] | IdentifyResult | ProfileView | PerkamoError | None
 
 
-def _state_from_json(value: Any) -> ProfileState:
-    return msgspec.convert(value, ProfileState, strict=False)
+@dataclass(frozen=True, slots=True)
+class _OverLimit:
+    """Refused for usage — unless the stored log shows it is a duplicate."""
+
+    meter: str
 
 
 @dataclass(slots=True)
@@ -97,13 +126,21 @@ class _Snapshot:
     def from_row(cls, row: ProfileRow | None) -> _Snapshot:
         if row is None:
             return cls({}, ProfileState(), 0, None, None)
-        return cls(
-            row.traits, _state_from_json(row.state), row.version, row.created_at, row.updated_at
-        )
+        state = msgspec.convert(row.state, ProfileState, strict=False)
+        return cls(row.traits, state, row.version, row.created_at, row.updated_at)
+
+
+@dataclass(slots=True)
+class _Staged:
+    unit: Unit
+    after: _Snapshot
+    answers: list[Reply | _OverLimit]  # one per message
+    staged: list[bool]  # whether the message's answer depends on the commit
+    reservations: list[tuple[date, str]] = field(default_factory=list)
 
 
 class ProfileServices:
-    """What every profile actor shares: storage, the writer, the programs."""
+    """What every profile actor shares: storage, the writer, the programs, the meters."""
 
     def __init__(
         self,
@@ -111,11 +148,13 @@ class ProfileServices:
         loader: ProfileLoader,
         writer: GroupCommitWriter,
         programs: ProgramCatalog,
+        usage: UsageLedger,
     ) -> None:
         self.db = db
         self.loader = loader
         self.writer = writer
         self.programs = programs
+        self.usage = usage
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
@@ -150,16 +189,17 @@ class ProfileActor:
     def _unit_end(messages: Sequence[Message], start: int) -> int:
         """Writes from ``start`` up to a read or a repeated transaction id (which must be
         judged against the committed earlier one)."""
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         end = start
         while end < len(messages):
             message = messages[end]
             if isinstance(message, Read):
                 break
-            if isinstance(message, Ingest):
-                if message.event.transaction_id in seen:
+            tx = _transaction(message)
+            if tx is not None:
+                if tx in seen:
                     break
-                seen.add(message.event.transaction_id)
+                seen.add(tx)
             end += 1
         return end
 
@@ -170,38 +210,74 @@ class ProfileActor:
         if snap.version == 0:
             return None
         assert snap.created_at is not None and snap.updated_at is not None
-        events = await self._services.db.run(
-            recent_events, self._space_id, self._user_id, RECENT_EVENTS
+        db, space, user = self._services.db, self._space_id, self._user_id
+        events = await db.run(recent_events, space, user, RECENT)
+        redemptions = await db.run(recent_redemptions, space, user, RECENT)
+        return ProfileView(
+            snap.traits, snap.state, snap.created_at, snap.updated_at, events, redemptions
         )
-        return ProfileView(snap.traits, snap.state, snap.created_at, snap.updated_at, events)
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def _write(self, messages: list[Ingest | Identify]) -> list[Reply]:
+    async def _write(self, messages: list[Write]) -> list[Reply]:
+        services = self._services
         replies: list[Reply] = [None] * len(messages)
-        todo = list(range(len(messages)))
+        for period in {period_of(m.received_at) for m in messages}:
+            await services.usage.load(self._space_id, period)
+        # Idempotency before business rules: a retried redemption whose points were spent
+        # since is a duplicate, not "insufficient balance".
+        known = await self._judge_taken(
+            frozenset(), frozenset(m.transaction_id for m in messages if isinstance(m, Redeem)),
+            messages,
+        )  # fmt: skip
+        todo = [i for i, m in enumerate(messages) if _transaction(m) not in known]
+        for i, m in enumerate(messages):
+            if (tx := _transaction(m)) in known:
+                replies[i] = known[tx]
         for _ in range(_MAX_ATTEMPTS):
             if not todo:
                 return replies
-            program = await self._services.programs.get(self._space_id)
-            unit, after, answers = self._stage([messages[i] for i in todo], program)
-            verdict = await self._services.writer.commit(unit)
-            if verdict.status is Status.COMMITTED:
-                self._snapshot = after
-                for i, answer in zip(todo, answers, strict=True):
-                    replies[i] = answer
+            program = await services.programs.get(self._space_id)
+            staged = self._stage([messages[i] for i in todo], program)
+            if any(staged.staged):
+                verdict = await services.writer.commit(staged.unit)
+            else:
+                verdict = Verdict(Status.COMMITTED)  # only refusals: nothing to write
+            committed = verdict.status is Status.COMMITTED
+            for period, meter in staged.reservations:
+                services.usage.settle(self._space_id, period, meter, 1, 1 if committed else 0)
+            if committed:
+                self._snapshot = staged.after
+                over = [
+                    (i, answer)
+                    for i, answer in zip(todo, staged.answers, strict=True)
+                    if isinstance(answer, _OverLimit)
+                ]
+                for i, answer in zip(todo, staged.answers, strict=True):
+                    if not isinstance(answer, _OverLimit):
+                        replies[i] = answer
+                await self._answer_over_limit(over, messages, replies)
                 return replies
+            # Refusals that did not depend on the commit stand.
+            for i, answer, depends in zip(todo, staged.answers, staged.staged, strict=True):
+                if not depends and not isinstance(answer, _OverLimit):
+                    replies[i] = answer
+            todo = [i for i, d in zip(todo, staged.staged, strict=True) if d or replies[i] is None]
             if verdict.status is Status.CONFLICT:
-                taken = await self._judge_conflicts(verdict.conflicts, [messages[i] for i in todo])
+                taken = await self._judge_taken(
+                    verdict.conflicts,
+                    verdict.redemption_conflicts,
+                    [messages[i] for i in todo],
+                    refused_at_commit=True,
+                )
                 for i in todo:
-                    message = messages[i]
-                    if isinstance(message, Ingest) and message.event.transaction_id in taken:
-                        replies[i] = taken[message.event.transaction_id]
+                    if (tx := _transaction(messages[i])) in taken:
+                        replies[i] = taken[tx]
                 todo = [i for i in todo if replies[i] is None]
                 continue
             if verdict.status is Status.STALE:
                 # Another process wrote this profile: reload and re-apply on its state.
-                row = await self._services.loader.load(self._space_id, self._user_id)
+                row = await services.loader.load(self._space_id, self._user_id)
                 self._snapshot = _Snapshot.from_row(row)
                 continue
             if verdict.status is Status.UNAVAILABLE:
@@ -214,17 +290,66 @@ class ProfileActor:
             raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
         raise RuntimeError("profile writes did not settle")
 
-    def _stage(
-        self, messages: list[Ingest | Identify], program: Program
-    ) -> tuple[Unit, _Snapshot, list[Reply]]:
+    def _stage(self, messages: list[Write], program: Program) -> _Staged:
         before = self._snapshot
-        traits = before.traits
-        state = before.state
+        usage = self._services.usage
+        traits, state = before.traits, before.state
         exists = before.version > 0
         events: list[EventRow] = []
-        answers: list[Reply] = []
+        redemptions: list[RedemptionRow] = []
+        answers: list[Reply | _OverLimit] = []
+        staged: list[bool] = []
+        reservations: list[tuple[date, str]] = []
+        counts: dict[tuple[int, date, str], int] = {}
         last_time = before.updated_at
+
+        def reserve(message: Write, meter: str) -> bool:
+            period = period_of(message.received_at)
+            if not usage.reserve(self._space_id, period, meter, 1, message.limits):
+                return False
+            reservations.append((period, meter))
+            key = (self._space_id, period, meter)
+            counts[key] = counts.get(key, 0) + 1
+            return True
+
+        def unreserve(message: Write, meter: str) -> None:
+            period = period_of(message.received_at)
+            reservations.remove((period, meter))
+            usage.settle(self._space_id, period, meter, 1, 0)
+            key = (self._space_id, period, meter)
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+
         for message in messages:
+            refusal: Reply | _OverLimit | None = None
+            if isinstance(message, Redeem):
+                if not exists:
+                    refusal = NotFound(
+                        f"No profile with user_id {self._user_id!r}.", code="profile_not_found"
+                    )
+                elif not reserve(message, "redemptions"):
+                    refusal = _OverLimit("redemptions")
+                else:
+                    try:
+                        state, answer = redeem(
+                            state, message.reward_key, program, message.received_at, traits
+                        )
+                    except RedemptionRefused as exc:
+                        unreserve(message, "redemptions")
+                        refusal = BadRequest(exc.message, code=exc.code)
+            else:
+                creates = not exists and reserve(message, "profiles")
+                if not exists and not creates:
+                    refusal = _OverLimit("profiles")
+                elif isinstance(message, Ingest) and not reserve(message, "events"):
+                    if creates:
+                        unreserve(message, "profiles")
+                    refusal = _OverLimit("events")
+            if refusal is not None:
+                answers.append(refusal)
+                staged.append(False)
+                continue
             if isinstance(message, Ingest):
                 ev = message.event
                 seen = EngineEvent(ev.event, ev.context, ev.occurred_at, traits)
@@ -256,67 +381,141 @@ class ProfileActor:
                     )
                 )
                 answers.append(body)
+            elif isinstance(message, Redeem):
+                answer = {**answer, "redemption_id": "rdm_" + secrets.token_hex(12)}
+                answer["program_versions"] = program.versions
+                redemptions.append(
+                    RedemptionRow(
+                        space_id=self._space_id,
+                        transaction_id=message.transaction_id,
+                        user_id=self._user_id,
+                        reward_key=message.reward_key,
+                        context=_encoder.encode(message.context).decode(),
+                        received_at=message.received_at,
+                        request_hash=redemption_hash(self._user_id, message),
+                        outcome=_encoder.encode(answer).decode(),
+                    )
+                )
+                answers.append(answer)
             else:
                 traits = merge_traits(traits, message.traits)
                 state, _ = apply_identify(state, traits, program, message.received_at)
                 answers.append(IdentifyResult(traits, created=not exists))
+            staged.append(True)
             exists = True
             last_time = message.received_at
-        assert last_time is not None
-        snapshot = SnapshotWrite(
-            space_id=self._space_id,
-            user_id=self._user_id,
-            traits=_encoder.encode(traits).decode(),
-            state=_encoder.encode(state).decode(),
-            expected_version=before.version,
-            updated_at=last_time,
-        )
-        after = _Snapshot(
-            traits,
-            state,
-            before.version + 1,
-            before.created_at or messages[0].received_at,
-            last_time,
-        )
-        return Unit(events, snapshot), after, answers
-
-    async def _judge_conflicts(
-        self, transaction_ids: frozenset[str], messages: list[Ingest | Identify]
-    ) -> dict[str, Reply]:
-        """Answer each refused event from the stored one: same payload → the original
-        outcome marked duplicate; anything else → idempotency_conflict."""
-        stored = {
-            e.transaction_id: e
-            for e in await self._services.db.run(
-                find_events, self._space_id, sorted(transaction_ids)
+        snapshot = None
+        after = before
+        if any(staged):
+            assert last_time is not None
+            snapshot = SnapshotWrite(
+                space_id=self._space_id,
+                user_id=self._user_id,
+                traits=_encoder.encode(traits).decode(),
+                state=_encoder.encode(state).decode(),
+                expected_version=before.version,
+                updated_at=last_time,
             )
-        }
-        verdicts: dict[str, Reply] = {}
+            first = next(m for m, s in zip(messages, staged, strict=True) if s)
+            after = _Snapshot(
+                traits,
+                state,
+                before.version + 1,
+                before.created_at or first.received_at,
+                last_time,
+            )
+        unit = Unit(events, snapshot, redemptions=redemptions, usage=counts)
+        return _Staged(unit, after, answers, staged, reservations)
+
+    async def _answer_over_limit(
+        self,
+        over: list[tuple[int, _OverLimit]],
+        messages: list[Write],
+        replies: list[Reply],
+    ) -> None:
+        """Usage refusals: a duplicate of a stored write is answered as such, never 429."""
+        if not over:
+            return
+        events = frozenset(
+            m.event.transaction_id for i, _ in over if isinstance(m := messages[i], Ingest)
+        )
+        taken = await self._judge_taken(events, frozenset(), [messages[i] for i, _ in over])
+        for i, refusal in over:
+            tx = _transaction(messages[i])
+            replies[i] = taken.get(tx) or limit_exceeded(refusal.meter, messages[i].received_at)
+
+    async def _judge_taken(
+        self,
+        event_ids: frozenset[str],
+        redemption_ids: frozenset[str],
+        messages: Sequence[Write],
+        *,
+        refused_at_commit: bool = False,
+    ) -> dict[tuple[str, str] | None, Reply]:
+        """Answer writes whose transaction id is stored: same payload → the original answer
+        marked duplicate; anything else → idempotency_conflict. An id that is not stored gets
+        no verdict (apply it) — unless the commit just refused it, which makes the outcome
+        uncertain (503, retry)."""
+        db, space = self._services.db, self._space_id
+        stored_events = (
+            {e.transaction_id: e for e in await db.run(find_events, space, sorted(event_ids))}
+            if event_ids
+            else {}
+        )
+        stored_redemptions = (
+            {
+                r.transaction_id: r
+                for r in await db.run(find_redemptions, space, sorted(redemption_ids))
+            }
+            if redemption_ids
+            else {}
+        )
+        verdicts: dict[tuple[str, str] | None, Reply] = {}
         for message in messages:
-            if not isinstance(message, Ingest):
-                continue
-            tx = message.event.transaction_id
-            if tx not in transaction_ids:
-                continue
-            original = stored.get(tx)
-            if original is None:  # refused, yet not there: let the client retry
-                verdicts[tx] = ServiceUnavailable(
-                    "The event could not be recorded; retry.", code="storage_unavailable"
-                )
-            elif original.request_hash == event_hash(message.event):
-                verdicts[tx] = {**original.outcome, "duplicate": True}
+            original: StoredEvent | StoredRedemption | None
+            if isinstance(message, Ingest) and message.event.transaction_id in event_ids:
+                original = stored_events.get(message.event.transaction_id)
+                mine = event_hash(message.event)
+            elif isinstance(message, Redeem) and message.transaction_id in redemption_ids:
+                original = stored_redemptions.get(message.transaction_id)
+                mine = redemption_hash(self._user_id, message)
             else:
-                verdicts[tx] = BadRequest(
-                    f"transaction_id {tx!r} was already used for a different event "
-                    "(user_id, event or context differ).",
+                continue
+            key = _transaction(message)
+            if original is None:
+                if refused_at_commit:
+                    verdicts[key] = ServiceUnavailable(
+                        "The write could not be recorded; retry.", code="storage_unavailable"
+                    )
+                continue
+            if original.request_hash == mine:
+                verdicts[key] = {**original.outcome, "duplicate": True}
+            else:
+                kind = "event" if isinstance(message, Ingest) else "redemption"
+                verdicts[key] = BadRequest(
+                    f"transaction_id {original.transaction_id!r} was already used for a "
+                    f"different {kind} (its user or payload differ).",
                     code="idempotency_conflict",
                 )
         return verdicts
 
 
+def _transaction(message: Write) -> tuple[str, str] | None:
+    """The idempotency key: namespace and transaction id (identify has none)."""
+    if isinstance(message, Ingest):
+        return ("event", message.event.transaction_id)
+    if isinstance(message, Redeem):
+        return ("redemption", message.transaction_id)
+    return None
+
+
 def event_hash(event: EventInput) -> bytes:
     """What idempotency compares: user, event key and canonical context (not occurred_at)."""
     return request_hash(event.user_id, event.event, event.context)
+
+
+def redemption_hash(user_id: str, message: Redeem) -> bytes:
+    return request_hash(user_id, message.reward_key, message.context)
 
 
 def merge_traits(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,9 @@ from .auth import Authenticator
 from .configuration import ProgramCatalog
 from .errors import PerkamoError, ServiceUnavailable
 from .profile_actor import Message, ProfileKey, ProfileServices, Reply
+from .rate_limit import RateLimiter
 from .settings import Settings
+from .usage import UsageLedger
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class Runtime:
     auth: Authenticator
     listener: Listener
     programs: ProgramCatalog
+    usage: UsageLedger
+    rate_limiter: RateLimiter
 
     def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
         """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
@@ -139,12 +143,17 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             nursery.start_soon(listener.run)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            services = ProfileServices(db, loader, writer, programs)
+            usage = UsageLedger(db)
+            nursery.start_soon(usage.run_request_flusher, writer.commit)
+            services = ProfileServices(db, loader, writer, programs, usage)
             async with open_actor_system(
                 services.activate,
                 mailbox_capacity=settings.mailbox_capacity,
                 idle_timeout=settings.idle_seconds,
                 max_resident=settings.max_resident_profiles,
             ) as system:
-                yield Runtime(settings, db, writer, system, auth, listener, programs)
+                yield Runtime(
+                    settings, db, writer, system, auth, listener, programs, usage, RateLimiter()
+                )
+            await usage.flush_requests(writer.commit)
             nursery.cancel_scope.cancel()

@@ -48,6 +48,15 @@ class EventBody(msgspec.Struct):
     space: str | None = None
 
 
+class RedeemBody(msgspec.Struct):
+    user_id: str
+    reward_key: str
+    transaction_id: str
+    context: dict[str, Any] | list[Any] | None = None
+    tenant: str | None = None
+    space: str | None = None
+
+
 class BatchBody(msgspec.Struct):
     events: list[Any]
     tenant: str | None = None
@@ -192,6 +201,16 @@ def event_input(value: Any, prefix: str = "") -> EventInput:
         except ValueError as exc:
             raise ValidationFailed(prefix + "occurred_at", str(exc)) from None
     return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
+
+
+def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
+    """(user_id, reward_key, transaction_id, context) of a redemption request."""
+    body = _convert(value, RedeemBody, "")
+    check_tenant_fields(body.tenant, body.space)
+    check_user_id(body.user_id)
+    check_text(body.reward_key, "reward_key", max_len=64, no_control=True, no_space=True)
+    check_text(body.transaction_id, "transaction_id", max_len=256)
+    return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
 
 
 def batch_items(value: Any) -> BatchBody:

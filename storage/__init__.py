@@ -7,6 +7,7 @@ from .embedded import EmbeddedPostgres
 from .group_commit import (
     EventRow,
     GroupCommitWriter,
+    RedemptionRow,
     SnapshotWrite,
     Status,
     Unit,
@@ -22,6 +23,7 @@ __all__ = [
     "EventRow",
     "GroupCommitWriter",
     "Listener",
+    "RedemptionRow",
     "SnapshotWrite",
     "Status",
     "StorageError",

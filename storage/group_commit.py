@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -42,6 +42,22 @@ class EventRow:
 
 
 @dataclass(slots=True)
+class RedemptionRow:
+    space_id: int
+    transaction_id: str
+    user_id: str
+    reward_key: str
+    context: str  # JSON text
+    received_at: datetime
+    request_hash: bytes
+    outcome: str  # JSON text
+
+
+# (space_id, first day of the month, meter) -> increment
+UsageKey = tuple[int, date, str]
+
+
+@dataclass(slots=True)
 class SnapshotWrite:
     """The profile after the unit; ``expected_version`` 0 means "create it"."""
 
@@ -63,6 +79,8 @@ class Unit:
 
     events: list[EventRow]
     snapshot: SnapshotWrite | None
+    redemptions: list[RedemptionRow] = field(default_factory=list)
+    usage: dict[UsageKey, int] = field(default_factory=dict)
 
 
 class Status(Enum):
@@ -76,7 +94,8 @@ class Status(Enum):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     status: Status
-    conflicts: frozenset[str] = frozenset()
+    conflicts: frozenset[str] = frozenset()  # event transaction ids that are taken
+    redemption_conflicts: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -106,6 +125,21 @@ SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb
                      %s::timestamptz[], %s::timestamptz[], %s::bytea[], %s::json[])
 ON CONFLICT (space_id, transaction_id) DO NOTHING
 RETURNING space_id, transaction_id, user_id
+"""
+
+_INSERT_REDEMPTIONS = """
+INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context, received_at,
+                         request_hash, outcome)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
+                     %s::timestamptz[], %s::bytea[], %s::json[])
+ON CONFLICT (space_id, transaction_id) DO NOTHING
+RETURNING space_id, transaction_id, user_id
+"""
+
+_ADD_USAGE = """
+INSERT INTO usage_counters (space_id, period, meter, used)
+SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::bigint[])
+ON CONFLICT (space_id, period, meter) DO UPDATE SET used = usage_counters.used + EXCLUDED.used
 """
 
 _INSERT_PROFILES = """
@@ -270,6 +304,30 @@ class GroupCommitWriter:
                         conflicts.setdefault(n, set()).add(e.transaction_id)
                 for n, txs in conflicts.items():
                     refused[n] = Verdict(Status.CONFLICT, frozenset(txs))
+            redemptions = [(n, r) for n, u in enumerate(units) for r in u.redemptions]
+            if redemptions:
+                cur.execute(
+                    _INSERT_REDEMPTIONS,
+                    (
+                        [r.space_id for _, r in redemptions],
+                        [r.transaction_id for _, r in redemptions],
+                        [r.user_id for _, r in redemptions],
+                        [r.reward_key for _, r in redemptions],
+                        [r.context for _, r in redemptions],
+                        [r.received_at for _, r in redemptions],
+                        [r.request_hash for _, r in redemptions],
+                        [r.outcome for _, r in redemptions],
+                    ),
+                )
+                taken = {(s, t, u) for s, t, u in cur.fetchall()}
+                for n, r in redemptions:
+                    if (r.space_id, r.transaction_id, r.user_id) not in taken:
+                        previous = refused.get(n, Verdict(Status.CONFLICT))
+                        refused[n] = Verdict(
+                            Status.CONFLICT,
+                            previous.conflicts,
+                            previous.redemption_conflicts | {r.transaction_id},
+                        )
             creates = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
             new = [(n, s) for n, s in creates if s.expected_version == 0]
             old = [(n, s) for n, s in creates if s.expected_version > 0]
@@ -293,6 +351,23 @@ class GroupCommitWriter:
                 for n, s in group:
                     if (s.space_id, s.user_id) not in written and n not in refused:
                         refused[n] = Verdict(Status.STALE)
+            if not refused:
+                # Meters count only what this transaction commits: the units that stand.
+                totals: dict[UsageKey, int] = {}
+                for unit in units:
+                    for key, amount in unit.usage.items():
+                        totals[key] = totals.get(key, 0) + amount
+                if totals:
+                    keys = list(totals)
+                    cur.execute(
+                        _ADD_USAGE,
+                        (
+                            [k[0] for k in keys],
+                            [k[1] for k in keys],
+                            [k[2] for k in keys],
+                            [totals[k] for k in keys],
+                        ),
+                    )
         return refused
 
 

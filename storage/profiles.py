@@ -65,3 +65,45 @@ def count_events(conn: Conn, space_id: int, user_id: str | None = None) -> int:
     result = row.fetchone()
     assert result is not None
     return int(result[0])
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRedemption:
+    transaction_id: str
+    user_id: str
+    reward_key: str
+    request_hash: bytes
+    received_at: datetime
+    outcome: Any
+
+
+def find_redemptions(
+    conn: Conn, space_id: int, transaction_ids: list[str]
+) -> list[StoredRedemption]:
+    with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
+        cur.execute(
+            "SELECT transaction_id, user_id, reward_key, request_hash, received_at, outcome"
+            " FROM redemptions WHERE space_id = %s AND transaction_id = ANY(%s)",
+            (space_id, transaction_ids),
+        )
+        return cur.fetchall()
+
+
+def recent_redemptions(
+    conn: Conn, space_id: int, user_id: str, limit: int
+) -> list[StoredRedemption]:
+    with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
+        cur.execute(
+            "SELECT transaction_id, user_id, reward_key, request_hash, received_at, outcome"
+            " FROM redemptions WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
+            (space_id, user_id, limit),
+        )
+        return cur.fetchall()
+
+
+def usage_counters(conn: Conn, space_id: int, period: Any) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT meter, used FROM usage_counters WHERE space_id = %s AND period = %s",
+        (space_id, period),
+    ).fetchall()
+    return {meter: int(used) for meter, used in rows}

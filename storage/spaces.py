@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[Any]
 
@@ -36,6 +37,7 @@ class KeyRecord:
     space_name: str
     space_environment: str
     require_signatures: bool
+    space_limits: dict[str, Any]
 
 
 # Full statements as literals: no SQL is ever assembled from strings at run time.
@@ -52,19 +54,22 @@ _LIST_SPACES = (
 _KEYS_WHERE_HASH = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures FROM api_keys k JOIN spaces s ON s.id = k.space_id"
+    " s.require_signatures, s.limits AS space_limits"
+    " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE k.key_hash = %s"
 )
 _KEYS_WHERE_ID = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures FROM api_keys k JOIN spaces s ON s.id = k.space_id"
+    " s.require_signatures, s.limits AS space_limits"
+    " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE k.id = %s"
 )
 _KEYS_OF_SPACE = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures FROM api_keys k JOIN spaces s ON s.id = k.space_id"
+    " s.require_signatures, s.limits AS space_limits"
+    " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE s.slug = %s ORDER BY k.created_at"
 )
 
@@ -94,6 +99,20 @@ def set_require_signatures(conn: Conn, slug: str, required: bool) -> bool:
         "UPDATE spaces SET require_signatures = %s WHERE slug = %s", (required, slug)
     )
     return cur.rowcount == 1
+
+
+def set_limits(conn: Conn, slug: str, changes: dict[str, int | None]) -> dict[str, Any] | None:
+    """Merge ``changes`` into the Space's limits (None removes one); returns the result."""
+    row = conn.execute(
+        "UPDATE spaces SET limits = (limits || %s::jsonb) - %s::text[] WHERE slug = %s"
+        " RETURNING limits",
+        (
+            Jsonb({k: v for k, v in changes.items() if v is not None}),
+            [k for k, v in changes.items() if v is None],
+            slug,
+        ),
+    ).fetchone()
+    return None if row is None else dict(row[0])
 
 
 def insert_key(

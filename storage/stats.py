@@ -12,20 +12,16 @@ Conn = psycopg.Connection[Any]
 
 
 def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
-    period_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     row = conn.execute(
         "SELECT count(*), max(received_at),"
-        " count(*) FILTER (WHERE received_at >= %s),"
         " count(*) FILTER (WHERE received_at >= %s)"
         " FROM events WHERE space_id = %s",
-        (now - timedelta(hours=24), period_start, space_id),
+        (now - timedelta(hours=24), space_id),
     ).fetchone()
     assert row is not None
-    events, last_event_at, last_24h, this_period = row
+    events, last_event_at, last_24h = row
     profiles = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE created_at >= %s)"
-        " FROM profiles WHERE space_id = %s",
-        (period_start, space_id),
+        "SELECT count(*) FROM profiles WHERE space_id = %s", (space_id,)
     ).fetchone()
     assert profiles is not None
     keys = conn.execute(
@@ -38,13 +34,23 @@ def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
         " WHERE p.space_id = %s GROUP BY w.key",
         (space_id,),
     ).fetchall()
+    spent = conn.execute(
+        "SELECT w.key, sum((w.value ->> 'spent')::numeric)"
+        " FROM profiles p, jsonb_each(p.state -> 'wallets') AS w"
+        " WHERE p.space_id = %s GROUP BY w.key",
+        (space_id,),
+    ).fetchall()
+    redemptions = conn.execute(
+        "SELECT count(*) FROM redemptions WHERE space_id = %s", (space_id,)
+    ).fetchone()
+    assert redemptions is not None
     return {
+        "redemptions": redemptions[0],
+        "spent": {key: total or Decimal(0) for key, total in spent},
         "events": events,
         "last_event_at": last_event_at,
         "events_last_24h": last_24h,
-        "events_this_period": this_period,
         "profiles": profiles[0],
-        "profiles_this_period": profiles[1],
         "keys_in_use": keys[0],
         "issued": {key: total or Decimal(0) for key, total in issued},
     }

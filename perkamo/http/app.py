@@ -23,6 +23,8 @@ def build_router() -> Router:
     r.add("GET", "/v1/profile/{user_id}", handlers.profile, "profile:read")
     r.add("GET", "/v1/customer/{user_id}", handlers.profile, "profile:read")
     r.add("GET", "/v1/program", handlers.read_program, "profile:read")
+    r.add("GET", "/v1/usage", handlers.usage, "profile:read")
+    r.add("POST", "/v1/rewards/redeem", handlers.redeem_reward, "rewards:redeem")
     r.add("POST", "/v1/admin/config", handlers.upload_modules, "admin:config")
     r.add("POST", "/v1/admin/config/{module}", handlers.upload_module, "admin:config")
     r.add("GET", "/v1/admin/config/{module}", handlers.read_module, "admin:config")

@@ -26,9 +26,11 @@ from ..errors import (
     PayloadTooLarge,
     PerkamoError,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
+from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from ..runtime import Runtime
 from ..wire import decode_json, tenants_named
 from .errors import error_body
@@ -70,12 +72,16 @@ def json_response(
     return response
 
 
-def error_response(exc: PerkamoError, request_id: str) -> Response:
-    return json_response(exc.status, error_body(exc, request_id), request_id, exc.headers)
+def error_response(
+    exc: PerkamoError, request_id: str, extra: dict[str, str] | None = None
+) -> Response:
+    headers = {**(extra or {}), **exc.headers}
+    return json_response(exc.status, error_body(exc, request_id), request_id, headers)
 
 
 async def handle(runtime: Runtime, router: Router, request: Request) -> Response:
     request_id = new_request_id(request.headers.get("x-request-id"))
+    rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
         route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
         body = await _read_body(request)
@@ -83,6 +89,21 @@ async def handle(runtime: Runtime, router: Router, request: Request) -> Response
             status, payload = await route.handler(runtime)
             return json_response(status, payload, request_id)
         record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+        received_at = datetime.now(UTC)
+        runtime.usage.count_request(record.space_id, received_at)
+        limits = record.space_limits
+        decision = runtime.rate_limiter.take(
+            record.id,
+            float(limits.get("rate", DEFAULT_RATE)),
+            int(limits.get("burst", DEFAULT_BURST)),
+        )
+        rate_headers = decision.headers()
+        if not decision.allowed:
+            raise TooManyRequests(
+                "Too many requests for this API key; slow down.",
+                code="rate_limited",
+                headers={"retry-after": str(decision.retry_after)},
+            )
         _check_signature(record, key, request, body)
         if route.scope not in record.scopes:
             raise Forbidden(
@@ -95,20 +116,23 @@ async def handle(runtime: Runtime, router: Router, request: Request) -> Response
         else:
             value = None
             _check_tenants(record, [v for k in ("tenant", "space") if (v := request.args.get(k))])
-        call = Call(runtime, record, params, value, datetime.now(UTC))
+        call = Call(runtime, record, params, value, received_at)
         status, payload = await route.handler(call)
-        return json_response(status, payload, request_id)
+        return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:
-        return error_response(exc, request_id)
+        return error_response(exc, request_id, rate_headers)
     except StorageUnavailable:
         return error_response(
             ServiceUnavailable("Storage is unavailable; retry.", code="storage_unavailable"),
             request_id,
+            rate_headers,
         )
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
         return error_response(
-            InternalError("Something went wrong on our side; retry shortly."), request_id
+            InternalError("Something went wrong on our side; retry shortly."),
+            request_id,
+            rate_headers,
         )
 
 

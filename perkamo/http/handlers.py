@@ -11,11 +11,19 @@ from storage.stats import space_stats
 from .. import configuration
 from ..documents import profile_document, program_document
 from ..errors import BadRequest, Forbidden, NotFound, NotSupported, PerkamoError, ServiceUnavailable
-from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Reply
+from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Redeem, Reply
 from ..program import MODULES
 from ..runtime import Runtime
 from ..timefmt import format_rfc3339
-from ..wire import EventInput, batch_items, check_user_id, event_input, identify_body, tenants_named
+from ..wire import (
+    EventInput,
+    batch_items,
+    check_user_id,
+    event_input,
+    identify_body,
+    redeem_input,
+    tenants_named,
+)
 from .edge import Call
 from .errors import item_error
 
@@ -36,7 +44,9 @@ def _check_not_future(event: EventInput, received_at: datetime, prefix: str = ""
 async def identify(call: Call) -> Result:
     user_id, traits = identify_body(call.body)
     reply = await call.runtime.ask(
-        (call.key.space_id, user_id), Identify(traits, call.received_at), writes=True
+        (call.key.space_id, user_id),
+        Identify(traits, call.received_at, call.key.space_limits),
+        writes=True,
     )
     assert isinstance(reply, IdentifyResult)
     return 200, {
@@ -51,7 +61,9 @@ async def ingest_event(call: Call) -> Result:
     event = event_input(call.body)
     _check_not_future(event, call.received_at)
     reply = await call.runtime.ask(
-        (call.key.space_id, event.user_id), Ingest(event, call.received_at), writes=True
+        (call.key.space_id, event.user_id),
+        Ingest(event, call.received_at, call.key.space_limits),
+        writes=True,
     )
     return 200, reply
 
@@ -110,7 +122,8 @@ async def ingest_batch(call: Call) -> Result:
                     (
                         index,
                         runtime.submit(
-                            (call.key.space_id, event.user_id), Ingest(event, call.received_at)
+                            (call.key.space_id, event.user_id),
+                            Ingest(event, call.received_at, call.key.space_limits),
                         ),
                     )
                 )
@@ -134,6 +147,27 @@ async def profile(call: Call) -> Result:
     assert isinstance(view, ProfileView)
     program = await call.runtime.programs.get(call.key.space_id)
     return 200, profile_document(call.key.space_slug, user_id, view, program, datetime.now(UTC))
+
+
+async def redeem_reward(call: Call) -> Result:
+    user_id, reward_key, transaction_id, context = redeem_input(call.body)
+    message = Redeem(reward_key, transaction_id, context, call.received_at, call.key.space_limits)
+    reply = await call.runtime.ask((call.key.space_id, user_id), message, writes=True)
+    return 200, reply
+
+
+async def usage(call: Call) -> Result:
+    meters = await call.runtime.usage.meters(
+        call.key.space_id, call.received_at, call.key.space_limits
+    )
+    return 200, {"tenant": call.key.space_slug, **_usage_document(meters)}
+
+
+def _usage_document(meters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "period": {k: format_rfc3339(v) for k, v in meters["period"].items()},
+        "meters": meters["meters"],
+    }
 
 
 async def upload_module(call: Call) -> Result:
@@ -199,7 +233,9 @@ async def read_program(call: Call) -> Result:
     now = datetime.now(UTC)
     program = await call.runtime.programs.get(call.key.space_id)
     stats = await call.runtime.db.run(space_stats, call.key.space_id, now)
-    return 200, program_document(call.key, program, stats, now)
+    meters = await call.runtime.usage.meters(call.key.space_id, now, call.key.space_limits)
+    usage_section = {"tenant": call.key.space_slug, **_usage_document(meters)}
+    return 200, program_document(call.key, program, stats, usage_section)
 
 
 async def not_supported(_: object) -> Result:

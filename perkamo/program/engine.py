@@ -151,9 +151,7 @@ def apply_identify(
             occurred=received_at,
             scope={"context": {}, "traits": traits},
         )
-        _perks(run, level_number(run.state, program))
-        _grants(run)
-        return run.state, run.unlocked
+        return run.state, unlock_and_grant(run)
 
 
 # -- step 2: counters and streaks ------------------------------------------------------------
@@ -555,6 +553,13 @@ def _perks(run: _Run, level: int) -> None:
             run.state.perk_counts.pop(perk.key, None)
             run.new_perks.add(perk.key)
             run.unlocked.append({"type": "perk", "key": perk.key, "name": perk.name})
+
+
+def unlock_and_grant(run: _Run) -> list[dict[str, str]]:
+    """Steps 8–9 on the run's current state; returns everything unlocked so far."""
+    _perks(run, level_number(run.state, run.program))
+    _grants(run)
+    return run.unlocked
 
 
 def _grants(run: _Run) -> None:

@@ -221,6 +221,11 @@ class GrantedBoost(msgspec.Struct):
     expires_at: datetime
 
 
+class RedemptionCounter(msgspec.Struct, omit_defaults=True):
+    count: int = 0
+    per_day: dict[str, int] = {}  # UTC receive date -> redemptions, the 8 most recent days
+
+
 class ProfileState(msgspec.Struct, omit_defaults=True):
     """Everything the engine derives from a profile's history."""
 
@@ -232,6 +237,7 @@ class ProfileState(msgspec.Struct, omit_defaults=True):
     perk_counts: dict[str, int] = {}  # event_count triggers: events seen since the perk existed
     boosts: dict[str, GrantedBoost] = {}
     max_level: int = 1  # the highest level ever reached (level grants fire once)
+    redemptions: dict[str, RedemptionCounter] = {}  # reward key -> what limits need
 
 
 class Outcome(msgspec.Struct):

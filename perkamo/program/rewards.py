@@ -1,0 +1,121 @@
+"""Redeeming a reward: a pure function like ``apply`` (no I/O, no clock reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import localcontext
+from typing import Any
+
+from .engine import (
+    DECIMALS,
+    PER_DAY_KEPT,
+    _Run,
+    copy_state,
+    grant_boost,
+    level_document,
+    level_number,
+    number,
+    unlock_and_grant,
+    wallet_state,
+)
+from .model import ProfileState, Program, RedemptionCounter, WalletBalance
+
+
+class RedemptionRefused(Exception):
+    """A business rule refused the redemption; nothing changes and the id is not consumed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def redeem(
+    state: ProfileState,
+    reward_key: str,
+    program: Program,
+    received_at: datetime,
+    traits: Mapping[str, Any],
+) -> tuple[ProfileState, dict[str, Any]]:
+    """Subtract the reward's cost and return ``(new state, answer)``.
+
+    Raises RedemptionRefused: unknown_reward, requirements_not_met, redemption_limit_reached,
+    insufficient_balance (checked in that order).
+    """
+    with localcontext(DECIMALS):
+        reward = next((r for r in program.rewards if r.key == reward_key and r.active), None)
+        if reward is None:
+            raise RedemptionRefused("unknown_reward", f"There is no active reward {reward_key!r}.")
+        level_before = level_number(state, program)
+        if reward.level_at_least is not None and level_before < reward.level_at_least:
+            raise RedemptionRefused(
+                "requirements_not_met",
+                f"{reward.name} needs level {reward.level_at_least}; the profile is at level "
+                f"{level_before}.",
+            )
+        missing = [p for p in reward.perks if p not in state.perks]
+        if missing:
+            raise RedemptionRefused(
+                "requirements_not_met", f"{reward.name} needs the perk {missing[0]!r}."
+            )
+        counter = state.redemptions.get(reward.key) or RedemptionCounter()
+        day = received_at.date().isoformat()
+        if reward.per_user is not None and counter.count >= reward.per_user:
+            raise RedemptionRefused(
+                "redemption_limit_reached",
+                f"{reward.name} can be redeemed {reward.per_user} time(s) per user.",
+            )
+        if (
+            reward.per_user_per_day is not None
+            and counter.per_day.get(day, 0) >= reward.per_user_per_day
+        ):
+            raise RedemptionRefused(
+                "redemption_limit_reached",
+                f"{reward.name} can be redeemed {reward.per_user_per_day} time(s) per day.",
+            )
+        wallet = program.wallet(reward.cost_wallet)
+        assert wallet is not None  # validated at activation
+        balance = state.wallets.get(wallet.key, WalletBalance()).balance
+        if balance < reward.cost:
+            raise RedemptionRefused(
+                "insufficient_balance",
+                f"Not enough {wallet.name}: the balance is "
+                f"{number(balance, wallet.precision)}, {reward.name} costs "
+                f"{number(reward.cost, wallet.precision)}.",
+            )
+
+        run = _Run(
+            state=copy_state(state),
+            program=program,
+            event="",
+            occurred=received_at,
+            scope={"context": {}, "traits": traits},
+        )
+        spent = run.state.wallets.setdefault(wallet.key, WalletBalance())
+        spent.balance -= reward.cost
+        spent.spent += reward.cost
+        counter = run.state.redemptions.setdefault(reward.key, RedemptionCounter())
+        counter.count += 1
+        counter.per_day[day] = counter.per_day.get(day, 0) + 1
+        for old in sorted(counter.per_day)[:-PER_DAY_KEPT]:
+            del counter.per_day[old]
+        if reward.effect.get("type") == "boost":
+            boost = next(b for b in program.boosts if b.key == reward.effect.get("boost"))
+            grant_boost(run.state, boost, received_at)
+            run.unlocked.append({"type": "boost", "key": boost.key, "name": boost.name})
+        unlocked = unlock_and_grant(run)
+        cost = number(reward.cost, wallet.precision)
+        answer = {
+            "redeemed": True,
+            "duplicate": False,
+            "reward": {"key": reward.key, "name": reward.name},
+            "cost": {"wallet": wallet.key, "amount": cost},
+            "delta": [{"wallet": wallet.key, "amount": -cost}],
+            "effect": reward.effect,
+            "unlocked": unlocked,
+            "leveled_up": level_number(run.state, program) > level_before,
+            "wallet_state": wallet_state(run.state, program),
+            "level": level_document(run.state, program),
+        }
+        return run.state, answer

@@ -1,0 +1,120 @@
+"""Usage meters per calendar month (UTC) and their limits.
+
+Meters are counted in the same transaction as the work they count (the group commit adds
+each unit's increments). Limits are enforced exactly within one process by reserving before
+applying: reserve → apply → commit (the reservation becomes usage) or release on failure.
+``api_requests`` is the one meter that may lag: requests are counted in memory and written
+with a flush at most a second later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import trio
+
+from storage import Database, Status, Unit
+from storage.profiles import usage_counters
+
+from .errors import TooManyRequests
+
+METERS = ("events", "api_requests", "profiles", "redemptions")
+LIMIT_NAMES = METERS  # per-Space limits share the meters' names
+
+
+def period_of(moment: datetime) -> date:
+    return moment.astimezone(UTC).date().replace(day=1)
+
+
+def period_end(period: date) -> datetime:
+    following = date(period.year + (period.month == 12), period.month % 12 + 1, 1)
+    return datetime(following.year, following.month, 1, tzinfo=UTC)
+
+
+def limit_exceeded(meter: str, moment: datetime) -> TooManyRequests:
+    retry = max(1, int((period_end(period_of(moment)) - moment).total_seconds()))
+    return TooManyRequests(
+        f"The Space's {meter} limit for this month is reached; it resets at the start of "
+        "next month or when the limit is raised.",
+        code="usage_limit_exceeded",
+        headers={"retry-after": str(retry)},
+    )
+
+
+class UsageLedger:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._used: dict[tuple[int, date], dict[str, int]] = {}
+        self._reserved: dict[tuple[int, date, str], int] = {}
+        self._requests: dict[tuple[int, date], int] = {}
+
+    async def load(self, space_id: int, period: date) -> dict[str, int]:
+        """The committed meters of a period (read from storage once per process)."""
+        key = (space_id, period)
+        if key not in self._used:
+            used = await self._db.run(usage_counters, space_id, period)
+            self._used.setdefault(key, used)
+        return self._used[key]
+
+    def reserve(
+        self, space_id: int, period: date, meter: str, amount: int, limits: dict[str, Any]
+    ) -> bool:
+        """Reserve ``amount`` under the limit (call ``load`` first); False when over."""
+        limit = limits.get(meter)
+        key = (space_id, period, meter)
+        if limit is not None:
+            used = self._used.get((space_id, period), {}).get(meter, 0)
+            if used + self._reserved.get(key, 0) + amount > limit:
+                return False
+        self._reserved[key] = self._reserved.get(key, 0) + amount
+        return True
+
+    def settle(self, space_id: int, period: date, meter: str, reserved: int, used: int) -> None:
+        """Turn a reservation into committed usage (``used`` may be less; the rest frees)."""
+        key = (space_id, period, meter)
+        self._reserved[key] = self._reserved.get(key, 0) - reserved
+        if used:
+            meters = self._used.setdefault((space_id, period), {})
+            meters[meter] = meters.get(meter, 0) + used
+
+    def count_request(self, space_id: int, moment: datetime) -> None:
+        key = (space_id, period_of(moment))
+        self._requests[key] = self._requests.get(key, 0) + 1
+
+    async def flush_requests(self, commit: Callable[[Unit], Awaitable[Any]]) -> None:
+        pending, self._requests = self._requests, {}
+        if not pending:
+            return
+        usage = {(s, p, "api_requests"): n for (s, p), n in pending.items()}
+        verdict = await commit(Unit([], None, usage=usage))
+        if verdict.status is Status.COMMITTED:
+            for (space_id, period), n in pending.items():
+                if (space_id, period) in self._used:
+                    meters = self._used[(space_id, period)]
+                    meters["api_requests"] = meters.get("api_requests", 0) + n
+        else:  # keep them for the next flush
+            for key, n in pending.items():
+                self._requests[key] = self._requests.get(key, 0) + n
+
+    async def run_request_flusher(self, commit: Callable[[Unit], Awaitable[Any]]) -> None:
+        while True:
+            await trio.sleep(1)
+            await self.flush_requests(commit)
+
+    async def meters(
+        self, space_id: int, moment: datetime, limits: dict[str, Any]
+    ) -> dict[str, Any]:
+        period = period_of(moment)
+        used = dict(await self._db.run(usage_counters, space_id, period))
+        used["api_requests"] = used.get("api_requests", 0) + self._requests.get(
+            (space_id, period), 0
+        )
+        return {
+            "period": {
+                "start": datetime(period.year, period.month, 1, tzinfo=UTC),
+                "end": period_end(period),
+            },
+            "meters": {m: {"used": used.get(m, 0), "limit": limits.get(m)} for m in METERS},
+        }
