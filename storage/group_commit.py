@@ -296,6 +296,7 @@ class GroupCommitWriter:
                         [e.request_hash for _, e in events],
                         [e.outcome for _, e in events],
                     ),
+                    binary=True,
                 )
                 inserted = {(s, t, u) for s, t, u in cur.fetchall()}
                 conflicts: dict[int, set[str]] = {}
@@ -318,6 +319,7 @@ class GroupCommitWriter:
                         [r.request_hash for _, r in redemptions],
                         [r.outcome for _, r in redemptions],
                     ),
+                    binary=True,
                 )
                 taken = {(s, t, u) for s, t, u in cur.fetchall()}
                 for n, r in redemptions:
@@ -346,7 +348,7 @@ class GroupCommitWriter:
                 ]
                 if extra:
                     params.append([s.expected_version for _, s in group])
-                cur.execute(sql, params)
+                cur.execute(sql, params, binary=True)
                 written = {(s, u) for s, u in cur.fetchall()}
                 for n, s in group:
                     if (s.space_id, s.user_id) not in written and n not in refused:
@@ -367,6 +369,7 @@ class GroupCommitWriter:
                             [k[2] for k in keys],
                             [totals[k] for k in keys],
                         ),
+                        binary=True,
                     )
         return refused
 
