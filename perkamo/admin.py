@@ -93,3 +93,23 @@ def ensure_demo(conn: Conn, key_file: Path) -> tuple[SpaceRecord, str]:
     key_file.write_text(secret + "\n", encoding="utf-8")
     key_file.chmod(0o600)
     return space, secret
+
+
+def set_webhook(conn: Conn, slug: str, url: str) -> str:
+    """Point the Space's webhook at ``url`` (enabled); returns the new signing secret, shown
+    once. ``http://`` is allowed for test Spaces only, so local receivers work."""
+    from urllib.parse import urlsplit
+
+    from storage import webhooks as hook_store
+
+    from .webhooks import new_secret
+
+    space = require_space(conn, slug)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AdminError("the webhook URL must be an absolute http(s) URL")
+    if parts.scheme != "https" and space.environment == "live":
+        raise AdminError("live Spaces deliver webhooks over https only")
+    secret = new_secret()
+    hook_store.set_endpoint(conn, space.id, url, secret)
+    return secret

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from storage import spaces as space_store
 from storage.migrations import migrate
 
 from . import admin
+from .logs import configure as configure_logs
 from .settings import Settings
 
 
@@ -63,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--rate", metavar="N|none", help="requests per second per key")
     limits.add_argument("--burst", metavar="N|none", help="token bucket size per key")
     for p in (create, listing, setting, limits):
+        _add_storage_flags(p)
+
+    hooks = sub.add_parser("webhooks", help="the Space's webhook endpoint").add_subparsers(
+        dest="action", required=True
+    )
+    hset = hooks.add_parser("set", help="set (or replace) the endpoint; prints a new secret")
+    hset.add_argument("space")
+    hset.add_argument("url")
+    hshow = hooks.add_parser("show", help="show the endpoint")
+    hshow.add_argument("space")
+    hoff = hooks.add_parser("disable", help="stop delivering")
+    hoff.add_argument("space")
+    hlist = hooks.add_parser("deliveries", help="recent deliveries and their state")
+    hlist.add_argument("space")
+    hlist.add_argument("--limit", type=int, default=20)
+    for p in (hset, hshow, hoff, hlist):
         _add_storage_flags(p)
 
     verify = sub.add_parser("verify", help="recompute balances from the ledger and compare")
@@ -192,6 +208,43 @@ def _run_verify(args: argparse.Namespace, db: Database) -> int:
     return 1 if bad else 0
 
 
+def _run_webhooks(args: argparse.Namespace, db: Database) -> None:
+    from storage import webhooks as hook_store
+
+    if args.action == "set":
+        secret = db.call(admin.set_webhook, args.space, args.url)
+        print(f"webhook for {args.space}: {args.url}")
+        print(f"signing secret: {secret}")
+        print("Store the secret now: it is shown once. Receivers verify")
+        print(
+            "x-perkamo-webhook-signature = v1=HMAC-SHA256(secret, '<x-perkamo-delivery>.<body>')."
+        )
+        return
+    space = db.call(admin.require_space, args.space)
+    if args.action == "show":
+        endpoint = db.call(hook_store.endpoints, [space.id]).get(space.id)
+        if endpoint is None:
+            print(f"{args.space}: no webhook endpoint")
+        else:
+            state = "enabled" if endpoint.enabled else "disabled"
+            print(f"{args.space}: {endpoint.url} ({state}), secret {endpoint.secret[:10]}…")
+    elif args.action == "disable":
+        if not db.call(hook_store.disable_endpoint, space.id):
+            raise admin.AdminError(f"{args.space} has no webhook endpoint")
+        print(f"{args.space}: webhook disabled")
+    elif args.action == "deliveries":
+        for d in db.call(hook_store.list_deliveries, space.id, args.limit):
+            last = (
+                f"HTTP {d.last_status_code} {d.last_status_text or ''}".strip()
+                if d.last_status_code is not None
+                else (d.last_error or "-")
+            )
+            print(
+                f"{d.id}\t{d.event_type}\t{d.status}\tattempts={d.attempts}\t"
+                f"{d.created_at:%Y-%m-%d %H:%M:%S}\t{last}\t{d.last_duration_ms or 0} ms"
+            )
+
+
 def _run_keys(args: argparse.Namespace, db: Database) -> None:
     if args.action == "create":
         space = db.call(admin.require_space, args.space)
@@ -230,9 +283,7 @@ def _serve(settings: Settings, *, demo: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logs(settings.log_level)
     try:
         if args.command == "serve":
             return _serve(settings, demo=args.demo)
@@ -240,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "spaces": _run_spaces,
             "keys": _run_keys,
             "migrate": lambda _args, _db: print("migrations applied"),
+            "webhooks": _run_webhooks,
         }
         with _database(settings) as db:
             if args.command == "verify":

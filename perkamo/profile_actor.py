@@ -11,7 +11,7 @@ committed state. Usage is reserved while staging and settled by the commit's ver
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from storage import (
     Database,
     EventRow,
     GroupCommitWriter,
+    OutboxRow,
     RedemptionRow,
     SnapshotWrite,
     Status,
@@ -44,8 +45,10 @@ from .canonical import request_hash
 from .configuration import ProgramCatalog
 from .errors import BadRequest, NotFound, PerkamoError, ServiceUnavailable
 from .program import EngineEvent, ProfileState, Program, apply, apply_identify
+from .program.engine import level_number
 from .program.rewards import RedemptionRefused, redeem
 from .usage import UsageLedger, limit_exceeded, period_of
+from .webhooks import SpaceHook, WebhookRegistry, event_delivery, redemption_delivery
 from .wire import EventInput
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
@@ -149,12 +152,16 @@ class ProfileServices:
         writer: GroupCommitWriter,
         programs: ProgramCatalog,
         usage: UsageLedger,
+        webhooks: WebhookRegistry,
+        deliveries_committed: Callable[[], None],
     ) -> None:
         self.db = db
         self.loader = loader
         self.writer = writer
         self.programs = programs
         self.usage = usage
+        self.webhooks = webhooks
+        self.deliveries_committed = deliveries_committed
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
@@ -238,7 +245,8 @@ class ProfileActor:
             if not todo:
                 return replies
             program = await services.programs.get(self._space_id)
-            staged = self._stage([messages[i] for i in todo], program)
+            hook = await services.webhooks.get(self._space_id)
+            staged = self._stage([messages[i] for i in todo], program, hook)
             if any(staged.staged):
                 verdict = await services.writer.commit(staged.unit)
             else:
@@ -248,6 +256,8 @@ class ProfileActor:
                 services.usage.settle(self._space_id, period, meter, 1, 1 if committed else 0)
             if committed:
                 self._snapshot = staged.after
+                if staged.unit.outbox:
+                    services.deliveries_committed()
                 over = [
                     (i, answer)
                     for i, answer in zip(todo, staged.answers, strict=True)
@@ -290,13 +300,14 @@ class ProfileActor:
             raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
         raise RuntimeError("profile writes did not settle")
 
-    def _stage(self, messages: list[Write], program: Program) -> _Staged:
+    def _stage(self, messages: list[Write], program: Program, hook: SpaceHook) -> _Staged:
         before = self._snapshot
         usage = self._services.usage
         traits, state = before.traits, before.state
         exists = before.version > 0
         events: list[EventRow] = []
         redemptions: list[RedemptionRow] = []
+        outbox: list[OutboxRow] = []
         answers: list[Reply | _OverLimit] = []
         staged: list[bool] = []
         reservations: list[tuple[date, str]] = []
@@ -353,7 +364,9 @@ class ProfileActor:
             if isinstance(message, Ingest):
                 ev = message.event
                 seen = EngineEvent(ev.event, ev.context, ev.occurred_at, traits)
+                level_before = level_number(state, program) if hook.enabled else None
                 state, outcome = apply(state, seen, program, message.received_at)
+                event_id = "evt_" + secrets.token_hex(12)
                 body = {
                     "applied": True,
                     "duplicate": False,
@@ -362,7 +375,7 @@ class ProfileActor:
                     "unlocked": outcome.unlocked,
                     "wallet_state": outcome.wallet_state,
                     "level": outcome.level,
-                    "event_id": "evt_" + secrets.token_hex(12),
+                    "event_id": event_id,
                     "skipped": outcome.skipped,
                     "breakdown": outcome.breakdown,
                     "program_versions": program.versions,
@@ -381,6 +394,22 @@ class ProfileActor:
                     )
                 )
                 answers.append(body)
+                if hook.enabled:
+                    outbox.append(
+                        event_delivery(
+                            hook,
+                            self._space_id,
+                            event_id,
+                            self._user_id,
+                            ev.transaction_id,
+                            ev.event,
+                            ev.occurred_at or message.received_at,
+                            message.received_at,
+                            ev.context,
+                            body,
+                            level_before if outcome.leveled_up else None,
+                        )
+                    )
             elif isinstance(message, Redeem):
                 answer = {**answer, "redemption_id": "rdm_" + secrets.token_hex(12)}
                 answer["program_versions"] = program.versions
@@ -397,6 +426,18 @@ class ProfileActor:
                     )
                 )
                 answers.append(answer)
+                if hook.enabled:
+                    outbox.append(
+                        redemption_delivery(
+                            hook,
+                            self._space_id,
+                            self._user_id,
+                            message.transaction_id,
+                            message.context,
+                            answer,
+                            message.received_at,
+                        )
+                    )
             else:
                 traits = merge_traits(traits, message.traits)
                 state, _ = apply_identify(state, traits, program, message.received_at)
@@ -424,7 +465,7 @@ class ProfileActor:
                 before.created_at or first.received_at,
                 last_time,
             )
-        unit = Unit(events, snapshot, redemptions=redemptions, usage=counts)
+        unit = Unit(events, snapshot, redemptions=redemptions, usage=counts, outbox=outbox)
         return _Staged(unit, after, answers, staged, reservations)
 
     async def _answer_over_limit(

@@ -37,10 +37,12 @@ from storage.profile_loader import open_profile_loader
 from .auth import Authenticator
 from .configuration import ProgramCatalog
 from .errors import PerkamoError, ServiceUnavailable
+from .metrics import Metrics
 from .profile_actor import Message, ProfileKey, ProfileServices, Reply
 from .rate_limit import RateLimiter
 from .settings import Settings
 from .usage import UsageLedger
+from .webhooks import WebhookDispatcher, WebhookRegistry
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Runtime:
     programs: ProgramCatalog
     usage: UsageLedger
     rate_limiter: RateLimiter
+    webhooks: WebhookDispatcher
+    metrics: Metrics
 
     def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
         """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
@@ -128,15 +132,19 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
         ):
             programs = ProgramCatalog(db)
 
+            hooks = WebhookRegistry(db)
+
             def on_notify(channel: str, payload: str) -> None:
                 if channel == AUTH_CHANNEL:
                     auth.forget_all()
+                    hooks.forget()
                 elif channel == CONFIG_CHANNEL and payload.isdigit():
                     programs.forget(int(payload))
 
             def on_reset() -> None:  # notifications may have been missed
                 auth.forget_all()
                 programs.forget()
+                hooks.forget()
 
             listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], on_notify, on_reset)
             auth = Authenticator(db, lambda: listener.healthy)
@@ -145,7 +153,9 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                 await listener.connected.wait()
             usage = UsageLedger(db)
             nursery.start_soon(usage.run_request_flusher, writer.commit)
-            services = ProfileServices(db, loader, writer, programs, usage)
+            dispatcher = WebhookDispatcher(db)
+            nursery.start_soon(dispatcher.run)
+            services = ProfileServices(db, loader, writer, programs, usage, hooks, dispatcher.kick)
             async with open_actor_system(
                 services.activate,
                 mailbox_capacity=settings.mailbox_capacity,
@@ -153,7 +163,23 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                 max_resident=settings.max_resident_profiles,
             ) as system:
                 yield Runtime(
-                    settings, db, writer, system, auth, listener, programs, usage, RateLimiter()
+                    settings,
+                    db,
+                    writer,
+                    system,
+                    auth,
+                    listener,
+                    programs,
+                    usage,
+                    RateLimiter(),
+                    dispatcher,
+                    Metrics(
+                        lambda: {
+                            "actors": system.statistics(),
+                            "writer": writer.statistics(),
+                            "webhooks": dispatcher.stats,
+                        }
+                    ),
                 )
             await usage.flush_requests(writer.commit)
             nursery.cancel_scope.cancel()

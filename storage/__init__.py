@@ -7,6 +7,7 @@ from .embedded import EmbeddedPostgres
 from .group_commit import (
     EventRow,
     GroupCommitWriter,
+    OutboxRow,
     RedemptionRow,
     SnapshotWrite,
     Status,
@@ -23,6 +24,7 @@ __all__ = [
     "EventRow",
     "GroupCommitWriter",
     "Listener",
+    "OutboxRow",
     "RedemptionRow",
     "SnapshotWrite",
     "Status",

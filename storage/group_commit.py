@@ -53,6 +53,17 @@ class RedemptionRow:
     outcome: str  # JSON text
 
 
+@dataclass(slots=True)
+class OutboxRow:
+    """A webhook delivery, written in the same transaction as what it announces."""
+
+    id: str
+    space_id: int
+    event_type: str
+    body: str  # the exact JSON text that will be POSTed
+    created_at: datetime
+
+
 # (space_id, first day of the month, meter) -> increment
 UsageKey = tuple[int, date, str]
 
@@ -81,6 +92,7 @@ class Unit:
     snapshot: SnapshotWrite | None
     redemptions: list[RedemptionRow] = field(default_factory=list)
     usage: dict[UsageKey, int] = field(default_factory=dict)
+    outbox: list[OutboxRow] = field(default_factory=list)
 
 
 class Status(Enum):
@@ -140,6 +152,14 @@ _ADD_USAGE = """
 INSERT INTO usage_counters (space_id, period, meter, used)
 SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::bigint[])
 ON CONFLICT (space_id, period, meter) DO UPDATE SET used = usage_counters.used + EXCLUDED.used
+"""
+
+_INSERT_OUTBOX = """
+INSERT INTO webhook_deliveries (id, space_id, event_type, body, status, next_attempt_at,
+                                created_at)
+SELECT i, s, t, b, 'pending', c, c
+FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+     AS v(i, s, t, b, c)
 """
 
 _INSERT_PROFILES = """
@@ -354,6 +374,19 @@ class GroupCommitWriter:
                     if (s.space_id, s.user_id) not in written and n not in refused:
                         refused[n] = Verdict(Status.STALE)
             if not refused:
+                outbox = [row for unit in units for row in unit.outbox]
+                if outbox:
+                    cur.execute(
+                        _INSERT_OUTBOX,
+                        (
+                            [o.id for o in outbox],
+                            [o.space_id for o in outbox],
+                            [o.event_type for o in outbox],
+                            [o.body for o in outbox],
+                            [o.created_at for o in outbox],
+                        ),
+                        binary=True,
+                    )
                 # Meters count only what this transaction commits: the units that stand.
                 totals: dict[UsageKey, int] = {}
                 for unit in units:

@@ -34,6 +34,7 @@ def build_router() -> Router:
             r.add(method, "/v1/client" + "/*" * depth, handlers.not_supported, None)
     r.add("GET", "/healthz", handlers.healthz, None)
     r.add("GET", "/readyz", handlers.readyz, None)
+    r.add("GET", "/metrics", handlers.metrics, None)
     return r
 
 

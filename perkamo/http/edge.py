@@ -37,6 +37,7 @@ from .errors import error_body
 from .router import Router
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("perkamo.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
@@ -79,16 +80,58 @@ def error_response(
     return json_response(exc.status, error_body(exc, request_id), request_id, headers)
 
 
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A response body that is not JSON (the Prometheus text format)."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(slots=True)
+class _Trace:
+    route: str = "unmatched"
+    space: str | None = None
+    code: str | None = None
+
+
 async def handle(runtime: Runtime, router: Router, request: Request) -> Response:
+    """Dispatch one request; every response is measured and logged (never the key or body)."""
+    started = time.perf_counter()
+    trace = _Trace()
+    response = await _dispatch(runtime, router, request, trace)
+    elapsed = time.perf_counter() - started
+    runtime.metrics.observe(trace.route, response.status_code, elapsed, trace.code)
+    access_log.info(
+        "request",
+        extra={
+            "request_id": response.headers["x-perkamo-request-id"],
+            "method": request.method,
+            "route": trace.route,
+            "status": response.status_code,
+            "latency_ms": round(elapsed * 1000, 2),
+            "space": trace.space,
+        },
+    )
+    return response
+
+
+async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _Trace) -> Response:
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
         route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
+        trace.route = route.pattern
         body = await _read_body(request)
         if route.scope is None:
             status, payload = await route.handler(runtime)
+            if isinstance(payload, RawBody):
+                raw = Response(payload.body, status=status, content_type=payload.content_type)
+                raw.headers["x-perkamo-request-id"] = request_id
+                return raw
             return json_response(status, payload, request_id)
         record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+        trace.space = record.space_slug
         received_at = datetime.now(UTC)
         runtime.usage.count_request(record.space_id, received_at)
         limits = record.space_limits
@@ -120,6 +163,7 @@ async def handle(runtime: Runtime, router: Router, request: Request) -> Response
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:
+        trace.code = exc.code
         return error_response(exc, request_id, rate_headers)
     except StorageUnavailable:
         return error_response(

@@ -11,6 +11,7 @@ from storage.stats import space_stats
 from .. import configuration
 from ..documents import profile_document, program_document
 from ..errors import BadRequest, Forbidden, NotFound, NotSupported, PerkamoError, ServiceUnavailable
+from ..metrics import CONTENT_TYPE
 from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Redeem, Reply
 from ..program import MODULES
 from ..runtime import Runtime
@@ -24,7 +25,7 @@ from ..wire import (
     redeem_input,
     tenants_named,
 )
-from .edge import Call
+from .edge import Call, RawBody
 from .errors import item_error
 
 Result = tuple[int, Any]
@@ -243,6 +244,10 @@ async def not_supported(_: object) -> Result:
         "This endpoint is a Perkamo preview feature that this server does not offer yet.",
         code="not_supported",
     )
+
+
+async def metrics(runtime: Runtime) -> Result:
+    return 200, RawBody(runtime.metrics.render(), CONTENT_TYPE)
 
 
 async def healthz(runtime: Runtime) -> Result:

@@ -1,0 +1,86 @@
+"""Prometheus metrics: request counts and latencies per route and status, refusals, and
+the runtime's own statistics (actors, mailboxes, group commit, webhooks) read at scrape
+time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _RuntimeCollector(Collector):
+    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Any]:
+        s = self._source()
+        actors, writer, hooks = s["actors"], s["writer"], s["webhooks"]
+        yield GaugeMetricFamily("perkamo_actors_resident", "Profiles in memory", actors.resident)
+        yield GaugeMetricFamily("perkamo_actors_running", "Profiles with work", actors.running)
+        yield GaugeMetricFamily("perkamo_mailbox_depth", "Messages waiting", actors.queued)
+        yield GaugeMetricFamily(
+            "perkamo_mailbox_depth_max", "Deepest mailbox seen", actors.max_mailbox_depth
+        )
+        yield CounterMetricFamily("perkamo_actor_activations", "Activations", actors.activations)
+        yield CounterMetricFamily("perkamo_actor_passivations", "Passivations", actors.passivations)
+        yield CounterMetricFamily("perkamo_actor_failures", "Handler failures", actors.failures)
+        yield CounterMetricFamily("perkamo_group_commit_flushes", "Flushes", writer.flushes)
+        yield CounterMetricFamily("perkamo_group_commit_units", "Units committed", writer.units)
+        yield CounterMetricFamily(
+            "perkamo_group_commit_flush_seconds", "Time in flushes", writer.total_flush_seconds
+        )
+        yield GaugeMetricFamily(
+            "perkamo_group_commit_flush_units_max", "Largest flush", writer.max_flush_units
+        )
+        yield GaugeMetricFamily(
+            "perkamo_group_commit_last_flush_seconds", "Last flush", writer.last_flush_seconds
+        )
+        yield CounterMetricFamily(
+            "perkamo_group_commit_failed_flushes", "Flushes that failed", writer.failed_flushes
+        )
+        deliveries = CounterMetricFamily(
+            "perkamo_webhook_attempts", "Webhook delivery attempts by result", labels=["status"]
+        )
+        for status in ("delivered", "retrying", "failed"):
+            deliveries.add_metric([status], getattr(hooks, status))
+        yield deliveries
+
+
+class Metrics:
+    def __init__(self, runtime_statistics: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "perkamo_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "perkamo_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "perkamo_refusals",
+            "Requests refused for rate or usage limits",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(runtime_statistics))
+
+    def observe(self, route: str, status: int, seconds: float, code: str | None) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if code in ("rate_limited", "usage_limit_exceeded"):
+            self.refusals.labels(code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

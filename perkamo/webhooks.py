@@ -1,0 +1,284 @@
+"""Webhooks: the per-Space endpoint, the payloads, and the delivery task.
+
+Deliveries are rows of an outbox written in the same transaction as the event or redemption
+they announce, so nothing committed goes unannounced and nothing unannounced is committed.
+The dispatcher runs in its own tasks with bounded concurrency, claims due rows (leased, so a
+crash only delays them), POSTs them, and retries with exponential backoff: 8 attempts over
+about a day, then ``failed``. Delivery is at-least-once and survives restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+
+from storage import Database, OutboxRow
+from storage import webhooks as store
+
+from .timefmt import format_rfc3339
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+# Waits after attempts 1..7: about 22 hours in all.
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=3),
+    timedelta(hours=6),
+    timedelta(hours=12),
+)
+ATTEMPT_TIMEOUT = 5.0
+LEASE = timedelta(minutes=2)
+USER_AGENT = "Perkamo-Webhook/1.0"
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def sign(secret: str, delivery_id: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), delivery_id.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + digest.hexdigest()
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceHook:
+    """What staging needs: whether to write deliveries, and the Space for the payload."""
+
+    enabled: bool
+    space: dict[str, str]
+
+
+class WebhookRegistry:
+    """Per-Space endpoint state, cached; forgotten on NOTIFY (endpoint changes)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._hooks: dict[int, SpaceHook] = {}
+        self._generation = 0
+
+    async def get(self, space_id: int) -> SpaceHook:
+        hook = self._hooks.get(space_id)
+        if hook is None:
+            generation = self._generation
+            found = (await self._db.run(store.endpoints, [space_id])).get(space_id)
+            hook = SpaceHook(
+                enabled=found is not None and found.enabled,
+                space=(
+                    {"slug": found.slug, "name": found.name, "environment": found.environment}
+                    if found
+                    else {}
+                ),
+            )
+            if generation == self._generation:
+                self._hooks[space_id] = hook
+        return hook
+
+    def forget(self) -> None:
+        self._generation += 1
+        self._hooks.clear()
+
+
+def event_delivery(
+    hook: SpaceHook,
+    space_id: int,
+    event_id: str,
+    user_id: str,
+    transaction_id: str,
+    event: str,
+    occurred_at: datetime,
+    received_at: datetime,
+    context: dict[str, Any],
+    outcome: dict[str, Any],
+    level_from: int | None,
+) -> OutboxRow:
+    effects = list(outcome["unlocked"])
+    if level_from is not None and outcome["level"] is not None:
+        effects.append({"type": "level", "from": level_from, "to": outcome["level"]["level"]})
+    payload = {
+        "id": event_id,
+        "type": event,
+        "created_at": format_rfc3339(received_at),
+        "data": {
+            "space": hook.space,
+            "user_id": user_id,
+            "transaction_id": transaction_id,
+            "event": event,
+            "status": "applied",
+            "occurred_at": format_rfc3339(occurred_at),
+            "context": context,
+            "delta": outcome["delta"],
+            "effects": effects,
+            "wallet_state": outcome["wallet_state"],
+        },
+    }
+    return _row(space_id, event, payload, received_at)
+
+
+def redemption_delivery(
+    hook: SpaceHook,
+    space_id: int,
+    user_id: str,
+    transaction_id: str,
+    context: dict[str, Any],
+    answer: dict[str, Any],
+    received_at: datetime,
+) -> OutboxRow:
+    payload = {
+        "id": answer["redemption_id"],
+        "type": "reward.redeemed",
+        "created_at": format_rfc3339(received_at),
+        "data": {
+            "space": hook.space,
+            "user_id": user_id,
+            "transaction_id": transaction_id,
+            "reward_key": answer["reward"]["key"],
+            "status": "redeemed",
+            "context": context,
+            "cost": answer["cost"],
+            "effect": answer["effect"],
+            "delta": answer["delta"],
+            "effects": answer["unlocked"],
+            "wallet_state": answer["wallet_state"],
+        },
+    }
+    return _row(space_id, "reward.redeemed", payload, received_at)
+
+
+def _row(space_id: int, event_type: str, payload: Any, at: datetime) -> OutboxRow:
+    body = _encoder.encode(payload).decode()
+    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at)
+
+
+@dataclass
+class DispatcherStatistics:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    attempts: int = 0
+
+
+class WebhookDispatcher:
+    """Delivers due outbox rows. ``clock`` gives the wall-clock time deliveries are due by
+    (injectable, so tests can walk through a day of backoff instantly)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        concurrency: int = 8,
+        batch: int = 100,
+        poll_seconds: float = 1.0,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._limiter = trio.CapacityLimiter(concurrency)
+        self._batch = batch
+        self._poll = poll_seconds
+        self._timeout = attempt_timeout
+        self._wake = trio.Event()
+        self.stats = DispatcherStatistics()
+
+    def kick(self) -> None:
+        """New deliveries were committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=None, follow_redirects=False) as client:
+            while True:
+                try:
+                    handled = await self.run_once(client)
+                except Exception:  # storage trouble: try again at the next poll
+                    log.warning("webhook dispatch failed; retrying", exc_info=True)
+                    handled = 0
+                if handled < self._batch:
+                    with trio.move_on_after(self._poll):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+
+    async def run_once(self, client: httpx.AsyncClient) -> int:
+        """Claim what is due now and attempt each once; returns how many were attempted."""
+        now = self._clock()
+        due = await self._db.run(store.claim_due, now, now + LEASE, self._batch)
+        if not due:
+            return 0
+        hooks = await self._db.run(store.endpoints, sorted({d.space_id for d in due}))
+        async with trio.open_nursery() as nursery:
+            for delivery in due:
+                nursery.start_soon(self._attempt, client, delivery, hooks.get(delivery.space_id))
+        return len(due)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, delivery: store.DueDelivery, hook: store.Endpoint | None
+    ) -> None:
+        async with self._limiter:
+            attempt = delivery.attempts + 1
+            at = self._clock()
+            started = time.perf_counter()
+            code: int | None = None
+            text: str | None = None
+            error: str | None = None
+            if hook is None or not hook.enabled:
+                error = "no enabled webhook endpoint for this Space"
+            else:
+                body = delivery.body.encode()
+                headers = {
+                    "user-agent": USER_AGENT,
+                    "content-type": "application/json",
+                    "x-perkamo-delivery": delivery.id,
+                    "x-perkamo-event": delivery.event_type,
+                    "x-perkamo-space": hook.slug,
+                    "x-perkamo-attempt": str(attempt),
+                    "x-perkamo-webhook-signature": sign(hook.secret, delivery.id, body),
+                }
+                with trio.move_on_after(self._timeout) as scope:
+                    try:
+                        response = await client.post(hook.url, content=body, headers=headers)
+                        code, text = response.status_code, response.reason_phrase
+                    except httpx.HTTPError as exc:
+                        error = f"{type(exc).__name__}: {exc}"[:500]
+                if scope.cancelled_caught:
+                    error = f"no answer within {self._timeout:g} s"
+            duration_ms = int((time.perf_counter() - started) * 1000)
+            ok = code is not None and 200 <= code < 300
+            if ok:
+                status, next_at = "delivered", at
+                self.stats.delivered += 1
+            elif attempt >= MAX_ATTEMPTS or hook is None or not hook.enabled:
+                status, next_at = "failed", at
+                self.stats.failed += 1
+            else:
+                status, next_at = "retrying", at + BACKOFF[attempt - 1]
+                self.stats.retrying += 1
+            if error is None and not ok:
+                error = f"HTTP {code}"
+            self.stats.attempts += 1
+            await self._db.run(
+                store.record_attempt,
+                delivery.id,
+                attempt,
+                at,
+                code,
+                text,
+                duration_ms,
+                None if ok else error,
+                status,
+                next_at,
+            )
