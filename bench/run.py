@@ -401,6 +401,38 @@ def main(argv: list[str]) -> None:
                     note=f"paced: each connection waits {pace:.1f} ms on average (exponential gaps)",
                 )  # fmt: skip
             )
+            hook_port = free_port()
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "bench.slow_receiver", str(hook_port)]
+            )
+            try:
+                with psycopg.connect(url) as conn:
+                    admin.set_webhook(conn, "bench", f"http://127.0.0.1:{hook_port}/hook")
+                time.sleep(1.5)  # the server learns of the endpoint through NOTIFY
+                log(f"workload 1w single events with a slow webhook receiver ({seconds} s)")
+                with Sampler(server.proc.pid) as sampler:
+                    parsed, command = run_wrk(
+                        wrk, server.base, lua("uniform", key), seconds, connections,
+                        workdir / "lua", "uniform_webhook",
+                    )  # fmt: skip
+                results.append(
+                    Result(
+                        "1w single events, slow webhook receiver (2 s per delivery)",
+                        command,
+                        parsed["rps"],
+                        parsed["rps"],
+                        parsed["p50"],
+                        parsed["p90"],
+                        parsed["p99"],
+                        parsed["errors"],
+                        sampler.cpu_percent,
+                        sampler.peak_rss / 2**20,
+                        note="every event also queues a delivery to a receiver answering after 2 s",
+                    )  # fmt: skip
+                )
+            finally:
+                receiver.send_signal(signal.SIGTERM)
+                receiver.wait(30)
             server.stop()
             echo_port = free_port()
             echo = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(echo_port)])

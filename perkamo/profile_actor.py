@@ -23,6 +23,7 @@ from storage import (
     Database,
     EventRow,
     GroupCommitWriter,
+    IdentifyRow,
     OutboxRow,
     RedemptionRow,
     SnapshotWrite,
@@ -308,6 +309,9 @@ class ProfileActor:
         events: list[EventRow] = []
         redemptions: list[RedemptionRow] = []
         outbox: list[OutboxRow] = []
+        identifies: list[IdentifyRow] = []
+        version = before.version + 1  # what this unit commits; rows carry it for replay
+        versions_json = _encoder.encode(program.versions).decode()
         answers: list[Reply | _OverLimit] = []
         staged: list[bool] = []
         reservations: list[tuple[date, str]] = []
@@ -332,7 +336,7 @@ class ProfileActor:
             if not counts[key]:
                 del counts[key]
 
-        for message in messages:
+        for position, message in enumerate(messages):
             refusal: Reply | _OverLimit | None = None
             if isinstance(message, Redeem):
                 if not exists:
@@ -391,6 +395,8 @@ class ProfileActor:
                         received_at=message.received_at,
                         request_hash=event_hash(ev),
                         outcome=_encoder.encode(body).decode(),
+                        profile_version=version,
+                        position=position,
                     )
                 )
                 answers.append(body)
@@ -423,6 +429,8 @@ class ProfileActor:
                         received_at=message.received_at,
                         request_hash=redemption_hash(self._user_id, message),
                         outcome=_encoder.encode(answer).decode(),
+                        profile_version=version,
+                        position=position,
                     )
                 )
                 answers.append(answer)
@@ -441,6 +449,17 @@ class ProfileActor:
             else:
                 traits = merge_traits(traits, message.traits)
                 state, _ = apply_identify(state, traits, program, message.received_at)
+                identifies.append(
+                    IdentifyRow(
+                        self._space_id,
+                        self._user_id,
+                        _encoder.encode(message.traits).decode(),
+                        message.received_at,
+                        versions_json,
+                        version,
+                        position,
+                    )
+                )
                 answers.append(IdentifyResult(traits, created=not exists))
             staged.append(True)
             exists = True
@@ -465,7 +484,14 @@ class ProfileActor:
                 before.created_at or first.received_at,
                 last_time,
             )
-        unit = Unit(events, snapshot, redemptions=redemptions, usage=counts, outbox=outbox)
+        unit = Unit(
+            events,
+            snapshot,
+            redemptions=redemptions,
+            usage=counts,
+            outbox=outbox,
+            identifies=identifies,
+        )
         return _Staged(unit, after, answers, staged, reservations)
 
     async def _answer_over_limit(

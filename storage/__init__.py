@@ -7,6 +7,7 @@ from .embedded import EmbeddedPostgres
 from .group_commit import (
     EventRow,
     GroupCommitWriter,
+    IdentifyRow,
     OutboxRow,
     RedemptionRow,
     SnapshotWrite,
@@ -23,6 +24,7 @@ __all__ = [
     "EmbeddedPostgres",
     "EventRow",
     "GroupCommitWriter",
+    "IdentifyRow",
     "Listener",
     "OutboxRow",
     "RedemptionRow",

@@ -39,6 +39,19 @@ class EventRow:
     received_at: datetime
     request_hash: bytes
     outcome: str  # JSON text
+    profile_version: int = 0  # the version its unit commits; with position, replay order
+    position: int = 0
+
+
+@dataclass(slots=True)
+class IdentifyRow:
+    space_id: int
+    user_id: str
+    traits: str  # JSON text of the patch
+    received_at: datetime
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
 
 
 @dataclass(slots=True)
@@ -51,6 +64,8 @@ class RedemptionRow:
     received_at: datetime
     request_hash: bytes
     outcome: str  # JSON text
+    profile_version: int = 0
+    position: int = 0
 
 
 @dataclass(slots=True)
@@ -93,6 +108,7 @@ class Unit:
     redemptions: list[RedemptionRow] = field(default_factory=list)
     usage: dict[UsageKey, int] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
+    identifies: list[IdentifyRow] = field(default_factory=list)
 
 
 class Status(Enum):
@@ -132,18 +148,19 @@ class _Pending:
 
 _INSERT_EVENTS = """
 INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
-                    received_at, request_hash, outcome)
+                    received_at, request_hash, outcome, profile_version, position)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                     %s::timestamptz[], %s::timestamptz[], %s::bytea[], %s::json[])
+                     %s::timestamptz[], %s::timestamptz[], %s::bytea[], %s::json[],
+                     %s::bigint[], %s::integer[])
 ON CONFLICT (space_id, transaction_id) DO NOTHING
 RETURNING space_id, transaction_id, user_id
 """
 
 _INSERT_REDEMPTIONS = """
 INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context, received_at,
-                         request_hash, outcome)
+                         request_hash, outcome, profile_version, position)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                     %s::timestamptz[], %s::bytea[], %s::json[])
+                     %s::timestamptz[], %s::bytea[], %s::json[], %s::bigint[], %s::integer[])
 ON CONFLICT (space_id, transaction_id) DO NOTHING
 RETURNING space_id, transaction_id, user_id
 """
@@ -152,6 +169,13 @@ _ADD_USAGE = """
 INSERT INTO usage_counters (space_id, period, meter, used)
 SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::bigint[])
 ON CONFLICT (space_id, period, meter) DO UPDATE SET used = usage_counters.used + EXCLUDED.used
+"""
+
+_INSERT_IDENTIFIES = """
+INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
+                        profile_version, position)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::jsonb[],
+                     %s::bigint[], %s::integer[])
 """
 
 _INSERT_OUTBOX = """
@@ -315,6 +339,8 @@ class GroupCommitWriter:
                         [e.received_at for _, e in events],
                         [e.request_hash for _, e in events],
                         [e.outcome for _, e in events],
+                        [e.profile_version for _, e in events],
+                        [e.position for _, e in events],
                     ),
                     binary=True,
                 )
@@ -338,6 +364,8 @@ class GroupCommitWriter:
                         [r.received_at for _, r in redemptions],
                         [r.request_hash for _, r in redemptions],
                         [r.outcome for _, r in redemptions],
+                        [r.profile_version for _, r in redemptions],
+                        [r.position for _, r in redemptions],
                     ),
                     binary=True,
                 )
@@ -374,6 +402,21 @@ class GroupCommitWriter:
                     if (s.space_id, s.user_id) not in written and n not in refused:
                         refused[n] = Verdict(Status.STALE)
             if not refused:
+                identifies = [row for unit in units for row in unit.identifies]
+                if identifies:
+                    cur.execute(
+                        _INSERT_IDENTIFIES,
+                        (
+                            [i.space_id for i in identifies],
+                            [i.user_id for i in identifies],
+                            [i.traits for i in identifies],
+                            [i.received_at for i in identifies],
+                            [i.program_versions for i in identifies],
+                            [i.profile_version for i in identifies],
+                            [i.position for i in identifies],
+                        ),
+                        binary=True,
+                    )
                 outbox = [row for unit in units for row in unit.outbox]
                 if outbox:
                     cur.execute(

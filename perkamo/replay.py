@@ -1,0 +1,43 @@
+"""Rebuild a profile from its history: every event, redemption and identify, in processing
+order, each evaluated with the program versions it saw. Because the engine is pure, the
+result equals the stored snapshot; ``perkamo verify`` style checks and tests rely on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from storage.history import config_bodies, profile_history
+
+from .profile_actor import merge_traits
+from .program import EngineEvent, ProfileState, Program, apply, apply_identify, compile_program
+from .program.rewards import redeem
+
+Conn = psycopg.Connection[Any]
+
+
+def replay_profile(conn: Conn, space_id: int, user_id: str) -> tuple[dict[str, Any], ProfileState]:
+    """(traits, state) recomputed from an empty profile."""
+    programs: dict[tuple[tuple[str, str], ...], Program] = {}
+
+    def program_for(versions: dict[str, str | None]) -> Program:
+        key = tuple(sorted((m, v) for m, v in versions.items() if v is not None))
+        if key not in programs:
+            bodies = config_bodies(conn, space_id, dict(key))
+            programs[key] = compile_program({m: (v, bodies[m]) for m, v in key})
+        return programs[key]
+
+    traits: dict[str, Any] = {}
+    state = ProfileState()
+    for entry in profile_history(conn, space_id, user_id):
+        program = program_for(entry.program_versions or {})
+        if entry.kind == "event":
+            event = EngineEvent(entry.name, entry.payload, entry.occurred_at, traits)
+            state, _ = apply(state, event, program, entry.received_at)
+        elif entry.kind == "redemption":
+            state, _ = redeem(state, entry.name, program, entry.received_at, traits)
+        else:
+            traits = merge_traits(traits, entry.payload)
+            state, _ = apply_identify(state, traits, program, entry.received_at)
+    return traits, state
