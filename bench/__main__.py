@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import ingest, run
+from . import run
 
-WORKLOADS = {"run": run.main, "ingest": ingest.run}
+WORKLOADS = {"run": run.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in WORKLOADS:
     print(f"usage: python -m bench {{{'|'.join(WORKLOADS)}}} [options]", file=sys.stderr)

@@ -351,56 +351,45 @@ def main(argv: list[str]) -> None:
                 ("5 90 % events / 10 % profile reads", "mixed", 1),
                 ("6 redemptions, 100 users", "redeem", 1),
             ]
-            for name, kind, items in workloads:
+
+            def measure(
+                name: str,
+                pid: int,
+                base: str,
+                script: str,
+                file: str,
+                items: int = 1,
+                note: str = "",
+            ) -> Result:
                 log(f"workload {name} ({seconds} s)")
-                with Sampler(server.proc.pid) as sampler:
+                with Sampler(pid) as sampler:
                     parsed, command = run_wrk(
-                        wrk,
-                        server.base,
-                        lua(kind, key),
-                        seconds,
-                        connections,
-                        workdir / "lua",
-                        kind,
+                        wrk, base, script, seconds, connections, workdir / "lua", file
                     )
-                results.append(
-                    Result(
-                        name,
-                        command,
-                        parsed["rps"],
-                        parsed["rps"] * items,
-                        parsed["p50"],
-                        parsed["p90"],
-                        parsed["p99"],
-                        parsed["errors"],
-                        sampler.cpu_percent,
-                        sampler.peak_rss / 2**20,
-                    )  # fmt: skip
-                )
-            single = results[0].requests_per_s
-            half = single / 2
+                result = Result(
+                    name, command, parsed["rps"], parsed["rps"] * items, parsed["p50"],
+                    parsed["p90"], parsed["p99"], parsed["errors"], sampler.cpu_percent,
+                    sampler.peak_rss / 2**20, note,
+                )  # fmt: skip
+                results.append(result)
+                return result
+
+            pid = server.proc.pid
+            for name, kind, items in workloads:
+                measure(name, pid, server.base, lua(kind, key), kind, items)
+            half = results[0].requests_per_s / 2
             pace = connections / half * 1000
-            log(f"single events paced at {half:.0f} req/s (half of the maximum)")
-            with Sampler(server.proc.pid) as sampler:
-                parsed, command = run_wrk(
-                    wrk, server.base, lua("uniform", key, pace), seconds, connections,
-                    workdir / "lua", "uniform_paced",
-                )  # fmt: skip
-            results.append(
-                Result(
-                    "1b single events at half the maximum rate",
-                    command,
-                    parsed["rps"],
-                    parsed["rps"],
-                    parsed["p50"],
-                    parsed["p90"],
-                    parsed["p99"],
-                    parsed["errors"],
-                    sampler.cpu_percent,
-                    sampler.peak_rss / 2**20,
-                    note=f"paced: each connection waits {pace:.1f} ms on average (exponential gaps)",
-                )  # fmt: skip
-            )
+            measure(
+                f"1b single events at half the maximum rate ({half:.0f} req/s offered)",
+                pid, server.base, lua("uniform", key, pace), "uniform_paced",
+                note=f"paced: each connection waits {pace:.1f} ms on average (exponential gaps)",
+            )  # fmt: skip
+            # The webhook comparison is paired: a baseline run right before the webhook run,
+            # so both see the same heap and the same number of resident profiles.
+            measure(
+                "1a single events, no webhook (paired baseline for 1w)",
+                pid, server.base, lua("uniform", key), "uniform_baseline",
+            )  # fmt: skip
             hook_port = free_port()
             receiver = subprocess.Popen(
                 [sys.executable, "-m", "bench.slow_receiver", str(hook_port)]
@@ -409,27 +398,11 @@ def main(argv: list[str]) -> None:
                 with psycopg.connect(url) as conn:
                     admin.set_webhook(conn, "bench", f"http://127.0.0.1:{hook_port}/hook")
                 time.sleep(1.5)  # the server learns of the endpoint through NOTIFY
-                log(f"workload 1w single events with a slow webhook receiver ({seconds} s)")
-                with Sampler(server.proc.pid) as sampler:
-                    parsed, command = run_wrk(
-                        wrk, server.base, lua("uniform", key), seconds, connections,
-                        workdir / "lua", "uniform_webhook",
-                    )  # fmt: skip
-                results.append(
-                    Result(
-                        "1w single events, slow webhook receiver (2 s per delivery)",
-                        command,
-                        parsed["rps"],
-                        parsed["rps"],
-                        parsed["p50"],
-                        parsed["p90"],
-                        parsed["p99"],
-                        parsed["errors"],
-                        sampler.cpu_percent,
-                        sampler.peak_rss / 2**20,
-                        note="every event also queues a delivery to a receiver answering after 2 s",
-                    )  # fmt: skip
-                )
+                measure(
+                    "1w single events, slow webhook receiver (2 s per delivery)",
+                    pid, server.base, lua("uniform", key), "uniform_webhook",
+                    note="every event also queues a delivery to a receiver answering after 2 s",
+                )  # fmt: skip
             finally:
                 receiver.send_signal(signal.SIGTERM)
                 receiver.wait(30)
@@ -444,25 +417,10 @@ def main(argv: list[str]) -> None:
                         break
                     except httpx.TransportError:
                         time.sleep(0.05)
-            log("workload 7 framework ceiling (quart-trio echo)")
-            with Sampler(echo.pid) as sampler:
-                parsed, command = run_wrk(
-                    wrk, echo_base, lua("echo", key), seconds, connections, workdir / "lua", "echo"
-                )
-            results.append(
-                Result(
-                    "7 framework ceiling: quart-trio JSON echo",
-                    command,
-                    parsed["rps"],
-                    parsed["rps"],
-                    parsed["p50"],
-                    parsed["p90"],
-                    parsed["p99"],
-                    parsed["errors"],
-                    sampler.cpu_percent,
-                    sampler.peak_rss / 2**20,
-                )  # fmt: skip
-            )
+            measure(
+                "7 framework ceiling: quart-trio JSON echo",
+                echo.pid, echo_base, lua("echo", key), "echo",
+            )  # fmt: skip
         finally:
             if echo is not None:
                 echo.send_signal(signal.SIGTERM)

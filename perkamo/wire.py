@@ -7,7 +7,6 @@ Numbers decode to exact decimals, never binary floats.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +16,7 @@ import msgspec
 
 from .errors import BadRequest, ValidationFailed
 from .timefmt import parse_rfc3339
+from .validation import describe
 
 MAX_OBJECT_BYTES = 16 * 1024
 MAX_DEPTH = 8
@@ -88,21 +88,11 @@ def decode_json(body: bytes) -> Any:
         raise ValidationFailed("", "JSON nesting is too deep") from None
 
 
-_PATH_IN_MESSAGE = re.compile(r" - at `\$(.*)`$")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
-
-
 def _convert(value: Any, shape: type[T], prefix: str) -> T:
     try:
         return msgspec.convert(value, shape)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        m = _PATH_IN_MESSAGE.search(text)
-        path = prefix + (m.group(1) if m else "")
-        message = text[: m.start()] if m else text
-        if missing := _MISSING_FIELD.search(message):
-            path = f"{path}.{missing.group(1)}"
-            message = "is required"
+        path, message = describe(exc, prefix)
         raise ValidationFailed(path.lstrip("."), message) from None
 
 

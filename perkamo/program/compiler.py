@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from ..timefmt import parse_rfc3339
+from ..validation import describe
 from . import schema as s
 from .formula import FormulaError, parse
 from .model import (
@@ -51,11 +52,6 @@ class InvalidConfig(Exception):
         self.problems = problems
 
 
-_PATH_IN = re.compile(r" - at `\$(.*)`$")
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
-_MISSING = re.compile(r"missing required field `([^`]*)`")
-
-
 def _numeric_strings(value: Any, path: str) -> Problem | None:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -77,15 +73,7 @@ def parse_module(module: str, body: Any, path: str) -> s.Strict:
     try:
         parsed = msgspec.convert(body, s.MODULE_TYPES[module])
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        m = _PATH_IN.search(text)
-        where = path + (m.group(1) if m else "")
-        message = text[: m.start()] if m else text
-        if unknown := _UNKNOWN_FIELD.search(message):
-            where, message = f"{where}.{unknown.group(1)}", "unknown field"
-        elif missing := _MISSING.search(message):
-            where, message = f"{where}.{missing.group(1)}", "is required"
-        raise InvalidConfig([Problem(where, message)]) from None
+        raise InvalidConfig([Problem(*describe(exc, path))]) from None
     problems = list(_MODULE_CHECKS[module](parsed, path))
     if problems:
         raise InvalidConfig(problems)
