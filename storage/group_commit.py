@@ -94,10 +94,6 @@ class SnapshotWrite:
     expected_version: int
     updated_at: datetime
 
-    @property
-    def new_version(self) -> int:
-        return self.expected_version + 1
-
 
 @dataclass(slots=True)
 class Unit:

@@ -54,19 +54,6 @@ def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[S
         return cur.fetchall()
 
 
-def count_events(conn: Conn, space_id: int, user_id: str | None = None) -> int:
-    if user_id is None:
-        row = conn.execute("SELECT count(*) FROM events WHERE space_id = %s", (space_id,))
-    else:
-        row = conn.execute(
-            "SELECT count(*) FROM events WHERE space_id = %s AND user_id = %s",
-            (space_id, user_id),
-        )
-    result = row.fetchone()
-    assert result is not None
-    return int(result[0])
-
-
 @dataclass(frozen=True, slots=True)
 class StoredRedemption:
     transaction_id: str
