@@ -54,19 +54,31 @@ class ProgramCatalog:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._programs: dict[int, Program] = {}
+        self._loading: dict[int, trio.Event] = {}  # loads in flight, by Space
         self._generation = 0
         self.compilations = 0
 
     async def get(self, space_id: int) -> Program:
-        program = self._programs.get(space_id)
-        if program is not None:
+        """The Space's active program. Concurrent misses share one load and compilation."""
+        while True:
+            program = self._programs.get(space_id)
+            if program is not None:
+                return program
+            loading = self._loading.get(space_id)
+            if loading is None:
+                break
+            await loading.wait()  # then look again: cached, or forgotten meanwhile
+        done = self._loading[space_id] = trio.Event()
+        try:
+            generation = self._generation
+            program = await self._db.run(load_program, space_id)
+            self.compilations += 1
+            if generation == self._generation:
+                self._programs[space_id] = program
             return program
-        generation = self._generation
-        program = await self._db.run(load_program, space_id)
-        self.compilations += 1
-        if generation == self._generation:
-            self._programs[space_id] = program
-        return program
+        finally:
+            del self._loading[space_id]
+            done.set()
 
     def install(self, space_id: int, program: Program) -> None:
         self._generation += 1

@@ -112,7 +112,9 @@ async def test_invalid_configuration_reports_its_path(configured, module, body, 
     assert path in [d["path"] for d in answer.body["details"]], answer.body["details"]
     # Nothing changed: the module's previous state stands.
     state = await configured.get(f"/v1/admin/config/{module}")
-    assert state.body["versions"] == [] or module == "wallets"
+    expected = ["v0"] if module == "wallets" else []  # the fixture's wallets upload
+    assert [v["version"] for v in state.body["versions"]] == expected
+    assert state.body["active_version"] == (expected[0] if expected else None)
 
 
 @pytest.mark.parametrize(
@@ -246,3 +248,23 @@ async def test_another_process_sees_an_activation(pg_url, space, tmp_path):
                 await trio.sleep(0.02)
         out = await b.post("/v1/events", {"user_id": "v", "event": "e", "transaction_id": "2"})
         assert out.body["delta"] == [{"wallet": "points", "amount": 7}]
+
+
+async def test_a_program_is_compiled_once_and_shared_by_every_profile(pg_url, space, tmp_path):
+    async with open_runtime(Settings(data_dir=tmp_path), pg_url) as uploader:
+        api = Api(create_app(uploader), space.key)
+        await api.post("/v1/admin/config", {"version": "d1", "modules": demo_modules()})
+        assert uploader.programs.compilations == 0  # the activation installed it, compiled
+    async with open_runtime(Settings(data_dir=tmp_path), pg_url) as fresh:  # a cold catalog
+        api = Api(create_app(fresh), space.key)
+
+        async def buy(n: int) -> None:
+            body = {"user_id": f"u{n}", "event": "purchase.completed", "transaction_id": str(n)}
+            assert (await api.post("/v1/events", body)).body["delta"][0]["amount"] == 50
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(buy, n)
+        assert fresh.programs.compilations == 1  # twenty profiles, one compilation
+        first = await fresh.programs.get(space.space.id)
+        assert await fresh.programs.get(space.space.id) is first  # the same object is shared
