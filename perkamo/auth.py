@@ -27,7 +27,6 @@ class Authenticator:
         self._listener_healthy = listener_healthy
         self._cache: dict[bytes, tuple[KeyRecord | None, float]] = {}
         self._generation = 0  # bumped on every reset, so an in-flight lookup is not cached
-        self.lookups = 0
 
     def forget_all(self) -> None:
         self._generation += 1
@@ -49,7 +48,6 @@ class Authenticator:
         if cached is not None and (self._listener_healthy() or now - cached[1] < _UNTRUSTED_TTL):
             record = cached[0]
         else:
-            self.lookups += 1
             generation = self._generation
             record = await self._db.run(find_key_by_hash, digest)
             if generation == self._generation:

@@ -90,9 +90,6 @@ class Database:
             functools.partial(self.call, fn, *args, **kwargs), limiter=self._limiter
         )
 
-    def statistics(self) -> dict[str, int]:
-        return dict(self._pool.get_stats())
-
 
 @asynccontextmanager
 async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Database]:

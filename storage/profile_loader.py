@@ -56,8 +56,6 @@ class ProfileLoader:
         self._max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Pending](10_000)
         self._conn: psycopg.Connection[Any] | None = None
-        self.loads = 0
-        self.queries = 0
 
     async def load(self, space_id: int, user_id: str) -> ProfileRow | None:
         """The stored profile, or None. Raises StorageUnavailable."""
@@ -96,8 +94,6 @@ class ProfileLoader:
         await self._send.aclose()
 
     def _query(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], ProfileRow]:
-        self.loads += len(keys)
-        self.queries += 1
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = connect(self._url, autocommit=True)

@@ -72,6 +72,22 @@ async def drive_load(
             nursery.start_soon(worker, n, client)
 
 
+async def load_then(server: ServerProcess, key: str, acknowledged: int, act) -> tuple[list, list]:
+    """Drive load until ``acknowledged`` events were answered, then ``await act()`` while the
+    load goes on; returns (attempted, answered) transaction ids."""
+    attempted: list[str] = []
+    answered: list[str] = []
+    stop = trio.Event()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drive_load, server.base_url, key, attempted, answered, stop)
+            while len(answered) < acknowledged:
+                await trio.sleep(0.01)
+            await act()
+            stop.set()
+    return attempted, answered
+
+
 async def test_sigterm_shuts_down_cleanly_and_loses_nothing(server, space: SpaceKey, pg_url):
     headers = {"x-perkamo-api-key": space.key}
     async with httpx.AsyncClient() as client:
@@ -83,18 +99,14 @@ async def test_sigterm_shuts_down_cleanly_and_loses_nothing(server, space: Space
         r = await client.get(server.base_url + "/v1/profile/a%2Fb", headers=headers)
         assert (r.status_code, r.json()["user_id"]) == (200, "a/b")
         assert r.headers["x-perkamo-request-id"].startswith("req_")
-    attempted: list[str] = []
-    answered: list[str] = []
-    stop = trio.Event()
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drive_load, server.base_url, space.key, attempted, answered, stop)
-            while len(answered) < 200:
-                await trio.sleep(0.01)
-            server.signal(signal.SIGTERM)
-            code = await server.wait()
-            stop.set()
-    assert code == 0, server.log()
+    codes: list[int] = []
+
+    async def terminate() -> None:
+        server.signal(signal.SIGTERM)
+        codes.append(await server.wait())
+
+    _, answered = await load_then(server, space.key, 200, terminate)
+    assert codes == [0], server.log()
     assert "shutdown complete" in server.log()
     log = committed(pg_url, space.space.id)
     assert all(log.get(tx) == 1 for tx in answered)
@@ -102,16 +114,10 @@ async def test_sigterm_shuts_down_cleanly_and_loses_nothing(server, space: Space
 
 
 async def test_sigkill_under_load_loses_no_acknowledged_event(server, space, pg_url, tmp_path):
-    attempted: list[str] = []
-    answered: list[str] = []
-    stop = trio.Event()
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drive_load, server.base_url, space.key, attempted, answered, stop)
-            while len(answered) < 300:
-                await trio.sleep(0.01)
-            server.kill()  # SIGKILL mid-load: no shutdown code runs
-            stop.set()
+    async def kill() -> None:
+        server.kill()  # SIGKILL mid-load: no shutdown code runs
+
+    attempted, answered = await load_then(server, space.key, 300, kill)
     assert len(attempted) > len(answered)  # some requests were in flight at the kill
     log = committed(pg_url, space.space.id)
     missing = [tx for tx in answered if log.get(tx) != 1]

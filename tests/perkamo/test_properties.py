@@ -61,11 +61,12 @@ def test_balance_is_the_sum_of_the_ledger_and_evaluation_is_deterministic(events
     for name, minutes, context in events:
         at = T0 + timedelta(minutes=minutes)
         event = EngineEvent(name, context, at, {"plan": "premium"})
-        again = apply(state, event, PROGRAM, at)
-        state_before = copy_state(state)
-        state, outcome = apply(state, event, PROGRAM, at)
+        given = state
+        untouched = copy_state(given)
+        again = apply(given, event, PROGRAM, at)
+        state, outcome = apply(given, event, PROGRAM, at)
         assert (state, outcome) == again  # same event, same state → same outcome
-        assert copy_state(state_before) == state_before
+        assert given == untouched  # apply() never mutates the state it is given
         for entry in outcome.delta:
             ledger[entry["wallet"]] = ledger.get(entry["wallet"], Decimal(0)) + entry["amount"]
         # the stored form round-trips exactly
