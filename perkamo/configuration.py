@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import psycopg
 import trio
+from msgspec import Meta
 
 from storage import Database
 from storage import config as config_store
@@ -24,8 +25,10 @@ from .canonical import canonical_json
 from .errors import BadRequest, NotFound, ValidationFailed
 from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
 from .timefmt import format_rfc3339
+from .validation import describe
 
 Conn = psycopg.Connection[Any]
+U = TypeVar("U", bound=msgspec.Struct)
 
 
 def checksum(body: Any) -> str:
@@ -92,10 +95,22 @@ class ProgramCatalog:
             self._programs.pop(space_id, None)
 
 
-class Envelope(msgspec.Struct):
-    version: str
-    body: dict[str, Any] | None = None
-    modules: dict[str, Any] | None = None
+Version = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ModuleUpload(msgspec.Struct):
+    """``POST /v1/admin/config/{module}``: one module body under a version label."""
+
+    version: Version
+    body: dict[str, Any]
+    active: bool = True
+
+
+class ModulesUpload(msgspec.Struct):
+    """``POST /v1/admin/config``: several module bodies (module → body) under one version."""
+
+    version: Version
+    modules: Annotated[dict[str, dict[str, Any]], Meta(min_length=1)]
     active: bool = True
 
 
@@ -108,18 +123,12 @@ class Stored:
     activated_at: datetime | None
 
 
-def envelope(value: Any, *, multi: bool) -> Envelope:
+def envelope(value: Any, shape: type[U]) -> U:
     try:
-        parsed = msgspec.convert(value, Envelope)
+        return msgspec.convert(value, shape)
     except msgspec.ValidationError as exc:
-        raise ValidationFailed("", str(exc)) from None
-    if not 1 <= len(parsed.version) <= 64:
-        raise ValidationFailed("version", "must be 1 to 64 characters long")
-    if multi and not parsed.modules:
-        raise ValidationFailed("modules", "is required: an object of module bodies")
-    if not multi and parsed.body is None:
-        raise ValidationFailed("body", "is required: the module body object")
-    return parsed
+        path, message = describe(exc, "")
+        raise ValidationFailed(path.lstrip("."), message) from None
 
 
 def store(

@@ -23,4 +23,8 @@ def describe(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
         return f"{path}.{missing.group(1)}", "is required"
     if unknown := _UNKNOWN.search(message):
         return f"{path}.{unknown.group(1)}", "unknown field"
+    if message.startswith("Expected `str` matching regex"):
+        return path, "contains characters that are not allowed here"
+    if message.startswith("Expected `array` of length <= 0"):
+        return path, "must be a JSON object"
     return path, message

@@ -10,9 +10,10 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from .errors import BadRequest, ValidationFailed
 from .timefmt import parse_rfc3339
@@ -31,36 +32,68 @@ _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
+# The field rules of API.md §3 as msgspec constraints: enforced on decoding and published in
+# the OpenAPI document. Patterns are written out as explicit character classes so that the
+# published (ECMA) regex and Python's agree; check_text() below re-checks what a regex
+# anchored with ``$`` lets through in Python (a trailing newline).
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
+_SPACE = (  # what str.isspace() calls whitespace
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+Slug = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[^\\x00]*$")]
+UserId = Annotated[str, Meta(min_length=1, max_length=256, pattern=f"^[^{_CONTROL}]*$")]
+EventName = Annotated[str, Meta(min_length=1, max_length=128, pattern=f"^[^{_CONTROL}{_SPACE}]*$")]
+RewardKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=f"^[^{_CONTROL}{_SPACE}]*$")]
+TransactionId = Annotated[str, Meta(min_length=1, max_length=256, pattern="^[^\\x00]*$")]
+# An optional JSON object; PHP encodes an empty one as ``[]``, so an empty list is accepted.
+JsonObject = dict[str, Any] | Annotated[list[Any], Meta(max_length=0)] | None
+Timestamp = Annotated[
+    str, Meta(description="RFC 3339 with a zone, e.g. 2026-06-01T10:00:00.000Z", min_length=1)
+]
+
+
 class IdentifyBody(msgspec.Struct):
-    user_id: str
-    traits: dict[str, Any] | list[Any] | None = None
-    tenant: str | None = None
-    space: str | None = None
+    user_id: UserId
+    traits: JsonObject = None
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 class EventBody(msgspec.Struct):
-    user_id: str
-    event: str
-    transaction_id: str
-    context: dict[str, Any] | list[Any] | None = None
-    occurred_at: str | None = None
-    tenant: str | None = None
-    space: str | None = None
+    user_id: UserId
+    event: EventName
+    transaction_id: TransactionId
+    context: JsonObject = None
+    occurred_at: Timestamp | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 class RedeemBody(msgspec.Struct):
-    user_id: str
-    reward_key: str
-    transaction_id: str
-    context: dict[str, Any] | list[Any] | None = None
-    tenant: str | None = None
-    space: str | None = None
+    user_id: UserId
+    reward_key: RewardKey
+    transaction_id: TransactionId
+    context: JsonObject = None
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 class BatchBody(msgspec.Struct):
-    events: list[Any]
-    tenant: str | None = None
-    space: str | None = None
+    # Items are validated one by one (a bad item fails alone), and an empty or oversized
+    # list has its own error codes, so the list is untyped here and described for OpenAPI.
+    events: Annotated[
+        list[Any],
+        Meta(
+            extra_json_schema={
+                "minItems": 1,
+                "maxItems": 100,
+                "items": {"$ref": "#/components/schemas/EventBody"},
+            }
+        ),
+    ]
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 class EventInput(msgspec.Struct, frozen=True):

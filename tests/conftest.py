@@ -16,8 +16,11 @@ import psycopg
 import pytest
 import trio
 
-from perkamo import admin
+from perkamo import admin, openapi
+from perkamo.errors import PerkamoError
 from perkamo.http.app import create_app
+from perkamo.http.routes import build_router
+from perkamo.responses import ErrorBody
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
 from storage import EmbeddedPostgres
@@ -79,6 +82,31 @@ async def runtime(pg_url: str, settings: Settings) -> AsyncIterator[Runtime]:
 
 
 _decoder = msgspec.json.Decoder(float_hook=None)
+_ROUTER = build_router()
+_PATHS = openapi.document(_ROUTER.routes)["paths"]
+
+
+def conforms(method: str, raw_path: bytes, status: int, headers: Any, raw: bytes) -> None:
+    """Every response a test sees is one the OpenAPI document promises: a documented status,
+    and a body that decodes into the route's response type (unknown fields forbidden) or,
+    for an error, into ErrorBody. This is what keeps responses.py from drifting."""
+    assert status != 500, raw
+    assert headers["x-perkamo-request-id"]
+    try:
+        route, _ = _ROUTER.match(method, raw_path)
+    except PerkamoError:
+        assert status in (400, 404, 405), (status, raw)
+        msgspec.json.decode(raw, type=ErrorBody)
+        return
+    operation = _PATHS[openapi.template(route.pattern)][route.method.lower()]
+    if status == 413:
+        assert route.request is not None, "413 on a route without a body"
+    else:
+        assert str(status) in operation["responses"], (route.pattern, status, raw)
+    if status >= 400:
+        msgspec.json.decode(raw, type=ErrorBody)
+    elif isinstance(route.response, type) and issubclass(route.response, msgspec.Struct):
+        msgspec.json.decode(raw, type=route.response)
 
 
 @dataclass
@@ -124,6 +152,7 @@ class Api:
                 scope_base={"raw_path": raw_path},
             )
             raw = await response.get_data()
+        conforms(method, raw_path, response.status_code, response.headers, raw)
         parsed = _decoder.decode(raw) if raw else None
         return Answer(response.status_code, parsed, response.headers)
 

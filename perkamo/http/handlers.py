@@ -175,7 +175,7 @@ async def upload_module(call: Call) -> Result:
     module = call.params["module"]
     if module not in MODULES:
         raise NotFound(f"Unknown configuration module {module!r}.", code="unknown_module")
-    request = configuration.envelope(call.body, multi=False)
+    request = configuration.envelope(call.body, configuration.ModuleUpload)
     stored, program = await call.runtime.db.run(
         configuration.store,
         call.key.space_id,
@@ -198,8 +198,7 @@ async def upload_module(call: Call) -> Result:
 
 
 async def upload_modules(call: Call) -> Result:
-    request = configuration.envelope(call.body, multi=True)
-    assert request.modules is not None
+    request = configuration.envelope(call.body, configuration.ModulesUpload)
     stored, program = await call.runtime.db.run(
         configuration.store,
         call.key.space_id,

@@ -18,20 +18,26 @@ Handler = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """One endpoint. ``request`` and ``response`` are the msgspec types of its bodies (None:
+    no JSON body); ``errors`` lists the statuses it documents beyond the edge's own. The
+    OpenAPI document is generated from these (openapi.py)."""
+
     method: str
     pattern: str  # e.g. "/v1/profile/{user_id}"
     handler: Handler
     scope: str | None  # required API-key scope; None: no key (operational endpoints)
-    name: str
+    summary: str = ""
+    request: Any = None
+    response: Any = None
+    errors: tuple[int, ...] = ()
 
 
 class Router:
     def __init__(self) -> None:
         self._routes: list[tuple[tuple[str, ...], Route]] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, scope: str | None) -> None:
-        segments = tuple(pattern.strip("/").split("/"))
-        self._routes.append((segments, Route(method, pattern, handler, scope, pattern)))
+    def add(self, route: Route) -> None:
+        self._routes.append((tuple(route.pattern.strip("/").split("/")), route))
 
     @property
     def routes(self) -> list[Route]:

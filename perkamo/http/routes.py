@@ -1,0 +1,178 @@
+"""The route table: every endpoint with its scope and the msgspec types of its bodies, from
+which ``GET /openapi.json`` is generated."""
+
+from __future__ import annotations
+
+from .. import configuration, openapi, responses, wire
+from . import handlers
+from .edge import RawBody
+from .router import Route, Router
+
+
+def build_router() -> Router:
+    r = Router()
+
+    async def serve_openapi(_: object) -> tuple[int, RawBody]:
+        return 200, document
+
+    body = (400, 413, 415)  # what any JSON body can meet at the edge and in its schema
+    for route in (
+        Route(
+            "POST",
+            "/v1/identify",
+            handlers.identify,
+            "events:write",
+            "Create or update a profile",
+            wire.IdentifyBody,
+            responses.IdentifyResponse,
+            body,
+        ),
+        Route(
+            "POST",
+            "/v1/events",
+            handlers.ingest_event,
+            "events:write",
+            "Record one event",
+            wire.EventBody,
+            responses.EventOutcome,
+            body,
+        ),
+        Route(
+            "POST",
+            "/v1/events:batch",
+            handlers.ingest_batch,
+            "events:write",
+            "Record up to 100 events",
+            wire.BatchBody,
+            responses.BatchResponse,
+            body,
+        ),
+        Route(
+            "GET",
+            "/v1/profile/{user_id}",
+            handlers.profile,
+            "profile:read",
+            "Read a profile",
+            None,
+            responses.ProfileDocument,
+            (400, 404),
+        ),
+        Route(
+            "GET",
+            "/v1/customer/{user_id}",
+            handlers.profile,
+            "profile:read",
+            "Read a profile (alias)",
+            None,
+            responses.ProfileDocument,
+            (400, 404),
+        ),
+        Route(
+            "GET",
+            "/v1/program",
+            handlers.read_program,
+            "profile:read",
+            "The Space's program, integration status and metrics",
+            None,
+            responses.ProgramDocument,
+        ),
+        Route(
+            "GET",
+            "/v1/usage",
+            handlers.usage,
+            "profile:read",
+            "Usage meters of the current period",
+            None,
+            responses.UsageResponse,
+        ),
+        Route(
+            "POST",
+            "/v1/rewards/redeem",
+            handlers.redeem_reward,
+            "rewards:redeem",
+            "Redeem a reward",
+            wire.RedeemBody,
+            responses.RedeemResponse,
+            (*body, 404),
+        ),
+        Route(
+            "POST",
+            "/v1/admin/config",
+            handlers.upload_modules,
+            "admin:config",
+            "Upload (and activate) several modules",
+            configuration.ModulesUpload,
+            responses.ModulesUploaded,
+            (*body, 404),
+        ),
+        Route(
+            "POST",
+            "/v1/admin/config/{module}",
+            handlers.upload_module,
+            "admin:config",
+            "Upload (and activate) one module",
+            configuration.ModuleUpload,
+            responses.ModuleUploaded,
+            (*body, 404),
+        ),
+        Route(
+            "GET",
+            "/v1/admin/config/{module}",
+            handlers.read_module,
+            "admin:config",
+            "A module's versions and active body",
+            None,
+            responses.ModuleDescription,
+            (404,),
+        ),
+        Route(
+            "POST",
+            "/v1/browser-tokens",
+            handlers.not_supported,
+            None,
+            "Not offered (a Perkamo preview feature)",
+            None,
+            None,
+            (501,),
+        ),
+        *(
+            Route(
+                method,
+                "/v1/client" + "/*" * depth,
+                handlers.not_supported,
+                None,
+                "Not offered (a Perkamo preview feature)",
+                None,
+                None,
+                (501,),
+            )
+            for method in ("GET", "POST")
+            for depth in range(1, 5)
+        ),
+        Route(
+            "GET",
+            "/healthz",
+            handlers.healthz,
+            None,
+            "The process is alive",
+            None,
+            responses.Health,
+        ),
+        Route(
+            "GET",
+            "/readyz",
+            handlers.readyz,
+            None,
+            "Storage reachable, accepting work",
+            None,
+            responses.Health,
+            (503,),
+        ),
+        Route("GET", "/metrics", handlers.metrics, None, "Prometheus metrics", None, str),
+        Route(
+            "GET", "/openapi.json", serve_openapi, None, "This document (OpenAPI 3.1)", None, dict
+        ),
+    ):
+        r.add(route)
+    document = RawBody(openapi.render(r.routes), "application/json")
+    return r

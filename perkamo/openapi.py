@@ -1,0 +1,215 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document, generated from the route table and the
+msgspec types the server decodes requests with and answers in (wire.py, configuration.py,
+responses.py, program/schema.py). Nothing here is maintained by hand but prose."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from . import __version__
+from .program.schema import MODULE_TYPES
+from .responses import ErrorBody
+
+_REF = "#/components/schemas/{name}"
+_DECIMAL = {"type": "string", "format": "decimal"}
+_STATUS_TEXT = {
+    400: "Malformed JSON, schema violation, limit exceeded or a business rule",
+    401: "Missing, unknown or revoked API key; bad or missing signature",
+    403: "The key lacks the scope, or the body names another Space",
+    404: "Unknown profile, module or path",
+    413: "Body larger than 1 MiB",
+    415: "A body whose content type is not JSON",
+    429: "Rate limit or usage limit exceeded",
+    501: "A Perkamo preview feature this server does not offer",
+    503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
+}
+_CODES = {
+    400: "invalid_json, validation_error, reserved_context_key, occurred_at_in_future, "
+    "batch_too_large, batch_empty, idempotency_conflict, insufficient_balance, "
+    "requirements_not_met, redemption_limit_reached, unknown_reward, invalid_config, "
+    "version_conflict",
+    401: "missing_api_key, invalid_api_key, invalid_signature, signature_required",
+    403: "insufficient_scope, tenant_mismatch",
+    404: "not_found, profile_not_found, unknown_module",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited, usage_limit_exceeded",
+    501: "not_supported",
+    503: "overloaded, storage_unavailable, outcome_unknown",
+}
+_KEYED_ERRORS = (401, 403, 429, 503)
+_PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+    "module": {"type": "string", "enum": list(MODULE_TYPES)},
+}
+_SIGNING = (
+    "Mutating requests may be signed: `x-perkamo-timestamp: <unix seconds>` and "
+    "`x-perkamo-signature: v1=<hex HMAC-SHA256 keyed with the API key over "
+    "v1.<timestamp>.<METHOD>.<raw path>.<hex sha256 of the body>>`; a Space can require it."
+)
+
+
+def render(routes: Sequence[Any]) -> bytes:
+    """The document for ``routes`` (router.Route), encoded as JSON."""
+    return msgspec.json.encode(document(routes))
+
+
+def document(routes: Sequence[Any]) -> dict[str, Any]:
+    types: list[Any] = [ErrorBody, *MODULE_TYPES.values()]
+    for route in routes:
+        types += [t for t in (route.request, route.response) if _is_struct(t)]
+    types = list(dict.fromkeys(types))
+    _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    _link_modules(components)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path = template(route.pattern)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route, path)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Perkamo API (self-hosted engine)",
+            "version": __version__,
+            "description": "Wire-compatible with Perkamo's SDKs. " + _SIGNING,
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _numbers(components),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-perkamo-api-key",
+                    "description": "A Space's key; scopes are listed on each operation.",
+                }
+            },
+        },
+    }
+
+
+def _is_struct(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, msgspec.Struct)
+
+
+def template(pattern: str) -> str:
+    """``/v1/client/*/*`` → ``/v1/client/{p1}/{p2}`` (a wildcard is one path segment)."""
+    count = iter(range(1, 100))
+    return re.sub(r"\*", lambda _: f"{{p{next(count)}}}", pattern)
+
+
+def _operation(route: Any, path: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(route.method, path),
+        "summary": route.summary,
+        "responses": _responses(route),
+    }
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PATH_PARAMS.get(name, {"type": "string", "minLength": 1}),
+        }
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    if route.scope is not None:
+        operation["security"] = [{"apiKey": []}]
+        operation["description"] = f"Requires an API key with the `{route.scope}` scope."
+        if route.method == "GET":
+            parameters += [
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "description": "If given, must equal the key's Space slug (else 403).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                }
+                for name in ("tenant", "space")
+            ]
+    else:
+        operation["security"] = []
+    if parameters:
+        operation["parameters"] = parameters
+    if route.request is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.request)}},
+        }
+    return operation
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+    return f"{method.lower()}_{words}"
+
+
+def _responses(route: Any) -> dict[str, Any]:
+    request_id = {
+        "x-perkamo-request-id": {
+            "required": True,
+            "description": "The request's id (the caller's `x-request-id` when sane).",
+            "schema": {"type": "string"},
+        }
+    }
+    answers: dict[str, Any] = {}
+    if route.response is not None:
+        answers["200"] = {
+            "description": "OK",
+            "headers": request_id,
+            "content": _content(route.response),
+        }
+    statuses = set(route.errors) | (set(_KEYED_ERRORS) if route.scope is not None else set())
+    for status in sorted(statuses):
+        headers = dict(request_id)
+        if status in (429, 503):
+            headers["retry-after"] = {
+                "required": True,
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        answers[str(status)] = {
+            "description": f"{_STATUS_TEXT[status]}. Codes: {_CODES[status]}.",
+            "headers": headers,
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
+        }
+    return answers
+
+
+def _content(shape: Any) -> dict[str, Any]:
+    if shape is str:
+        return {"text/plain": {"schema": {"type": "string"}}}
+    if _is_struct(shape):
+        return {"application/json": {"schema": _ref(shape)}}
+    return {"application/json": {"schema": {"type": "object"}}}
+
+
+def _ref(shape: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=shape.__name__)}
+
+
+def _link_modules(components: dict[str, Any]) -> None:
+    """An upload's ``body`` (and each entry of ``modules``) is one of the six module bodies;
+    the server takes them as JSON objects and validates them with those Structs."""
+    bodies = [_ref(t) for t in MODULE_TYPES.values()]
+    components["ModuleUpload"]["properties"]["body"] = {"anyOf": bodies}
+    components["ModulesUpload"]["properties"]["modules"] = {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {name: _ref(t) for name, t in MODULE_TYPES.items()},
+        "additionalProperties": False,
+    }
+
+
+def _numbers(value: Any) -> Any:
+    """Decimals travel as JSON numbers (the server encodes them so)."""
+    if value == _DECIMAL:
+        return {"type": "number"}
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
