@@ -13,6 +13,7 @@ import msgspec
 from . import __version__
 from .program.schema import MODULE_TYPES
 from .responses import ErrorBody
+from .wire import UserId
 
 _REF = "#/components/schemas/{name}"
 _DECIMAL = {"type": "string", "format": "decimal"}
@@ -43,7 +44,7 @@ _CODES = {
 }
 _KEYED_ERRORS = (401, 403, 429, 503)
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
-    "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+    "user_id": msgspec.json.schema(UserId),
     "module": {"type": "string", "enum": list(MODULE_TYPES)},
 }
 _SIGNING = (

@@ -28,7 +28,24 @@ RESERVED_CONTEXT_KEYS = frozenset(
 
 T = TypeVar("T")
 
-_json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+MAX_NUMBER_CHARS = 100
+MAX_EXPONENT = 1000
+
+
+def _number(text: str) -> Decimal:
+    """A JSON number with a fraction or exponent, as an exact decimal. Bounded so that every
+    accepted number fits PostgreSQL's numeric (a 1e999999 in a context once failed a whole
+    group commit)."""
+    value = Decimal(text)
+    if len(text) > MAX_NUMBER_CHARS or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        raise ValueError(
+            f"numbers must have at most {MAX_NUMBER_CHARS} characters and lie within "
+            f"1e-{MAX_EXPONENT} to 1e{MAX_EXPONENT}"
+        )
+    return value
+
+
+_json_decoder = msgspec.json.Decoder(float_hook=_number)
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -85,11 +102,9 @@ class BatchBody(msgspec.Struct):
     events: Annotated[
         list[Any],
         Meta(
-            extra_json_schema={
-                "minItems": 1,
-                "maxItems": 100,
-                "items": {"$ref": "#/components/schemas/EventBody"},
-            }
+            description="1 to 100 items, each an EventBody; an invalid item fails alone, "
+            "with its error inside the 200 answer",
+            extra_json_schema={"minItems": 1, "maxItems": 100},
         ),
     ]
     tenant: Slug | None = None
@@ -107,11 +122,17 @@ class EventInput(msgspec.Struct, frozen=True):
 
 
 def decode_json(body: bytes) -> Any:
-    """Raw body → JSON value. Raises BadRequest(invalid_json)."""
+    """Raw body → JSON value. Raises BadRequest(invalid_json), or ValidationFailed for a
+    U+0000 anywhere in it (PostgreSQL cannot store one; JSON can only carry it escaped)."""
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
-        return _json_decoder.decode(body)
+        value = _json_decoder.decode(body)
+        if b"\\u0000" in body and (path := _nul_path(value, "")) is not None:
+            raise ValidationFailed(path, "must not contain U+0000")
+        return value
+    except msgspec.ValidationError as exc:  # raised by _number
+        raise ValidationFailed("", str(exc).split(" - at ")[0]) from None
     except msgspec.DecodeError as exc:
         message = f"The request body is not valid JSON: {exc}"
         raise BadRequest(message, code="invalid_json") from None
@@ -119,6 +140,23 @@ def decode_json(body: bytes) -> Any:
         raise BadRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except RecursionError:
         raise ValidationFailed("", "JSON nesting is too deep") from None
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string or key holding U+0000, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path  # the object holding the key: the key itself is unprintable
+            if (here := _nul_path(item, f"{path}.{key}" if path else key)) is not None:
+                return here
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (here := _nul_path(item, f"{path}[{index}]")) is not None:
+                return here
+    return None
 
 
 def _convert(value: Any, shape: type[T], prefix: str) -> T:

@@ -23,6 +23,8 @@ from .. import signing
 from ..errors import (
     Forbidden,
     InternalError,
+    MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     PerkamoError,
     ServiceUnavailable,
@@ -34,7 +36,7 @@ from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from ..runtime import Runtime
 from ..wire import decode_json, tenants_named
 from .errors import error_body
-from .router import Router
+from .router import Route, Router
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
@@ -120,9 +122,8 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
-        route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
+        route, params, body = await _route_and_body(router, request)
         trace.route = route.pattern
-        body = await _read_body(request)
         if route.scope is None:
             status, payload = await route.handler(runtime)
             if isinstance(payload, RawBody):
@@ -158,7 +159,8 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
             _check_tenants(record, tenants_named(value))
         else:
             value = None
-            _check_tenants(record, [v for k in ("tenant", "space") if (v := request.args.get(k))])
+            named = [v for k in ("tenant", "space") if (v := request.args.get(k)) is not None]
+            _check_tenants(record, named)
         call = Call(runtime, record, params, value, received_at)
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
@@ -178,6 +180,27 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
             request_id,
             rate_headers,
         )
+
+
+async def _route_and_body(router: Router, request: Request) -> tuple[Route, dict[str, str], bytes]:
+    """Match the route (404/405 first, as documented), but read the body in every case: an
+    answer sent before the request's body was consumed wedges the keep-alive connection
+    (hypercorn's h11 then never parses the next request). A body over the limit is not read
+    at all; that answer closes the connection instead."""
+    try:
+        route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
+    except (NotFound, MethodNotAllowed) as refused:
+        try:
+            await _read_body(request)
+        except PayloadTooLarge:
+            refused.headers["connection"] = "close"
+        raise
+    try:
+        body = await _read_body(request)
+    except PayloadTooLarge as exc:
+        exc.headers["connection"] = "close"
+        raise
+    return route, params, body
 
 
 async def _read_body(request: Request) -> bytes:
