@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check install clean
+.PHONY: run test fuzz lint typecheck check install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# A longer schemathesis run than CI's (EXAMPLES per operation, a fresh SEED each time).
+fuzz: $(STAMP)
+	PERKAMO_FUZZ_EXAMPLES=$${EXAMPLES:-500} PERKAMO_FUZZ_SEED=$${SEED:-$$(date +%s)} \
+	PERKAMO_FUZZ_MAX_SECONDS=$${MAX_SECONDS:-3600} $(BIN)/python -m pytest -q tests/perkamo/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

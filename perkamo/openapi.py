@@ -163,6 +163,15 @@ def _responses(route: Any) -> dict[str, Any]:
             "headers": request_id,
             "content": _content(route.response),
         }
+        if route.request is not None and "user_id" in route.request.__struct_fields__:
+            # A write names a profile that can then be read (schemathesis' stateful phase
+            # follows these links).
+            answers["200"]["links"] = {
+                "ReadProfile": {
+                    "operationId": "get_v1_profile_user_id",
+                    "parameters": {"user_id": "$request.body#/user_id"},
+                }
+            }
     statuses = set(route.errors) | (set(_KEYED_ERRORS) if route.scope is not None else set())
     for status in sorted(statuses):
         headers = dict(request_id)

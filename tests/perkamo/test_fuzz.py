@@ -1,0 +1,78 @@
+"""Schema fuzzing: schemathesis against a running server (subprocess, real PostgreSQL),
+driven by the server's own ``/openapi.json``. Every check runs — no 5xx, status codes,
+content types, headers and bodies conform to the document, invalid data is refused, auth is
+enforced, 405s carry ``allow`` — except ``positive_data_acceptance``: schema-valid requests
+may meet business rules (an unknown reward, a balance too low, a program that does not
+compile), which answer 400 by design.
+
+CI runs a bounded pass (fixed seed, 25 examples per operation, examples + coverage +
+fuzzing + stateful phases). A longer run for contributors: ``make fuzz`` (see README).
+The preview endpoints (``/v1/client/*``, ``/v1/browser-tokens``) are left out: they answer
+501 by design, which the no-5xx check would flag."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from perkamo.program import MODULES
+from tests.conftest import make_space
+from tests.server_process import ServerProcess
+
+EXAMPLES = int(os.environ.get("PERKAMO_FUZZ_EXAMPLES", "25"))
+SEED = os.environ.get("PERKAMO_FUZZ_SEED", "20261125")
+MAX_SECONDS = int(os.environ.get("PERKAMO_FUZZ_MAX_SECONDS", "300"))
+
+
+@pytest.fixture
+async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
+    proc = ServerProcess(pg_url, tmp_path)
+    await proc.start()
+    yield proc
+    proc.kill()
+
+
+def demo_program() -> dict[str, object]:
+    modules = {}
+    for module in MODULES:
+        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
+        modules[module] = msgspec.json.decode(raw)["body"]
+    return {"version": "demo", "modules": modules}
+
+
+async def test_schemathesis_finds_nothing(server, pg_url, tmp_path):
+    space = make_space(pg_url)
+    headers = {"x-perkamo-api-key": space.key}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as client:
+        loaded = await client.post("/v1/admin/config", json=demo_program())
+        assert loaded.status_code == 200, loaded.text
+    st = Path(sys.executable).with_name("st")
+    command = [
+        str(st), "run", f"{server.base_url}/openapi.json",
+        "--header", f"x-perkamo-api-key: {space.key}",
+        "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+        "--exclude-path-regex", "^/v1/(client|browser-tokens)",
+        "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "2",
+        "--request-timeout", "10", "--no-color",
+    ]  # fmt: skip
+    result = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            command, capture_output=True, text=True, cwd=tmp_path, timeout=MAX_SECONDS
+        )
+    )
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]
+    log = server.log()
+    assert "Traceback" not in log and "unhandled error" not in log, log[-4000:]
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        assert (await client.get("/readyz")).status_code == 200
