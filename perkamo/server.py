@@ -69,6 +69,10 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
             config = Config()
             config.bind = [f"{settings.host}:{settings.port}"]
             config.graceful_timeout = settings.shutdown_grace_seconds
+            # hypercorn's default backlog (100) drops the SYNs of a burst of new connections,
+            # which clients then retry after 1, 2, 4 s: seconds of latency the server never
+            # sees. The kernel caps this at net.core.somaxconn.
+            config.backlog = 2048
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
             app = create_app(runtime)

@@ -23,7 +23,7 @@ import httpx
 import msgspec
 import trio
 
-from storage import Database, OutboxRow
+from storage import Database, OutboxRow, StorageUnavailable
 from storage import webhooks as store
 
 from .timefmt import format_rfc3339
@@ -205,8 +205,11 @@ class WebhookDispatcher:
             while True:
                 try:
                     handled = await self.run_once(client)
-                except Exception:  # storage trouble: try again at the next poll
-                    log.warning("webhook dispatch failed; retrying", exc_info=True)
+                except StorageUnavailable as exc:  # an outage: expected, and said once per poll
+                    log.warning("webhook dispatch paused: storage unavailable (%s)", exc)
+                    handled = 0
+                except Exception:  # anything else is a defect: keep its traceback
+                    log.exception("webhook dispatch failed; retrying")
                     handled = 0
                 if handled < self._batch:
                     with trio.move_on_after(self._poll):

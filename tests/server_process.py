@@ -7,10 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import httpx
+import msgspec
+import psutil
 import trio
+
+from perkamo.program import MODULES
 
 
 def free_port() -> int:
@@ -20,7 +25,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, pg_url: str, workdir: Path, *extra_args: str) -> None:
+    def __init__(
+        self, pg_url: str, workdir: Path, *extra_args: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.extra_env = env or {}
         self.pg_url = pg_url
         self.workdir = workdir
         self.port = free_port()
@@ -36,6 +44,7 @@ class ServerProcess:
             "PERKAMO_DATA_DIR": str(self.workdir),
             "PERKAMO_LOG_LEVEL": "info",
             "PERKAMO_SHUTDOWN_GRACE_SECONDS": "2",
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -56,6 +65,10 @@ class ServerProcess:
                         pass
                     await trio.sleep(0.05)
 
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -75,3 +88,12 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+
+def demo_program() -> dict[str, object]:
+    """The demo program as a ``POST /v1/admin/config`` body."""
+    modules = {}
+    for module in MODULES:
+        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
+        modules[module] = msgspec.json.decode(raw)["body"]
+    return {"version": "demo", "modules": modules}

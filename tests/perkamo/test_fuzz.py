@@ -16,17 +16,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 import trio
 
-from perkamo.program import MODULES
 from tests.conftest import make_space
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, demo_program
 
 EXAMPLES = int(os.environ.get("PERKAMO_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("PERKAMO_FUZZ_SEED", "20261125")
@@ -39,14 +36,6 @@ async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
     await proc.start()
     yield proc
     proc.kill()
-
-
-def demo_program() -> dict[str, object]:
-    modules = {}
-    for module in MODULES:
-        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
-        modules[module] = msgspec.json.decode(raw)["body"]
-    return {"version": "demo", "modules": modules}
 
 
 async def test_schemathesis_finds_nothing(server, pg_url, tmp_path):
