@@ -84,6 +84,8 @@ async def runtime(pg_url: str, settings: Settings) -> AsyncIterator[Runtime]:
 _decoder = msgspec.json.Decoder(float_hook=None)
 _ROUTER = build_router()
 _PATHS = openapi.document(_ROUTER.routes)["paths"]
+# What an error body must never carry: a trace, SQL, a source path, a database URL.
+_LEAKS = (b"Traceback", b"SELECT ", b"INSERT ", b"psycopg", b'File "', b'.py"', b"postgresql://")
 
 
 def conforms(method: str, raw_path: bytes, status: int, headers: Any, raw: bytes) -> None:
@@ -97,6 +99,7 @@ def conforms(method: str, raw_path: bytes, status: int, headers: Any, raw: bytes
     except PerkamoError:
         assert status in (400, 404, 405), (status, raw)
         msgspec.json.decode(raw, type=ErrorBody)
+        assert not any(leak in raw for leak in _LEAKS), raw
         return
     operation = _PATHS[openapi.template(route.pattern)][route.method.lower()]
     if status == 413:
@@ -105,6 +108,8 @@ def conforms(method: str, raw_path: bytes, status: int, headers: Any, raw: bytes
         assert str(status) in operation["responses"], (route.pattern, status, raw)
     if status >= 400:
         msgspec.json.decode(raw, type=ErrorBody)
+        for leak in _LEAKS:
+            assert leak not in raw, (leak, raw)
     elif isinstance(route.response, type) and issubclass(route.response, msgspec.Struct):
         msgspec.json.decode(raw, type=route.response)
 

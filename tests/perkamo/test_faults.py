@@ -36,6 +36,11 @@ class Tally:
 
     def add(self, response: httpx.Response, latency: float) -> None:
         self.answers.append((response.status_code, latency, response.headers.get("retry-after")))
+        if response.status_code != 200:  # a refusal explains itself, and leaks nothing
+            body = response.json()
+            assert body["error"] and body["message"] and body["request_id"]
+            for leak in ("Traceback", "SELECT", "psycopg", 'File "', "postgresql://", "/tmp/"):
+                assert leak not in response.text, response.text
 
     def statuses(self) -> set[int]:
         return {status for status, _, _ in self.answers}
