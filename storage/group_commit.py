@@ -281,6 +281,21 @@ class GroupCommitWriter:
             try:
                 conn = self._connection()
                 refused = self._write(conn, [units[i] for i in pending])
+            except psycopg.errors.DataError as exc:
+                # A value PostgreSQL refuses is a property of one unit, not of the storage:
+                # flush the halves apart so that only that unit is refused.
+                self._rollback_quietly()
+                if len(pending) == 1:
+                    log.error("a unit cannot be stored: %s", type(exc).__name__)
+                    self._stats.failed_flushes += 1
+                    verdicts[pending[0]] = Verdict(Status.UNAVAILABLE)
+                    break
+                self._stats.retried_flushes += 1
+                half = len(pending) // 2
+                for part in (pending[:half], pending[half:]):
+                    for i, verdict in zip(part, self._flush([units[i] for i in part]), strict=True):
+                        verdicts[i] = verdict
+                break
             except (psycopg.Error, StorageUnavailable) as exc:
                 log.warning("flush failed before commit: %s", type(exc).__name__)
                 self._stats.failed_flushes += 1

@@ -109,3 +109,22 @@ async def test_an_unreachable_database_answers_unavailable_without_hanging(tmp_p
             verdict = await writer.commit(event_unit(1, "u", "t"))
     assert verdict.status is Status.UNAVAILABLE
     assert writer.statistics().failed_flushes == 1
+
+
+async def test_a_unit_postgresql_cannot_store_fails_alone(pg_url):
+    """Defence in depth behind input validation: a value PostgreSQL refuses (here a number
+    beyond numeric's range) fails its own unit, not the other units of its flush."""
+    space_id = make_space(pg_url).space.id
+    writer = GroupCommitWriter(pg_url)
+    units = [event_unit(space_id, f"user-{n}", f"tx-{n}") for n in range(5)]
+    poison = event_unit(space_id, "mallory", "tx-poison")
+    poison.events[0].context = '{"n": 1e999999}'
+    units.insert(3, poison)
+    verdicts = await trio.to_thread.run_sync(writer._flush, units)
+    writer._close_connection()
+    assert [v.status for v in verdicts] == [Status.COMMITTED] * 3 + [Status.UNAVAILABLE] + [
+        Status.COMMITTED
+    ] * 2
+    assert count(pg_url, "SELECT count(*) FROM events WHERE space_id = %s", space_id) == 5
+    q = "SELECT count(*) FROM profiles WHERE space_id = %s AND user_id = 'mallory'"
+    assert count(pg_url, q, space_id) == 0
