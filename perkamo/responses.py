@@ -71,7 +71,9 @@ class IdentifyResponse(Shape):
     created: bool
 
 
-class EventOutcome(Shape):
+class Changes(Shape):
+    """What every event answer carries, applied or not."""
+
     applied: bool
     duplicate: bool
     delta: list[Delta]
@@ -79,22 +81,18 @@ class EventOutcome(Shape):
     unlocked: list[Unlocked]
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
+
+
+class EventOutcome(Changes):
     event_id: str
     skipped: list[dict[str, str]]
     breakdown: list[dict[str, Any]]
     program_versions: dict[str, str | None]
 
 
-class BatchItem(Shape):
+class BatchItem(Changes):
     """One item of a batch answer: an event outcome, or a failure carrying ``error``."""
 
-    applied: bool
-    duplicate: bool
-    delta: list[Delta]
-    leveled_up: bool
-    unlocked: list[Unlocked]
-    wallet_state: dict[str, Decimal]
-    level: LevelProgress | None
     event_id: str | msgspec.UnsetType = msgspec.UNSET
     skipped: list[dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
     breakdown: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET

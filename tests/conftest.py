@@ -25,6 +25,7 @@ from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
 from storage import EmbeddedPostgres
 from storage.migrations import migrate
+from tests.server_process import ServerProcess
 
 _counter = itertools.count()
 
@@ -79,6 +80,15 @@ async def runtime(pg_url: str, settings: Settings) -> AsyncIterator[Runtime]:
     with trio.fail_after(30):
         async with open_runtime(settings, pg_url) as rt:
             yield rt
+
+
+@pytest.fixture
+async def server(pg_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """``perkamo serve`` as a real subprocess on the session's PostgreSQL."""
+    proc = ServerProcess(pg_url, tmp_path)
+    await proc.start()
+    yield proc
+    proc.kill()
 
 
 _decoder = msgspec.json.Decoder(float_hook=None)

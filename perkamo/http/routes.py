@@ -8,6 +8,8 @@ from . import handlers
 from .edge import RawBody
 from .router import Route, Router
 
+_PREVIEW = "Not offered (a Perkamo preview feature)"
+
 
 def build_router() -> Router:
     r = Router()
@@ -125,29 +127,16 @@ def build_router() -> Router:
             responses.ModuleDescription,
             (404,),
         ),
-        Route(
-            "POST",
-            "/v1/browser-tokens",
-            handlers.not_supported,
-            None,
-            "Not offered (a Perkamo preview feature)",
-            None,
-            None,
-            (501,),
-        ),
         *(
-            Route(
-                method,
-                "/v1/client" + "/*" * depth,
-                handlers.not_supported,
-                None,
-                "Not offered (a Perkamo preview feature)",
-                None,
-                None,
-                (501,),
-            )
-            for method in ("GET", "POST")
-            for depth in range(1, 5)
+            Route(method, path, handlers.not_supported, None, _PREVIEW, errors=(501,))
+            for method, path in [
+                ("POST", "/v1/browser-tokens"),
+                *(
+                    (m, "/v1/client" + "/*" * depth)
+                    for m in ("GET", "POST")
+                    for depth in range(1, 5)
+                ),
+            ]
         ),
         Route(
             "GET",

@@ -4,20 +4,8 @@ undeclared method with a body (405) left the next request on that connection una
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import trio
-
-from tests.server_process import ServerProcess
-
-
-@pytest.fixture
-async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(pg_url, tmp_path)
-    await proc.start()
-    yield proc
-    proc.kill()
 
 
 async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:

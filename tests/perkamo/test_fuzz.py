@@ -15,27 +15,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
 from tests.conftest import make_space
-from tests.server_process import ServerProcess, demo_program
+from tests.server_process import demo_program
 
 EXAMPLES = int(os.environ.get("PERKAMO_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("PERKAMO_FUZZ_SEED", "20261125")
 MAX_SECONDS = int(os.environ.get("PERKAMO_FUZZ_MAX_SECONDS", "300"))
-
-
-@pytest.fixture
-async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(pg_url, tmp_path)
-    await proc.start()
-    yield proc
-    proc.kill()
 
 
 async def test_schemathesis_finds_nothing(server, pg_url, tmp_path):

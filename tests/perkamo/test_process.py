@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 
 import httpx
 import psycopg
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <async_generator object ByteStream"
     ":pytest.PytestUnraisableExceptionWarning"
 )
-
-
-@pytest.fixture
-async def server(pg_url, tmp_path) -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(pg_url, tmp_path)
-    await proc.start()
-    yield proc
-    proc.kill()
 
 
 def committed(pg_url: str, space_id: int) -> dict[str, int]:
