@@ -96,6 +96,17 @@ def verify_clean(pg_url: str, space: SpaceKey) -> None:
     assert "verified" in cli(pg_url, "verify", "--space", space.slug)
 
 
+async def watch_mailboxes(server: ServerProcess, depth: list[float], samples: int) -> None:
+    """Sample the messages waiting in all mailboxes (``/metrics``) every half second."""
+    async with httpx.AsyncClient(base_url=server.base_url) as plain:
+        for _ in range(samples):
+            metrics = (await plain.get("/metrics")).text
+            for line in metrics.splitlines():
+                if line.startswith("perkamo_mailbox_depth "):
+                    depth.append(float(line.split()[1]))
+            await trio.sleep(0.5)
+
+
 @pytest.fixture
 async def own_postgres(tmp_path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
     """A PostgreSQL this test may stop (not the session's)."""
@@ -193,17 +204,8 @@ async def test_slow_storage_times_out_into_503_with_bounded_mailboxes(pg_url, tm
                     response = await client.post("/v1/events", json=body)
                     tally.add(response, time.monotonic() - started)
 
-                async def watch_mailboxes() -> None:
-                    async with httpx.AsyncClient(base_url=server.base_url) as plain:
-                        for _ in range(12):
-                            metrics = (await plain.get("/metrics")).text
-                            for line in metrics.splitlines():
-                                if line.startswith("perkamo_mailbox_depth "):
-                                    depth.append(float(line.split()[1]))
-                            await trio.sleep(0.5)
-
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(watch_mailboxes)
+                    nursery.start_soon(watch_mailboxes, server, depth, 12)
                     for j in range(10):
                         for i in range(30):
                             nursery.start_soon(one, i, j)
@@ -246,9 +248,12 @@ async def test_overload_is_refused_quickly_and_recovers(pg_url, tmp_path):
                     if response.status_code != 200:
                         await trio.sleep(0.05)  # impatient, but not spinning
 
+            depth: list[float] = []
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_mailboxes, server, depth, 6)
                 for i in range(60):  # 60 concurrent writers on one profile, mailbox 20
                     nursery.start_soon(hammer, i)
+            assert depth and max(depth) <= 20, depth  # the only queue is the bounded mailbox
             assert 503 in tally.statuses(), "no overload was reached"
             tally.check_refusals_and_bound({503})
             admitted = sorted(lat for status, lat, _ in tally.answers if status == 200)

@@ -278,3 +278,11 @@ async def test_access_log_is_structured_and_never_holds_the_key(api, space, capl
     assert isinstance(line["latency_ms"], float)
     text = JsonFormatter().format(record)
     assert space.key not in text and "4111" not in text and "secret-tx" not in text
+
+
+async def test_an_unauthenticated_access_line_has_a_null_space(api, caplog):
+    caplog.set_level(logging.INFO, logger="perkamo.access")
+    await api.get("/v1/usage", key=None)
+    [record] = [r for r in caplog.records if r.name == "perkamo.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["status"] == 401 and line["space"] is None
