@@ -20,6 +20,7 @@ from storage import EmbeddedPostgres
 
 from . import admin
 from .configuration import activate_demo
+from .http import hypercorn_fix
 from .http.app import create_app
 from .runtime import open_runtime
 from .settings import Settings
@@ -75,6 +76,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
             config.backlog = 2048
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
+            hypercorn_fix.apply()
             app = create_app(runtime)
             _tune_garbage_collection()
             stop = trio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import httpx
 import psycopg
@@ -162,3 +163,20 @@ async def test_port_in_use_is_a_clear_error(server, pg_url, tmp_path):
     assert await clash.wait() == 1
     assert "cannot listen on" in clash.log()
     assert "Traceback" not in clash.log()
+
+
+async def test_idle_keep_alive_connections_do_not_hold_a_shutdown(pg_url, tmp_path):
+    """An idle keep-alive connection is closed when a shutdown begins, not at the end of the
+    grace period (10 s here). See perkamo/http/hypercorn_fix.py."""
+    server = ServerProcess(pg_url, tmp_path, env={"PERKAMO_SHUTDOWN_GRACE_SECONDS": "10"})
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            assert (await client.get("/healthz")).status_code == 200  # the connection stays open
+            await trio.sleep(0.2)
+            started = time.monotonic()
+            server.signal(signal.SIGTERM)
+            assert await server.wait(timeout=15) == 0
+            assert time.monotonic() - started < 4, "an idle connection held the shutdown"
+    finally:
+        server.kill()
