@@ -74,6 +74,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
             # which clients then retry after 1, 2, 4 s: seconds of latency the server never
             # sees. The kernel caps this at net.core.somaxconn.
             config.backlog = 2048
+            config.read_timeout = settings.read_timeout_seconds
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
             hypercorn_fix.apply()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.server_process import ServerProcess
+
 
 async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:
     """One HTTP/1.1 response (content-length framed) from ``stream``."""
@@ -64,3 +66,30 @@ async def test_an_oversized_body_is_refused_at_once_with_connection_close(server
             head_lines = bytes(buffer).split(b"\r\n\r\n")[0].lower().split(b"\r\n")
             assert head_lines[0].startswith(b"http/1.1 413")
             assert b"connection: close" in head_lines
+
+
+async def test_slow_clients_cannot_hold_connections(pg_url, tmp_path):
+    """Headers that never finish are closed by the keep-alive timer (5 s); a body that stops
+    arriving, by the read timeout (PERKAMO_READ_TIMEOUT_SECONDS, 3 s here; 30 s by default)."""
+    server = ServerProcess(pg_url, tmp_path, env={"PERKAMO_READ_TIMEOUT_SECONDS": "3"})
+    await server.start()
+    closed_after: dict[str, float] = {}
+
+    async def stall(name: str, sent: bytes) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(sent)
+            started = trio.current_time()
+            assert await stream.receive_some(65536) == b""  # closed, nothing answered
+            closed_after[name] = trio.current_time() - started
+
+    try:
+        with trio.fail_after(15):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stall, "headers", b"POST /v1/events HTTP/1.1\r\nhost: x\r\n")
+                body = b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"
+                nursery.start_soon(stall, "body", body)
+        assert closed_after["headers"] < 7
+        assert 2.5 < closed_after["body"] < 5
+    finally:
+        server.kill()
