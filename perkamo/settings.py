@@ -31,8 +31,8 @@ class Settings:
     # A connection whose client sends nothing for this long is closed, also mid-body: a body
     # trickled in (or abandoned) cannot hold a connection forever. Well above the longest
     # request (the 5 s actor wait), since the server reads while a request is handled.
-    read_timeout_seconds: float = field(
-        default_factory=lambda: float(os.environ.get("PERKAMO_READ_TIMEOUT_SECONDS", "30"))
+    read_timeout_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("PERKAMO_READ_TIMEOUT_SECONDS", "30"))
     )
     # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
     shutdown_grace_seconds: float = field(
