@@ -38,8 +38,7 @@ from storage.profiles import (
     StoredRedemption,
     find_events,
     find_redemptions,
-    recent_events,
-    recent_redemptions,
+    recent_history,
 )
 
 from .canonical import request_hash
@@ -219,8 +218,7 @@ class ProfileActor:
             return None
         assert snap.created_at is not None and snap.updated_at is not None
         db, space, user = self._services.db, self._space_id, self._user_id
-        events = await db.run(recent_events, space, user, RECENT)
-        redemptions = await db.run(recent_redemptions, space, user, RECENT)
+        events, redemptions = await db.run(recent_history, space, user, RECENT)
         return ProfileView(
             snap.traits, snap.state, snap.created_at, snap.updated_at, events, redemptions
         )

@@ -88,6 +88,16 @@ def recent_redemptions(
         return cur.fetchall()
 
 
+def recent_history(
+    conn: Conn, space_id: int, user_id: str, limit: int
+) -> tuple[list[StoredEvent], list[StoredRedemption]]:
+    """A profile read's recent events and redemptions: one pool checkout, one thread hop."""
+    return (
+        recent_events(conn, space_id, user_id, limit),
+        recent_redemptions(conn, space_id, user_id, limit),
+    )
+
+
 def usage_counters(conn: Conn, space_id: int, period: Any) -> dict[str, int]:
     rows = conn.execute(
         "SELECT meter, used FROM usage_counters WHERE space_id = %s AND period = %s",
