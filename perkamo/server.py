@@ -96,6 +96,11 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
                     flush=True,
                 )
                 await stop.wait()
+                # hypercorn stops accepting and lets requests finish; idle keep-alive
+                # connections would wait for the grace deadline (see hypercorn_fix.py).
+                for _ in range(2):
+                    await trio.sleep(0.1)
+                    await hypercorn_fix.close_idle_connections()
             log.info("HTTP server stopped; draining profiles")
     finally:
         if embedded is not None:
