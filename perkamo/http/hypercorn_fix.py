@@ -6,10 +6,10 @@ idle keep-alive connection then holds a shutdown until the grace deadline (and i
 closed only by the read timeout, ``PERKAMO_READ_TIMEOUT_SECONDS``).
 
 Restarting the timer shielded fixes that but costs a task start and cancel per request
-(measured with ``wrk -t2 -c64 -d10s`` on /healthz: 1,150 req/s shielded, 1,530–1,800 without). Instead, each connection records whether
-it is idle (one attribute write per request), and the server closes the idle ones when a
-shutdown begins. Connections busy at that moment close after their response, as hypercorn
-does during shutdown. ``tests/perkamo/test_process.py::
+(``wrk -t2 -c64 -d10s`` on /healthz: 1,150 req/s shielded, 1,530–1,800 without). Instead,
+each connection records whether it is idle (one attribute write per request), and the server
+closes the idle ones when a shutdown begins. Connections busy at that moment close after
+their response, as hypercorn does during shutdown. ``tests/perkamo/test_process.py::
 test_idle_keep_alive_connections_do_not_hold_a_shutdown`` fails without this.
 """
 
