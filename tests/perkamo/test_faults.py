@@ -175,6 +175,7 @@ async def test_postgres_stopped_under_load(own_postgres, tmp_path):
         verify_clean(url, space)
         log = server.log()
         assert "Traceback" not in log, log[log.find("Traceback") - 2000 :][:6000]
+        assert space.key not in log  # keys never reach the logs, not even on a bad day
     finally:
         server.kill()
 
