@@ -254,7 +254,11 @@ def blueprint(program: Program) -> dict[str, Any]:
 
 
 def program_document(
-    key: KeyRecord, program: Program, stats: dict[str, Any], usage: dict[str, Any]
+    key: KeyRecord,
+    program: Program,
+    stats: dict[str, Any],
+    usage: dict[str, Any],
+    signed_share: Decimal | None,
 ) -> dict[str, Any]:
     precisions = {w.key: w.precision for w in program.wallets}
 
@@ -279,8 +283,8 @@ def program_document(
                 format_rfc3339(stats["last_event_at"]) if stats["last_event_at"] else None
             ),
             "events_last_24h": stats["events_last_24h"],
-            "signed_request_share": None,
-            "webhook": {"status": "not_configured"},
+            "signed_request_share": signed_share,
+            "webhook": _webhook(stats["webhook"]),
         },
         "metrics": {
             "profiles": stats["profiles"],
@@ -290,4 +294,17 @@ def program_document(
             "spent": amounts(stats["spent"]),
         },
         "usage": usage,
+    }
+
+
+def _webhook(endpoint: dict[str, Any] | None) -> dict[str, Any]:
+    if endpoint is None:
+        return {"status": "not_configured"}
+    last = endpoint["last_delivered_at"]
+    return {
+        "status": "active" if endpoint["enabled"] else "disabled",
+        "url": endpoint["url"],
+        "queued": endpoint["queued"],
+        "failed_last_24h": endpoint["failed_last_24h"],
+        "last_delivered_at": format_rfc3339(last) if last else None,
     }

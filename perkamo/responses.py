@@ -257,7 +257,11 @@ class SpaceRef(Shape):
 
 
 class WebhookStatus(Shape):
-    status: str
+    status: str  # "not_configured" | "active" | "disabled"
+    url: str | msgspec.UnsetType = msgspec.UNSET
+    queued: int | msgspec.UnsetType = msgspec.UNSET  # pending or retrying deliveries
+    failed_last_24h: int | msgspec.UnsetType = msgspec.UNSET
+    last_delivered_at: str | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class Integration(Shape):

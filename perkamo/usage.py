@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -21,6 +22,8 @@ from storage.profiles import usage_counters
 from .errors import TooManyRequests
 
 METERS = ("events", "api_requests", "profiles", "redemptions")
+# Counted like api_requests but not limits: what share of the mutating requests were signed.
+REQUEST_METERS = ("api_requests", "mutating_requests", "signed_requests")
 LIMIT_NAMES = METERS  # per-Space limits share the meters' names
 
 
@@ -48,7 +51,7 @@ class UsageLedger:
         self._db = db
         self._used: dict[tuple[int, date], dict[str, int]] = {}
         self._reserved: dict[tuple[int, date, str], int] = {}
-        self._requests: dict[tuple[int, date], int] = {}
+        self._requests: dict[tuple[int, date, str], int] = {}  # not yet flushed
 
     async def load(self, space_id: int, period: date) -> dict[str, int]:
         """The committed meters of a period (read from storage once per process)."""
@@ -79,21 +82,20 @@ class UsageLedger:
             meters = self._used.setdefault((space_id, period), {})
             meters[meter] = meters.get(meter, 0) + used
 
-    def count_request(self, space_id: int, moment: datetime) -> None:
-        key = (space_id, period_of(moment))
+    def count_request(self, space_id: int, moment: datetime, meter: str = "api_requests") -> None:
+        key = (space_id, period_of(moment), meter)
         self._requests[key] = self._requests.get(key, 0) + 1
 
     async def flush_requests(self, commit: Callable[[Unit], Awaitable[Any]]) -> None:
         pending, self._requests = self._requests, {}
         if not pending:
             return
-        usage = {(s, p, "api_requests"): n for (s, p), n in pending.items()}
-        verdict = await commit(Unit([], None, usage=usage))
+        verdict = await commit(Unit([], None, usage=dict(pending)))
         if verdict.status is Status.COMMITTED:
-            for (space_id, period), n in pending.items():
+            for (space_id, period, meter), n in pending.items():
                 if (space_id, period) in self._used:
                     meters = self._used[(space_id, period)]
-                    meters["api_requests"] = meters.get("api_requests", 0) + n
+                    meters[meter] = meters.get(meter, 0) + n
         else:  # keep them for the next flush
             for key, n in pending.items():
                 self._requests[key] = self._requests.get(key, 0) + n
@@ -108,13 +110,22 @@ class UsageLedger:
     ) -> dict[str, Any]:
         period = period_of(moment)
         used = dict(await self._db.run(usage_counters, space_id, period))
-        used["api_requests"] = used.get("api_requests", 0) + self._requests.get(
-            (space_id, period), 0
-        )
+        for meter in REQUEST_METERS:
+            used[meter] = used.get(meter, 0) + self._requests.get((space_id, period, meter), 0)
         return {
             "period": {
                 "start": datetime(period.year, period.month, 1, tzinfo=UTC),
                 "end": period_end(period),
             },
             "meters": {m: {"used": used.get(m, 0), "limit": limits.get(m)} for m in METERS},
+            "signed_share": signed_share(used),
         }
+
+
+def signed_share(used: dict[str, int]) -> Decimal | None:
+    """The share of the period's mutating requests that carried a valid signature (three
+    decimals); None before the first mutating request."""
+    mutating = used.get("mutating_requests", 0)
+    if not mutating:
+        return None
+    return (Decimal(used.get("signed_requests", 0)) / mutating).quantize(Decimal("0.001"))

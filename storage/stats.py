@@ -45,6 +45,7 @@ def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
     ).fetchone()
     assert redemptions is not None
     return {
+        "webhook": _webhook(conn, space_id, now),
         "redemptions": redemptions[0],
         "spent": {key: total or Decimal(0) for key, total in spent},
         "events": events,
@@ -53,4 +54,28 @@ def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
         "profiles": profiles[0],
         "keys_in_use": keys[0],
         "issued": {key: total or Decimal(0) for key, total in issued},
+    }
+
+
+def _webhook(conn: Conn, space_id: int, now: datetime) -> dict[str, Any] | None:
+    """The Space's endpoint and how its deliveries fare; None when none is registered."""
+    row = conn.execute(
+        "SELECT e.enabled, e.url,"
+        " count(d.id) FILTER (WHERE d.status IN ('pending', 'retrying')),"
+        " count(d.id) FILTER (WHERE d.status = 'failed' AND d.created_at >= %s),"
+        " max(d.delivered_at)"
+        " FROM webhook_endpoints e"
+        " LEFT JOIN webhook_deliveries d ON d.space_id = e.space_id"
+        " WHERE e.space_id = %s GROUP BY e.enabled, e.url",
+        (now - timedelta(hours=24), space_id),
+    ).fetchone()
+    if row is None:
+        return None
+    enabled, url, queued, failed, last = row
+    return {
+        "enabled": enabled,
+        "url": url,
+        "queued": queued,
+        "failed_last_24h": failed,
+        "last_delivered_at": last,
     }

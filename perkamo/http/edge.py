@@ -148,7 +148,11 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
                 code="rate_limited",
                 headers={"retry-after": str(decision.retry_after)},
             )
-        _check_signature(record, key, request, body)
+        signed = _check_signature(record, key, request, body)
+        if request.method in _MUTATING:
+            runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
+            if signed:
+                runtime.usage.count_request(record.space_id, received_at, "signed_requests")
         if route.scope not in record.scopes:
             raise Forbidden(
                 f"This API key lacks the {route.scope} scope.", code="insufficient_scope"
@@ -212,7 +216,9 @@ async def _read_body(request: Request) -> bytes:
     return data
 
 
-def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes) -> None:
+def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes) -> bool:
+    """True when the request carries a valid signature; raises for an invalid one (or a
+    missing one where the Space requires it)."""
     given = request.headers.get("x-perkamo-signature")
     if given is None:
         if record.require_signatures and request.method in _MUTATING:
@@ -220,7 +226,7 @@ def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes)
                 "This Space requires signed requests (x-perkamo-signature).",
                 code="signature_required",
             )
-        return
+        return False
     timestamp = request.headers.get("x-perkamo-timestamp", "")
     raw_path = (request.scope.get("raw_path") or b"/").decode("ascii", "replace")
     if not signing.verify(key, timestamp, given, request.method, raw_path, body, time.time()):
@@ -229,6 +235,7 @@ def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes)
             f"{signing.WINDOW_SECONDS}-second window.",
             code="invalid_signature",
         )
+    return True
 
 
 def _check_content_type(content_type: str | None) -> None:

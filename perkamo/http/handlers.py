@@ -235,7 +235,7 @@ async def read_program(call: Call) -> Result:
     stats = await call.runtime.db.run(space_stats, call.key.space_id, now)
     meters = await call.runtime.usage.meters(call.key.space_id, now, call.key.space_limits)
     usage_section = {"tenant": call.key.space_slug, **_usage_document(meters)}
-    return 200, program_document(call.key, program, stats, usage_section)
+    return 200, program_document(call.key, program, stats, usage_section, meters["signed_share"])
 
 
 async def not_supported(_: object) -> Result:

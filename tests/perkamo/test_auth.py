@@ -215,3 +215,20 @@ async def test_order_of_checks(api):
     assert (await api.request("POST", "/v1/events", data=b"{")).body["error"] == "invalid_json"
     mismatch = await api.post("/v1/events", {"tenant": "elsewhere", "user_id": 5})
     assert mismatch.body["error"] == "tenant_mismatch"
+
+
+async def test_the_program_reports_the_share_of_signed_requests(api, space):
+    integration = (await api.get("/v1/program")).body["integration"]
+    assert integration["signed_request_share"] is None  # no mutating request yet
+    for n in range(2):
+        await api.post("/v1/events", {**EVENT, "transaction_id": f"plain-{n}"})
+    body = msgspec.json.encode({**EVENT, "transaction_id": "signed"})
+    headers = signed_headers(space.key, "POST", "/v1/events", body)
+    assert (await api.request("POST", "/v1/events", data=body, headers=headers)).status == 200
+    bad = signed_headers(space.key, "POST", "/v1/events", body + b" ")
+    assert (await api.request("POST", "/v1/events", data=body, headers=bad)).status == 401
+    await api.get("/v1/usage")  # reads are not mutating requests
+    integration = (await api.get("/v1/program")).body["integration"]
+    # 1 of the 3 mutating requests that passed the signature check (the refused one is not
+    # counted: it never got past authentication).
+    assert integration["signed_request_share"] == 0.333

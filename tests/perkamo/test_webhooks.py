@@ -141,6 +141,10 @@ async def test_deliveries_carry_the_payload_headers_and_a_verifiable_signature(
     with trio.fail_after(5):
         while {row[0] for row in deliveries(pg_url, space.space.id)} != {"delivered"}:
             await trio.sleep(0.05)
+    webhook = (await api.get("/v1/program")).body["integration"]["webhook"]
+    assert webhook["status"] == "active" and webhook["url"] == receiver.url
+    assert (webhook["queued"], webhook["failed_last_24h"]) == (0, 0)
+    assert webhook["last_delivered_at"].endswith("Z")
 
 
 async def test_a_failed_attempt_is_retried_and_survives_a_restart(pg_url, tmp_path, nursery):
@@ -217,6 +221,8 @@ async def test_a_receiver_that_never_answers_is_failed_after_the_last_attempt(
 async def test_no_endpoint_no_outbox(api, space, pg_url):
     await api.post("/v1/events", {"user_id": "u", "event": "e", "transaction_id": "1"})
     assert deliveries(pg_url, space.space.id) == []
+    webhook = (await api.get("/v1/program")).body["integration"]["webhook"]
+    assert webhook == {"status": "not_configured"}
 
 
 def test_live_spaces_need_https(pg_url):
