@@ -8,7 +8,11 @@ compile), which answer 400 by design.
 CI runs a bounded pass (fixed seed, 25 examples per operation, examples + coverage +
 fuzzing + stateful phases). A longer run for contributors: ``make fuzz`` (see README).
 The preview endpoints (``/v1/client/*``, ``/v1/browser-tokens``) are left out: they answer
-501 by design, which the no-5xx check would flag."""
+501 by design, which the no-5xx check would flag.
+
+One worker: with two, schemathesis' threads occasionally crash inside Hypothesis on CPython
+3.11's ``ast.parse`` ("AST constructor recursion depth mismatch", python/cpython#106905) —
+a failure of the tool, not of the server. Concurrent requests are the fault tests' job."""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ async def test_schemathesis_finds_nothing(server, pg_url, tmp_path):
         "--header", f"x-perkamo-api-key: {space.key}",
         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
         "--exclude-path-regex", "^/v1/(client|browser-tokens)",
-        "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "2",
+        "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "1",
         "--request-timeout", "10", "--no-color",
     ]  # fmt: skip
     result = await trio.to_thread.run_sync(
