@@ -65,6 +65,17 @@ def make_space(pg_url: str, scopes: list[str] | None = None, environment: str = 
     return SpaceKey(space, key, key_id)
 
 
+def committed(pg_url: str, space_id: int) -> dict[str, int]:
+    """transaction id -> how many times it is in the event log."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT transaction_id, count(*) FROM events WHERE space_id = %s"
+            " GROUP BY transaction_id",
+            (space_id,),
+        ).fetchall()
+    return {tx: n for tx, n in rows}
+
+
 @pytest.fixture
 def space(pg_url: str) -> SpaceKey:
     return make_space(pg_url)

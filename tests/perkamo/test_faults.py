@@ -20,7 +20,7 @@ import trio
 
 from storage import EmbeddedPostgres
 from storage.migrations import migrate
-from tests.conftest import SpaceKey, make_space
+from tests.conftest import SpaceKey, committed, make_space
 from tests.server_process import ServerProcess, demo_program
 
 # API.md: a request waits at most 5 s for its actor, statements time out after 4 s. Allow
@@ -68,13 +68,7 @@ async def post_until_applied(
 
 
 def exactly_once(pg_url: str, space: SpaceKey, expected: set[str]) -> None:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            "SELECT transaction_id, count(*) FROM events e JOIN spaces s ON s.id = e.space_id "
-            "WHERE s.slug = %s GROUP BY transaction_id",
-            (space.slug,),
-        ).fetchall()
-    counts = dict(rows)
+    counts = committed(pg_url, space.space.id)
     assert set(counts) == expected
     assert set(counts.values()) == {1}
 

@@ -6,11 +6,10 @@ import signal
 import time
 
 import httpx
-import psycopg
 import pytest
 import trio
 
-from tests.conftest import SpaceKey
+from tests.conftest import SpaceKey, committed
 from tests.server_process import ServerProcess
 
 # These tests kill the server mid-response on purpose; httpx then leaves its response-body
@@ -19,17 +18,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <async_generator object ByteStream"
     ":pytest.PytestUnraisableExceptionWarning"
 )
-
-
-def committed(pg_url: str, space_id: int) -> dict[str, int]:
-    """transaction id -> how many times it is in the event log."""
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            "SELECT transaction_id, count(*) FROM events WHERE space_id = %s"
-            " GROUP BY transaction_id",
-            (space_id,),
-        ).fetchall()
-    return {tx: n for tx, n in rows}
 
 
 def event(tx: str, user: str) -> dict:
