@@ -7,7 +7,6 @@ Numbers decode to exact decimals, never binary floats.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -51,8 +50,8 @@ _compact = msgspec.json.Encoder(decimal_format="number")
 
 # The field rules of API.md §3 as msgspec constraints: enforced on decoding and published in
 # the OpenAPI document. Patterns are written out as explicit character classes so that the
-# published (ECMA) regex and Python's agree; check_text() below re-checks what a regex
-# anchored with ``$`` lets through in Python (a trailing newline).
+# published (ECMA) regex and Python's agree; _exact() below refuses what a regex anchored
+# with ``$`` lets through in Python (a trailing newline).
 _CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
 _SPACE = (  # what str.isspace() calls whitespace
     "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"
@@ -167,64 +166,38 @@ def _convert(value: Any, shape: type[T], prefix: str) -> T:
         raise ValidationFailed(path.lstrip("."), message) from None
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def check_text(
-    value: str, path: str, *, max_len: int, no_control: bool = False, no_space: bool = False
-) -> str:
-    if not 1 <= len(value) <= max_len:
-        raise ValidationFailed(path, f"must be 1 to {max_len} characters long")
-    if "\x00" in value:
-        raise ValidationFailed(path, "must not contain U+0000")
-    if no_control and _has_control(value):
-        raise ValidationFailed(path, "must not contain control characters")
-    if no_space and any(ch.isspace() for ch in value):
-        raise ValidationFailed(path, "must not contain whitespace")
+def _exact(value: str, path: str) -> str:
+    """The published patterns end in ``$``, which in Python also matches before a final
+    newline, so msgspec lets exactly that through (a newline is never allowed): refuse it."""
+    if value.endswith("\n"):
+        raise ValidationFailed(path, "contains characters that are not allowed here")
     return value
 
 
 def check_user_id(value: str, path: str = "user_id") -> str:
-    return check_text(value, path, max_len=256, no_control=True)
+    """A user id from the path (bodies get the same rules from their Struct)."""
+    return _exact(_convert(value, UserId, path), path)
 
 
-def _walk(value: Any, path: str, depth: int) -> None:
-    """Reject U+0000 anywhere and nesting deeper than MAX_DEPTH (the object itself is 1)."""
+def _too_deep(value: Any, depth: int) -> bool:
+    """Nesting deeper than MAX_DEPTH (the object itself is depth 1)."""
     if isinstance(value, dict):
-        if depth > MAX_DEPTH:
-            raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
-        for key, item in value.items():
-            if "\x00" in key:
-                raise ValidationFailed(path, "keys must not contain U+0000")
-            _walk(item, f"{path}.{key}", depth + 1)
-    elif isinstance(value, list):
-        if depth > MAX_DEPTH:
-            raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
-        for index, item in enumerate(value):
-            _walk(item, f"{path}[{index}]", depth + 1)
-    elif isinstance(value, str) and "\x00" in value:
-        raise ValidationFailed(path, "strings must not contain U+0000")
+        return depth > MAX_DEPTH or any(_too_deep(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return depth > MAX_DEPTH or any(_too_deep(v, depth + 1) for v in value)
+    return False
 
 
 def check_object(value: dict[str, Any] | list[Any] | None, path: str) -> dict[str, Any]:
-    """An optional JSON object; ``null`` and ``[]`` (PHP's empty array) mean ``{}``."""
-    if value is None:
+    """An optional JSON object; ``null`` and ``[]`` (PHP's empty array; a longer list is
+    refused by the Struct) mean ``{}``. U+0000 was refused when the body was decoded."""
+    if not isinstance(value, dict):
         return {}
-    if isinstance(value, list):
-        if value:
-            raise ValidationFailed(path, "must be a JSON object")
-        return {}
-    _walk(value, path, 1)
+    if _too_deep(value, 1):
+        raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
     if len(_compact.encode(value)) > MAX_OBJECT_BYTES:
         raise ValidationFailed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
     return value
-
-
-def check_tenant_fields(tenant: str | None, space: str | None, prefix: str = "") -> None:
-    for name, value in (("tenant", tenant), ("space", space)):
-        if value is not None:
-            check_text(value, prefix + name, max_len=128)
 
 
 def tenants_named(value: Any) -> list[str]:
@@ -236,17 +209,14 @@ def tenants_named(value: Any) -> list[str]:
 
 def identify_body(value: Any) -> tuple[str, dict[str, Any]]:
     body = _convert(value, IdentifyBody, "")
-    check_tenant_fields(body.tenant, body.space)
-    return check_user_id(body.user_id), check_object(body.traits, "traits")
+    return _exact(body.user_id, "user_id"), check_object(body.traits, "traits")
 
 
 def event_input(value: Any, prefix: str = "") -> EventInput:
     """Validate one event body (``prefix`` like ``events[3].`` inside a batch)."""
     body = _convert(value, EventBody, prefix.rstrip("."))
-    check_tenant_fields(body.tenant, body.space, prefix)
-    check_user_id(body.user_id, prefix + "user_id")
-    check_text(body.event, prefix + "event", max_len=128, no_control=True, no_space=True)
-    check_text(body.transaction_id, prefix + "transaction_id", max_len=256)
+    _exact(body.user_id, prefix + "user_id")
+    _exact(body.event, prefix + "event")
     context = check_object(body.context, prefix + "context")
     for key in context:
         if key.casefold() in RESERVED_CONTEXT_KEYS:
@@ -267,17 +237,14 @@ def event_input(value: Any, prefix: str = "") -> EventInput:
 def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
     """(user_id, reward_key, transaction_id, context) of a redemption request."""
     body = _convert(value, RedeemBody, "")
-    check_tenant_fields(body.tenant, body.space)
-    check_user_id(body.user_id)
-    check_text(body.reward_key, "reward_key", max_len=64, no_control=True, no_space=True)
-    check_text(body.transaction_id, "transaction_id", max_len=256)
+    _exact(body.user_id, "user_id")
+    _exact(body.reward_key, "reward_key")
     return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
 
 
 def batch_items(value: Any) -> BatchBody:
     """The batch envelope; raises for a body that is not ``{"events": [1..100 items]}``."""
     body = _convert(value, BatchBody, "")
-    check_tenant_fields(body.tenant, body.space)
     if not body.events:
         raise BadRequest("A batch needs at least one event.", code="batch_empty")
     if len(body.events) > MAX_BATCH:

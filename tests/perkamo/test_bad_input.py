@@ -23,6 +23,28 @@ JSON = {"content-type": "application/json"}
 
 # (id, method, path, raw body, extra headers, status, code, detail path or None)
 CASES = [
+    # Python's `$` lets a final newline through the published patterns: wire._exact().
+    (
+        "event-name-trailing-newline",
+        "POST",
+        "/v1/events",
+        enc({**E, "event": "e\n"}),
+        JSON,
+        400,
+        "validation_error",
+        "event",
+    ),
+    (
+        "profile-id-trailing-newline",
+        "GET",
+        "/v1/profile/ab%0A",
+        b"",
+        {},
+        400,
+        "validation_error",
+        "user_id",
+    ),
+    ("profile-id-control", "GET", "/v1/profile/a%07b", b"", {}, 400, "validation_error", "user_id"),
     # Found by schemathesis: a NUL in any field (here a config version) reached PostgreSQL.
     (
         "config-version-nul",

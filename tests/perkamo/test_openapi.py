@@ -73,7 +73,7 @@ def test_response_types_refuse_undeclared_fields():
 
 def test_published_event_pattern_is_exactly_whitespace_and_control_characters():
     """The regex published for event names (ECMA syntax) and enforced in Python refuses
-    exactly what check_text() refuses: str.isspace() and Unicode category Cc."""
+    exactly whitespace (str.isspace()) and Unicode category Cc."""
     import re
     import unicodedata
 
@@ -81,7 +81,7 @@ def test_published_event_pattern_is_exactly_whitespace_and_control_characters():
     published = schema["EventBody"]["properties"]["event"]["pattern"]
     assert published.endswith("$")
     # ECMA's `$` is the end of input; Python's also matches before a final newline, which
-    # check_text() refuses on the server (the bad-input table has that case).
+    # wire._exact() refuses on the server (the bad-input table has that case).
     pattern = re.compile(published[:-1] + r"\Z")
     for code in range(0x110000):
         ch = chr(code)
