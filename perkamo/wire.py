@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from .errors import BadRequest, ValidationFailed
+from .errors import BadRequest, Forbidden, ValidationFailed
 from .timefmt import parse_rfc3339
 from .validation import describe
 
@@ -198,6 +198,16 @@ def check_object(value: dict[str, Any] | list[Any] | None, path: str) -> dict[st
     if len(_compact.encode(value)) > MAX_OBJECT_BYTES:
         raise ValidationFailed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
     return value
+
+
+def check_tenants(named: list[str], slug: str) -> None:
+    """Every Space a body, query or batch item names must be the key's own (403 if not)."""
+    for name in named:
+        if name != slug:
+            raise Forbidden(
+                "The Space named in the request does not match the API key's Space.",
+                code="tenant_mismatch",
+            )
 
 
 def tenants_named(value: Any) -> list[str]:

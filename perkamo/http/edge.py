@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from ..runtime import Runtime
-from ..wire import decode_json, tenants_named
+from ..wire import check_tenants, decode_json, tenants_named
 from .errors import error_body
 from .router import Route, Router
 
@@ -160,11 +160,11 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
         if request.method in _MUTATING:
             _check_content_type(request.headers.get("content-type"))
             value = decode_json(body)
-            _check_tenants(record, tenants_named(value))
+            check_tenants(tenants_named(value), record.space_slug)
         else:
             value = None
             named = [v for k in ("tenant", "space") if (v := request.args.get(k)) is not None]
-            _check_tenants(record, named)
+            check_tenants(named, record.space_slug)
         call = Call(runtime, record, params, value, received_at)
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
@@ -244,12 +244,3 @@ def _check_content_type(content_type: str | None) -> None:
     media = content_type.split(";", 1)[0].strip().lower()
     if not _JSON_TYPE.match(media):
         raise UnsupportedMediaType("Send the body as JSON (content-type: application/json).")
-
-
-def _check_tenants(record: KeyRecord, named: list[str]) -> None:
-    for slug in named:
-        if slug != record.space_slug:
-            raise Forbidden(
-                "The Space named in the request does not match the API key's Space.",
-                code="tenant_mismatch",
-            )

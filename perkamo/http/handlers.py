@@ -10,7 +10,7 @@ from storage.stats import space_stats
 
 from .. import configuration
 from ..documents import profile_document, program_document
-from ..errors import BadRequest, Forbidden, NotFound, NotSupported, PerkamoError, ServiceUnavailable
+from ..errors import BadRequest, NotFound, NotSupported, PerkamoError, ServiceUnavailable
 from ..metrics import CONTENT_TYPE
 from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Redeem, Reply
 from ..program import MODULES
@@ -19,6 +19,7 @@ from ..timefmt import format_rfc3339
 from ..wire import (
     EventInput,
     batch_items,
+    check_tenants,
     check_user_id,
     event_input,
     identify_body,
@@ -97,12 +98,7 @@ async def ingest_batch(call: Call) -> Result:
     for index, raw in enumerate(batch.events):
         prefix = f"events[{index}]."
         try:
-            for slug in tenants_named(raw):
-                if slug != call.key.space_slug:
-                    raise Forbidden(
-                        "The Space named in this item does not match the API key's Space.",
-                        code="tenant_mismatch",
-                    )
+            check_tenants(tenants_named(raw), call.key.space_slug)
             event = event_input(raw, prefix)
             _check_not_future(event, call.received_at, prefix)
         except PerkamoError as exc:
