@@ -39,13 +39,14 @@ class RateLimiter:
         self._wall = wall_clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, key: str, rate: float, burst: int) -> Decision:
+    def take(self, key: str, rate: float, burst: int, cost: int = 1) -> Decision:
+        """Take ``cost`` tokens (a batch takes one per item) or none at all."""
         now = self._clock()
         tokens, at = self._buckets.get(key, (float(burst), now))
         tokens = min(float(burst), tokens + (now - at) * rate)
-        allowed = tokens >= 1
+        allowed = tokens >= cost
         if allowed:
-            tokens -= 1
+            tokens -= cost
         self._buckets[key] = (tokens, now)
         full_in = (burst - tokens) / rate
         return Decision(
@@ -53,5 +54,5 @@ class RateLimiter:
             limit=burst,
             remaining=int(tokens),
             reset=math.ceil(self._wall() + full_in),
-            retry_after=0 if allowed else max(1, math.ceil((1 - tokens) / rate)),
+            retry_after=0 if allowed else max(1, math.ceil((min(cost, burst) - tokens) / rate)),
         )

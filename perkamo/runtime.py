@@ -51,7 +51,7 @@ CONFIG_CHANNEL = "perkamo_config"
 
 
 def _shutting_down() -> ServiceUnavailable:
-    return ServiceUnavailable("The server is shutting down; retry.", code="overloaded")
+    return ServiceUnavailable("The server is shutting down; retry.", code="shutting_down")
 
 
 @dataclass(slots=True)
@@ -67,6 +67,7 @@ class Runtime:
     rate_limiter: RateLimiter
     webhooks: WebhookDispatcher
     metrics: Metrics
+    stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
         """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the

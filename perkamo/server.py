@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import resource
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config
@@ -20,7 +22,7 @@ from storage import EmbeddedPostgres
 
 from . import admin
 from .configuration import activate_demo
-from .http import hypercorn_fix
+from .http import connections
 from .http.app import create_app
 from .runtime import open_runtime
 from .settings import Settings
@@ -42,12 +44,31 @@ def _tune_garbage_collection() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _connection_limit(wanted: int) -> int:
+    """Raise the open-file limit to its hard maximum and keep the connection limit well
+    below it (the database pool, the log and the listeners need descriptors too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(16, min(wanted, soft - 256))
+
+
 async def _wait_for_signal(stop: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("received %s, shutting down", signal.Signals(signum).name)
             stop.set()
             return
+
+
+async def _run_in(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()
 
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:
@@ -74,10 +95,13 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
             # which clients then retry after 1, 2, 4 s: seconds of latency the server never
             # sees. The kernel caps this at net.core.somaxconn.
             config.backlog = 2048
-            config.read_timeout = settings.read_timeout_seconds
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            hypercorn_fix.apply()
+            limits = connections.Limits(
+                read_timeout=settings.read_timeout_seconds,
+                max_connections=_connection_limit(settings.max_connections),
+            )
+            connections.install(limits)
             app = create_app(runtime)
             _tune_garbage_collection()
             stop = trio.Event()
@@ -90,17 +114,21 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
                 except* OSError as group:
                     reason = getattr(group.exceptions[0], "strerror", None) or "refused"
                     raise CannotListen(f"cannot listen on {config.bind[0]}: {reason}") from None
+                sweeper = trio.CancelScope()
+                nursery.start_soon(_run_in, sweeper, functools.partial(connections.watch, limits))
                 print(
                     f"Perkamo is listening on {', '.join(binds)}\n{banner}",
                     file=sys.stdout,
                     flush=True,
                 )
                 await stop.wait()
-                # hypercorn stops accepting and lets requests finish; idle keep-alive
-                # connections would wait for the grace deadline (see hypercorn_fix.py).
-                for _ in range(2):
-                    await trio.sleep(0.1)
-                    await hypercorn_fix.close_idle_connections()
+                # hypercorn stops accepting; requests in flight finish and their connections
+                # close; a request on an open connection is answered 503 shutting_down; idle
+                # connections are closed as they become idle. The grace period is a ceiling.
+                runtime.stopping = True
+                with trio.move_on_after(settings.shutdown_grace_seconds):
+                    await connections.close_idle_until_done()
+                sweeper.cancel()
             log.info("HTTP server stopped; draining profiles")
     finally:
         if embedded is not None:

@@ -34,6 +34,11 @@ class Settings:
     read_timeout_seconds: int = field(
         default_factory=lambda: int(os.environ.get("PERKAMO_READ_TIMEOUT_SECONDS", "30"))
     )
+    # Open connections beyond this are answered 503 and closed at once (file descriptors
+    # must never run out; each connection also holds buffers).
+    max_connections: int = field(
+        default_factory=lambda: int(os.environ.get("PERKAMO_MAX_CONNECTIONS", "4096"))
+    )
     # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
     shutdown_grace_seconds: float = field(
         default_factory=lambda: float(os.environ.get("PERKAMO_SHUTDOWN_GRACE_SECONDS", "10"))

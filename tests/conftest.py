@@ -167,6 +167,8 @@ class Api:
         if json is not None:
             body = msgspec.json.encode(json)
             all_headers.setdefault("content-type", "application/json")
+        if body is not None:  # as every HTTP client sends it (Quart's test client does not)
+            all_headers.setdefault("content-length", str(len(body)))
         with trio.fail_after(15):
             # Like hypercorn: raw_path is the path exactly as sent (still percent-encoded).
             raw_path = path.split("?", 1)[0].encode("ascii")

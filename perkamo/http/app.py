@@ -17,6 +17,9 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def create_app(runtime: Runtime) -> QuartTrio:
     app = QuartTrio("perkamo")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # The connection sweeper bounds a request's arrival (connections.py); Quart's own body
+    # timeout would answer a bare 500 after 60 s.
+    app.config["BODY_TIMEOUT"] = None
     router = build_router()
 
     async def dispatch(path: str = "") -> Response:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,17 +31,16 @@ from ..errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE
+from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
 from ..runtime import Runtime
 from ..wire import check_tenants, decode_json, tenants_named
-from .errors import error_body
+from .errors import error_body, new_request_id
 from .router import Route, Router
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
 MAX_BODY_BYTES = 1024 * 1024
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -57,12 +55,7 @@ class Call:
     params: dict[str, str]
     body: Any
     received_at: datetime
-
-
-def new_request_id(header: str | None) -> str:
-    if header and _SANE_REQUEST_ID.match(header):
-        return header
-    return "req_" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+    rate: Decision
 
 
 def json_response(
@@ -95,6 +88,7 @@ class _Trace:
     route: str = "unmatched"
     space: str | None = None
     code: str | None = None
+    body_read: bool = False
 
 
 async def handle(runtime: Runtime, router: Router, request: Request) -> Response:
@@ -122,32 +116,31 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
-        route, params, body = await _route_and_body(router, request)
+        if runtime.stopping:
+            raise ServiceUnavailable(
+                "The server is shutting down; retry on a new connection.", code="shutting_down"
+            )
+        route, params = await _route(router, request, trace)
         trace.route = route.pattern
+        _check_declared_size(request)
         if route.scope is None:
+            await _read_body(request, trace)
             status, payload = await route.handler(runtime)
             if isinstance(payload, RawBody):
                 raw = Response(payload.body, status=status, content_type=payload.content_type)
                 raw.headers["x-perkamo-request-id"] = request_id
                 return raw
             return json_response(status, payload, request_id)
+        # The key comes from the headers: an unauthenticated body is never read.
         record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
         trace.space = record.space_slug
         received_at = datetime.now(UTC)
         runtime.usage.count_request(record.space_id, received_at)
-        limits = record.space_limits
-        decision = runtime.rate_limiter.take(
-            record.id,
-            float(limits.get("rate", DEFAULT_RATE)),
-            int(limits.get("burst", DEFAULT_BURST)),
-        )
+        decision = runtime.rate_limiter.take(record.id, *rate_of(record))
         rate_headers = decision.headers()
         if not decision.allowed:
-            raise TooManyRequests(
-                "Too many requests for this API key; slow down.",
-                code="rate_limited",
-                headers={"retry-after": str(decision.retry_after)},
-            )
+            raise rate_limited(decision)
+        body = await _read_body(request, trace)
         signed = _check_signature(record, key, request, body)
         if request.method in _MUTATING:
             runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
@@ -157,62 +150,81 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
             raise Forbidden(
                 f"This API key lacks the {route.scope} scope.", code="insufficient_scope"
             )
+        named = request.args.getlist("tenant") + request.args.getlist("space")
+        value = None
         if request.method in _MUTATING:
             _check_content_type(request.headers.get("content-type"))
             value = decode_json(body)
-            check_tenants(tenants_named(value), record.space_slug)
-        else:
-            value = None
-            named = [v for k in ("tenant", "space") if (v := request.args.get(k)) is not None]
-            check_tenants(named, record.space_slug)
-        call = Call(runtime, record, params, value, received_at)
+            named += tenants_named(value)
+        check_tenants(named, record.space_slug)
+        call = Call(runtime, record, params, value, received_at, decision)
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:
         trace.code = exc.code
-        return error_response(exc, request_id, rate_headers)
+        return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
     except StorageUnavailable:
-        return error_response(
-            ServiceUnavailable("Storage is unavailable; retry.", code="storage_unavailable"),
-            request_id,
-            rate_headers,
-        )
+        down = ServiceUnavailable("Storage is unavailable; retry.", code="storage_unavailable")
+        return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
-        return error_response(
-            InternalError("Something went wrong on our side; retry shortly."),
-            request_id,
-            rate_headers,
-        )
+        defect = InternalError("Something went wrong on our side; retry shortly.")
+        closing = _closing(request, trace, defect)
+        return error_response(defect, request_id, {**rate_headers, **closing})
 
 
-async def _route_and_body(router: Router, request: Request) -> tuple[Route, dict[str, str], bytes]:
-    """Match the route (404/405 first, as documented), but read the body in every case: an
-    answer sent before the request's body was consumed wedges the keep-alive connection
-    (hypercorn's h11 then never parses the next request). A body over the limit is not read
-    at all; that answer closes the connection instead."""
+def rate_of(record: KeyRecord) -> tuple[float, int]:
+    """The key's token bucket: (requests per second, burst)."""
+    limits = record.space_limits
+    return float(limits.get("rate", DEFAULT_RATE)), int(limits.get("burst", DEFAULT_BURST))
+
+
+def rate_limited(decision: Decision) -> TooManyRequests:
+    return TooManyRequests(
+        "Too many requests for this API key; slow down.",
+        code="rate_limited",
+        headers={"retry-after": str(decision.retry_after)},
+    )
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
+
+
+def _closing(request: Request, trace: _Trace, exc: PerkamoError) -> dict[str, str]:
+    """An answer sent before the request's body was read, or during a shutdown, closes the
+    connection: the unread body would otherwise be taken for the next request (h11 never
+    parses it), and a stopping server takes no further requests."""
+    if exc.code == "shutting_down" or (not trace.body_read and _has_body(request)):
+        return {"connection": "close"}
+    return {}
+
+
+async def _route(router: Router, request: Request, trace: _Trace) -> tuple[Route, dict[str, str]]:
+    """Match the route (404/405 first, as documented). A refused request's body is still
+    read, within the read deadline, so that the keep-alive connection stays usable."""
     try:
-        route, params = router.match(request.method, request.scope.get("raw_path") or b"/")
-    except (NotFound, MethodNotAllowed) as refused:
-        try:
-            await _read_body(request)
-        except PayloadTooLarge:
-            refused.headers["connection"] = "close"
+        return router.match(request.method, request.scope.get("raw_path") or b"/")
+    except (NotFound, MethodNotAllowed):
+        if _has_body(request):
+            _check_declared_size(request)
+            await _read_body(request, trace)
         raise
-    try:
-        body = await _read_body(request)
-    except PayloadTooLarge as exc:
-        exc.headers["connection"] = "close"
-        raise
-    return route, params, body
 
 
-async def _read_body(request: Request) -> bytes:
+def _check_declared_size(request: Request) -> None:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+
+
+async def _read_body(request: Request, trace: _Trace) -> bytes:
     try:
         data = await request.get_data(cache=False, as_text=False)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.") from None
     assert isinstance(data, bytes)
+    trace.body_read = True
     return data
 
 

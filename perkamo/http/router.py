@@ -6,6 +6,7 @@ A ``user_id`` is one path segment that may contain an encoded ``/`` (the PHP SDK
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +85,15 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | No
     return params
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def _decode_segment(name: str, raw: str) -> str:
+    """One rule for every segment: each ``%`` starts two hex digits, and the bytes they
+    spell are UTF-8; anything else is 400 (a lone ``%`` is not taken literally)."""
     try:
+        if _BAD_ESCAPE.search(raw):
+            raise UnicodeDecodeError("percent", b"", 0, 1, "bad escape")
         return unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise ValidationFailed(name, "is not valid percent-encoded UTF-8") from None

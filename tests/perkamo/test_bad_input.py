@@ -590,6 +590,69 @@ CASES = [
         "validation_error",
         "user_id",
     ),
+    # One rule for percent-encoding: a "%" that does not start two hex digits is refused,
+    # never taken as a literal (it was the user id "%" while "%C3" was refused).
+    (
+        "profile-id-lone-percent",
+        "GET",
+        "/v1/profile/%",
+        b"",
+        {},
+        400,
+        "validation_error",
+        "user_id",
+    ),
+    (
+        "profile-id-short-escape",
+        "GET",
+        "/v1/profile/a%4",
+        b"",
+        {},
+        400,
+        "validation_error",
+        "user_id",
+    ),
+    (
+        "profile-id-bad-escape",
+        "GET",
+        "/v1/profile/a%zzb",
+        b"",
+        {},
+        400,
+        "validation_error",
+        "user_id",
+    ),
+    # Query tenants are checked on every method and every repeated value.
+    (
+        "event-other-space-query",
+        "POST",
+        "/v1/events?tenant=someone-else",
+        enc(E),
+        JSON,
+        403,
+        "tenant_mismatch",
+        None,
+    ),
+    (
+        "identify-other-space-query",
+        "POST",
+        "/v1/identify?space=someone-else",
+        enc({"user_id": "u"}),
+        JSON,
+        403,
+        "tenant_mismatch",
+        None,
+    ),
+    (
+        "profile-second-query-tenant",
+        "GET",
+        "/v1/profile/u?tenant={own}&tenant=someone-else",
+        b"",
+        {},
+        403,
+        "tenant_mismatch",
+        None,
+    ),
     ("profile-unknown", "GET", "/v1/profile/nobody-here", b"", {}, 404, "profile_not_found", None),
     (
         "customer-unknown",
@@ -627,7 +690,8 @@ CASES = [
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
-async def test_bad_input(api, method, path, body, headers, status, code, detail):
+async def test_bad_input(api, space, method, path, body, headers, status, code, detail):
+    path = path.replace("{own}", space.slug)
     answer = await api.request(method, path, data=body or None, headers=headers)
     assert answer.status == status, answer.body
     if code is not None:

@@ -168,3 +168,65 @@ async def test_idle_keep_alive_connections_do_not_hold_a_shutdown(pg_url, tmp_pa
             assert time.monotonic() - started < 4, "an idle connection held the shutdown"
     finally:
         server.kill()
+
+
+async def test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period(
+    pg_url, tmp_path, space
+):
+    """16 keep-alive clients under load and one idle one; the grace period is 10 s. After
+    SIGTERM every request is answered at once — 200 when it was in flight, 503
+    shutting_down (with connection: close) when it arrived on an open connection — or finds
+    its connection closed; nothing hangs, the server exits well before the grace period,
+    and every acknowledged event is committed."""
+    server = ServerProcess(pg_url, tmp_path, env={"PERKAMO_SHUTDOWN_GRACE_SECONDS": "10"})
+    await server.start()
+    headers = {"x-perkamo-api-key": space.key}
+    answered: list[str] = []
+    after: list[tuple[str, float]] = []  # outcome and latency of requests sent after SIGTERM
+    signalled = trio.Event()
+
+    async def client(n: int) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=15) as http:
+            for i in range(10_000):
+                sent = time.monotonic()
+                late = signalled.is_set()
+                try:
+                    r = await http.post(
+                        "/v1/events", json=event(f"k{n}-{i}", f"u{n}"), headers=headers
+                    )
+                except httpx.TransportError:
+                    if late:
+                        after.append(("closed", time.monotonic() - sent))
+                    if signalled.is_set():
+                        return
+                    raise
+                if r.status_code == 200:
+                    answered.append(f"k{n}-{i}")
+                if late:
+                    outcome = str(r.status_code)
+                    if r.status_code == 503:
+                        assert r.json()["error"] == "shutting_down"
+                        assert r.headers["connection"] == "close"
+                    after.append((outcome, time.monotonic() - sent))
+
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as idle:
+            assert (await idle.get("/healthz")).status_code == 200  # stays open, idle
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    for n in range(16):
+                        nursery.start_soon(client, n)
+                    while len(answered) < 200:
+                        await trio.sleep(0.01)
+                    started = time.monotonic()
+                    server.signal(signal.SIGTERM)
+                    signalled.set()
+                    assert await server.wait(timeout=15) == 0
+                    exited_after = time.monotonic() - started
+    finally:
+        server.kill()
+    assert exited_after < 4, f"the shutdown waited {exited_after:.1f} s"
+    assert after and {outcome for outcome, _ in after} <= {"200", "503", "closed"}, after
+    assert max(latency for _, latency in after) < 4
+    log = committed(pg_url, space.space.id)
+    assert all(log.get(tx) == 1 for tx in answered)
