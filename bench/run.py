@@ -32,8 +32,7 @@ import psutil
 import psycopg
 
 from perkamo import admin
-from perkamo.configuration import store
-from perkamo.program import MODULES
+from perkamo.configuration import demo_program, store
 from storage import EmbeddedPostgres
 from storage import spaces as space_store
 from storage.migrations import migrate
@@ -82,12 +81,7 @@ def machine() -> dict[str, str]:
 
 
 def bench_program() -> dict[str, Any]:
-    from importlib import resources
-
-    modules = {}
-    for module in MODULES:
-        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_text()
-        modules[module] = json.loads(raw)["body"]
+    modules = demo_program()[1]
     modules["events"]["rules"].append(
         {
             "key": "topup",

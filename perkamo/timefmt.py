@@ -33,9 +33,11 @@ def parse_rfc3339(text: str) -> datetime:
         zone = timezone(-offset if m.group(9) == "-" else offset)
     try:
         value = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=zone)
+        return value.astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"invalid date or time: {exc}") from None
-    return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the calendar starts
+        raise ValueError("the time lies outside years 0001-9999 in UTC") from None
 
 
 def format_rfc3339(value: datetime) -> str:

@@ -7,15 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 
 import httpx
-import msgspec
 import psutil
 import trio
 
-from perkamo.program import MODULES
+from perkamo import configuration
 
 
 def free_port() -> int:
@@ -92,8 +90,5 @@ class ServerProcess:
 
 def demo_program() -> dict[str, object]:
     """The demo program as a ``POST /v1/admin/config`` body."""
-    modules = {}
-    for module in MODULES:
-        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
-        modules[module] = msgspec.json.decode(raw)["body"]
+    _, modules = configuration.demo_program()
     return {"version": "demo", "modules": modules}

@@ -8,9 +8,10 @@ immutable :class:`Program`. Every problem is reported with the JSON path it is a
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,7 @@ import msgspec
 from ..timefmt import parse_rfc3339
 from ..validation import describe
 from . import schema as s
+from .bounds import LIMIT, LIMIT_TEXT, within
 from .formula import FormulaError, parse
 from .model import (
     AchievementDef,
@@ -52,24 +54,28 @@ class InvalidConfig(Exception):
         self.problems = problems
 
 
-def _numeric_strings(value: Any, path: str) -> Problem | None:
+def _numbers(value: Any, path: str) -> Iterable[Problem]:
+    """Numeric settings are JSON numbers (msgspec would take numeric strings) within
+    ±10^15 (PROGRAM.md "Bounds")."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in s.NUMERIC_KEYS and isinstance(item, str):
-                return Problem(f"{path}.{key}", "must be a number, not a string")
-            if (found := _numeric_strings(item, f"{path}.{key}")) is not None:
-                return found
+            here = f"{path}.{key}"
+            if key in s.NUMERIC_KEYS:
+                if isinstance(item, str):
+                    yield Problem(here, "must be a number, not a string")
+                elif isinstance(item, int | Decimal) and not isinstance(item, bool):
+                    if not within(item):
+                        yield Problem(here, LIMIT_TEXT)
+            yield from _numbers(item, here)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if (found := _numeric_strings(item, f"{path}[{index}]")) is not None:
-                return found
-    return None
+            yield from _numbers(item, f"{path}[{index}]")
 
 
 def parse_module(module: str, body: Any, path: str) -> s.Strict:
     """One module body → its Struct. Raises InvalidConfig with JSON paths."""
-    if (problem := _numeric_strings(body, path)) is not None:
-        raise InvalidConfig([problem])
+    if problems := list(_numbers(body, path)):
+        raise InvalidConfig(problems)
     try:
         parsed = msgspec.convert(body, s.MODULE_TYPES[module])
     except msgspec.ValidationError as exc:
@@ -95,10 +101,17 @@ def _keys(items: Iterable[Any], path: str, field: str = "key") -> Iterable[Probl
 
 
 def _event_key(value: str, path: str, *, star: bool = False) -> Iterable[Problem]:
-    if star and value == "*":
+    """The API's ``event`` rule; ``"*"`` (every event) only where ``star`` allows it."""
+    if value == "*":
+        if not star:
+            yield Problem(path, "'*' is not allowed here; list the event keys")
         return
-    if not 1 <= len(value) <= 128 or any(ch.isspace() or ord(ch) < 32 for ch in value):
-        yield Problem(path, "must be an event key: 1-128 characters, no whitespace")
+    if not 1 <= len(value) <= 128 or any(
+        ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value
+    ):
+        yield Problem(
+            path, "must be an event key: 1-128 characters, no whitespace or control characters"
+        )
 
 
 def _conditions(conditions: list[s.Condition], path: str) -> Iterable[Problem]:
@@ -211,14 +224,20 @@ def _check_events(m: s.EventsModule, path: str) -> Iterable[Problem]:
 
 
 def _curve_levels(curve: s.Curve, precision: int) -> list[tuple[int, Decimal]]:
+    """Level thresholds of a curve; raises ValueError naming the first level whose threshold
+    would exceed 10^15 (computed step by step, so a huge factor cannot overflow)."""
     quantum = Decimal(1).scaleb(-precision)
     levels = [(1, Decimal(0))]
-    for n in range(2, curve.max_level + 1):
-        if curve.type == "linear":
-            at = Decimal(curve.step or 0) * (n - 1)
-        else:
-            at = Decimal(curve.base or 0) * Decimal(curve.factor or 0) ** (n - 2)
-        levels.append((n, at.quantize(quantum, rounding=ROUND_FLOOR)))
+    with localcontext(Context(prec=34, rounding=ROUND_HALF_EVEN)):
+        step = Decimal(curve.step or 0)
+        factor = Decimal(curve.factor or 0)
+        exact = Decimal(curve.base or 0)  # level 2 of an exponential curve
+        for n in range(2, curve.max_level + 1):
+            at = step * (n - 1) if curve.type == "linear" else exact
+            if at > LIMIT:
+                raise ValueError(f"the threshold of level {n} exceeds 10^15")
+            levels.append((n, at.quantize(quantum, rounding=ROUND_FLOOR)))
+            exact *= factor
     return levels
 
 
@@ -363,6 +382,8 @@ def _check_boosts(m: s.BoostsModule, path: str) -> Iterable[Problem]:
             for name in needed.get(b.grant.on, ()):
                 if getattr(b.grant, name) is None:
                     yield Problem(f"{here}.grant.{name}", f"is required for on={b.grant.on}")
+            yield from _positive(b.grant.level, f"{here}.grant.level")
+            yield from _positive(b.grant.length, f"{here}.grant.length")
         for j, event in enumerate(b.events or ()):
             yield from _event_key(event, f"{here}.events[{j}]")
         yield from _conditions(b.conditions, f"{here}.conditions")
@@ -442,9 +463,11 @@ def compile_program(
             levels = tuple(LevelDef(lv.level, Decimal(lv.at), lv.name) for lv in leveling.levels)
         else:
             assert leveling.curve is not None
-            levels = tuple(
-                LevelDef(n, at, None) for n, at in _curve_levels(leveling.curve, precision)
-            )
+            try:
+                curve = _curve_levels(leveling.curve, precision)
+            except ValueError as exc:
+                raise InvalidConfig([Problem(f"{paths['leveling']}.curve", str(exc))]) from None
+            levels = tuple(LevelDef(n, at, None) for n, at in curve)
             for previous, current in zip(levels, levels[1:], strict=False):
                 if current.at <= previous.at:
                     raise InvalidConfig(

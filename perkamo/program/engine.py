@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from ..canonical import canonical_json
+from .bounds import after, days_before, local_date, within
 from .formula import FormulaInputError, evaluate
 from .model import (
     AchievementState,
@@ -91,6 +92,7 @@ class _Run:
     skipped: list[dict[str, str]] = field(default_factory=list)
     unlocked: list[dict[str, str]] = field(default_factory=list)
     milestones: set[tuple[str, int]] = field(default_factory=set)
+    nets: dict[str, Decimal] = field(default_factory=dict)  # per wallet, awards so far
     new_perks: set[str] = field(default_factory=set)
     new_levels: set[int] = field(default_factory=set)
 
@@ -170,9 +172,9 @@ def _count(run: _Run) -> None:
 
 
 def period_start(streak: StreakDef, moment: datetime) -> date:
-    local = moment.astimezone(streak.zone).date()
+    local = local_date(moment, streak.zone)
     if streak.period == "week":
-        return local - timedelta(days=local.weekday())
+        return days_before(local, local.weekday())
     return local
 
 
@@ -225,7 +227,7 @@ def _rule(run: _Run, rule: RuleDef) -> None:
         elif counter.per_day.get(day, 0) >= rule.per_user_per_day:
             reason = "per_day_limit"
     if reason is None and rule.cooldown_seconds is not None and counter.last_fired_at is not None:
-        if run.occurred < counter.last_fired_at + timedelta(seconds=rule.cooldown_seconds):
+        if run.occurred < after(counter.last_fired_at, rule.cooldown_seconds):
             reason = "cooldown"
     if reason is not None:
         run.skipped.append({"rule": rule.key, "reason": reason})
@@ -248,15 +250,17 @@ def _rule(run: _Run, rule: RuleDef) -> None:
 
 
 def _award_amount(run: _Run, award: AwardDef, source: str, key: str) -> Decimal | None:
-    """Amount → boost factor → rounding; records the award. None when a formula input is
-    missing (reported in ``skipped``)."""
+    """Amount → boost factor → rounding → bounds; records the award. None when the award is
+    skipped (reported in ``skipped``): a formula input missing, non-numeric or outside the
+    decimal context (``formula_input``), or a value or resulting balance outside ±10^15
+    (``amount_out_of_range``). A skipped award is in neither ``delta`` nor ``breakdown``."""
     wallet = run.program.wallet(award.wallet)
     assert wallet is not None  # validated at activation
     if award.formula is not None:
         try:
             amount = evaluate(award.formula, run.scope)
-        except (FormulaInputError, InvalidOperation, DivisionByZero, Overflow):
-            run.skipped.append({"rule": key, "wallet": award.wallet, "reason": "formula_input"})
+        except (FormulaInputError, ArithmeticError):
+            _skip(run, key, award.wallet, "formula_input")
             return None
     else:
         assert award.amount is not None
@@ -265,9 +269,31 @@ def _award_amount(run: _Run, award: AwardDef, source: str, key: str) -> Decimal 
     if amount > 0:
         factor, boosts = boost_factor(run.program, run.state, run.event, wallet.key, run)
         amount = amount * factor
+    if not within(amount):
+        _skip(run, key, award.wallet, "amount_out_of_range")
+        return None
     amount = amount.quantize(wallet.quantum, rounding=_ROUNDING[award.rounding])
+    net = run.nets.get(wallet.key, Decimal(0)) + amount
+    if not _keeps_bounds(run.state.wallets.get(wallet.key), net, wallet.allow_negative):
+        _skip(run, key, award.wallet, "amount_out_of_range")
+        return None
+    run.nets[wallet.key] = net
     run.awards.append(_Award(source, key, wallet.key, amount, factor, boosts))
     return amount
+
+
+def _skip(run: _Run, key: str, wallet: str, reason: str) -> None:
+    run.skipped.append({"rule": key, "wallet": wallet, "reason": reason})
+
+
+def _keeps_bounds(balance: WalletBalance | None, net: Decimal, allow_negative: bool) -> bool:
+    """Whether this event's net change keeps the balance and the earned total in bounds
+    (a balance clamped at zero cannot leave them downwards)."""
+    current = balance or WalletBalance()
+    new = current.balance + net
+    if not allow_negative and new < 0:
+        return True
+    return within(new) and within(current.earned + max(net, Decimal(0)))
 
 
 # -- boosts ----------------------------------------------------------------------------------
@@ -580,7 +606,7 @@ def _grants(run: _Run) -> None:
 def grant_boost(state: ProfileState, boost: BoostDef, moment: datetime) -> None:
     """Grant (or extend) a boost: it applies to events in ``[granted_at, expires_at)``."""
     assert boost.duration_seconds is not None
-    expires = moment + timedelta(seconds=boost.duration_seconds)
+    expires = after(moment, boost.duration_seconds)
     current = state.boosts.get(boost.key)
     if current is not None and current.expires_at > moment:
         state.boosts[boost.key] = GrantedBoost(

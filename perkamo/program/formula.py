@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from .bounds import CONTEXT_LIMIT
 from .paths import MISSING, lookup
 
 MAX_LENGTH = 500
@@ -231,29 +232,40 @@ _CALLS: dict[str, Callable[[list[Decimal]], Decimal]] = {
 def evaluate(node: Node, scope: Mapping[str, Any]) -> Decimal:
     """Evaluate with exact decimals; ``scope`` maps ``context``/``traits`` to objects.
 
-    Raises FormulaInputError for a missing or non-numeric input or a division by zero.
+    Raises FormulaInputError for a missing or non-numeric input, a division by zero, or an
+    input or intermediate result outside the 34-digit decimal context (PROGRAM.md "Bounds").
     """
+    return _evaluate(node, scope)
+
+
+def _checked(value: Decimal) -> Decimal:
+    if not -CONTEXT_LIMIT < value < CONTEXT_LIMIT:
+        raise FormulaInputError("a value left the decimal context")
+    return value
+
+
+def _evaluate(node: Node, scope: Mapping[str, Any]) -> Decimal:
     if isinstance(node, Number):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, Placeholder):
         value = lookup(scope, node.path)
         if value is MISSING or isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise FormulaInputError(f"{node.path} is missing or not a number")
-        return Decimal(value)
+        return _checked(Decimal(value))
     if isinstance(node, Negate):
-        return -evaluate(node.operand, scope)
+        return -_evaluate(node.operand, scope)
     if isinstance(node, Binary):
-        left, right = evaluate(node.left, scope), evaluate(node.right, scope)
+        left, right = _evaluate(node.left, scope), _evaluate(node.right, scope)
         try:
             if node.op == "+":
-                return left + right
+                return _checked(left + right)
             if node.op == "-":
-                return left - right
+                return _checked(left - right)
             if node.op == "*":
-                return left * right
+                return _checked(left * right)
             if right == 0:
                 raise FormulaInputError("division by zero")
-            return left / right
-        except InvalidOperation as exc:
-            raise FormulaInputError("arithmetic overflow") from exc
-    return _CALLS[node.name]([evaluate(arg, scope) for arg in node.args])
+            return _checked(left / right)
+        except ArithmeticError as exc:
+            raise FormulaInputError("arithmetic outside the decimal context") from exc
+    return _CALLS[node.name]([_evaluate(arg, scope) for arg in node.args])

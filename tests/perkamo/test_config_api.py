@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-from importlib import resources
 from typing import Any
 
 import pytest
 import trio
 
+from perkamo import configuration
 from perkamo.http.app import create_app
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
@@ -21,10 +21,7 @@ RULE = {"key": "r", "name": "R", "event": "e", "award": [{"wallet": "points", "a
 
 
 def demo_modules() -> dict[str, Any]:
-    return {
-        m: json.loads(resources.files("perkamo").joinpath("demo", f"{m}.json").read_text())["body"]
-        for m in ("wallets", "events", "leveling", "perks", "achievements", "boosts")
-    }
+    return configuration.demo_program()[1]
 
 
 def with_rule(**changes: Any) -> dict[str, Any]:
@@ -87,6 +84,27 @@ INVALID = [
     ("boost-grant-no-duration", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "reward"}}]}, "body.boosts[0].duration_seconds"),
     ("boost-unknown-wallet", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "wallets": ["gems"], "grant": {"on": "reward"}, "duration_seconds": 5}]}, "body.boosts[0].wallets[0]"),
     ("boost-unknown-perk", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "perk", "perk": "nope"}, "duration_seconds": 5}]}, "body.boosts[0].grant.perk"),
+    # Every "must not" of PROGRAM.md's validation section: no "*" outside a rule's event.
+    ("streak-star-event", "events", {"streaks": [{"key": "s", "name": "S", "events": ["app.opened", "*"], "period": "day"}]}, "body.streaks[0].events[1]"),
+    ("criterion-star-event", "achievements", {"achievements": [{"key": "a", "name": "A", "criteria": [{"event": "*", "count": 1}]}]}, "body.achievements[0].criteria[0].event"),
+    ("boost-star-event", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "events": ["*"], "grant": {"on": "reward"}, "duration_seconds": 5}]}, "body.boosts[0].events[0]"),
+    ("perk-star-event-count", "perks", {"perks": [{"key": "p", "name": "P", "trigger": {"type": "event_count", "event": "*", "count": 2}}]}, "body.perks[0].trigger.event"),
+    ("catalog-control-character", "events", {"events": [{"key": "a\u0085b"}]}, "body.events[0].key"),
+    ("rule-event-control-character", "events", with_rule(event="a\u007fb"), "body.rules[0].event"),
+    ("boost-grant-level-zero", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "level", "level": 0}, "duration_seconds": 5}]}, "body.boosts[0].grant.level"),
+    # Bounds: every amount, cost and threshold within ±10^15.
+    ("award-beyond-bound", "events", with_rule(award=[{"wallet": "points", "amount": 1e40}]), "body.rules[0].award[0].amount"),
+    ("award-negative-beyond-bound", "events", with_rule(award=[{"wallet": "points", "amount": -1000000000000001}]), "body.rules[0].award[0].amount"),
+    ("cost-beyond-bound", "wallets", {"wallets": [{"key": "p", "name": "P"}], "rewards": [{"key": "x", "name": "X", "cost": {"wallet": "p", "amount": 1e16}, "effect": {"type": "t"}}]}, "body.rewards[0].cost.amount"),
+    ("level-threshold-beyond-bound", "leveling", {"wallet": "points", "levels": [{"level": 1, "at": 0}, {"level": 2, "at": 1e20}]}, "body.levels[1].at"),
+    ("curve-beyond-bound", "leveling", {"wallet": "points", "curve": {"type": "exponential", "base": 100, "factor": 1000, "max_level": 50}}, "body.curve"),
+    ("linear-curve-beyond-bound", "leveling", {"wallet": "points", "curve": {"type": "linear", "step": 1e14, "max_level": 20}}, "body.curve"),
+    ("perk-threshold-beyond-bound", "perks", {"perks": [{"key": "p", "name": "P", "trigger": {"type": "points_threshold", "wallet": "points", "amount": 1e300}}]}, "body.perks[0].trigger.amount"),
+    ("sum-target-beyond-bound", "achievements", {"achievements": [{"key": "a", "name": "A", "criteria": [{"event": "e", "sum": "context.x", "target": 1e16}]}]}, "body.achievements[0].criteria[0].target"),
+    ("multiplier-beyond-bound", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 1e16, "grant": {"on": "reward"}, "duration_seconds": 5}]}, "body.boosts[0].multiplier"),
+    ("duration-beyond-bound", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "reward"}, "duration_seconds": 10**16}]}, "body.boosts[0].duration_seconds"),
+    ("cooldown-beyond-bound", "events", with_rule(limits={"cooldown_seconds": 10**16}), "body.rules[0].limits.cooldown_seconds"),
+    ("window-before-the-calendar", "events", with_rule(active_from="0001-01-01T00:00:00+01:00"), "body.rules[0].active_from"),
     ("boost-schedule-backwards", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "schedule": {"starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}}]}, "body.boosts[0].schedule.ends_at"),
 ]  # fmt: skip
 
