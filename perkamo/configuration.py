@@ -8,7 +8,6 @@ nothing changes when anything is wrong.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +21,7 @@ from msgspec import Meta
 from storage import Database
 from storage import config as config_store
 
-from .canonical import canonical_json
+from .canonical import FORM, checksum
 from .errors import BadRequest, NotFound, ValidationFailed
 from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
 from .timefmt import format_rfc3339
@@ -30,10 +29,6 @@ from .validation import describe
 
 Conn = psycopg.Connection[Any]
 U = TypeVar("U", bound=msgspec.Struct)
-
-
-def checksum(body: Any) -> str:
-    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def invalid_config(exc: InvalidConfig) -> BadRequest:
@@ -143,44 +138,78 @@ def store(
     paths = {m: (prefix.format(module=m) if m in bodies else m) for m in MODULES}
     with conn.transaction():
         config_store.lock_space(conn, space_id)
-        sums = {m: checksum(b) for m, b in bodies.items()}
-        for module in bodies:
-            existing = config_store.get_version(conn, space_id, module, version)
-            if existing is not None and existing.checksum != sums[module]:
-                raise BadRequest(
-                    f"Version {version!r} of module {module!r} exists with a different body; "
-                    "versions are immutable, upload under a new version.",
-                    code="version_conflict",
-                )
-        program = None
-        try:
-            if active:
-                current = {
-                    r.module: (r.version, r.body)
-                    for r in config_store.active_versions(conn, space_id)
-                }
-                current.update({m: (version, b) for m, b in bodies.items()})
-                program = compile_program(current, paths)
-            else:
-                for module, body in bodies.items():
-                    parse_module(module, body, paths[module])
-        except InvalidConfig as exc:
-            raise invalid_config(exc) from None
+        existing = _existing_versions(conn, space_id, version, bodies)
+        program = _validate(conn, space_id, version, bodies, active, paths)
         stored = []
         for module, body in bodies.items():
-            config_store.insert_version(conn, space_id, module, version, body, sums[module])
-            activated_at = None
+            before = existing[module]
+            if before is None:
+                sum_ = checksum(body)
+                config_store.insert_version(conn, space_id, module, version, body, sum_)
+                activated_at = None
+            else:
+                sum_, activated_at = before.checksum, before.activated_at
             if active:
                 activated_at = config_store.activate(conn, space_id, module, version)
-            else:
-                existing = config_store.get_version(conn, space_id, module, version)
-                activated_at = existing.activated_at if existing else None
             is_active = active or any(
                 r.module == module and r.version == version
                 for r in config_store.active_versions(conn, space_id)
             )
-            stored.append(Stored(module, version, sums[module], is_active, activated_at))
+            stored.append(Stored(module, version, sum_, is_active, activated_at))
     return stored, program
+
+
+def _existing_versions(
+    conn: Conn, space_id: int, version: str, bodies: dict[str, Any]
+) -> dict[str, config_store.ConfigVersion | None]:
+    """The stored versions of this label; raises version_conflict when one has another
+    body (compared in the canonical form its checksum was computed in)."""
+    existing = {}
+    for module, body in bodies.items():
+        found = config_store.get_version(conn, space_id, module, version)
+        if found is not None and found.checksum != checksum(body, found.checksum_form):
+            raise BadRequest(
+                f"Version {version!r} of module {module!r} exists with a different body; "
+                "versions are immutable, upload under a new version.",
+                code="version_conflict",
+            )
+        existing[module] = found
+    return existing
+
+
+def _validate(
+    conn: Conn,
+    space_id: int,
+    version: str,
+    bodies: dict[str, Any],
+    active: bool,
+    paths: dict[str, str],
+) -> Program | None:
+    """The whole resulting program when activating; each module on its own for a draft."""
+    try:
+        if not active:
+            for module, body in bodies.items():
+                parse_module(module, body, paths[module])
+            return None
+        current = {
+            r.module: (r.version, r.body) for r in config_store.active_versions(conn, space_id)
+        }
+        current.update({m: (version, b) for m, b in bodies.items()})
+        return compile_program(current, paths)
+    except InvalidConfig as exc:
+        raise invalid_config(exc) from None
+
+
+def upgrade_checksums(conn: Conn) -> int:
+    """Recompute checksums stored in an older canonical form (module bodies are stored
+    whole, so their checksums can be migrated); returns how many changed. Idempotent."""
+    changed = 0
+    for row in config_store.versions_before_form(conn, FORM):
+        config_store.set_checksum(
+            conn, row.space_id, row.module, row.version, checksum(row.body), FORM
+        )
+        changed += 1
+    return changed
 
 
 def describe_module(conn: Conn, space_id: int, module: str) -> dict[str, Any]:

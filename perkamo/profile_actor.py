@@ -41,7 +41,7 @@ from storage.profiles import (
     recent_history,
 )
 
-from .canonical import request_hash
+from .canonical import FORM, request_hash
 from .configuration import ProgramCatalog
 from .errors import BadRequest, NotFound, PerkamoError, ServiceUnavailable
 from .program import EngineEvent, ProfileState, Program, apply, apply_identify
@@ -540,10 +540,8 @@ class ProfileActor:
             original: StoredEvent | StoredRedemption | None
             if isinstance(message, Ingest) and message.event.transaction_id in event_ids:
                 original = stored_events.get(message.event.transaction_id)
-                mine = event_hash(message.event)
             elif isinstance(message, Redeem) and message.transaction_id in redemption_ids:
                 original = stored_redemptions.get(message.transaction_id)
-                mine = redemption_hash(self._user_id, message)
             else:
                 continue
             key = _transaction(message)
@@ -553,6 +551,10 @@ class ProfileActor:
                         "The write could not be recorded; retry.", code="storage_unavailable"
                     )
                 continue
+            if isinstance(message, Ingest):
+                mine = event_hash(message.event, original.hash_form)
+            else:
+                mine = redemption_hash(self._user_id, message, original.hash_form)
             if original.request_hash == mine:
                 verdicts[key] = {**original.outcome, "duplicate": True}
             else:
@@ -574,13 +576,14 @@ def _transaction(message: Write) -> tuple[str, str] | None:
     return None
 
 
-def event_hash(event: EventInput) -> bytes:
-    """What idempotency compares: user, event key and canonical context (not occurred_at)."""
-    return request_hash(event.user_id, event.event, event.context)
+def event_hash(event: EventInput, form: int = FORM) -> bytes:
+    """What idempotency compares: user, event key and canonical context (not occurred_at),
+    in the canonical form of the stored hash it is compared with."""
+    return request_hash(event.user_id, event.event, event.context, form=form)
 
 
-def redemption_hash(user_id: str, message: Redeem) -> bytes:
-    return request_hash(user_id, message.reward_key, message.context)
+def redemption_hash(user_id: str, message: Redeem, form: int = FORM) -> bytes:
+    return request_hash(user_id, message.reward_key, message.context, form=form)
 
 
 def merge_traits(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
 
 from .auth import Authenticator
-from .configuration import ProgramCatalog
+from .configuration import ProgramCatalog, upgrade_checksums
 from .errors import PerkamoError, ServiceUnavailable
 from .metrics import Metrics
 from .profile_actor import Message, ProfileKey, ProfileServices, Reply
@@ -126,6 +126,7 @@ def _unavailable(cause: BaseException | None) -> Exception:
 async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[Runtime]:
     async with open_database(database_url) as db:
         await db.run(migrate)
+        await db.run(upgrade_checksums)
         async with (
             open_group_commit_writer(database_url) as writer,
             open_profile_loader(database_url) as loader,

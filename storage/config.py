@@ -20,6 +20,7 @@ class ConfigVersion:
     version: str
     body: Any
     checksum: str
+    checksum_form: int  # the canonical-JSON form the checksum was computed in
     created_at: datetime
     activated_at: datetime | None
 
@@ -32,7 +33,7 @@ def lock_space(conn: Conn, space_id: int) -> None:
 def get_version(conn: Conn, space_id: int, module: str, version: str) -> ConfigVersion | None:
     with conn.cursor(row_factory=class_row(ConfigVersion)) as cur:
         cur.execute(
-            "SELECT module, version, body, checksum, created_at, activated_at"
+            "SELECT module, version, body, checksum, checksum_form, created_at, activated_at"
             " FROM config_versions WHERE space_id = %s AND module = %s AND version = %s",
             (space_id, module, version),
         )
@@ -42,7 +43,7 @@ def get_version(conn: Conn, space_id: int, module: str, version: str) -> ConfigV
 def list_versions(conn: Conn, space_id: int, module: str) -> list[ConfigVersion]:
     with conn.cursor(row_factory=class_row(ConfigVersion)) as cur:
         cur.execute(
-            "SELECT module, version, body, checksum, created_at, activated_at"
+            "SELECT module, version, body, checksum, checksum_form, created_at, activated_at"
             " FROM config_versions WHERE space_id = %s AND module = %s ORDER BY created_at",
             (space_id, module),
         )
@@ -52,12 +53,40 @@ def list_versions(conn: Conn, space_id: int, module: str) -> list[ConfigVersion]
 def active_versions(conn: Conn, space_id: int) -> list[ConfigVersion]:
     with conn.cursor(row_factory=class_row(ConfigVersion)) as cur:
         cur.execute(
-            "SELECT v.module, v.version, v.body, v.checksum, v.created_at, a.activated_at"
+            "SELECT v.module, v.version, v.body, v.checksum, v.checksum_form, v.created_at,"
+            " a.activated_at"
             " FROM active_config a JOIN config_versions v USING (space_id, module, version)"
             " WHERE a.space_id = %s",
             (space_id,),
         )
         return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    space_id: int
+    module: str
+    version: str
+    body: Any
+
+
+def versions_before_form(conn: Conn, form: int) -> list[StoredVersion]:
+    with conn.cursor(row_factory=class_row(StoredVersion)) as cur:
+        cur.execute(
+            "SELECT space_id, module, version, body FROM config_versions WHERE checksum_form < %s",
+            (form,),
+        )
+        return cur.fetchall()
+
+
+def set_checksum(
+    conn: Conn, space_id: int, module: str, version: str, checksum: str, form: int
+) -> None:
+    conn.execute(
+        "UPDATE config_versions SET checksum = %s, checksum_form = %s"
+        " WHERE space_id = %s AND module = %s AND version = %s",
+        (checksum, form, space_id, module, version),
+    )
 
 
 def insert_version(

@@ -29,6 +29,7 @@ class StoredEvent:
     user_id: str
     event: str
     request_hash: bytes
+    hash_form: int  # the canonical-JSON form request_hash was computed in
     occurred_at: datetime
     outcome: Any
 
@@ -36,7 +37,7 @@ class StoredEvent:
 def find_events(conn: Conn, space_id: int, transaction_ids: list[str]) -> list[StoredEvent]:
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, occurred_at, outcome"
+            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at, outcome"
             " FROM events WHERE space_id = %s AND transaction_id = ANY(%s)",
             (space_id, transaction_ids),
         )
@@ -47,7 +48,7 @@ def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[S
     """The profile's most recent events, newest (by processing order) first."""
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, occurred_at, outcome"
+            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at, outcome"
             " FROM events WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
@@ -60,6 +61,7 @@ class StoredRedemption:
     user_id: str
     reward_key: str
     request_hash: bytes
+    hash_form: int
     received_at: datetime
     outcome: Any
 
@@ -69,7 +71,8 @@ def find_redemptions(
 ) -> list[StoredRedemption]:
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, reward_key, request_hash, received_at, outcome"
+            "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
+            " outcome"
             " FROM redemptions WHERE space_id = %s AND transaction_id = ANY(%s)",
             (space_id, transaction_ids),
         )
@@ -81,7 +84,8 @@ def recent_redemptions(
 ) -> list[StoredRedemption]:
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, reward_key, request_hash, received_at, outcome"
+            "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
+            " outcome"
             " FROM redemptions WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import canonical_json
+from ..canonical import legacy_canonical_json
 from .bounds import after, days_before, local_date, within
 from .formula import FormulaInputError, evaluate
 from .model import (
@@ -379,7 +379,7 @@ def _achievements(run: _Run) -> None:
                 if value is MISSING:
                     continue
                 if criterion.kind == "distinct":
-                    token = canonical_json(value).decode()
+                    token = legacy_canonical_json(value).decode()  # stored tokens' form
                     if token not in p.values and len(p.values) < criterion.target:
                         p.values.append(token)
                 elif isinstance(value, int | Decimal) and not isinstance(value, bool):
