@@ -9,7 +9,7 @@ This package is deliberately generic: it knows nothing about HTTP, storage or lo
 """
 
 from ._envelope import Reply
-from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull
+from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 from ._system import Actor, ActorFactory, ActorSystem, SystemStatistics, open_actor_system
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ActorSystemClosed",
     "MailboxFull",
     "Reply",
+    "SystemFull",
     "SystemStatistics",
     "open_actor_system",
 ]

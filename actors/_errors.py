@@ -15,6 +15,10 @@ class MailboxFull(ActorError):
         self.key = key
 
 
+class SystemFull(ActorError):
+    """The system already holds ``max_pending`` messages (admitted, not yet answered)."""
+
+
 class ActorSystemClosed(ActorError):
     """The system is draining or closed; it admits no new messages."""
 

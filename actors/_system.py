@@ -11,7 +11,7 @@ from typing import Generic, Protocol, TypeVar
 import trio
 
 from ._envelope import Envelope, Reply
-from ._errors import ActorFailed, ActorSystemClosed, MailboxFull
+from ._errors import ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M")
@@ -36,7 +36,10 @@ ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
 class SystemStatistics:
     resident: int
     running: int
-    queued: int
+    queued: int  # waiting in mailboxes
+    pending: int  # admitted and not yet answered (queued, or in a batch being handled)
+    max_pending: int
+    answered: int  # messages handled (replied, failed or withdrawn) since the start
     max_mailbox_depth: int
     activations: int
     passivations: int
@@ -45,9 +48,10 @@ class SystemStatistics:
 
 
 class _Slot(Generic[K, M, R]):
-    """One addressable actor. ``mailbox`` and the runner task exist only while busy."""
+    """One addressable actor. ``mailbox`` and the runner task exist only while busy;
+    ``room`` parks senders waiting for mailbox room."""
 
-    __slots__ = ("actor", "key", "last_message_at", "mailbox", "running", "space")
+    __slots__ = ("actor", "key", "last_message_at", "mailbox", "room", "running")
 
     def __init__(self, key: K) -> None:
         self.key = key
@@ -55,15 +59,16 @@ class _Slot(Generic[K, M, R]):
         self.mailbox: deque[Envelope[M, R]] | None = None
         self.running = False
         self.last_message_at = 0.0
-        self.space: trio.lowlevel.ParkingLot | None = None
+        self.room: trio.lowlevel.ParkingLot | None = None
 
 
 class ActorSystem(Generic[K, M, R]):
     """Routes messages to virtual actors. Create it with :func:`open_actor_system`.
 
     Guarantees: messages to one key are handled in the order they were admitted, one batch at
-    a time; different keys run concurrently. Mailboxes are bounded. Runner tasks live in the
-    system's own nursery, never in a caller's.
+    a time; different keys run concurrently. Mailboxes are bounded, and so is the work the
+    whole system holds (``max_pending`` messages admitted and not yet answered). Runner tasks
+    live in the system's own nursery, never in a caller's.
     """
 
     def __init__(
@@ -75,15 +80,19 @@ class ActorSystem(Generic[K, M, R]):
         batch_limit: int,
         idle_timeout: float,
         max_resident: int,
+        max_pending: int,
     ) -> None:
-        if mailbox_capacity < 1 or batch_limit < 1 or max_resident < 1:
-            raise ValueError("mailbox_capacity, batch_limit and max_resident must be >= 1")
+        if min(mailbox_capacity, batch_limit, max_resident, max_pending) < 1:
+            raise ValueError("capacities and limits must be >= 1")
         self._nursery = nursery
         self._factory = factory
         self._capacity = mailbox_capacity
         self._batch_limit = batch_limit
         self._idle_timeout = idle_timeout
         self._max_resident = max_resident
+        self.max_pending = max_pending  # may be changed while running (admission control)
+        self._pending = 0
+        self._answered = 0
         self._slots: OrderedDict[K, _Slot[K, M, R]] = OrderedDict()
         self._closed = False
         self._running = 0
@@ -99,7 +108,8 @@ class ActorSystem(Generic[K, M, R]):
     # -- sending -----------------------------------------------------------------------------
 
     def send_nowait(self, key: K, message: M) -> None:
-        """Queue ``message`` without a reply. Raises MailboxFull or ActorSystemClosed."""
+        """Queue ``message`` without a reply. Raises MailboxFull, SystemFull or
+        ActorSystemClosed."""
         self._admit(key, Envelope(message, None), wait=False)
 
     async def send(self, key: K, message: M) -> None:
@@ -117,9 +127,9 @@ class ActorSystem(Generic[K, M, R]):
         return await reply.wait()
 
     def ask_nowait(self, key: K, message: M) -> Reply[R]:
-        """Admit ``message`` now (raising MailboxFull at once when the mailbox is full) and
-        return its reply, to be awaited with ``reply.wait()``. Messages admitted in a row
-        by one task keep their order."""
+        """Admit ``message`` now (raising MailboxFull or SystemFull at once when there is no
+        room) and return its reply, to be awaited with ``reply.wait()`` (or withdrawn).
+        Messages admitted in a row by one task keep their order."""
         reply: Reply[R] = Reply()
         self._admit(key, Envelope(message, reply), wait=False)
         return reply
@@ -129,14 +139,16 @@ class ActorSystem(Generic[K, M, R]):
             slot = self._admit(key, envelope, wait=True)
             if slot is None:
                 return
-            if slot.space is None:
-                slot.space = trio.lowlevel.ParkingLot()
-            await slot.space.park()
+            if slot.room is None:
+                slot.room = trio.lowlevel.ParkingLot()
+            await slot.room.park()
 
     def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> _Slot[K, M, R] | None:
         """Queue the envelope; returns the full slot to wait on when ``wait`` and full."""
         if self._closed:
             raise ActorSystemClosed("the actor system is closing")
+        if self._pending >= self.max_pending:
+            raise SystemFull(f"{self._pending} messages are pending")
         slot = self._slots.get(key)
         if slot is None:
             slot = _Slot(key)
@@ -153,6 +165,7 @@ class ActorSystem(Generic[K, M, R]):
         slot.mailbox.append(envelope)
         self._messages += 1
         self._queued += 1
+        self._pending += 1
         self._max_depth = max(self._max_depth, len(slot.mailbox))
         if not slot.running:
             slot.running = True
@@ -178,6 +191,8 @@ class ActorSystem(Generic[K, M, R]):
                         self._fail_batch(slot, self._take(slot, len(slot.mailbox)), exc)
                         continue
                 batch = self._take(slot, self._batch_limit)
+                if not batch:
+                    continue  # every message taken was withdrawn
                 try:
                     replies = await slot.actor.receive([e.message for e in batch])
                     if len(replies) != len(batch):
@@ -186,24 +201,40 @@ class ActorSystem(Generic[K, M, R]):
                     self._failures += 1
                     slot.actor = None
                     self._fail_batch(slot, batch, exc)
+                    batch = []
                     continue
                 for envelope, value in zip(batch, replies, strict=True):
                     if envelope.reply is not None:
                         envelope.reply.resolve(value)
+                self._settled(len(batch))
+                batch = []
         finally:
-            # Cancelled mid-batch: those callers must not wait forever (no-op if resolved).
+            # Cancelled mid-batch: those callers must not wait forever.
             for envelope in batch:
                 if envelope.reply is not None:
                     envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
+            self._settled(len(batch))
             self._finish(slot)
 
+    def _settled(self, n: int) -> None:
+        self._pending -= n
+        self._answered += n
+
     def _take(self, slot: _Slot[K, M, R], limit: int) -> list[Envelope[M, R]]:
+        """Up to ``limit`` waiting messages, minus those their callers withdrew."""
         assert slot.mailbox is not None
         n = min(limit, len(slot.mailbox))
-        batch = [slot.mailbox.popleft() for _ in range(n)]
+        batch = []
+        for _ in range(n):
+            envelope = slot.mailbox.popleft()
+            if envelope.withdrawn:
+                self._settled(1)
+                continue
+            envelope.take()
+            batch.append(envelope)
         self._queued -= n
-        if slot.space is not None:
-            slot.space.unpark_all()
+        if slot.room is not None:
+            slot.room.unpark_all()
         return batch
 
     def _fail_batch(
@@ -212,18 +243,20 @@ class ActorSystem(Generic[K, M, R]):
         for envelope in batch:
             if envelope.reply is not None:
                 envelope.reply.fail(ActorFailed(slot.key, exc))
+        self._settled(len(batch))
 
     def _finish(self, slot: _Slot[K, M, R]) -> None:
         leftover = slot.mailbox or ()
         for envelope in leftover:  # only when cancelled: the system is going away
             self._queued -= 1
+            self._settled(1)
             if envelope.reply is not None:
                 envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
         slot.mailbox = None
         slot.running = False
-        if slot.space is not None:
-            slot.space.unpark_all()
-            slot.space = None
+        if slot.room is not None:
+            slot.room.unpark_all()
+            slot.room = None
         self._running -= 1
         if slot.actor is None and self._slots.get(slot.key) is slot:
             del self._slots[slot.key]
@@ -288,6 +321,9 @@ class ActorSystem(Generic[K, M, R]):
             resident=len(self._slots),
             running=self._running,
             queued=self._queued,
+            pending=self._pending,
+            max_pending=self.max_pending,
+            answered=self._answered,
             max_mailbox_depth=self._max_depth,
             activations=self._activations,
             passivations=self._passivations,
@@ -304,6 +340,7 @@ async def open_actor_system(
     batch_limit: int = 100,
     idle_timeout: float = 300.0,
     max_resident: int = 1_000_000,
+    max_pending: int = 1_000_000,
 ) -> AsyncIterator[ActorSystem[K, M, R]]:
     """Open an actor system. On a normal exit it drains (every admitted message is handled);
     when the body raises or is cancelled, the runners are cancelled and their callers fail
@@ -316,6 +353,7 @@ async def open_actor_system(
             batch_limit=batch_limit,
             idle_timeout=idle_timeout,
             max_resident=max_resident,
+            max_pending=max_pending,
         )
         nursery.start_soon(system._sweep_forever)
         yield system

@@ -20,7 +20,11 @@ import psutil
 import trio
 
 from actors import open_actor_system
-from perkamo.profile_actor import ProfileActor, ProfileServices, _Snapshot
+from perkamo.configuration import ProgramCatalog
+from perkamo.profiles import ProfileActor, ProfileServices, Snapshot, UsageLedger
+from perkamo.webhooks import WebhookRegistry
+from storage import Database, GroupCommitWriter
+from storage.profile_loader import ProfileLoader
 from storage.profiles import ProfileRow
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -52,12 +56,27 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def idle_services() -> ProfileServices:
+    """Real services whose storage is never opened (nothing here connects until used)."""
+    url = "postgresql:///never-connected"
+    db = Database(url)
+    return ProfileServices(
+        db,
+        ProfileLoader(url),
+        GroupCommitWriter(url),
+        ProgramCatalog(db),
+        UsageLedger(db),
+        WebhookRegistry(db),
+        lambda: None,
+    )
+
+
 async def measure(actors: int, distinct: int, cap: int) -> dict[str, Any]:
-    services: ProfileServices = object.__new__(ProfileServices)  # no storage is touched
+    services = idle_services()
 
     async def activate(key: tuple[int, str]) -> ProfileActor:
         space_id, user_id = key
-        return _IdleProfile(services, space_id, user_id, _Snapshot.from_row(_row(len(user_id))))
+        return _IdleProfile(services, space_id, user_id, Snapshot.from_row(_row(len(user_id))))
 
     result: dict[str, Any] = {}
     async with open_actor_system(activate, max_resident=actors + 1) as system:  # type: ignore[arg-type]

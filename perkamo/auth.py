@@ -8,7 +8,6 @@ records are trusted for at most one second.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from storage import Database
@@ -16,6 +15,7 @@ from storage.spaces import KeyRecord, find_key_by_hash
 
 from .errors import Unauthorized
 from .keys import hash_key
+from .shared_cache import SharedCache
 
 _UNTRUSTED_TTL = 1.0
 _MAX_CACHED = 100_000
@@ -25,12 +25,15 @@ class Authenticator:
     def __init__(self, db: Database, listener_healthy: Callable[[], bool]) -> None:
         self._db = db
         self._listener_healthy = listener_healthy
-        self._cache: dict[bytes, tuple[KeyRecord | None, float]] = {}
-        self._generation = 0  # bumped on every reset, so an in-flight lookup is not cached
+        self._cache: SharedCache[bytes, KeyRecord | None] = SharedCache(
+            self._find, max_entries=_MAX_CACHED
+        )
+
+    async def _find(self, digest: bytes) -> KeyRecord | None:
+        return await self._db.run(find_key_by_hash, digest)
 
     def forget_all(self) -> None:
-        self._generation += 1
-        self._cache.clear()
+        self._cache.forget()
 
     async def authenticate(self, key: str | None) -> tuple[KeyRecord, str]:
         """Return the key's record (and the key, for signature checks).
@@ -42,18 +45,8 @@ class Authenticator:
                 "Send your secret API key in the x-perkamo-api-key header.",
                 code="missing_api_key",
             )
-        digest = hash_key(key)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and (self._listener_healthy() or now - cached[1] < _UNTRUSTED_TTL):
-            record = cached[0]
-        else:
-            generation = self._generation
-            record = await self._db.run(find_key_by_hash, digest)
-            if generation == self._generation:
-                if len(self._cache) >= _MAX_CACHED:
-                    self._cache.clear()
-                self._cache[digest] = (record, now)
+        max_age = None if self._listener_healthy() else _UNTRUSTED_TTL
+        record = await self._cache.get(hash_key(key), max_age=max_age)
         if record is None or record.revoked_at is not None:
             raise Unauthorized("The API key is unknown or revoked.", code="invalid_api_key")
         return record, key

@@ -187,7 +187,7 @@ def _limit(value: str) -> int | None:
 
 
 def _run_verify(args: argparse.Namespace, db: Database) -> int:
-    from .verify import verify_space
+    from .profiles.verify import verify_space
 
     spaces = (
         [db.call(admin.require_space, args.space)]

@@ -24,6 +24,7 @@ from storage import config as config_store
 from .canonical import FORM, checksum
 from .errors import BadRequest, NotFound, ValidationFailed
 from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
+from .shared_cache import SharedCache
 from .timefmt import format_rfc3339
 from .validation import describe
 
@@ -52,43 +53,28 @@ class ProgramCatalog:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._programs: dict[int, Program] = {}
-        self._loading: dict[int, trio.Event] = {}  # loads in flight, by Space
-        self._generation = 0
-        self.compilations = 0
+        self._cache: SharedCache[int, Program] = SharedCache(self._compile)
+
+    async def _compile(self, space_id: int) -> Program:
+        return await self._db.run(load_program, space_id)
+
+    @property
+    def compilations(self) -> int:
+        return self._cache.loads
 
     async def get(self, space_id: int) -> Program:
         """The Space's active program. Concurrent misses share one load and compilation."""
-        while True:
-            program = self._programs.get(space_id)
-            if program is not None:
-                return program
-            loading = self._loading.get(space_id)
-            if loading is None:
-                break
-            await loading.wait()  # then look again: cached, or forgotten meanwhile
-        done = self._loading[space_id] = trio.Event()
-        try:
-            generation = self._generation
-            program = await self._db.run(load_program, space_id)
-            self.compilations += 1
-            if generation == self._generation:
-                self._programs[space_id] = program
-            return program
-        finally:
-            del self._loading[space_id]
-            done.set()
+        return await self._cache.get(space_id)
+
+    def cached(self, space_id: int) -> Program | None:
+        return self._cache.peek(space_id)
 
     def install(self, space_id: int, program: Program) -> None:
-        self._generation += 1
-        self._programs[space_id] = program
+        self._cache.forget(space_id)
+        self._cache.put(space_id, program)
 
     def forget(self, space_id: int | None = None) -> None:
-        self._generation += 1
-        if space_id is None:
-            self._programs.clear()
-        else:
-            self._programs.pop(space_id, None)
+        self._cache.forget(space_id)
 
 
 Version = Annotated[str, Meta(min_length=1, max_length=64)]

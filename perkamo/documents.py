@@ -9,7 +9,7 @@ from typing import Any
 
 from storage.spaces import KeyRecord
 
-from .profile_actor import ProfileView
+from .profiles import ProfileView
 from .program import Program
 from .program.engine import (
     boost_applies,

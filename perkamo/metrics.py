@@ -27,6 +27,12 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "perkamo_mailbox_depth_max", "Deepest mailbox seen", actors.max_mailbox_depth
         )
+        yield GaugeMetricFamily(
+            "perkamo_messages_pending", "Messages admitted and not yet answered", actors.pending
+        )
+        yield GaugeMetricFamily(
+            "perkamo_admission_bound", "Messages the server admits before 503", actors.max_pending
+        )
         yield CounterMetricFamily("perkamo_actor_activations", "Activations", actors.activations)
         yield CounterMetricFamily("perkamo_actor_passivations", "Passivations", actors.passivations)
         yield CounterMetricFamily("perkamo_actor_failures", "Handler failures", actors.failures)

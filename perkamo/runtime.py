@@ -19,9 +19,10 @@ from actors import (
     ActorSystem,
     ActorSystemClosed,
     MailboxFull,
+    Reply,
+    SystemFull,
     open_actor_system,
 )
-from actors import Reply as ActorReply
 from storage import (
     CommitOutcomeUnknown,
     Database,
@@ -31,22 +32,24 @@ from storage import (
     open_database,
     open_group_commit_writer,
 )
+from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
 
+from .admission import Admission
 from .auth import Authenticator
 from .configuration import ProgramCatalog, upgrade_checksums
-from .errors import PerkamoError, ServiceUnavailable
+from .errors import InternalError, PerkamoError, ServiceUnavailable
 from .metrics import Metrics
-from .profile_actor import Message, ProfileKey, ProfileServices, Reply
+from .profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
 from .rate_limit import RateLimiter
 from .settings import Settings
-from .usage import UsageLedger
 from .webhooks import WebhookDispatcher, WebhookRegistry
 
 log = logging.getLogger(__name__)
 
 AUTH_CHANNEL = "perkamo_auth"
+ADMISSION_FLOOR = 1000  # ten full batches always fit
 CONFIG_CHANNEL = "perkamo_config"
 
 
@@ -59,7 +62,7 @@ class Runtime:
     settings: Settings
     db: Database
     writer: GroupCommitWriter
-    actors: ActorSystem[ProfileKey, Message, Reply]
+    actors: ActorSystem[ProfileKey, Message, Answer]
     auth: Authenticator
     listener: Listener
     programs: ProgramCatalog
@@ -67,11 +70,13 @@ class Runtime:
     rate_limiter: RateLimiter
     webhooks: WebhookDispatcher
     metrics: Metrics
+    health: StorageHealth
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
-    def submit(self, key: ProfileKey, message: Message) -> ActorReply[Reply]:
+    def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
         """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
-        mailbox is full or the server is shutting down."""
+        mailbox is full, the server holds all the work it may (API.md "Admission"), or the
+        server is shutting down."""
         try:
             return self.actors.ask_nowait(key, message)
         except MailboxFull:
@@ -79,34 +84,55 @@ class Runtime:
                 "This profile is receiving more work than it can take; retry shortly.",
                 code="overloaded",
             ) from None
+        except SystemFull:
+            raise ServiceUnavailable(
+                "The server is holding all the work it can answer in time; retry shortly.",
+                code="overloaded",
+            ) from None
         except ActorSystemClosed:
             raise _shutting_down() from None
 
-    async def outcome(self, reply: ActorReply[Reply], *, writes: bool) -> Reply:
-        """Wait (bounded) for a submitted message's reply; storage trouble becomes 503."""
-        with trio.move_on_after(self.settings.request_timeout):
+    async def outcome(
+        self, reply: Reply[Answer], *, writes: bool, deadline: float | None = None
+    ) -> Answer:
+        """Wait (bounded) for a submitted message's answer. Storage trouble becomes 503; a
+        message still waiting when the time is up is withdrawn, so it is certainly not
+        applied (503 overloaded); one already being applied has an unknown outcome.
+        ``deadline`` (trio time) is shared by the items of one request."""
+        if deadline is None:
+            deadline = self.deadline()
+        with trio.move_on_at(deadline):
             try:
                 value = await reply.wait()
             except ActorFailed as exc:
-                raise _unavailable(exc.__cause__) from None
+                raise _failed(exc.__cause__, writes=writes) from None
             except ActorSystemClosed:
                 raise _shutting_down() from None
             if isinstance(value, PerkamoError):
                 raise value
             return value
-        if writes:
+        if writes and not reply.withdraw():
             raise ServiceUnavailable(
-                "The request timed out; it may or may not have been applied. "
-                "Retry with the same transaction_id.",
+                "The request timed out while it was being applied; it may or may not have "
+                "been. Retry with the same transaction_id.",
                 code="outcome_unknown",
             )
-        raise ServiceUnavailable("The request timed out; retry shortly.", code="overloaded")
+        raise ServiceUnavailable(
+            "The request waited too long and was not applied; retry shortly.", code="overloaded"
+        )
 
-    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Reply:
+    def deadline(self) -> float:
+        """When a request arriving now must have its answer (API.md "Timeouts")."""
+        return trio.current_time() + self.settings.request_timeout
+
+    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Answer:
         return await self.outcome(self.submit(key, message), writes=writes)
 
 
-def _unavailable(cause: BaseException | None) -> Exception:
+def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:
+    """An actor batch that raised. Storage trouble is 503; anything else is a defect (the
+    actor is re-activated from storage): a write in that batch may or may not have
+    committed, so it answers outcome_unknown (retry-safe), never a 500."""
     if isinstance(cause, CommitOutcomeUnknown):
         return ServiceUnavailable(
             "Storage failed while committing; the request may or may not have been applied. "
@@ -119,7 +145,13 @@ def _unavailable(cause: BaseException | None) -> Exception:
             code="storage_unavailable",
         )
     log.error("profile actor failed", exc_info=cause)
-    return RuntimeError("profile actor failed")
+    if writes:
+        return ServiceUnavailable(
+            "Something went wrong on our side while applying the request; it may or may not "
+            "have been applied. Retry with the same transaction_id.",
+            code="outcome_unknown",
+        )
+    return InternalError("Something went wrong on our side; retry shortly.")
 
 
 @asynccontextmanager
@@ -153,6 +185,9 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             nursery.start_soon(listener.run)
             with trio.move_on_after(5):
                 await listener.connected.wait()
+            health = StorageHealth(database_url)
+            await health.check()
+            nursery.start_soon(health.run)
             usage = UsageLedger(db)
             nursery.start_soon(usage.run_request_flusher, writer.commit)
             dispatcher = WebhookDispatcher(db)
@@ -163,7 +198,12 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                 mailbox_capacity=settings.mailbox_capacity,
                 idle_timeout=settings.idle_seconds,
                 max_resident=settings.max_resident_profiles,
+                max_pending=settings.max_pending,
             ) as system:
+                admission = Admission(
+                    system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
+                )
+                nursery.start_soon(admission.run)
                 yield Runtime(
                     settings,
                     db,
@@ -182,6 +222,7 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                             "webhooks": dispatcher.stats,
                         }
                     ),
+                    health,
                 )
             await usage.flush_requests(writer.commit)
             nursery.cancel_scope.cancel()

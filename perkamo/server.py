@@ -11,7 +11,6 @@ import gc
 import logging
 import resource
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -24,7 +23,7 @@ from . import admin
 from .configuration import activate_demo
 from .http import connections
 from .http.app import create_app
-from .runtime import open_runtime
+from .runtime import Runtime, open_runtime
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,59 +77,71 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
         url = await trio.to_thread.run_sync(embedded.start)
     try:
-        async with open_runtime(settings, url) as runtime:
-            banner = ""
-            if demo:
-                space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
-                if await activate_demo(runtime.db, runtime.programs, space.id):
-                    log.info("loaded the demo program into %s", space.slug)
-                banner = (
-                    f"Demo Space: {space.slug} ({space.environment})\n"
-                    f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
-                )
-            config = Config()
-            config.bind = [f"{settings.host}:{settings.port}"]
-            config.graceful_timeout = settings.shutdown_grace_seconds
-            # hypercorn's default backlog (100) drops the SYNs of a burst of new connections,
-            # which clients then retry after 1, 2, 4 s: seconds of latency the server never
-            # sees. The kernel caps this at net.core.somaxconn.
-            config.backlog = 2048
-            config.accesslog = None
-            config.errorlog = logging.getLogger("hypercorn.error")
-            limits = connections.Limits(
-                read_timeout=settings.read_timeout_seconds,
-                max_connections=_connection_limit(settings.max_connections),
-            )
-            connections.install(limits)
-            app = create_app(runtime)
-            _tune_garbage_collection()
-            stop = trio.Event()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_wait_for_signal, stop)
-                try:
-                    binds = await nursery.start(
-                        functools.partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
-                    )
-                except* OSError as group:
-                    reason = getattr(group.exceptions[0], "strerror", None) or "refused"
-                    raise CannotListen(f"cannot listen on {config.bind[0]}: {reason}") from None
-                sweeper = trio.CancelScope()
-                nursery.start_soon(_run_in, sweeper, functools.partial(connections.watch, limits))
-                print(
-                    f"Perkamo is listening on {', '.join(binds)}\n{banner}",
-                    file=sys.stdout,
-                    flush=True,
-                )
-                await stop.wait()
-                # hypercorn stops accepting; requests in flight finish and their connections
-                # close; a request on an open connection is answered 503 shutting_down; idle
-                # connections are closed as they become idle. The grace period is a ceiling.
-                runtime.stopping = True
-                with trio.move_on_after(settings.shutdown_grace_seconds):
-                    await connections.close_idle_until_done()
-                sweeper.cancel()
-            log.info("HTTP server stopped; draining profiles")
+        async with trio.open_nursery() as supervision:
+            if embedded is not None:
+                supervision.start_soon(embedded.supervise)
+            await _serve_runtime(settings, url, demo)
+            supervision.cancel_scope.cancel()
     finally:
         if embedded is not None:
             await trio.to_thread.run_sync(embedded.stop)
     log.info("shutdown complete")
+
+
+async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
+    async with open_runtime(settings, url) as runtime:
+        banner = await _load_demo(runtime, settings) if demo else ""
+        config, limits = _hypercorn_config(settings)
+        app = create_app(runtime)
+        _tune_garbage_collection()
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wait_for_signal, stop)
+            try:
+                binds = await nursery.start(
+                    functools.partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
+                )
+            except* OSError as group:
+                reason = getattr(group.exceptions[0], "strerror", None) or "refused"
+                raise CannotListen(f"cannot listen on {config.bind[0]}: {reason}") from None
+            sweeper = trio.CancelScope()
+            nursery.start_soon(_run_in, sweeper, functools.partial(connections.watch, limits))
+            print(f"Perkamo is listening on {', '.join(binds)}\n{banner}", flush=True)
+            await stop.wait()
+            # hypercorn stops accepting; requests in flight finish and their connections
+            # close; a request on an open connection is answered 503 shutting_down; idle
+            # connections are closed as they become idle. The grace period is a ceiling.
+            runtime.stopping = True
+            with trio.move_on_after(settings.shutdown_grace_seconds):
+                await connections.close_idle_until_done()
+            sweeper.cancel()
+        log.info("HTTP server stopped; draining profiles")
+
+
+async def _load_demo(runtime: Runtime, settings: Settings) -> str:
+    """The demo Space, its key and program; returns the banner that shows them."""
+    space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
+    if await activate_demo(runtime.db, runtime.programs, space.id):
+        log.info("loaded the demo program into %s", space.slug)
+    return (
+        f"Demo Space: {space.slug} ({space.environment})\n"
+        f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
+    )
+
+
+def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    # hypercorn's default backlog (100) drops the SYNs of a burst of new connections, which
+    # clients then retry after 1, 2, 4 s: seconds of latency the server never sees. The
+    # kernel caps this at net.core.somaxconn.
+    config.backlog = 2048
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    limits = connections.Limits(
+        read_timeout=settings.read_timeout_seconds,
+        max_connections=_connection_limit(settings.max_connections),
+    )
+    connections.install(limits)
+    return config, limits

@@ -27,6 +27,12 @@ class Settings:
     idle_seconds: float = field(
         default_factory=lambda: float(os.environ.get("PERKAMO_IDLE_SECONDS", "300"))
     )
+    # The most messages the server holds (admitted to profiles, not yet answered — batch
+    # items included); below it, the bound follows what the server drains in 2 s
+    # (admission.py, API.md "Admission").
+    max_pending: int = field(
+        default_factory=lambda: int(os.environ.get("PERKAMO_MAX_PENDING", "20000"))
+    )
     request_timeout: float = 5.0
     # A connection whose client sends nothing for this long is closed, also mid-body: a body
     # trickled in (or abandoned) cannot hold a connection forever. Well above the longest

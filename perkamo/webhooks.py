@@ -26,6 +26,7 @@ import trio
 from storage import Database, OutboxRow, StorageUnavailable
 from storage import webhooks as store
 
+from .shared_cache import SharedCache
 from .timefmt import format_rfc3339
 
 log = logging.getLogger(__name__)
@@ -69,29 +70,20 @@ class WebhookRegistry:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._hooks: dict[int, SpaceHook] = {}
-        self._generation = 0
+        self._cache: SharedCache[int, SpaceHook] = SharedCache(self._load)
+
+    async def _load(self, space_id: int) -> SpaceHook:
+        found = (await self._db.run(store.endpoints, [space_id])).get(space_id)
+        if found is None:
+            return SpaceHook(enabled=False, space={})
+        space = {"slug": found.slug, "name": found.name, "environment": found.environment}
+        return SpaceHook(enabled=found.enabled, space=space)
 
     async def get(self, space_id: int) -> SpaceHook:
-        hook = self._hooks.get(space_id)
-        if hook is None:
-            generation = self._generation
-            found = (await self._db.run(store.endpoints, [space_id])).get(space_id)
-            hook = SpaceHook(
-                enabled=found is not None and found.enabled,
-                space=(
-                    {"slug": found.slug, "name": found.name, "environment": found.environment}
-                    if found
-                    else {}
-                ),
-            )
-            if generation == self._generation:
-                self._hooks[space_id] = hook
-        return hook
+        return await self._cache.get(space_id)
 
     def forget(self) -> None:
-        self._generation += 1
-        self._hooks.clear()
+        self._cache.forget()
 
 
 def event_delivery(

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import trio
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,41 @@ class EmbeddedPostgres:
         url: str = self._server.get_uri()
         log.info("embedded PostgreSQL running", extra={"data_dir": str(self.data_dir)})
         return url
+
+    def alive(self) -> bool:
+        """Whether the server process (the postmaster) is running."""
+        if self._server is None:
+            return False
+        info = self._server._postmaster_info
+        return info is not None and info.is_running()
+
+    def restart(self) -> str:
+        """Start the server again after it died (its data directory is kept); returns its
+        URL, the same as before. Raises when it cannot start yet (e.g. its old processes
+        still hold shared memory): the caller retries with backoff."""
+        assert self._server is not None
+        with type(self._server)._lock:
+            self._server.ensure_postgres_running()
+        url: str = self._server.get_uri()
+        log.info("embedded PostgreSQL restarted", extra={"data_dir": str(self.data_dir)})
+        return url
+
+    async def supervise(self, first_backoff: float = 0.5, max_backoff: float = 15.0) -> None:
+        """Restart the server whenever it dies, with exponential backoff, until cancelled
+        (API.md "Embedded PostgreSQL"). Meanwhile storage calls fail and answer 503."""
+        backoff = first_backoff
+        while True:
+            await trio.sleep(1.0 if self.alive() else backoff)
+            if self.alive():
+                backoff = first_backoff
+                continue
+            log.error("embedded PostgreSQL is not running; restarting it")
+            try:
+                await trio.to_thread.run_sync(self.restart)
+                backoff = first_backoff
+            except Exception as exc:  # pg_ctl failed; its log says why
+                log.warning("restarting embedded PostgreSQL failed: %s", type(exc).__name__)
+                backoff = min(backoff * 2, max_backoff)
 
     def stop(self) -> None:
         """Stop the server unless another live process still uses it.

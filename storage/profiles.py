@@ -92,11 +92,23 @@ def recent_redemptions(
         return cur.fetchall()
 
 
-def recent_history(
-    conn: Conn, space_id: int, user_id: str, limit: int
-) -> tuple[list[StoredEvent], list[StoredRedemption]]:
-    """A profile read's recent events and redemptions: one pool checkout, one thread hop."""
+def read_profile(
+    conn: Conn, space_id: int, user_id: str, limit: int, known_version: int
+) -> tuple[ProfileRow | None, list[StoredEvent], list[StoredRedemption]]:
+    """A profile read in one pool checkout and one thread hop: the stored profile if its
+    version is newer than ``known_version`` (another process wrote it), and its most
+    recent events and redemptions."""
+    with conn.cursor(row_factory=class_row(ProfileRow)) as cur:
+        cur.execute(
+            "SELECT traits, state, version, created_at, updated_at FROM profiles"
+            " WHERE space_id = %s AND user_id = %s AND version > %s",
+            (space_id, user_id, known_version),
+        )
+        fresher = cur.fetchone()
+    if fresher is None and known_version == 0:
+        return None, [], []
     return (
+        fresher,
         recent_events(conn, space_id, user_id, limit),
         recent_redemptions(conn, space_id, user_id, limit),
     )

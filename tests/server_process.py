@@ -24,8 +24,13 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, pg_url: str, workdir: Path, *extra_args: str, env: dict[str, str] | None = None
+        self,
+        pg_url: str | None,
+        workdir: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``pg_url`` None: the server runs its own embedded PostgreSQL in ``workdir``."""
         self.extra_env = env or {}
         self.pg_url = pg_url
         self.workdir = workdir
@@ -37,8 +42,8 @@ class ServerProcess:
 
     async def start(self) -> None:
         env = {
-            **os.environ,
-            "PERKAMO_DATABASE_URL": self.pg_url,
+            **{k: v for k, v in os.environ.items() if k != "PERKAMO_DATABASE_URL"},
+            **({"PERKAMO_DATABASE_URL": self.pg_url} if self.pg_url else {}),
             "PERKAMO_DATA_DIR": str(self.workdir),
             "PERKAMO_LOG_LEVEL": "info",
             "PERKAMO_SHUTDOWN_GRACE_SECONDS": "2",
@@ -53,7 +58,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
             )
         async with httpx.AsyncClient() as client:
-            with trio.fail_after(30):
+            with trio.fail_after(60):
                 while True:
                     assert self.proc.poll() is None, self.log()
                     try:

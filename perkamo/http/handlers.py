@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors import Reply as ActorReply
+from actors import Reply
 from storage.stats import space_stats
 
 from .. import configuration
 from ..documents import profile_document, program_document
-from ..errors import BadRequest, NotFound, NotSupported, PerkamoError, ServiceUnavailable
+from ..errors import (
+    BadRequest,
+    InternalError,
+    NotFound,
+    NotSupported,
+    PerkamoError,
+    ServiceUnavailable,
+)
 from ..metrics import CONTENT_TYPE
-from ..profile_actor import Identify, IdentifyResult, Ingest, ProfileView, Read, Redeem, Reply
+from ..profiles import (
+    Answer,
+    EventRequest,
+    Identify,
+    IdentifyResult,
+    Ingest,
+    ProfileView,
+    Read,
+    Redeem,
+)
 from ..program import MODULES
 from ..runtime import Runtime
 from ..timefmt import format_rfc3339
@@ -26,10 +43,11 @@ from ..wire import (
     redeem_input,
     tenants_named,
 )
-from .edge import Call, RawBody
+from .edge import Call, RawBody, rate_limited, rate_of
 from .errors import item_error
 
 Result = tuple[int, Any]
+log = logging.getLogger(__name__)
 
 MAX_FUTURE = timedelta(minutes=5)
 
@@ -59,15 +77,18 @@ async def identify(call: Call) -> Result:
     }
 
 
+def _ingest(event: EventInput, call: Call) -> Ingest:
+    request = EventRequest(event.transaction_id, event.event, event.context, event.occurred_at)
+    return Ingest(request, call.received_at, call.key.space_limits)
+
+
 async def ingest_event(call: Call) -> Result:
     event = event_input(call.body)
     _check_not_future(event, call.received_at)
-    reply = await call.runtime.ask(
-        (call.key.space_id, event.user_id),
-        Ingest(event, call.received_at, call.key.space_limits),
-        writes=True,
+    answer = await call.runtime.ask(
+        (call.key.space_id, event.user_id), _ingest(event, call), writes=True
     )
-    return 200, reply
+    return 200, answer
 
 
 _FAILED_ITEM: dict[str, Any] = {
@@ -86,12 +107,19 @@ def _failed(exc: PerkamoError) -> dict[str, Any]:
 
 
 async def ingest_batch(call: Call) -> Result:
-    """Each item succeeds or fails on its own. Items are admitted in list order, so one
-    user's items apply in that order; different users proceed in parallel. An item reusing
-    the transaction id of an earlier item for another user waits for that item to settle,
-    so the later one is the duplicate or the conflict."""
+    """Each item succeeds or fails on its own, whatever happens to its neighbours. Items are
+    admitted in list order, so one user's items apply in that order; different users
+    proceed in parallel. An item reusing the transaction id of an earlier item for another
+    user waits for that item to settle, so the later one is the duplicate or the conflict.
+    A batch takes one rate-limit token per item; all its items share one deadline."""
     batch = batch_items(call.body)
     runtime = call.runtime
+    if len(batch.events) > 1:  # the edge took the first token
+        decision = runtime.rate_limiter.take(
+            call.key.id, *rate_of(call.key), cost=len(batch.events) - 1
+        )
+        if not decision.allowed:
+            raise rate_limited(decision)
     results: list[dict[str, Any] | None] = [None] * len(batch.events)
     waves: list[list[tuple[int, EventInput]]] = [[]]
     owner_of: dict[str, tuple[str, int]] = {}  # transaction id -> (user, wave)
@@ -111,29 +139,31 @@ async def ingest_batch(call: Call) -> Result:
         while len(waves) <= wave:
             waves.append([])
         waves[wave].append((index, event))
+    deadline = runtime.deadline()
     for wave_items in waves:
-        submitted: list[tuple[int, ActorReply[Reply]]] = []
+        submitted: list[tuple[int, Reply[Answer]]] = []
         for index, event in wave_items:
             try:
-                submitted.append(
-                    (
-                        index,
-                        runtime.submit(
-                            (call.key.space_id, event.user_id),
-                            Ingest(event, call.received_at, call.key.space_limits),
-                        ),
-                    )
-                )
+                key = (call.key.space_id, event.user_id)
+                submitted.append((index, runtime.submit(key, _ingest(event, call))))
             except ServiceUnavailable as exc:
                 results[index] = _failed(exc)
         for index, reply in submitted:
-            try:
-                value = await runtime.outcome(reply, writes=True)
-                assert isinstance(value, dict)
-                results[index] = value
-            except PerkamoError as exc:
-                results[index] = _failed(exc)
+            results[index] = await _item(runtime, reply, deadline)
     return 200, {"results": results}
+
+
+async def _item(runtime: Runtime, reply: Reply[Answer], deadline: float) -> dict[str, Any]:
+    """One batch item's result; a failure of any kind is that item's error alone."""
+    try:
+        value = await runtime.outcome(reply, writes=True, deadline=deadline)
+        assert isinstance(value, dict)
+        return value
+    except PerkamoError as exc:
+        return _failed(exc)
+    except Exception:
+        log.exception("a batch item failed")
+        return _failed(InternalError("Something went wrong on our side; retry shortly."))
 
 
 async def profile(call: Call) -> Result:
@@ -250,7 +280,10 @@ async def healthz(runtime: Runtime) -> Result:
 
 
 async def readyz(runtime: Runtime) -> Result:
-    if runtime.actors.closed:
-        raise ServiceUnavailable("The server is shutting down.", code="overloaded")
-    await runtime.db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+    """Ready: accepting work and storage answering (a background probe's latest verdict,
+    so this never waits behind the load it reports on)."""
+    if runtime.stopping or runtime.actors.closed:
+        raise ServiceUnavailable("The server is shutting down.", code="shutting_down")
+    if not runtime.health.ready():
+        raise ServiceUnavailable("Storage is unavailable.", code="storage_unavailable")
     return 200, {"status": "ready"}

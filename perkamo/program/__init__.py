@@ -4,6 +4,7 @@ from .compiler import InvalidConfig, Problem, compile_program, parse_module
 from .engine import EngineEvent, apply, apply_identify
 from .model import EMPTY_PROGRAM, Outcome, ProfileState, Program
 from .schema import MODULES
+from .traits import merge_traits
 
 __all__ = [
     "EMPTY_PROGRAM",
@@ -17,5 +18,6 @@ __all__ = [
     "apply",
     "apply_identify",
     "compile_program",
+    "merge_traits",
     "parse_module",
 ]

@@ -243,3 +243,35 @@ def test_actors_package_imports_nothing_from_the_product():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+async def test_a_withdrawn_message_is_never_handled(autojump_clock):
+    """A caller that stops waiting before the actor took its message can take it back, and
+    then knows for certain it was not applied; once taken it cannot be withdrawn."""
+    log: list[tuple[str, object]] = []
+    async with open_actor_system(recorder_factory(log, delay=1.0)) as system:
+        first = system.ask_nowait("a", 1)
+        await trio.sleep(0.5)  # the actor has taken 1 and is busy with it
+        second = system.ask_nowait("a", 2)
+        third = system.ask_nowait("a", 3)
+        assert not first.withdraw()
+        assert second.withdraw()
+        assert await first.wait() == ("a", 1)
+        assert await third.wait() == ("a", 3)
+        assert system.statistics().pending == 0
+    assert [m for _, m in log] == [1, 3]
+
+
+async def test_the_work_the_system_holds_is_bounded(autojump_clock):
+    from actors import SystemFull
+
+    log: list[tuple[str, object]] = []
+    async with open_actor_system(recorder_factory(log, delay=1.0), max_pending=3) as system:
+        replies = [system.ask_nowait(key, 0) for key in "abc"]
+        with pytest.raises(SystemFull):
+            system.ask_nowait("d", 0)
+        assert system.statistics().pending == 3
+        for reply in replies:
+            await reply.wait()
+        assert system.statistics().pending == 0
+        assert await system.ask_nowait("d", 1).wait() == ("d", 1)

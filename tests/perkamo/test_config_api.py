@@ -262,7 +262,7 @@ async def test_another_process_sees_an_activation(pg_url, space, tmp_path):
         changed = with_rule(award=[{"wallet": "points", "amount": 7}])
         await a.post("/v1/admin/config/events", {"version": "e2", "body": changed})
         with trio.fail_after(2):  # NOTIFY reaches the other runtime's catalog
-            while second.programs._programs.get(space.space.id) is not None:
+            while second.programs.cached(space.space.id) is not None:
                 await trio.sleep(0.02)
         out = await b.post("/v1/events", {"user_id": "v", "event": "e", "transaction_id": "2"})
         assert out.body["delta"] == [{"wallet": "points", "amount": 7}]

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from perkamo.configuration import activate_demo
 from perkamo.http.app import create_app
+from perkamo.profiles.replay import replay_profile
 from perkamo.program import EngineEvent, ProfileState, apply
 from perkamo.program.engine import copy_state
-from perkamo.replay import replay_profile
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from tests.conftest import Api, make_space

@@ -255,6 +255,34 @@ async def test_batch_items_over_the_limit_fail_alone(shop, space, pg_url):
     assert meters["events"]["used"] == 3 and meters["profiles"]["used"] <= 2
 
 
+async def test_a_duplicate_in_a_batch_never_takes_the_last_usage_slot(shop, space, pg_url):
+    """D12: with 3 of 4 events used, a batch [a retry of an applied event, a new event for
+    another user] refused the new event: the retry had reserved the last slot and the new
+    one was judged before the retry turned out a duplicate. Both orders now apply it."""
+    set_limits(pg_url, space.slug, events=4)
+    await trio.sleep(0.6)
+    for n in range(3):
+        body = {"user_id": f"old{n}", "event": "buy", "transaction_id": f"e{n}"}
+        assert (await shop.post("/v1/events", body)).status == 200
+    retry = {"user_id": "old0", "event": "buy", "transaction_id": "e0"}
+    for n, order in enumerate(("retry-first", "new-first")):
+        new = {"user_id": f"new{n}", "event": "buy", "transaction_id": f"new{n}"}
+        items = [retry, new] if order == "retry-first" else [new, retry]
+        results = (await shop.post("/v1/events:batch", {"events": items})).body["results"]
+        by_tx = {
+            item["transaction_id"]: result for item, result in zip(items, results, strict=True)
+        }
+        assert by_tx["e0"]["duplicate"] is True, order
+        if n == 0:
+            assert "error" not in by_tx[new["transaction_id"]], by_tx[new["transaction_id"]][
+                "error"
+            ]
+        else:  # the limit is now full: a new event is refused, the duplicate still is not
+            assert by_tx[new["transaction_id"]]["error"]["error"] == "usage_limit_exceeded"
+    meters = (await shop.get("/v1/usage")).body["meters"]
+    assert meters["events"] == {"used": 4, "limit": 4}
+
+
 # -- rate limiting (virtual time) -------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ with a flush at most a second later.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,8 @@ import trio
 from storage import Database, Status, Unit
 from storage.profiles import usage_counters
 
-from .errors import TooManyRequests
+from ..errors import TooManyRequests
+from ..shared_cache import SharedCache
 
 METERS = ("events", "api_requests", "profiles", "redemptions")
 # Counted like api_requests but not limits: what share of the mutating requests were signed.
@@ -49,26 +50,27 @@ def limit_exceeded(meter: str, moment: datetime) -> TooManyRequests:
 class UsageLedger:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._used: dict[tuple[int, date], dict[str, int]] = {}
+        self._used: SharedCache[tuple[int, date], dict[str, int]] = SharedCache(self._committed)
         self._reserved: dict[tuple[int, date, str], int] = {}
         self._requests: dict[tuple[int, date, str], int] = {}  # not yet flushed
+        self._settled: trio.Event | None = None  # set at the next settle, if anyone waits
+
+    async def _committed(self, key: tuple[int, date]) -> dict[str, int]:
+        return await self._db.run(usage_counters, *key)
 
     async def load(self, space_id: int, period: date) -> dict[str, int]:
-        """The committed meters of a period (read from storage once per process)."""
-        key = (space_id, period)
-        if key not in self._used:
-            used = await self._db.run(usage_counters, space_id, period)
-            self._used.setdefault(key, used)
-        return self._used[key]
+        """The committed meters of a period (read from storage once per process; what this
+        process commits is added as it commits)."""
+        return await self._used.get((space_id, period))
 
     def reserve(
-        self, space_id: int, period: date, meter: str, amount: int, limits: dict[str, Any]
+        self, space_id: int, period: date, meter: str, amount: int, limits: Mapping[str, Any]
     ) -> bool:
         """Reserve ``amount`` under the limit (call ``load`` first); False when over."""
         limit = limits.get(meter)
         key = (space_id, period, meter)
         if limit is not None:
-            used = self._used.get((space_id, period), {}).get(meter, 0)
+            used = (self._used.peek((space_id, period)) or {}).get(meter, 0)
             if used + self._reserved.get(key, 0) + amount > limit:
                 return False
         self._reserved[key] = self._reserved.get(key, 0) + amount
@@ -78,9 +80,24 @@ class UsageLedger:
         """Turn a reservation into committed usage (``used`` may be less; the rest frees)."""
         key = (space_id, period, meter)
         self._reserved[key] = self._reserved.get(key, 0) - reserved
-        if used:
-            meters = self._used.setdefault((space_id, period), {})
+        meters = self._used.peek((space_id, period))
+        if used and meters is not None:
             meters[meter] = meters.get(meter, 0) + used
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def in_flight(self, space_id: int, period: date, meter: str) -> int:
+        """Reserved and not yet settled: usage that may still be released (a duplicate, a
+        refusal), so a limit it fills is not yet certainly reached."""
+        return self._reserved.get((space_id, period, meter), 0)
+
+    async def wait_until_settled(self, space_id: int, period: date, meter: str) -> None:
+        """Until nothing of that meter is in flight (the caller must hold no reservation)."""
+        while self.in_flight(space_id, period, meter) > 0:
+            if self._settled is None:
+                self._settled = trio.Event()
+            await self._settled.wait()
 
     def count_request(self, space_id: int, moment: datetime, meter: str = "api_requests") -> None:
         key = (space_id, period_of(moment), meter)
@@ -93,8 +110,7 @@ class UsageLedger:
         verdict = await commit(Unit([], None, usage=dict(pending)))
         if verdict.status is Status.COMMITTED:
             for (space_id, period, meter), n in pending.items():
-                if (space_id, period) in self._used:
-                    meters = self._used[(space_id, period)]
+                if (meters := self._used.peek((space_id, period))) is not None:
                     meters[meter] = meters.get(meter, 0) + n
         else:  # keep them for the next flush
             for key, n in pending.items():

@@ -10,9 +10,16 @@ import psycopg
 
 from storage.history import config_bodies, profile_history
 
-from .profile_actor import merge_traits
-from .program import EngineEvent, ProfileState, Program, apply, apply_identify, compile_program
-from .program.rewards import redeem
+from ..program import (
+    EngineEvent,
+    ProfileState,
+    Program,
+    apply,
+    apply_identify,
+    compile_program,
+    merge_traits,
+)
+from ..program.rewards import redeem
 
 Conn = psycopg.Connection[Any]
 

@@ -1,0 +1,35 @@
+"""The profile domain: the actor that owns a profile and applies its writes in order, the
+usage meters, history replay and ledger verification."""
+
+from .actor import ProfileActor, ProfileServices
+from .messages import (
+    Answer,
+    EventRequest,
+    Identify,
+    IdentifyResult,
+    Ingest,
+    Message,
+    ProfileKey,
+    ProfileView,
+    Read,
+    Redeem,
+)
+from .snapshot import Snapshot
+from .usage import UsageLedger
+
+__all__ = [
+    "Answer",
+    "EventRequest",
+    "Identify",
+    "IdentifyResult",
+    "Ingest",
+    "Message",
+    "ProfileActor",
+    "ProfileKey",
+    "ProfileServices",
+    "ProfileView",
+    "Read",
+    "Redeem",
+    "Snapshot",
+    "UsageLedger",
+]

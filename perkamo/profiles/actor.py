@@ -1,0 +1,271 @@
+"""The profile actor: owns one profile, applies its writes in order, and answers only after
+the group commit has made the answer durable.
+
+Every message already waiting in the mailbox is handled as one batch: consecutive writes are
+staged as one unit (their rows and one snapshot) and share a commit; a read answers from the
+committed state. A unit refused at commit is settled write by write — a taken transaction
+id is answered from the stored original (duplicate or conflict), a stale version (another
+process wrote the profile) reloads and re-applies — and the rest is staged again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import trio
+
+from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
+from storage.profile_loader import ProfileLoader
+from storage.profiles import read_profile
+
+from ..configuration import ProgramCatalog
+from ..errors import ServiceUnavailable
+from ..webhooks import WebhookRegistry
+from .idempotency import judge_taken
+from .messages import (
+    RECENT,
+    Answer,
+    Ingest,
+    Message,
+    ProfileKey,
+    ProfileView,
+    Read,
+    Redeem,
+    TransactionKey,
+    Write,
+    transaction_of,
+)
+from .reservations import Reservations
+from .snapshot import Snapshot
+from .staging import OverLimit, Staged, stage
+from .usage import UsageLedger, limit_exceeded, period_of
+
+# Rounds of staging one batch may take: a stale version, a taken id or a usage wait each
+# costs one. Two processes racing on one hot profile settle in a few; past this the writes
+# answer 503 (retry with the same ids) instead of holding the mailbox.
+_MAX_ROUNDS = 8
+_STALE_BACKOFF = 0.004  # seconds × round, randomised, between rounds lost to a version race
+_USAGE_WAIT = 2.0  # at most this long for other profiles' reservations of a full meter
+_COMMITTED = Verdict(Status.COMMITTED)
+
+
+class ProfileServices:
+    """What every profile actor shares: storage, the writer, the programs, the meters."""
+
+    def __init__(
+        self,
+        db: Database,
+        loader: ProfileLoader,
+        writer: GroupCommitWriter,
+        programs: ProgramCatalog,
+        usage: UsageLedger,
+        webhooks: WebhookRegistry,
+        deliveries_committed: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.loader = loader
+        self.writer = writer
+        self.programs = programs
+        self.usage = usage
+        self.webhooks = webhooks
+        self.deliveries_committed = deliveries_committed
+
+    async def activate(self, key: ProfileKey) -> ProfileActor:
+        space_id, user_id = key
+        row = await self.loader.load(space_id, user_id)
+        return ProfileActor(self, space_id, user_id, Snapshot.from_row(row))
+
+
+class ProfileActor:
+    def __init__(
+        self, services: ProfileServices, space_id: int, user_id: str, snapshot: Snapshot
+    ) -> None:
+        self._services = services
+        self._space_id = space_id
+        self._user_id = user_id
+        self._snapshot = snapshot
+        self._reload = False  # a write failed unexpectedly: trust storage, not memory
+
+    async def receive(self, messages: Sequence[Message]) -> list[Answer]:
+        if self._reload:
+            row = await self._services.loader.load(self._space_id, self._user_id)
+            self._snapshot, self._reload = Snapshot.from_row(row), False
+        answers: list[Answer] = []
+        start = 0
+        while start < len(messages):
+            if isinstance(messages[start], Read):
+                answers.append(await self._read())
+                start += 1
+                continue
+            end = _unit_end(messages, start)
+            writes = [m for m in messages[start:end] if not isinstance(m, Read)]
+            answers.extend(await self._write(writes))
+            start = end
+        return answers
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _read(self) -> ProfileView | None:
+        """The committed profile. Another process may have written it since this actor
+        loaded it: the read brings the newer snapshot along in the same query."""
+        db, space, user = self._services.db, self._space_id, self._user_id
+        fresher, events, redemptions = await db.run(
+            read_profile, space, user, RECENT, self._snapshot.version
+        )
+        if fresher is not None:
+            self._snapshot = Snapshot.from_row(fresher)
+        snap = self._snapshot
+        if not snap.exists:
+            return None
+        assert snap.created_at is not None and snap.updated_at is not None
+        return ProfileView(
+            snap.traits, snap.state, snap.created_at, snap.updated_at, events, redemptions
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _write(self, messages: list[Write]) -> list[Answer]:
+        """Answer every write once its fate is certain (see the module docstring)."""
+        answers: dict[int, Answer] = {}
+        for period in {period_of(m.received_at) for m in messages}:
+            await self._services.usage.load(self._space_id, period)
+        # Idempotency before business rules: a retried redemption whose points were spent
+        # since is a duplicate, not "insufficient balance".
+        redemptions = frozenset(m.transaction_id for m in messages if isinstance(m, Redeem))
+        self._answer_taken(messages, answers, await self._judge(messages, frozenset(), redemptions))
+        waited: set[int] = set()
+        for round_ in range(_MAX_ROUNDS):
+            todo = [i for i in range(len(messages)) if i not in answers]
+            if not todo:
+                break
+            staged = await self._stage([messages[i] for i in todo])
+            verdict = (
+                await self._services.writer.commit(staged.unit) if staged.writes else _COMMITTED
+            )
+            staged.reservations.settle(verdict.status is Status.COMMITTED)
+            self._reload = self._reload or staged.failed
+            over: list[tuple[int, OverLimit]] = []
+            for i, step in zip(todo, staged.steps, strict=True):
+                if isinstance(step.answer, OverLimit):
+                    over.append((i, step.answer))
+                elif verdict.status is Status.COMMITTED or not step.needs_commit:
+                    answers[i] = step.answer
+            if verdict.status is Status.COMMITTED:
+                self._adopt(staged)
+                await self._answer_over_limit(over, messages, answers, waited)
+            elif verdict.status is Status.CONFLICT:
+                pending = [messages[i] for i in todo if i not in answers]
+                taken = await self._judge(
+                    pending, verdict.conflicts, verdict.redemption_conflicts, refused_at_commit=True
+                )
+                self._answer_taken(messages, answers, taken)
+            elif verdict.status is Status.STALE:
+                # Another process wrote this profile: re-apply on its state, after a
+                # randomised pause so that two racing processes do not collide again.
+                row = await self._services.loader.load(self._space_id, self._user_id)
+                self._snapshot = Snapshot.from_row(row)
+                await trio.sleep(random.uniform(0, _STALE_BACKOFF * (round_ + 1)))
+            elif verdict.status is Status.UNAVAILABLE:
+                down = ServiceUnavailable(
+                    "Storage is unavailable; retry with the same transaction_id.",
+                    code="storage_unavailable",
+                )
+                answers.update({i: down for i in todo if i not in answers})
+            else:
+                raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
+        unsettled = ServiceUnavailable(
+            "This profile is being written by another server process too; retry with the "
+            "same transaction_id.",
+            code="overloaded",
+        )
+        return [answers.get(i, unsettled) for i in range(len(messages))]
+
+    async def _stage(self, messages: list[Write]) -> Staged:
+        services = self._services
+        program = await services.programs.get(self._space_id)
+        hook = await services.webhooks.get(self._space_id)
+        reservations = Reservations(services.usage, self._space_id)
+        return stage(
+            self._space_id, self._user_id, self._snapshot, messages, program, hook, reservations
+        )
+
+    def _adopt(self, staged: Staged) -> None:
+        self._snapshot = staged.after
+        if staged.unit.outbox:
+            self._services.deliveries_committed()
+
+    async def _answer_over_limit(
+        self,
+        over: list[tuple[int, OverLimit]],
+        messages: list[Write],
+        answers: dict[int, Answer],
+        waited: set[int],
+    ) -> None:
+        """Usage refusals. A duplicate of a stored write is answered as such, never 429. A
+        limit filled by other profiles' reservations was not certainly reached (one may be
+        a duplicate and be released, maybe already since the refusal): wait until none is
+        in flight, then stage the write once more before refusing it."""
+        if not over:
+            return
+        events = frozenset(
+            m.transaction_id for i, _ in over if isinstance(m := messages[i], Ingest)
+        )
+        taken = await self._judge([messages[i] for i, _ in over], events, frozenset())
+        self._answer_taken(messages, answers, taken)
+        usage = self._services.usage
+        for i, refusal in over:
+            if i in answers:
+                continue
+            if i not in waited:
+                waited.add(i)
+                with trio.move_on_after(_USAGE_WAIT):
+                    period = period_of(refusal.moment)
+                    await usage.wait_until_settled(self._space_id, period, refusal.meter)
+                continue  # staged again in the next round
+            answers[i] = limit_exceeded(refusal.meter, refusal.moment)
+
+    async def _judge(
+        self,
+        messages: Sequence[Write],
+        event_ids: frozenset[str],
+        redemption_ids: frozenset[str],
+        *,
+        refused_at_commit: bool = False,
+    ) -> dict[TransactionKey, Answer]:
+        return await judge_taken(
+            self._services.db,
+            self._space_id,
+            self._user_id,
+            messages,
+            event_ids,
+            redemption_ids,
+            refused_at_commit=refused_at_commit,
+        )
+
+    @staticmethod
+    def _answer_taken(
+        messages: list[Write], answers: dict[int, Answer], taken: dict[TransactionKey, Answer]
+    ) -> None:
+        for i, message in enumerate(messages):
+            key = transaction_of(message)
+            if i not in answers and key is not None and key in taken:
+                answers[i] = taken[key]
+
+
+def _unit_end(messages: Sequence[Message], start: int) -> int:
+    """Writes from ``start`` up to a read or a repeated transaction id (which must be judged
+    against the committed earlier one)."""
+    seen: set[TransactionKey] = set()
+    end = start
+    while end < len(messages):
+        message = messages[end]
+        if isinstance(message, Read):
+            break
+        key = transaction_of(message)
+        if key is not None:
+            if key in seen:
+                break
+            seen.add(key)
+        end += 1
+    return end

@@ -1,0 +1,93 @@
+"""What a profile actor is asked, and what it answers.
+
+Messages carry the request as the profile needs it (never the HTTP request Struct), with
+the server's receive time and the Space's usage limits at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from storage.profiles import StoredEvent, StoredRedemption
+
+from ..errors import PerkamoError
+from ..program import ProfileState
+
+ProfileKey = tuple[int, str]  # (space_id, user_id)
+RECENT = 20  # events and redemptions a profile document lists
+
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    transaction_id: str
+    event: str
+    context: dict[str, Any]
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    event: EventRequest
+    received_at: datetime
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def transaction_id(self) -> str:
+        return self.event.transaction_id
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    traits: dict[str, Any]
+    received_at: datetime
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem:
+    reward_key: str
+    transaction_id: str
+    context: dict[str, Any]
+    received_at: datetime
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyResult:
+    traits: dict[str, Any]
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    traits: dict[str, Any]
+    state: ProfileState
+    created_at: datetime
+    updated_at: datetime
+    recent_events: list[StoredEvent]
+    recent_redemptions: list[StoredRedemption]
+
+
+Message = Ingest | Identify | Redeem | Read
+Write = Ingest | Identify | Redeem
+# An event's or redemption's answer is its response body; failures are answered, not
+# raised, so that one bad item never fails its neighbours in a batch.
+Answer = dict[str, Any] | IdentifyResult | ProfileView | PerkamoError | None
+TransactionKey = tuple[str, str]  # (namespace, transaction id)
+
+
+def transaction_of(message: Write) -> TransactionKey | None:
+    """The idempotency key: namespace and transaction id (identify has none)."""
+    if isinstance(message, Ingest):
+        return ("event", message.event.transaction_id)
+    if isinstance(message, Redeem):
+        return ("redemption", message.transaction_id)
+    return None
