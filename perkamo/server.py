@@ -112,8 +112,13 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
             # close; a request on an open connection is answered 503 shutting_down; idle
             # connections are closed as they become idle. The grace period is a ceiling.
             runtime.stopping = True
-            with trio.move_on_after(settings.shutdown_grace_seconds):
+            with trio.move_on_after(settings.shutdown_grace_seconds) as grace:
                 await connections.close_idle_until_done()
+            if grace.cancelled_caught:
+                log.warning(
+                    "connections still open at the end of the grace period",
+                    extra={"connections": "; ".join(connections.describe_live())},
+                )
             sweeper.cancel()
         log.info("HTTP server stopped; draining profiles")
 

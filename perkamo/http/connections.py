@@ -4,13 +4,18 @@
 protocol-level answers hypercorn writes itself get the JSON error body. Each point below was
 a defect found from outside; the test named beside it fails without the mend.
 
-1. **Closing a connection inside the request's task.** hypercorn closes a connection that
-   must close (``Connection: close``, HTTP/1.0, a shutdown) from the task that sent the last
-   byte of the response: the app's task. quart-trio cancels that task's scope as soon as
-   hypercorn queues the ``http.disconnect`` that the close itself produces, so the close was
-   cancelled halfway and the socket stayed open until the read timeout (the bare
-   quart-trio echo app shows it). The close is shielded here.
-   (``tests/perkamo/test_connections.py::test_connection_close_and_http_1_0_close_at_once``)
+1. **Ending a request inside the request's task.** hypercorn finishes a request — tells the
+   app the stream closed, then starts the connection's next cycle or closes it (for
+   ``Connection: close``, HTTP/1.0, a shutdown) — from the task that sent the response's last
+   byte: the app's task. quart-trio cancels that task's scope as soon as it receives the
+   ``http.disconnect`` this very step queues, so the step was cancelled halfway: the socket
+   stayed open until the read timeout (the bare quart-trio echo app shows it), and under load
+   at a shutdown a connection could be left neither idle nor closed, holding the shutdown
+   for its whole grace period. The step is shielded here (bounded: if the app's queue is
+   full it gives up and closes the connection).
+   (``tests/perkamo/test_connections.py::test_connection_close_and_http_1_0_close_at_once``,
+   ``tests/perkamo/test_process.py::
+   test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period``)
 2. **Lingering close.** Closing a socket whose client is still sending makes the kernel
    reset the connection, and the client may lose the answer it was sent (a 401 before the
    body, a 413). The close sends FIN first and reads (discarding) for up to
@@ -52,7 +57,7 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
-from ..errors import InternalError, PerkamoError, ServiceUnavailable
+from ..errors import Code, PerkamoError
 from .errors import error_body, new_request_id
 
 LINGER_SECONDS = 2.0
@@ -66,20 +71,6 @@ _encoder = msgspec.json.Encoder()
 class Limits:
     read_timeout: float = 30.0  # headers and body of one request; also the idle keep-alive
     max_connections: int = 4096
-
-
-class RequestTimeout(PerkamoError):
-    status = 408
-    default_code = "request_timeout"
-
-
-class HeadersTooLarge(PerkamoError):
-    status = 431
-    default_code = "headers_too_large"
-
-
-class InvalidHttp(PerkamoError):
-    default_code = "validation_error"
 
 
 def error_bytes(exc: PerkamoError) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -115,6 +106,7 @@ class ConnectionServer(TCPServer):
         self.receiving_since: float | None = None  # first byte of a request not yet complete
         self.read_done = trio.Event()
         self.closing = False
+        self._feeding = trio.CancelScope()  # around handing received bytes to hypercorn
 
     async def run(self) -> None:
         if len(self.live) >= self.limits.max_connections:
@@ -127,8 +119,8 @@ class ConnectionServer(TCPServer):
             self.live.discard(self)
 
     async def _refuse(self) -> None:
-        exc = ServiceUnavailable(
-            "The server has too many open connections; retry shortly.", code="overloaded"
+        exc = PerkamoError(
+            Code.OVERLOADED, "The server has too many open connections; retry shortly."
         )
         with trio.CancelScope(shield=True):
             # Answer, then read what the client sent (briefly): closing with unread data
@@ -144,19 +136,34 @@ class ConnectionServer(TCPServer):
             await self.stream.aclose()
 
     async def _read_data(self) -> None:
-        # hypercorn's loop, minus its per-receive timeout: the sweeper bounds whole requests.
+        # hypercorn's loop, minus its per-receive timeout (the sweeper bounds whole
+        # requests), and able to stop feeding hypercorn when the connection closes: a
+        # request that arrived behind the last one parks hypercorn's reader (h11 paused
+        # until a next cycle that a closing connection never starts); from then on what
+        # the client sends is read and dropped, so the close can linger without a reset.
         try:
-            while True:
+            ended = False
+            with self._feeding:
+                while True:
+                    try:
+                        data = await self.stream.receive_some(MAX_RECV)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        ended = True
+                        break
+                    if data and self.receiving_since is None:
+                        self.receiving_since = trio.current_time()
+                    await self.protocol.handle(RawData(bytes(data)))
+                    if data == b"":
+                        ended = True
+                        break
+            if not ended:  # the close cancelled the feeding: drop what still arrives
                 try:
-                    data = await self.stream.receive_some(MAX_RECV)
+                    while await self.stream.receive_some(MAX_RECV):
+                        pass
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    break
-                if data and self.receiving_since is None and not self.closing:
-                    self.receiving_since = trio.current_time()
-                await self.protocol.handle(RawData(bytes(data)))
-                if data == b"":
-                    break
-            await self.protocol.handle(Closed())
+                    pass
+            with trio.CancelScope(shield=True):
+                await self.protocol.handle(Closed())
         finally:
             self.read_done.set()
             # hypercorn's first idle timer would otherwise hold the finished connection
@@ -182,6 +189,7 @@ class ConnectionServer(TCPServer):
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
             self.closing = True
+            self._feeding.cancel()
             try:
                 await self.stream.send_eof()
             except (
@@ -206,8 +214,9 @@ class ConnectionServer(TCPServer):
                 h11.IDLE,
                 h11.SEND_RESPONSE,
             ):
-                exc = RequestTimeout(
-                    f"The request did not arrive within {self.limits.read_timeout:g} s."
+                exc = PerkamoError(
+                    Code.REQUEST_TIMEOUT,
+                    f"The request did not arrive within {self.limits.read_timeout:g} s.",
                 )
                 async with self.send_lock:
                     with trio.move_on_after(1):
@@ -276,6 +285,24 @@ async def watch(limits: Limits) -> None:
         await sweep(trio.current_time())
 
 
+def describe_live() -> list[str]:
+    """The state of every open connection (logged when a shutdown's grace period ends)."""
+    described = []
+    for c in ConnectionServer.live:
+        h11_connection = _h11(c)
+        states = (
+            f"{h11_connection.our_state.__name__}/{h11_connection.their_state.__name__}"
+            if h11_connection is not None
+            else "not-h11"
+        )
+        stream = getattr(getattr(c.protocol, "protocol", None), "stream", None)
+        described.append(
+            f"idle={c.idle} receiving={c.receiving_since is not None} closing={c.closing}"
+            f" read_done={c.read_done.is_set()} stream={type(stream).__name__} {states}"
+        )
+    return described
+
+
 def idle_connections() -> Iterable[ConnectionServer]:
     return [c for c in ConnectionServer.live if c.idle and c.receiving_since is None]
 
@@ -291,14 +318,31 @@ async def close_idle_until_done(poll: float = 0.05) -> None:
         await trio.sleep(poll)
 
 
+RECYCLE_SECONDS = 1.0
+_original_recycle = hypercorn_h11.H11Protocol._maybe_recycle
+
+
+async def _recycle_shielded(self: hypercorn_h11.H11Protocol) -> None:
+    """hypercorn's end of a request, protected from the app task's cancellation (see 1)."""
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + RECYCLE_SECONDS
+        await _original_recycle(self)
+    if scope.cancelled_caught:
+        with trio.CancelScope(shield=True):
+            await self.send(Closed())
+
+
 async def _json_protocol_error(self: hypercorn_h11.H11Protocol, status_code: int) -> None:
     """h11 refused the request (malformed, duplicate or negative content-length, headers
     over the limit): the answer hypercorn writes, with the JSON error body."""
     exc: PerkamoError
     if status_code == 431:
-        exc = HeadersTooLarge("The request line and headers are larger than 16 KiB.")
+        exc = PerkamoError(
+            Code.HEADERS_TOO_LARGE, "The request line and headers are larger than 16 KiB."
+        )
     else:
-        exc = InvalidHttp(
+        exc = PerkamoError(
+            Code.VALIDATION_ERROR,
             "The request is not valid HTTP/1.1 (request line, a header or content-length).",
             details=[{"path": "headers", "message": "not valid HTTP/1.1"}],
         )
@@ -315,7 +359,9 @@ async def _json_protocol_error(self: hypercorn_h11.H11Protocol, status_code: int
 
 async def _json_stream_error(self: hypercorn_stream.HTTPStream, status_code: int) -> None:
     """An app that ended without answering (a defect): a JSON 500, not an empty one."""
-    body, headers = error_bytes(InternalError("Something went wrong on our side; retry shortly."))
+    body, headers = error_bytes(
+        PerkamoError(Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly.")
+    )
     await self.send(Response(stream_id=self.stream_id, headers=headers, status_code=500))
     await self.send(Body(stream_id=self.stream_id, data=body))
     await self.send(EndBody(stream_id=self.stream_id))
@@ -327,4 +373,5 @@ def install(limits: Limits) -> None:
     ConnectionServer.limits = limits
     setattr(hypercorn_run, "TCPServer", ConnectionServer)  # noqa: B010 (not re-exported)
     hypercorn_h11.H11Protocol._send_error_response = _json_protocol_error  # type: ignore[method-assign]
+    hypercorn_h11.H11Protocol._maybe_recycle = _recycle_shielded  # type: ignore[method-assign]
     hypercorn_stream.HTTPStream._send_error_response = _json_stream_error  # type: ignore[method-assign]
