@@ -13,7 +13,7 @@ from collections.abc import Callable
 from storage import Database
 from storage.spaces import KeyRecord, find_key_by_hash
 
-from .errors import Unauthorized
+from .errors import Code, PerkamoError
 from .keys import hash_key
 from .shared_cache import SharedCache
 
@@ -41,12 +41,11 @@ class Authenticator:
         Raises Unauthorized: missing_api_key, or invalid_api_key for unknown/revoked keys.
         """
         if not key:
-            raise Unauthorized(
-                "Send your secret API key in the x-perkamo-api-key header.",
-                code="missing_api_key",
+            raise PerkamoError(
+                Code.MISSING_API_KEY, "Send your secret API key in the x-perkamo-api-key header."
             )
         max_age = None if self._listener_healthy() else _UNTRUSTED_TTL
         record = await self._cache.get(hash_key(key), max_age=max_age)
         if record is None or record.revoked_at is not None:
-            raise Unauthorized("The API key is unknown or revoked.", code="invalid_api_key")
+            raise PerkamoError(Code.INVALID_API_KEY, "The API key is unknown or revoked.")
         return record, key

@@ -22,7 +22,7 @@ from storage import Database
 from storage import config as config_store
 
 from .canonical import FORM, checksum
-from .errors import BadRequest, NotFound, ValidationFailed
+from .errors import Code, PerkamoError, validation_failed
 from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
 from .shared_cache import SharedCache
 from .timefmt import format_rfc3339
@@ -32,11 +32,11 @@ Conn = psycopg.Connection[Any]
 U = TypeVar("U", bound=msgspec.Struct)
 
 
-def invalid_config(exc: InvalidConfig) -> BadRequest:
+def invalid_config(exc: InvalidConfig) -> PerkamoError:
     first = exc.problems[0]
-    return BadRequest(
+    return PerkamoError(
+        Code.INVALID_CONFIG,
         f"The configuration is invalid: {first.path}: {first.message}",
-        code="invalid_config",
         details=[{"path": p.path, "message": p.message} for p in exc.problems],
     )
 
@@ -110,17 +110,17 @@ def envelope(value: Any, shape: type[U]) -> U:
         return msgspec.convert(value, shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, "")
-        raise ValidationFailed(path.lstrip("."), message) from None
+        raise validation_failed(path.lstrip("."), message) from None
 
 
 def store(
     conn: Conn, space_id: int, version: str, bodies: dict[str, Any], active: bool, prefix: str
 ) -> tuple[list[Stored], Program | None]:
     """Store ``bodies`` (module → body) under ``version`` and, when ``active``, activate them
-    together. All or nothing. Raises BadRequest (invalid_config, version_conflict)."""
+    together. All or nothing. Raises PerkamoError (invalid_config, version_conflict)."""
     unknown = [m for m in bodies if m not in MODULES]
     if unknown:
-        raise NotFound(f"Unknown configuration module {unknown[0]!r}.", code="unknown_module")
+        raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {unknown[0]!r}.")
     paths = {m: (prefix.format(module=m) if m in bodies else m) for m in MODULES}
     with conn.transaction():
         config_store.lock_space(conn, space_id)
@@ -154,10 +154,10 @@ def _existing_versions(
     for module, body in bodies.items():
         found = config_store.get_version(conn, space_id, module, version)
         if found is not None and found.checksum != checksum(body, found.checksum_form):
-            raise BadRequest(
+            raise PerkamoError(
+                Code.VERSION_CONFLICT,
                 f"Version {version!r} of module {module!r} exists with a different body; "
                 "versions are immutable, upload under a new version.",
-                code="version_conflict",
             )
         existing[module] = found
     return existing
@@ -200,7 +200,7 @@ def upgrade_checksums(conn: Conn) -> int:
 
 def describe_module(conn: Conn, space_id: int, module: str) -> dict[str, Any]:
     if module not in MODULES:
-        raise NotFound(f"Unknown configuration module {module!r}.", code="unknown_module")
+        raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {module!r}.")
     versions = config_store.list_versions(conn, space_id, module)
     active = next(
         (r for r in config_store.active_versions(conn, space_id) if r.module == module), None

@@ -1,95 +1,134 @@
-"""The one error hierarchy. Each error carries a stable snake_case code and a user-safe
-message; ``perkamo.http.errors`` maps them to HTTP responses in one place."""
+"""The one error hierarchy: every error code the API answers is one member of :class:`Code`,
+with its HTTP status and a default user-safe message — the table of API.md §5 (a test checks
+that they are equal). Code raises ``PerkamoError(Code.X, "message")``; ``perkamo.http.errors``
+turns an error into a response in one place, and the OpenAPI document lists the codes of
+each status from here."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from enum import Enum
+
+
+class Code(Enum):
+    """``value`` is the stable snake_case code of the wire."""
+
+    status: int
+    message: str
+
+    def __new__(cls, wire: str, status: int, message: str) -> Code:
+        member = object.__new__(cls)
+        member._value_ = wire
+        member.status = status
+        member.message = message
+        return member
+
+    # 400
+    INVALID_JSON = ("invalid_json", 400, "The request body is not valid JSON.")
+    VALIDATION_ERROR = ("validation_error", 400, "The request is invalid.")
+    RESERVED_CONTEXT_KEY = ("reserved_context_key", 400, "The context uses a reserved key.")
+    OCCURRED_AT_IN_FUTURE = (
+        "occurred_at_in_future", 400, "occurred_at is more than 5 minutes in the future."
+    )  # fmt: skip
+    BATCH_TOO_LARGE = ("batch_too_large", 400, "A batch holds at most 100 events.")
+    BATCH_EMPTY = ("batch_empty", 400, "A batch needs at least one event.")
+    IDEMPOTENCY_CONFLICT = (
+        "idempotency_conflict", 400, "The transaction_id was already used for another payload."
+    )  # fmt: skip
+    INSUFFICIENT_BALANCE = ("insufficient_balance", 400, "The balance is too low.")
+    REQUIREMENTS_NOT_MET = ("requirements_not_met", 400, "The reward's requirements are unmet.")
+    REDEMPTION_LIMIT_REACHED = (
+        "redemption_limit_reached", 400, "The reward's redemption limit is reached."
+    )  # fmt: skip
+    UNKNOWN_REWARD = ("unknown_reward", 400, "There is no such active reward.")
+    INVALID_CONFIG = ("invalid_config", 400, "The configuration is invalid.")
+    VERSION_CONFLICT = ("version_conflict", 400, "That version exists with a different body.")
+    # 401
+    MISSING_API_KEY = (
+        "missing_api_key", 401, "Send your secret API key in the x-perkamo-api-key header."
+    )  # fmt: skip
+    INVALID_API_KEY = ("invalid_api_key", 401, "The API key is unknown or revoked.")
+    INVALID_SIGNATURE = ("invalid_signature", 401, "The request signature is invalid.")
+    SIGNATURE_REQUIRED = ("signature_required", 401, "This Space requires signed requests.")
+    # 403
+    INSUFFICIENT_SCOPE = ("insufficient_scope", 403, "The API key lacks the scope.")
+    TENANT_MISMATCH = (
+        "tenant_mismatch", 403, "The Space named in the request does not match the API key's."
+    )  # fmt: skip
+    # 404
+    NOT_FOUND = ("not_found", 404, "No such endpoint.")
+    PROFILE_NOT_FOUND = ("profile_not_found", 404, "No such profile.")
+    UNKNOWN_MODULE = ("unknown_module", 404, "No such configuration module.")
+    UNKNOWN_VERSION = ("unknown_version", 404, "No such configuration version.")
+    BACKTEST_NOT_FOUND = ("backtest_not_found", 404, "No such back-test.")
+    REDEMPTION_NOT_FOUND = ("redemption_not_found", 404, "No such redemption.")
+    # 405, 408, 409
+    METHOD_NOT_ALLOWED = ("method_not_allowed", 405, "That method is not allowed here.")
+    REQUEST_TIMEOUT = ("request_timeout", 408, "The request did not arrive in time.")
+    BACKTEST_RUNNING = ("backtest_running", 409, "A back-test is already running.")
+    # 413, 415, 429, 431
+    PAYLOAD_TOO_LARGE = ("payload_too_large", 413, "The request body is larger than 1 MiB.")
+    UNSUPPORTED_MEDIA_TYPE = (
+        "unsupported_media_type", 415, "Send the body as JSON (content-type: application/json)."
+    )  # fmt: skip
+    RATE_LIMITED = ("rate_limited", 429, "Too many requests for this API key; slow down.")
+    USAGE_LIMIT_EXCEEDED = ("usage_limit_exceeded", 429, "The Space's usage limit is reached.")
+    HEADERS_TOO_LARGE = (
+        "headers_too_large", 431, "The request line and headers are larger than 16 KiB."
+    )  # fmt: skip
+    # 500, 501
+    INTERNAL_ERROR = ("internal_error", 500, "Something went wrong on our side; retry shortly.")
+    NOT_SUPPORTED = ("not_supported", 501, "This Perkamo preview feature is not offered.")
+    # 503
+    OVERLOADED = ("overloaded", 503, "The server is overloaded; retry shortly.")
+    SHUTTING_DOWN = ("shutting_down", 503, "The server is shutting down; retry.")
+    STORAGE_UNAVAILABLE = (
+        "storage_unavailable", 503, "Storage is unavailable; retry with the same transaction_id."
+    )  # fmt: skip
+    OUTCOME_UNKNOWN = (
+        "outcome_unknown",
+        503,
+        "The request may or may not have been applied; retry with the same transaction_id.",
+    )
+
+
+RETRY_STATUSES = frozenset({429, 503})  # answers that always carry retry-after
 
 
 class PerkamoError(Exception):
-    status: ClassVar[int] = 400
-    default_code: ClassVar[str] = "bad_request"
+    """An error the API answers. ``message`` defaults to the code's; 429 and 503 carry
+    ``retry-after`` (seconds)."""
 
     def __init__(
         self,
-        message: str,
+        code: Code,
+        message: str | None = None,
         *,
-        code: str | None = None,
         details: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: int = 1,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.default_code
+        self.code = code
+        self.message = message or code.message
+        super().__init__(self.message)
         self.details = details
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if code.status in RETRY_STATUSES:
+            self.headers.setdefault("retry-after", str(retry_after))
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
 
-class BadRequest(PerkamoError):
-    """400: malformed input or a business rule (codes: invalid_json, idempotency_conflict…)."""
+def validation_failed(path: str, message: str) -> PerkamoError:
+    """400 validation_error pointing at one JSON path."""
+    text = f"Invalid request: {path}: {message}" if path else f"Invalid request: {message}"
+    return PerkamoError(Code.VALIDATION_ERROR, text, details=[{"path": path, "message": message}])
 
 
-class ValidationFailed(BadRequest):
-    default_code = "validation_error"
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(
-            f"Invalid request: {path}: {message}" if path else f"Invalid request: {message}",
-            details=[{"path": path, "message": message}],
-        )
-
-
-class Unauthorized(PerkamoError):
-    status = 401
-    default_code = "invalid_api_key"
-
-
-class Forbidden(PerkamoError):
-    status = 403
-    default_code = "insufficient_scope"
-
-
-class NotFound(PerkamoError):
-    status = 404
-    default_code = "not_found"
-
-
-class MethodNotAllowed(PerkamoError):
-    status = 405
-    default_code = "method_not_allowed"
-
-
-class PayloadTooLarge(PerkamoError):
-    status = 413
-    default_code = "payload_too_large"
-
-
-class UnsupportedMediaType(PerkamoError):
-    status = 415
-    default_code = "unsupported_media_type"
-
-
-class TooManyRequests(PerkamoError):
-    status = 429
-    default_code = "rate_limited"
-
-
-class NotSupported(PerkamoError):
-    status = 501
-    default_code = "not_supported"
-
-
-class InternalError(PerkamoError):
-    status = 500
-    default_code = "internal_error"
-
-
-class ServiceUnavailable(PerkamoError):
-    """503: the caller retries with the same transaction id (codes: overloaded,
-    storage_unavailable, outcome_unknown)."""
-
-    status = 503
-    default_code = "storage_unavailable"
-
-    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
-        super().__init__(message, code=code, headers={"retry-after": str(retry_after)})
+def codes_by_status() -> dict[int, list[str]]:
+    """Every code, by HTTP status, in registry order (for the OpenAPI document)."""
+    table: dict[int, list[str]] = {}
+    for code in Code:
+        table.setdefault(code.status, []).append(code.value)
+    return table

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from . import __version__
+from .errors import codes_by_status
 from .program.schema import MODULE_TYPES
 from .responses import ErrorBody
 from .wire import UserId
@@ -28,20 +29,7 @@ _STATUS_TEXT = {
     501: "A Perkamo preview feature this server does not offer",
     503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
 }
-_CODES = {
-    400: "invalid_json, validation_error, reserved_context_key, occurred_at_in_future, "
-    "batch_too_large, batch_empty, idempotency_conflict, insufficient_balance, "
-    "requirements_not_met, redemption_limit_reached, unknown_reward, invalid_config, "
-    "version_conflict",
-    401: "missing_api_key, invalid_api_key, invalid_signature, signature_required",
-    403: "insufficient_scope, tenant_mismatch",
-    404: "not_found, profile_not_found, unknown_module",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited, usage_limit_exceeded",
-    501: "not_supported",
-    503: "overloaded, storage_unavailable, outcome_unknown",
-}
+_CODES = {status: ", ".join(codes) for status, codes in codes_by_status().items()}
 _KEYED_ERRORS = (401, 403, 429, 503)
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
     "user_id": msgspec.json.schema(UserId),

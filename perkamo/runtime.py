@@ -39,7 +39,7 @@ from storage.profile_loader import open_profile_loader
 from .admission import Admission
 from .auth import Authenticator
 from .configuration import ProgramCatalog, upgrade_checksums
-from .errors import InternalError, PerkamoError, ServiceUnavailable
+from .errors import Code, PerkamoError
 from .metrics import Metrics
 from .profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
 from .rate_limit import RateLimiter
@@ -53,8 +53,8 @@ ADMISSION_FLOOR = 1000  # ten full batches always fit
 CONFIG_CHANNEL = "perkamo_config"
 
 
-def _shutting_down() -> ServiceUnavailable:
-    return ServiceUnavailable("The server is shutting down; retry.", code="shutting_down")
+def _shutting_down() -> PerkamoError:
+    return PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down; retry.")
 
 
 @dataclass(slots=True)
@@ -74,20 +74,20 @@ class Runtime:
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
-        """Admit a message to a profile's mailbox now; raises ServiceUnavailable when the
+        """Admit a message to a profile's mailbox now; raises 503 overloaded when the
         mailbox is full, the server holds all the work it may (API.md "Admission"), or the
         server is shutting down."""
         try:
             return self.actors.ask_nowait(key, message)
         except MailboxFull:
-            raise ServiceUnavailable(
+            raise PerkamoError(
+                Code.OVERLOADED,
                 "This profile is receiving more work than it can take; retry shortly.",
-                code="overloaded",
             ) from None
         except SystemFull:
-            raise ServiceUnavailable(
+            raise PerkamoError(
+                Code.OVERLOADED,
                 "The server is holding all the work it can answer in time; retry shortly.",
-                code="overloaded",
             ) from None
         except ActorSystemClosed:
             raise _shutting_down() from None
@@ -112,13 +112,13 @@ class Runtime:
                 raise value
             return value
         if writes and not reply.withdraw():
-            raise ServiceUnavailable(
+            raise PerkamoError(
+                Code.OUTCOME_UNKNOWN,
                 "The request timed out while it was being applied; it may or may not have "
                 "been. Retry with the same transaction_id.",
-                code="outcome_unknown",
             )
-        raise ServiceUnavailable(
-            "The request waited too long and was not applied; retry shortly.", code="overloaded"
+        raise PerkamoError(
+            Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
         )
 
     def deadline(self) -> float:
@@ -134,24 +134,23 @@ def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:
     actor is re-activated from storage): a write in that batch may or may not have
     committed, so it answers outcome_unknown (retry-safe), never a 500."""
     if isinstance(cause, CommitOutcomeUnknown):
-        return ServiceUnavailable(
+        return PerkamoError(
+            Code.OUTCOME_UNKNOWN,
             "Storage failed while committing; the request may or may not have been applied. "
             "Retry with the same transaction_id.",
-            code="outcome_unknown",
         )
     if isinstance(cause, StorageUnavailable):
-        return ServiceUnavailable(
-            "Storage is unavailable; retry with the same transaction_id.",
-            code="storage_unavailable",
+        return PerkamoError(
+            Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry with the same transaction_id."
         )
     log.error("profile actor failed", exc_info=cause)
     if writes:
-        return ServiceUnavailable(
+        return PerkamoError(
+            Code.OUTCOME_UNKNOWN,
             "Something went wrong on our side while applying the request; it may or may not "
             "have been applied. Retry with the same transaction_id.",
-            code="outcome_unknown",
         )
-    return InternalError("Something went wrong on our side; retry shortly.")
+    return PerkamoError(Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly.")
 
 
 @asynccontextmanager

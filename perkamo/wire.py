@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from .errors import BadRequest, Forbidden, ValidationFailed
+from .errors import Code, PerkamoError, validation_failed
 from .timefmt import parse_rfc3339
 from .validation import describe
 
@@ -121,24 +121,24 @@ class EventInput(msgspec.Struct, frozen=True):
 
 
 def decode_json(body: bytes) -> Any:
-    """Raw body → JSON value. Raises BadRequest(invalid_json), or ValidationFailed for a
+    """Raw body → JSON value. Raises invalid_json, or validation_error for a
     U+0000 anywhere in it (PostgreSQL cannot store one; JSON can only carry it escaped)."""
     if not body.strip():
-        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
+        raise PerkamoError(Code.INVALID_JSON, "The request body is empty; send a JSON object.")
     try:
         value = _json_decoder.decode(body)
         if b"\\u0000" in body and (path := _nul_path(value, "")) is not None:
-            raise ValidationFailed(path, "must not contain U+0000")
+            raise validation_failed(path, "must not contain U+0000")
         return value
     except msgspec.ValidationError as exc:  # raised by _number
-        raise ValidationFailed("", str(exc).split(" - at ")[0]) from None
+        raise validation_failed("", str(exc).split(" - at ")[0]) from None
     except msgspec.DecodeError as exc:
         message = f"The request body is not valid JSON: {exc}"
-        raise BadRequest(message, code="invalid_json") from None
+        raise PerkamoError(Code.INVALID_JSON, message) from None
     except UnicodeDecodeError:
-        raise BadRequest("The request body is not valid UTF-8.", code="invalid_json") from None
+        raise PerkamoError(Code.INVALID_JSON, "The request body is not valid UTF-8.") from None
     except RecursionError:
-        raise ValidationFailed("", "JSON nesting is too deep") from None
+        raise validation_failed("", "JSON nesting is too deep") from None
 
 
 def _nul_path(value: Any, path: str) -> str | None:
@@ -163,14 +163,14 @@ def _convert(value: Any, shape: type[T], prefix: str) -> T:
         return msgspec.convert(value, shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, prefix)
-        raise ValidationFailed(path.lstrip("."), message) from None
+        raise validation_failed(path.lstrip("."), message) from None
 
 
 def _exact(value: str, path: str) -> str:
     """The published patterns end in ``$``, which in Python also matches before a final
     newline, so msgspec lets exactly that through (a newline is never allowed): refuse it."""
     if value.endswith("\n"):
-        raise ValidationFailed(path, "contains characters that are not allowed here")
+        raise validation_failed(path, "contains characters that are not allowed here")
     return value
 
 
@@ -194,9 +194,9 @@ def check_object(value: dict[str, Any] | list[Any] | None, path: str) -> dict[st
     if not isinstance(value, dict):
         return {}
     if _too_deep(value, 1):
-        raise ValidationFailed(path, f"nesting deeper than {MAX_DEPTH} levels")
+        raise validation_failed(path, f"nesting deeper than {MAX_DEPTH} levels")
     if len(_compact.encode(value)) > MAX_OBJECT_BYTES:
-        raise ValidationFailed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
+        raise validation_failed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
     return value
 
 
@@ -204,9 +204,9 @@ def check_tenants(named: list[str], slug: str) -> None:
     """Every Space a body, query or batch item names must be the key's own (403 if not)."""
     for name in named:
         if name != slug:
-            raise Forbidden(
+            raise PerkamoError(
+                Code.TENANT_MISMATCH,
                 "The Space named in the request does not match the API key's Space.",
-                code="tenant_mismatch",
             )
 
 
@@ -230,9 +230,9 @@ def event_input(value: Any, prefix: str = "") -> EventInput:
     context = check_object(body.context, prefix + "context")
     for key in context:
         if key.casefold() in RESERVED_CONTEXT_KEYS:
-            raise BadRequest(
+            raise PerkamoError(
+                Code.RESERVED_CONTEXT_KEY,
                 f"The context key {key!r} is reserved; rename it.",
-                code="reserved_context_key",
                 details=[{"path": f"{prefix}context.{key}", "message": "reserved key"}],
             )
     occurred_at = None
@@ -240,7 +240,7 @@ def event_input(value: Any, prefix: str = "") -> EventInput:
         try:
             occurred_at = parse_rfc3339(body.occurred_at)
         except ValueError as exc:
-            raise ValidationFailed(prefix + "occurred_at", str(exc)) from None
+            raise validation_failed(prefix + "occurred_at", str(exc)) from None
     return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
 
 
@@ -256,10 +256,10 @@ def batch_items(value: Any) -> BatchBody:
     """The batch envelope; raises for a body that is not ``{"events": [1..100 items]}``."""
     body = _convert(value, BatchBody, "")
     if not body.events:
-        raise BadRequest("A batch needs at least one event.", code="batch_empty")
+        raise PerkamoError(Code.BATCH_EMPTY, "A batch needs at least one event.")
     if len(body.events) > MAX_BATCH:
-        raise BadRequest(
+        raise PerkamoError(
+            Code.BATCH_TOO_LARGE,
             f"A batch holds at most {MAX_BATCH} events; got {len(body.events)}.",
-            code="batch_too_large",
         )
     return body

@@ -19,18 +19,7 @@ from storage import StorageUnavailable
 from storage.spaces import KeyRecord
 
 from .. import signing
-from ..errors import (
-    Forbidden,
-    InternalError,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PerkamoError,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
-    UnsupportedMediaType,
-)
+from ..errors import Code, PerkamoError
 from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
 from ..runtime import Runtime
 from ..wire import check_tenants, decode_json, tenants_named
@@ -117,8 +106,8 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
         if runtime.stopping:
-            raise ServiceUnavailable(
-                "The server is shutting down; retry on a new connection.", code="shutting_down"
+            raise PerkamoError(
+                Code.SHUTTING_DOWN, "The server is shutting down; retry on a new connection."
             )
         route, params = await _route(router, request, trace)
         trace.route = route.pattern
@@ -147,8 +136,8 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
             if signed:
                 runtime.usage.count_request(record.space_id, received_at, "signed_requests")
         if route.scope not in record.scopes:
-            raise Forbidden(
-                f"This API key lacks the {route.scope} scope.", code="insufficient_scope"
+            raise PerkamoError(
+                Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
         value = None
@@ -161,14 +150,16 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:
-        trace.code = exc.code
+        trace.code = exc.code.value
         return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
     except StorageUnavailable:
-        down = ServiceUnavailable("Storage is unavailable; retry.", code="storage_unavailable")
+        down = PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry.")
         return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
-        defect = InternalError("Something went wrong on our side; retry shortly.")
+        defect = PerkamoError(
+            Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly."
+        )
         closing = _closing(request, trace, defect)
         return error_response(defect, request_id, {**rate_headers, **closing})
 
@@ -179,10 +170,10 @@ def rate_of(record: KeyRecord) -> tuple[float, int]:
     return float(limits.get("rate", DEFAULT_RATE)), int(limits.get("burst", DEFAULT_BURST))
 
 
-def rate_limited(decision: Decision) -> TooManyRequests:
-    return TooManyRequests(
+def rate_limited(decision: Decision) -> PerkamoError:
+    return PerkamoError(
+        Code.RATE_LIMITED,
         "Too many requests for this API key; slow down.",
-        code="rate_limited",
         headers={"retry-after": str(decision.retry_after)},
     )
 
@@ -196,7 +187,7 @@ def _closing(request: Request, trace: _Trace, exc: PerkamoError) -> dict[str, st
     """An answer sent before the request's body was read, or during a shutdown, closes the
     connection: the unread body would otherwise be taken for the next request (h11 never
     parses it), and a stopping server takes no further requests."""
-    if exc.code == "shutting_down" or (not trace.body_read and _has_body(request)):
+    if exc.code is Code.SHUTTING_DOWN or (not trace.body_read and _has_body(request)):
         return {"connection": "close"}
     return {}
 
@@ -206,7 +197,9 @@ async def _route(router: Router, request: Request, trace: _Trace) -> tuple[Route
     read, within the read deadline, so that the keep-alive connection stays usable."""
     try:
         return router.match(request.method, request.scope.get("raw_path") or b"/")
-    except (NotFound, MethodNotAllowed):
+    except PerkamoError as refused:
+        if refused.code not in (Code.NOT_FOUND, Code.METHOD_NOT_ALLOWED):
+            raise  # a malformed path parameter: the body was not needed
         if _has_body(request):
             _check_declared_size(request)
             await _read_body(request, trace)
@@ -215,14 +208,18 @@ async def _route(router: Router, request: Request, trace: _Trace) -> tuple[Route
 
 def _check_declared_size(request: Request) -> None:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        raise PerkamoError(
+            Code.PAYLOAD_TOO_LARGE, f"The request body is larger than {MAX_BODY_BYTES} bytes."
+        )
 
 
 async def _read_body(request: Request, trace: _Trace) -> bytes:
     try:
         data = await request.get_data(cache=False, as_text=False)
     except RequestEntityTooLarge:
-        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.") from None
+        raise PerkamoError(
+            Code.PAYLOAD_TOO_LARGE, f"The request body is larger than {MAX_BODY_BYTES} bytes."
+        ) from None
     assert isinstance(data, bytes)
     trace.body_read = True
     return data
@@ -234,18 +231,18 @@ def _check_signature(record: KeyRecord, key: str, request: Request, body: bytes)
     given = request.headers.get("x-perkamo-signature")
     if given is None:
         if record.require_signatures and request.method in _MUTATING:
-            raise Unauthorized(
+            raise PerkamoError(
+                Code.SIGNATURE_REQUIRED,
                 "This Space requires signed requests (x-perkamo-signature).",
-                code="signature_required",
             )
         return False
     timestamp = request.headers.get("x-perkamo-timestamp", "")
     raw_path = (request.scope.get("raw_path") or b"/").decode("ascii", "replace")
     if not signing.verify(key, timestamp, given, request.method, raw_path, body, time.time()):
-        raise Unauthorized(
+        raise PerkamoError(
+            Code.INVALID_SIGNATURE,
             "The request signature is invalid or its timestamp is outside the "
             f"{signing.WINDOW_SECONDS}-second window.",
-            code="invalid_signature",
         )
     return True
 
@@ -255,4 +252,6 @@ def _check_content_type(content_type: str | None) -> None:
         return
     media = content_type.split(";", 1)[0].strip().lower()
     if not _JSON_TYPE.match(media):
-        raise UnsupportedMediaType("Send the body as JSON (content-type: application/json).")
+        raise PerkamoError(
+            Code.UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (content-type: application/json)."
+        )

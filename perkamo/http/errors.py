@@ -19,7 +19,11 @@ def new_request_id(header: str | None) -> str:
 
 
 def error_body(exc: PerkamoError, request_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message, "request_id": request_id}
+    body: dict[str, Any] = {
+        "error": exc.code.value,
+        "message": exc.message,
+        "request_id": request_id,
+    }
     if exc.details:
         body["details"] = exc.details
     return body
@@ -27,7 +31,7 @@ def error_body(exc: PerkamoError, request_id: str) -> dict[str, Any]:
 
 def item_error(exc: PerkamoError) -> dict[str, Any]:
     """The ``error`` object of a failed batch item."""
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    body: dict[str, Any] = {"error": exc.code.value, "message": exc.message}
     if exc.details:
         body["details"] = exc.details
     return body

@@ -11,14 +11,7 @@ from storage.stats import space_stats
 
 from .. import configuration
 from ..documents import profile_document, program_document
-from ..errors import (
-    BadRequest,
-    InternalError,
-    NotFound,
-    NotSupported,
-    PerkamoError,
-    ServiceUnavailable,
-)
+from ..errors import Code, PerkamoError
 from ..metrics import CONTENT_TYPE
 from ..profiles import (
     Answer,
@@ -54,9 +47,9 @@ MAX_FUTURE = timedelta(minutes=5)
 
 def _check_not_future(event: EventInput, received_at: datetime, prefix: str = "") -> None:
     if event.occurred_at is not None and event.occurred_at > received_at + MAX_FUTURE:
-        raise BadRequest(
+        raise PerkamoError(
+            Code.OCCURRED_AT_IN_FUTURE,
             "occurred_at is more than 5 minutes in the future.",
-            code="occurred_at_in_future",
             details=[{"path": prefix + "occurred_at", "message": "in the future"}],
         )
 
@@ -146,7 +139,7 @@ async def ingest_batch(call: Call) -> Result:
             try:
                 key = (call.key.space_id, event.user_id)
                 submitted.append((index, runtime.submit(key, _ingest(event, call))))
-            except ServiceUnavailable as exc:
+            except PerkamoError as exc:  # no room: overloaded, or shutting down
                 results[index] = _failed(exc)
         for index, reply in submitted:
             results[index] = await _item(runtime, reply, deadline)
@@ -163,14 +156,16 @@ async def _item(runtime: Runtime, reply: Reply[Answer], deadline: float) -> dict
         return _failed(exc)
     except Exception:
         log.exception("a batch item failed")
-        return _failed(InternalError("Something went wrong on our side; retry shortly."))
+        return _failed(
+            PerkamoError(Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly.")
+        )
 
 
 async def profile(call: Call) -> Result:
     user_id = check_user_id(call.params["user_id"])
     view = await call.runtime.ask((call.key.space_id, user_id), Read(), writes=False)
     if view is None:
-        raise NotFound(f"No profile with user_id {user_id!r}.", code="profile_not_found")
+        raise PerkamoError(Code.PROFILE_NOT_FOUND, f"No profile with user_id {user_id!r}.")
     assert isinstance(view, ProfileView)
     program = await call.runtime.programs.get(call.key.space_id)
     return 200, profile_document(call.key.space_slug, user_id, view, program, datetime.now(UTC))
@@ -200,7 +195,7 @@ def _usage_document(meters: dict[str, Any]) -> dict[str, Any]:
 async def upload_module(call: Call) -> Result:
     module = call.params["module"]
     if module not in MODULES:
-        raise NotFound(f"Unknown configuration module {module!r}.", code="unknown_module")
+        raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {module!r}.")
     request = configuration.envelope(call.body, configuration.ModuleUpload)
     stored, program = await call.runtime.db.run(
         configuration.store,
@@ -265,9 +260,9 @@ async def read_program(call: Call) -> Result:
 
 
 async def not_supported(_: object) -> Result:
-    raise NotSupported(
+    raise PerkamoError(
+        Code.NOT_SUPPORTED,
         "This endpoint is a Perkamo preview feature that this server does not offer yet.",
-        code="not_supported",
     )
 
 
@@ -283,7 +278,7 @@ async def readyz(runtime: Runtime) -> Result:
     """Ready: accepting work and storage answering (a background probe's latest verdict,
     so this never waits behind the load it reports on)."""
     if runtime.stopping or runtime.actors.closed:
-        raise ServiceUnavailable("The server is shutting down.", code="shutting_down")
+        raise PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down.")
     if not runtime.health.ready():
-        raise ServiceUnavailable("Storage is unavailable.", code="storage_unavailable")
+        raise PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable.")
     return 200, {"status": "ready"}

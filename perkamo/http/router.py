@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import MethodNotAllowed, NotFound, ValidationFailed
+from ..errors import Code, PerkamoError, validation_failed
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -45,14 +45,14 @@ class Router:
         return [route for _, route in self._routes]
 
     def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
-        """Find the route; raises NotFound (no such path) or MethodNotAllowed (with ``allow``)."""
+        """Find the route; raises not_found or method_not_allowed (with ``allow``)."""
         try:
             path = raw_path.decode("ascii")
         except UnicodeDecodeError:
-            raise NotFound("No such endpoint.") from None
+            raise PerkamoError(Code.NOT_FOUND, "No such endpoint.") from None
         segments = path.strip("/").split("/") if path.startswith("/") else None
         if segments is None or path.endswith("/") and path != "/":
-            raise NotFound("No such endpoint.")
+            raise PerkamoError(Code.NOT_FOUND, "No such endpoint.")
         allowed: list[str] = []
         for pattern, route in self._routes:
             params = _match(pattern, segments)
@@ -62,11 +62,12 @@ class Router:
                 return route, {k: _decode_segment(k, v) for k, v in params.items()}
             allowed.append(route.method)
         if allowed:
-            raise MethodNotAllowed(
+            raise PerkamoError(
+                Code.METHOD_NOT_ALLOWED,
                 f"{method} is not allowed here; use {', '.join(allowed)}.",
                 headers={"allow": ", ".join(allowed)},
             )
-        raise NotFound("No such endpoint.")
+        raise PerkamoError(Code.NOT_FOUND, "No such endpoint.")
 
 
 def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
@@ -96,4 +97,4 @@ def _decode_segment(name: str, raw: str) -> str:
             raise UnicodeDecodeError("percent", b"", 0, 1, "bad escape")
         return unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise ValidationFailed(name, "is not valid percent-encoded UTF-8") from None
+        raise validation_failed(name, "is not valid percent-encoded UTF-8") from None

@@ -20,7 +20,7 @@ from storage.profile_loader import ProfileLoader
 from storage.profiles import read_profile
 
 from ..configuration import ProgramCatalog
-from ..errors import ServiceUnavailable
+from ..errors import Code, PerkamoError
 from ..webhooks import WebhookRegistry
 from .idempotency import judge_taken
 from .messages import (
@@ -167,17 +167,17 @@ class ProfileActor:
                 self._snapshot = Snapshot.from_row(row)
                 await trio.sleep(random.uniform(0, _STALE_BACKOFF * (round_ + 1)))
             elif verdict.status is Status.UNAVAILABLE:
-                down = ServiceUnavailable(
+                down = PerkamoError(
+                    Code.STORAGE_UNAVAILABLE,
                     "Storage is unavailable; retry with the same transaction_id.",
-                    code="storage_unavailable",
                 )
                 answers.update({i: down for i in todo if i not in answers})
             else:
                 raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
-        unsettled = ServiceUnavailable(
+        unsettled = PerkamoError(
+            Code.OVERLOADED,
             "This profile is being written by another server process too; retry with the "
             "same transaction_id.",
-            code="overloaded",
         )
         return [answers.get(i, unsettled) for i in range(len(messages))]
 

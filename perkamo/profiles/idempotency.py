@@ -13,7 +13,7 @@ from storage import Database
 from storage.profiles import StoredEvent, StoredRedemption, find_events, find_redemptions
 
 from ..canonical import FORM, request_hash
-from ..errors import BadRequest, ServiceUnavailable
+from ..errors import Code, PerkamoError
 from .messages import Answer, EventRequest, Ingest, Redeem, TransactionKey, Write, transaction_of
 
 
@@ -62,8 +62,8 @@ async def judge_taken(
         assert key is not None
         if original is None:
             if refused_at_commit:
-                verdicts[key] = ServiceUnavailable(
-                    "The write could not be recorded; retry.", code="storage_unavailable"
+                verdicts[key] = PerkamoError(
+                    Code.STORAGE_UNAVAILABLE, "The write could not be recorded; retry."
                 )
             continue
         verdicts[key] = _verdict(user_id, message, original)
@@ -80,8 +80,8 @@ def _verdict(user_id: str, message: Write, original: StoredEvent | StoredRedempt
         kind = "redemption"
     if original.request_hash == mine:
         return {**original.outcome, "duplicate": True}
-    return BadRequest(
+    return PerkamoError(
+        Code.IDEMPOTENCY_CONFLICT,
         f"transaction_id {original.transaction_id!r} was already used for a different "
         f"{kind} (its user or payload differ).",
-        code="idempotency_conflict",
     )

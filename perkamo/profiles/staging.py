@@ -23,7 +23,7 @@ import msgspec
 
 from storage import EventRow, IdentifyRow, OutboxRow, RedemptionRow, SnapshotWrite, Unit
 
-from ..errors import BadRequest, InternalError, NotFound
+from ..errors import Code, PerkamoError
 from ..program import EngineEvent, ProfileState, Program, apply, apply_identify, merge_traits
 from ..program.engine import level_number
 from ..program.rewards import RedemptionRefused, redeem
@@ -111,10 +111,12 @@ def stage(
             try:
                 answer = _STAGERS[type(message)](draft, message, position)
             except RedemptionRefused as exc:
-                refusal = BadRequest(exc.message, code=exc.code)
+                refusal = exc
             except Exception:
                 log.exception("staging a write failed; it alone is refused")
-                refusal = InternalError("Something went wrong on our side; retry shortly.")
+                refusal = PerkamoError(
+                    Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly."
+                )
                 failed = True
         if refusal is not None:
             for meter in held:
@@ -150,7 +152,7 @@ def _admit(
     """The refusals that come before applying: an unknown profile, a usage limit. Meters
     reserved are listed in ``held`` (released if the message is refused after all)."""
     if isinstance(message, Redeem) and not draft.exists:
-        return NotFound(f"No profile with user_id {draft.user_id!r}.", code="profile_not_found")
+        return PerkamoError(Code.PROFILE_NOT_FOUND, f"No profile with user_id {draft.user_id!r}.")
     meters = [] if draft.exists else ["profiles"]
     meters.append("redemptions" if isinstance(message, Redeem) else "events")
     if isinstance(message, Identify):

@@ -19,7 +19,7 @@ import trio
 from storage import Database, Status, Unit
 from storage.profiles import usage_counters
 
-from ..errors import TooManyRequests
+from ..errors import Code, PerkamoError
 from ..shared_cache import SharedCache
 
 METERS = ("events", "api_requests", "profiles", "redemptions")
@@ -37,12 +37,12 @@ def period_end(period: date) -> datetime:
     return datetime(following.year, following.month, 1, tzinfo=UTC)
 
 
-def limit_exceeded(meter: str, moment: datetime) -> TooManyRequests:
+def limit_exceeded(meter: str, moment: datetime) -> PerkamoError:
     retry = max(1, int((period_end(period_of(moment)) - moment).total_seconds()))
-    return TooManyRequests(
+    return PerkamoError(
+        Code.USAGE_LIMIT_EXCEEDED,
         f"The Space's {meter} limit for this month is reached; it resets at the start of "
         "next month or when the limit is raised.",
-        code="usage_limit_exceeded",
         headers={"retry-after": str(retry)},
     )
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import localcontext
 from typing import Any
 
+from ..errors import Code, PerkamoError
 from .engine import (
     DECIMALS,
     PER_DAY_KEPT,
@@ -22,13 +23,8 @@ from .engine import (
 from .model import ProfileState, Program, RedemptionCounter, WalletBalance
 
 
-class RedemptionRefused(Exception):
+class RedemptionRefused(PerkamoError):
     """A business rule refused the redemption; nothing changes and the id is not consumed."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def redeem(
@@ -46,24 +42,26 @@ def redeem(
     with localcontext(DECIMALS):
         reward = next((r for r in program.rewards if r.key == reward_key and r.active), None)
         if reward is None:
-            raise RedemptionRefused("unknown_reward", f"There is no active reward {reward_key!r}.")
+            raise RedemptionRefused(
+                Code.UNKNOWN_REWARD, f"There is no active reward {reward_key!r}."
+            )
         level_before = level_number(state, program)
         if reward.level_at_least is not None and level_before < reward.level_at_least:
             raise RedemptionRefused(
-                "requirements_not_met",
+                Code.REQUIREMENTS_NOT_MET,
                 f"{reward.name} needs level {reward.level_at_least}; the profile is at level "
                 f"{level_before}.",
             )
         missing = [p for p in reward.perks if p not in state.perks]
         if missing:
             raise RedemptionRefused(
-                "requirements_not_met", f"{reward.name} needs the perk {missing[0]!r}."
+                Code.REQUIREMENTS_NOT_MET, f"{reward.name} needs the perk {missing[0]!r}."
             )
         counter = state.redemptions.get(reward.key) or RedemptionCounter()
         day = received_at.date().isoformat()
         if reward.per_user is not None and counter.count >= reward.per_user:
             raise RedemptionRefused(
-                "redemption_limit_reached",
+                Code.REDEMPTION_LIMIT_REACHED,
                 f"{reward.name} can be redeemed {reward.per_user} time(s) per user.",
             )
         if (
@@ -71,7 +69,7 @@ def redeem(
             and counter.per_day.get(day, 0) >= reward.per_user_per_day
         ):
             raise RedemptionRefused(
-                "redemption_limit_reached",
+                Code.REDEMPTION_LIMIT_REACHED,
                 f"{reward.name} can be redeemed {reward.per_user_per_day} time(s) per day.",
             )
         wallet = program.wallet(reward.cost_wallet)
@@ -79,7 +77,7 @@ def redeem(
         balance = state.wallets.get(wallet.key, WalletBalance()).balance
         if balance < reward.cost:
             raise RedemptionRefused(
-                "insufficient_balance",
+                Code.INSUFFICIENT_BALANCE,
                 f"Not enough {wallet.name}: the balance is "
                 f"{number(balance, wallet.precision)}, {reward.name} costs "
                 f"{number(reward.cost, wallet.precision)}.",
