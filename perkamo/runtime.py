@@ -21,8 +21,18 @@ from actors import (
     MailboxFull,
     Reply,
     SystemFull,
+    SystemStatistics,
     open_actor_system,
 )
+from actors._admission import Admission
+from perkamo.access.auth import Authenticator
+from perkamo.access.rate_limit import RateLimiter
+from perkamo.configuration import ProgramCatalog, upgrade_checksums
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
+from perkamo.settings import Settings
+from perkamo.webhooks import WebhookDispatcher, WebhookRegistry
+from perkamo.webhooks.dispatcher import DispatcherStatistics
 from storage import (
     CommitOutcomeUnknown,
     Database,
@@ -32,19 +42,10 @@ from storage import (
     open_database,
     open_group_commit_writer,
 )
+from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
-
-from .admission import Admission
-from .auth import Authenticator
-from .configuration import ProgramCatalog, upgrade_checksums
-from .errors import Code, PerkamoError
-from .metrics import Metrics
-from .profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
-from .rate_limit import RateLimiter
-from .settings import Settings
-from .webhooks import WebhookDispatcher, WebhookRegistry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ CONFIG_CHANNEL = "perkamo_config"
 
 def _shutting_down() -> PerkamoError:
     return PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down; retry.")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStatistics:
+    actors: SystemStatistics
+    writer: WriterStatistics
+    webhooks: DispatcherStatistics
 
 
 @dataclass(slots=True)
@@ -69,7 +77,6 @@ class Runtime:
     usage: UsageLedger
     rate_limiter: RateLimiter
     webhooks: WebhookDispatcher
-    metrics: Metrics
     health: StorageHealth
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
@@ -119,6 +126,12 @@ class Runtime:
             )
         raise PerkamoError(
             Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
+        )
+
+    def statistics(self) -> RuntimeStatistics:
+        """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
+        return RuntimeStatistics(
+            self.actors.statistics(), self.writer.statistics(), self.webhooks.stats
         )
 
     def deadline(self) -> float:
@@ -214,13 +227,6 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     usage,
                     RateLimiter(),
                     dispatcher,
-                    Metrics(
-                        lambda: {
-                            "actors": system.statistics(),
-                            "writer": writer.statistics(),
-                            "webhooks": dispatcher.stats,
-                        }
-                    ),
                     health,
                 )
             await usage.flush_requests(writer.commit)

@@ -7,14 +7,14 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..runtime import Runtime
-from .edge import MAX_BODY_BYTES, handle
-from .routes import build_router
+from perkamo.http.edge import MAX_BODY_BYTES, Observability, handle
+from perkamo.http.routes import build_router
+from perkamo.runtime import Runtime
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def create_app(runtime: Runtime) -> QuartTrio:
+def create_app(runtime: Runtime, metrics: Observability) -> QuartTrio:
     app = QuartTrio("perkamo")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # The connection sweeper bounds a request's arrival (connections.py); Quart's own body
@@ -23,7 +23,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     router = build_router()
 
     async def dispatch(path: str = "") -> Response:
-        return await handle(runtime, router, request)
+        return await handle(runtime, metrics, router, request)
 
     for rule, endpoint in (("/", "root"), ("/<path:path>", "any")):
         app.add_url_rule(
@@ -34,6 +34,6 @@ def create_app(runtime: Runtime) -> QuartTrio:
     async def refused_by_quart(exc: HTTPException) -> Response:
         # Quart's own router refuses what our raw-path router may accept (an encoded control
         # character in a user id, an unusual method): let the edge decide, as for any request.
-        return await handle(runtime, router, request)
+        return await handle(runtime, metrics, router, request)
 
     return app

@@ -9,22 +9,21 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from quart import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from perkamo.access import signing
+from perkamo.access.rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
+from perkamo.errors import Code, PerkamoError
+from perkamo.http.errors import error_body, new_request_id
+from perkamo.http.requests import check_tenants, decode_json, tenants_named
+from perkamo.http.router import Route, Router
+from perkamo.runtime import Runtime
 from storage import StorageUnavailable
 from storage.spaces import KeyRecord
-
-from .. import signing
-from ..errors import Code, PerkamoError
-from ..rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
-from ..runtime import Runtime
-from ..wire import check_tenants, decode_json, tenants_named
-from .errors import error_body, new_request_id
-from .router import Route, Router
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
@@ -80,13 +79,33 @@ class _Trace:
     body_read: bool = False
 
 
-async def handle(runtime: Runtime, router: Router, request: Request) -> Response:
+class Observability(Protocol):
+    """What the edge reports every request to, and ``/metrics`` renders (ops/metrics.py)."""
+
+    content_type: str
+
+    def observe(self, route: str, status: int, seconds: float, code: str | None) -> None: ...
+
+    def render(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """What an operational (keyless) handler gets."""
+
+    runtime: Runtime
+    metrics: Observability
+
+
+async def handle(
+    runtime: Runtime, metrics: Observability, router: Router, request: Request
+) -> Response:
     """Dispatch one request; every response is measured and logged (never the key or body)."""
     started = time.perf_counter()
     trace = _Trace()
-    response = await _dispatch(runtime, router, request, trace)
+    response = await _dispatch(Plain(runtime, metrics), router, request, trace)
     elapsed = time.perf_counter() - started
-    runtime.metrics.observe(trace.route, response.status_code, elapsed, trace.code)
+    metrics.observe(trace.route, response.status_code, elapsed, trace.code)
     access_log.info(
         "request",
         extra={
@@ -101,7 +120,8 @@ async def handle(runtime: Runtime, router: Router, request: Request) -> Response
     return response
 
 
-async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _Trace) -> Response:
+async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trace) -> Response:
+    runtime = plain.runtime
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
     try:
@@ -114,7 +134,7 @@ async def _dispatch(runtime: Runtime, router: Router, request: Request, trace: _
         _check_declared_size(request)
         if route.scope is None:
             await _read_body(request, trace)
-            status, payload = await route.handler(runtime)
+            status, payload = await route.handler(plain)
             if isinstance(payload, RawBody):
                 raw = Response(payload.body, status=status, content_type=payload.content_type)
                 raw.headers["x-perkamo-request-id"] = request_id

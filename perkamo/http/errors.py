@@ -6,7 +6,7 @@ import re
 import secrets
 from typing import Any
 
-from ..errors import PerkamoError
+from perkamo.errors import PerkamoError
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
 

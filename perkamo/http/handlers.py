@@ -7,26 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors import Reply
-from storage.stats import space_stats
-
-from .. import configuration
-from ..documents import profile_document, program_document
-from ..errors import Code, PerkamoError
-from ..metrics import CONTENT_TYPE
-from ..profiles import (
-    Answer,
-    EventRequest,
-    Identify,
-    IdentifyResult,
-    Ingest,
-    ProfileView,
-    Read,
-    Redeem,
-)
-from ..program import MODULES
-from ..runtime import Runtime
-from ..timefmt import format_rfc3339
-from ..wire import (
+from perkamo.configuration import versions
+from perkamo.errors import Code, PerkamoError
+from perkamo.http import requests
+from perkamo.http.documents import profile_document, program_document
+from perkamo.http.edge import Call, Plain, RawBody, rate_limited, rate_of
+from perkamo.http.errors import item_error
+from perkamo.http.requests import (
     EventInput,
     batch_items,
     check_tenants,
@@ -36,8 +23,20 @@ from ..wire import (
     redeem_input,
     tenants_named,
 )
-from .edge import Call, RawBody, rate_limited, rate_of
-from .errors import item_error
+from perkamo.profiles import (
+    Answer,
+    EventRequest,
+    Identify,
+    IdentifyResult,
+    Ingest,
+    ProfileView,
+    Read,
+    Redeem,
+)
+from perkamo.program import MODULES
+from perkamo.program.timefmt import format_rfc3339
+from perkamo.runtime import Runtime
+from storage.stats import space_stats
 
 Result = tuple[int, Any]
 log = logging.getLogger(__name__)
@@ -196,9 +195,9 @@ async def upload_module(call: Call) -> Result:
     module = call.params["module"]
     if module not in MODULES:
         raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {module!r}.")
-    request = configuration.envelope(call.body, configuration.ModuleUpload)
+    request = requests.envelope(call.body, requests.ModuleUpload)
     stored, program = await call.runtime.db.run(
-        configuration.store,
+        versions.store,
         call.key.space_id,
         request.version,
         {module: request.body},
@@ -219,9 +218,9 @@ async def upload_module(call: Call) -> Result:
 
 
 async def upload_modules(call: Call) -> Result:
-    request = configuration.envelope(call.body, configuration.ModulesUpload)
+    request = requests.envelope(call.body, requests.ModulesUpload)
     stored, program = await call.runtime.db.run(
-        configuration.store,
+        versions.store,
         call.key.space_id,
         request.version,
         request.modules,
@@ -246,7 +245,7 @@ async def upload_modules(call: Call) -> Result:
 
 async def read_module(call: Call) -> Result:
     return 200, await call.runtime.db.run(
-        configuration.describe_module, call.key.space_id, call.params["module"]
+        versions.describe_module, call.key.space_id, call.params["module"]
     )
 
 
@@ -266,17 +265,18 @@ async def not_supported(_: object) -> Result:
     )
 
 
-async def metrics(runtime: Runtime) -> Result:
-    return 200, RawBody(runtime.metrics.render(), CONTENT_TYPE)
+async def metrics(plain: Plain) -> Result:
+    return 200, RawBody(plain.metrics.render(), plain.metrics.content_type)
 
 
-async def healthz(runtime: Runtime) -> Result:
+async def healthz(plain: Plain) -> Result:
     return 200, {"status": "ok"}
 
 
-async def readyz(runtime: Runtime) -> Result:
+async def readyz(plain: Plain) -> Result:
     """Ready: accepting work and storage answering (a background probe's latest verdict,
     so this never waits behind the load it reports on)."""
+    runtime = plain.runtime
     if runtime.stopping or runtime.actors.closed:
         raise PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down.")
     if not runtime.health.ready():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import Code, PerkamoError, validation_failed
+from perkamo.errors import Code, PerkamoError, validation_failed
 
 Handler = Callable[..., Awaitable[Any]]
 

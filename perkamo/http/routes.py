@@ -3,10 +3,9 @@ which ``GET /openapi.json`` is generated."""
 
 from __future__ import annotations
 
-from .. import configuration, openapi, responses, wire
-from . import handlers
-from .edge import RawBody
-from .router import Route, Router
+from perkamo.http import handlers, openapi, requests, responses
+from perkamo.http.edge import RawBody
+from perkamo.http.router import Route, Router
 
 _PREVIEW = "Not offered (a Perkamo preview feature)"
 
@@ -25,7 +24,7 @@ def build_router() -> Router:
             handlers.identify,
             "events:write",
             "Create or update a profile",
-            wire.IdentifyBody,
+            requests.IdentifyBody,
             responses.IdentifyResponse,
             body,
         ),
@@ -35,7 +34,7 @@ def build_router() -> Router:
             handlers.ingest_event,
             "events:write",
             "Record one event",
-            wire.EventBody,
+            requests.EventBody,
             responses.EventOutcome,
             body,
         ),
@@ -45,7 +44,7 @@ def build_router() -> Router:
             handlers.ingest_batch,
             "events:write",
             "Record up to 100 events",
-            wire.BatchBody,
+            requests.BatchBody,
             responses.BatchResponse,
             body,
         ),
@@ -93,7 +92,7 @@ def build_router() -> Router:
             handlers.redeem_reward,
             "rewards:redeem",
             "Redeem a reward",
-            wire.RedeemBody,
+            requests.RedeemBody,
             responses.RedeemResponse,
             (*body, 404),
         ),
@@ -103,7 +102,7 @@ def build_router() -> Router:
             handlers.upload_modules,
             "admin:config",
             "Upload (and activate) several modules",
-            configuration.ModulesUpload,
+            requests.ModulesUpload,
             responses.ModulesUploaded,
             (*body, 404),
         ),
@@ -113,7 +112,7 @@ def build_router() -> Router:
             handlers.upload_module,
             "admin:config",
             "Upload (and activate) one module",
-            configuration.ModuleUpload,
+            requests.ModuleUpload,
             responses.ModuleUploaded,
             (*body, 404),
         ),

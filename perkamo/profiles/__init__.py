@@ -1,8 +1,8 @@
 """The profile domain: the actor that owns a profile and applies its writes in order, the
 usage meters, history replay and ledger verification."""
 
-from .actor import ProfileActor, ProfileServices
-from .messages import (
+from perkamo.profiles.actor import ProfileActor, ProfileServices
+from perkamo.profiles.messages import (
     Answer,
     EventRequest,
     Identify,
@@ -14,8 +14,8 @@ from .messages import (
     Read,
     Redeem,
 )
-from .snapshot import Snapshot
-from .usage import UsageLedger
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.usage import UsageLedger
 
 __all__ = [
     "Answer",

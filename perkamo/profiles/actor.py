@@ -15,15 +15,10 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
-from storage.profile_loader import ProfileLoader
-from storage.profiles import read_profile
-
-from ..configuration import ProgramCatalog
-from ..errors import Code, PerkamoError
-from ..webhooks import WebhookRegistry
-from .idempotency import judge_taken
-from .messages import (
+from perkamo.configuration import ProgramCatalog
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.idempotency import judge_taken
+from perkamo.profiles.messages import (
     RECENT,
     Answer,
     Ingest,
@@ -36,10 +31,14 @@ from .messages import (
     Write,
     transaction_of,
 )
-from .reservations import Reservations
-from .snapshot import Snapshot
-from .staging import OverLimit, Staged, stage
-from .usage import UsageLedger, limit_exceeded, period_of
+from perkamo.profiles.reservations import Reservations
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.staging import OverLimit, Staged, stage
+from perkamo.profiles.usage import UsageLedger, limit_exceeded, period_of
+from perkamo.webhooks import WebhookRegistry
+from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
+from storage.profile_loader import ProfileLoader
+from storage.profiles import read_profile
 
 # Rounds of staging one batch may take: a stale version, a taken id or a usage wait each
 # costs one. Two processes racing on one hot profile settle in a few; past this the writes

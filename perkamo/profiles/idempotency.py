@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.messages import (
+    Answer,
+    EventRequest,
+    Ingest,
+    Redeem,
+    TransactionKey,
+    Write,
+    transaction_of,
+)
+from perkamo.program.canonical import FORM, request_hash
 from storage import Database
 from storage.profiles import StoredEvent, StoredRedemption, find_events, find_redemptions
-
-from ..canonical import FORM, request_hash
-from ..errors import Code, PerkamoError
-from .messages import Answer, EventRequest, Ingest, Redeem, TransactionKey, Write, transaction_of
 
 
 def event_hash(user_id: str, event: EventRequest, form: int = FORM) -> bytes:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from perkamo.errors import PerkamoError
+from perkamo.program import ProfileState
 from storage.profiles import StoredEvent, StoredRedemption
-
-from ..errors import PerkamoError
-from ..program import ProfileState
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
 RECENT = 20  # events and redemptions a profile document lists

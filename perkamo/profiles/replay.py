@@ -8,9 +8,7 @@ from typing import Any
 
 import psycopg
 
-from storage.history import config_bodies, profile_history
-
-from ..program import (
+from perkamo.program import (
     EngineEvent,
     ProfileState,
     Program,
@@ -19,7 +17,8 @@ from ..program import (
     compile_program,
     merge_traits,
 )
-from ..program.rewards import redeem
+from perkamo.program.rewards import redeem
+from storage.history import config_bodies, profile_history
 
 Conn = psycopg.Connection[Any]
 

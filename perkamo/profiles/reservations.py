@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from perkamo.profiles.usage import UsageLedger, period_of
 from storage.group_commit import UsageKey
-
-from .usage import UsageLedger, period_of
 
 
 class Reservations:

@@ -8,9 +8,8 @@ from typing import Any
 
 import msgspec
 
+from perkamo.program import ProfileState
 from storage.profiles import ProfileRow
-
-from ..program import ProfileState
 
 
 @dataclass(slots=True)

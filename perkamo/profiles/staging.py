@@ -21,17 +21,16 @@ from typing import Any
 
 import msgspec
 
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.idempotency import event_hash, redemption_hash
+from perkamo.profiles.messages import Answer, Identify, IdentifyResult, Ingest, Redeem, Write
+from perkamo.profiles.reservations import Reservations
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.program import EngineEvent, ProfileState, Program, apply, apply_identify, merge_traits
+from perkamo.program.engine import level_number
+from perkamo.program.rewards import RedemptionRefused, redeem
+from perkamo.webhooks import SpaceHook, event_delivery, redemption_delivery
 from storage import EventRow, IdentifyRow, OutboxRow, RedemptionRow, SnapshotWrite, Unit
-
-from ..errors import Code, PerkamoError
-from ..program import EngineEvent, ProfileState, Program, apply, apply_identify, merge_traits
-from ..program.engine import level_number
-from ..program.rewards import RedemptionRefused, redeem
-from ..webhooks import SpaceHook, event_delivery, redemption_delivery
-from .idempotency import event_hash, redemption_hash
-from .messages import Answer, Identify, IdentifyResult, Ingest, Redeem, Write
-from .reservations import Reservations
-from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

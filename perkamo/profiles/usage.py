@@ -16,11 +16,10 @@ from typing import Any
 
 import trio
 
+from perkamo.errors import Code, PerkamoError
 from storage import Database, Status, Unit
+from storage.cache import SharedCache
 from storage.profiles import usage_counters
-
-from ..errors import Code, PerkamoError
-from ..shared_cache import SharedCache
 
 METERS = ("events", "api_requests", "profiles", "redemptions")
 # Counted like api_requests but not limits: what share of the mutating requests were signed.

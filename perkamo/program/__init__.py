@@ -1,10 +1,10 @@
 """The loyalty program: configuration modules, their compiled form, the pure engine."""
 
-from .compiler import InvalidConfig, Problem, compile_program, parse_module
-from .engine import EngineEvent, apply, apply_identify
-from .model import EMPTY_PROGRAM, Outcome, ProfileState, Program
-from .schema import MODULES
-from .traits import merge_traits
+from perkamo.program.compiler import InvalidConfig, Problem, compile_program, parse_module
+from perkamo.program.engine import EngineEvent, apply, apply_identify
+from perkamo.program.model import EMPTY_PROGRAM, Outcome, ProfileState, Program
+from perkamo.program.schema import MODULES
+from perkamo.program.traits import merge_traits
 
 __all__ = [
     "EMPTY_PROGRAM",

@@ -17,12 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from ..timefmt import parse_rfc3339
-from ..validation import describe
-from . import schema as s
-from .bounds import LIMIT, LIMIT_TEXT, within
-from .formula import FormulaError, parse
-from .model import (
+from perkamo.program import schema as s
+from perkamo.program.bounds import LIMIT, LIMIT_TEXT, within
+from perkamo.program.formula import FormulaError, parse
+from perkamo.program.model import (
     AchievementDef,
     AwardDef,
     BoostDef,
@@ -37,7 +35,9 @@ from .model import (
     StreakDef,
     WalletDef,
 )
-from .paths import OPERATORS
+from perkamo.program.paths import OPERATORS
+from perkamo.program.timefmt import parse_rfc3339
+from perkamo.program.validation import describe
 
 KEY = re.compile(r"[a-z0-9_.:-]{1,64}\Z")
 MAX_CURVE_LEVELS = 1000

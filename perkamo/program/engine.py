@@ -27,10 +27,10 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import legacy_canonical_json
-from .bounds import after, days_before, local_date, within
-from .formula import FormulaInputError, evaluate
-from .model import (
+from perkamo.program.bounds import after, days_before, local_date, within
+from perkamo.program.canonical import legacy_canonical_json
+from perkamo.program.formula import FormulaInputError, evaluate
+from perkamo.program.model import (
     AchievementState,
     AwardDef,
     BoostDef,
@@ -48,7 +48,7 @@ from .model import (
     UnlockedPerk,
     WalletBalance,
 )
-from .paths import MISSING, holds, lookup
+from perkamo.program.paths import MISSING, holds, lookup
 
 DECIMALS = Context(
     prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]

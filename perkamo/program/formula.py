@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from .bounds import CONTEXT_LIMIT
-from .paths import MISSING, lookup
+from perkamo.program.bounds import CONTEXT_LIMIT
+from perkamo.program.paths import MISSING, lookup
 
 MAX_LENGTH = 500
 _FUNCTIONS: dict[str, tuple[int, int | None]] = {  # name -> (min args, max args)

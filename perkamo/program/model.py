@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from .formula import Node
-from .schema import MODULES, Grant, Trigger
+from perkamo.program.formula import Node
+from perkamo.program.schema import MODULES, Grant, Trigger
 
 # -- the compiled program -------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import localcontext
 from typing import Any
 
-from ..errors import Code, PerkamoError
-from .engine import (
+from perkamo.errors import Code, PerkamoError
+from perkamo.program.engine import (
     DECIMALS,
     PER_DAY_KEPT,
     _Run,
@@ -20,7 +20,7 @@ from .engine import (
     unlock_and_grant,
     wallet_state,
 )
-from .model import ProfileState, Program, RedemptionCounter, WalletBalance
+from perkamo.program.model import ProfileState, Program, RedemptionCounter, WalletBalance
 
 
 class RedemptionRefused(PerkamoError):

@@ -9,10 +9,11 @@ import psycopg
 import pytest
 import trio
 
-from perkamo import admin, signing
-from perkamo.http.app import create_app
+from perkamo.access import signing
+from perkamo.ops import admin
 from storage import spaces as space_store
-from tests.conftest import Api, make_space
+from tests.api_client import Api, app_for
+from tests.spaces import make_space
 
 EVENT = {"user_id": "u1", "event": "app.opened", "transaction_id": "t1"}
 
@@ -83,7 +84,7 @@ async def test_rotated_key_replaces_the_old_one(api, space, pg_url):
 
 async def test_wrong_scope(runtime, pg_url):
     reader = make_space(pg_url, scopes=["profile:read"])
-    api = Api(create_app(runtime), reader.key)
+    api = Api(app_for(runtime), reader.key)
     a = await api.post("/v1/events", EVENT)
     assert (a.status, a.body["error"]) == (403, "insufficient_scope")
     assert (await api.get("/v1/profile/nobody")).status == 404
@@ -91,7 +92,7 @@ async def test_wrong_scope(runtime, pg_url):
 
 async def test_customer_read_alias(runtime, pg_url):
     reader = make_space(pg_url, scopes=["customer:read"])
-    api = Api(create_app(runtime), reader.key)
+    api = Api(app_for(runtime), reader.key)
     assert (await api.get("/v1/customer/nobody")).status == 404
     assert (await api.post("/v1/identify", {"user_id": "x"})).status == 403
 
@@ -120,8 +121,8 @@ async def test_tenant_in_query(api, space, field):
 
 async def test_keys_never_reach_another_space(runtime, pg_url):
     a_space, b_space = make_space(pg_url), make_space(pg_url)
-    a = Api(create_app(runtime), a_space.key)
-    b = Api(create_app(runtime), b_space.key)
+    a = Api(app_for(runtime), a_space.key)
+    b = Api(app_for(runtime), b_space.key)
     assert (await a.post("/v1/identify", {"user_id": "shared", "traits": {"s": "a"}})).status == 200
     assert (await b.get("/v1/profile/shared")).status == 404
     mismatch = await a.post("/v1/identify", {"user_id": "x", "tenant": b_space.slug})

@@ -10,8 +10,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from perkamo.canonical import canonical_json, legacy_canonical_json, request_hash
 from perkamo.configuration import upgrade_checksums
+from perkamo.program.canonical import canonical_json, legacy_canonical_json, request_hash
 
 
 @pytest.mark.parametrize(

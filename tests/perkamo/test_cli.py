@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from perkamo.cli import main
+from perkamo.ops.cli import main
 
 
 @pytest.fixture

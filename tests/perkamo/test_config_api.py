@@ -10,18 +10,17 @@ from typing import Any
 import pytest
 import trio
 
-from perkamo import configuration
-from perkamo.http.app import create_app
+from perkamo.configuration import demo_program
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
-from tests.conftest import Api
+from tests.api_client import Api, app_for
 
 W = {"wallets": [{"key": "points", "name": "Points"}]}
 RULE = {"key": "r", "name": "R", "event": "e", "award": [{"wallet": "points", "amount": 10}]}
 
 
 def demo_modules() -> dict[str, Any]:
-    return configuration.demo_program()[1]
+    return demo_program()[1]
 
 
 def with_rule(**changes: Any) -> dict[str, Any]:
@@ -241,10 +240,10 @@ async def test_module_errors(api):
 
 
 async def test_config_needs_the_admin_scope(runtime, pg_url):
-    from tests.conftest import make_space
+    from tests.spaces import make_space
 
     writer = make_space(pg_url, scopes=["events:write", "profile:read"])
-    api = Api(create_app(runtime), writer.key)
+    api = Api(app_for(runtime), writer.key)
     answer = await api.post("/v1/admin/config/wallets", {"version": "v", "body": W})
     assert (answer.status, answer.body["error"]) == (403, "insufficient_scope")
 
@@ -254,7 +253,7 @@ async def test_another_process_sees_an_activation(pg_url, space, tmp_path):
         open_runtime(Settings(data_dir=tmp_path), pg_url) as first,
         open_runtime(Settings(data_dir=tmp_path), pg_url) as second,
     ):
-        a, b = Api(create_app(first), space.key), Api(create_app(second), space.key)
+        a, b = Api(app_for(first), space.key), Api(app_for(second), space.key)
         await a.post("/v1/admin/config/wallets", {"version": "v0", "body": W})
         await a.post("/v1/admin/config/events", {"version": "e1", "body": with_rule()})
         out = await b.post("/v1/events", {"user_id": "u", "event": "e", "transaction_id": "1"})
@@ -270,11 +269,11 @@ async def test_another_process_sees_an_activation(pg_url, space, tmp_path):
 
 async def test_a_program_is_compiled_once_and_shared_by_every_profile(pg_url, space, tmp_path):
     async with open_runtime(Settings(data_dir=tmp_path), pg_url) as uploader:
-        api = Api(create_app(uploader), space.key)
+        api = Api(app_for(uploader), space.key)
         await api.post("/v1/admin/config", {"version": "d1", "modules": demo_modules()})
         assert uploader.programs.compilations == 0  # the activation installed it, compiled
     async with open_runtime(Settings(data_dir=tmp_path), pg_url) as fresh:  # a cold catalog
-        api = Api(create_app(fresh), space.key)
+        api = Api(app_for(fresh), space.key)
 
         async def buy(n: int) -> None:
             body = {"user_id": f"u{n}", "event": "purchase.completed", "transaction_id": str(n)}

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import trio
 
-from perkamo.responses import ErrorBody
+from perkamo.http.responses import ErrorBody
 from tests.server_process import ServerProcess
 
 

@@ -6,10 +6,9 @@ import psycopg
 import pytest
 import trio
 
-from perkamo.http.app import create_app
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
-from tests.conftest import Api
+from tests.api_client import Api, app_for
 
 SHAPE_KEYS = {"applied", "duplicate", "delta", "leveled_up", "unlocked", "wallet_state", "level"}
 
@@ -135,11 +134,11 @@ async def test_one_transaction_id_for_two_users_applies_once(api, space, pg_url)
 
 
 async def test_transaction_ids_are_unique_per_space_not_globally(runtime, pg_url):
-    from tests.conftest import make_space
+    from tests.spaces import make_space
 
     a, b = make_space(pg_url), make_space(pg_url)
     for s in (a, b):
-        answer = await Api(create_app(runtime), s.key).post("/v1/events", event(tx="order-1"))
+        answer = await Api(app_for(runtime), s.key).post("/v1/events", event(tx="order-1"))
         assert (answer.status, answer.body["duplicate"]) == (200, False)
 
 
@@ -200,7 +199,7 @@ async def test_batch_tenant_at_the_top_is_checked(api, space):
 async def test_a_full_mailbox_answers_overloaded(pg_url, space, tmp_path):
     settings = Settings(data_dir=tmp_path, mailbox_capacity=1)
     async with open_runtime(settings, pg_url) as rt:
-        api = Api(create_app(rt), space.key)
+        api = Api(app_for(rt), space.key)
         items = [event(tx=f"m{n}") for n in range(3)]  # one user: one mailbox of one
         results = (await api.post("/v1/events:batch", {"events": items})).body["results"]
         assert results[0]["applied"] is True

@@ -12,9 +12,9 @@ import msgspec
 import psycopg
 import trio
 
-from perkamo.http.app import create_app
 from perkamo.profiles import staging
-from tests.conftest import committed
+from tests.api_client import app_for
+from tests.spaces import committed
 
 PROGRAM = {
     "version": "v1",
@@ -112,7 +112,7 @@ async def test_concurrent_writes_of_one_profile_survive_a_defect_in_one(
 ):
     """29 good events and one that hits a defect, all at once for one user: the 29 are
     answered 200 and committed, the bad one alone is a 500."""
-    client = create_app(runtime).test_client()
+    client = app_for(runtime).test_client()
     headers = {"x-perkamo-api-key": space.key, "content-type": "application/json"}
     await client.post(
         "/v1/admin/config",

@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.conftest import make_space
 from tests.server_process import demo_program
+from tests.spaces import make_space
 
 EXAMPLES = int(os.environ.get("PERKAMO_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("PERKAMO_FUZZ_SEED", "20261125")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from perkamo import openapi
+from perkamo.http import openapi
+from perkamo.http.responses import EventOutcome, ProfileDocument
 from perkamo.http.routes import build_router
-from perkamo.responses import EventOutcome, ProfileDocument
 
 
 async def test_every_route_is_documented_and_nothing_else(api):

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import SpaceKey, committed
 from tests.server_process import ServerProcess
+from tests.spaces import SpaceKey, committed
 
 # These tests kill the server mid-response on purpose; httpx then leaves its response-body
 # async generator to the garbage collector. That is the client library's cleanup, not ours.

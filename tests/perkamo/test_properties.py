@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perkamo.configuration import activate_demo
-from perkamo.http.app import create_app
 from perkamo.profiles.replay import replay_profile
 from perkamo.program import EngineEvent, ProfileState, apply
 from perkamo.program.engine import copy_state
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
-from tests.conftest import Api, make_space
+from tests.api_client import Api, app_for
 from tests.perkamo.test_config_api import demo_modules
+from tests.spaces import make_space
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 EVENTS = ["purchase.completed", "page.viewed", "app.opened", "lesson.finished",
@@ -113,7 +113,7 @@ def test_replaying_the_stored_history_reproduces_the_profile(pg_url, tmp_path, s
     async def scenario() -> None:
         async with open_runtime(Settings(data_dir=tmp_path), pg_url) as runtime:
             assert await activate_demo(runtime.db, runtime.programs, space.space.id)
-            api = Api(create_app(runtime), space.key)
+            api = Api(app_for(runtime), space.key)
             await api.post("/v1/identify", {"user_id": "p", "traits": {"plan": "premium"}})
             sent = []
             for n, (kind, value) in enumerate(steps):

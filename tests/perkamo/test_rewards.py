@@ -6,8 +6,8 @@ import psycopg
 import pytest
 import trio
 
-from perkamo.cli import main
-from perkamo.rate_limit import RateLimiter
+from perkamo.access.rate_limit import RateLimiter
+from perkamo.ops.cli import main
 from storage import spaces as space_store
 
 PROGRAM = {
@@ -177,11 +177,11 @@ async def test_a_boost_effect_grants_the_boost(shop):
 
 
 async def test_redemption_needs_its_scope(runtime, pg_url):
-    from perkamo.http.app import create_app
-    from tests.conftest import Api, make_space
+    from tests.api_client import Api, app_for
+    from tests.spaces import make_space
 
     writer = make_space(pg_url, scopes=["events:write"])
-    answer = await Api(create_app(runtime), writer.key).post(
+    answer = await Api(app_for(runtime), writer.key).post(
         "/v1/rewards/redeem", redeem_body("u", "coupon", "r")
     )
     assert (answer.status, answer.body["error"]) == (403, "insufficient_scope")

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from perkamo.shared_cache import SharedCache
+from storage.cache import SharedCache
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 import psycopg
 import trio
 
-from perkamo.http.app import create_app
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from storage import EmbeddedPostgres
 from storage.migrations import migrate
-from tests.conftest import Api, make_space
+from tests.api_client import Api, app_for
+from tests.spaces import make_space
 
 
 async def test_database_outage_answers_503_and_recovers(tmp_path):
@@ -22,7 +22,7 @@ async def test_database_outage_answers_503_and_recovers(tmp_path):
             migrate(conn)
         space = make_space(url)
         async with open_runtime(Settings(data_dir=tmp_path), url) as rt:
-            api = Api(create_app(rt), space.key)
+            api = Api(app_for(rt), space.key)
             body = {"user_id": "u", "event": "e", "transaction_id": "before"}
             assert (await api.post("/v1/events", body)).status == 200
 

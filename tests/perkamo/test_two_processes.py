@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 import trio
 
-from tests.conftest import committed
 from tests.perkamo.test_faults import client_for, start_server, verify_clean
 from tests.server_process import ServerProcess
+from tests.spaces import committed
 
 
 async def test_two_processes_on_hot_profiles_never_answer_500(pg_url, tmp_path):

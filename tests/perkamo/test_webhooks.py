@@ -12,16 +12,17 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from perkamo import admin
 from perkamo.configuration import activate_demo
-from perkamo.http.app import create_app
-from perkamo.logs import JsonFormatter
+from perkamo.ops import admin
+from perkamo.ops.logs import JsonFormatter
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
-from perkamo.webhooks import MAX_ATTEMPTS, WebhookDispatcher, sign
+from perkamo.webhooks import WebhookDispatcher, sign
+from perkamo.webhooks.dispatcher import MAX_ATTEMPTS
 from storage import Database, EventRow, OutboxRow, SnapshotWrite, Unit
 from storage.group_commit import GroupCommitWriter
-from tests.conftest import Api, make_space
+from tests.api_client import Api, app_for
+from tests.spaces import make_space
 
 
 class Receiver:
@@ -93,7 +94,7 @@ async def test_deliveries_carry_the_payload_headers_and_a_verifiable_signature(
     with psycopg.connect(pg_url) as conn:
         secret = admin.set_webhook(conn, space.slug, receiver.url)
     assert await activate_demo(runtime.db, runtime.programs, space.space.id)
-    api = Api(create_app(runtime), space.key)
+    api = Api(app_for(runtime), space.key)
     for n in range(2):  # 100 points: level 2
         event = {"user_id": "c", "event": "purchase.completed", "transaction_id": f"o{n}",
                  "context": {"amount": 12900}, "occurred_at": "2026-06-01T10:00:00Z"}  # fmt: skip
@@ -154,7 +155,7 @@ async def test_a_failed_attempt_is_retried_and_survives_a_restart(pg_url, tmp_pa
     with psycopg.connect(pg_url) as conn:
         admin.set_webhook(conn, space.slug, receiver.url)
     async with open_runtime(Settings(data_dir=tmp_path), pg_url) as runtime:
-        api = Api(create_app(runtime), space.key)
+        api = Api(app_for(runtime), space.key)
         await api.post("/v1/events", {"user_id": "u", "event": "e", "transaction_id": "1"})
         await receiver.wait_for(1)
         with trio.fail_after(5):

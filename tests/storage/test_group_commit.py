@@ -9,7 +9,7 @@ import trio
 
 from storage import EventRow, GroupCommitWriter, SnapshotWrite, Status, Unit
 from storage.group_commit import open_group_commit_writer
-from tests.conftest import make_space
+from tests.spaces import make_space
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 

@@ -7,11 +7,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from storage.spaces import KeyRecord
-
-from .profiles import ProfileView
-from .program import Program
-from .program.engine import (
+from perkamo.profiles import ProfileView
+from perkamo.program import Program
+from perkamo.program.engine import (
     boost_applies,
     criterion_current,
     level_document,
@@ -22,8 +20,9 @@ from .program.engine import (
     trigger_progress,
     wallet_state,
 )
-from .program.model import ProfileState
-from .timefmt import format_rfc3339
+from perkamo.program.model import ProfileState
+from perkamo.program.timefmt import format_rfc3339
+from storage.spaces import KeyRecord
 
 _NUMERIC_TRIGGERS = ("points_threshold", "level_reached", "event_count", "streak")
 

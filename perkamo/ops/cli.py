@@ -11,13 +11,12 @@ from typing import Any
 
 import trio
 
+from perkamo.ops import admin
+from perkamo.ops.logs import configure as configure_logs
+from perkamo.settings import Settings
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
 from storage.migrations import migrate
-
-from . import admin
-from .logs import configure as configure_logs
-from .settings import Settings
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +186,7 @@ def _limit(value: str) -> int | None:
 
 
 def _run_verify(args: argparse.Namespace, db: Database) -> int:
-    from .profiles.verify import verify_space
+    from perkamo.profiles.verify import verify_space
 
     spaces = (
         [db.call(admin.require_space, args.space)]
@@ -264,7 +263,7 @@ def _run_keys(args: argparse.Namespace, db: Database) -> None:
 
 
 def _serve(settings: Settings, *, demo: bool) -> int:
-    from .server import CannotListen, serve
+    from perkamo.ops.server import CannotListen, serve
 
     try:
         trio.run(lambda: serve(settings, demo=demo))

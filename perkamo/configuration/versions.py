@@ -1,5 +1,4 @@
-"""Configuration use cases: upload and activate modules, read them back, and the catalog of
-compiled programs that the profile actors share.
+"""Configuration versions: upload, validate and activate modules; read them back.
 
 A (module, version) pair is immutable. Activation validates the whole resulting program
 (cross-module references included) and switches every listed module in one transaction;
@@ -10,26 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Any
 
-import msgspec
 import psycopg
-import trio
-from msgspec import Meta
 
-from storage import Database
+from perkamo.errors import Code, PerkamoError
+from perkamo.program import MODULES, InvalidConfig, Program, compile_program, parse_module
+from perkamo.program.canonical import FORM, checksum
+from perkamo.program.timefmt import format_rfc3339
 from storage import config as config_store
 
-from .canonical import FORM, checksum
-from .errors import Code, PerkamoError, validation_failed
-from .program import EMPTY_PROGRAM, MODULES, InvalidConfig, Program, compile_program, parse_module
-from .shared_cache import SharedCache
-from .timefmt import format_rfc3339
-from .validation import describe
-
 Conn = psycopg.Connection[Any]
-U = TypeVar("U", bound=msgspec.Struct)
 
 
 def invalid_config(exc: InvalidConfig) -> PerkamoError:
@@ -41,61 +31,6 @@ def invalid_config(exc: InvalidConfig) -> PerkamoError:
     )
 
 
-def load_program(conn: Conn, space_id: int) -> Program:
-    rows = config_store.active_versions(conn, space_id)
-    if not rows:
-        return EMPTY_PROGRAM
-    return compile_program({r.module: (r.version, r.body) for r in rows})
-
-
-class ProgramCatalog:
-    """Compiled active programs by Space, compiled once per activation and shared."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: SharedCache[int, Program] = SharedCache(self._compile)
-
-    async def _compile(self, space_id: int) -> Program:
-        return await self._db.run(load_program, space_id)
-
-    @property
-    def compilations(self) -> int:
-        return self._cache.loads
-
-    async def get(self, space_id: int) -> Program:
-        """The Space's active program. Concurrent misses share one load and compilation."""
-        return await self._cache.get(space_id)
-
-    def cached(self, space_id: int) -> Program | None:
-        return self._cache.peek(space_id)
-
-    def install(self, space_id: int, program: Program) -> None:
-        self._cache.forget(space_id)
-        self._cache.put(space_id, program)
-
-    def forget(self, space_id: int | None = None) -> None:
-        self._cache.forget(space_id)
-
-
-Version = Annotated[str, Meta(min_length=1, max_length=64)]
-
-
-class ModuleUpload(msgspec.Struct):
-    """``POST /v1/admin/config/{module}``: one module body under a version label."""
-
-    version: Version
-    body: dict[str, Any]
-    active: bool = True
-
-
-class ModulesUpload(msgspec.Struct):
-    """``POST /v1/admin/config``: several module bodies (module → body) under one version."""
-
-    version: Version
-    modules: Annotated[dict[str, dict[str, Any]], Meta(min_length=1)]
-    active: bool = True
-
-
 @dataclass(frozen=True, slots=True)
 class Stored:
     module: str
@@ -103,14 +38,6 @@ class Stored:
     checksum: str
     active: bool
     activated_at: datetime | None
-
-
-def envelope(value: Any, shape: type[U]) -> U:
-    try:
-        return msgspec.convert(value, shape)
-    except msgspec.ValidationError as exc:
-        path, message = describe(exc, "")
-        raise validation_failed(path.lstrip("."), message) from None
 
 
 def store(
@@ -219,32 +146,3 @@ def describe_module(conn: Conn, space_id: int, module: str) -> dict[str, Any]:
         ],
         "body": active.body if active else None,
     }
-
-
-def demo_program() -> tuple[str, dict[str, Any]]:
-    """The demo program (``shared/demo/program``, shipped in ``perkamo/demo``): its version
-    label and module → body. The product, the tests and the bench all load it here."""
-    from importlib import resources
-
-    bodies: dict[str, Any] = {}
-    version = ""
-    decoder = msgspec.json.Decoder(float_hook=Decimal)
-    for module in MODULES:
-        raw = resources.files("perkamo").joinpath("demo", f"{module}.json").read_bytes()
-        document = decoder.decode(raw)
-        bodies[module] = document["body"]
-        version = document["version"]
-    return version, bodies
-
-
-async def activate_demo(db: Database, catalog: ProgramCatalog, space_id: int) -> bool:
-    """Load the demo program into a Space that has no active program yet."""
-    active = await db.run(config_store.active_versions, space_id)
-    if active:
-        return False
-    version, bodies = demo_program()
-    _, program = await db.run(store, space_id, version, bodies, True, "modules.{module}")
-    assert program is not None
-    catalog.install(space_id, program)
-    await trio.lowlevel.checkpoint()
-    return True

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from perkamo.access.keys import hash_key
+from perkamo.errors import Code, PerkamoError
 from storage import Database
+from storage.cache import SharedCache
 from storage.spaces import KeyRecord, find_key_by_hash
-
-from .errors import Code, PerkamoError
-from .keys import hash_key
-from .shared_cache import SharedCache
 
 _UNTRUSTED_TTL = 1.0
 _MAX_CACHED = 100_000

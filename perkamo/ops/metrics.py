@@ -11,16 +11,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from perkamo.runtime import RuntimeStatistics
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _RuntimeCollector(Collector):
-    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, source: Callable[[], RuntimeStatistics]) -> None:
         self._source = source
 
     def collect(self) -> Iterable[Any]:
         s = self._source()
-        actors, writer, hooks = s["actors"], s["writer"], s["webhooks"]
+        actors, writer, hooks = s.actors, s.writer, s.webhooks
         yield GaugeMetricFamily("perkamo_actors_resident", "Profiles in memory", actors.resident)
         yield GaugeMetricFamily("perkamo_actors_running", "Profiles with work", actors.running)
         yield GaugeMetricFamily("perkamo_mailbox_depth", "Messages waiting", actors.queued)
@@ -59,7 +61,12 @@ class _RuntimeCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, runtime_statistics: Callable[[], dict[str, Any]]) -> None:
+    """``/metrics``: request counts and latencies (the edge observes every request) and the
+    runtime's statistics, read at each scrape."""
+
+    content_type = CONTENT_TYPE
+
+    def __init__(self, runtime_statistics: Callable[[], RuntimeStatistics]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "perkamo_http_requests",

@@ -10,11 +10,11 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
-from .errors import codes_by_status
-from .program.schema import MODULE_TYPES
-from .responses import ErrorBody
-from .wire import UserId
+from perkamo import __version__
+from perkamo.errors import codes_by_status
+from perkamo.http.requests import UserId
+from perkamo.http.responses import ErrorBody
+from perkamo.program.schema import MODULE_TYPES
 
 _REF = "#/components/schemas/{name}"
 _DECIMAL = {"type": "string", "format": "decimal"}

@@ -57,8 +57,8 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
-from ..errors import Code, PerkamoError
-from .errors import error_body, new_request_id
+from perkamo.errors import Code, PerkamoError
+from perkamo.http.errors import error_body, new_request_id
 
 LINGER_SECONDS = 2.0
 REFUSAL_LINGER_SECONDS = 0.5

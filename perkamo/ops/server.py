@@ -17,14 +17,13 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from perkamo.configuration import activate_demo
+from perkamo.http.app import create_app
+from perkamo.ops import admin, connections
+from perkamo.ops.metrics import Metrics
+from perkamo.runtime import Runtime, open_runtime
+from perkamo.settings import Settings
 from storage import EmbeddedPostgres
-
-from . import admin
-from .configuration import activate_demo
-from .http import connections
-from .http.app import create_app
-from .runtime import Runtime, open_runtime
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
     async with open_runtime(settings, url) as runtime:
         banner = await _load_demo(runtime, settings) if demo else ""
         config, limits = _hypercorn_config(settings)
-        app = create_app(runtime)
+        app = create_app(runtime, Metrics(runtime.statistics))
         _tune_garbage_collection()
         stop = trio.Event()
         async with trio.open_nursery() as nursery:

@@ -8,10 +8,9 @@ from typing import Any
 
 import psycopg
 
+from perkamo.access import keys
 from storage import spaces as space_store
 from storage.spaces import KeyRecord, SpaceRecord
-
-from . import keys
 
 Conn = psycopg.Connection[Any]
 
@@ -100,9 +99,8 @@ def set_webhook(conn: Conn, slug: str, url: str) -> str:
     once. ``http://`` is allowed for test Spaces only, so local receivers work."""
     from urllib.parse import urlsplit
 
+    from perkamo.webhooks import new_secret
     from storage import webhooks as hook_store
-
-    from .webhooks import new_secret
 
     space = require_space(conn, slug)
     parts = urlsplit(url)

@@ -14,9 +14,9 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from .errors import Code, PerkamoError, validation_failed
-from .timefmt import parse_rfc3339
-from .validation import describe
+from perkamo.errors import Code, PerkamoError, validation_failed
+from perkamo.program.timefmt import parse_rfc3339
+from perkamo.program.validation import describe
 
 MAX_OBJECT_BYTES = 16 * 1024
 MAX_DEPTH = 8
@@ -26,6 +26,7 @@ RESERVED_CONTEXT_KEYS = frozenset(
 )
 
 T = TypeVar("T")
+U = TypeVar("U", bound=msgspec.Struct)
 
 MAX_NUMBER_CHARS = 100
 MAX_EXPONENT = 1000
@@ -263,3 +264,33 @@ def batch_items(value: Any) -> BatchBody:
             f"A batch holds at most {MAX_BATCH} events; got {len(body.events)}.",
         )
     return body
+
+
+# -- configuration uploads -------------------------------------------------------------
+
+
+Version = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ModuleUpload(msgspec.Struct):
+    """``POST /v1/admin/config/{module}``: one module body under a version label."""
+
+    version: Version
+    body: dict[str, Any]
+    active: bool = True
+
+
+class ModulesUpload(msgspec.Struct):
+    """``POST /v1/admin/config``: several module bodies (module → body) under one version."""
+
+    version: Version
+    modules: Annotated[dict[str, dict[str, Any]], Meta(min_length=1)]
+    active: bool = True
+
+
+def envelope(value: Any, shape: type[U]) -> U:
+    try:
+        return msgspec.convert(value, shape)
+    except msgspec.ValidationError as exc:
+        path, message = describe(exc, "")
+        raise validation_failed(path.lstrip("."), message) from None

@@ -1,37 +1,28 @@
-"""Webhooks: the per-Space endpoint, the payloads, and the delivery task.
-
-Deliveries are rows of an outbox written in the same transaction as the event or redemption
-they announce, so nothing committed goes unannounced and nothing unannounced is committed.
-The dispatcher runs in its own tasks with bounded concurrency, claims due rows (leased, so a
-crash only delays them), POSTs them, and retries with exponential backoff: 8 attempts over
-about a day, then ``failed``. Delivery is at-least-once and survives restarts.
-"""
+"""Delivering the outbox: due rows are claimed (leased, so a crash only delays them),
+POSTed with bounded concurrency, and retried with exponential backoff — 8 attempts over
+about a day, then ``failed``. Delivery is at-least-once and survives restarts."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
-import msgspec
 import trio
 
-from storage import Database, OutboxRow, StorageUnavailable
+from perkamo.webhooks.payloads import sign
+from storage import Database, StorageUnavailable
 from storage import webhooks as store
-
-from .shared_cache import SharedCache
-from .timefmt import format_rfc3339
 
 log = logging.getLogger(__name__)
 
+
 MAX_ATTEMPTS = 8
+
+
 # Waits after attempts 1..7: about 22 hours in all.
 BACKOFF = (
     timedelta(minutes=1),
@@ -42,119 +33,15 @@ BACKOFF = (
     timedelta(hours=6),
     timedelta(hours=12),
 )
+
+
 ATTEMPT_TIMEOUT = 5.0
+
+
 LEASE = timedelta(minutes=2)
+
+
 USER_AGENT = "Perkamo-Webhook/1.0"
-_encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-def sign(secret: str, delivery_id: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), delivery_id.encode() + b"." + body, hashlib.sha256)
-    return "v1=" + digest.hexdigest()
-
-
-def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True, slots=True)
-class SpaceHook:
-    """What staging needs: whether to write deliveries, and the Space for the payload."""
-
-    enabled: bool
-    space: dict[str, str]
-
-
-class WebhookRegistry:
-    """Per-Space endpoint state, cached; forgotten on NOTIFY (endpoint changes)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cache: SharedCache[int, SpaceHook] = SharedCache(self._load)
-
-    async def _load(self, space_id: int) -> SpaceHook:
-        found = (await self._db.run(store.endpoints, [space_id])).get(space_id)
-        if found is None:
-            return SpaceHook(enabled=False, space={})
-        space = {"slug": found.slug, "name": found.name, "environment": found.environment}
-        return SpaceHook(enabled=found.enabled, space=space)
-
-    async def get(self, space_id: int) -> SpaceHook:
-        return await self._cache.get(space_id)
-
-    def forget(self) -> None:
-        self._cache.forget()
-
-
-def event_delivery(
-    hook: SpaceHook,
-    space_id: int,
-    event_id: str,
-    user_id: str,
-    transaction_id: str,
-    event: str,
-    occurred_at: datetime,
-    received_at: datetime,
-    context: dict[str, Any],
-    outcome: dict[str, Any],
-    level_from: int | None,
-) -> OutboxRow:
-    effects = list(outcome["unlocked"])
-    if level_from is not None and outcome["level"] is not None:
-        effects.append({"type": "level", "from": level_from, "to": outcome["level"]["level"]})
-    payload = {
-        "id": event_id,
-        "type": event,
-        "created_at": format_rfc3339(received_at),
-        "data": {
-            "space": hook.space,
-            "user_id": user_id,
-            "transaction_id": transaction_id,
-            "event": event,
-            "status": "applied",
-            "occurred_at": format_rfc3339(occurred_at),
-            "context": context,
-            "delta": outcome["delta"],
-            "effects": effects,
-            "wallet_state": outcome["wallet_state"],
-        },
-    }
-    return _row(space_id, event, payload, received_at)
-
-
-def redemption_delivery(
-    hook: SpaceHook,
-    space_id: int,
-    user_id: str,
-    transaction_id: str,
-    context: dict[str, Any],
-    answer: dict[str, Any],
-    received_at: datetime,
-) -> OutboxRow:
-    payload = {
-        "id": answer["redemption_id"],
-        "type": "reward.redeemed",
-        "created_at": format_rfc3339(received_at),
-        "data": {
-            "space": hook.space,
-            "user_id": user_id,
-            "transaction_id": transaction_id,
-            "reward_key": answer["reward"]["key"],
-            "status": "redeemed",
-            "context": context,
-            "cost": answer["cost"],
-            "effect": answer["effect"],
-            "delta": answer["delta"],
-            "effects": answer["unlocked"],
-            "wallet_state": answer["wallet_state"],
-        },
-    }
-    return _row(space_id, "reward.redeemed", payload, received_at)
-
-
-def _row(space_id: int, event_type: str, payload: Any, at: datetime) -> OutboxRow:
-    body = _encoder.encode(payload).decode()
-    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at)
 
 
 @dataclass

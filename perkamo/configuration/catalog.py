@@ -1,0 +1,51 @@
+"""The compiled active program of each Space, compiled once per activation and shared by
+every profile actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from perkamo.program import EMPTY_PROGRAM, Program, compile_program
+from storage import Database
+from storage import config as config_store
+from storage.cache import SharedCache
+
+Conn = psycopg.Connection[Any]
+
+
+def load_program(conn: Conn, space_id: int) -> Program:
+    rows = config_store.active_versions(conn, space_id)
+    if not rows:
+        return EMPTY_PROGRAM
+    return compile_program({r.module: (r.version, r.body) for r in rows})
+
+
+class ProgramCatalog:
+    """Compiled active programs by Space, compiled once per activation and shared."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cache: SharedCache[int, Program] = SharedCache(self._compile)
+
+    async def _compile(self, space_id: int) -> Program:
+        return await self._db.run(load_program, space_id)
+
+    @property
+    def compilations(self) -> int:
+        return self._cache.loads
+
+    async def get(self, space_id: int) -> Program:
+        """The Space's active program. Concurrent misses share one load and compilation."""
+        return await self._cache.get(space_id)
+
+    def cached(self, space_id: int) -> Program | None:
+        return self._cache.peek(space_id)
+
+    def install(self, space_id: int, program: Program) -> None:
+        self._cache.forget(space_id)
+        self._cache.put(space_id, program)
+
+    def forget(self, space_id: int | None = None) -> None:
+        self._cache.forget(space_id)

@@ -1,0 +1,22 @@
+"""Webhooks: the signed payloads written to the outbox with what they announce, each Space's
+endpoint state, and the dispatcher that delivers them."""
+
+from perkamo.webhooks.dispatcher import WebhookDispatcher
+from perkamo.webhooks.payloads import (
+    SpaceHook,
+    event_delivery,
+    new_secret,
+    redemption_delivery,
+    sign,
+)
+from perkamo.webhooks.registry import WebhookRegistry
+
+__all__ = [
+    "SpaceHook",
+    "WebhookDispatcher",
+    "WebhookRegistry",
+    "event_delivery",
+    "new_secret",
+    "redemption_delivery",
+    "sign",
+]

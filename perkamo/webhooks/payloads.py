@@ -1,0 +1,106 @@
+"""What a webhook delivery says: the signed payloads of events and redemptions, written to
+the outbox in the same transaction as what they announce."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from perkamo.program.timefmt import format_rfc3339
+from storage import OutboxRow
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def sign(secret: str, delivery_id: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), delivery_id.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + digest.hexdigest()
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceHook:
+    """What staging needs: whether to write deliveries, and the Space for the payload."""
+
+    enabled: bool
+    space: dict[str, str]
+
+
+def event_delivery(
+    hook: SpaceHook,
+    space_id: int,
+    event_id: str,
+    user_id: str,
+    transaction_id: str,
+    event: str,
+    occurred_at: datetime,
+    received_at: datetime,
+    context: dict[str, Any],
+    outcome: dict[str, Any],
+    level_from: int | None,
+) -> OutboxRow:
+    effects = list(outcome["unlocked"])
+    if level_from is not None and outcome["level"] is not None:
+        effects.append({"type": "level", "from": level_from, "to": outcome["level"]["level"]})
+    payload = {
+        "id": event_id,
+        "type": event,
+        "created_at": format_rfc3339(received_at),
+        "data": {
+            "space": hook.space,
+            "user_id": user_id,
+            "transaction_id": transaction_id,
+            "event": event,
+            "status": "applied",
+            "occurred_at": format_rfc3339(occurred_at),
+            "context": context,
+            "delta": outcome["delta"],
+            "effects": effects,
+            "wallet_state": outcome["wallet_state"],
+        },
+    }
+    return _row(space_id, event, payload, received_at)
+
+
+def redemption_delivery(
+    hook: SpaceHook,
+    space_id: int,
+    user_id: str,
+    transaction_id: str,
+    context: dict[str, Any],
+    answer: dict[str, Any],
+    received_at: datetime,
+) -> OutboxRow:
+    payload = {
+        "id": answer["redemption_id"],
+        "type": "reward.redeemed",
+        "created_at": format_rfc3339(received_at),
+        "data": {
+            "space": hook.space,
+            "user_id": user_id,
+            "transaction_id": transaction_id,
+            "reward_key": answer["reward"]["key"],
+            "status": "redeemed",
+            "context": context,
+            "cost": answer["cost"],
+            "effect": answer["effect"],
+            "delta": answer["delta"],
+            "effects": answer["unlocked"],
+            "wallet_state": answer["wallet_state"],
+        },
+    }
+    return _row(space_id, "reward.redeemed", payload, received_at)
+
+
+def _row(space_id: int, event_type: str, payload: Any, at: datetime) -> OutboxRow:
+    body = _encoder.encode(payload).decode()
+    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at)
