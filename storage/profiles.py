@@ -31,13 +31,14 @@ class StoredEvent:
     request_hash: bytes
     hash_form: int  # the canonical-JSON form request_hash was computed in
     occurred_at: datetime
-    outcome: Any
+    outcome: str  # the answer as JSON text, exactly as it was sent
 
 
 def find_events(conn: Conn, space_id: int, transaction_ids: list[str]) -> list[StoredEvent]:
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at, outcome"
+            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at,"
+            " outcome::text"
             " FROM events WHERE space_id = %s AND transaction_id = ANY(%s)",
             (space_id, transaction_ids),
         )
@@ -48,7 +49,8 @@ def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[S
     """The profile's most recent events, newest (by processing order) first."""
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at, outcome"
+            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at,"
+            " outcome::text"
             " FROM events WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
@@ -63,7 +65,7 @@ class StoredRedemption:
     request_hash: bytes
     hash_form: int
     received_at: datetime
-    outcome: Any
+    outcome: str  # JSON text
 
 
 def find_redemptions(
@@ -72,7 +74,7 @@ def find_redemptions(
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
             "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
-            " outcome"
+            " outcome::text"
             " FROM redemptions WHERE space_id = %s AND transaction_id = ANY(%s)",
             (space_id, transaction_ids),
         )
@@ -85,7 +87,7 @@ def recent_redemptions(
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
             "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
-            " outcome"
+            " outcome::text"
             " FROM redemptions WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )

@@ -1,7 +1,10 @@
-"""Aggregate figures about a Space, for the program document."""
+"""Aggregate figures about a Space, for the program document. The shape of a profile's
+stored state is the domain's: its wallet totals are read at the JSON paths the caller
+names (``WalletPaths``), so renaming a field cannot silently break a query here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +14,51 @@ import psycopg
 Conn = psycopg.Connection[Any]
 
 
-def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class WalletPaths:
+    """Where a profile's state keeps its wallets (an object keyed by wallet) and, in each,
+    the fields summed."""
+
+    wallets: str
+    balance: str
+    earned: str
+    spent: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHealth:
+    enabled: bool
+    url: str
+    queued: int  # pending or retrying deliveries
+    failed_last_24h: int
+    last_delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceStats:
+    profiles: int
+    events: int
+    redemptions: int
+    last_event_at: datetime | None
+    events_last_24h: int
+    keys_in_use: int
+    issued: dict[str, Decimal]  # per wallet: the earned totals of every profile
+    spent: dict[str, Decimal]
+    webhook: WebhookHealth | None
+
+
+def wallet_sums(conn: Conn, space_id: int, paths: WalletPaths, field: str) -> dict[str, Decimal]:
+    """Per wallet, the sum over the Space's profiles of one field of the wallet's state."""
+    rows = conn.execute(
+        "SELECT w.key, sum((w.value ->> %s)::numeric)"
+        " FROM profiles p, jsonb_each(p.state -> %s) AS w"
+        " WHERE p.space_id = %s GROUP BY w.key",
+        (field, paths.wallets, space_id),
+    ).fetchall()
+    return {key: total or Decimal(0) for key, total in rows}
+
+
+def space_stats(conn: Conn, space_id: int, now: datetime, paths: WalletPaths) -> SpaceStats:
     row = conn.execute(
         "SELECT count(*), max(received_at),"
         " count(*) FILTER (WHERE received_at >= %s)"
@@ -20,44 +67,30 @@ def space_stats(conn: Conn, space_id: int, now: datetime) -> dict[str, Any]:
     ).fetchone()
     assert row is not None
     events, last_event_at, last_24h = row
-    profiles = conn.execute(
-        "SELECT count(*) FROM profiles WHERE space_id = %s", (space_id,)
-    ).fetchone()
-    assert profiles is not None
-    keys = conn.execute(
-        "SELECT count(*) FROM api_keys WHERE space_id = %s AND revoked_at IS NULL", (space_id,)
-    ).fetchone()
-    assert keys is not None
-    issued = conn.execute(
-        "SELECT w.key, sum((w.value ->> 'earned')::numeric)"
-        " FROM profiles p, jsonb_each(p.state -> 'wallets') AS w"
-        " WHERE p.space_id = %s GROUP BY w.key",
-        (space_id,),
-    ).fetchall()
-    spent = conn.execute(
-        "SELECT w.key, sum((w.value ->> 'spent')::numeric)"
-        " FROM profiles p, jsonb_each(p.state -> 'wallets') AS w"
-        " WHERE p.space_id = %s GROUP BY w.key",
-        (space_id,),
-    ).fetchall()
-    redemptions = conn.execute(
-        "SELECT count(*) FROM redemptions WHERE space_id = %s", (space_id,)
-    ).fetchone()
-    assert redemptions is not None
-    return {
-        "webhook": _webhook(conn, space_id, now),
-        "redemptions": redemptions[0],
-        "spent": {key: total or Decimal(0) for key, total in spent},
-        "events": events,
-        "last_event_at": last_event_at,
-        "events_last_24h": last_24h,
-        "profiles": profiles[0],
-        "keys_in_use": keys[0],
-        "issued": {key: total or Decimal(0) for key, total in issued},
-    }
+    return SpaceStats(
+        profiles=_count(conn, "SELECT count(*) FROM profiles WHERE space_id = %s", space_id),
+        events=events,
+        redemptions=_count(conn, "SELECT count(*) FROM redemptions WHERE space_id = %s", space_id),
+        last_event_at=last_event_at,
+        events_last_24h=last_24h,
+        keys_in_use=_count(
+            conn,
+            "SELECT count(*) FROM api_keys WHERE space_id = %s AND revoked_at IS NULL",
+            space_id,
+        ),
+        issued=wallet_sums(conn, space_id, paths, paths.earned),
+        spent=wallet_sums(conn, space_id, paths, paths.spent),
+        webhook=_webhook(conn, space_id, now),
+    )
 
 
-def _webhook(conn: Conn, space_id: int, now: datetime) -> dict[str, Any] | None:
+def _count(conn: Conn, query: Any, space_id: int) -> int:
+    row = conn.execute(query, (space_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _webhook(conn: Conn, space_id: int, now: datetime) -> WebhookHealth | None:
     """The Space's endpoint and how its deliveries fare; None when none is registered."""
     row = conn.execute(
         "SELECT e.enabled, e.url,"
@@ -69,13 +102,4 @@ def _webhook(conn: Conn, space_id: int, now: datetime) -> dict[str, Any] | None:
         " WHERE e.space_id = %s GROUP BY e.enabled, e.url",
         (now - timedelta(hours=24), space_id),
     ).fetchone()
-    if row is None:
-        return None
-    enabled, url, queued, failed, last = row
-    return {
-        "enabled": enabled,
-        "url": url,
-        "queued": queued,
-        "failed_last_24h": failed,
-        "last_delivered_at": last,
-    }
+    return None if row is None else WebhookHealth(*row)

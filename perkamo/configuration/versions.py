@@ -16,7 +16,6 @@ import psycopg
 from perkamo.errors import Code, PerkamoError
 from perkamo.program import MODULES, InvalidConfig, Program, compile_program, parse_module
 from perkamo.program.canonical import FORM, checksum
-from perkamo.program.timefmt import format_rfc3339
 from storage import config as config_store
 
 Conn = psycopg.Connection[Any]
@@ -125,24 +124,14 @@ def upgrade_checksums(conn: Conn) -> int:
     return changed
 
 
-def describe_module(conn: Conn, space_id: int, module: str) -> dict[str, Any]:
+def describe_module(
+    conn: Conn, space_id: int, module: str
+) -> tuple[config_store.ConfigVersion | None, list[config_store.ConfigVersion]]:
+    """(the active version or None, every version in upload order)."""
     if module not in MODULES:
         raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {module!r}.")
     versions = config_store.list_versions(conn, space_id, module)
     active = next(
         (r for r in config_store.active_versions(conn, space_id) if r.module == module), None
     )
-    return {
-        "module": module,
-        "active_version": active.version if active else None,
-        "versions": [
-            {
-                "version": v.version,
-                "checksum": v.checksum,
-                "created_at": format_rfc3339(v.created_at),
-                "activated_at": format_rfc3339(v.activated_at) if v.activated_at else None,
-            }
-            for v in versions
-        ],
-        "body": active.body if active else None,
-    }
+    return active, versions

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+
+import msgspec
 
 from perkamo.errors import PerkamoError
+from perkamo.http.responses import ErrorBody, ErrorDetail, ItemError
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}\Z")
 
@@ -18,20 +20,16 @@ def new_request_id(header: str | None) -> str:
     return "req_" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
 
 
-def error_body(exc: PerkamoError, request_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "error": exc.code.value,
-        "message": exc.message,
-        "request_id": request_id,
-    }
-    if exc.details:
-        body["details"] = exc.details
-    return body
+def _details(exc: PerkamoError) -> list[ErrorDetail] | msgspec.UnsetType:
+    if not exc.details:
+        return msgspec.UNSET
+    return [ErrorDetail(d["path"], d["message"]) for d in exc.details]
 
 
-def item_error(exc: PerkamoError) -> dict[str, Any]:
+def error_body(exc: PerkamoError, request_id: str) -> ErrorBody:
+    return ErrorBody(exc.code.value, exc.message, request_id, _details(exc))
+
+
+def item_error(exc: PerkamoError) -> ItemError:
     """The ``error`` object of a failed batch item."""
-    body: dict[str, Any] = {"error": exc.code.value, "message": exc.message}
-    if exc.details:
-        body["details"] = exc.details
-    return body
+    return ItemError(exc.code.value, exc.message, _details(exc))

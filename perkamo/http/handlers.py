@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from actors import Reply
 from perkamo.configuration import versions
 from perkamo.errors import Code, PerkamoError
 from perkamo.http import requests
-from perkamo.http.documents import profile_document, program_document
 from perkamo.http.edge import Call, Plain, RawBody, rate_limited, rate_of
 from perkamo.http.errors import item_error
+from perkamo.http.profile_document import profile_document
+from perkamo.http.program_document import program_document, usage_document
 from perkamo.http.requests import (
     EventInput,
     batch_items,
@@ -22,6 +23,18 @@ from perkamo.http.requests import (
     identify_body,
     redeem_input,
     tenants_named,
+)
+from perkamo.http.responses import (
+    BatchItem,
+    BatchResponse,
+    EventOutcome,
+    Health,
+    IdentifyResponse,
+    ModuleActivation,
+    ModuleDescription,
+    ModulesUploaded,
+    ModuleUploaded,
+    ModuleVersion,
 )
 from perkamo.profiles import (
     Answer,
@@ -33,6 +46,7 @@ from perkamo.profiles import (
     Read,
     Redeem,
 )
+from perkamo.profiles.paths import WALLETS
 from perkamo.program import MODULES
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.runtime import Runtime
@@ -61,12 +75,7 @@ async def identify(call: Call) -> Result:
         writes=True,
     )
     assert isinstance(reply, IdentifyResult)
-    return 200, {
-        "tenant": call.key.space_slug,
-        "user_id": user_id,
-        "traits": reply.traits,
-        "created": reply.created,
-    }
+    return 200, IdentifyResponse(call.key.space_slug, user_id, reply.traits, reply.created)
 
 
 def _ingest(event: EventInput, call: Call) -> Ingest:
@@ -83,19 +92,18 @@ async def ingest_event(call: Call) -> Result:
     return 200, answer
 
 
-_FAILED_ITEM: dict[str, Any] = {
-    "applied": False,
-    "duplicate": False,
-    "delta": [],
-    "leveled_up": False,
-    "unlocked": [],
-    "wallet_state": {},
-    "level": None,
-}
-
-
-def _failed(exc: PerkamoError) -> dict[str, Any]:
-    return {**_FAILED_ITEM, "error": item_error(exc)}
+def _failed(exc: PerkamoError) -> BatchItem:
+    """A batch item that failed alone: nothing applied, and why."""
+    return BatchItem(
+        applied=False,
+        duplicate=False,
+        delta=[],
+        leveled_up=False,
+        unlocked=[],
+        wallet_state={},
+        level=None,
+        error=item_error(exc),
+    )
 
 
 async def ingest_batch(call: Call) -> Result:
@@ -112,7 +120,7 @@ async def ingest_batch(call: Call) -> Result:
         )
         if not decision.allowed:
             raise rate_limited(decision)
-    results: list[dict[str, Any] | None] = [None] * len(batch.events)
+    results: list[BatchItem | EventOutcome | None] = [None] * len(batch.events)
     waves: list[list[tuple[int, EventInput]]] = [[]]
     owner_of: dict[str, tuple[str, int]] = {}  # transaction id -> (user, wave)
     for index, raw in enumerate(batch.events):
@@ -142,14 +150,18 @@ async def ingest_batch(call: Call) -> Result:
                 results[index] = _failed(exc)
         for index, reply in submitted:
             results[index] = await _item(runtime, reply, deadline)
-    return 200, {"results": results}
+    # A successful item is exactly the single event's answer (API.md); BatchItem documents
+    # both forms and msgspec encodes each item's own Struct.
+    return 200, BatchResponse(cast(list[BatchItem], results))
 
 
-async def _item(runtime: Runtime, reply: Reply[Answer], deadline: float) -> dict[str, Any]:
+async def _item(
+    runtime: Runtime, reply: Reply[Answer], deadline: float
+) -> BatchItem | EventOutcome:
     """One batch item's result; a failure of any kind is that item's error alone."""
     try:
         value = await runtime.outcome(reply, writes=True, deadline=deadline)
-        assert isinstance(value, dict)
+        assert isinstance(value, EventOutcome)
         return value
     except PerkamoError as exc:
         return _failed(exc)
@@ -181,14 +193,11 @@ async def usage(call: Call) -> Result:
     meters = await call.runtime.usage.meters(
         call.key.space_id, call.received_at, call.key.space_limits
     )
-    return 200, {"tenant": call.key.space_slug, **_usage_document(meters)}
+    return 200, usage_document(call.key.space_slug, meters)
 
 
-def _usage_document(meters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "period": {k: format_rfc3339(v) for k, v in meters["period"].items()},
-        "meters": meters["meters"],
-    }
+def _time(value: datetime | None) -> str | None:
+    return format_rfc3339(value) if value is not None else None
 
 
 async def upload_module(call: Call) -> Result:
@@ -207,14 +216,9 @@ async def upload_module(call: Call) -> Result:
     if program is not None:
         call.runtime.programs.install(call.key.space_id, program)
     item = stored[0]
-    return 200, {
-        "module": module,
-        "version": item.version,
-        "active": item.active,
-        "checksum": item.checksum,
-        "activated_at": format_rfc3339(item.activated_at) if item.activated_at else None,
-        "warnings": [],
-    }
+    return 200, ModuleUploaded(
+        module, item.version, item.active, item.checksum, _time(item.activated_at), []
+    )
 
 
 async def upload_modules(call: Call) -> Result:
@@ -229,33 +233,35 @@ async def upload_modules(call: Call) -> Result:
     )
     if program is not None:
         call.runtime.programs.install(call.key.space_id, program)
-    return 200, {
-        "version": request.version,
-        "active": request.active,
-        "modules": {
-            item.module: {
-                "checksum": item.checksum,
-                "activated_at": format_rfc3339(item.activated_at) if item.activated_at else None,
-            }
-            for item in stored
-        },
-        "warnings": [],
+    activations = {
+        item.module: ModuleActivation(item.checksum, _time(item.activated_at)) for item in stored
     }
+    return 200, ModulesUploaded(request.version, request.active, activations, [])
 
 
 async def read_module(call: Call) -> Result:
-    return 200, await call.runtime.db.run(
-        versions.describe_module, call.key.space_id, call.params["module"]
+    module = call.params["module"]
+    active, stored = await call.runtime.db.run(versions.describe_module, call.key.space_id, module)
+    return 200, ModuleDescription(
+        module=module,
+        active_version=active.version if active else None,
+        versions=[
+            ModuleVersion(
+                v.version, v.checksum, format_rfc3339(v.created_at), _time(v.activated_at)
+            )
+            for v in stored
+        ],
+        body=active.body if active else None,
     )
 
 
 async def read_program(call: Call) -> Result:
     now = datetime.now(UTC)
     program = await call.runtime.programs.get(call.key.space_id)
-    stats = await call.runtime.db.run(space_stats, call.key.space_id, now)
+    stats = await call.runtime.db.run(space_stats, call.key.space_id, now, WALLETS)
     meters = await call.runtime.usage.meters(call.key.space_id, now, call.key.space_limits)
-    usage_section = {"tenant": call.key.space_slug, **_usage_document(meters)}
-    return 200, program_document(call.key, program, stats, usage_section, meters["signed_share"])
+    usage = usage_document(call.key.space_slug, meters)
+    return 200, program_document(call.key, program, stats, usage, meters)
 
 
 async def not_supported(_: object) -> Result:
@@ -270,7 +276,7 @@ async def metrics(plain: Plain) -> Result:
 
 
 async def healthz(plain: Plain) -> Result:
-    return 200, {"status": "ok"}
+    return 200, Health("ok")
 
 
 async def readyz(plain: Plain) -> Result:
@@ -281,4 +287,4 @@ async def readyz(plain: Plain) -> Result:
         raise PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down.")
     if not runtime.health.ready():
         raise PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable.")
-    return 200, {"status": "ready"}
+    return 200, Health("ready")

@@ -1,10 +1,8 @@
-"""The response bodies of the API, one msgspec Struct per wire shape.
-
-They are the single source of the response half of ``GET /openapi.json`` (see openapi.py).
-Handlers whose answer is assembled in one place return these Structs directly; the event,
-redemption, profile and program documents are built by the engine and the actors as plain
-data and must match these shapes exactly: the test suite decodes every response it sees
-with the route's Struct (unknown fields forbidden), so a shape that drifts fails a test.
+"""The response bodies of the API, one msgspec Struct per wire shape — the one definition
+each: handlers return these, msgspec encodes them, and ``GET /openapi.json`` is generated
+from them (openapi.py). The answers to profile writes are defined where they are built and
+stored (``perkamo/profiles/answers.py``, with the engine's own Delta, Unlocked, Skipped and
+BreakdownEntry inside them) and re-exported here.
 
 Amounts are ``Decimal`` on the Python side and JSON numbers on the wire (the server encodes
 decimals as numbers); the OpenAPI generator documents them as ``number``.
@@ -17,9 +15,28 @@ from typing import Any
 
 import msgspec
 
+from perkamo.profiles.answers import (
+    Changes,
+    EventOutcome,
+    LevelProgress,
+    RedeemResponse,
+    RewardRef,
+    Shape,
+)
+from perkamo.program.outcome import BreakdownEntry, Delta, Skipped, Unlocked
 
-class Shape(msgspec.Struct, forbid_unknown_fields=True):
-    """A response object: every field it may carry is declared here."""
+__all__ = [
+    "BreakdownEntry",
+    "Changes",
+    "Delta",
+    "EventOutcome",
+    "LevelProgress",
+    "RedeemResponse",
+    "RewardRef",
+    "Shape",
+    "Skipped",
+    "Unlocked",
+]
 
 
 class Health(Shape):
@@ -44,26 +61,6 @@ class ItemError(Shape):
     details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
 
 
-class Delta(Shape):
-    wallet: str
-    amount: Decimal
-
-
-class Unlocked(Shape):
-    type: str  # "perk" | "achievement" | "boost" | "streak_milestone"
-    key: str
-    name: str
-
-
-class LevelProgress(Shape):
-    wallet: str
-    level: int
-    current: Decimal
-    nextLevelAt: Decimal | None
-    currentLevelAt: Decimal
-    progress: Decimal
-
-
 class IdentifyResponse(Shape):
     tenant: str
     user_id: str
@@ -71,57 +68,18 @@ class IdentifyResponse(Shape):
     created: bool
 
 
-class Changes(Shape):
-    """What every event answer carries, applied or not."""
-
-    applied: bool
-    duplicate: bool
-    delta: list[Delta]
-    leveled_up: bool
-    unlocked: list[Unlocked]
-    wallet_state: dict[str, Decimal]
-    level: LevelProgress | None
-
-
-class EventOutcome(Changes):
-    event_id: str
-    skipped: list[dict[str, str]]
-    breakdown: list[dict[str, Any]]
-    program_versions: dict[str, str | None]
-
-
 class BatchItem(Changes):
     """One item of a batch answer: an event outcome, or a failure carrying ``error``."""
 
     event_id: str | msgspec.UnsetType = msgspec.UNSET
-    skipped: list[dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
-    breakdown: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    skipped: list[Skipped] | msgspec.UnsetType = msgspec.UNSET
+    breakdown: list[BreakdownEntry] | msgspec.UnsetType = msgspec.UNSET
     program_versions: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
     error: ItemError | msgspec.UnsetType = msgspec.UNSET
 
 
 class BatchResponse(Shape):
     results: list[BatchItem]
-
-
-class RewardRef(Shape):
-    key: str
-    name: str
-
-
-class RedeemResponse(Shape):
-    redeemed: bool
-    duplicate: bool
-    reward: RewardRef
-    cost: Delta
-    delta: list[Delta]
-    effect: dict[str, Any]
-    unlocked: list[Unlocked]
-    leveled_up: bool
-    wallet_state: dict[str, Decimal]
-    level: LevelProgress | None
-    redemption_id: str
-    program_versions: dict[str, str | None]
 
 
 # -- the profile document ---------------------------------------------------------------------

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.answers import stored_event_answer, stored_redeem_answer
 from perkamo.profiles.messages import (
     Answer,
     EventRequest,
@@ -86,7 +89,12 @@ def _verdict(user_id: str, message: Write, original: StoredEvent | StoredRedempt
         mine = redemption_hash(user_id, message, original.hash_form)
         kind = "redemption"
     if original.request_hash == mine:
-        return {**original.outcome, "duplicate": True}
+        answer = (
+            stored_event_answer(original.outcome)
+            if isinstance(original, StoredEvent)
+            else stored_redeem_answer(original.outcome)
+        )
+        return msgspec.structs.replace(answer, duplicate=True)
     return PerkamoError(
         Code.IDEMPOTENCY_CONFLICT,
         f"transaction_id {original.transaction_id!r} was already used for a different "

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from perkamo.errors import PerkamoError
+from perkamo.profiles.answers import EventOutcome, RedeemResponse
 from perkamo.program import ProfileState
 from storage.profiles import StoredEvent, StoredRedemption
 
@@ -79,7 +80,7 @@ Message = Ingest | Identify | Redeem | Read
 Write = Ingest | Identify | Redeem
 # An event's or redemption's answer is its response body; failures are answered, not
 # raised, so that one bad item never fails its neighbours in a batch.
-Answer = dict[str, Any] | IdentifyResult | ProfileView | PerkamoError | None
+Answer = EventOutcome | RedeemResponse | IdentifyResult | ProfileView | PerkamoError | None
 TransactionKey = tuple[str, str]  # (namespace, transaction id)
 
 

@@ -22,12 +22,13 @@ from typing import Any
 import msgspec
 
 from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.answers import event_answer, redeem_answer
 from perkamo.profiles.idempotency import event_hash, redemption_hash
 from perkamo.profiles.messages import Answer, Identify, IdentifyResult, Ingest, Redeem, Write
 from perkamo.profiles.reservations import Reservations
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import EngineEvent, ProfileState, Program, apply, apply_identify, merge_traits
-from perkamo.program.engine import level_number
+from perkamo.program.levels import level_number
 from perkamo.program.rewards import RedemptionRefused, redeem
 from perkamo.webhooks import SpaceHook, event_delivery, redemption_delivery
 from storage import EventRow, IdentifyRow, OutboxRow, RedemptionRow, SnapshotWrite, Unit
@@ -174,19 +175,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
     level_before = level_number(draft.state, program) if hook.enabled else None
     state, outcome = apply(draft.state, seen, program, message.received_at)
     event_id = "evt_" + secrets.token_hex(12)
-    body = {
-        "applied": True,
-        "duplicate": False,
-        "delta": outcome.delta,
-        "leveled_up": outcome.leveled_up,
-        "unlocked": outcome.unlocked,
-        "wallet_state": outcome.wallet_state,
-        "level": outcome.level,
-        "event_id": event_id,
-        "skipped": outcome.skipped,
-        "breakdown": outcome.breakdown,
-        "program_versions": program.versions,
-    }
+    answer = event_answer(outcome, event_id, program.versions)
     row = EventRow(
         space_id=draft.space_id,
         transaction_id=ev.transaction_id,
@@ -196,7 +185,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
         occurred_at=occurred,
         received_at=message.received_at,
         request_hash=event_hash(draft.user_id, ev),
-        outcome=_json(body),
+        outcome=_json(answer),
         profile_version=draft.version,
         position=position,
     )
@@ -204,28 +193,25 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
     if hook.enabled:
         delivery = event_delivery(
             hook, draft.space_id, event_id, draft.user_id, ev.transaction_id, ev.event,
-            occurred, message.received_at, ev.context, body,
+            occurred, message.received_at, ev.context, outcome,
             level_before if outcome.leveled_up else None,
         )  # fmt: skip
     draft.events.append(row)
     if delivery is not None:
         draft.outbox.append(delivery)
     draft.state = state
-    return body
+    return answer
 
 
 def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
     """Raises RedemptionRefused for a business rule (nothing staged, the id not consumed)."""
     assert isinstance(message, Redeem)
     program = draft.program
-    state, answer = redeem(
+    state, redemption = redeem(
         draft.state, message.reward_key, program, message.received_at, draft.traits
     )
-    answer = {
-        **answer,
-        "redemption_id": "rdm_" + secrets.token_hex(12),
-        "program_versions": program.versions,
-    }
+    redemption_id = "rdm_" + secrets.token_hex(12)
+    answer = redeem_answer(redemption, redemption_id, program.versions)
     row = RedemptionRow(
         space_id=draft.space_id,
         transaction_id=message.transaction_id,
@@ -242,7 +228,7 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
     if draft.hook.enabled:
         delivery = redemption_delivery(
             draft.hook, draft.space_id, draft.user_id, message.transaction_id, message.context,
-            answer, message.received_at,
+            redemption, redemption_id, message.received_at,
         )  # fmt: skip
     draft.redemptions.append(row)
     if delivery is not None:

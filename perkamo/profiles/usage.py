@@ -10,6 +10,7 @@ with a flush at most a second later.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -120,21 +121,30 @@ class UsageLedger:
             await trio.sleep(1)
             await self.flush_requests(commit)
 
-    async def meters(
-        self, space_id: int, moment: datetime, limits: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def meters(self, space_id: int, moment: datetime, limits: Mapping[str, Any]) -> Meters:
+        """The period's meters: committed, plus the requests not yet flushed."""
         period = period_of(moment)
         used = dict(await self._db.run(usage_counters, space_id, period))
         for meter in REQUEST_METERS:
             used[meter] = used.get(meter, 0) + self._requests.get((space_id, period, meter), 0)
-        return {
-            "period": {
-                "start": datetime(period.year, period.month, 1, tzinfo=UTC),
-                "end": period_end(period),
-            },
-            "meters": {m: {"used": used.get(m, 0), "limit": limits.get(m)} for m in METERS},
-            "signed_share": signed_share(used),
-        }
+        return Meters(
+            start=datetime(period.year, period.month, 1, tzinfo=UTC),
+            end=period_end(period),
+            used={m: used.get(m, 0) for m in METERS},
+            limits={m: limits.get(m) for m in METERS},
+            signed_share=signed_share(used),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Meters:
+    """One Space's usage in one calendar month (UTC): [start, end)."""
+
+    start: datetime
+    end: datetime
+    used: dict[str, int]
+    limits: dict[str, int | None]
+    signed_share: Decimal | None
 
 
 def signed_share(used: dict[str, int]) -> Decimal | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from perkamo.profiles.paths import ANSWERS, WALLETS
 from storage.ledger import ledger_totals, stored_balances
 from storage.spaces import SpaceRecord
 
@@ -33,8 +34,8 @@ class Report:
 
 
 def verify_space(conn: Conn, space: SpaceRecord) -> Report:
-    deltas, costs = ledger_totals(conn, space.id)
-    profiles, balances, spent = stored_balances(conn, space.id)
+    deltas, costs = ledger_totals(conn, space.id, ANSWERS)
+    profiles, balances, spent = stored_balances(conn, space.id, WALLETS)
     mismatches = []
     for key in sorted(set(deltas) | set(costs) | set(balances) | set(spent)):
         expected_balance = deltas.get(key, Decimal(0)) - costs.get(key, Decimal(0))

@@ -2,7 +2,8 @@
 
 from perkamo.program.compiler import InvalidConfig, Problem, compile_program, parse_module
 from perkamo.program.engine import EngineEvent, apply, apply_identify
-from perkamo.program.model import EMPTY_PROGRAM, Outcome, ProfileState, Program
+from perkamo.program.model import EMPTY_PROGRAM, ProfileState, Program
+from perkamo.program.outcome import Outcome, Redemption
 from perkamo.program.schema import MODULES
 from perkamo.program.traits import merge_traits
 
@@ -15,6 +16,7 @@ __all__ = [
     "ProfileState",
     "Problem",
     "Program",
+    "Redemption",
     "apply",
     "apply_identify",
     "compile_program",

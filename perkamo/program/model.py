@@ -238,15 +238,3 @@ class ProfileState(msgspec.Struct, omit_defaults=True):
     boosts: dict[str, GrantedBoost] = {}
     max_level: int = 1  # the highest level ever reached (level grants fire once)
     redemptions: dict[str, RedemptionCounter] = {}  # reward key -> what limits need
-
-
-class Outcome(msgspec.Struct):
-    """What one event changed, in the wire shape of the event response (API.md)."""
-
-    delta: list[dict[str, Any]]
-    leveled_up: bool
-    unlocked: list[dict[str, str]]
-    wallet_state: dict[str, Any]
-    level: dict[str, Any] | None
-    skipped: list[dict[str, str]] = []
-    breakdown: list[dict[str, Any]] = []

@@ -8,19 +8,12 @@ from decimal import localcontext
 from typing import Any
 
 from perkamo.errors import Code, PerkamoError
-from perkamo.program.engine import (
-    DECIMALS,
-    PER_DAY_KEPT,
-    _Run,
-    copy_state,
-    grant_boost,
-    level_document,
-    level_number,
-    number,
-    unlock_and_grant,
-    wallet_state,
-)
+from perkamo.program.amounts import number, wallet_state
+from perkamo.program.evaluation import DECIMALS, PER_DAY_KEPT, Evaluation, copy_state
+from perkamo.program.levels import level_number, level_state
 from perkamo.program.model import ProfileState, Program, RedemptionCounter, WalletBalance
+from perkamo.program.outcome import Delta, Redemption, Unlocked
+from perkamo.program.perks import grant_boost, unlock_and_grant
 
 
 class RedemptionRefused(PerkamoError):
@@ -33,8 +26,8 @@ def redeem(
     program: Program,
     received_at: datetime,
     traits: Mapping[str, Any],
-) -> tuple[ProfileState, dict[str, Any]]:
-    """Subtract the reward's cost and return ``(new state, answer)``.
+) -> tuple[ProfileState, Redemption]:
+    """Subtract the reward's cost and return ``(new state, what it changed)``.
 
     Raises RedemptionRefused: unknown_reward, requirements_not_met, redemption_limit_reached,
     insufficient_balance (checked in that order).
@@ -83,7 +76,7 @@ def redeem(
                 f"{number(reward.cost, wallet.precision)}.",
             )
 
-        run = _Run(
+        run = Evaluation(
             state=copy_state(state),
             program=program,
             event="",
@@ -101,19 +94,15 @@ def redeem(
         if reward.effect.get("type") == "boost":
             boost = next(b for b in program.boosts if b.key == reward.effect.get("boost"))
             grant_boost(run.state, boost, received_at)
-            run.unlocked.append({"type": "boost", "key": boost.key, "name": boost.name})
+            run.unlocked.append(Unlocked("boost", boost.key, boost.name))
         unlocked = unlock_and_grant(run)
-        cost = number(reward.cost, wallet.precision)
-        answer = {
-            "redeemed": True,
-            "duplicate": False,
-            "reward": {"key": reward.key, "name": reward.name},
-            "cost": {"wallet": wallet.key, "amount": cost},
-            "delta": [{"wallet": wallet.key, "amount": -cost}],
-            "effect": reward.effect,
-            "unlocked": unlocked,
-            "leveled_up": level_number(run.state, program) > level_before,
-            "wallet_state": wallet_state(run.state, program),
-            "level": level_document(run.state, program),
-        }
-        return run.state, answer
+        return run.state, Redemption(
+            reward_key=reward.key,
+            reward_name=reward.name,
+            cost=Delta(wallet.key, number(reward.cost, wallet.precision)),
+            effect=reward.effect,
+            unlocked=unlocked,
+            leveled_up=level_number(run.state, program) > level_before,
+            wallet_state=wallet_state(run.state, program),
+            level=level_state(run.state, program),
+        )

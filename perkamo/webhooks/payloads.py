@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from perkamo.program.outcome import Delta, Outcome, Redemption
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
 
@@ -45,12 +46,12 @@ def event_delivery(
     occurred_at: datetime,
     received_at: datetime,
     context: dict[str, Any],
-    outcome: dict[str, Any],
+    outcome: Outcome,
     level_from: int | None,
 ) -> OutboxRow:
-    effects = list(outcome["unlocked"])
-    if level_from is not None and outcome["level"] is not None:
-        effects.append({"type": "level", "from": level_from, "to": outcome["level"]["level"]})
+    effects: list[Any] = list(outcome.unlocked)
+    if level_from is not None and outcome.level is not None:
+        effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
     payload = {
         "id": event_id,
         "type": event,
@@ -63,9 +64,9 @@ def event_delivery(
             "status": "applied",
             "occurred_at": format_rfc3339(occurred_at),
             "context": context,
-            "delta": outcome["delta"],
+            "delta": outcome.delta,
             "effects": effects,
-            "wallet_state": outcome["wallet_state"],
+            "wallet_state": outcome.wallet_state,
         },
     }
     return _row(space_id, event, payload, received_at)
@@ -77,25 +78,26 @@ def redemption_delivery(
     user_id: str,
     transaction_id: str,
     context: dict[str, Any],
-    answer: dict[str, Any],
+    redemption: Redemption,
+    redemption_id: str,
     received_at: datetime,
 ) -> OutboxRow:
     payload = {
-        "id": answer["redemption_id"],
+        "id": redemption_id,
         "type": "reward.redeemed",
         "created_at": format_rfc3339(received_at),
         "data": {
             "space": hook.space,
             "user_id": user_id,
             "transaction_id": transaction_id,
-            "reward_key": answer["reward"]["key"],
+            "reward_key": redemption.reward_key,
             "status": "redeemed",
             "context": context,
-            "cost": answer["cost"],
-            "effect": answer["effect"],
-            "delta": answer["delta"],
-            "effects": answer["unlocked"],
-            "wallet_state": answer["wallet_state"],
+            "cost": redemption.cost,
+            "effect": redemption.effect,
+            "delta": [Delta(redemption.cost.wallet, -redemption.cost.amount)],
+            "effects": redemption.unlocked,
+            "wallet_state": redemption.wallet_state,
         },
     }
     return _row(space_id, "reward.redeemed", payload, received_at)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from perkamo.configuration import activate_demo
 from perkamo.profiles.replay import replay_profile
 from perkamo.program import EngineEvent, ProfileState, apply
-from perkamo.program.engine import copy_state
+from perkamo.program.evaluation import copy_state
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from tests.api_client import Api, app_for
@@ -68,7 +68,7 @@ def test_balance_is_the_sum_of_the_ledger_and_evaluation_is_deterministic(events
         assert (state, outcome) == again  # same event, same state → same outcome
         assert given == untouched  # apply() never mutates the state it is given
         for entry in outcome.delta:
-            ledger[entry["wallet"]] = ledger.get(entry["wallet"], Decimal(0)) + entry["amount"]
+            ledger[entry.wallet] = ledger.get(entry.wallet, Decimal(0)) + entry.amount
         # the stored form round-trips exactly
         stored = msgspec.json.encode(state)
         assert msgspec.json.decode(stored, type=ProfileState) == state

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from perkamo.configuration import demo_program
 from perkamo.program import EngineEvent, InvalidConfig, ProfileState, apply, compile_program
 from perkamo.program.bounds import LIMIT
-from perkamo.program.model import Outcome, Program
+from perkamo.program.model import Program
+from perkamo.program.outcome import Outcome
 from tests.perkamo.program.test_engine import T0, Profile, program, rule
 
 
@@ -170,14 +171,14 @@ def assert_consistent(outcome: Outcome, state: ProfileState, prog: Program) -> N
     requested: dict[str, Decimal] = {}
     applied: dict[str, Decimal] = {}
     for entry in outcome.breakdown:
-        if entry.get("type") == "clamp":
-            applied[entry["wallet"]] = Decimal(entry["applied"])
+        if entry.type == "clamp":
+            assert isinstance(entry.applied, Decimal)
+            applied[entry.wallet] = entry.applied
         else:
-            requested[entry["wallet"]] = requested.get(entry["wallet"], Decimal(0)) + Decimal(
-                entry["amount"]
-            )
+            assert isinstance(entry.amount, Decimal)
+            requested[entry.wallet] = requested.get(entry.wallet, Decimal(0)) + entry.amount
     expected = {w: applied.get(w, total) for w, total in requested.items()}
-    got = {d["wallet"]: Decimal(d["amount"]) for d in outcome.delta}
+    got = {d.wallet: d.amount for d in outcome.delta}
     assert got == {w: v for w, v in expected.items() if v != 0}, (outcome.delta, outcome.breakdown)
     for balance in state.wallets.values():
         assert -LIMIT <= balance.balance <= LIMIT and balance.earned <= LIMIT

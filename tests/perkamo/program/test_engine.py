@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
+
+import msgspec
 
 import pytest
 
@@ -28,13 +31,14 @@ class Profile:
         self.state = ProfileState()
         self.traits = traits or {}
 
-    def send(self, event: str, at: datetime = T0, **context: Any):
+    def send(self, event: str, at: datetime = T0, **context: Any) -> SimpleNamespace:
+        """The outcome as plain data (the engine's own names; decimals kept exact)."""
         before = self.state
         self.state, outcome = apply(
             self.state, EngineEvent(event, context, at, self.traits), self.program, at
         )
         assert before is not self.state
-        return outcome
+        return SimpleNamespace(**msgspec.to_builtins(outcome, builtin_types=(Decimal,)))
 
     def balance(self, wallet: str = "points") -> Decimal:
         w = self.state.wallets.get(wallet)
@@ -370,13 +374,13 @@ def test_multi_level_jump_and_level_document():
     p = Profile(program(leveling=LEVELS, events={"rules": [rule(award=award)]}))
     out = p.send("e", n=50)
     assert out.leveled_up is False
-    assert out.level == {"wallet": "points", "level": 1, "current": 50, "nextLevelAt": 100,
-                         "currentLevelAt": 0, "progress": Decimal("0.5")}  # fmt: skip
+    assert out.level == {"wallet": "points", "level": 1, "current": 50, "next_level_at": 100,
+                         "current_level_at": 0, "progress": Decimal("0.5")}  # fmt: skip
     out = p.send("e", n=270)
     assert out.leveled_up is True and out.level["level"] == 3
     assert out.level["progress"] == Decimal("0.28")
     out = p.send("e", n=1000)
-    assert out.level["level"] == 4 and out.level["nextLevelAt"] is None
+    assert out.level["level"] == 4 and out.level["next_level_at"] is None
     assert out.level["progress"] == 1
 
 
@@ -432,7 +436,7 @@ def test_perk_triggers_and_stickiness():
     assert p.state.perks["saver"].trigger == {"type": "points_threshold", "wallet": "points",
                                               "amount": 15, "basis": "balance"}  # fmt: skip
     state, unlocked = apply_identify(p.state, {"plan": "vip"}, prog, T0 + timedelta(days=1))
-    assert unlocked == [{"type": "perk", "key": "vip", "name": "Vip"}]
+    assert msgspec.to_builtins(unlocked) == [{"type": "perk", "key": "vip", "name": "Vip"}]
     assert state.perks["vip"].unlocked_at == T0 + timedelta(days=1)
 
 

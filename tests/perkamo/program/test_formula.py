@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perkamo.program.engine import DECIMALS
+from perkamo.program.evaluation import DECIMALS
 from perkamo.program.formula import FormulaError, FormulaInputError, evaluate, parse
 
 SCOPE = {"context": {"amount": 12900, "months": 3, "nested": {"x": Decimal("2.5")}, "s": "x"},

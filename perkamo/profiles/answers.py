@@ -1,0 +1,138 @@
+"""The answers to a profile's writes, as the API sends them — and as the event log and the
+redemptions keep them: a retried transaction id is answered with the original verbatim, so
+the answer is built here, before the commit, from the engine's own outcome (whose names are
+the engine's: ``next_level_at`` here becomes the wire's ``nextLevelAt``). The HTTP layer's
+route table and OpenAPI document use these same Structs (``perkamo/http/responses.py``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from perkamo.program.outcome import (
+    BreakdownEntry,
+    Delta,
+    LevelState,
+    Outcome,
+    Redemption,
+    Skipped,
+    Unlocked,
+)
+
+
+class Shape(msgspec.Struct, forbid_unknown_fields=True):
+    """A response object: every field it may carry is declared here."""
+
+
+class LevelProgress(
+    Shape, rename={"next_level_at": "nextLevelAt", "current_level_at": "currentLevelAt"}
+):
+    wallet: str
+    level: int
+    current: Decimal
+    next_level_at: Decimal | None
+    current_level_at: Decimal
+    progress: Decimal
+
+
+class Changes(Shape):
+    """What every event answer carries, applied or not."""
+
+    applied: bool
+    duplicate: bool
+    delta: list[Delta]
+    leveled_up: bool
+    unlocked: list[Unlocked]
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+
+
+class EventOutcome(Changes):
+    event_id: str
+    skipped: list[Skipped]
+    breakdown: list[BreakdownEntry]
+    program_versions: dict[str, str | None]
+
+
+class RewardRef(Shape):
+    key: str
+    name: str
+
+
+class RedeemResponse(Shape):
+    redeemed: bool
+    duplicate: bool
+    reward: RewardRef
+    cost: Delta
+    delta: list[Delta]
+    effect: dict[str, Any]
+    unlocked: list[Unlocked]
+    leveled_up: bool
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+    redemption_id: str
+    program_versions: dict[str, str | None]
+
+
+def level_progress(level: LevelState | None) -> LevelProgress | None:
+    if level is None:
+        return None
+    return LevelProgress(
+        level.wallet,
+        level.level,
+        level.current,
+        level.next_level_at,
+        level.current_level_at,
+        level.progress,
+    )
+
+
+def event_answer(outcome: Outcome, event_id: str, versions: dict[str, str | None]) -> EventOutcome:
+    return EventOutcome(
+        applied=True,
+        duplicate=False,
+        delta=outcome.delta,
+        leveled_up=outcome.leveled_up,
+        unlocked=outcome.unlocked,
+        wallet_state=outcome.wallet_state,
+        level=level_progress(outcome.level),
+        event_id=event_id,
+        skipped=outcome.skipped,
+        breakdown=outcome.breakdown,
+        program_versions=versions,
+    )
+
+
+def redeem_answer(
+    redemption: Redemption, redemption_id: str, versions: dict[str, str | None]
+) -> RedeemResponse:
+    return RedeemResponse(
+        redeemed=True,
+        duplicate=False,
+        reward=RewardRef(redemption.reward_key, redemption.reward_name),
+        cost=redemption.cost,
+        delta=[Delta(redemption.cost.wallet, -redemption.cost.amount)],
+        effect=redemption.effect,
+        unlocked=redemption.unlocked,
+        leveled_up=redemption.leveled_up,
+        wallet_state=redemption.wallet_state,
+        level=level_progress(redemption.level),
+        redemption_id=redemption_id,
+        program_versions=versions,
+    )
+
+
+# Exact decimals everywhere, also inside ``effect`` (any JSON): verbatim means verbatim.
+_event_decoder = msgspec.json.Decoder(EventOutcome, float_hook=Decimal)
+_redeem_decoder = msgspec.json.Decoder(RedeemResponse, float_hook=Decimal)
+
+
+def stored_event_answer(raw: bytes | str) -> EventOutcome:
+    """An answer as the event log keeps it (for a duplicate, answered verbatim)."""
+    return _event_decoder.decode(raw)
+
+
+def stored_redeem_answer(raw: bytes | str) -> RedeemResponse:
+    return _redeem_decoder.decode(raw)
