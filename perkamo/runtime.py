@@ -168,17 +168,20 @@ def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[Runtime]:
-    async with open_database(database_url) as db:
+    timeouts = settings.timeouts
+    async with open_database(database_url, timeouts=timeouts) as db:
         await db.run(migrate)
         await db.run(upgrade_checksums)
         async with (
-            open_group_commit_writer(database_url) as writer,
-            open_profile_loader(database_url) as loader,
+            open_group_commit_writer(database_url, timeouts=timeouts) as writer,
+            open_profile_loader(database_url, timeouts=timeouts) as loader,
             trio.open_nursery() as nursery,
         ):
             programs = ProgramCatalog(db)
-
             hooks = WebhookRegistry(db)
+            listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], timeouts)
+            # Cached key records are trusted only while notifications can reach them.
+            auth = Authenticator(db, lambda: listener.healthy)
 
             def on_notify(channel: str, payload: str) -> None:
                 if channel == AUTH_CHANNEL:
@@ -192,12 +195,10 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                 programs.forget()
                 hooks.forget()
 
-            listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], on_notify, on_reset)
-            auth = Authenticator(db, lambda: listener.healthy)
-            nursery.start_soon(listener.run)
+            nursery.start_soon(listener.run, on_notify, on_reset)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            health = StorageHealth(database_url)
+            health = StorageHealth(database_url, timeouts)
             await health.check()
             nursery.start_soon(health.run)
             usage = UsageLedger(db)

@@ -2,7 +2,7 @@
 group-commit writer. It knows SQL, not loyalty rules."""
 
 from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable
-from .database import Database, open_database
+from .database import Database, Timeouts, connect, open_database
 from .embedded import EmbeddedPostgres
 from .group_commit import (
     EventRow,
@@ -30,10 +30,12 @@ __all__ = [
     "RedemptionRow",
     "SnapshotWrite",
     "Status",
+    "Timeouts",
     "StorageError",
     "StorageUnavailable",
     "Unit",
     "Verdict",
+    "connect",
     "open_database",
     "open_group_commit_writer",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,32 +22,51 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 
 from ._errors import StorageUnavailable
 
-# JSON columns decode with exact decimals, never binary floats (balances must be exact).
-_json_decoder = msgspec.json.Decoder(float_hook=Decimal)
-set_json_loads(_json_decoder.decode)
-set_json_dumps(msgspec.json.Encoder(decimal_format="number").encode)
-
 P = ParamSpec("P")
 T = TypeVar("T")
 
-STATEMENT_TIMEOUT_MS = 4000
-CONNECT_TIMEOUT_S = 3
+_json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_json_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
-def connection_kwargs() -> dict[str, Any]:
-    """Settings every connection of the product uses."""
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a statement may run and a pool checkout (or a connect) may wait, in seconds.
+    The product's settings choose them (and check them against the request timeout)."""
+
+    statement: float = 4.0
+    checkout: float = 3.0
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+def configure(conn: psycopg.Connection[Any]) -> None:
+    """JSON columns of this connection decode with exact decimals, never binary floats
+    (balances must be exact), and encode decimals as numbers. Per connection: importing
+    storage changes nothing for other psycopg users in the process."""
+    set_json_loads(_json_decoder.decode, conn)
+    set_json_dumps(_json_encoder.encode, conn)
+
+
+def _connection_kwargs(timeouts: Timeouts) -> dict[str, Any]:
     return {
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC",
+        "connect_timeout": max(1, round(timeouts.checkout)),
+        "options": f"-c statement_timeout={round(timeouts.statement * 1000)} -c timezone=UTC",
     }
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """One connection with the product's settings (for the writer and the listener)."""
+def connect(
+    url: str, *, autocommit: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> psycopg.Connection[Any]:
+    """One connection with the product's settings (for the writer, the loader, the
+    listener, the health probe, the CLI)."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, **connection_kwargs())
+        conn = psycopg.connect(url, autocommit=autocommit, **_connection_kwargs(timeouts))
     except psycopg.Error as exc:
         raise StorageUnavailable(str(exc)) from exc
+    configure(conn)
+    return conn
 
 
 class Database:
@@ -57,14 +77,23 @@ class Database:
     Raises StorageUnavailable when no connection can be had or PostgreSQL fails the work.
     """
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         self.url = url
+        self.timeouts = timeouts
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs=connection_kwargs(),
-            timeout=CONNECT_TIMEOUT_S,
+            kwargs=_connection_kwargs(timeouts),
+            configure=configure,
+            timeout=timeouts.checkout,
             open=False,
             name="perkamo",
         )
@@ -92,8 +121,10 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Database]:
-    db = Database(url, max_size=max_size)
+async def open_database(
+    url: str, *, max_size: int = 10, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> AsyncIterator[Database]:
+    db = Database(url, max_size=max_size, timeouts=timeouts)
     try:
         await trio.to_thread.run_sync(db.open)
     except psycopg_pool.PoolTimeout as exc:

@@ -10,6 +10,7 @@ There is no fixed delay: a lone unit commits at once, a busy server batches natu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ import psycopg
 import trio
 
 from ._errors import StorageUnavailable
-from .database import connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,10 @@ class Verdict:
     redemption_conflicts: frozenset[str] = frozenset()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class WriterStatistics:
+    """A snapshot of the writer's counters (``statistics()``), like trio's own."""
+
     flushes: int = 0
     units: int = 0
     events: int = 0
@@ -201,28 +204,39 @@ RETURNING p.space_id, p.user_id
 """
 
 
+_COMMITTED = Verdict(Status.COMMITTED)
+
+
 class GroupCommitWriter:
     """Use :func:`open_group_commit_writer`. ``commit(unit)`` waits for the unit's verdict."""
 
-    def __init__(self, url: str, *, max_units: int = 2000, queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_units: int = 2000,
+        queue_size: int = 10_000,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         self._url = url
+        self._timeouts = timeouts
         self._max_units = max_units
         self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
         self._conn: psycopg.Connection[Any] | None = None
-        self._stats = WriterStatistics()
+        self._stats = WriterStatistics()  # replaced (never mutated) at each flush
 
     async def commit(self, unit: Unit) -> Verdict:
         """Stage ``unit`` and wait until it is committed (or refused). Never raises for
         storage trouble: the verdict says what happened."""
         pending = _Pending(unit)
-        self._stats.queued += 1
         await self._send.send(pending)
         await pending.done.wait()
         assert pending.verdict is not None
         return pending.verdict
 
     def statistics(self) -> WriterStatistics:
-        return self._stats
+        queued = self._send.statistics().current_buffer_used
+        return dataclasses.replace(self._stats, queued=queued)
 
     async def run(self) -> None:
         """The writer loop; returns when the channel is closed and drained."""
@@ -234,7 +248,6 @@ class GroupCommitWriter:
                         batch.append(self._receive.receive_nowait())
                     except trio.WouldBlock:
                         break
-                self._stats.queued -= len(batch)
                 started = time.perf_counter()
                 verdicts = await trio.to_thread.run_sync(self._flush, [p.unit for p in batch])
                 elapsed = time.perf_counter() - started
@@ -250,11 +263,21 @@ class GroupCommitWriter:
 
     def _record(self, units: int, elapsed: float) -> None:
         s = self._stats
-        s.flushes += 1
-        s.units += units
-        s.max_flush_units = max(s.max_flush_units, units)
-        s.last_flush_seconds = elapsed
-        s.total_flush_seconds += elapsed
+        self._stats = dataclasses.replace(
+            s,
+            flushes=s.flushes + 1,
+            units=s.units + units,
+            max_flush_units=max(s.max_flush_units, units),
+            last_flush_seconds=elapsed,
+            total_flush_seconds=s.total_flush_seconds + elapsed,
+        )
+
+    def _count(self, **increments: int) -> None:
+        """Add to counters (from the flush's thread: only the writer task waits on it)."""
+        s = self._stats
+        self._stats = dataclasses.replace(
+            s, **{name: getattr(s, name) + n for name, n in increments.items()}
+        )
 
     # -- in the worker thread ------------------------------------------------------------------
 
@@ -267,7 +290,7 @@ class GroupCommitWriter:
         if self._conn is not None and (self._conn.closed or self._conn.broken):
             self._close_connection()
         if self._conn is None:
-            self._conn = connect(self._url)
+            self._conn = connect(self._url, timeouts=self._timeouts)
         return self._conn
 
     def _flush(self, units: list[Unit]) -> list[Verdict]:
@@ -276,7 +299,7 @@ class GroupCommitWriter:
         first = True
         while pending:
             if not first:
-                self._stats.retried_flushes += 1
+                self._count(retried_flushes=1)
             first = False
             try:
                 conn = self._connection()
@@ -287,10 +310,10 @@ class GroupCommitWriter:
                 self._rollback_quietly()
                 if len(pending) == 1:
                     log.error("a unit cannot be stored: %s", type(exc).__name__)
-                    self._stats.failed_flushes += 1
+                    self._count(failed_flushes=1)
                     verdicts[pending[0]] = Verdict(Status.UNAVAILABLE)
                     break
-                self._stats.retried_flushes += 1
+                self._count(retried_flushes=1)
                 half = len(pending) // 2
                 for part in (pending[:half], pending[half:]):
                     for i, verdict in zip(part, self._flush([units[i] for i in part]), strict=True):
@@ -298,7 +321,7 @@ class GroupCommitWriter:
                 break
             except (psycopg.Error, StorageUnavailable) as exc:
                 log.warning("flush failed before commit: %s", type(exc).__name__)
-                self._stats.failed_flushes += 1
+                self._count(failed_flushes=1)
                 self._rollback_quietly()
                 for i in pending:
                     verdicts[i] = Verdict(Status.UNAVAILABLE)
@@ -313,14 +336,14 @@ class GroupCommitWriter:
                 conn.commit()
             except psycopg.Error as exc:
                 log.error("commit outcome unknown: %s", type(exc).__name__)
-                self._stats.failed_flushes += 1
+                self._count(failed_flushes=1)
                 self._close_connection()
                 for i in pending:
                     verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
                 break
             for i in pending:
-                verdicts[i] = Verdict(Status.COMMITTED)
-                self._stats.events += len(units[i].events)
+                verdicts[i] = _COMMITTED
+            self._count(events=sum(len(units[i].events) for i in pending))
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
 
@@ -333,140 +356,107 @@ class GroupCommitWriter:
             self._close_connection()
 
     def _write(self, conn: psycopg.Connection[Any], units: list[Unit]) -> dict[int, Verdict]:
-        """Run the flush's statements (no COMMIT); returns the refused units by position."""
-        refused: dict[int, Verdict] = {}
+        """Run the flush's statements (no COMMIT); returns the refused units by position.
+        The log rows go first: a taken transaction id or a stale snapshot refuses its unit,
+        and only a flush refusing nothing writes the rows that must match what commits
+        (identifies, outbox, meters)."""
         with conn.cursor() as cur:
-            events = [(n, e) for n, u in enumerate(units) for e in u.events]
-            if events:
-                cur.execute(
-                    _INSERT_EVENTS,
-                    (
-                        [e.space_id for _, e in events],
-                        [e.transaction_id for _, e in events],
-                        [e.user_id for _, e in events],
-                        [e.event for _, e in events],
-                        [e.context for _, e in events],
-                        [e.occurred_at for _, e in events],
-                        [e.received_at for _, e in events],
-                        [e.request_hash for _, e in events],
-                        [e.outcome for _, e in events],
-                        [e.profile_version for _, e in events],
-                        [e.position for _, e in events],
-                    ),
-                    binary=True,
-                )
-                inserted = {(s, t, u) for s, t, u in cur.fetchall()}
-                conflicts: dict[int, set[str]] = {}
-                for n, e in events:
-                    if (e.space_id, e.transaction_id, e.user_id) not in inserted:
-                        conflicts.setdefault(n, set()).add(e.transaction_id)
-                for n, txs in conflicts.items():
-                    refused[n] = Verdict(Status.CONFLICT, frozenset(txs))
-            redemptions = [(n, r) for n, u in enumerate(units) for r in u.redemptions]
-            if redemptions:
-                cur.execute(
-                    _INSERT_REDEMPTIONS,
-                    (
-                        [r.space_id for _, r in redemptions],
-                        [r.transaction_id for _, r in redemptions],
-                        [r.user_id for _, r in redemptions],
-                        [r.reward_key for _, r in redemptions],
-                        [r.context for _, r in redemptions],
-                        [r.received_at for _, r in redemptions],
-                        [r.request_hash for _, r in redemptions],
-                        [r.outcome for _, r in redemptions],
-                        [r.profile_version for _, r in redemptions],
-                        [r.position for _, r in redemptions],
-                    ),
-                    binary=True,
-                )
-                taken = {(s, t, u) for s, t, u in cur.fetchall()}
-                for n, r in redemptions:
-                    if (r.space_id, r.transaction_id, r.user_id) not in taken:
-                        previous = refused.get(n, Verdict(Status.CONFLICT))
-                        refused[n] = Verdict(
-                            Status.CONFLICT,
-                            previous.conflicts,
-                            previous.redemption_conflicts | {r.transaction_id},
-                        )
-            creates = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
-            new = [(n, s) for n, s in creates if s.expected_version == 0]
-            old = [(n, s) for n, s in creates if s.expected_version > 0]
-            for sql, group, extra in (
-                (_INSERT_PROFILES, new, False),
-                (_UPDATE_PROFILES, old, True),
-            ):
-                if not group:
-                    continue
-                params: list[list[Any]] = [
-                    [s.space_id for _, s in group],
-                    [s.user_id for _, s in group],
-                    [s.traits for _, s in group],
-                    [s.state for _, s in group],
-                    [s.updated_at for _, s in group],
-                ]
-                if extra:
-                    params.append([s.expected_version for _, s in group])
-                cur.execute(sql, params, binary=True)
-                written = {(s, u) for s, u in cur.fetchall()}
-                for n, s in group:
-                    if (s.space_id, s.user_id) not in written and n not in refused:
-                        refused[n] = Verdict(Status.STALE)
+            refused = self._insert_log(cur, units)
+            self._write_snapshots(cur, units, refused)
             if not refused:
-                identifies = [row for unit in units for row in unit.identifies]
-                if identifies:
-                    cur.execute(
-                        _INSERT_IDENTIFIES,
-                        (
-                            [i.space_id for i in identifies],
-                            [i.user_id for i in identifies],
-                            [i.traits for i in identifies],
-                            [i.received_at for i in identifies],
-                            [i.program_versions for i in identifies],
-                            [i.profile_version for i in identifies],
-                            [i.position for i in identifies],
-                        ),
-                        binary=True,
-                    )
-                outbox = [row for unit in units for row in unit.outbox]
-                if outbox:
-                    cur.execute(
-                        _INSERT_OUTBOX,
-                        (
-                            [o.id for o in outbox],
-                            [o.space_id for o in outbox],
-                            [o.event_type for o in outbox],
-                            [o.body for o in outbox],
-                            [o.created_at for o in outbox],
-                        ),
-                        binary=True,
-                    )
-                # Meters count only what this transaction commits: the units that stand.
+                _unnest(
+                    cur, _INSERT_IDENTIFIES, [r for u in units for r in u.identifies], _IDENTIFY
+                )
+                _unnest(cur, _INSERT_OUTBOX, [r for u in units for r in u.outbox], _OUTBOX)
                 totals: dict[UsageKey, int] = {}
-                for unit in units:
+                for unit in units:  # meters count only what this transaction commits
                     for key, amount in unit.usage.items():
                         totals[key] = totals.get(key, 0) + amount
-                if totals:
-                    keys = list(totals)
-                    cur.execute(
-                        _ADD_USAGE,
-                        (
-                            [k[0] for k in keys],
-                            [k[1] for k in keys],
-                            [k[2] for k in keys],
-                            [totals[k] for k in keys],
-                        ),
-                        binary=True,
-                    )
+                rows = [(*key, amount) for key, amount in totals.items()]
+                _unnest(cur, _ADD_USAGE, rows, None)
         return refused
+
+    def _insert_log(self, cur: psycopg.Cursor[Any], units: list[Unit]) -> dict[int, Verdict]:
+        """Events and redemptions, ``ON CONFLICT DO NOTHING``: a row not inserted means its
+        transaction id is taken, and refuses its unit with a conflict."""
+        refused: dict[int, Verdict] = {}
+        events = [(n, e) for n, u in enumerate(units) for e in u.events]
+        inserted = _unnest(cur, _INSERT_EVENTS, [e for _, e in events], _EVENT)
+        for n, e in events:
+            if (e.space_id, e.transaction_id, e.user_id) not in inserted:
+                previous = refused.get(n, Verdict(Status.CONFLICT))
+                refused[n] = Verdict(
+                    Status.CONFLICT,
+                    previous.conflicts | {e.transaction_id},
+                    previous.redemption_conflicts,
+                )
+        redemptions = [(n, r) for n, u in enumerate(units) for r in u.redemptions]
+        inserted = _unnest(cur, _INSERT_REDEMPTIONS, [r for _, r in redemptions], _REDEMPTION)
+        for n, r in redemptions:
+            if (r.space_id, r.transaction_id, r.user_id) not in inserted:
+                previous = refused.get(n, Verdict(Status.CONFLICT))
+                refused[n] = Verdict(
+                    Status.CONFLICT,
+                    previous.conflicts,
+                    previous.redemption_conflicts | {r.transaction_id},
+                )
+        return refused
+
+    def _write_snapshots(
+        self, cur: psycopg.Cursor[Any], units: list[Unit], refused: dict[int, Verdict]
+    ) -> None:
+        """New profiles inserted, existing ones updated only at their expected version; a
+        snapshot not written means another process moved the profile: stale."""
+        snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
+        for sql, group, fields in (
+            (_INSERT_PROFILES, [(n, s) for n, s in snapshots if s.expected_version == 0], _NEW),
+            (_UPDATE_PROFILES, [(n, s) for n, s in snapshots if s.expected_version > 0], _OLD),
+        ):
+            written = _unnest(cur, sql, [s for _, s in group], fields)
+            for n, snap in group:
+                if (snap.space_id, snap.user_id) not in written and n not in refused:
+                    refused[n] = Verdict(Status.STALE)
+
+
+# The columns each statement takes from its rows, in the order of its unnest() arrays.
+_EVENT = (
+    "space_id", "transaction_id", "user_id", "event", "context", "occurred_at", "received_at",
+    "request_hash", "outcome", "profile_version", "position",
+)  # fmt: skip
+_REDEMPTION = (
+    "space_id", "transaction_id", "user_id", "reward_key", "context", "received_at",
+    "request_hash", "outcome", "profile_version", "position",
+)  # fmt: skip
+_IDENTIFY = (
+    "space_id", "user_id", "traits", "received_at", "program_versions", "profile_version",
+    "position",
+)  # fmt: skip
+_OUTBOX = ("id", "space_id", "event_type", "body", "created_at")
+_NEW = ("space_id", "user_id", "traits", "state", "updated_at")
+_OLD = (*_NEW, "expected_version")
+
+
+def _unnest(
+    cur: psycopg.Cursor[Any], sql: str, rows: list[Any], fields: tuple[str, ...] | None
+) -> set[tuple[Any, ...]]:
+    """Run ``sql`` with one array parameter per field (``fields`` None: the rows are tuples
+    already), binary; returns the rows it returned. Nothing to write: nothing runs."""
+    if not rows:
+        return set()
+    if fields is None:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+    else:
+        columns = [[getattr(row, f) for row in rows] for f in fields]
+    cur.execute(sql, columns, binary=True)
+    return set(cur.fetchall()) if cur.description is not None else set()
 
 
 @asynccontextmanager
 async def open_group_commit_writer(
-    url: str, *, max_units: int = 2000
+    url: str, *, max_units: int = 2000, timeouts: Timeouts = DEFAULT_TIMEOUTS
 ) -> AsyncIterator[GroupCommitWriter]:
     """Run a writer for the duration of the block; on exit it flushes what is queued."""
-    writer = GroupCommitWriter(url, max_units=max_units)
+    writer = GroupCommitWriter(url, max_units=max_units, timeouts=timeouts)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         try:

@@ -14,7 +14,7 @@ import psycopg
 import trio
 
 from ._errors import StorageUnavailable
-from .database import connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ STALE_SECONDS = 3.0  # a verdict older than this (the probe itself is stuck) is 
 
 
 class StorageHealth:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self._url = url
+        self._timeouts = timeouts
         self._conn: psycopg.Connection[Any] | None = None
         self._limiter = trio.CapacityLimiter(1)
         self.healthy = False
@@ -59,7 +60,7 @@ class StorageHealth:
     def _probe(self) -> bool:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self._url, autocommit=True)
+                self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
             self._conn.execute("SELECT 1").fetchone()
             return True
         except (psycopg.Error, StorageUnavailable):

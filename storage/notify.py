@@ -13,7 +13,7 @@ import trio
 from psycopg import sql
 
 from ._errors import StorageUnavailable
-from .database import connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,22 @@ class Listener:
         self,
         url: str,
         channels: list[str],
-        on_notify: Callable[[str, str], None],
-        on_reset: Callable[[], None],
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         self._url = url
         self._channels = channels
-        self._on_notify = on_notify
-        self._on_reset = on_reset
+        self._timeouts = timeouts
+        self._on_notify: Callable[[str, str], None] = lambda channel, payload: None
+        self._on_reset: Callable[[], None] = lambda: None
         self.connected = trio.Event()
         # While False, notifications may be missed: callers must not trust their caches.
         self.healthy = False
 
-    async def run(self) -> None:
+    async def run(
+        self, on_notify: Callable[[str, str], None], on_reset: Callable[[], None]
+    ) -> None:
+        """Listen until cancelled, calling the handlers as described above."""
+        self._on_notify, self._on_reset = on_notify, on_reset
         stop = threading.Event()
         token = trio.lowlevel.current_trio_token()
         try:
@@ -70,7 +74,7 @@ class Listener:
         backoff = 0.1
         while not stop.is_set():
             try:
-                conn = connect(self._url, autocommit=True)
+                conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
             except StorageUnavailable:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -19,7 +19,7 @@ import trio
 from psycopg.rows import class_row
 
 from ._errors import StorageUnavailable
-from .database import connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 from .profiles import ProfileRow
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,11 @@ class _Pending:
 
 
 class ProfileLoader:
-    def __init__(self, url: str, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self, url: str, *, max_batch: int = 1000, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         self._url = url
+        self._timeouts = timeouts
         self._max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Pending](10_000)
         self._conn: psycopg.Connection[Any] | None = None
@@ -96,7 +99,7 @@ class ProfileLoader:
     def _query(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], ProfileRow]:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self._url, autocommit=True)
+                self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
             with self._conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
                 cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]))
                 found = cur.fetchall()
@@ -114,8 +117,10 @@ class ProfileLoader:
 
 
 @asynccontextmanager
-async def open_profile_loader(url: str) -> AsyncIterator[ProfileLoader]:
-    loader = ProfileLoader(url)
+async def open_profile_loader(
+    url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> AsyncIterator[ProfileLoader]:
+    loader = ProfileLoader(url, timeouts=timeouts)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(loader.run)
         try:

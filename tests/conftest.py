@@ -21,6 +21,20 @@ from tests.api_client import Api, app_for
 from tests.server_process import ServerProcess
 from tests.spaces import SpaceKey, make_space
 
+# Modules whose tests run real server processes in real time.
+_SLOW_MODULES = {
+    "test_connections.py", "test_process.py", "test_faults.py", "test_fuzz.py",
+    "test_two_processes.py", "test_embedded_postgres.py", "test_storage_outage.py",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow what runs a server process (the ``server`` fixture, or a whole module of
+    such tests); ``make test-fast`` deselects them."""
+    for item in items:
+        if "server" in getattr(item, "fixturenames", ()) or item.path.name in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

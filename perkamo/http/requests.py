@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from perkamo.errors import Code, PerkamoError, validation_failed
+from perkamo.program.json_walk import walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
 
@@ -128,7 +129,7 @@ def decode_json(body: bytes) -> Any:
         raise PerkamoError(Code.INVALID_JSON, "The request body is empty; send a JSON object.")
     try:
         value = _json_decoder.decode(body)
-        if b"\\u0000" in body and (path := _nul_path(value, "")) is not None:
+        if b"\\u0000" in body and (path := _nul_path(value)) is not None:
             raise validation_failed(path, "must not contain U+0000")
         return value
     except msgspec.ValidationError as exc:  # raised by _number
@@ -142,20 +143,14 @@ def decode_json(body: bytes) -> Any:
         raise validation_failed("", "JSON nesting is too deep") from None
 
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """The path of the first string or key holding U+0000, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return path  # the object holding the key: the key itself is unprintable
-            if (here := _nul_path(item, f"{path}.{key}" if path else key)) is not None:
-                return here
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if (here := _nul_path(item, f"{path}[{index}]")) is not None:
-                return here
+def _nul_path(value: Any) -> str | None:
+    """The path of the first string holding U+0000, or of the object whose key holds one
+    (the key itself is unprintable)."""
+    for path, key, item in walk(value):
+        if key is not None and "\x00" in key:
+            return path.rpartition(".")[0]
+        if isinstance(item, str) and "\x00" in item:
+            return path
     return None
 
 

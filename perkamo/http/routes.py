@@ -10,157 +10,156 @@ from perkamo.http.router import Route, Router
 _PREVIEW = "Not offered (a Perkamo preview feature)"
 
 
+_BODY = (400, 413, 415)  # what any JSON body can meet at the edge and in its schema
+
+# Every endpoint but the document itself (which is generated from these).
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/identify",
+        handlers.identify,
+        "events:write",
+        "Create or update a profile",
+        requests.IdentifyBody,
+        responses.IdentifyResponse,
+        _BODY,
+    ),
+    Route(
+        "POST",
+        "/v1/events",
+        handlers.ingest_event,
+        "events:write",
+        "Record one event",
+        requests.EventBody,
+        responses.EventOutcome,
+        _BODY,
+    ),
+    Route(
+        "POST",
+        "/v1/events:batch",
+        handlers.ingest_batch,
+        "events:write",
+        "Record up to 100 events",
+        requests.BatchBody,
+        responses.BatchResponse,
+        _BODY,
+    ),
+    Route(
+        "GET",
+        "/v1/profile/{user_id}",
+        handlers.profile,
+        "profile:read",
+        "Read a profile",
+        None,
+        responses.ProfileDocument,
+        (400, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/customer/{user_id}",
+        handlers.profile,
+        "profile:read",
+        "Read a profile (alias)",
+        None,
+        responses.ProfileDocument,
+        (400, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/program",
+        handlers.read_program,
+        "profile:read",
+        "The Space's program, integration status and metrics",
+        None,
+        responses.ProgramDocument,
+    ),
+    Route(
+        "GET",
+        "/v1/usage",
+        handlers.usage,
+        "profile:read",
+        "Usage meters of the current period",
+        None,
+        responses.UsageResponse,
+    ),
+    Route(
+        "POST",
+        "/v1/rewards/redeem",
+        handlers.redeem_reward,
+        "rewards:redeem",
+        "Redeem a reward",
+        requests.RedeemBody,
+        responses.RedeemResponse,
+        (*_BODY, 404),
+    ),
+    Route(
+        "POST",
+        "/v1/admin/config",
+        handlers.upload_modules,
+        "admin:config",
+        "Upload (and activate) several modules",
+        requests.ModulesUpload,
+        responses.ModulesUploaded,
+        (*_BODY, 404),
+    ),
+    Route(
+        "POST",
+        "/v1/admin/config/{module}",
+        handlers.upload_module,
+        "admin:config",
+        "Upload (and activate) one module",
+        requests.ModuleUpload,
+        responses.ModuleUploaded,
+        (*_BODY, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/admin/config/{module}",
+        handlers.read_module,
+        "admin:config",
+        "A module's versions and active body",
+        None,
+        responses.ModuleDescription,
+        (404,),
+    ),
+    *(
+        Route(method, path, handlers.not_supported, None, _PREVIEW, errors=(501,))
+        for method, path in [
+            ("POST", "/v1/browser-tokens"),
+            *((m, "/v1/client" + "/*" * depth) for m in ("GET", "POST") for depth in range(1, 5)),
+        ]
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        handlers.healthz,
+        None,
+        "The process is alive",
+        None,
+        responses.Health,
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        handlers.readyz,
+        None,
+        "Storage reachable, accepting work",
+        None,
+        responses.Health,
+        (503,),
+    ),
+    Route("GET", "/metrics", handlers.metrics, None, "Prometheus metrics", None, str),
+)
+
+
 def build_router() -> Router:
-    r = Router()
+    router = Router()
 
     async def serve_openapi(_: object) -> tuple[int, RawBody]:
-        return 200, document
+        return 200, document  # the document rendered below, from every route
 
-    body = (400, 413, 415)  # what any JSON body can meet at the edge and in its schema
-    for route in (
-        Route(
-            "POST",
-            "/v1/identify",
-            handlers.identify,
-            "events:write",
-            "Create or update a profile",
-            requests.IdentifyBody,
-            responses.IdentifyResponse,
-            body,
-        ),
-        Route(
-            "POST",
-            "/v1/events",
-            handlers.ingest_event,
-            "events:write",
-            "Record one event",
-            requests.EventBody,
-            responses.EventOutcome,
-            body,
-        ),
-        Route(
-            "POST",
-            "/v1/events:batch",
-            handlers.ingest_batch,
-            "events:write",
-            "Record up to 100 events",
-            requests.BatchBody,
-            responses.BatchResponse,
-            body,
-        ),
-        Route(
-            "GET",
-            "/v1/profile/{user_id}",
-            handlers.profile,
-            "profile:read",
-            "Read a profile",
-            None,
-            responses.ProfileDocument,
-            (400, 404),
-        ),
-        Route(
-            "GET",
-            "/v1/customer/{user_id}",
-            handlers.profile,
-            "profile:read",
-            "Read a profile (alias)",
-            None,
-            responses.ProfileDocument,
-            (400, 404),
-        ),
-        Route(
-            "GET",
-            "/v1/program",
-            handlers.read_program,
-            "profile:read",
-            "The Space's program, integration status and metrics",
-            None,
-            responses.ProgramDocument,
-        ),
-        Route(
-            "GET",
-            "/v1/usage",
-            handlers.usage,
-            "profile:read",
-            "Usage meters of the current period",
-            None,
-            responses.UsageResponse,
-        ),
-        Route(
-            "POST",
-            "/v1/rewards/redeem",
-            handlers.redeem_reward,
-            "rewards:redeem",
-            "Redeem a reward",
-            requests.RedeemBody,
-            responses.RedeemResponse,
-            (*body, 404),
-        ),
-        Route(
-            "POST",
-            "/v1/admin/config",
-            handlers.upload_modules,
-            "admin:config",
-            "Upload (and activate) several modules",
-            requests.ModulesUpload,
-            responses.ModulesUploaded,
-            (*body, 404),
-        ),
-        Route(
-            "POST",
-            "/v1/admin/config/{module}",
-            handlers.upload_module,
-            "admin:config",
-            "Upload (and activate) one module",
-            requests.ModuleUpload,
-            responses.ModuleUploaded,
-            (*body, 404),
-        ),
-        Route(
-            "GET",
-            "/v1/admin/config/{module}",
-            handlers.read_module,
-            "admin:config",
-            "A module's versions and active body",
-            None,
-            responses.ModuleDescription,
-            (404,),
-        ),
-        *(
-            Route(method, path, handlers.not_supported, None, _PREVIEW, errors=(501,))
-            for method, path in [
-                ("POST", "/v1/browser-tokens"),
-                *(
-                    (m, "/v1/client" + "/*" * depth)
-                    for m in ("GET", "POST")
-                    for depth in range(1, 5)
-                ),
-            ]
-        ),
-        Route(
-            "GET",
-            "/healthz",
-            handlers.healthz,
-            None,
-            "The process is alive",
-            None,
-            responses.Health,
-        ),
-        Route(
-            "GET",
-            "/readyz",
-            handlers.readyz,
-            None,
-            "Storage reachable, accepting work",
-            None,
-            responses.Health,
-            (503,),
-        ),
-        Route("GET", "/metrics", handlers.metrics, None, "Prometheus metrics", None, str),
-        Route(
-            "GET", "/openapi.json", serve_openapi, None, "This document (OpenAPI 3.1)", None, dict
-        ),
-    ):
-        r.add(route)
-    document = RawBody(openapi.render(r.routes), "application/json")
-    return r
+    summary = "This document (OpenAPI 3.1)"
+    for route in (*ROUTES, Route("GET", "/openapi.json", serve_openapi, None, summary, None, dict)):
+        router.add(route)
+    document = RawBody(openapi.render(router.routes), "application/json")
+    return router

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ import trio
 
 from perkamo.ops import admin
 from perkamo.ops.logs import configure as configure_logs
-from perkamo.settings import Settings
+from perkamo.settings import Settings, SettingsError
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
 from storage.migrations import migrate
@@ -107,12 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
-    for name in ("database_url", "data_dir", "log_level", "host", "port"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(settings, name, value)
-    return settings
+    """The environment's settings, overridden by the flags given."""
+    flags = ("database_url", "data_dir", "log_level", "host", "port")
+    return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in flags})
 
 
 @contextmanager
@@ -124,7 +122,7 @@ def _database(settings: Settings) -> Iterator[Database]:
     if url is None:
         embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
         url = embedded.start()
-    db = Database(url, min_size=1, max_size=1)
+    db = Database(url, min_size=1, max_size=1, timeouts=settings.timeouts)
     try:
         db.open()
         db.call(migrate)
@@ -281,7 +279,11 @@ def _serve(settings: Settings, *, demo: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"perkamo: {exc}", file=sys.stderr)
+        return 2
     configure_logs(settings.log_level)
     try:
         if args.command == "serve":

@@ -1,6 +1,7 @@
 """The loyalty program: configuration modules, their compiled form, the pure engine."""
 
-from perkamo.program.compiler import InvalidConfig, Problem, compile_program, parse_module
+from perkamo.program.checks import InvalidConfig, Problem, parse_module
+from perkamo.program.compiler import compile_program
 from perkamo.program.engine import EngineEvent, apply, apply_identify
 from perkamo.program.model import EMPTY_PROGRAM, ProfileState, Program
 from perkamo.program.outcome import Outcome, Redemption

@@ -1,25 +1,19 @@
-"""Validate configuration modules and compile a whole program.
-
-``parse_module`` checks one module body on its own (shape, keys, formulas, thresholds);
-``compile_program`` checks the modules together (cross-module references) and builds the
-immutable :class:`Program`. Every problem is reported with the JSON path it is at.
-"""
+"""Compile a whole program: the modules checked one by one (checks.py) and together
+(references.py), then built into the immutable :class:`Program` every profile shares."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from perkamo.program import schema as s
-from perkamo.program.bounds import LIMIT, LIMIT_TEXT, within
-from perkamo.program.formula import FormulaError, parse
+from perkamo.program.checks import InvalidConfig, Problem, curve_levels, parse_module
+from perkamo.program.formula import parse
 from perkamo.program.model import (
     AchievementDef,
     AwardDef,
@@ -35,370 +29,8 @@ from perkamo.program.model import (
     StreakDef,
     WalletDef,
 )
-from perkamo.program.paths import OPERATORS
+from perkamo.program.references import cross_references
 from perkamo.program.timefmt import parse_rfc3339
-from perkamo.program.validation import describe
-
-KEY = re.compile(r"[a-z0-9_.:-]{1,64}\Z")
-MAX_CURVE_LEVELS = 1000
-
-
-class Problem(msgspec.Struct):
-    path: str
-    message: str
-
-
-class InvalidConfig(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
-        self.problems = problems
-
-
-def _numbers(value: Any, path: str) -> Iterable[Problem]:
-    """Numeric settings are JSON numbers (msgspec would take numeric strings) within
-    ±10^15 (PROGRAM.md "Bounds")."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}"
-            if key in s.NUMERIC_KEYS:
-                if isinstance(item, str):
-                    yield Problem(here, "must be a number, not a string")
-                elif isinstance(item, int | Decimal) and not isinstance(item, bool):
-                    if not within(item):
-                        yield Problem(here, LIMIT_TEXT)
-            yield from _numbers(item, here)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _numbers(item, f"{path}[{index}]")
-
-
-def parse_module(module: str, body: Any, path: str) -> s.Strict:
-    """One module body → its Struct. Raises InvalidConfig with JSON paths."""
-    if problems := list(_numbers(body, path)):
-        raise InvalidConfig(problems)
-    try:
-        parsed = msgspec.convert(body, s.MODULE_TYPES[module])
-    except msgspec.ValidationError as exc:
-        raise InvalidConfig([Problem(*describe(exc, path))]) from None
-    problems = list(_MODULE_CHECKS[module](parsed, path))
-    if problems:
-        raise InvalidConfig(problems)
-    return parsed
-
-
-# -- checks within one module ---------------------------------------------------------------
-
-
-def _keys(items: Iterable[Any], path: str, field: str = "key") -> Iterable[Problem]:
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        key = getattr(item, field)
-        if not KEY.match(key):
-            yield Problem(f"{path}[{index}].{field}", "must be 1-64 characters of [a-z0-9_.:-]")
-        elif key in seen:
-            yield Problem(f"{path}[{index}].{field}", f"duplicate key {key!r}")
-        seen.add(key)
-
-
-def _event_key(value: str, path: str, *, star: bool = False) -> Iterable[Problem]:
-    """The API's ``event`` rule; ``"*"`` (every event) only where ``star`` allows it."""
-    if value == "*":
-        if not star:
-            yield Problem(path, "'*' is not allowed here; list the event keys")
-        return
-    if not 1 <= len(value) <= 128 or any(
-        ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value
-    ):
-        yield Problem(
-            path, "must be an event key: 1-128 characters, no whitespace or control characters"
-        )
-
-
-def _conditions(conditions: list[s.Condition], path: str) -> Iterable[Problem]:
-    for index, c in enumerate(conditions):
-        here = f"{path}[{index}]"
-        if not c.path.startswith(("context.", "traits.")) or c.path.endswith("."):
-            yield Problem(f"{here}.path", "must start with context. or traits.")
-        if c.op not in OPERATORS:
-            yield Problem(f"{here}.op", f"must be one of {', '.join(OPERATORS)}")
-        elif c.op in ("in", "not_in") and not isinstance(c.value, list):
-            yield Problem(f"{here}.value", f"{c.op} needs a list")
-
-
-def _awards(awards: list[s.Award], path: str) -> Iterable[Problem]:
-    for index, a in enumerate(awards):
-        here = f"{path}[{index}]"
-        if (a.amount is None) == (a.formula is None):
-            yield Problem(here, "needs exactly one of amount or formula")
-        if a.formula is not None:
-            try:
-                parse(a.formula)
-            except FormulaError as exc:
-                yield Problem(f"{here}.formula", str(exc))
-
-
-def _positive(value: int | None, path: str, *, zero: bool = False) -> Iterable[Problem]:
-    if value is not None and (value < 0 or (value == 0 and not zero)):
-        yield Problem(path, "must be greater than 0" if not zero else "must not be negative")
-
-
-def _timestamp(value: str | None, path: str) -> Iterable[Problem]:
-    if value is not None:
-        try:
-            parse_rfc3339(value)
-        except ValueError as exc:
-            yield Problem(path, str(exc))
-
-
-def _check_wallets(m: s.WalletsModule, path: str) -> Iterable[Problem]:
-    yield from _keys(m.wallets, f"{path}.wallets")
-    for i, w in enumerate(m.wallets):
-        if not 0 <= w.precision <= 6:
-            yield Problem(f"{path}.wallets[{i}].precision", "must be 0 to 6")
-    yield from _keys(m.rewards, f"{path}.rewards")
-    wallets = {w.key: w for w in m.wallets}
-    for i, r in enumerate(m.rewards):
-        here = f"{path}.rewards[{i}]"
-        if r.cost.amount <= 0:
-            yield Problem(f"{here}.cost.amount", "must be greater than 0")
-        wallet = wallets.get(r.cost.wallet)
-        if wallet is None:
-            yield Problem(f"{here}.cost.wallet", f"unknown wallet {r.cost.wallet!r}")
-        elif not wallet.spendable:
-            yield Problem(f"{here}.cost.wallet", f"wallet {wallet.key!r} is not spendable")
-        if not isinstance(r.effect.get("type"), str) or not r.effect["type"]:
-            yield Problem(f"{here}.effect.type", "is required (a string)")
-        if r.limits is not None:
-            yield from _positive(r.limits.per_user, f"{here}.limits.per_user")
-            yield from _positive(r.limits.per_user_per_day, f"{here}.limits.per_user_per_day")
-        if r.requires is not None and r.requires.level_at_least is not None:
-            yield from _positive(r.requires.level_at_least, f"{here}.requires.level_at_least")
-
-
-def _check_events(m: s.EventsModule, path: str) -> Iterable[Problem]:
-    yield from _keys(m.events, f"{path}.events")
-    for i, e in enumerate(m.events):
-        yield from _event_key(e.key, f"{path}.events[{i}].key")
-    yield from _keys(m.rules, f"{path}.rules")
-    for i, r in enumerate(m.rules):
-        here = f"{path}.rules[{i}]"
-        yield from _event_key(r.event, f"{here}.event", star=True)
-        yield from _conditions(r.conditions, f"{here}.conditions")
-        if not r.award:
-            yield Problem(f"{here}.award", "needs at least one award")
-        yield from _awards(r.award, f"{here}.award")
-        if r.limits is not None:
-            yield from _positive(r.limits.per_user, f"{here}.limits.per_user")
-            yield from _positive(r.limits.per_user_per_day, f"{here}.limits.per_user_per_day")
-            yield from _positive(
-                r.limits.cooldown_seconds, f"{here}.limits.cooldown_seconds", zero=True
-            )
-        yield from _timestamp(r.active_from, f"{here}.active_from")
-        yield from _timestamp(r.active_until, f"{here}.active_until")
-        if r.active_from and r.active_until:
-            try:
-                if parse_rfc3339(r.active_from) >= parse_rfc3339(r.active_until):
-                    yield Problem(f"{here}.active_until", "must be after active_from")
-            except ValueError:
-                pass
-    yield from _keys(m.streaks, f"{path}.streaks")
-    for i, st in enumerate(m.streaks):
-        here = f"{path}.streaks[{i}]"
-        if ":" in st.key:
-            yield Problem(f"{here}.key", "streak keys contain no ':'")
-        if not st.events:
-            yield Problem(f"{here}.events", "needs at least one event")
-        for j, event in enumerate(st.events):
-            yield from _event_key(event, f"{here}.events[{j}]")
-        try:
-            ZoneInfo(st.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            yield Problem(f"{here}.timezone", f"unknown time zone {st.timezone!r}")
-        lengths: set[int] = set()
-        for j, ms in enumerate(st.milestones):
-            yield from _positive(ms.length, f"{here}.milestones[{j}].length")
-            if ms.length in lengths:
-                yield Problem(f"{here}.milestones[{j}].length", "duplicate milestone length")
-            lengths.add(ms.length)
-            yield from _awards(ms.award, f"{here}.milestones[{j}].award")
-
-
-def _curve_levels(curve: s.Curve, precision: int) -> list[tuple[int, Decimal]]:
-    """Level thresholds of a curve; raises ValueError naming the first level whose threshold
-    would exceed 10^15 (computed step by step, so a huge factor cannot overflow)."""
-    quantum = Decimal(1).scaleb(-precision)
-    levels = [(1, Decimal(0))]
-    with localcontext(Context(prec=34, rounding=ROUND_HALF_EVEN)):
-        step = Decimal(curve.step or 0)
-        factor = Decimal(curve.factor or 0)
-        exact = Decimal(curve.base or 0)  # level 2 of an exponential curve
-        for n in range(2, curve.max_level + 1):
-            at = step * (n - 1) if curve.type == "linear" else exact
-            if at > LIMIT:
-                raise ValueError(f"the threshold of level {n} exceeds 10^15")
-            levels.append((n, at.quantize(quantum, rounding=ROUND_FLOOR)))
-            exact *= factor
-    return levels
-
-
-def _check_leveling(m: s.LevelingModule, path: str) -> Iterable[Problem]:
-    if m.levels is None and m.curve is None:
-        if m.wallet is not None:
-            yield Problem(path, "needs levels or a curve")
-        return
-    if m.wallet is None:
-        yield Problem(f"{path}.wallet", "is required")
-    if (m.levels is None) == (m.curve is None):
-        yield Problem(path, "needs exactly one of levels or curve")
-        return
-    if m.levels is not None:
-        if not m.levels:
-            yield Problem(f"{path}.levels", "needs at least one level")
-        for i, lv in enumerate(m.levels):
-            if lv.level != i + 1:
-                yield Problem(f"{path}.levels[{i}].level", f"must be {i + 1} (consecutive from 1)")
-            if i == 0 and lv.at != 0:
-                yield Problem(f"{path}.levels[0].at", "level 1 must be at 0")
-            if i > 0 and lv.at <= m.levels[i - 1].at:
-                yield Problem(f"{path}.levels[{i}].at", "thresholds must strictly increase")
-    if m.curve is not None:
-        c = m.curve
-        if not 1 <= c.max_level <= MAX_CURVE_LEVELS:
-            yield Problem(f"{path}.curve.max_level", f"must be 1 to {MAX_CURVE_LEVELS}")
-            return
-        if c.type == "linear":
-            if c.step is None or c.step <= 0:
-                yield Problem(f"{path}.curve.step", "must be greater than 0")
-        else:
-            if c.base is None or c.base <= 0:
-                yield Problem(f"{path}.curve.base", "must be greater than 0")
-            if c.factor is None or c.factor <= 1:
-                yield Problem(f"{path}.curve.factor", "must be greater than 1")
-
-
-def _check_perks(m: s.PerksModule, path: str) -> Iterable[Problem]:
-    yield from _keys(m.perks, f"{path}.perks")
-    needed = {
-        "points_threshold": ("wallet", "amount"),
-        "level_reached": ("level",),
-        "event_count": ("event", "count"),
-        "streak": ("streak", "length"),
-        "achievement_completed": ("achievement",),
-        "trait": ("path", "op"),
-    }
-    for i, p in enumerate(m.perks):
-        here = f"{path}.perks[{i}].trigger"
-        t = p.trigger
-        for name in needed[t.type]:
-            if getattr(t, name) is None:
-                yield Problem(f"{here}.{name}", f"is required for {t.type}")
-        for name in ("amount", "level", "count", "length"):
-            value = getattr(t, name)
-            if value is not None and value <= 0:
-                yield Problem(f"{here}.{name}", "must be greater than 0")
-        if t.type == "event_count" and t.event is not None:
-            yield from _event_key(t.event, f"{here}.event")
-        if t.type == "trait" and t.path is not None and t.op is not None:
-            if not t.path.startswith("traits."):
-                yield Problem(f"{here}.path", "must start with traits.")
-            yield from _conditions([s.Condition(t.path, t.op, t.value)], f"{path}.perks[{i}]")
-
-
-def _check_achievements(m: s.AchievementsModule, path: str) -> Iterable[Problem]:
-    yield from _keys(m.achievements, f"{path}.achievements")
-    keys = {a.key for a in m.achievements}
-    for i, a in enumerate(m.achievements):
-        here = f"{path}.achievements[{i}]"
-        if not a.criteria:
-            yield Problem(f"{here}.criteria", "needs at least one criterion")
-        for j, c in enumerate(a.criteria):
-            cp = f"{here}.criteria[{j}]"
-            yield from _event_key(c.event, f"{cp}.event")
-            shape = (c.count is not None, c.distinct is not None, c.sum is not None)
-            if shape not in ((True, False, False), (True, True, False), (False, False, True)):
-                yield Problem(cp, "needs count, distinct with count, or sum with target")
-            elif c.sum is not None and (c.target is None or c.target <= 0):
-                yield Problem(f"{cp}.target", "must be greater than 0")
-            elif c.count is not None and c.count <= 0:
-                yield Problem(f"{cp}.count", "must be greater than 0")
-            if c.sum is None and c.target is not None:
-                yield Problem(f"{cp}.target", "goes with sum")
-            for name in ("distinct", "sum"):
-                value = getattr(c, name)
-                if value is not None and not value.startswith(("context.", "traits.")):
-                    yield Problem(f"{cp}.{name}", "must start with context. or traits.")
-            yield from _conditions(c.conditions, f"{cp}.conditions")
-        for j, req in enumerate(a.requires):
-            if req not in keys:
-                yield Problem(f"{here}.requires[{j}]", f"unknown achievement {req!r}")
-            elif req == a.key:
-                yield Problem(f"{here}.requires[{j}]", "an achievement cannot require itself")
-        yield from _awards(a.award, f"{here}.award")
-    yield from _requirement_cycles(m, path)
-
-
-def _requirement_cycles(m: s.AchievementsModule, path: str) -> Iterable[Problem]:
-    graph = {a.key: a.requires for a in m.achievements}
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(key: str) -> bool:
-        if state.get(key) == 1:
-            return True
-        if state.get(key) == 2 or key not in graph:
-            return False
-        state[key] = 1
-        cyclic = any(visit(r) for r in graph[key])
-        state[key] = 2
-        return cyclic
-
-    for i, a in enumerate(m.achievements):
-        if visit(a.key):
-            yield Problem(f"{path}.achievements[{i}].requires", "prerequisites form a cycle")
-            return
-
-
-def _check_boosts(m: s.BoostsModule, path: str) -> Iterable[Problem]:
-    if m.max_multiplier < 1:
-        yield Problem(f"{path}.max_multiplier", "must be at least 1")
-    yield from _keys(m.boosts, f"{path}.boosts")
-    needed = {"perk": ("perk",), "level": ("level",), "streak_milestone": ("streak", "length")}
-    for i, b in enumerate(m.boosts):
-        here = f"{path}.boosts[{i}]"
-        if b.multiplier <= 1:
-            yield Problem(f"{here}.multiplier", "must be greater than 1")
-        if (b.schedule is None) == (b.grant is None):
-            yield Problem(here, "needs exactly one of schedule or grant")
-        if b.schedule is not None:
-            yield from _timestamp(b.schedule.starts_at, f"{here}.schedule.starts_at")
-            yield from _timestamp(b.schedule.ends_at, f"{here}.schedule.ends_at")
-            try:
-                if parse_rfc3339(b.schedule.starts_at) >= parse_rfc3339(b.schedule.ends_at):
-                    yield Problem(f"{here}.schedule.ends_at", "must be after starts_at")
-            except ValueError:
-                pass
-        if b.grant is not None:
-            if b.duration_seconds is None or b.duration_seconds <= 0:
-                yield Problem(f"{here}.duration_seconds", "a granted boost needs a duration > 0")
-            for name in needed.get(b.grant.on, ()):
-                if getattr(b.grant, name) is None:
-                    yield Problem(f"{here}.grant.{name}", f"is required for on={b.grant.on}")
-            yield from _positive(b.grant.level, f"{here}.grant.level")
-            yield from _positive(b.grant.length, f"{here}.grant.length")
-        for j, event in enumerate(b.events or ()):
-            yield from _event_key(event, f"{here}.events[{j}]")
-        yield from _conditions(b.conditions, f"{here}.conditions")
-
-
-_MODULE_CHECKS: dict[str, Any] = {
-    "wallets": _check_wallets,
-    "events": _check_events,
-    "leveling": _check_leveling,
-    "perks": _check_perks,
-    "achievements": _check_achievements,
-    "boosts": _check_boosts,
-}
-
-# -- the whole program ----------------------------------------------------------------------
 
 
 def _award_defs(awards: list[s.Award]) -> tuple[AwardDef, ...]:
@@ -440,220 +72,157 @@ def compile_program(
                 problems.extend(exc.problems)
     if problems:
         raise InvalidConfig(problems)
-    wallets: s.WalletsModule = parsed.get("wallets", s.WalletsModule())
-    events: s.EventsModule = parsed.get("events", s.EventsModule())
-    leveling: s.LevelingModule = parsed.get("leveling", s.LevelingModule())
-    perks: s.PerksModule = parsed.get("perks", s.PerksModule())
-    achievements: s.AchievementsModule = parsed.get("achievements", s.AchievementsModule())
-    boosts: s.BoostsModule = parsed.get("boosts", s.BoostsModule())
+    m = _Parsed(
+        parsed.get("wallets", s.WalletsModule()),
+        parsed.get("events", s.EventsModule()),
+        parsed.get("leveling", s.LevelingModule()),
+        parsed.get("perks", s.PerksModule()),
+        parsed.get("achievements", s.AchievementsModule()),
+        parsed.get("boosts", s.BoostsModule()),
+    )
     problems.extend(
-        _cross_references(wallets, events, leveling, perks, achievements, boosts, paths)
+        cross_references(m.wallets, m.events, m.leveling, m.perks, m.achievements, m.boosts, paths)
     )
     if problems:
         raise InvalidConfig(problems)
-
-    wallet_defs = tuple(
+    wallets = tuple(
         WalletDef(w.key, w.name, w.precision, w.allow_negative, w.spendable, w.description)
-        for w in wallets.wallets
+        for w in m.wallets.wallets
     )
-    level_def = None
-    if leveling.wallet is not None:
-        precision = next(w.precision for w in wallet_defs if w.key == leveling.wallet)
-        if leveling.levels is not None:
-            levels = tuple(LevelDef(lv.level, Decimal(lv.at), lv.name) for lv in leveling.levels)
-        else:
-            assert leveling.curve is not None
-            try:
-                curve = _curve_levels(leveling.curve, precision)
-            except ValueError as exc:
-                raise InvalidConfig([Problem(f"{paths['leveling']}.curve", str(exc))]) from None
-            levels = tuple(LevelDef(n, at, None) for n, at in curve)
-            for previous, current in zip(levels, levels[1:], strict=False):
-                if current.at <= previous.at:
-                    raise InvalidConfig(
-                        [
-                            Problem(
-                                f"{paths['leveling']}.curve",
-                                f"thresholds must strictly increase after rounding "
-                                f"(level {current.level})",
-                            )
-                        ]
-                    )
-        level_def = LevelingDef(leveling.wallet, leveling.basis, levels)
-
     return Program(
-        versions={m: modules[m][0] if m in modules else None for m in s.MODULES},
-        bodies={m: modules[m][1] for m in modules},
-        wallets=wallet_defs,
-        rewards=tuple(
-            RewardDef(
-                key=r.key,
-                name=r.name,
-                description=r.description,
-                cost_wallet=r.cost.wallet,
-                cost=Decimal(r.cost.amount),
-                effect=r.effect,
-                level_at_least=r.requires.level_at_least if r.requires else None,
-                perks=tuple(r.requires.perks) if r.requires else (),
-                per_user=r.limits.per_user if r.limits else None,
-                per_user_per_day=r.limits.per_user_per_day if r.limits else None,
-                active=r.active,
-            )
-            for r in wallets.rewards
-        ),
-        catalog=tuple((e.key, e.name or e.key, e.description) for e in events.events),
-        rules=tuple(
-            RuleDef(
-                key=r.key,
-                name=r.name,
-                event=r.event,
-                conditions=_condition_defs(r.conditions),
-                awards=_award_defs(r.award),
-                per_user=r.limits.per_user if r.limits else None,
-                per_user_per_day=r.limits.per_user_per_day if r.limits else None,
-                cooldown_seconds=r.limits.cooldown_seconds if r.limits else None,
-                active_from=_time(r.active_from),
-                active_until=_time(r.active_until),
-            )
-            for r in events.rules
-        ),
-        streaks=tuple(
-            StreakDef(
-                key=st.key,
-                name=st.name,
-                events=frozenset(st.events),
-                period=st.period,
-                timezone=st.timezone,
-                zone=ZoneInfo(st.timezone),
-                milestones=tuple((ms.length, _award_defs(ms.award)) for ms in st.milestones),
-            )
-            for st in events.streaks
-        ),
-        leveling=level_def,
-        perks=tuple(
-            PerkDef(
-                key=p.key,
-                name=p.name,
-                description=p.description,
-                trigger=p.trigger,
-                trigger_raw=msgspec.to_builtins(p.trigger),
-                metadata=p.metadata,
-            )
-            for p in perks.perks
-        ),
-        achievements=tuple(
-            AchievementDef(
-                key=a.key,
-                name=a.name,
-                description=a.description,
-                criteria=tuple(
-                    CriterionDef(
-                        event=c.event,
-                        kind="sum" if c.sum else ("distinct" if c.distinct else "count"),
-                        path=c.sum or c.distinct,
-                        target=Decimal(c.target or 0) if c.sum else Decimal(c.count or 0),
-                        conditions=_condition_defs(c.conditions),
-                    )
-                    for c in a.criteria
-                ),
-                requires=tuple(a.requires),
-                awards=_award_defs(a.award),
-                repeatable=a.repeatable,
-            )
-            for a in achievements.achievements
-        ),
-        boosts=tuple(
-            BoostDef(
-                key=b.key,
-                name=b.name,
-                multiplier=Decimal(b.multiplier),
-                wallets=None if b.wallets is None else frozenset(b.wallets),
-                events=None if b.events is None else frozenset(b.events),
-                starts_at=_time(b.schedule.starts_at) if b.schedule else None,
-                ends_at=_time(b.schedule.ends_at) if b.schedule else None,
-                grant=b.grant,
-                duration_seconds=b.duration_seconds,
-                conditions=_condition_defs(b.conditions),
-            )
-            for b in boosts.boosts
-        ),
-        stacking=boosts.stacking,
-        max_multiplier=Decimal(boosts.max_multiplier),
+        versions={name: modules[name][0] if name in modules else None for name in s.MODULES},
+        bodies={name: modules[name][1] for name in modules},
+        wallets=wallets,
+        rewards=tuple(_reward(r) for r in m.wallets.rewards),
+        catalog=tuple((e.key, e.name or e.key, e.description) for e in m.events.events),
+        rules=tuple(_rule(r) for r in m.events.rules),
+        streaks=tuple(_streak(st) for st in m.events.streaks),
+        leveling=_leveling(m.leveling, wallets, paths["leveling"]),
+        perks=tuple(_perk(p) for p in m.perks.perks),
+        achievements=tuple(_achievement(a) for a in m.achievements.achievements),
+        boosts=tuple(_boost(b) for b in m.boosts.boosts),
+        stacking=m.boosts.stacking,
+        max_multiplier=Decimal(m.boosts.max_multiplier),
     )
 
 
-def _cross_references(
-    wallets: s.WalletsModule,
-    events: s.EventsModule,
-    leveling: s.LevelingModule,
-    perks: s.PerksModule,
-    achievements: s.AchievementsModule,
-    boosts: s.BoostsModule,
-    paths: dict[str, str],
-) -> Iterable[Problem]:
-    wallet_keys = {w.key for w in wallets.wallets}
-    streaks = {st.key: st for st in events.streaks}
-    perk_keys = {p.key for p in perks.perks}
-    achievement_keys = {a.key for a in achievements.achievements}
-    boost_by_key = {b.key: b for b in boosts.boosts}
-    ev, wa, pe, ac, bo = (
-        paths[m] for m in ("events", "wallets", "perks", "achievements", "boosts")
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    wallets: s.WalletsModule
+    events: s.EventsModule
+    leveling: s.LevelingModule
+    perks: s.PerksModule
+    achievements: s.AchievementsModule
+    boosts: s.BoostsModule
+
+
+def _leveling(
+    leveling: s.LevelingModule, wallets: tuple[WalletDef, ...], path: str
+) -> LevelingDef | None:
+    if leveling.wallet is None:
+        return None
+    if leveling.levels is not None:
+        levels = tuple(LevelDef(lv.level, Decimal(lv.at), lv.name) for lv in leveling.levels)
+        return LevelingDef(leveling.wallet, leveling.basis, levels)
+    assert leveling.curve is not None
+    precision = next(w.precision for w in wallets if w.key == leveling.wallet)
+    try:
+        curve = curve_levels(leveling.curve, precision)
+    except ValueError as exc:
+        raise InvalidConfig([Problem(f"{path}.curve", str(exc))]) from None
+    levels = tuple(LevelDef(n, at, None) for n, at in curve)
+    for previous, current in zip(levels, levels[1:], strict=False):
+        if current.at <= previous.at:
+            message = f"thresholds must strictly increase after rounding (level {current.level})"
+            raise InvalidConfig([Problem(f"{path}.curve", message)])
+    return LevelingDef(leveling.wallet, leveling.basis, levels)
+
+
+def _reward(r: s.Reward) -> RewardDef:
+    return RewardDef(
+        key=r.key,
+        name=r.name,
+        description=r.description,
+        cost_wallet=r.cost.wallet,
+        cost=Decimal(r.cost.amount),
+        effect=r.effect,
+        level_at_least=r.requires.level_at_least if r.requires else None,
+        perks=tuple(r.requires.perks) if r.requires else (),
+        per_user=r.limits.per_user if r.limits else None,
+        per_user_per_day=r.limits.per_user_per_day if r.limits else None,
+        active=r.active,
     )
 
-    def awards(items: list[s.Award], path: str) -> Iterable[Problem]:
-        for i, a in enumerate(items):
-            if a.wallet not in wallet_keys:
-                yield Problem(f"{path}[{i}].wallet", f"unknown wallet {a.wallet!r}")
 
-    for i, r in enumerate(events.rules):
-        yield from awards(r.award, f"{ev}.rules[{i}].award")
-    for i, st in enumerate(events.streaks):
-        for j, ms in enumerate(st.milestones):
-            yield from awards(ms.award, f"{ev}.streaks[{i}].milestones[{j}].award")
-    for i, a in enumerate(achievements.achievements):
-        yield from awards(a.award, f"{ac}.achievements[{i}].award")
-    if leveling.wallet is not None and leveling.wallet not in wallet_keys:
-        yield Problem(f"{paths['leveling']}.wallet", f"unknown wallet {leveling.wallet!r}")
-    for i, reward in enumerate(wallets.rewards):
-        here = f"{wa}.rewards[{i}]"
-        if reward.requires is not None:
-            if reward.requires.level_at_least is not None and leveling.wallet is None:
-                yield Problem(f"{here}.requires.level_at_least", "needs a leveling module")
-            for j, perk in enumerate(reward.requires.perks):
-                if perk not in perk_keys:
-                    yield Problem(f"{here}.requires.perks[{j}]", f"unknown perk {perk!r}")
-        if reward.effect.get("type") == "boost":
-            target = reward.effect.get("boost")
-            boost = boost_by_key.get(target) if isinstance(target, str) else None
-            if boost is None:
-                yield Problem(f"{here}.effect.boost", f"unknown boost {target!r}")
-            elif boost.grant is None or boost.grant.on != "reward":
-                yield Problem(f"{here}.effect.boost", f"boost {target!r} needs grant.on reward")
-    for i, p in enumerate(perks.perks):
-        t, here = p.trigger, f"{pe}.perks[{i}].trigger"
-        if t.type == "points_threshold" and t.wallet is not None and t.wallet not in wallet_keys:
-            yield Problem(f"{here}.wallet", f"unknown wallet {t.wallet!r}")
-        if t.type == "level_reached" and leveling.wallet is None:
-            yield Problem(f"{here}.level", "needs a leveling module")
-        if t.type == "streak" and t.streak is not None and t.streak not in streaks:
-            yield Problem(f"{here}.streak", f"unknown streak {t.streak!r}")
-        if t.type == "achievement_completed" and t.achievement not in achievement_keys:
-            yield Problem(f"{here}.achievement", f"unknown achievement {t.achievement!r}")
-    for i, b in enumerate(boosts.boosts):
-        here = f"{bo}.boosts[{i}]"
-        for j, wallet in enumerate(b.wallets or ()):
-            if wallet not in wallet_keys:
-                yield Problem(f"{here}.wallets[{j}]", f"unknown wallet {wallet!r}")
-        g = b.grant
-        if g is None:
-            continue
-        if g.on == "perk" and g.perk is not None and g.perk not in perk_keys:
-            yield Problem(f"{here}.grant.perk", f"unknown perk {g.perk!r}")
-        if g.on == "level" and leveling.wallet is None:
-            yield Problem(f"{here}.grant.level", "needs a leveling module")
-        if g.on == "streak_milestone" and g.streak is not None:
-            streak = streaks.get(g.streak)
-            if streak is None:
-                yield Problem(f"{here}.grant.streak", f"unknown streak {g.streak!r}")
-            elif g.length not in {ms.length for ms in streak.milestones}:
-                yield Problem(f"{here}.grant.length", "no such milestone on that streak")
+def _rule(r: s.Rule) -> RuleDef:
+    return RuleDef(
+        key=r.key,
+        name=r.name,
+        event=r.event,
+        conditions=_condition_defs(r.conditions),
+        awards=_award_defs(r.award),
+        per_user=r.limits.per_user if r.limits else None,
+        per_user_per_day=r.limits.per_user_per_day if r.limits else None,
+        cooldown_seconds=r.limits.cooldown_seconds if r.limits else None,
+        active_from=_time(r.active_from),
+        active_until=_time(r.active_until),
+    )
+
+
+def _streak(st: s.Streak) -> StreakDef:
+    return StreakDef(
+        key=st.key,
+        name=st.name,
+        events=frozenset(st.events),
+        period=st.period,
+        timezone=st.timezone,
+        zone=ZoneInfo(st.timezone),
+        milestones=tuple((ms.length, _award_defs(ms.award)) for ms in st.milestones),
+    )
+
+
+def _perk(p: s.Perk) -> PerkDef:
+    return PerkDef(
+        key=p.key,
+        name=p.name,
+        description=p.description,
+        trigger=p.trigger,
+        trigger_raw=msgspec.to_builtins(p.trigger),
+        metadata=p.metadata,
+    )
+
+
+def _achievement(a: s.Achievement) -> AchievementDef:
+    return AchievementDef(
+        key=a.key,
+        name=a.name,
+        description=a.description,
+        criteria=tuple(
+            CriterionDef(
+                event=c.event,
+                kind="sum" if c.sum else ("distinct" if c.distinct else "count"),
+                path=c.sum or c.distinct,
+                target=Decimal(c.target or 0) if c.sum else Decimal(c.count or 0),
+                conditions=_condition_defs(c.conditions),
+            )
+            for c in a.criteria
+        ),
+        requires=tuple(a.requires),
+        awards=_award_defs(a.award),
+        repeatable=a.repeatable,
+    )
+
+
+def _boost(b: s.Boost) -> BoostDef:
+    return BoostDef(
+        key=b.key,
+        name=b.name,
+        multiplier=Decimal(b.multiplier),
+        wallets=None if b.wallets is None else frozenset(b.wallets),
+        events=None if b.events is None else frozenset(b.events),
+        starts_at=_time(b.schedule.starts_at) if b.schedule else None,
+        ends_at=_time(b.schedule.ends_at) if b.schedule else None,
+        grant=b.grant,
+        duration_seconds=b.duration_seconds,
+        conditions=_condition_defs(b.conditions),
+    )

@@ -11,7 +11,13 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.program.amounts import number, wallet_state
 from perkamo.program.evaluation import DECIMALS, PER_DAY_KEPT, Evaluation, copy_state
 from perkamo.program.levels import level_number, level_state
-from perkamo.program.model import ProfileState, Program, RedemptionCounter, WalletBalance
+from perkamo.program.model import (
+    ProfileState,
+    Program,
+    RedemptionCounter,
+    RewardDef,
+    WalletBalance,
+)
 from perkamo.program.outcome import Delta, Redemption, Unlocked
 from perkamo.program.perks import grant_boost, unlock_and_grant
 
@@ -33,49 +39,10 @@ def redeem(
     insufficient_balance (checked in that order).
     """
     with localcontext(DECIMALS):
-        reward = next((r for r in program.rewards if r.key == reward_key and r.active), None)
-        if reward is None:
-            raise RedemptionRefused(
-                Code.UNKNOWN_REWARD, f"There is no active reward {reward_key!r}."
-            )
-        level_before = level_number(state, program)
-        if reward.level_at_least is not None and level_before < reward.level_at_least:
-            raise RedemptionRefused(
-                Code.REQUIREMENTS_NOT_MET,
-                f"{reward.name} needs level {reward.level_at_least}; the profile is at level "
-                f"{level_before}.",
-            )
-        missing = [p for p in reward.perks if p not in state.perks]
-        if missing:
-            raise RedemptionRefused(
-                Code.REQUIREMENTS_NOT_MET, f"{reward.name} needs the perk {missing[0]!r}."
-            )
-        counter = state.redemptions.get(reward.key) or RedemptionCounter()
-        day = received_at.date().isoformat()
-        if reward.per_user is not None and counter.count >= reward.per_user:
-            raise RedemptionRefused(
-                Code.REDEMPTION_LIMIT_REACHED,
-                f"{reward.name} can be redeemed {reward.per_user} time(s) per user.",
-            )
-        if (
-            reward.per_user_per_day is not None
-            and counter.per_day.get(day, 0) >= reward.per_user_per_day
-        ):
-            raise RedemptionRefused(
-                Code.REDEMPTION_LIMIT_REACHED,
-                f"{reward.name} can be redeemed {reward.per_user_per_day} time(s) per day.",
-            )
+        reward = _redeemable(state, reward_key, program, received_at)
         wallet = program.wallet(reward.cost_wallet)
         assert wallet is not None  # validated at activation
-        balance = state.wallets.get(wallet.key, WalletBalance()).balance
-        if balance < reward.cost:
-            raise RedemptionRefused(
-                Code.INSUFFICIENT_BALANCE,
-                f"Not enough {wallet.name}: the balance is "
-                f"{number(balance, wallet.precision)}, {reward.name} costs "
-                f"{number(reward.cost, wallet.precision)}.",
-            )
-
+        level_before = level_number(state, program)
         run = Evaluation(
             state=copy_state(state),
             program=program,
@@ -88,6 +55,7 @@ def redeem(
         spent.spent += reward.cost
         counter = run.state.redemptions.setdefault(reward.key, RedemptionCounter())
         counter.count += 1
+        day = received_at.date().isoformat()
         counter.per_day[day] = counter.per_day.get(day, 0) + 1
         for old in sorted(counter.per_day)[:-PER_DAY_KEPT]:
             del counter.per_day[old]
@@ -106,3 +74,52 @@ def redeem(
             wallet_state=wallet_state(run.state, program),
             level=level_state(run.state, program),
         )
+
+
+def _redeemable(
+    state: ProfileState, reward_key: str, program: Program, received_at: datetime
+) -> RewardDef:
+    """The reward, if this profile may redeem it now; else RedemptionRefused, checked in the
+    documented order: unknown reward, requirements, limits, balance."""
+    reward = next((r for r in program.rewards if r.key == reward_key and r.active), None)
+    if reward is None:
+        raise RedemptionRefused(Code.UNKNOWN_REWARD, f"There is no active reward {reward_key!r}.")
+    level_before = level_number(state, program)
+    if reward.level_at_least is not None and level_before < reward.level_at_least:
+        raise RedemptionRefused(
+            Code.REQUIREMENTS_NOT_MET,
+            f"{reward.name} needs level {reward.level_at_least}; the profile is at level "
+            f"{level_before}.",
+        )
+    missing = [p for p in reward.perks if p not in state.perks]
+    if missing:
+        raise RedemptionRefused(
+            Code.REQUIREMENTS_NOT_MET, f"{reward.name} needs the perk {missing[0]!r}."
+        )
+    counter = state.redemptions.get(reward.key) or RedemptionCounter()
+    day = received_at.date().isoformat()
+    if reward.per_user is not None and counter.count >= reward.per_user:
+        raise RedemptionRefused(
+            Code.REDEMPTION_LIMIT_REACHED,
+            f"{reward.name} can be redeemed {reward.per_user} time(s) per user.",
+        )
+    if (
+        reward.per_user_per_day is not None
+        and counter.per_day.get(day, 0) >= reward.per_user_per_day
+    ):
+        raise RedemptionRefused(
+            Code.REDEMPTION_LIMIT_REACHED,
+            f"{reward.name} can be redeemed {reward.per_user_per_day} time(s) per day.",
+        )
+    wallet = program.wallet(reward.cost_wallet)
+    assert wallet is not None  # validated at activation
+    balance = state.wallets.get(wallet.key, WalletBalance()).balance
+    if balance < reward.cost:
+        raise RedemptionRefused(
+            Code.INSUFFICIENT_BALANCE,
+            f"Not enough {wallet.name}: the balance is "
+            f"{number(balance, wallet.precision)}, {reward.name} costs "
+            f"{number(reward.cost, wallet.precision)}.",
+        )
+
+    return reward

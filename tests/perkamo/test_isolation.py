@@ -178,12 +178,12 @@ async def test_signatures_cannot_be_replayed_outside_their_window_or_request(api
 async def test_an_internal_error_says_nothing_about_its_cause(runtime, space, monkeypatch):
     """A defect deep inside answers a generic 500: no SQL, path or trace in the body."""
 
-    async def broken(call: object) -> Any:
+    def broken(*args: object) -> Any:
         raise psycopg.errors.SyntaxError(
             'syntax error at or near "SELECT * FROM profiles" in /work/main/storage/profiles.py'
         )
 
-    monkeypatch.setattr(handlers, "usage", broken)
+    monkeypatch.setattr(handlers, "usage_document", broken)
     client = app_for(runtime).test_client()
     response = await client.get(
         "/v1/usage",

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-
 import pytest
 
 from perkamo.program import EngineEvent, ProfileState, apply, apply_identify, compile_program
