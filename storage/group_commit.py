@@ -148,9 +148,9 @@ class _Pending:
 _INSERT_EVENTS = """
 INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
                     received_at, request_hash, outcome, profile_version, position)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                     %s::timestamptz[], %s::timestamptz[], %s::bytea[], %s::json[],
-                     %s::bigint[], %s::integer[])
+SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::jsonb[],
+                     %b::timestamptz[], %b::timestamptz[], %b::bytea[], %b::json[],
+                     %b::bigint[], %b::integer[])
 ON CONFLICT (space_id, transaction_id) DO NOTHING
 RETURNING space_id, transaction_id, user_id
 """
@@ -158,37 +158,37 @@ RETURNING space_id, transaction_id, user_id
 _INSERT_REDEMPTIONS = """
 INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context, received_at,
                          request_hash, outcome, profile_version, position)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                     %s::timestamptz[], %s::bytea[], %s::json[], %s::bigint[], %s::integer[])
+SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::jsonb[],
+                     %b::timestamptz[], %b::bytea[], %b::json[], %b::bigint[], %b::integer[])
 ON CONFLICT (space_id, transaction_id) DO NOTHING
 RETURNING space_id, transaction_id, user_id
 """
 
 _ADD_USAGE = """
 INSERT INTO usage_counters (space_id, period, meter, used)
-SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::bigint[])
+SELECT * FROM unnest(%b::bigint[], %b::date[], %b::text[], %b::bigint[])
 ON CONFLICT (space_id, period, meter) DO UPDATE SET used = usage_counters.used + EXCLUDED.used
 """
 
 _INSERT_IDENTIFIES = """
 INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
                         profile_version, position)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::jsonb[],
-                     %s::bigint[], %s::integer[])
+SELECT * FROM unnest(%b::bigint[], %b::text[], %b::jsonb[], %b::timestamptz[], %b::jsonb[],
+                     %b::bigint[], %b::integer[])
 """
 
 _INSERT_OUTBOX = """
 INSERT INTO webhook_deliveries (id, space_id, event_type, body, status, next_attempt_at,
                                 created_at)
 SELECT i, s, t, b, 'pending', c, c
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::timestamptz[])
      AS v(i, s, t, b, c)
 """
 
 _INSERT_PROFILES = """
 INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at)
 SELECT s, u, t, st, 1, ts, ts
-FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
+FROM unnest(%b::bigint[], %b::text[], %b::jsonb[], %b::jsonb[], %b::timestamptz[])
      AS v(s, u, t, st, ts)
 ON CONFLICT (space_id, user_id) DO NOTHING
 RETURNING space_id, user_id
@@ -197,8 +197,8 @@ RETURNING space_id, user_id
 _UPDATE_PROFILES = """
 UPDATE profiles AS p
 SET traits = v.t, state = v.st, version = v.expected + 1, updated_at = v.ts
-FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[],
-            %s::bigint[]) AS v(s, u, t, st, ts, expected)
+FROM unnest(%b::bigint[], %b::text[], %b::jsonb[], %b::jsonb[], %b::timestamptz[],
+            %b::bigint[]) AS v(s, u, t, st, ts, expected)
 WHERE p.space_id = v.s AND p.user_id = v.u AND p.version = v.expected
 RETURNING p.space_id, p.user_id
 """
