@@ -10,6 +10,7 @@ This package is deliberately generic: it knows nothing about HTTP, storage or lo
 
 from ._envelope import Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
+from ._future import Future
 from ._system import Actor, ActorFactory, ActorSystem, SystemStatistics, open_actor_system
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ActorFailed",
     "ActorSystem",
     "ActorSystemClosed",
+    "Future",
     "MailboxFull",
     "Reply",
     "SystemFull",

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-import trio
+from ._future import Future
 
 M = TypeVar("M")
 R = TypeVar("R")
 
-_UNSET: object = object()
 
-
-class Reply(Generic[R]):
+class Reply(Future[R]):
     """A one-shot reply: resolved exactly once with a value or an error.
 
     Until the actor takes its message the caller may :meth:`withdraw` it (a caller that
@@ -20,24 +18,12 @@ class Reply(Generic[R]):
     that it was not applied.
     """
 
-    __slots__ = ("_done", "_error", "_taken", "_value", "_withdrawn")
+    __slots__ = ("_taken", "_withdrawn")
 
     def __init__(self) -> None:
-        self._done = trio.Event()
-        self._value: object = _UNSET
-        self._error: BaseException | None = None
+        super().__init__()
         self._taken = False
         self._withdrawn = False
-
-    def resolve(self, value: R) -> None:
-        if not self._done.is_set():
-            self._value = value
-            self._done.set()
-
-    def fail(self, error: BaseException) -> None:
-        if not self._done.is_set():
-            self._error = error
-            self._done.set()
 
     def withdraw(self) -> bool:
         """Take the message back if the actor has not taken it yet; True if it was."""
@@ -45,12 +31,6 @@ class Reply(Generic[R]):
             return False
         self._withdrawn = True
         return True
-
-    async def wait(self) -> R:
-        await self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
 
 
 class Envelope(Generic[M, R]):

@@ -41,7 +41,8 @@ def _row(n: int) -> ProfileRow:
             }
         },
     }
-    return ProfileRow({"plan": "premium", "country": "CZ"}, state, 3, NOW, NOW)
+    traits = {"plan": "premium", "country": "CZ"}
+    return ProfileRow(json.dumps(traits), json.dumps(state), 3, NOW, NOW)
 
 
 class _IdleProfile(ProfileActor):

@@ -23,7 +23,10 @@ from typing import Any
 import psycopg
 import trio
 
+from actors import Future
+
 from ._errors import StorageUnavailable
+from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 
 log = logging.getLogger(__name__)
@@ -138,11 +141,12 @@ class WriterStatistics:
     queued: int = 0
 
 
-@dataclass(slots=True)
-class _Pending:
-    unit: Unit
-    done: trio.Event = field(default_factory=trio.Event)
-    verdict: Verdict | None = None
+class _Pending(Future[Verdict]):
+    __slots__ = ("unit",)
+
+    def __init__(self, unit: Unit) -> None:
+        super().__init__()
+        self.unit = unit
 
 
 _INSERT_EVENTS = """
@@ -215,13 +219,12 @@ class GroupCommitWriter:
         url: str,
         *,
         max_units: int = 2000,
-        queue_size: int = 10_000,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         self._url = url
         self._timeouts = timeouts
         self._max_units = max_units
-        self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
+        self._queue: BatchQueue[_Pending] = BatchQueue()
         self._conn: psycopg.Connection[Any] | None = None
         self._stats = WriterStatistics()  # replaced (never mutated) at each flush
 
@@ -229,37 +232,29 @@ class GroupCommitWriter:
         """Stage ``unit`` and wait until it is committed (or refused). Never raises for
         storage trouble: the verdict says what happened."""
         pending = _Pending(unit)
-        await self._send.send(pending)
-        await pending.done.wait()
-        assert pending.verdict is not None
-        return pending.verdict
+        try:
+            self._queue.put(pending)
+        except trio.ClosedResourceError:
+            return Verdict(Status.UNAVAILABLE)
+        return await pending.wait()
 
     def statistics(self) -> WriterStatistics:
-        queued = self._send.statistics().current_buffer_used
-        return dataclasses.replace(self._stats, queued=queued)
+        return dataclasses.replace(self._stats, queued=len(self._queue))
 
     async def run(self) -> None:
         """The writer loop; returns when the channel is closed and drained."""
-        async with self._receive:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self._max_units:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                started = time.perf_counter()
-                verdicts = await trio.to_thread.run_sync(self._flush, [p.unit for p in batch])
-                elapsed = time.perf_counter() - started
-                self._record(len(batch), elapsed)
-                for pending, verdict in zip(batch, verdicts, strict=True):
-                    pending.verdict = verdict
-                    pending.done.set()
+        while batch := await self._queue.take(self._max_units):
+            started = time.perf_counter()
+            verdicts = await trio.to_thread.run_sync(self._flush, [p.unit for p in batch])
+            elapsed = time.perf_counter() - started
+            self._record(len(batch), elapsed)
+            for pending, verdict in zip(batch, verdicts, strict=True):
+                pending.resolve(verdict)
         await trio.to_thread.run_sync(self._close_connection)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Admit nothing more; ``run`` finishes what is queued and returns."""
-        await self._send.aclose()
+        self._queue.close()
 
     def _record(self, units: int, elapsed: float) -> None:
         s = self._stats
@@ -462,4 +457,4 @@ async def open_group_commit_writer(
         try:
             yield writer
         finally:
-            await writer.close()
+            writer.close()

@@ -11,23 +11,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import trio
 from psycopg.rows import class_row
 
+from actors import Future
+
 from ._errors import StorageUnavailable
+from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 from .profiles import ProfileRow
 
 log = logging.getLogger(__name__)
 
 _LOAD_MANY = """
-SELECT p.space_id, p.user_id, p.traits, p.state, p.version, p.created_at, p.updated_at
+SELECT p.space_id, p.user_id, p.traits::text, p.state::text, p.version, p.created_at, p.updated_at
 FROM profiles AS p
-JOIN unnest(%s::bigint[], %s::text[]) AS k(s, u) ON p.space_id = k.s AND p.user_id = k.u
+JOIN unnest(%b::bigint[], %b::text[]) AS k(s, u) ON p.space_id = k.s AND p.user_id = k.u
 """
 
 
@@ -35,19 +38,19 @@ JOIN unnest(%s::bigint[], %s::text[]) AS k(s, u) ON p.space_id = k.s AND p.user_
 class _KeyedRow:
     space_id: int
     user_id: str
-    traits: Any
-    state: Any
+    traits: str
+    state: str
     version: int
     created_at: Any
     updated_at: Any
 
 
-@dataclass(slots=True)
-class _Pending:
-    key: tuple[int, str]
-    done: trio.Event = field(default_factory=trio.Event)
-    row: ProfileRow | None = None
-    error: BaseException | None = None
+class _Pending(Future["ProfileRow | None"]):
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[int, str]) -> None:
+        super().__init__()
+        self.key = key
 
 
 class ProfileLoader:
@@ -57,51 +60,39 @@ class ProfileLoader:
         self._url = url
         self._timeouts = timeouts
         self._max_batch = max_batch
-        self._send, self._receive = trio.open_memory_channel[_Pending](10_000)
+        self._queue: BatchQueue[_Pending] = BatchQueue()
         self._conn: psycopg.Connection[Any] | None = None
 
     async def load(self, space_id: int, user_id: str) -> ProfileRow | None:
         """The stored profile, or None. Raises StorageUnavailable."""
         pending = _Pending((space_id, user_id))
-        await self._send.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.row
+        self._queue.put(pending)
+        return await pending.wait()
 
     async def run(self) -> None:
         try:
-            async with self._receive:
-                async for first in self._receive:
-                    batch = [first]
-                    while len(batch) < self._max_batch:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    try:
-                        rows = await trio.to_thread.run_sync(self._query, [p.key for p in batch])
-                    except StorageUnavailable as exc:
-                        for p in batch:
-                            p.error = exc
-                            p.done.set()
-                        continue
+            while batch := await self._queue.take(self._max_batch):
+                try:
+                    rows = await trio.to_thread.run_sync(self._query, [p.key for p in batch])
+                except StorageUnavailable as exc:
                     for p in batch:
-                        p.row = rows.get(p.key)
-                        p.done.set()
+                        p.fail(exc)
+                    continue
+                for p in batch:
+                    p.resolve(rows.get(p.key))
         finally:
             if self._conn is not None:
                 self._conn.close()
 
-    async def close(self) -> None:
-        await self._send.aclose()
+    def close(self) -> None:
+        self._queue.close()
 
     def _query(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], ProfileRow]:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
             with self._conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
-                cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]))
+                cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
                 found = cur.fetchall()
         except psycopg.Error as exc:
             if self._conn is not None:
@@ -126,4 +117,4 @@ async def open_profile_loader(
         try:
             yield loader
         finally:
-            await loader.close()
+            loader.close()

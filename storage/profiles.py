@@ -14,8 +14,8 @@ Conn = psycopg.Connection[Any]
 
 @dataclass(frozen=True, slots=True)
 class ProfileRow:
-    traits: Any
-    state: Any
+    traits: str  # JSON text
+    state: str  # JSON text
     version: int
     created_at: datetime
     updated_at: datetime
@@ -102,7 +102,7 @@ def read_profile(
     recent events and redemptions."""
     with conn.cursor(row_factory=class_row(ProfileRow)) as cur:
         cur.execute(
-            "SELECT traits, state, version, created_at, updated_at FROM profiles"
+            "SELECT traits::text, state::text, version, created_at, updated_at FROM profiles"
             " WHERE space_id = %s AND user_id = %s AND version > %s",
             (space_id, user_id, known_version),
         )

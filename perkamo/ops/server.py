@@ -35,11 +35,15 @@ class CannotListen(Exception):
 def _tune_garbage_collection() -> None:
     """Resident profiles are many long-lived objects: with the default thresholds a full
     collection walks all of them every few thousand allocations and stalls every request in
-    flight. Start-up objects are frozen out of collection and full collections made rarer
-    (measured in bench/RESULTS.md)."""
+    flight. Start-up objects are frozen out of collection and full collections made rarer.
+    Young collections are triggered by the in-flight working set growing by the threshold
+    (a burst of batches holds ~50,000 container objects): at 50,000 they ran every fraction
+    of a second and took 12 % of the CPU under load; at 200,000 a few per minute (measured
+    in bench/notes.md). Resident profiles hold their state as JSON text, so they add few
+    objects to walk."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(200_000, 20, 100)
 
 
 def _connection_limit(wanted: int) -> int:

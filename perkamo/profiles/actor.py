@@ -119,7 +119,7 @@ class ProfileActor:
             return None
         assert snap.created_at is not None and snap.updated_at is not None
         return ProfileView(
-            snap.traits, snap.state, snap.created_at, snap.updated_at, events, redemptions
+            snap.traits(), snap.state(), snap.created_at, snap.updated_at, events, redemptions
         )
 
     # -- writes --------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def stage(
     reservations: Reservations,
 ) -> Staged:
     draft = _Draft(
-        space_id, user_id, before.version + 1, program, hook, before.traits, before.state,
+        space_id, user_id, before.version + 1, program, hook, before.traits(), before.state(),
         before.exists,
     )  # fmt: skip
     steps: list[Step] = []
@@ -130,11 +130,10 @@ def stage(
     snapshot, after = None, before
     if last_write is not None:
         assert first_write is not None
-        snapshot = SnapshotWrite(
-            space_id, user_id, _json(draft.traits), _json(draft.state), before.version, last_write
-        )
+        traits, state = _json(draft.traits), _json(draft.state)
+        snapshot = SnapshotWrite(space_id, user_id, traits, state, before.version, last_write)
         created = before.created_at or first_write
-        after = Snapshot(draft.traits, draft.state, draft.version, created, last_write)
+        after = Snapshot(traits, state, draft.version, created, last_write)
     unit = Unit(
         draft.events,
         snapshot,

@@ -1,0 +1,63 @@
+"""A one-shot result that one trio task waits for.
+
+Cheaper than a ``trio.Event`` beside a value: resolving it reschedules the waiting task
+directly (no parking lot), and it carries the value or the error itself. Every message on
+the hot path waits on one or more of these (its reply, its profile's load, its commit).
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+_UNSET: object = object()
+
+
+class Future(Generic[T]):
+    __slots__ = ("_error", "_task", "_value")
+
+    def __init__(self) -> None:
+        self._value: object = _UNSET
+        self._error: BaseException | None = None
+        self._task: trio.lowlevel.Task | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._value is not _UNSET or self._error is not None
+
+    def resolve(self, value: T) -> None:
+        """Set the value (ignored if already settled) and wake the waiter."""
+        if not self.done:
+            self._value = value
+            self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> T:
+        """The value, or the error raised; one task may wait at a time. Cancellable."""
+        if self.done:
+            await trio.lowlevel.checkpoint()
+        else:
+            if self._task is not None:
+                raise RuntimeError("another task is already waiting for this future")
+            self._task = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._task = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
