@@ -102,31 +102,32 @@ class Runtime:
     async def outcome(
         self, reply: Reply[Answer], *, writes: bool, deadline: float | None = None
     ) -> Answer:
-        """Wait (bounded) for a submitted message's answer. Storage trouble becomes 503; a
-        message still waiting when the time is up is withdrawn, so it is certainly not
-        applied (503 overloaded); one already being applied has an unknown outcome.
-        ``deadline`` (trio time) is shared by the items of one request."""
-        if deadline is None:
-            deadline = self.deadline()
-        with trio.move_on_at(deadline):
-            try:
-                value = await reply.wait()
-            except ActorFailed as exc:
-                raise _failed(exc.__cause__, writes=writes) from None
-            except ActorSystemClosed:
-                raise _shutting_down() from None
-            if isinstance(value, PerkamoError):
-                raise value
-            return value
-        if writes and not reply.withdraw():
-            raise PerkamoError(
-                Code.OUTCOME_UNKNOWN,
-                "The request timed out while it was being applied; it may or may not have "
-                "been. Retry with the same transaction_id.",
-            )
-        raise PerkamoError(
-            Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
-        )
+        """Wait (bounded) for a submitted message's answer; a refusal is raised."""
+        (answer,) = await self.outcomes([reply], writes=writes, deadline=deadline)
+        if isinstance(answer, PerkamoError):
+            raise answer
+        return answer
+
+    async def outcomes(
+        self, replies: list[Reply[Answer]], *, writes: bool, deadline: float | None = None
+    ) -> list[Answer]:
+        """Wait (bounded, one deadline for all) for submitted messages' answers; each is its
+        answer or the PerkamoError it failed with. Storage trouble becomes 503; a message
+        still waiting when the time is up is withdrawn, so it is certainly not applied (503
+        overloaded); one already being applied has an unknown outcome."""
+        answers: list[Answer | object] = [_WAITING] * len(replies)
+        with trio.move_on_at(self.deadline() if deadline is None else deadline):
+            for i, reply in enumerate(replies):
+                try:
+                    answers[i] = await reply.wait()
+                except ActorFailed as exc:
+                    answers[i] = _failed(exc.__cause__, writes=writes)
+                except ActorSystemClosed:
+                    answers[i] = _shutting_down()
+        for i, reply in enumerate(replies):
+            if answers[i] is _WAITING:
+                answers[i] = _late(reply, writes=writes)
+        return answers  # type: ignore[return-value]
 
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
@@ -140,6 +141,22 @@ class Runtime:
 
     async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Answer:
         return await self.outcome(self.submit(key, message), writes=writes)
+
+
+_WAITING = object()
+
+
+def _late(reply: Reply[Answer], *, writes: bool) -> PerkamoError:
+    if writes and not reply.withdraw():
+        return PerkamoError(
+            Code.OUTCOME_UNKNOWN,
+            "The request timed out while it was being applied; it may or may not have "
+            "been. Retry with the same transaction_id.",
+        )
+    reply.withdraw()
+    return PerkamoError(
+        Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
+    )
 
 
 def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:

@@ -44,6 +44,7 @@ class Call:
     body: Any
     received_at: datetime
     rate: Decision
+    body_size: int = 0
 
 
 def json_response(
@@ -163,10 +164,12 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         value = None
         if request.method in _MUTATING:
             _check_content_type(request.headers.get("content-type"))
-            value = decode_json(body)
+            value = route.fast(body) if route.fast is not None else None
+            if value is None:
+                value = decode_json(body)
             named += tenants_named(value)
         check_tenants(named, record.space_slug)
-        call = Call(runtime, record, params, value, received_at, decision)
+        call = Call(runtime, record, params, value, received_at, decision, len(body))
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:

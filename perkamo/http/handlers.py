@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from actors import Reply
 from perkamo.configuration import versions
@@ -27,7 +27,6 @@ from perkamo.http.requests import (
 from perkamo.http.responses import (
     BatchItem,
     BatchResponse,
-    EventOutcome,
     Health,
     IdentifyResponse,
     ModuleActivation,
@@ -49,7 +48,6 @@ from perkamo.profiles import (
 from perkamo.profiles.paths import WALLETS
 from perkamo.program import MODULES
 from perkamo.program.timefmt import format_rfc3339
-from perkamo.runtime import Runtime
 from storage.stats import space_stats
 
 Result = tuple[int, Any]
@@ -84,7 +82,7 @@ def _ingest(event: EventInput, call: Call) -> Ingest:
 
 
 async def ingest_event(call: Call) -> Result:
-    event = event_input(call.body)
+    event = event_input(call.body, body_size=call.body_size)
     _check_not_future(event, call.received_at)
     answer = await call.runtime.ask(
         (call.key.space_id, event.user_id), _ingest(event, call), writes=True
@@ -120,17 +118,17 @@ async def ingest_batch(call: Call) -> Result:
         )
         if not decision.allowed:
             raise rate_limited(decision)
-    results: list[BatchItem | EventOutcome | None] = [None] * len(batch.events)
+    results: list[Any] = [None] * len(batch.events)  # the answer or the item's error
     waves: list[list[tuple[int, EventInput]]] = [[]]
     owner_of: dict[str, tuple[str, int]] = {}  # transaction id -> (user, wave)
-    for index, raw in enumerate(batch.events):
+    for index, item in enumerate(batch.events):
         prefix = f"events[{index}]."
         try:
-            check_tenants(tenants_named(raw), call.key.space_slug)
-            event = event_input(raw, prefix)
+            check_tenants(tenants_named(item), call.key.space_slug)
+            event = event_input(item, prefix, call.body_size)
             _check_not_future(event, call.received_at, prefix)
         except PerkamoError as exc:
-            results[index] = _failed(exc)
+            results[index] = exc
             continue
         wave = 0
         if (seen := owner_of.get(event.transaction_id)) is not None:
@@ -141,35 +139,21 @@ async def ingest_batch(call: Call) -> Result:
         waves[wave].append((index, event))
     deadline = runtime.deadline()
     for wave_items in waves:
-        submitted: list[tuple[int, Reply[Answer]]] = []
+        submitted: list[int] = []
+        replies: list[Reply[Answer]] = []
         for index, event in wave_items:
             try:
                 key = (call.key.space_id, event.user_id)
-                submitted.append((index, runtime.submit(key, _ingest(event, call))))
+                replies.append(runtime.submit(key, _ingest(event, call)))
+                submitted.append(index)
             except PerkamoError as exc:  # no room: overloaded, or shutting down
-                results[index] = _failed(exc)
-        for index, reply in submitted:
-            results[index] = await _item(runtime, reply, deadline)
-    # A successful item is exactly the single event's answer (API.md); BatchItem documents
-    # both forms and msgspec encodes each item's own Struct.
-    return 200, BatchResponse(cast(list[BatchItem], results))
-
-
-async def _item(
-    runtime: Runtime, reply: Reply[Answer], deadline: float
-) -> BatchItem | EventOutcome:
-    """One batch item's result; a failure of any kind is that item's error alone."""
-    try:
-        value = await runtime.outcome(reply, writes=True, deadline=deadline)
-        assert isinstance(value, EventOutcome)
-        return value
-    except PerkamoError as exc:
-        return _failed(exc)
-    except Exception:
-        log.exception("a batch item failed")
-        return _failed(
-            PerkamoError(Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly.")
-        )
+                results[index] = exc
+        answers = await runtime.outcomes(replies, writes=True, deadline=deadline)
+        for index, answer in zip(submitted, answers, strict=True):
+            results[index] = answer
+    # A successful item is exactly the single event's answer (API.md), encoded once by the
+    # profile actor; BatchItem documents both forms.
+    return 200, BatchResponse([_failed(r) if isinstance(r, PerkamoError) else r for r in results])
 
 
 async def profile(call: Call) -> Result:

@@ -3,10 +3,16 @@
 Decoding is two-phase, matching the documented order of checks: raw bytes → JSON value
 (``invalid_json``), then the tenant check, then JSON value → Struct (``validation_error``).
 Numbers decode to exact decimals, never binary floats.
+
+The event routes first try one typed decode straight into their Structs (:func:`typed`): a
+valid body — the common case — then costs one pass in C instead of two. Any failure falls
+back to the two phases, which find the documented error; the checks msgspec cannot express
+(tenants, nesting, sizes, reserved keys, timestamps) run on both paths alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -112,6 +118,36 @@ class BatchBody(msgspec.Struct):
     space: Slug | None = None
 
 
+class TypedBatch(msgspec.Struct):
+    """A batch whose items all decode as EventBody (the fast path's shape)."""
+
+    events: list[EventBody]
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
+# A body this small holds no object whose compact encoding exceeds MAX_OBJECT_BYTES: the
+# compact form is never longer than 4/3 of its source ("1e2" becomes "1E+2"), so the size
+# check need not encode it.
+_SMALL_BODY = MAX_OBJECT_BYTES * 3 // 4
+
+
+def typed(shape: type[U]) -> Callable[[bytes], U | None]:
+    """A one-pass decoder for ``shape``: the Struct, or None when the body is not valid
+    for it (or escapes U+0000) and the two-phase path must find the error."""
+    decoder = msgspec.json.Decoder(shape, float_hook=_number)
+
+    def decode(body: bytes) -> U | None:
+        if b"\\u0000" in body:
+            return None
+        try:
+            return decoder.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None  # msgspec.ValidationError is a DecodeError
+
+    return decode
+
+
 class EventInput(msgspec.Struct, frozen=True):
     """A validated event, ready for the profile actor."""
 
@@ -184,14 +220,18 @@ def _too_deep(value: Any, depth: int) -> bool:
     return False
 
 
-def check_object(value: dict[str, Any] | list[Any] | None, path: str) -> dict[str, Any]:
+def check_object(
+    value: dict[str, Any] | list[Any] | None, path: str, body_size: int | None = None
+) -> dict[str, Any]:
     """An optional JSON object; ``null`` and ``[]`` (PHP's empty array; a longer list is
-    refused by the Struct) mean ``{}``. U+0000 was refused when the body was decoded."""
+    refused by the Struct) mean ``{}``. U+0000 was refused when the body was decoded.
+    ``body_size``: the size of the request body it came from, when known."""
     if not isinstance(value, dict):
         return {}
     if _too_deep(value, 1):
         raise validation_failed(path, f"nesting deeper than {MAX_DEPTH} levels")
-    if len(_compact.encode(value)) > MAX_OBJECT_BYTES:
+    small = body_size is not None and body_size <= _SMALL_BODY
+    if not small and len(_compact.encode(value)) > MAX_OBJECT_BYTES:
         raise validation_failed(path, f"encoded size must be at most {MAX_OBJECT_BYTES} bytes")
     return value
 
@@ -207,7 +247,10 @@ def check_tenants(named: list[str], slug: str) -> None:
 
 
 def tenants_named(value: Any) -> list[str]:
-    """The Space slugs a raw JSON body names (``tenant`` / ``space``), if any."""
+    """The Space slugs a body names (``tenant`` / ``space``), if any: a raw JSON value or
+    a Struct decoded by the fast path."""
+    if isinstance(value, EventBody | TypedBatch | RedeemBody | IdentifyBody):
+        return [v for v in (value.tenant, value.space) if v is not None]
     if not isinstance(value, dict):
         return []
     return [v for k in ("tenant", "space") if isinstance(v := value.get(k), str)]
@@ -218,12 +261,16 @@ def identify_body(value: Any) -> tuple[str, dict[str, Any]]:
     return _exact(body.user_id, "user_id"), check_object(body.traits, "traits")
 
 
-def event_input(value: Any, prefix: str = "") -> EventInput:
-    """Validate one event body (``prefix`` like ``events[3].`` inside a batch)."""
-    body = _convert(value, EventBody, prefix.rstrip("."))
+def event_input(value: Any, prefix: str = "", body_size: int | None = None) -> EventInput:
+    """Validate one event body (``prefix`` like ``events[3].`` inside a batch): a raw JSON
+    value, or an EventBody the fast path decoded."""
+    if isinstance(value, EventBody):
+        body = value
+    else:
+        body = _convert(value, EventBody, prefix.rstrip("."))
     _exact(body.user_id, prefix + "user_id")
     _exact(body.event, prefix + "event")
-    context = check_object(body.context, prefix + "context")
+    context = check_object(body.context, prefix + "context", body_size)
     for key in context:
         if key.casefold() in RESERVED_CONTEXT_KEYS:
             raise PerkamoError(
@@ -242,15 +289,15 @@ def event_input(value: Any, prefix: str = "") -> EventInput:
 
 def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
     """(user_id, reward_key, transaction_id, context) of a redemption request."""
-    body = _convert(value, RedeemBody, "")
+    body = value if isinstance(value, RedeemBody) else _convert(value, RedeemBody, "")
     _exact(body.user_id, "user_id")
     _exact(body.reward_key, "reward_key")
     return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
 
 
-def batch_items(value: Any) -> BatchBody:
+def batch_items(value: Any) -> BatchBody | TypedBatch:
     """The batch envelope; raises for a body that is not ``{"events": [1..100 items]}``."""
-    body = _convert(value, BatchBody, "")
+    body = value if isinstance(value, TypedBatch) else _convert(value, BatchBody, "")
     if not body.events:
         raise PerkamoError(Code.BATCH_EMPTY, "A batch needs at least one event.")
     if len(body.events) > MAX_BATCH:

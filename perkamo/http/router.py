@@ -31,6 +31,8 @@ class Route:
     request: Any = None
     response: Any = None
     errors: tuple[int, ...] = ()
+    # A one-pass typed decoder for the body (requests.typed), tried before the two phases.
+    fast: Callable[[bytes], Any] | None = None
 
 
 class Router:

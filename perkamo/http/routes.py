@@ -33,6 +33,7 @@ ROUTES: tuple[Route, ...] = (
         requests.EventBody,
         responses.EventOutcome,
         _BODY,
+        fast=requests.typed(requests.EventBody),
     ),
     Route(
         "POST",
@@ -43,6 +44,7 @@ ROUTES: tuple[Route, ...] = (
         requests.BatchBody,
         responses.BatchResponse,
         _BODY,
+        fast=requests.typed(requests.TypedBatch),
     ),
     Route(
         "GET",
@@ -91,6 +93,7 @@ ROUTES: tuple[Route, ...] = (
         requests.RedeemBody,
         responses.RedeemResponse,
         (*_BODY, 404),
+        fast=requests.typed(requests.RedeemBody),
     ),
     Route(
         "POST",

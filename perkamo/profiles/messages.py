@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from perkamo.errors import PerkamoError
 from perkamo.profiles.answers import EventOutcome, RedeemResponse
 from perkamo.program import ProfileState
@@ -80,7 +82,11 @@ Message = Ingest | Identify | Redeem | Read
 Write = Ingest | Identify | Redeem
 # An event's or redemption's answer is its response body; failures are answered, not
 # raised, so that one bad item never fails its neighbours in a batch.
-Answer = EventOutcome | RedeemResponse | IdentifyResult | ProfileView | PerkamoError | None
+# An applied event or redemption is answered with its stored JSON (msgspec.Raw: encoded
+# once, the same bytes in the log and in the response); a duplicate with the decoded original.
+Answer = (
+    msgspec.Raw | EventOutcome | RedeemResponse | IdentifyResult | ProfileView | PerkamoError | None
+)
 TransactionKey = tuple[str, str]  # (namespace, transaction id)
 
 

@@ -174,7 +174,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
     level_before = level_number(draft.state, program) if hook.enabled else None
     state, outcome = apply(draft.state, seen, program, message.received_at)
     event_id = "evt_" + secrets.token_hex(12)
-    answer = event_answer(outcome, event_id, program.versions)
+    answer = _encoder.encode(event_answer(outcome, event_id, program.versions))
     row = EventRow(
         space_id=draft.space_id,
         transaction_id=ev.transaction_id,
@@ -184,7 +184,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
         occurred_at=occurred,
         received_at=message.received_at,
         request_hash=event_hash(draft.user_id, ev),
-        outcome=_json(answer),
+        outcome=answer.decode(),
         profile_version=draft.version,
         position=position,
     )
@@ -199,7 +199,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
     if delivery is not None:
         draft.outbox.append(delivery)
     draft.state = state
-    return answer
+    return msgspec.Raw(answer)  # sent as it is stored: encoded once
 
 
 def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
@@ -210,7 +210,7 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
         draft.state, message.reward_key, program, message.received_at, draft.traits
     )
     redemption_id = "rdm_" + secrets.token_hex(12)
-    answer = redeem_answer(redemption, redemption_id, program.versions)
+    answer = _encoder.encode(redeem_answer(redemption, redemption_id, program.versions))
     row = RedemptionRow(
         space_id=draft.space_id,
         transaction_id=message.transaction_id,
@@ -219,7 +219,7 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
         context=_json(message.context),
         received_at=message.received_at,
         request_hash=redemption_hash(draft.user_id, message),
-        outcome=_json(answer),
+        outcome=answer.decode(),
         profile_version=draft.version,
         position=position,
     )
@@ -233,7 +233,7 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
     if delivery is not None:
         draft.outbox.append(delivery)
     draft.state = state
-    return answer
+    return msgspec.Raw(answer)
 
 
 def _stage_identify(draft: _Draft, message: Write, position: int) -> Answer:
