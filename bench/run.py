@@ -189,6 +189,13 @@ def lua(kind: str, key: str, pace_ms: float | None = None) -> str:
     items[j] = '{{"user_id":"user-' .. user .. '","event":"page.viewed","transaction_id":"' .. {tx} .. '-' .. j .. '","context":{{"path":"/pricing"}}}}'
   end
   return wrk.format("POST", "/v1/events:batch", {headers}, '{{"events":[' .. table.concat(items, ",") .. ']}}')""",
+        "batch_one_user": f"""
+  local user = math.random(0, 9999)
+  local items = {{}}
+  for j = 1, 100 do
+    items[j] = '{{"user_id":"buyer-' .. user .. '","event":"page.viewed","transaction_id":"' .. {tx} .. '-' .. j .. '","context":{{"path":"/pricing"}}}}'
+  end
+  return wrk.format("POST", "/v1/events:batch", {headers}, '{{"events":[' .. table.concat(items, ",") .. ']}}')""",
         "mixed": f"""
   local user = math.random(0, 999)
   if counter % 10 == 0 then

@@ -132,7 +132,9 @@ class ProfileActor:
         # Idempotency before business rules: a retried redemption whose points were spent
         # since is a duplicate, not "insufficient balance".
         redemptions = frozenset(m.transaction_id for m in messages if isinstance(m, Redeem))
-        self._answer_taken(messages, answers, await self._judge(messages, frozenset(), redemptions))
+        if redemptions:
+            taken = await self._judge(messages, frozenset(), redemptions)
+            self._answer_taken(messages, answers, taken)
         waited: set[int] = set()
         for round_ in range(_MAX_ROUNDS):
             todo = [i for i in range(len(messages)) if i not in answers]

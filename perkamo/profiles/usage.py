@@ -29,7 +29,17 @@ LIMIT_NAMES = METERS  # per-Space limits share the meters' names
 
 
 def period_of(moment: datetime) -> date:
-    return moment.astimezone(UTC).date().replace(day=1)
+    """The first day (UTC) of the month ``moment`` falls in. Every message asks this several
+    times for the same receive time: the last answer is kept."""
+    global _last_period
+    if _last_period[0] is moment:
+        return _last_period[1]
+    period = moment.astimezone(UTC).date().replace(day=1)
+    _last_period = (moment, period)
+    return period
+
+
+_last_period: tuple[datetime | None, date] = (None, date.min)
 
 
 def period_end(period: date) -> datetime:

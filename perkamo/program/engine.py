@@ -43,9 +43,8 @@ def apply(
         )
         level_before = level_number(run.state, program)
         count(run)  # 2
-        for rule in program.rules:  # 3
-            if rule.event in (run.event, "*"):
-                apply_rule(run, rule)
+        for rule in program.rules_for(run.event):  # 3
+            apply_rule(run, rule)
         milestone_awards(run)  # 4
         achievements(run)  # 5
         delta, clamps = apply_awards(run)  # 6

@@ -41,9 +41,10 @@ class WalletDef:
     spendable: bool
     description: str
 
-    @property
-    def quantum(self) -> Decimal:
-        return Decimal(1).scaleb(-self.precision)
+    quantum: Decimal = field(init=False, repr=False, compare=False)  # 10^-precision
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +166,26 @@ class Program:
     boosts: tuple[BoostDef, ...] = ()
     stacking: str = "max"
     max_multiplier: Decimal = Decimal(10)
+    # Derived once (every event looks these up): wallets by key, rules by event name (the
+    # rules for "*" included, in the program's order).
+    _wallets: dict[str, WalletDef] = field(init=False, repr=False, compare=False)
+    _rules: dict[str, tuple[RuleDef, ...]] = field(init=False, repr=False, compare=False)
+    _any_rules: tuple[RuleDef, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wallets", {w.key: w for w in self.wallets})
+        by_event: dict[str, tuple[RuleDef, ...]] = {}
+        for name in {r.event for r in self.rules} - {"*"}:
+            by_event[name] = tuple(r for r in self.rules if r.event in (name, "*"))
+        object.__setattr__(self, "_rules", by_event)
+        object.__setattr__(self, "_any_rules", tuple(r for r in self.rules if r.event == "*"))
 
     def wallet(self, key: str) -> WalletDef | None:
-        for wallet in self.wallets:
-            if wallet.key == key:
-                return wallet
-        return None
+        return self._wallets.get(key)
+
+    def rules_for(self, event: str) -> tuple[RuleDef, ...]:
+        """The rules an event named ``event`` is evaluated against, in the program's order."""
+        return self._rules.get(event, self._any_rules)
 
 
 EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
