@@ -129,13 +129,8 @@ class ProfileActor:
         answers: dict[int, Answer] = {}
         for period in {period_of(m.received_at) for m in messages}:
             await self._services.usage.load(self._space_id, period)
-        # Idempotency before business rules: a retried redemption whose points were spent
-        # since is a duplicate, not "insufficient balance".
-        redemptions = frozenset(m.transaction_id for m in messages if isinstance(m, Redeem))
-        if redemptions:
-            taken = await self._judge(messages, frozenset(), redemptions)
-            self._answer_taken(messages, answers, taken)
         waited: set[int] = set()
+        refused: set[int] = set()  # redemptions refused without a commit
         for round_ in range(_MAX_ROUNDS):
             todo = [i for i in range(len(messages)) if i not in answers]
             if not todo:
@@ -152,6 +147,8 @@ class ProfileActor:
                     over.append((i, step.answer))
                 elif verdict.status is Status.COMMITTED or not step.needs_commit:
                     answers[i] = step.answer
+                    if not step.needs_commit and isinstance(messages[i], Redeem):
+                        refused.add(i)
             if verdict.status is Status.COMMITTED:
                 self._adopt(staged)
                 await self._answer_over_limit(over, messages, answers, waited)
@@ -175,12 +172,30 @@ class ProfileActor:
                 answers.update({i: down for i in todo if i not in answers})
             else:
                 raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
+        await self._judge_refused_redemptions(messages, answers, refused)
         unsettled = PerkamoError(
             Code.OVERLOADED,
             "This profile is being written by another server process too; retry with the "
             "same transaction_id.",
         )
         return [answers.get(i, unsettled) for i in range(len(messages))]
+
+    async def _judge_refused_redemptions(
+        self, messages: list[Write], answers: dict[int, Answer], refused: set[int]
+    ) -> None:
+        """Idempotency before business rules: a retried redemption whose points were spent
+        since is a duplicate, not "insufficient balance". Only a refused redemption needs
+        the lookup — one that applies meets its stored original at commit — so a
+        successful redemption costs no extra query."""
+        judged = [i for i in sorted(refused) if isinstance(answers.get(i), PerkamoError)]
+        if not judged:
+            return
+        ids = frozenset(m.transaction_id for i in judged if isinstance(m := messages[i], Redeem))
+        taken = await self._judge([messages[i] for i in judged], frozenset(), ids)
+        for i in judged:
+            key = transaction_of(messages[i])
+            if key is not None and key in taken:
+                answers[i] = taken[key]
 
     async def _stage(self, messages: list[Write]) -> Staged:
         services = self._services
@@ -212,7 +227,10 @@ class ProfileActor:
         events = frozenset(
             m.transaction_id for i, _ in over if isinstance(m := messages[i], Ingest)
         )
-        taken = await self._judge([messages[i] for i, _ in over], events, frozenset())
+        redemptions = frozenset(
+            m.transaction_id for i, _ in over if isinstance(m := messages[i], Redeem)
+        )
+        taken = await self._judge([messages[i] for i, _ in over], events, redemptions)
         self._answer_taken(messages, answers, taken)
         usage = self._services.usage
         for i, refusal in over:
