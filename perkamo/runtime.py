@@ -29,7 +29,9 @@ from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.errors import Code, PerkamoError
+from perkamo.membership import Membership
 from perkamo.profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
+from perkamo.profiles.history import RecentHistory
 from perkamo.settings import Settings
 from perkamo.webhooks import WebhookDispatcher, WebhookRegistry
 from perkamo.webhooks.dispatcher import DispatcherStatistics
@@ -78,6 +80,7 @@ class Runtime:
     rate_limiter: RateLimiter
     webhooks: WebhookDispatcher
     health: StorageHealth
+    history: RecentHistory
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
@@ -222,7 +225,13 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             nursery.start_soon(usage.run_request_flusher, writer.commit)
             dispatcher = WebhookDispatcher(db)
             nursery.start_soon(dispatcher.run)
-            services = ProfileServices(db, loader, writer, programs, usage, hooks, dispatcher.kick)
+            history = RecentHistory()
+            membership = Membership(database_url, history, timeouts=timeouts)
+            await membership.join()
+            nursery.start_soon(membership.run)
+            services = ProfileServices(
+                db, loader, writer, programs, usage, hooks, dispatcher.kick, history
+            )
             async with open_actor_system(
                 services.activate,
                 mailbox_capacity=settings.mailbox_capacity,
@@ -246,6 +255,8 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     RateLimiter(),
                     dispatcher,
                     health,
+                    history,
                 )
             await usage.flush_requests(writer.commit)
+            await membership.leave()
             nursery.cancel_scope.cancel()

@@ -14,7 +14,8 @@ import psycopg
 import trio
 
 from ._errors import StorageUnavailable
-from .database import DEFAULT_TIMEOUTS, Timeouts, connect
+from .database import DEFAULT_TIMEOUTS, Timeouts
+from .dedicated import DedicatedConnection
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,13 @@ INTERVAL_SECONDS = 0.5
 STALE_SECONDS = 3.0  # a verdict older than this (the probe itself is stuck) is "not ready"
 
 
+def _select_one(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
 class StorageHealth:
     def __init__(self, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
-        self._url = url
-        self._timeouts = timeouts
-        self._conn: psycopg.Connection[Any] | None = None
-        self._limiter = trio.CapacityLimiter(1)
+        self._conn = DedicatedConnection(url, timeouts)
         self.healthy = False
         self.checked_at = -float("inf")
 
@@ -36,9 +38,11 @@ class StorageHealth:
 
     async def check(self) -> bool:
         """One probe now; returns and records its verdict."""
-        # Not abandoned on cancel: the thread owns the connection until it returns (bounded
-        # by the connect and statement timeouts).
-        healthy = await trio.to_thread.run_sync(self._probe, limiter=self._limiter)
+        try:
+            await self._conn.run(_select_one)
+            healthy = True
+        except StorageUnavailable:
+            healthy = False
         if healthy != self.healthy:
             log.log(
                 logging.INFO if healthy else logging.WARNING,
@@ -54,17 +58,4 @@ class StorageHealth:
                 await self.check()
                 await trio.sleep(INTERVAL_SECONDS)
         finally:
-            if self._conn is not None:
-                self._conn.close()
-
-    def _probe(self) -> bool:
-        try:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
-            self._conn.execute("SELECT 1").fetchone()
-            return True
-        except (psycopg.Error, StorageUnavailable):
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            return False
+            self._conn.close()

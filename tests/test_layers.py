@@ -17,7 +17,7 @@ LAYERS = [
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles",),
     ("perkamo.access",),
-    ("perkamo.runtime",),
+    ("perkamo.membership", "perkamo.runtime"),
     ("perkamo.http",),
     ("perkamo.ops", "perkamo.__main__", "perkamo.__init__"),
 ]

@@ -23,7 +23,8 @@ from perkamo.http.responses import (
     StreakEntry,
 )
 from perkamo.profiles import ProfileView
-from perkamo.profiles.answers import level_progress, stored_event_answer, stored_redeem_answer
+from perkamo.profiles.answers import level_progress
+from perkamo.profiles.history import HistoryRedemption
 from perkamo.program import ProfileState, Program
 from perkamo.program.achievements import criterion_current
 from perkamo.program.amounts import plain, wallet_state
@@ -32,7 +33,6 @@ from perkamo.program.perks import trigger_progress
 from perkamo.program.rules import boost_applies
 from perkamo.program.streaks import period_start
 from perkamo.program.timefmt import format_rfc3339
-from storage.profiles import StoredRedemption
 
 _NUMERIC_TRIGGERS = ("points_threshold", "level_reached", "event_count", "streak")
 
@@ -53,12 +53,7 @@ def profile_document(
         achievements=_achievements(state, program),
         flags=_flags(state, program, level),
         events=[
-            RecentEvent(
-                e.event,
-                e.transaction_id,
-                format_rfc3339(e.occurred_at),
-                stored_event_answer(e.outcome).delta,
-            )
+            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta)
             for e in view.recent_events
         ],
         redemptions=[_recent_redemption(r) for r in view.recent_redemptions],
@@ -69,10 +64,9 @@ def profile_document(
     )
 
 
-def _recent_redemption(r: StoredRedemption) -> RecentRedemption:
-    answer = stored_redeem_answer(r.outcome)
+def _recent_redemption(r: HistoryRedemption) -> RecentRedemption:
     return RecentRedemption(
-        r.reward_key, r.transaction_id, format_rfc3339(r.received_at), answer.cost, answer.effect
+        r.reward_key, r.transaction_id, format_rfc3339(r.redeemed_at), r.cost, r.effect
     )
 
 

@@ -17,9 +17,9 @@ import trio
 
 from perkamo.configuration import ProgramCatalog
 from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.history import RECENT, RecentHistory
 from perkamo.profiles.idempotency import judge_taken
 from perkamo.profiles.messages import (
-    RECENT,
     Answer,
     Ingest,
     Message,
@@ -61,6 +61,7 @@ class ProfileServices:
         usage: UsageLedger,
         webhooks: WebhookRegistry,
         deliveries_committed: Callable[[], None],
+        history: RecentHistory | None = None,
     ) -> None:
         self.db = db
         self.loader = loader
@@ -69,6 +70,7 @@ class ProfileServices:
         self.usage = usage
         self.webhooks = webhooks
         self.deliveries_committed = deliveries_committed
+        self.history = history if history is not None else RecentHistory()
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
@@ -106,21 +108,25 @@ class ProfileActor:
     # -- reads ---------------------------------------------------------------------------------
 
     async def _read(self) -> ProfileView | None:
-        """The committed profile. Another process may have written it since this actor
-        loaded it: the read brings the newer snapshot along in the same query."""
-        db, space, user = self._services.db, self._space_id, self._user_id
-        fresher, events, redemptions = await db.run(
-            read_profile, space, user, RECENT, self._snapshot.version
-        )
-        if fresher is not None:
-            self._snapshot = Snapshot.from_row(fresher)
+        """The committed profile: from memory while no other process writes profiles
+        (history.py); otherwise from storage, bringing along a newer snapshot another
+        process committed since this actor loaded it, in the same query."""
+        key = (self._space_id, self._user_id)
+        history = self._services.history
+        kept = history.read(key, self._snapshot.version) if self._snapshot.exists else None
+        if kept is None:
+            epoch = history.epoch
+            fresher, events, redemptions = await self._services.db.run(
+                read_profile, self._space_id, self._user_id, RECENT, self._snapshot.version
+            )
+            if fresher is not None:
+                self._snapshot = Snapshot.from_row(fresher)
+            if not self._snapshot.exists:
+                return None
+            kept = history.keep(key, self._snapshot.version, events, redemptions, epoch)
         snap = self._snapshot
-        if not snap.exists:
-            return None
         assert snap.created_at is not None and snap.updated_at is not None
-        return ProfileView(
-            snap.traits(), snap.state(), snap.created_at, snap.updated_at, events, redemptions
-        )
+        return ProfileView(snap.traits(), snap.state(), snap.created_at, snap.updated_at, *kept)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -207,6 +213,14 @@ class ProfileActor:
         )
 
     def _adopt(self, staged: Staged) -> None:
+        if staged.after is not self._snapshot:
+            self._services.history.committed(
+                (self._space_id, self._user_id),
+                self._snapshot.version,
+                staged.after.version,
+                staged.unit.events,
+                staged.unit.redemptions,
+            )
         self._snapshot = staged.after
         if staged.unit.outbox:
             self._services.deliveries_committed()

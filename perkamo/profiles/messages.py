@@ -15,11 +15,10 @@ import msgspec
 
 from perkamo.errors import PerkamoError
 from perkamo.profiles.answers import EventOutcome, RedeemResponse
+from perkamo.profiles.history import HistoryEvent, HistoryRedemption
 from perkamo.program import ProfileState
-from storage.profiles import StoredEvent, StoredRedemption
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
-RECENT = 20  # events and redemptions a profile document lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +73,8 @@ class ProfileView:
     state: ProfileState
     created_at: datetime
     updated_at: datetime
-    recent_events: list[StoredEvent]
-    recent_redemptions: list[StoredRedemption]
+    recent_events: list[HistoryEvent]  # newest first
+    recent_redemptions: list[HistoryRedemption]
 
 
 Message = Ingest | Identify | Redeem | Read

@@ -1,0 +1,178 @@
+"""The recent events and redemptions a profile document lists, kept in memory for profiles
+read lately, so that a read is answered without a query when nothing else could have
+written the profile (API.md: a read returns the committed profile).
+
+Memory answers only under an exclusivity lease: the membership task (membership.py) grants
+it for a second at a time while this process is the only live member, and a process that
+joins waits longer than a lease before it serves. Every change of lease starts a new epoch
+and drops what was kept.
+
+Bounded: at most ``capacity`` profiles (least recently read dropped first), at most
+``RECENT`` entries of each kind per profile, each kept as its compact JSON (a few hundred
+bytes, nothing for the garbage collector to walk). An entry is valid for one snapshot
+version: the actor advances it with each unit it commits, and any other change of version
+(another process wrote, a reload) drops it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from perkamo.program.outcome import Delta
+from storage import EventRow, RedemptionRow
+from storage.profiles import StoredEvent, StoredRedemption
+
+RECENT = 20  # events and redemptions a profile document lists
+ProfileKey = tuple[int, str]
+
+
+class HistoryEvent(msgspec.Struct):
+    event: str
+    transaction_id: str
+    occurred_at: datetime
+    delta: list[Delta]
+
+
+class HistoryRedemption(msgspec.Struct):
+    reward_key: str
+    transaction_id: str
+    redeemed_at: datetime
+    cost: Delta | None
+    effect: dict[str, Any] | None
+
+
+class _EventParts(msgspec.Struct):  # what an event's stored answer contributes
+    delta: list[Delta] = []
+
+
+class _RedemptionParts(msgspec.Struct):
+    cost: Delta | None = None
+    effect: dict[str, Any] | None = None
+
+
+_event_parts = msgspec.json.Decoder(_EventParts)
+_redemption_parts = msgspec.json.Decoder(_RedemptionParts)
+_events = msgspec.json.Decoder(list[HistoryEvent])
+_redemptions = msgspec.json.Decoder(list[HistoryRedemption])
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _event(event: str, transaction_id: str, occurred_at: datetime, outcome: str) -> bytes:
+    parts = _event_parts.decode(outcome)
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta))
+
+
+def _redemption(reward_key: str, transaction_id: str, at: datetime, outcome: str) -> bytes:
+    parts = _redemption_parts.decode(outcome)
+    return _encoder.encode(
+        HistoryRedemption(reward_key, transaction_id, at, parts.cost, parts.effect)
+    )
+
+
+class _Entry:
+    __slots__ = ("events", "redemptions", "version")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.events: deque[bytes] = deque(maxlen=RECENT)  # newest last
+        self.redemptions: deque[bytes] = deque(maxlen=RECENT)
+
+
+class RecentHistory:
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[ProfileKey, _Entry] = OrderedDict()
+        self._exclusive_until = -math.inf  # trio time
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def exclusive(self) -> bool:
+        return trio.current_time() < self._exclusive_until
+
+    def grant(self, checked_at: float, lease: float) -> None:
+        """No other member was alive at ``checked_at``: memory may answer until
+        ``checked_at + lease``. A lease that had lapsed starts afresh."""
+        if checked_at >= self._exclusive_until:
+            self._restart()
+        self._exclusive_until = checked_at + lease
+
+    def revoke(self) -> None:
+        """Another member is alive: answer from storage only."""
+        if self._exclusive_until > -math.inf:
+            self._restart()
+        self._exclusive_until = -math.inf
+
+    def _restart(self) -> None:
+        self._entries.clear()
+        self.epoch += 1
+
+    def read(
+        self, key: ProfileKey, version: int
+    ) -> tuple[list[HistoryEvent], list[HistoryRedemption]] | None:
+        """Newest first, if kept for exactly this version."""
+        entry = self._entries.get(key)
+        if entry is None or entry.version != version or not self.exclusive:
+            return None
+        self._entries.move_to_end(key)
+        events = _events.decode(b"[" + b",".join(reversed(entry.events)) + b"]")
+        redemptions = _redemptions.decode(b"[" + b",".join(reversed(entry.redemptions)) + b"]")
+        return events, redemptions
+
+    def keep(
+        self,
+        key: ProfileKey,
+        version: int,
+        events: list[StoredEvent],
+        redemptions: list[StoredRedemption],
+        epoch: int,
+    ) -> tuple[list[HistoryEvent], list[HistoryRedemption]]:
+        """What a read found in storage (newest first) at ``version``, kept if the read
+        began in this epoch."""
+        entry = _Entry(version)
+        for e in reversed(events[:RECENT]):
+            entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
+        for r in reversed(redemptions[:RECENT]):
+            entry.redemptions.append(
+                _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome)
+            )
+        if epoch == self.epoch and self.exclusive:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return (
+            _events.decode(b"[" + b",".join(reversed(entry.events)) + b"]"),
+            _redemptions.decode(b"[" + b",".join(reversed(entry.redemptions)) + b"]"),
+        )
+
+    def committed(
+        self,
+        key: ProfileKey,
+        before: int,
+        after: int,
+        events: list[EventRow],
+        redemptions: list[RedemptionRow],
+    ) -> None:
+        """A unit committed: an entry kept at ``before`` moves to ``after``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        if entry.version != before:
+            del self._entries[key]
+            return
+        for e in events:
+            entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
+        for r in redemptions:
+            entry.redemptions.append(
+                _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome)
+            )
+        entry.version = after
