@@ -1,14 +1,14 @@
-"""``python -m bench <workload> [options]``."""
+"""``python -m bench run|load [options]``."""
 
 from __future__ import annotations
 
 import sys
 
-from . import run
+from . import load, run
 
-WORKLOADS = {"run": run.main}
+COMMANDS = {"run": run.main, "load": load.main}
 
-if len(sys.argv) < 2 or sys.argv[1] not in WORKLOADS:
-    print(f"usage: python -m bench {{{'|'.join(WORKLOADS)}}} [options]", file=sys.stderr)
+if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+    print(f"usage: python -m bench {{{'|'.join(COMMANDS)}}} [options]", file=sys.stderr)
     sys.exit(2)
-WORKLOADS[sys.argv[1]](sys.argv[2:])
+COMMANDS[sys.argv[1]](sys.argv[2:])

@@ -80,7 +80,7 @@ async def measure(actors: int, distinct: int, cap: int) -> dict[str, Any]:
         return _IdleProfile(services, space_id, user_id, Snapshot.from_row(_row(len(user_id))))
 
     result: dict[str, Any] = {}
-    async with open_actor_system(activate, max_resident=actors + 1) as system:  # type: ignore[arg-type]
+    async with open_actor_system(activate, max_resident=actors + 1) as system:
         base = rss()
         for n in range(actors):
             system.send_nowait((1, f"user-{n:08d}"), None)  # type: ignore[arg-type]
@@ -90,7 +90,7 @@ async def measure(actors: int, distinct: int, cap: int) -> dict[str, Any]:
         assert system.statistics().resident == actors
         result["idle_actor_bytes"] = (rss() - base) / actors
         result["resident"] = system.statistics().resident
-    async with open_actor_system(activate, max_resident=cap) as system:  # type: ignore[arg-type]
+    async with open_actor_system(activate, max_resident=cap) as system:
         base = rss()
         peak = base
         for n in range(distinct):

@@ -2,10 +2,11 @@
 
 Starts ``perkamo serve`` against a fresh embedded PostgreSQL with a realistic program (the
 demo program — all six modules — plus a top-up rule and a cheap reward for the redemption
-workload), drives it from wrk (a separate process, 127.0.0.1 only, every run bounded in
-time), samples the server's CPU and RSS with psutil, measures the framework ceiling (a
-minimal quart-trio echo app on the same hypercorn settings) in the same run, and measures
-actor memory in a separate process. Durable acknowledgement, as always.
+workload), drives it with the load generator ``python -m bench load`` uses (separate client
+processes, 127.0.0.1 only, every run bounded in time; bench/loadgen.py), samples the
+server's CPU and RSS with psutil, measures the framework ceiling (a minimal quart-trio echo
+app on the same hypercorn settings) in the same run, and measures actor memory in a
+separate process. Durable acknowledgement, as always.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import argparse
 import json
 import os
 import platform
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,25 +36,15 @@ from storage import EmbeddedPostgres
 from storage import spaces as space_store
 from storage.migrations import migrate
 
+from . import loadgen, workloads
+from .loadgen import Maker, Tally
+
 HERE = Path(__file__).parent
 USERS = 100_000
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    log("wrk is missing: installing it from the system packages (apt-get install wrk)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("wrk could not be installed; install it and run again")
-    return found
 
 
 def free_port() -> int:
@@ -150,112 +139,28 @@ class Result:
     peak_rss_mib: float
     note: str = ""
 
-
-_LUA_HEADER = """
-local next_id = 0
-function setup(thread)
-  next_id = next_id + 1
-  thread:set("tid", next_id)
-end
-function init(args)
-  tid = wrk.thread:get("tid")
-  run = os.time()
-  counter = 0
-  math.randomseed(run * 100 + tid)
-end
-"""
+    @property
+    def cpu_us_per_item(self) -> float:
+        """Server CPU seconds over the run ÷ items (µs): far steadier than throughput."""
+        return self.cpu_percent / 100 / self.items_per_s * 1e6 if self.items_per_s else 0.0
 
 
-def lua(kind: str, key: str, pace_ms: float | None = None) -> str:
-    headers = f'{{["x-perkamo-api-key"]="{key}", ["content-type"]="application/json"}}'
-    tx = "run .. '-' .. tid .. '-' .. counter"
-    bodies = {
-        "uniform": f"""
-  local user = math.random(0, {USERS - 1})
-  local body = '{{"user_id":"user-' .. user .. '","event":"purchase.completed","transaction_id":"' .. {tx} .. '","context":{{"amount":12900,"currency":"CZK"}}}}'
-  return wrk.format("POST", "/v1/events", {headers}, body)""",
-        # Log-uniform ids: a Zipf-like skew (s ~ 1) where a few profiles are very hot.
-        "zipf": f"""
-  local user = math.floor(math.exp(math.random() * math.log({USERS})))
-  local body = '{{"user_id":"user-' .. user .. '","event":"lesson.finished","transaction_id":"' .. {tx} .. '","context":{{"lesson_id":' .. (counter % 20) .. '}}}}'
-  return wrk.format("POST", "/v1/events", {headers}, body)""",
-        "one_user": f"""
-  local body = '{{"user_id":"the-one","event":"app.opened","transaction_id":"' .. {tx} .. '"}}'
-  return wrk.format("POST", "/v1/events", {headers}, body)""",
-        "batch": f"""
-  local items = {{}}
-  for j = 1, 100 do
-    local user = math.random(0, {USERS - 1})
-    items[j] = '{{"user_id":"user-' .. user .. '","event":"page.viewed","transaction_id":"' .. {tx} .. '-' .. j .. '","context":{{"path":"/pricing"}}}}'
-  end
-  return wrk.format("POST", "/v1/events:batch", {headers}, '{{"events":[' .. table.concat(items, ",") .. ']}}')""",
-        "batch_one_user": f"""
-  local user = math.random(0, 9999)
-  local items = {{}}
-  for j = 1, 100 do
-    items[j] = '{{"user_id":"buyer-' .. user .. '","event":"page.viewed","transaction_id":"' .. {tx} .. '-' .. j .. '","context":{{"path":"/pricing"}}}}'
-  end
-  return wrk.format("POST", "/v1/events:batch", {headers}, '{{"events":[' .. table.concat(items, ",") .. ']}}')""",
-        "mixed": f"""
-  local user = math.random(0, 999)
-  if counter % 10 == 0 then
-    return wrk.format("GET", "/v1/profile/reader-" .. user, {headers})
-  end
-  local body = '{{"user_id":"reader-' .. user .. '","event":"purchase.completed","transaction_id":"' .. {tx} .. '"}}'
-  return wrk.format("POST", "/v1/events", {headers}, body)""",
-        "redeem": f"""
-  local user = math.random(0, 99)
-  local body = '{{"user_id":"spender-' .. user .. '","reward_key":"sticker","transaction_id":"' .. {tx} .. '"}}'
-  return wrk.format("POST", "/v1/rewards/redeem", {headers}, body)""",
-        "echo": """
-  local body = '{"user_id":"user-1","event":"purchase.completed","transaction_id":"' .. run .. '-' .. tid .. '-' .. counter .. '","context":{"amount":12900,"currency":"CZK"}}'
-  return wrk.format("POST", "/echo", {["content-type"]="application/json"}, body)""",
-    }
-    script = (
-        _LUA_HEADER + "request = function()\n  counter = counter + 1" + bodies[kind] + "\nend\n"
-    )
-    if pace_ms is not None:
-        # Exponential gaps (Poisson arrivals) with the given mean: a fixed delay would make
-        # every connection fire in lockstep, measuring bursts instead of the offered rate.
-        script += f"function delay()\n  return -math.log(1 - math.random()) * {pace_ms:.3f}\nend\n"
-    return script
+def ms(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds * 1000:.2f}ms"
 
 
-def parse_wrk(output: str) -> dict[str, Any]:
-    def latency(label: str) -> str:
-        m = re.search(rf"^\s+{label}%\s+(\S+)", output, re.M)
-        return m.group(1) if m else "?"
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    if socket_errors:
-        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return {
-        "rps": float(rps.group(1)) if rps else 0.0,
-        "p50": latency("50"),
-        "p90": latency("90"),
-        "p99": latency("99"),
-        "errors": errors,
-    }
-
-
-def run_wrk(
-    wrk: str, url: str, script: str, seconds: int, connections: int, workdir: Path, name: str
-) -> tuple[dict[str, Any], str]:
-    path = workdir / f"{name}.lua"
-    path.write_text(script)
-    # A 10 s client timeout: a 100-event batch under 64 connections legitimately queues
-    # longer than wrk's default 2 s, which would count completed work as errors.
-    command = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-               "-s", str(path), url]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
-    shown = (
-        f"wrk -t2 -c{connections} -d{seconds}s --timeout 10s --latency"
-        f" -s bench/lua/{name}.lua {url}"
-    )
-    return parse_wrk(out), shown
+def drive(
+    target: workloads.Target,
+    make: Maker,
+    seconds: int,
+    connections: int,
+    rate: float | None = None,
+) -> tuple[Tally, str]:
+    """Run one workload against ``target``; returns the tally and the equivalent command."""
+    plan = loadgen.Plan(target.host, target.port, make, seconds, connections, rate)
+    tally = loadgen.run(plan)
+    mode = f"--rate {rate:.0f}" if rate is not None else f"--connections {connections}"
+    return tally, f"{mode} --duration {seconds}"
 
 
 class Server:
@@ -307,9 +212,10 @@ def seed(base: str, key: str) -> None:
             items = [{"user_id": f"reader-{n}", "event": "app.opened", "transaction_id": f"seed-r{n}"}
                      for n in range(start, start + 100)]  # fmt: skip
             client.post(base + "/v1/events:batch", json={"events": items}, headers=headers)
-        items = [{"user_id": f"spender-{n}", "event": "topup", "transaction_id": f"seed-s{n}",
+        funds: list[dict[str, Any]] = [
+                 {"user_id": f"spender-{n}", "event": "topup", "transaction_id": f"seed-s{n}",
                   "context": {"n": 10**9}} for n in range(100)]  # fmt: skip
-        client.post(base + "/v1/events:batch", json={"events": items}, headers=headers)
+        client.post(base + "/v1/events:batch", json={"events": funds}, headers=headers)
 
 
 def applied_events(url: str) -> int:
@@ -319,23 +225,150 @@ def applied_events(url: str) -> int:
     return int(row[0])
 
 
+# (name, workload maker, items per request, target overrides)
+_WORKLOADS: list[tuple[str, Any, int, dict[str, Any]]] = [
+    ("1 single events, 100k users, uniform", workloads.single, 1, {}),
+    ("2 single events, Zipf-skewed users", workloads.zipf, 1,
+     {"events": ("lesson.finished",), "context": {"lesson_id": 7}}),
+    ("3 single events, one user", workloads.one_user, 1, {"events": ("app.opened",), "context": {}}),
+    ("4 batches of 100 events, 100 distinct users", workloads.batch, 100,
+     {"events": ("page.viewed",), "context": {"path": "/pricing"}}),
+    ("4u batches of 100 events of one user", workloads.batch_one_user, 100,
+     {"events": ("page.viewed",), "context": {"path": "/pricing"}, "users": 10_000}),
+    ("5 90 % events / 10 % profile reads", workloads.mixed, 1, {}),
+    ("6 redemptions, 100 users", workloads.redeem, 1, {"reward": "sticker"}),
+]  # fmt: skip
+
+
+class Bench:
+    """One run's server, database and results."""
+
+    def __init__(self, url: str, server: Server, key: str, seconds: int, connections: int):
+        self.url, self.server, self.key = url, server, key
+        self.seconds, self.connections = seconds, connections
+        self.results: list[Result] = []
+        self.runs = 0
+
+    def target(self, **overrides: Any) -> workloads.Target:
+        self.runs += 1
+        base = {"host": "127.0.0.1", "port": self.server.port, "key": self.key,
+                "users": USERS, "run": f"b{int(time.time())}-{self.runs}"}  # fmt: skip
+        return workloads.Target(**{**base, **overrides})
+
+    def measure(
+        self,
+        name: str,
+        pid: int,
+        target: workloads.Target,
+        make: Maker,
+        items: int = 1,
+        rate: float | None = None,
+        note: str = "",
+    ) -> Result:
+        log(f"workload {name} ({self.seconds} s)")
+        before = applied_events(self.url) if items > 1 else 0
+        with Sampler(pid) as sampler:
+            tally, mode = drive(target, make, self.seconds, self.connections, rate)
+        rps = tally.requests / self.seconds
+        items_per_s = tally.items / self.seconds
+        if items > 1:
+            # Batch items the server refused (503 overloaded inside the 200) are not
+            # throughput: count what the event log gained.
+            applied = applied_events(self.url) - before
+            refused = max(0, tally.items - applied)
+            items_per_s = applied / self.seconds
+            note = f"{applied:,} items applied, {refused:,} refused by admission"
+        command = f"python -m bench load --workload … {mode}"
+        result = Result(
+            name, command, rps, items_per_s, ms(tally.percentile(0.5)),
+            ms(tally.percentile(0.9)), ms(tally.percentile(0.99)), tally.failed + tally.refused,
+            sampler.cpu_percent, sampler.peak_rss / 2**20, note,
+        )  # fmt: skip
+        self.results.append(result)
+        return result
+
+
+def _serve_workloads(bench: Bench, pid: int) -> None:
+    for name, maker, items, overrides in _WORKLOADS:
+        bench.measure(name, pid, bench.target(**overrides), maker(bench.target(**overrides)), items)
+    half = bench.results[0].requests_per_s / 2
+    bench.measure(
+        f"1b single events at half the maximum rate ({half:.0f} req/s offered)",
+        pid, bench.target(), workloads.single(bench.target()), rate=half,
+        note="open loop: Poisson arrivals, latency counted from each request's due time",
+    )  # fmt: skip
+    # The webhook comparison is paired: a baseline run right before the webhook run, so
+    # both see the same heap and the same number of resident profiles.
+    bench.measure(
+        "1a single events, no webhook (paired baseline for 1w)",
+        pid, bench.target(), workloads.single(bench.target()),
+    )  # fmt: skip
+    hook_port = free_port()
+    receiver = subprocess.Popen([sys.executable, "-m", "bench.slow_receiver", str(hook_port)])
+    try:
+        with psycopg.connect(bench.url) as conn:
+            admin.set_webhook(conn, "bench", f"http://127.0.0.1:{hook_port}/hook")
+        time.sleep(1.5)  # the server learns of the endpoint through NOTIFY
+        bench.measure(
+            "1w single events, slow webhook receiver (2 s per delivery)",
+            pid, bench.target(), workloads.single(bench.target()),
+            note="every event also queues a delivery to a receiver answering after 2 s",
+        )  # fmt: skip
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait(30)
+
+
+def _echo_ceiling(bench: Bench) -> None:
+    echo_port = free_port()
+    echo = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(echo_port)])
+    try:
+        with httpx.Client() as client:
+            for _ in range(300):
+                try:
+                    client.post(f"http://127.0.0.1:{echo_port}/echo", json={})
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        target = bench.target(port=echo_port)
+        bench.measure(
+            "7 framework ceiling: quart-trio JSON echo", echo.pid, target, workloads.echo(target)
+        )
+    finally:
+        echo.send_signal(signal.SIGTERM)
+        echo.wait(30)
+
+
+def _memory(quick: bool) -> tuple[dict[str, Any], str]:
+    log("actor memory (separate process)")
+    sizes = ["--actors", "100000", "--distinct", "1000000", "--cap", "100000"]
+    if quick:
+        sizes = ["--actors", "20000", "--distinct", "100000", "--cap", "20000"]
+    memory = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bench.memory", *sizes],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        ).stdout  # fmt: skip
+    )
+    return memory, "python -m bench.memory " + " ".join(sizes)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench run")
     parser.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     seconds, connections = (5, 32) if args.quick else (20, 64)
-    wrk = ensure_wrk()
-    results: list[Result] = []
     extra: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="perkamo-bench-") as tmp:
         workdir = Path(tmp)
-        (workdir / "lua").mkdir()
         log("starting PostgreSQL (embedded) and loading the program")
         pg = EmbeddedPostgres(workdir / "pg")
         url = pg.start()
         server = Server(url, workdir)
-        echo: subprocess.Popen[bytes] | None = None
         try:
             with psycopg.connect(url) as conn:
                 migrate(conn)
@@ -351,116 +384,17 @@ def main(argv: list[str]) -> None:
             extra["ready_seconds"] = server.start()  # existing data directory
             log(f"server ready in {extra['ready_seconds']:.2f} s on an existing database")
             assert server.proc is not None
-            workloads = [
-                ("1 single events, 100k users, uniform", "uniform", 1),
-                ("2 single events, Zipf-skewed users", "zipf", 1),
-                ("3 single events, one user", "one_user", 1),
-                ("4 batches of 100 events", "batch", 100),
-                ("5 90 % events / 10 % profile reads", "mixed", 1),
-                ("6 redemptions, 100 users", "redeem", 1),
-            ]
-
-            def measure(
-                name: str,
-                pid: int,
-                base: str,
-                script: str,
-                file: str,
-                items: int = 1,
-                note: str = "",
-            ) -> Result:
-                log(f"workload {name} ({seconds} s)")
-                before = applied_events(url) if items > 1 else 0
-                with Sampler(pid) as sampler:
-                    parsed, command = run_wrk(
-                        wrk, base, script, seconds, connections, workdir / "lua", file
-                    )
-                items_per_s = parsed["rps"] * items
-                if items > 1:
-                    # Batch items the server refused (503 overloaded inside the 200) are not
-                    # throughput: count what the event log gained.
-                    applied = applied_events(url) - before
-                    refused = max(0, round(parsed["rps"] * seconds * items) - applied)
-                    items_per_s = applied / seconds
-                    note = f"{applied:,} items applied, about {refused:,} refused by admission"
-                result = Result(
-                    name, command, parsed["rps"], items_per_s, parsed["p50"],
-                    parsed["p90"], parsed["p99"], parsed["errors"], sampler.cpu_percent,
-                    sampler.peak_rss / 2**20, note,
-                )  # fmt: skip
-                results.append(result)
-                return result
-
-            pid = server.proc.pid
-            for name, kind, items in workloads:
-                measure(name, pid, server.base, lua(kind, key), kind, items)
-            half = results[0].requests_per_s / 2
-            pace = connections / half * 1000
-            measure(
-                f"1b single events at half the maximum rate ({half:.0f} req/s offered)",
-                pid, server.base, lua("uniform", key, pace), "uniform_paced",
-                note=f"paced: each connection waits {pace:.1f} ms on average (exponential gaps)",
-            )  # fmt: skip
-            # The webhook comparison is paired: a baseline run right before the webhook run,
-            # so both see the same heap and the same number of resident profiles.
-            measure(
-                "1a single events, no webhook (paired baseline for 1w)",
-                pid, server.base, lua("uniform", key), "uniform_baseline",
-            )  # fmt: skip
-            hook_port = free_port()
-            receiver = subprocess.Popen(
-                [sys.executable, "-m", "bench.slow_receiver", str(hook_port)]
-            )
-            try:
-                with psycopg.connect(url) as conn:
-                    admin.set_webhook(conn, "bench", f"http://127.0.0.1:{hook_port}/hook")
-                time.sleep(1.5)  # the server learns of the endpoint through NOTIFY
-                measure(
-                    "1w single events, slow webhook receiver (2 s per delivery)",
-                    pid, server.base, lua("uniform", key), "uniform_webhook",
-                    note="every event also queues a delivery to a receiver answering after 2 s",
-                )  # fmt: skip
-            finally:
-                receiver.send_signal(signal.SIGTERM)
-                receiver.wait(30)
+            bench = Bench(url, server, key, seconds, connections)
+            _serve_workloads(bench, server.proc.pid)
             server.stop()
-            echo_port = free_port()
-            echo = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(echo_port)])
-            echo_base = f"http://127.0.0.1:{echo_port}"
-            with httpx.Client() as client:
-                for _ in range(300):
-                    try:
-                        client.post(echo_base + "/echo", json={})
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-            measure(
-                "7 framework ceiling: quart-trio JSON echo",
-                echo.pid, echo_base, lua("echo", key), "echo",
-            )  # fmt: skip
+            _echo_ceiling(bench)
         finally:
-            if echo is not None:
-                echo.send_signal(signal.SIGTERM)
-                echo.wait(30)
             if server.proc is not None and server.proc.poll() is None:
                 server.stop()
             pg.stop()
-    log("actor memory (separate process)")
-    sizes = ["--actors", "100000", "--distinct", "1000000", "--cap", "100000"]
-    if args.quick:
-        sizes = ["--actors", "20000", "--distinct", "100000", "--cap", "20000"]
-    memory = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "bench.memory", *sizes],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=900,
-        ).stdout  # fmt: skip
-    )
-    extra["memory"] = memory
-    extra["memory_command"] = "python -m bench.memory " + " ".join(sizes)
+    extra["memory"], extra["memory_command"] = _memory(args.quick)
+    extra["connections"], extra["seconds"] = connections, seconds
     from .report import write
 
-    write(args.out, results, extra)
+    write(args.out, bench.results, extra)
     log(f"wrote {args.out}")
