@@ -316,6 +316,12 @@ class ActorSystem(Generic[K, M, R]):
     def is_resident(self, key: K) -> bool:
         return key in self._slots
 
+    def resident(self, key: K) -> Actor[M, R] | None:
+        """The activated actor for ``key``, if resident, without sending it anything (for
+        a look at its state that must not queue behind its mailbox)."""
+        slot = self._slots.get(key)
+        return None if slot is None else slot.actor
+
     def statistics(self) -> SystemStatistics:
         return SystemStatistics(
             resident=len(self._slots),

@@ -29,10 +29,18 @@ from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.errors import Code, PerkamoError
-from perkamo.membership import Membership
-from perkamo.profiles import Answer, Message, ProfileKey, ProfileServices, UsageLedger
+from perkamo.membership import PEER_TIMEOUT, Membership
+from perkamo.profiles import (
+    Answer,
+    Message,
+    ProfileKey,
+    ProfileServices,
+    Snapshot,
+    UsageLedger,
+)
 from perkamo.profiles.history import RecentHistory
 from perkamo.settings import Settings
+from perkamo.trials.jobs import BacktestRunner
 from perkamo.webhooks import WebhookDispatcher, WebhookRegistry
 from perkamo.webhooks.dispatcher import DispatcherStatistics
 from storage import (
@@ -81,6 +89,8 @@ class Runtime:
     webhooks: WebhookDispatcher
     health: StorageHealth
     history: RecentHistory
+    profiles: ProfileServices
+    backtests: BacktestRunner
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
@@ -141,6 +151,10 @@ class Runtime:
     def deadline(self) -> float:
         """When a request arriving now must have its answer (API.md "Timeouts")."""
         return trio.current_time() + self.settings.request_timeout
+
+    async def committed(self, key: ProfileKey) -> Snapshot:
+        """A profile's committed state without queueing behind its writes (simulation)."""
+        return await self.profiles.committed(key, self.actors.resident(key))
 
     async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Answer:
         return await self.outcome(self.submit(key, message), writes=writes)
@@ -229,6 +243,8 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             membership = Membership(database_url, history, timeouts=timeouts)
             await membership.join()
             nursery.start_soon(membership.run)
+            backtests = BacktestRunner(database_url, db, membership.id, nursery)
+            await backtests.recover(PEER_TIMEOUT)
             services = ProfileServices(
                 db, loader, writer, programs, usage, hooks, dispatcher.kick, history
             )
@@ -256,6 +272,8 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     dispatcher,
                     health,
                     history,
+                    services,
+                    backtests,
                 )
             await usage.flush_requests(writer.commit)
             await membership.leave()

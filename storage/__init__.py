@@ -5,11 +5,13 @@ from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable
 from .database import Database, Timeouts, connect, open_database
 from .embedded import EmbeddedPostgres
 from .group_commit import (
+    AdjustmentRow,
     EventRow,
     GroupCommitWriter,
     IdentifyRow,
     OutboxRow,
     RedemptionRow,
+    ReversalRow,
     SnapshotWrite,
     Status,
     Unit,
@@ -19,6 +21,8 @@ from .group_commit import (
 from .notify import Listener
 
 __all__ = [
+    "AdjustmentRow",
+    "ReversalRow",
     "CommitOutcomeUnknown",
     "Database",
     "EmbeddedPostgres",

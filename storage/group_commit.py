@@ -74,6 +74,39 @@ class RedemptionRow:
 
 
 @dataclass(slots=True)
+class AdjustmentRow:
+    space_id: int
+    transaction_id: str
+    adjustment_id: str
+    user_id: str
+    wallet: str
+    amount: str  # the exact decimal, as text
+    counts_toward_level: bool
+    reason: str
+    actor: str | None
+    received_at: datetime
+    request_hash: bytes
+    outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
+class ReversalRow:
+    space_id: int
+    transaction_id: str  # the redemption's
+    user_id: str
+    reason: str
+    actor: str | None
+    received_at: datetime
+    outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
 class OutboxRow:
     """A webhook delivery, written in the same transaction as what it announces."""
 
@@ -110,11 +143,13 @@ class Unit:
     usage: dict[UsageKey, int] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
     identifies: list[IdentifyRow] = field(default_factory=list)
+    adjustments: list[AdjustmentRow] = field(default_factory=list)
+    reversals: list[ReversalRow] = field(default_factory=list)
 
 
 class Status(Enum):
     COMMITTED = "committed"
-    CONFLICT = "conflict"  # some transaction ids are taken: see Verdict.conflicts
+    CONFLICT = "conflict"  # some transaction ids are taken: see Verdict.taken
     STALE = "stale"  # the profile's version moved: reload and re-apply
     UNAVAILABLE = "unavailable"  # nothing was committed
     OUTCOME_UNKNOWN = "outcome_unknown"  # COMMIT was in flight when the connection failed
@@ -123,8 +158,9 @@ class Status(Enum):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     status: Status
-    conflicts: frozenset[str] = frozenset()  # event transaction ids that are taken
-    redemption_conflicts: frozenset[str] = frozenset()
+    # (namespace, transaction id) of every log row refused as taken; the namespaces are
+    # "event", "redemption", "adjustment" and "reversal".
+    taken: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +219,31 @@ WITH ev AS (
         position integer)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'r'::text AS kind, space_id, transaction_id AS id, user_id
+), ad AS (
+    INSERT INTO adjustments (space_id, transaction_id, adjustment_id, user_id, wallet, amount,
+                             counts_toward_level, reason, actor, received_at, request_hash,
+                             outcome, program_versions, profile_version, position)
+    SELECT space_id, transaction_id, adjustment_id, user_id, wallet, amount::numeric,
+           counts_toward_level, reason, actor, received_at, decode(request_hash, 'base64'),
+           outcome::json, program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(adjustments)s::json) AS x(
+        space_id bigint, transaction_id text, adjustment_id text, user_id text, wallet text,
+        amount text, counts_toward_level boolean, reason text, actor text,
+        received_at timestamptz, request_hash text, outcome text, program_versions text,
+        profile_version bigint, position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'a'::text AS kind, space_id, transaction_id AS id, user_id
+), rv AS (
+    INSERT INTO reversals (space_id, transaction_id, user_id, reason, actor, received_at,
+                           outcome, program_versions, profile_version, position)
+    SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(reversals)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, reason text, actor text,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'v'::text AS kind, space_id, transaction_id AS id, user_id
 ), np AS (
     INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at)
     SELECT space_id, user_id, traits::jsonb, state::jsonb, 1, updated_at, updated_at
@@ -222,8 +283,8 @@ WITH ev AS (
     ON CONFLICT (space_id, period, meter) DO UPDATE
         SET used = usage_counters.used + EXCLUDED.used
 )
-SELECT * FROM ev UNION ALL SELECT * FROM rd UNION ALL SELECT * FROM np
-UNION ALL SELECT * FROM up
+SELECT * FROM ev UNION ALL SELECT * FROM rd UNION ALL SELECT * FROM ad
+UNION ALL SELECT * FROM rv UNION ALL SELECT * FROM np UNION ALL SELECT * FROM up
 """
 _rows = msgspec.json.Encoder()
 
@@ -377,6 +438,8 @@ class GroupCommitWriter:
         everything the statement wrote — meters, outbox and identifies included."""
         events = [(n, e) for n, u in enumerate(units) for e in u.events]
         redemptions = [(n, r) for n, u in enumerate(units) for r in u.redemptions]
+        adjustments = [(n, a) for n, u in enumerate(units) for a in u.adjustments]
+        reversals = [(n, r) for n, u in enumerate(units) for r in u.reversals]
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
         new = [(n, s) for n, s in snapshots if s.expected_version == 0]
         old = [(n, s) for n, s in snapshots if s.expected_version > 0]
@@ -391,6 +454,8 @@ class GroupCommitWriter:
         params = {
             "events": _rows.encode([e for _, e in events]).decode(),
             "redemptions": _rows.encode([r for _, r in redemptions]).decode(),
+            "adjustments": _rows.encode([a for _, a in adjustments]).decode(),
+            "reversals": _rows.encode([r for _, r in reversals]).decode(),
             "created": _rows.encode([s for _, s in new]).decode(),
             "updated": _rows.encode([s for _, s in old]).decode(),
             "identifies": _rows.encode([r for u in units for r in u.identifies]).decode(),
@@ -401,25 +466,22 @@ class GroupCommitWriter:
             cur.execute(_FLUSH, params)
             written = {(kind, space, key, user) for kind, space, key, user in cur.fetchall()}
         refused: dict[int, Verdict] = {}
-        for kind, rows, namespace in (("e", events, 0), ("r", redemptions, 1)):
+        logs: list[tuple[str, str, list[tuple[int, Any]]]] = [
+            ("e", "event", events),
+            ("r", "redemption", redemptions),
+            ("a", "adjustment", adjustments),
+            ("v", "reversal", reversals),
+        ]
+        for kind, namespace, rows in logs:
             for n, row in rows:
                 if (kind, row.space_id, row.transaction_id, row.user_id) not in written:
-                    refused[n] = _conflict(refused.get(n), row.transaction_id, namespace)
+                    previous = refused.get(n, Verdict(Status.CONFLICT))
+                    taken = previous.taken | {(namespace, row.transaction_id)}
+                    refused[n] = Verdict(Status.CONFLICT, taken)
         for n, snap in snapshots:
             if ("p", snap.space_id, "", snap.user_id) not in written and n not in refused:
                 refused[n] = Verdict(Status.STALE)
         return refused
-
-
-def _conflict(previous: Verdict | None, transaction_id: str, namespace: int) -> Verdict:
-    """A conflict verdict adding a taken id (namespace 0: events, 1: redemptions)."""
-    events = previous.conflicts if previous is not None else frozenset()
-    redemptions = previous.redemption_conflicts if previous is not None else frozenset()
-    if namespace == 0:
-        events = events | {transaction_id}
-    else:
-        redemptions = redemptions | {transaction_id}
-    return Verdict(Status.CONFLICT, events, redemptions)
 
 
 @asynccontextmanager

@@ -28,8 +28,18 @@ class AnswerPaths:
     amount: str
 
 
-def ledger_totals(conn: Conn, space_id: int, paths: AnswerPaths) -> tuple[Totals, Totals]:
-    """(sum of event deltas, sum of redemption costs) per user and wallet."""
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """Per user and wallet: what events added, redemptions cost, adjustments added and
+    reversals refunded."""
+
+    deltas: Totals
+    costs: Totals
+    adjustments: Totals
+    refunds: Totals
+
+
+def ledger_totals(conn: Conn, space_id: int, paths: AnswerPaths) -> Ledger:
     deltas: Totals = {}
     for user, wallet, total in conn.execute(
         "SELECT e.user_id, d ->> %(w)s, sum((d ->> %(a)s)::numeric)"
@@ -46,7 +56,23 @@ def ledger_totals(conn: Conn, space_id: int, paths: AnswerPaths) -> tuple[Totals
         {"w": paths.wallet, "a": paths.amount, "cost": paths.cost, "s": space_id},
     ):
         costs[(user, wallet)] = Decimal(total)
-    return deltas, costs
+    adjustments: Totals = {}
+    for user, wallet, total in conn.execute(
+        "SELECT user_id, wallet, sum(amount) FROM adjustments WHERE space_id = %s GROUP BY 1, 2",
+        (space_id,),
+    ):
+        adjustments[(user, wallet)] = Decimal(total)
+    refunds: Totals = {}
+    for user, wallet, total in conn.execute(
+        "SELECT v.user_id, r.outcome -> %(cost)s ->> %(w)s,"
+        " sum((r.outcome -> %(cost)s ->> %(a)s)::numeric)"
+        " FROM reversals v JOIN redemptions r"
+        " ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id"
+        " WHERE v.space_id = %(s)s GROUP BY 1, 2",
+        {"w": paths.wallet, "a": paths.amount, "cost": paths.cost, "s": space_id},
+    ):
+        refunds[(user, wallet)] = Decimal(total)
+    return Ledger(deltas, costs, adjustments, refunds)
 
 
 def stored_balances(conn: Conn, space_id: int, paths: WalletPaths) -> tuple[int, Totals, Totals]:

@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from .support import RecentAdjustment, recent_adjustments
+
 Conn = psycopg.Connection[Any]
 
 
@@ -66,6 +68,7 @@ class StoredRedemption:
     hash_form: int
     received_at: datetime
     outcome: str  # JSON text
+    reversed_at: datetime | None = None  # when it was reversed (API.md §8)
 
 
 def find_redemptions(
@@ -73,9 +76,11 @@ def find_redemptions(
 ) -> list[StoredRedemption]:
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
-            " outcome::text"
-            " FROM redemptions WHERE space_id = %s AND transaction_id = ANY(%s)",
+            "SELECT r.transaction_id, r.user_id, r.reward_key, r.request_hash, r.hash_form,"
+            " r.received_at, r.outcome::text, v.received_at AS reversed_at"
+            " FROM redemptions r LEFT JOIN reversals v"
+            " ON v.space_id = r.space_id AND v.transaction_id = r.transaction_id"
+            " WHERE r.space_id = %s AND r.transaction_id = ANY(%s)",
             (space_id, transaction_ids),
         )
         return cur.fetchall()
@@ -86,9 +91,11 @@ def recent_redemptions(
 ) -> list[StoredRedemption]:
     with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, reward_key, request_hash, hash_form, received_at,"
-            " outcome::text"
-            " FROM redemptions WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
+            "SELECT r.transaction_id, r.user_id, r.reward_key, r.request_hash, r.hash_form,"
+            " r.received_at, r.outcome::text, v.received_at AS reversed_at"
+            " FROM redemptions r LEFT JOIN reversals v"
+            " ON v.space_id = r.space_id AND v.transaction_id = r.transaction_id"
+            " WHERE r.space_id = %s AND r.user_id = %s ORDER BY r.seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
         return cur.fetchall()
@@ -96,7 +103,7 @@ def recent_redemptions(
 
 def read_profile(
     conn: Conn, space_id: int, user_id: str, limit: int, known_version: int
-) -> tuple[ProfileRow | None, list[StoredEvent], list[StoredRedemption]]:
+) -> tuple[ProfileRow | None, list[StoredEvent], list[StoredRedemption], list[RecentAdjustment]]:
     """A profile read in one pool checkout and one thread hop: the stored profile if its
     version is newer than ``known_version`` (another process wrote it), and its most
     recent events and redemptions."""
@@ -108,11 +115,12 @@ def read_profile(
         )
         fresher = cur.fetchone()
     if fresher is None and known_version == 0:
-        return None, [], []
+        return None, [], [], []
     return (
         fresher,
         recent_events(conn, space_id, user_id, limit),
         recent_redemptions(conn, space_id, user_id, limit),
+        recent_adjustments(conn, space_id, user_id, limit),
     )
 
 

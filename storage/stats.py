@@ -39,6 +39,8 @@ class SpaceStats:
     profiles: int
     events: int
     redemptions: int
+    adjustments: int
+    reversals: int
     last_event_at: datetime | None
     events_last_24h: int
     keys_in_use: int
@@ -71,6 +73,8 @@ def space_stats(conn: Conn, space_id: int, now: datetime, paths: WalletPaths) ->
         profiles=_count(conn, "SELECT count(*) FROM profiles WHERE space_id = %s", space_id),
         events=events,
         redemptions=_count(conn, "SELECT count(*) FROM redemptions WHERE space_id = %s", space_id),
+        adjustments=_count(conn, "SELECT count(*) FROM adjustments WHERE space_id = %s", space_id),
+        reversals=_count(conn, "SELECT count(*) FROM reversals WHERE space_id = %s", space_id),
         last_event_at=last_event_at,
         events_last_24h=last_24h,
         keys_in_use=_count(

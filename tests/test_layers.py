@@ -15,7 +15,7 @@ LAYERS = [
     ("perkamo.errors", "perkamo.settings"),
     ("perkamo.program",),
     ("perkamo.configuration", "perkamo.webhooks"),
-    ("perkamo.profiles",),
+    ("perkamo.profiles", "perkamo.trials"),
     ("perkamo.access",),
     ("perkamo.membership", "perkamo.runtime"),
     ("perkamo.http",),

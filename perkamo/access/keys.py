@@ -13,7 +13,7 @@ import string
 
 _ALPHABET = string.ascii_letters + string.digits
 
-SCOPES = ("events:write", "profile:read", "rewards:redeem", "admin:config")
+SCOPES = ("events:write", "profile:read", "rewards:redeem", "admin:config", "admin:support")
 SCOPE_ALIASES = {"customer:read": "profile:read"}
 
 

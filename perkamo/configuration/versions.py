@@ -14,7 +14,14 @@ from typing import Any
 import psycopg
 
 from perkamo.errors import Code, PerkamoError
-from perkamo.program import MODULES, InvalidConfig, Program, compile_program, parse_module
+from perkamo.program import (
+    EMPTY_PROGRAM,
+    MODULES,
+    InvalidConfig,
+    Program,
+    compile_program,
+    parse_module,
+)
 from perkamo.program.canonical import FORM, checksum
 from storage import config as config_store
 
@@ -107,6 +114,36 @@ def _validate(
             r.module: (r.version, r.body) for r in config_store.active_versions(conn, space_id)
         }
         current.update({m: (version, b) for m, b in bodies.items()})
+        return compile_program(current, paths)
+    except InvalidConfig as exc:
+        raise invalid_config(exc) from None
+
+
+def candidate_program(conn: Conn, space_id: int, overrides: dict[str, str]) -> Program:
+    """The active program with some modules at other versions (drafts included), validated
+    as on activation. Raises PerkamoError: unknown_module, unknown_version (details name
+    ``program.<module>``), invalid_config."""
+    for module in overrides:
+        if module not in MODULES:
+            raise PerkamoError(
+                Code.UNKNOWN_MODULE,
+                f"Unknown configuration module {module!r}.",
+                details=[{"path": f"program.{module}", "message": "no such module"}],
+            )
+    current = {r.module: (r.version, r.body) for r in config_store.active_versions(conn, space_id)}
+    for module, version in overrides.items():
+        found = config_store.get_version(conn, space_id, module, version)
+        if found is None:
+            raise PerkamoError(
+                Code.UNKNOWN_VERSION,
+                f"Module {module!r} has no version {version!r}.",
+                details=[{"path": f"program.{module}", "message": "no such version"}],
+            )
+        current[module] = (version, found.body)
+    if not current:
+        return EMPTY_PROGRAM
+    paths = {m: f"program.{m}" for m in MODULES}
+    try:
         return compile_program(current, paths)
     except InvalidConfig as exc:
         raise invalid_config(exc) from None

@@ -162,7 +162,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
         value = None
-        if request.method in _MUTATING:
+        if request.method in _MUTATING and route.request is not None:
             _check_content_type(request.headers.get("content-type"))
             value = route.fast(body) if route.fast is not None else None
             if value is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from actors import Reply
 from perkamo.configuration import versions
+from perkamo.configuration.versions import candidate_program
 from perkamo.errors import Code, PerkamoError
 from perkamo.http import requests
 from perkamo.http.edge import Call, Plain, RawBody, rate_limited, rate_of
@@ -16,15 +17,23 @@ from perkamo.http.profile_document import profile_document
 from perkamo.http.program_document import program_document, usage_document
 from perkamo.http.requests import (
     EventInput,
+    adjust_input,
+    backtest_input,
     batch_items,
     check_tenants,
+    check_transaction_id,
     check_user_id,
     event_input,
     identify_body,
     redeem_input,
+    reverse_input,
+    simulate_input,
     tenants_named,
 )
 from perkamo.http.responses import (
+    BacktestDocument,
+    BacktestList,
+    BacktestProgress,
     BatchItem,
     BatchResponse,
     Health,
@@ -34,8 +43,11 @@ from perkamo.http.responses import (
     ModulesUploaded,
     ModuleUploaded,
     ModuleVersion,
+    SimulatedOutcome,
+    SimulateResponse,
 )
 from perkamo.profiles import (
+    Adjust,
     Answer,
     EventRequest,
     Identify,
@@ -44,11 +56,20 @@ from perkamo.profiles import (
     ProfileView,
     Read,
     Redeem,
+    Reverse,
 )
+from perkamo.profiles.history import RECENT, read_recent
 from perkamo.profiles.paths import WALLETS
+from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import MODULES
+from perkamo.program.support import check_adjustment
 from perkamo.program.timefmt import format_rfc3339
+from perkamo.runtime import Runtime
+from perkamo.trials.simulate import SimulatedEvent, simulate
+from storage import backtests as backtest_store
+from storage.backtests import Job
 from storage.stats import space_stats
+from storage.support import redemption_owner
 
 Result = tuple[int, Any]
 log = logging.getLogger(__name__)
@@ -171,6 +192,145 @@ async def redeem_reward(call: Call) -> Result:
     message = Redeem(reward_key, transaction_id, context, call.received_at, call.key.space_limits)
     reply = await call.runtime.ask((call.key.space_id, user_id), message, writes=True)
     return 200, reply
+
+
+async def adjust(call: Call) -> Result:
+    """A support agent's balance adjustment (API.md §8), through the profile's actor."""
+    body = adjust_input(call.body)
+    program = await call.runtime.programs.get(call.key.space_id)
+    check_adjustment(program, body.wallet, body.amount)  # 400 before the profile's 404
+    message = Adjust(
+        body.transaction_id, body.wallet, body.amount, body.counts_toward_level, body.reason,
+        body.actor, call.received_at, call.key.space_limits,
+    )  # fmt: skip
+    return 200, await call.runtime.ask((call.key.space_id, body.user_id), message, writes=True)
+
+
+async def reverse_redemption(call: Call) -> Result:
+    """Reverse a redemption (API.md §8): routed to the profile that owns it."""
+    transaction_id = check_transaction_id(call.params["transaction_id"])
+    body = reverse_input(call.body)
+    owner = await call.runtime.db.run(redemption_owner, call.key.space_id, transaction_id)
+    if owner is None:
+        raise PerkamoError(
+            Code.REDEMPTION_NOT_FOUND, f"No redemption with transaction_id {transaction_id!r}."
+        )
+    message = Reverse(
+        transaction_id, body.reason, body.actor, call.received_at, call.key.space_limits
+    )
+    return 200, await call.runtime.ask((call.key.space_id, owner), message, writes=True)
+
+
+async def simulate_events(call: Call) -> Result:
+    """API.md §7: evaluate events on a profile's committed state without applying them."""
+    key = call.key
+    document = await simulate_document(
+        call.runtime, key.space_id, key.space_slug, call.body, call.body_size, call.received_at
+    )
+    return 200, document
+
+
+async def simulate_document(
+    runtime: Runtime,
+    space_id: int,
+    space_slug: str,
+    value: Any,
+    body_size: int | None,
+    received_at: datetime,
+) -> SimulateResponse:
+    """The simulation of a request body (also for ``perkamo simulate``)."""
+    body, events = simulate_input(value, body_size)
+    for index, (event, _, occurred_at) in enumerate(events):
+        check_tenants([t for t in (event.tenant, event.space) if t], space_slug)
+        if occurred_at is not None and occurred_at > received_at + MAX_FUTURE:
+            raise PerkamoError(
+                Code.OCCURRED_AT_IN_FUTURE,
+                "occurred_at is more than 5 minutes in the future.",
+                details=[{"path": f"events[{index}].occurred_at", "message": "in the future"}],
+            )
+    if body.program:
+        program = await runtime.db.run(candidate_program, space_id, body.program)
+    else:
+        program = await runtime.programs.get(space_id)
+    snapshot = Snapshot.from_row(None)
+    if body.user_id is not None:
+        snapshot = await runtime.committed((space_id, body.user_id))
+    existed = snapshot.exists
+    traits = snapshot.traits()
+    trial = simulate(
+        snapshot.state(),
+        traits,
+        [SimulatedEvent(e.event, context, at, e.transaction_id) for e, context, at in events],
+        program,
+        received_at,
+    )
+    recent: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    if existed and body.user_id is not None:
+        recent = await runtime.db.run(read_recent, space_id, body.user_id, RECENT)
+    view = ProfileView(
+        traits,
+        trial.state,
+        snapshot.created_at or received_at,
+        received_at,
+        (trial.history + recent[0])[:RECENT],
+        recent[1],
+        recent[2],
+    )
+    document = profile_document(space_slug, body.user_id or "", view, program, datetime.now(UTC))
+    results = [
+        SimulatedOutcome(
+            o.applied,
+            o.delta,
+            o.leveled_up,
+            o.unlocked,
+            o.wallet_state,
+            o.level,
+            o.skipped,
+            o.breakdown,
+            o.program_versions,
+        )  # fmt: skip
+        for o in trial.outcomes
+    ]
+    return SimulateResponse(existed, program.versions, results, document)
+
+
+def backtest_document(job: Job) -> BacktestDocument:
+    return BacktestDocument(
+        id=job.id,
+        status=job.status,
+        created_at=format_rfc3339(job.created_at),
+        finished_at=_time(job.finished_at),
+        program=job.program,
+        from_=_time(job.window_from),
+        to=_time(job.window_to),
+        progress=BacktestProgress(job.events_done, job.events_total),
+        report=job.report,
+        error=job.error,
+    )
+
+
+async def start_backtest(call: Call) -> Result:
+    program, start, end = backtest_input(call.body)
+    job = await call.runtime.backtests.start(call.key.space_id, program, start, end)
+    return 202, backtest_document(job)
+
+
+async def list_backtests(call: Call) -> Result:
+    jobs = await call.runtime.db.run(backtest_store.list_jobs, call.key.space_id)
+    return 200, BacktestList([backtest_document(job) for job in jobs])
+
+
+async def read_backtest(call: Call) -> Result:
+    job_id = call.params["backtest_id"]
+    job = await call.runtime.db.run(backtest_store.get, call.key.space_id, job_id)
+    if job is None:
+        raise PerkamoError(Code.BACKTEST_NOT_FOUND, f"No back-test {job_id!r}.")
+    return 200, backtest_document(job)
+
+
+async def cancel_backtest(call: Call) -> Result:
+    job = await call.runtime.backtests.cancel(call.key.space_id, call.params["backtest_id"])
+    return 200, backtest_document(job)
 
 
 async def usage(call: Call) -> Result:

@@ -22,7 +22,8 @@ _STATUS_TEXT = {
     400: "Malformed JSON, schema violation, limit exceeded or a business rule",
     401: "Missing, unknown or revoked API key; bad or missing signature",
     403: "The key lacks the scope, or the body names another Space",
-    404: "Unknown profile, module or path",
+    404: "Unknown profile, module, version, back-test, redemption or path",
+    409: "A back-test is already running for this Space",
     413: "Body larger than 1 MiB",
     415: "A body whose content type is not JSON",
     429: "Rate limit or usage limit exceeded",
@@ -146,15 +147,15 @@ def _responses(route: Any) -> dict[str, Any]:
     }
     answers: dict[str, Any] = {}
     if route.response is not None:
-        answers["200"] = {
-            "description": "OK",
+        answers[str(route.success)] = {
+            "description": "Accepted" if route.success == 202 else "OK",
             "headers": request_id,
             "content": _content(route.response),
         }
         if route.request is not None and "user_id" in route.request.__struct_fields__:
             # A write names a profile that can then be read (schemathesis' stateful phase
             # follows these links).
-            answers["200"]["links"] = {
+            answers[str(route.success)]["links"] = {
                 "ReadProfile": {
                     "operationId": "get_v1_profile_user_id",
                     "parameters": {"user_id": "$request.body#/user_id"},

@@ -18,6 +18,7 @@ from perkamo.http.responses import (
     PerkEntry,
     ProfileDocument,
     Progress,
+    RecentAdjustment,
     RecentEvent,
     RecentRedemption,
     StreakEntry,
@@ -57,6 +58,18 @@ def profile_document(
             for e in view.recent_events
         ],
         redemptions=[_recent_redemption(r) for r in view.recent_redemptions],
+        adjustments=[
+            RecentAdjustment(
+                a.adjustment_id,
+                a.transaction_id,
+                a.wallet,
+                a.amount,
+                a.reason,
+                a.actor,
+                format_rfc3339(a.created_at),
+            )  # fmt: skip
+            for a in view.recent_adjustments
+        ],
         streaks=_streaks(state, program, now),
         active_boosts=_active_boosts(state, program, now, view.traits),
         created_at=format_rfc3339(view.created_at),
@@ -65,8 +78,15 @@ def profile_document(
 
 
 def _recent_redemption(r: HistoryRedemption) -> RecentRedemption:
+    reversed_at = None if r.reversed_at is None else format_rfc3339(r.reversed_at)
     return RecentRedemption(
-        r.reward_key, r.transaction_id, format_rfc3339(r.redeemed_at), r.cost, r.effect
+        r.reward_key,
+        r.transaction_id,
+        format_rfc3339(r.redeemed_at),
+        r.cost,
+        r.effect,
+        "redeemed" if reversed_at is None else "reversed",
+        reversed_at,
     )
 
 

@@ -91,6 +91,8 @@ def program_document(
             profiles=stats.profiles,
             events=stats.events,
             redemptions=stats.redemptions,
+            adjustments=stats.adjustments,
+            reversals=stats.reversals,
             issued=amounts(stats.issued),
             spent=amounts(stats.spent),
         ),

@@ -103,6 +103,30 @@ class RedeemBody(msgspec.Struct):
     space: Slug | None = None
 
 
+Version = Annotated[str, Meta(min_length=1, max_length=64)]
+Reason = Annotated[str, Meta(min_length=1, max_length=500, pattern="^[^\\x00]*$")]
+Actor = Annotated[str, Meta(min_length=1, max_length=256, pattern="^[^\\x00]*$")]
+
+
+class AdjustBody(msgspec.Struct):
+    user_id: UserId
+    wallet: RewardKey
+    amount: Annotated[Decimal, Meta(description="non-zero, within the wallet's precision")]
+    reason: Reason
+    transaction_id: TransactionId
+    counts_toward_level: bool = True
+    actor: Actor | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
+class ReverseBody(msgspec.Struct):
+    reason: Reason
+    actor: Actor | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
 class BatchBody(msgspec.Struct):
     # Items are validated one by one (a bad item fails alone), and an empty or oversized
     # list has its own error codes, so the list is untyped here and described for OpenAPI.
@@ -249,7 +273,7 @@ def check_tenants(named: list[str], slug: str) -> None:
 def tenants_named(value: Any) -> list[str]:
     """The Space slugs a body names (``tenant`` / ``space``), if any: a raw JSON value or
     a Struct decoded by the fast path."""
-    if isinstance(value, EventBody | TypedBatch | RedeemBody | IdentifyBody):
+    if isinstance(value, EventBody | TypedBatch | RedeemBody | IdentifyBody | AdjustBody):
         return [v for v in (value.tenant, value.space) if v is not None]
     if not isinstance(value, dict):
         return []
@@ -269,6 +293,15 @@ def event_input(value: Any, prefix: str = "", body_size: int | None = None) -> E
     else:
         body = _convert(value, EventBody, prefix.rstrip("."))
     _exact(body.user_id, prefix + "user_id")
+    context, occurred_at = _event_fields(body, prefix, body_size)
+    return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
+
+
+def _event_fields(
+    body: EventBody | SimulateEventBody, prefix: str, body_size: int | None
+) -> tuple[dict[str, Any], datetime | None]:
+    """The checks every event gets beyond its Struct: the event key, the context (object,
+    nesting, size, reserved keys) and ``occurred_at`` (RFC 3339 with a zone)."""
     _exact(body.event, prefix + "event")
     context = check_object(body.context, prefix + "context", body_size)
     for key in context:
@@ -284,7 +317,74 @@ def event_input(value: Any, prefix: str = "", body_size: int | None = None) -> E
             occurred_at = parse_rfc3339(body.occurred_at)
         except ValueError as exc:
             raise validation_failed(prefix + "occurred_at", str(exc)) from None
-    return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
+    return context, occurred_at
+
+
+class SimulateEventBody(msgspec.Struct):
+    """An event to simulate: the fields of EventBody, ``transaction_id`` optional (ignored)."""
+
+    event: EventName
+    transaction_id: TransactionId | None = None
+    context: JsonObject = None
+    occurred_at: Timestamp | None = None
+    user_id: UserId | None = None  # the profile is the request's; ignored here
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
+class SimulateBody(msgspec.Struct):
+    events: Annotated[
+        list[Any],
+        Meta(
+            description="1 to 100 items, each a SimulateEventBody, applied in order",
+            extra_json_schema={"minItems": 1, "maxItems": 100},
+        ),
+    ]
+    user_id: UserId | None = None
+    program: dict[str, Version] | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
+class BacktestBody(msgspec.Struct):
+    program: dict[str, Version] = {}
+    from_: Timestamp | None = msgspec.field(default=None, name="from")
+    to: Timestamp | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
+def backtest_input(value: Any) -> tuple[dict[str, str], datetime | None, datetime | None]:
+    """(module -> version, from, to); ``from`` after ``to`` is refused."""
+    body = _convert(value, BacktestBody, "")
+    bounds: list[datetime | None] = []
+    for path, text in (("from", body.from_), ("to", body.to)):
+        try:
+            bounds.append(None if text is None else parse_rfc3339(text))
+        except ValueError as exc:
+            raise validation_failed(path, str(exc)) from None
+    start, end = bounds
+    if start is not None and end is not None and start > end:
+        raise validation_failed("to", "must not be before from")
+    return dict(body.program), start, end
+
+
+def simulate_input(
+    value: Any, body_size: int | None = None
+) -> tuple[SimulateBody, list[tuple[SimulateEventBody, dict[str, Any], datetime | None]]]:
+    """The request and its events, each validated like ``POST /v1/events`` (paths
+    ``events[i].…``); raises for 0 or more than 100 events."""
+    body = _convert(value, SimulateBody, "")
+    if body.user_id is not None:
+        _exact(body.user_id, "user_id")
+    if not 1 <= len(body.events) <= MAX_BATCH:
+        raise validation_failed("events", f"1 to {MAX_BATCH} events, got {len(body.events)}")
+    events = []
+    for index, item in enumerate(body.events):
+        prefix = f"events[{index}]."
+        event = _convert(item, SimulateEventBody, prefix.rstrip("."))
+        events.append((event, *_event_fields(event, prefix, body_size)))
+    return body, events
 
 
 def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
@@ -293,6 +393,24 @@ def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
     _exact(body.user_id, "user_id")
     _exact(body.reward_key, "reward_key")
     return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
+
+
+def adjust_input(value: Any) -> AdjustBody:
+    body = value if isinstance(value, AdjustBody) else _convert(value, AdjustBody, "")
+    _exact(body.user_id, "user_id")
+    _exact(body.wallet, "wallet")
+    if not body.amount.is_finite():
+        raise validation_failed("amount", "must be a finite decimal")
+    return body
+
+
+def reverse_input(value: Any) -> ReverseBody:
+    return _convert(value, ReverseBody, "")
+
+
+def check_transaction_id(value: str, path: str = "transaction_id") -> str:
+    """A transaction id from the path (bodies get the same rules from their Struct)."""
+    return _convert(value, TransactionId, path)
 
 
 def batch_items(value: Any) -> BatchBody | TypedBatch:
@@ -309,9 +427,6 @@ def batch_items(value: Any) -> BatchBody | TypedBatch:
 
 
 # -- configuration uploads -------------------------------------------------------------
-
-
-Version = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
 class ModuleUpload(msgspec.Struct):

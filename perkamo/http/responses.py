@@ -16,22 +16,28 @@ from typing import Any
 import msgspec
 
 from perkamo.profiles.answers import (
+    AdjustResponse,
     Changes,
     EventOutcome,
     LevelProgress,
     RedeemResponse,
+    ReversedRedemption,
+    ReverseResponse,
     RewardRef,
     Shape,
 )
 from perkamo.program.outcome import BreakdownEntry, Delta, Skipped, Unlocked
 
 __all__ = [
+    "AdjustResponse",
     "BreakdownEntry",
     "Changes",
     "Delta",
     "EventOutcome",
     "LevelProgress",
     "RedeemResponse",
+    "ReverseResponse",
+    "ReversedRedemption",
     "RewardRef",
     "Shape",
     "Skipped",
@@ -149,6 +155,18 @@ class RecentRedemption(Shape):
     redeemed_at: str
     cost: Delta | None
     effect: dict[str, Any] | None
+    status: str  # "redeemed" | "reversed"
+    reversed_at: str | None
+
+
+class RecentAdjustment(Shape):
+    adjustment_id: str
+    transaction_id: str
+    wallet: str
+    amount: Decimal
+    reason: str
+    actor: str | None
+    created_at: str
 
 
 class StreakEntry(Shape):
@@ -183,10 +201,58 @@ class ProfileDocument(Shape):
     flags: dict[str, dict[str, bool]]
     events: list[RecentEvent]
     redemptions: list[RecentRedemption]
+    adjustments: list[RecentAdjustment]
     streaks: list[StreakEntry]
     active_boosts: list[ActiveBoost]
     created_at: str
     updated_at: str
+
+
+# -- trying a program (API.md §7) --------------------------------------------------------------
+
+
+class SimulatedOutcome(Shape):
+    """An event's answer as ``POST /v1/events`` would give it, minus ``event_id`` and
+    ``duplicate``."""
+
+    applied: bool
+    delta: list[Delta]
+    leveled_up: bool
+    unlocked: list[Unlocked]
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+    skipped: list[Skipped]
+    breakdown: list[BreakdownEntry]
+    program_versions: dict[str, str | None]
+
+
+class SimulateResponse(Shape):
+    profile_existed: bool
+    program_versions: dict[str, str | None]
+    results: list[SimulatedOutcome]
+    profile: ProfileDocument
+
+
+class BacktestProgress(Shape):
+    events_done: int
+    events_total: int
+
+
+class BacktestDocument(Shape, rename={"from_": "from"}):
+    id: str
+    status: str  # running | done | failed | cancelled
+    created_at: str
+    finished_at: str | None
+    program: dict[str, str]
+    from_: str | None
+    to: str | None
+    progress: BacktestProgress
+    report: dict[str, Any] | None
+    error: str | None
+
+
+class BacktestList(Shape):
+    backtests: list[BacktestDocument]
 
 
 # -- usage and the program document -----------------------------------------------------------
@@ -234,6 +300,8 @@ class ProgramMetrics(Shape):
     profiles: int
     events: int
     redemptions: int
+    adjustments: int
+    reversals: int
     issued: dict[str, Decimal]
     spent: dict[str, Decimal]
 

@@ -33,6 +33,7 @@ class Route:
     errors: tuple[int, ...] = ()
     # A one-pass typed decoder for the body (requests.typed), tried before the two phases.
     fast: Callable[[bytes], Any] | None = None
+    success: int = 200  # the status of a successful answer
 
 
 class Router:

@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from perkamo.ops import admin
+from perkamo.ops import admin, support, trials
 from perkamo.ops.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError
 from storage import Database, EmbeddedPostgres, StorageUnavailable
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         help="a scope (repeatable; default: all): events:write, profile:read, "
-        "rewards:redeem, admin:config",
+        "rewards:redeem, admin:config, admin:support",
     )
     klist = keys.add_parser("list", help="list a Space's keys")
     klist.add_argument("space")
@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
     krotate.add_argument("key_id")
-    for p in (kcreate, klist, krevoke, krotate):
+    parsers = (*support.add_parsers(sub), *trials.add_parsers(sub))
+    for p in (kcreate, klist, krevoke, krotate, *parsers):
         _add_storage_flags(p)
     return parser
 
@@ -297,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _database(settings) as db:
             if args.command == "verify":
                 return _run_verify(args, db)
+            if args.command in ("adjust", "reverse"):
+                return trio.run(support.run, args, settings, db.url)
+            if args.command in ("simulate", "backtest"):
+                return trio.run(trials.run, args, settings, db.url)
             runners[args.command](args, db)
         return 0
     except admin.AdminError as exc:

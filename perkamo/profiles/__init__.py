@@ -3,6 +3,7 @@ usage meters, history replay and ledger verification."""
 
 from perkamo.profiles.actor import ProfileActor, ProfileServices
 from perkamo.profiles.messages import (
+    Adjust,
     Answer,
     EventRequest,
     Identify,
@@ -13,11 +14,13 @@ from perkamo.profiles.messages import (
     ProfileView,
     Read,
     Redeem,
+    Reverse,
 )
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.profiles.usage import UsageLedger
 
 __all__ = [
+    "Adjust",
     "Answer",
     "EventRequest",
     "Identify",
@@ -30,6 +33,7 @@ __all__ = [
     "ProfileView",
     "Read",
     "Redeem",
+    "Reverse",
     "Snapshot",
     "UsageLedger",
 ]

@@ -20,13 +20,14 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.history import RECENT, RecentHistory
 from perkamo.profiles.idempotency import judge_taken
 from perkamo.profiles.messages import (
+    Adjust,
     Answer,
-    Ingest,
     Message,
     ProfileKey,
     ProfileView,
     Read,
     Redeem,
+    Reverse,
     TransactionKey,
     Write,
     transaction_of,
@@ -38,7 +39,7 @@ from perkamo.profiles.usage import UsageLedger, limit_exceeded, period_of
 from perkamo.webhooks import WebhookRegistry
 from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
 from storage.profile_loader import ProfileLoader
-from storage.profiles import read_profile
+from storage.profiles import find_redemptions, read_profile
 
 # Rounds of staging one batch may take: a stale version, a taken id or a usage wait each
 # costs one. Two processes racing on one hot profile settle in a few; past this the writes
@@ -72,6 +73,13 @@ class ProfileServices:
         self.deliveries_committed = deliveries_committed
         self.history = history if history is not None else RecentHistory()
 
+    async def committed(self, key: ProfileKey, resident: object | None) -> Snapshot:
+        """A profile's committed snapshot: the resident actor's, or storage's (``resident``
+        is the actor the system holds for ``key``, if any). Never waits behind writes."""
+        if isinstance(resident, ProfileActor) and not resident.reloading:
+            return resident.snapshot
+        return Snapshot.from_row(await self.loader.load(*key))
+
     async def activate(self, key: ProfileKey) -> ProfileActor:
         space_id, user_id = key
         row = await self.loader.load(space_id, user_id)
@@ -87,6 +95,15 @@ class ProfileActor:
         self._user_id = user_id
         self._snapshot = snapshot
         self._reload = False  # a write failed unexpectedly: trust storage, not memory
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The profile as last committed."""
+        return self._snapshot
+
+    @property
+    def reloading(self) -> bool:
+        return self._reload
 
     async def receive(self, messages: Sequence[Message]) -> list[Answer]:
         if self._reload:
@@ -116,14 +133,15 @@ class ProfileActor:
         kept = history.read(key, self._snapshot.version) if self._snapshot.exists else None
         if kept is None:
             epoch = history.epoch
-            fresher, events, redemptions = await self._services.db.run(
+            fresher, events, redemptions, adjustments = await self._services.db.run(
                 read_profile, self._space_id, self._user_id, RECENT, self._snapshot.version
             )
             if fresher is not None:
                 self._snapshot = Snapshot.from_row(fresher)
             if not self._snapshot.exists:
                 return None
-            kept = history.keep(key, self._snapshot.version, events, redemptions, epoch)
+            version = self._snapshot.version
+            kept = history.keep(key, version, events, redemptions, adjustments, epoch)
         snap = self._snapshot
         assert snap.created_at is not None and snap.updated_at is not None
         return ProfileView(snap.traits(), snap.state(), snap.created_at, snap.updated_at, *kept)
@@ -153,16 +171,14 @@ class ProfileActor:
                     over.append((i, step.answer))
                 elif verdict.status is Status.COMMITTED or not step.needs_commit:
                     answers[i] = step.answer
-                    if not step.needs_commit and isinstance(messages[i], Redeem):
+                    if not step.needs_commit and isinstance(messages[i], Redeem | Adjust | Reverse):
                         refused.add(i)
             if verdict.status is Status.COMMITTED:
                 self._adopt(staged)
                 await self._answer_over_limit(over, messages, answers, waited)
             elif verdict.status is Status.CONFLICT:
                 pending = [messages[i] for i in todo if i not in answers]
-                taken = await self._judge(
-                    pending, verdict.conflicts, verdict.redemption_conflicts, refused_at_commit=True
-                )
+                taken = await self._judge(pending, verdict.taken, refused_at_commit=True)
                 self._answer_taken(messages, answers, taken)
             elif verdict.status is Status.STALE:
                 # Another process wrote this profile: re-apply on its state, after a
@@ -178,7 +194,7 @@ class ProfileActor:
                 answers.update({i: down for i in todo if i not in answers})
             else:
                 raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
-        await self._judge_refused_redemptions(messages, answers, refused)
+        await self._judge_refused(messages, answers, refused)
         unsettled = PerkamoError(
             Code.OVERLOADED,
             "This profile is being written by another server process too; retry with the "
@@ -186,18 +202,19 @@ class ProfileActor:
         )
         return [answers.get(i, unsettled) for i in range(len(messages))]
 
-    async def _judge_refused_redemptions(
+    async def _judge_refused(
         self, messages: list[Write], answers: dict[int, Answer], refused: set[int]
     ) -> None:
-        """Idempotency before business rules: a retried redemption whose points were spent
-        since is a duplicate, not "insufficient balance". Only a refused redemption needs
-        the lookup — one that applies meets its stored original at commit — so a
-        successful redemption costs no extra query."""
+        """Idempotency before business rules: a retried redemption (or adjustment) whose
+        points were spent since is a duplicate, not "insufficient balance"; a repeated
+        reversal is the duplicate of the first. Only a refused write needs the lookup — one
+        that applies meets its stored original at commit — so a write that succeeds costs
+        no extra query."""
         judged = [i for i in sorted(refused) if isinstance(answers.get(i), PerkamoError)]
-        if not judged:
+        keys = frozenset(k for i in judged if (k := transaction_of(messages[i])) is not None)
+        if not keys:
             return
-        ids = frozenset(m.transaction_id for i in judged if isinstance(m := messages[i], Redeem))
-        taken = await self._judge([messages[i] for i in judged], frozenset(), ids)
+        taken = await self._judge([messages[i] for i in judged], keys)
         for i in judged:
             key = transaction_of(messages[i])
             if key is not None and key in taken:
@@ -208,9 +225,14 @@ class ProfileActor:
         program = await services.programs.get(self._space_id)
         hook = await services.webhooks.get(self._space_id)
         reservations = Reservations(services.usage, self._space_id)
+        reversible = None
+        if ids := sorted({m.transaction_id for m in messages if isinstance(m, Reverse)}):
+            found = await services.db.run(find_redemptions, self._space_id, ids)
+            reversible = {r.transaction_id: r for r in found}
         return stage(
-            self._space_id, self._user_id, self._snapshot, messages, program, hook, reservations
-        )
+            self._space_id, self._user_id, self._snapshot, messages, program, hook, reservations,
+            reversible,
+        )  # fmt: skip
 
     def _adopt(self, staged: Staged) -> None:
         if staged.after is not self._snapshot:
@@ -218,8 +240,7 @@ class ProfileActor:
                 (self._space_id, self._user_id),
                 self._snapshot.version,
                 staged.after.version,
-                staged.unit.events,
-                staged.unit.redemptions,
+                staged.unit,
             )
         self._snapshot = staged.after
         if staged.unit.outbox:
@@ -238,13 +259,8 @@ class ProfileActor:
         in flight, then stage the write once more before refusing it."""
         if not over:
             return
-        events = frozenset(
-            m.transaction_id for i, _ in over if isinstance(m := messages[i], Ingest)
-        )
-        redemptions = frozenset(
-            m.transaction_id for i, _ in over if isinstance(m := messages[i], Redeem)
-        )
-        taken = await self._judge([messages[i] for i, _ in over], events, redemptions)
+        keys = frozenset(k for i, _ in over if (k := transaction_of(messages[i])) is not None)
+        taken = await self._judge([messages[i] for i, _ in over], keys)
         self._answer_taken(messages, answers, taken)
         usage = self._services.usage
         for i, refusal in over:
@@ -261,8 +277,7 @@ class ProfileActor:
     async def _judge(
         self,
         messages: Sequence[Write],
-        event_ids: frozenset[str],
-        redemption_ids: frozenset[str],
+        taken: frozenset[TransactionKey],
         *,
         refused_at_commit: bool = False,
     ) -> dict[TransactionKey, Answer]:
@@ -271,8 +286,7 @@ class ProfileActor:
             self._space_id,
             self._user_id,
             messages,
-            event_ids,
-            redemption_ids,
+            taken,
             refused_at_commit=refused_at_commit,
         )
 

@@ -76,6 +76,38 @@ class RedeemResponse(Shape):
     program_versions: dict[str, str | None]
 
 
+class AdjustResponse(Shape):
+    adjusted: bool
+    duplicate: bool
+    adjustment_id: str
+    delta: list[Delta]
+    unlocked: list[Unlocked]
+    leveled_up: bool
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+
+
+class ReversedRedemption(Shape):
+    transaction_id: str
+    reward_key: str
+    redeemed_at: str
+    cost: Delta
+    effect: dict[str, Any]
+    status: str  # reversed
+    reversed_at: str
+    reason: str
+    actor: str | None
+
+
+class ReverseResponse(Shape):
+    reversed: bool
+    duplicate: bool
+    delta: list[Delta]
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+    redemption: ReversedRedemption
+
+
 def level_progress(level: LevelState | None) -> LevelProgress | None:
     if level is None:
         return None
@@ -136,3 +168,15 @@ def stored_event_answer(raw: bytes | str) -> EventOutcome:
 
 def stored_redeem_answer(raw: bytes | str) -> RedeemResponse:
     return _redeem_decoder.decode(raw)
+
+
+_adjust_decoder = msgspec.json.Decoder(AdjustResponse, float_hook=Decimal)
+_reverse_decoder = msgspec.json.Decoder(ReverseResponse, float_hook=Decimal)
+
+
+def stored_adjust_answer(raw: bytes | str) -> AdjustResponse:
+    return _adjust_decoder.decode(raw)
+
+
+def stored_reverse_answer(raw: bytes | str) -> ReverseResponse:
+    return _reverse_decoder.decode(raw)

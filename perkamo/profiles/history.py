@@ -19,14 +19,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 import trio
 
 from perkamo.program.outcome import Delta
-from storage import EventRow, RedemptionRow
-from storage.profiles import StoredEvent, StoredRedemption
+from storage import Unit
+from storage.profiles import StoredEvent, StoredRedemption, recent_events, recent_redemptions
+from storage.support import RecentAdjustment, recent_adjustments
 
 RECENT = 20  # events and redemptions a profile document lists
 ProfileKey = tuple[int, str]
@@ -45,6 +47,17 @@ class HistoryRedemption(msgspec.Struct):
     redeemed_at: datetime
     cost: Delta | None
     effect: dict[str, Any] | None
+    reversed_at: datetime | None = None
+
+
+class HistoryAdjustment(msgspec.Struct):
+    adjustment_id: str
+    transaction_id: str
+    wallet: str
+    amount: Decimal
+    reason: str
+    actor: str | None
+    created_at: datetime
 
 
 class _EventParts(msgspec.Struct):  # what an event's stored answer contributes
@@ -60,6 +73,8 @@ _event_parts = msgspec.json.Decoder(_EventParts)
 _redemption_parts = msgspec.json.Decoder(_RedemptionParts)
 _events = msgspec.json.Decoder(list[HistoryEvent])
 _redemptions = msgspec.json.Decoder(list[HistoryRedemption])
+_adjustments = msgspec.json.Decoder(list[HistoryAdjustment])
+Kept = tuple[list[HistoryEvent], list[HistoryRedemption], list[HistoryAdjustment]]
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -68,20 +83,72 @@ def _event(event: str, transaction_id: str, occurred_at: datetime, outcome: str)
     return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta))
 
 
-def _redemption(reward_key: str, transaction_id: str, at: datetime, outcome: str) -> bytes:
+def _redemption(
+    reward_key: str,
+    transaction_id: str,
+    at: datetime,
+    outcome: str,
+    reversed_at: datetime | None = None,
+) -> bytes:
     parts = _redemption_parts.decode(outcome)
     return _encoder.encode(
-        HistoryRedemption(reward_key, transaction_id, at, parts.cost, parts.effect)
+        HistoryRedemption(reward_key, transaction_id, at, parts.cost, parts.effect, reversed_at)
     )
 
 
 class _Entry:
-    __slots__ = ("events", "redemptions", "version")
+    __slots__ = ("adjustments", "events", "redemptions", "version")
 
     def __init__(self, version: int) -> None:
         self.version = version
         self.events: deque[bytes] = deque(maxlen=RECENT)  # newest last
         self.redemptions: deque[bytes] = deque(maxlen=RECENT)
+        self.adjustments: deque[bytes] = deque(maxlen=RECENT)
+
+    def kept(self) -> Kept:
+        """Newest first."""
+        return (
+            _events.decode(_array(self.events)),
+            _redemptions.decode(_array(self.redemptions)),
+            _adjustments.decode(_array(self.adjustments)),
+        )
+
+
+def _array(items: deque[bytes]) -> bytes:
+    return b"[" + b",".join(reversed(items)) + b"]"
+
+
+def read_recent(conn: Any, space_id: int, user_id: str, limit: int = RECENT) -> Kept:
+    """A profile's recent events, redemptions and adjustments from storage, newest first
+    (``conn``: a connection of the shared pool, for ``Database.run``)."""
+    entry = _Entry(0)
+    _fill(
+        entry,
+        recent_events(conn, space_id, user_id, limit),
+        recent_redemptions(conn, space_id, user_id, limit),
+        recent_adjustments(conn, space_id, user_id, limit),
+    )
+    return entry.kept()
+
+
+def _fill(
+    entry: _Entry,
+    events: list[StoredEvent],
+    redemptions: list[StoredRedemption],
+    adjustments: list[RecentAdjustment],
+) -> None:
+    """Stored rows (newest first) into an entry (newest last)."""
+    for e in reversed(events[:RECENT]):
+        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
+    for r in reversed(redemptions[:RECENT]):
+        entry.redemptions.append(
+            _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome, r.reversed_at)
+        )
+    for a in reversed(adjustments[:RECENT]):
+        entry.adjustments.append(_encoder.encode(HistoryAdjustment(
+            a.adjustment_id, a.transaction_id, a.wallet, a.amount, a.reason, a.actor,
+            a.created_at,
+        )))  # fmt: skip
 
 
 class RecentHistory:
@@ -115,17 +182,13 @@ class RecentHistory:
         self._entries.clear()
         self.epoch += 1
 
-    def read(
-        self, key: ProfileKey, version: int
-    ) -> tuple[list[HistoryEvent], list[HistoryRedemption]] | None:
+    def read(self, key: ProfileKey, version: int) -> Kept | None:
         """Newest first, if kept for exactly this version."""
         entry = self._entries.get(key)
         if entry is None or entry.version != version or not self.exclusive:
             return None
         self._entries.move_to_end(key)
-        events = _events.decode(b"[" + b",".join(reversed(entry.events)) + b"]")
-        redemptions = _redemptions.decode(b"[" + b",".join(reversed(entry.redemptions)) + b"]")
-        return events, redemptions
+        return entry.kept()
 
     def keep(
         self,
@@ -133,42 +196,35 @@ class RecentHistory:
         version: int,
         events: list[StoredEvent],
         redemptions: list[StoredRedemption],
+        adjustments: list[RecentAdjustment],
         epoch: int,
-    ) -> tuple[list[HistoryEvent], list[HistoryRedemption]]:
+    ) -> Kept:
         """What a read found in storage (newest first) at ``version``, kept if the read
         began in this epoch."""
         entry = _Entry(version)
-        for e in reversed(events[:RECENT]):
-            entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
-        for r in reversed(redemptions[:RECENT]):
-            entry.redemptions.append(
-                _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome)
-            )
+        _fill(entry, events, redemptions, adjustments)
         if epoch == self.epoch and self.exclusive:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self._capacity:
                 self._entries.popitem(last=False)
-        return (
-            _events.decode(b"[" + b",".join(reversed(entry.events)) + b"]"),
-            _redemptions.decode(b"[" + b",".join(reversed(entry.redemptions)) + b"]"),
-        )
+        return entry.kept()
 
-    def committed(
-        self,
-        key: ProfileKey,
-        before: int,
-        after: int,
-        events: list[EventRow],
-        redemptions: list[RedemptionRow],
-    ) -> None:
-        """A unit committed: an entry kept at ``before`` moves to ``after``."""
+    def committed(self, key: ProfileKey, before: int, after: int, unit: Unit) -> None:
+        """A unit committed: an entry kept at ``before`` moves to ``after``. A reversal
+        changes an entry already kept: the profile is read from storage again."""
         entry = self._entries.get(key)
         if entry is None:
             return
-        if entry.version != before:
+        if entry.version != before or unit.reversals:
             del self._entries[key]
             return
+        for a in unit.adjustments:
+            entry.adjustments.append(_encoder.encode(HistoryAdjustment(
+                a.adjustment_id, a.transaction_id, a.wallet, Decimal(a.amount), a.reason,
+                a.actor, a.received_at,
+            )))  # fmt: skip
+        events, redemptions = unit.events, unit.redemptions
         for e in events:
             entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
         for r in redemptions:

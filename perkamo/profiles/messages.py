@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from perkamo.errors import PerkamoError
-from perkamo.profiles.answers import EventOutcome, RedeemResponse
-from perkamo.profiles.history import HistoryEvent, HistoryRedemption
+from perkamo.profiles.answers import (
+    AdjustResponse,
+    EventOutcome,
+    RedeemResponse,
+    ReverseResponse,
+)
+from perkamo.profiles.history import HistoryAdjustment, HistoryEvent, HistoryRedemption
 from perkamo.program import ProfileState
 
 ProfileKey = tuple[int, str]  # (space_id, user_id)
@@ -57,6 +63,31 @@ class Redeem:
 
 
 @dataclass(frozen=True, slots=True)
+class Adjust:
+    """A support agent's balance adjustment (API.md §8)."""
+
+    transaction_id: str
+    wallet: str
+    amount: Decimal
+    counts_toward_level: bool
+    reason: str
+    actor: str | None
+    received_at: datetime
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reverse:
+    """Reverse this profile's redemption ``transaction_id`` (API.md §8)."""
+
+    transaction_id: str
+    reason: str
+    actor: str | None
+    received_at: datetime
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Read:
     pass
 
@@ -75,16 +106,25 @@ class ProfileView:
     updated_at: datetime
     recent_events: list[HistoryEvent]  # newest first
     recent_redemptions: list[HistoryRedemption]
+    recent_adjustments: list[HistoryAdjustment]
 
 
-Message = Ingest | Identify | Redeem | Read
-Write = Ingest | Identify | Redeem
+Message = Ingest | Identify | Redeem | Adjust | Reverse | Read
+Write = Ingest | Identify | Redeem | Adjust | Reverse
 # An event's or redemption's answer is its response body; failures are answered, not
 # raised, so that one bad item never fails its neighbours in a batch.
 # An applied event or redemption is answered with its stored JSON (msgspec.Raw: encoded
 # once, the same bytes in the log and in the response); a duplicate with the decoded original.
 Answer = (
-    msgspec.Raw | EventOutcome | RedeemResponse | IdentifyResult | ProfileView | PerkamoError | None
+    msgspec.Raw
+    | EventOutcome
+    | RedeemResponse
+    | AdjustResponse
+    | ReverseResponse
+    | IdentifyResult
+    | ProfileView
+    | PerkamoError
+    | None
 )
 TransactionKey = tuple[str, str]  # (namespace, transaction id)
 
@@ -95,4 +135,8 @@ def transaction_of(message: Write) -> TransactionKey | None:
         return ("event", message.event.transaction_id)
     if isinstance(message, Redeem):
         return ("redemption", message.transaction_id)
+    if isinstance(message, Adjust):
+        return ("adjustment", message.transaction_id)
+    if isinstance(message, Reverse):
+        return ("reversal", message.transaction_id)
     return None

@@ -15,31 +15,37 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.answers import event_answer, redeem_answer
+from perkamo.profiles.draft import Draft, encode_json
 from perkamo.profiles.idempotency import event_hash, redemption_hash
-from perkamo.profiles.messages import Answer, Identify, IdentifyResult, Ingest, Redeem, Write
+from perkamo.profiles.messages import (
+    Adjust,
+    Answer,
+    Identify,
+    IdentifyResult,
+    Ingest,
+    Redeem,
+    Reverse,
+    Write,
+)
 from perkamo.profiles.reservations import Reservations
 from perkamo.profiles.snapshot import Snapshot
-from perkamo.program import EngineEvent, ProfileState, Program, apply, apply_identify, merge_traits
+from perkamo.profiles.support import stage_adjust, stage_reverse
+from perkamo.program import EngineEvent, Program, apply, apply_identify, merge_traits
 from perkamo.program.levels import level_number
-from perkamo.program.rewards import RedemptionRefused, redeem
+from perkamo.program.rewards import redeem
 from perkamo.webhooks import SpaceHook, event_delivery, redemption_delivery
-from storage import EventRow, IdentifyRow, OutboxRow, RedemptionRow, SnapshotWrite, Unit
+from storage import EventRow, IdentifyRow, RedemptionRow, SnapshotWrite, Unit
+from storage.profiles import StoredRedemption
 
 log = logging.getLogger(__name__)
-
 _encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-def _json(value: Any) -> str:
-    return _encoder.encode(value).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,24 +75,6 @@ class Staged:
         return any(step.needs_commit for step in self.steps)
 
 
-@dataclass(slots=True)
-class _Draft:
-    """The unit being built and the profile as the messages so far left it."""
-
-    space_id: int
-    user_id: str
-    version: int  # the version this unit commits; every row carries it for replay
-    program: Program
-    hook: SpaceHook
-    traits: dict[str, Any]
-    state: ProfileState
-    exists: bool
-    events: list[EventRow] = field(default_factory=list)
-    redemptions: list[RedemptionRow] = field(default_factory=list)
-    identifies: list[IdentifyRow] = field(default_factory=list)
-    outbox: list[OutboxRow] = field(default_factory=list)
-
-
 def stage(
     space_id: int,
     user_id: str,
@@ -95,10 +83,11 @@ def stage(
     program: Program,
     hook: SpaceHook,
     reservations: Reservations,
+    reversible: dict[str, StoredRedemption] | None = None,
 ) -> Staged:
-    draft = _Draft(
+    draft = Draft(
         space_id, user_id, before.version + 1, program, hook, before.traits(), before.state(),
-        before.exists,
+        before.exists, reversible,
     )  # fmt: skip
     steps: list[Step] = []
     failed = False
@@ -110,7 +99,7 @@ def stage(
         if refusal is None:
             try:
                 answer = _STAGERS[type(message)](draft, message, position)
-            except RedemptionRefused as exc:
+            except PerkamoError as exc:  # a business rule: nothing staged, the id not used
                 refusal = exc
             except Exception:
                 log.exception("staging a write failed; it alone is refused")
@@ -130,7 +119,7 @@ def stage(
     snapshot, after = None, before
     if last_write is not None:
         assert first_write is not None
-        traits, state = _json(draft.traits), _json(draft.state)
+        traits, state = encode_json(draft.traits), encode_json(draft.state)
         snapshot = SnapshotWrite(space_id, user_id, traits, state, before.version, last_write)
         created = before.created_at or first_write
         after = Snapshot(traits, state, draft.version, created, last_write)
@@ -141,17 +130,21 @@ def stage(
         usage=reservations.increments(),
         outbox=draft.outbox,
         identifies=draft.identifies,
+        adjustments=draft.adjustments,
+        reversals=draft.reversals,
     )
     return Staged(unit, after, steps, reservations, failed)
 
 
 def _admit(
-    draft: _Draft, message: Write, reservations: Reservations, held: list[str]
+    draft: Draft, message: Write, reservations: Reservations, held: list[str]
 ) -> Answer | OverLimit | None:
     """The refusals that come before applying: an unknown profile, a usage limit. Meters
     reserved are listed in ``held`` (released if the message is refused after all)."""
-    if isinstance(message, Redeem) and not draft.exists:
+    if isinstance(message, Redeem | Adjust | Reverse) and not draft.exists:
         return PerkamoError(Code.PROFILE_NOT_FOUND, f"No profile with user_id {draft.user_id!r}.")
+    if isinstance(message, Adjust | Reverse):
+        return None  # support operations count no meter but api_requests
     meters = [] if draft.exists else ["profiles"]
     meters.append("redemptions" if isinstance(message, Redeem) else "events")
     if isinstance(message, Identify):
@@ -166,7 +159,7 @@ def _admit(
     return None
 
 
-def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
+def _stage_event(draft: Draft, message: Write, position: int) -> Answer:
     assert isinstance(message, Ingest)
     ev, program, hook = message.event, draft.program, draft.hook
     occurred = ev.occurred_at or message.received_at
@@ -180,7 +173,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
         transaction_id=ev.transaction_id,
         user_id=draft.user_id,
         event=ev.event,
-        context=_json(ev.context),
+        context=encode_json(ev.context),
         occurred_at=occurred,
         received_at=message.received_at,
         request_hash=event_hash(draft.user_id, ev),
@@ -202,7 +195,7 @@ def _stage_event(draft: _Draft, message: Write, position: int) -> Answer:
     return msgspec.Raw(answer)  # sent as it is stored: encoded once
 
 
-def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
+def _stage_redeem(draft: Draft, message: Write, position: int) -> Answer:
     """Raises RedemptionRefused for a business rule (nothing staged, the id not consumed)."""
     assert isinstance(message, Redeem)
     program = draft.program
@@ -216,7 +209,7 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
         transaction_id=message.transaction_id,
         user_id=draft.user_id,
         reward_key=message.reward_key,
-        context=_json(message.context),
+        context=encode_json(message.context),
         received_at=message.received_at,
         request_hash=redemption_hash(draft.user_id, message),
         outcome=answer.decode(),
@@ -236,16 +229,16 @@ def _stage_redeem(draft: _Draft, message: Write, position: int) -> Answer:
     return msgspec.Raw(answer)
 
 
-def _stage_identify(draft: _Draft, message: Write, position: int) -> Answer:
+def _stage_identify(draft: Draft, message: Write, position: int) -> Answer:
     assert isinstance(message, Identify)
     traits = merge_traits(draft.traits, message.traits)
     state, _ = apply_identify(draft.state, traits, draft.program, message.received_at)
     row = IdentifyRow(
         draft.space_id,
         draft.user_id,
-        _json(message.traits),
+        encode_json(message.traits),
         message.received_at,
-        _json(draft.program.versions),
+        encode_json(draft.program.versions),
         draft.version,
         position,
     )
@@ -255,8 +248,10 @@ def _stage_identify(draft: _Draft, message: Write, position: int) -> Answer:
     return answer
 
 
-_STAGERS: dict[type, Callable[[_Draft, Write, int], Answer]] = {
+_STAGERS: dict[type, Callable[[Draft, Write, int], Answer]] = {
     Ingest: _stage_event,
     Redeem: _stage_redeem,
     Identify: _stage_identify,
+    Adjust: stage_adjust,
+    Reverse: stage_reverse,
 }

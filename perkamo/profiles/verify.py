@@ -1,5 +1,5 @@
-"""``perkamo verify``: every profile's balances recomputed from the ledger (event deltas and
-redemption costs) must equal its stored snapshot."""
+"""``perkamo verify``: every profile's balances recomputed from the ledger (event deltas,
+redemption costs, adjustments and reversal refunds) must equal its stored snapshot."""
 
 from __future__ import annotations
 
@@ -34,16 +34,24 @@ class Report:
 
 
 def verify_space(conn: Conn, space: SpaceRecord) -> Report:
-    deltas, costs = ledger_totals(conn, space.id, ANSWERS)
+    ledger = ledger_totals(conn, space.id, ANSWERS)
     profiles, balances, spent = stored_balances(conn, space.id, WALLETS)
     mismatches = []
-    for key in sorted(set(deltas) | set(costs) | set(balances) | set(spent)):
-        expected_balance = deltas.get(key, Decimal(0)) - costs.get(key, Decimal(0))
-        expected_spent = costs.get(key, Decimal(0))
-        for what, stored, ledger in (
-            ("balance", balances.get(key, Decimal(0)), expected_balance),
-            ("spent", spent.get(key, Decimal(0)), expected_spent),
+    zero = Decimal(0)
+    keys = (
+        set(ledger.deltas) | set(ledger.costs) | set(ledger.adjustments) | set(ledger.refunds)
+        | set(balances) | set(spent)
+    )  # fmt: skip
+    for key in sorted(keys):
+        refund = ledger.refunds.get(key, zero)
+        expected_spent = ledger.costs.get(key, zero) - refund
+        expected_balance = (
+            ledger.deltas.get(key, zero) - expected_spent + ledger.adjustments.get(key, zero)
+        )
+        for what, stored, expected in (
+            ("balance", balances.get(key, zero), expected_balance),
+            ("spent", spent.get(key, zero), expected_spent),
         ):
-            if stored != ledger:
-                mismatches.append(Mismatch(space.slug, key[0], key[1], what, stored, ledger))
+            if stored != expected:
+                mismatches.append(Mismatch(space.slug, key[0], key[1], what, stored, expected))
     return Report(space.slug, profiles, mismatches)

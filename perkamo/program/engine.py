@@ -48,12 +48,7 @@ def apply(
         milestone_awards(run)  # 4
         achievements(run)  # 5
         delta, clamps = apply_awards(run)  # 6
-        level_after = level_number(run.state, program)  # 7
-        if level_after > run.state.max_level:
-            run.new_levels.update(range(run.state.max_level + 1, level_after + 1))
-            run.state.max_level = level_after
-        unlock_perks(run, level_after)  # 8
-        grant_boosts(run)  # 9
+        level_after = level_perks_boosts(run)  # 7-9
         return run.state, Outcome(  # 10
             delta=delta,
             leveled_up=level_after > level_before,
@@ -63,6 +58,19 @@ def apply(
             skipped=run.skipped,
             breakdown=[award_entry(a, program) for a in run.awards] + clamps,
         )
+
+
+def level_perks_boosts(run: Evaluation) -> int:
+    """Steps 7–9 on the run's state after its balances changed: the level (new levels
+    reached are remembered), perk triggers, and the boosts perks and levels grant. Returns
+    the level."""
+    level_after = level_number(run.state, run.program)
+    if level_after > run.state.max_level:
+        run.new_levels.update(range(run.state.max_level + 1, level_after + 1))
+        run.state.max_level = level_after
+    unlock_perks(run, level_after)
+    grant_boosts(run)
+    return level_after
 
 
 def apply_identify(

@@ -8,6 +8,7 @@ from perkamo.webhooks.payloads import (
     new_secret,
     redemption_delivery,
     sign,
+    support_delivery,
 )
 from perkamo.webhooks.registry import WebhookRegistry
 
@@ -19,4 +20,5 @@ __all__ = [
     "new_secret",
     "redemption_delivery",
     "sign",
+    "support_delivery",
 ]

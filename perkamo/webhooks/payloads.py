@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from perkamo.program.outcome import Delta, Outcome, Redemption
+from perkamo.program.support import Change
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
 
@@ -101,6 +102,37 @@ def redemption_delivery(
         },
     }
     return _row(space_id, "reward.redeemed", payload, received_at)
+
+
+def support_delivery(
+    hook: SpaceHook,
+    space_id: int,
+    event_type: str,
+    delivery_id: str,
+    user_id: str,
+    transaction_id: str,
+    received_at: datetime,
+    change: Change,
+    details: dict[str, Any],
+) -> OutboxRow:
+    """``adjustment.created`` / ``redemption.reversed`` (API.md §8), in the envelope of §6."""
+    effects: list[Any] = list(change.unlocked)
+    payload = {
+        "id": delivery_id,
+        "type": event_type,
+        "created_at": format_rfc3339(received_at),
+        "data": {
+            "space": hook.space,
+            "user_id": user_id,
+            "transaction_id": transaction_id,
+            "status": "applied",
+            **details,
+            "delta": change.delta,
+            "effects": effects,
+            "wallet_state": change.wallet_state,
+        },
+    }
+    return _row(space_id, event_type, payload, received_at)
 
 
 def _row(space_id: int, event_type: str, payload: Any, at: datetime) -> OutboxRow:

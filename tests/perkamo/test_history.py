@@ -48,10 +48,10 @@ def _event(tx: str) -> StoredEvent:
 async def test_memory_answers_only_within_the_lease(autojump_clock):
     history = RecentHistory()
     key = (1, "u")
-    history.keep(key, 3, [_event("a")], [], history.epoch)
+    history.keep(key, 3, [_event("a")], [], [], history.epoch)
     assert history.read(key, 3) is None  # no lease yet: nothing was kept
     history.grant(trio.current_time(), 1.0)
-    history.keep(key, 3, [_event("a")], [], history.epoch)
+    history.keep(key, 3, [_event("a")], [], [], history.epoch)
     kept = history.read(key, 3)
     assert kept is not None and [e.transaction_id for e in kept[0]] == ["a"]
     assert history.read(key, 4) is None  # another version: not this entry
@@ -67,5 +67,5 @@ async def test_a_read_that_began_before_a_revocation_is_not_kept(autojump_clock)
     epoch = history.epoch
     history.revoke()  # another member appeared while the read was in storage
     history.grant(trio.current_time(), 10.0)
-    history.keep((1, "u"), 1, [_event("a")], [], epoch)
+    history.keep((1, "u"), 1, [_event("a")], [], [], epoch)
     assert history.read((1, "u"), 1) is None

@@ -54,6 +54,28 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         {"version": "iso-2", "body": WALLETS},
     ),
     ("GET", "/v1/admin/config/{module}"): ("/v1/admin/config/wallets", None),
+    ("POST", "/v1/admin/simulate"): (
+        "/v1/admin/simulate",
+        {"user_id": "iso", "events": [{"event": "app.opened"}]},
+    ),
+    ("POST", "/v1/admin/backtests"): ("/v1/admin/backtests", {"program": {}}),
+    ("GET", "/v1/admin/backtests"): ("/v1/admin/backtests", None),
+    ("GET", "/v1/admin/backtests/{backtest_id}"): ("/v1/admin/backtests/bt_none", None),
+    ("DELETE", "/v1/admin/backtests/{backtest_id}"): ("/v1/admin/backtests/bt_none", None),
+    ("POST", "/v1/admin/adjustments"): (
+        "/v1/admin/adjustments",
+        {
+            "user_id": "iso",
+            "wallet": "points",
+            "amount": 5,
+            "reason": "iso",
+            "transaction_id": "adj-1",
+        },
+    ),  # fmt: skip
+    ("POST", "/v1/admin/redemptions/{transaction_id}/reverse"): (
+        "/v1/admin/redemptions/rd-1/reverse",
+        {"reason": "iso"},
+    ),
 }
 
 
@@ -74,6 +96,9 @@ def footprint(pg_url: str, space: SpaceKey) -> tuple[Any, ...]:
                 "SELECT count(*) FROM events WHERE space_id = %s",
                 "SELECT count(*) FROM redemptions WHERE space_id = %s",
                 "SELECT count(*) FROM config_versions WHERE space_id = %s",
+                "SELECT count(*) FROM adjustments WHERE space_id = %s",
+                "SELECT count(*) FROM reversals WHERE space_id = %s",
+                "SELECT count(*) FROM backtests WHERE space_id = %s",
                 "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE space_id = %s"
                 " AND meter <> 'api_requests'",  # A's refused requests are A's to count
             )

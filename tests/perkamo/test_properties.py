@@ -94,6 +94,8 @@ step_strategy = st.one_of(
                                         "tier": st.integers(0, 3)}).map(lambda t: ("identify", t)),
     st.sampled_from(["free_shipping", "double_points_day"]).map(lambda r: ("redeem", r)),
     st.just(("reprice", None)),
+    st.tuples(st.integers(-300, 300).filter(bool), st.booleans()).map(lambda a: ("adjust", a)),
+    st.just(("reverse", None)),  # the latest redemption not reversed yet, if any
 )  # fmt: skip
 
 
@@ -104,8 +106,9 @@ step_strategy = st.one_of(
 )
 @given(steps=st.lists(step_strategy, min_size=1, max_size=20), repeat=st.data())
 def test_replaying_the_stored_history_reproduces_the_profile(pg_url, tmp_path, steps, repeat):
-    """Events, identifies, redemptions and a program change, then a replay of the stored
-    history from an empty profile equals the stored traits and state."""
+    """Events, identifies, redemptions, adjustments, reversals and a program change, then a
+    replay of the stored history from an empty profile equals the stored traits and
+    state."""
     space = make_space(pg_url)
     repriced = demo_modules()["events"]
     repriced["rules"][0]["award"] = [{"wallet": "points", "formula": "{{amount}} / 10"}]
@@ -116,6 +119,7 @@ def test_replaying_the_stored_history_reproduces_the_profile(pg_url, tmp_path, s
             api = Api(app_for(runtime), space.key)
             await api.post("/v1/identify", {"user_id": "p", "traits": {"plan": "premium"}})
             sent = []
+            redeemed: list[str] = []
             for n, (kind, value) in enumerate(steps):
                 if kind == "event":
                     name, minutes, context = value
@@ -133,6 +137,19 @@ def test_replaying_the_stored_history_reproduces_the_profile(pg_url, tmp_path, s
                     body = {"user_id": "p", "reward_key": value, "transaction_id": f"r{n}"}
                     answer = await api.post("/v1/rewards/redeem", body)
                     assert answer.status in (200, 400), answer.body
+                    if answer.status == 200:
+                        redeemed.append(f"r{n}")
+                elif kind == "adjust":
+                    amount, counts = value
+                    body = {"user_id": "p", "wallet": "points", "amount": amount,
+                            "reason": "property", "transaction_id": f"a{n}",
+                            "counts_toward_level": counts}  # fmt: skip
+                    answer = await api.post("/v1/admin/adjustments", body)
+                    assert answer.status == 200 or answer.body["error"] == "insufficient_balance"
+                elif kind == "reverse":
+                    if redeemed:
+                        path = f"/v1/admin/redemptions/{redeemed.pop()}/reverse"
+                        assert (await api.post(path, {"reason": "property"})).status == 200
                 else:
                     upload = {"version": f"price-{n}", "body": repriced}
                     assert (await api.post("/v1/admin/config/events", upload)).status == 200

@@ -70,7 +70,7 @@ async def test_a_conflicting_unit_is_set_aside_and_the_rest_commit(pg_url):
     verdicts = await trio.to_thread.run_sync(writer._flush, [bob, carol])
     writer._close_connection()
     assert verdicts[0].status is Status.CONFLICT
-    assert verdicts[0].conflicts == frozenset({"dup"})
+    assert verdicts[0].taken == frozenset({("event", "dup")})
     assert verdicts[1].status is Status.COMMITTED
     assert writer.statistics().retried_flushes == 1
     # Bob's unit was rolled back whole: no profile, the event still belongs to alice.

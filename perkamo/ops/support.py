@@ -1,0 +1,124 @@
+"""``perkamo adjust`` and ``perkamo reverse``: the support operations of API.md §8 from the
+command line. They run through a profile actor of their own, exactly as the HTTP endpoints
+do (the same checks, idempotency, history and webhooks), against the same database as the
+server: the version check keeps the server's copy of the profile right."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import socket
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from perkamo.errors import PerkamoError
+from perkamo.ops import admin
+from perkamo.profiles import Adjust, Reverse
+from perkamo.program.support import check_adjustment
+from perkamo.runtime import Runtime, open_runtime
+from perkamo.settings import Settings
+from storage.support import redemption_owner
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> list[argparse.ArgumentParser]:
+    adjust = sub.add_parser("adjust", help="adjust a balance with a reason (support)")
+    adjust.add_argument("--space", required=True)
+    adjust.add_argument("user_id")
+    adjust.add_argument("wallet")
+    adjust.add_argument("amount", help="a non-zero decimal: positive adds, negative subtracts")
+    adjust.add_argument(
+        "--no-level", action="store_true", help="move the balance only, not the earned total"
+    )
+    adjust.add_argument(
+        "--transaction-id", dest="idempotency", help="retry with the id a previous run printed"
+    )
+    reverse = sub.add_parser("reverse", help="reverse a redemption (support)")
+    reverse.add_argument("--space", required=True)
+    reverse.add_argument("transaction_id", help="the redemption's transaction id")
+    for p in (adjust, reverse):
+        p.add_argument("--reason", required=True, help="why (1-500 characters)")
+        p.add_argument("--actor", help="who asked (default: your login on this host)")
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    return [adjust, reverse]
+
+
+async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    """Apply the operation; prints the answer. Returns the exit status."""
+    actor = args.actor or f"{getpass.getuser()}@{socket.gethostname()}"
+    if not 1 <= len(args.reason) <= 500:
+        raise admin.AdminError("--reason must have 1 to 500 characters")
+    failure: admin.AdminError | None = None
+    async with open_runtime(settings, url) as runtime:
+        try:
+            user, transaction_id, answer = await _apply(args, runtime, actor)
+        except admin.AdminError as exc:  # raised outside the runtime's nursery, not grouped
+            failure = exc
+    if failure is not None:
+        raise failure
+    if isinstance(answer, PerkamoError):
+        raise admin.AdminError(_describe(answer))
+    document = msgspec.json.decode(_encoder.encode(answer))
+    if args.json:
+        print(_encoder.encode(document).decode())
+    else:
+        _print_summary(args.command, user, transaction_id, document)
+    return 0
+
+
+def _describe(exc: PerkamoError) -> str:
+    return f"{exc.code.value}: {exc}"
+
+
+def _print_summary(command: str, user: str, transaction_id: str, document: dict[str, Any]) -> None:
+    deltas = ", ".join(f"{d['wallet']} {d['amount']:+}" for d in document.get("delta", []))
+    duplicate = " (already applied: this is the original answer)" if document["duplicate"] else ""
+    if command == "adjust":
+        print(f"adjusted {user}: {deltas}{duplicate}")
+        print(f"adjustment {document['adjustment_id']}, transaction id {transaction_id}")
+    else:
+        print(f"reversed redemption {transaction_id} of {user}: {deltas}{duplicate}")
+    balances = ", ".join(f"{k} {v}" for k, v in document.get("wallet_state", {}).items())
+    print(f"balances now: {balances}")
+    if document.get("leveled_up"):
+        print(f"level up: now level {document['level']['level']}")
+
+
+async def _apply(args: argparse.Namespace, runtime: Runtime, actor: str) -> tuple[str, str, Any]:
+    """(user, transaction id, answer); raises AdminError."""
+    space = await runtime.db.run(admin.require_space, args.space)
+    now = datetime.now(UTC)
+    if args.command == "adjust":
+        try:
+            amount = Decimal(args.amount)
+        except InvalidOperation:
+            raise admin.AdminError(f"{args.amount!r} is not a decimal number") from None
+        transaction_id = args.idempotency or "cli-" + secrets.token_hex(8)
+        program = await runtime.programs.get(space.id)
+        user = args.user_id
+        try:
+            check_adjustment(program, args.wallet, amount)
+        except PerkamoError as exc:
+            raise admin.AdminError(_describe(exc)) from None
+        message: Adjust | Reverse = Adjust(
+            transaction_id, args.wallet, amount, not args.no_level, args.reason, actor, now
+        )
+    else:
+        transaction_id = args.transaction_id
+        owner = await runtime.db.run(redemption_owner, space.id, transaction_id)
+        if owner is None:
+            raise admin.AdminError(f"no redemption {transaction_id!r} in {args.space}")
+        user = owner
+        message = Reverse(transaction_id, args.reason, actor, now)
+    try:
+        answer = await runtime.ask((space.id, user), message, writes=True)
+    except PerkamoError as exc:
+        raise admin.AdminError(_describe(exc)) from None
+    return user, transaction_id, answer

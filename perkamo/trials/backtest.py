@@ -1,0 +1,265 @@
+"""The replay behind a back-test (API.md §7), pure: given each profile's history in
+processing order, rebuild its state before the window with the recorded versions, then
+replay the window twice — the baseline with the recorded versions (which must reproduce the
+recorded outcomes) and the candidate with the candidate program — and aggregate the report.
+Memory is bounded: one profile's history at a time, plus the report (per wallet, rule,
+level, perk and achievement) and the ten largest changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from itertools import groupby
+from typing import Any
+
+from perkamo.errors import PerkamoError
+from perkamo.program import (
+    EngineEvent,
+    ProfileState,
+    Program,
+    apply,
+    apply_identify,
+    merge_traits,
+)
+from perkamo.program.levels import level_number
+from perkamo.program.outcome import Delta, Unlocked
+from perkamo.program.rewards import redeem
+from perkamo.program.support import RedemptionRecord, adjust, reverse
+from perkamo.program.timefmt import parse_rfc3339
+from storage.backtests import Write
+
+ProgramFor = Callable[[Any], Program]  # recorded program versions -> compiled program
+ZERO = Decimal(0)
+
+
+def _tally() -> dict[str, dict[str, Decimal]]:
+    return {"baseline": {}, "candidate": {}}
+
+
+@dataclass
+class Report:
+    profiles: int = 0
+    events: int = 0
+    baseline_mismatches: int = 0
+    redemptions_refused: int = 0
+    awarded: dict[str, dict[str, Decimal]] = field(default_factory=_tally)  # run -> wallet
+    balances: dict[str, dict[str, Decimal]] = field(default_factory=_tally)
+    rules: dict[str, dict[str, dict[str, Decimal]]] = field(default_factory=dict)
+    levels: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"baseline": {}, "candidate": {}}
+    )
+    perks: dict[str, dict[str, int]] = field(default_factory=dict)
+    achievements: dict[str, dict[str, int]] = field(default_factory=dict)
+    changes: list[tuple[Decimal, str, str, Decimal, Decimal]] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        """The report as API.md §7 shows it."""
+        wallets = sorted(
+            set(self.awarded["baseline"]) | set(self.awarded["candidate"])
+            | set(self.balances["baseline"]) | set(self.balances["candidate"])
+        )  # fmt: skip
+        top = _largest(self.changes)
+        return {
+            "profiles": self.profiles,
+            "events": self.events,
+            "baseline_mismatches": self.baseline_mismatches,
+            "redemptions_refused": self.redemptions_refused,
+            "wallets": {
+                w: {
+                    "baseline_awarded": self.awarded["baseline"].get(w, ZERO),
+                    "candidate_awarded": self.awarded["candidate"].get(w, ZERO),
+                    "baseline_balance": self.balances["baseline"].get(w, ZERO),
+                    "candidate_balance": self.balances["candidate"].get(w, ZERO),
+                }
+                for w in wallets
+            },
+            "rules": {key: self.rules[key] for key in sorted(self.rules)},
+            "levels": self.levels,
+            "perks_unlocked": {key: self.perks[key] for key in sorted(self.perks)},
+            "achievements_completed": {
+                key: self.achievements[key] for key in sorted(self.achievements)
+            },
+            "top_changes": [
+                {"user_id": user, "wallet": wallet, "baseline": base, "candidate": cand}
+                for _, user, wallet, base, cand in top
+            ],
+        }
+
+
+def _add(totals: dict[str, Decimal], key: str, amount: Decimal) -> None:
+    totals[key] = totals.get(key, ZERO) + amount
+
+
+class _Run:
+    """One replay of a profile's window: its state and traits."""
+
+    __slots__ = ("name", "state", "traits")
+
+    def __init__(self, name: str, state: ProfileState, traits: dict[str, Any]) -> None:
+        self.name, self.state, self.traits = name, state, traits
+
+
+class Backtest:
+    def __init__(self, candidate: Program, program_for: ProgramFor) -> None:
+        self.candidate = candidate
+        self.program_for = program_for
+        self.report = Report()
+
+    def run(
+        self,
+        writes: Iterable[Write],
+        window_from: datetime | None,
+        on_events: Callable[[int], bool] | None = None,
+    ) -> Report:
+        """Replay every profile of ``writes`` (ordered by user, then processing order).
+        ``on_events(done)`` is called after each profile; returning False stops early."""
+        for _, history in groupby(writes, key=lambda w: w.user_id):
+            self.profile(list(history), window_from)
+            if on_events is not None and not on_events(self.report.events):
+                break
+        return self.report
+
+    def profile(self, history: list[Write], window_from: datetime | None) -> None:
+        traits: dict[str, Any] = {}
+        state = ProfileState()
+        start = 0
+        if window_from is not None:  # rebuild the state just before the first write inside
+            while start < len(history) and history[start].received_at < window_from:
+                write = history[start]
+                state, traits = _replay_recorded(write, state, traits, self.program_for)
+                start += 1
+        if start == len(history):
+            return
+        self.report.profiles += 1
+        base, cand = _Run("baseline", state, traits), _Run("candidate", state, traits)
+        refused: set[str] = set()  # redemptions the candidate could not afford
+        last = self.candidate
+        for write in history[start:]:
+            last = self.program_for(write.program_versions)
+            self._write(write, base, last, refused, recorded=True)
+            self._write(write, cand, self.candidate, refused, recorded=False)
+        user = history[0].user_id
+        self._end(user, base, last, cand)
+
+    def _write(
+        self, w: Write, run: _Run, program: Program, refused: set[str], *, recorded: bool
+    ) -> None:
+        report = self.report
+        if w.kind == "event":
+            seen = EngineEvent(w.name, w.payload or {}, w.occurred_at, run.traits)
+            run.state, outcome = apply(run.state, seen, program, w.received_at)
+            if recorded:
+                report.events += 1
+                if _deltas(outcome.delta) != _recorded(w.outcome):
+                    report.baseline_mismatches += 1
+            for d in outcome.delta:
+                if d.amount > 0:
+                    _add(report.awarded[run.name], d.wallet, d.amount)
+            for entry in outcome.breakdown:
+                amount = entry.amount
+                if entry.source == "rule" and isinstance(entry.key, str):
+                    assert isinstance(amount, Decimal)
+                    rule = report.rules.setdefault(entry.key, _tally())
+                    _add(rule[run.name], entry.wallet, amount)
+            self._unlocked(outcome.unlocked, run.name)
+        elif w.kind == "redemption":
+            try:
+                run.state, redemption = redeem(
+                    run.state, w.name, program, w.received_at, run.traits
+                )
+                self._unlocked(redemption.unlocked, run.name)
+            except PerkamoError:
+                if recorded:
+                    report.baseline_mismatches += 1
+                else:
+                    report.redemptions_refused += 1
+                    refused.add(w.transaction_id)
+        elif w.kind == "identify":
+            run.traits = merge_traits(run.traits, w.payload or {})
+            run.state, unlocked = apply_identify(run.state, run.traits, program, w.received_at)
+            self._unlocked(unlocked, run.name)
+        elif w.kind == "adjustment":
+            amount, counts = Decimal(w.payload["amount"]), bool(w.payload["counts_toward_level"])
+            try:
+                run.state, change = adjust(
+                    run.state, w.name, amount, counts, program, w.received_at, run.traits
+                )
+                self._unlocked(change.unlocked, run.name)
+            except PerkamoError:
+                if recorded:
+                    report.baseline_mismatches += 1
+        elif w.kind == "reversal" and (recorded or w.transaction_id not in refused):
+            record = reversal_record(w)
+            run.state, change = reverse(run.state, record, program, w.received_at, run.traits)
+            self._unlocked(change.unlocked, run.name)
+
+    def _unlocked(self, unlocked: list[Unlocked], run: str) -> None:
+        for u in unlocked:
+            if u.type in ("perk", "achievement"):
+                counts = self.report.perks if u.type == "perk" else self.report.achievements
+                counts.setdefault(u.key, {"baseline": 0, "candidate": 0})[run] += 1
+
+    def _end(self, user: str, base: _Run, baseline: Program, cand: _Run) -> None:
+        report = self.report
+        for run, program in ((base, baseline), (cand, self.candidate)):
+            for wallet, balance in run.state.wallets.items():
+                _add(report.balances[run.name], wallet, balance.balance)
+            level = str(level_number(run.state, program))
+            report.levels[run.name][level] = report.levels[run.name].get(level, 0) + 1
+        wallets = set(base.state.wallets) | set(cand.state.wallets)
+        for wallet in sorted(wallets):
+            b = base.state.wallets[wallet].balance if wallet in base.state.wallets else ZERO
+            c = cand.state.wallets[wallet].balance if wallet in cand.state.wallets else ZERO
+            if c != b:
+                report.changes.append((abs(c - b), user, wallet, b, c))
+        if len(report.changes) > 1000:  # bounded: only the ten largest can be reported
+            report.changes[:] = _largest(report.changes)
+
+
+def _largest(
+    changes: list[tuple[Decimal, str, str, Decimal, Decimal]],
+) -> list[tuple[Decimal, str, str, Decimal, Decimal]]:
+    """The ten largest absolute changes, largest first, ties by user id (then wallet)."""
+    return sorted(changes, key=lambda c: (-c[0], c[1], c[2]))[:10]
+
+
+def _deltas(delta: list[Delta]) -> list[tuple[str, Decimal]]:
+    return [(d.wallet, d.amount) for d in delta]
+
+
+def _recorded(delta: Any) -> list[tuple[str, Decimal]]:
+    return [(d["wallet"], Decimal(d["amount"])) for d in (delta or [])]
+
+
+def _replay_recorded(
+    w: Write, state: ProfileState, traits: dict[str, Any], program_for: ProgramFor
+) -> tuple[ProfileState, dict[str, Any]]:
+    """One write before the window, with the versions it recorded."""
+    program = program_for(w.program_versions)
+    if w.kind == "event":
+        state, _ = apply(state, EngineEvent(w.name, w.payload or {}, w.occurred_at, traits),
+                         program, w.received_at)  # fmt: skip
+    elif w.kind == "redemption":
+        state, _ = redeem(state, w.name, program, w.received_at, traits)
+    elif w.kind == "identify":
+        traits = merge_traits(traits, w.payload or {})
+        state, _ = apply_identify(state, traits, program, w.received_at)
+    elif w.kind == "adjustment":
+        amount, counts = Decimal(w.payload["amount"]), bool(w.payload["counts_toward_level"])
+        state, _ = adjust(state, w.name, amount, counts, program, w.received_at, traits)
+    else:
+        state, _ = reverse(state, reversal_record(w), program, w.received_at, traits)
+    return state, traits
+
+
+def reversal_record(w: Write) -> RedemptionRecord:
+    cost = w.payload["cost"]
+    redeemed_at = w.payload["redeemed_at"]
+    if isinstance(redeemed_at, str):
+        redeemed_at = parse_rfc3339(redeemed_at)
+    return RedemptionRecord(
+        w.name, Delta(cost["wallet"], Decimal(cost["amount"])), w.payload.get("effect") or {},
+        redeemed_at,
+    )  # fmt: skip

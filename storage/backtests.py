@@ -1,0 +1,230 @@
+"""Back-test jobs (their rows) and the history they replay, streamed in processing order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    space_id: int
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    program: dict[str, str]
+    window_from: datetime | None
+    window_to: datetime | None
+    events_done: int
+    events_total: int
+    report: Any
+    error: str | None
+    member: str | None
+
+
+_JOB = (
+    "SELECT id, space_id, status, created_at, finished_at, program, window_from, window_to,"
+    " events_done, events_total, report, error, member FROM backtests WHERE space_id = %s"
+    " AND id = %s"
+)
+_JOBS = (
+    "SELECT id, space_id, status, created_at, finished_at, program, window_from, window_to,"
+    " events_done, events_total, report, error, member FROM backtests WHERE space_id = %s"
+    " ORDER BY created_at DESC, id DESC LIMIT %s"
+)
+
+
+class AlreadyRunning(Exception):
+    """The Space has a running back-test."""
+
+
+def create(
+    conn: Conn,
+    job_id: str,
+    space_id: int,
+    program: dict[str, str],
+    window_from: datetime | None,
+    window_to: datetime | None,
+    member: str | None,
+) -> Job:
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO backtests (id, space_id, status, program, window_from, window_to,"
+                " member) VALUES (%s, %s, 'running', %s, %s, %s, %s)",
+                (job_id, space_id, Jsonb(program), window_from, window_to,
+                 member),
+            )  # fmt: skip
+    except psycopg.errors.UniqueViolation:
+        raise AlreadyRunning(space_id) from None
+    job = get(conn, space_id, job_id)
+    assert job is not None
+    return job
+
+
+def get(conn: Conn, space_id: int, job_id: str) -> Job | None:
+    with conn.cursor(row_factory=class_row(Job)) as cur:
+        cur.execute(_JOB, (space_id, job_id))
+        return cur.fetchone()
+
+
+def list_jobs(conn: Conn, space_id: int, limit: int = 100) -> list[Job]:
+    with conn.cursor(row_factory=class_row(Job)) as cur:
+        cur.execute(_JOBS, (space_id, limit))
+        return cur.fetchall()
+
+
+def progress(conn: Conn, job_id: str, done: int, total: int) -> str:
+    """Record progress; returns the job's status (``cancelled`` tells the runner to stop)."""
+    row = conn.execute(
+        "UPDATE backtests SET events_done = %s, events_total = %s WHERE id = %s RETURNING status",
+        (done, total, job_id),
+    ).fetchone()
+    return "missing" if row is None else str(row[0])
+
+
+def finish(
+    conn: Conn, job_id: str, status: str, report: Any = None, error: str | None = None
+) -> bool:
+    """Settle a running job (done, failed); False when it was no longer running."""
+    row = conn.execute(
+        "UPDATE backtests SET status = %s, report = %s, error = %s, finished_at = now()"
+        " WHERE id = %s AND status = 'running' RETURNING id",
+        (status, None if report is None else Jsonb(report), error, job_id),
+    ).fetchone()
+    return row is not None
+
+
+def cancel(conn: Conn, space_id: int, job_id: str) -> Job | None:
+    """Cancel a running job (a settled one stays as it is); None: no such job."""
+    conn.execute(
+        "UPDATE backtests SET status = 'cancelled', finished_at = now()"
+        " WHERE space_id = %s AND id = %s AND status = 'running'",
+        (space_id, job_id),
+    )
+    return get(conn, space_id, job_id)
+
+
+def orphans(conn: Conn, alive: float) -> list[str]:
+    """Running jobs whose member has had no heartbeat for ``alive`` seconds: interrupted."""
+    rows = conn.execute(
+        "UPDATE backtests b SET status = 'failed', finished_at = now(),"
+        " error = 'interrupted: the server process running it stopped; start it again'"
+        " WHERE b.status = 'running' AND NOT EXISTS (SELECT 1 FROM members m"
+        "  WHERE m.id = b.member AND m.heartbeat_at > now() - make_interval(secs => %s))"
+        " RETURNING b.id",
+        (alive,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write of a profile's history, as a back-test replays it."""
+
+    kind: str  # event | redemption | identify | adjustment | reversal
+    user_id: str
+    profile_version: int
+    position: int
+    transaction_id: str
+    name: str  # event key, reward key, wallet; "" for identify
+    payload: Any  # context / traits patch / {amount, counts_toward_level} / the redemption
+    occurred_at: datetime | None
+    received_at: datetime
+    program_versions: Any
+    outcome: Any  # the recorded answer's delta (events), for the baseline check
+
+
+_HISTORY = """
+WITH touched AS (
+    SELECT user_id FROM events WHERE space_id = %(s)s
+        AND received_at >= %(from)s AND received_at < %(to)s
+    UNION SELECT user_id FROM redemptions WHERE space_id = %(s)s
+        AND received_at >= %(from)s AND received_at < %(to)s
+    UNION SELECT user_id FROM identifies WHERE space_id = %(s)s
+        AND received_at >= %(from)s AND received_at < %(to)s
+    UNION SELECT user_id FROM adjustments WHERE space_id = %(s)s
+        AND received_at >= %(from)s AND received_at < %(to)s
+    UNION SELECT user_id FROM reversals WHERE space_id = %(s)s
+        AND received_at >= %(from)s AND received_at < %(to)s
+)
+SELECT * FROM (
+    SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
+           e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
+           e.outcome -> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
+    FROM events e JOIN touched t USING (user_id)
+    WHERE e.space_id = %(s)s AND e.received_at < %(to)s
+    UNION ALL
+    SELECT 'redemption', r.user_id, r.profile_version, r.position, r.transaction_id,
+           r.reward_key, r.context, NULL, r.received_at, r.outcome -> 'program_versions', NULL
+    FROM redemptions r JOIN touched t USING (user_id)
+    WHERE r.space_id = %(s)s AND r.received_at < %(to)s
+    UNION ALL
+    SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
+           i.received_at, i.program_versions::json, NULL
+    FROM identifies i JOIN touched t USING (user_id)
+    WHERE i.space_id = %(s)s AND i.received_at < %(to)s
+    UNION ALL
+    SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
+           jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
+           NULL, a.received_at, a.program_versions::json, NULL
+    FROM adjustments a JOIN touched t USING (user_id)
+    WHERE a.space_id = %(s)s AND a.received_at < %(to)s
+    UNION ALL
+    SELECT 'reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
+           r.reward_key,
+           jsonb_build_object('cost', r.outcome -> 'cost', 'effect', r.outcome -> 'effect',
+                              'redeemed_at', r.received_at),
+           NULL, v.received_at, v.program_versions::json, NULL
+    FROM reversals v JOIN touched t USING (user_id)
+    JOIN redemptions r ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
+    WHERE v.space_id = %(s)s AND v.received_at < %(to)s
+) h
+ORDER BY user_id, profile_version, position
+"""
+
+_COUNT = (
+    "SELECT count(*) FROM events WHERE space_id = %(s)s"
+    " AND received_at >= %(from)s AND received_at < %(to)s"
+)
+
+_FAR = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
+
+
+def _bounds(window_from: datetime | None, window_to: datetime | None) -> dict[str, Any]:
+    return {"from": window_from or _FAR[0], "to": window_to or _FAR[1]}
+
+
+def count_window(
+    conn: Conn, space_id: int, window_from: datetime | None, window_to: datetime | None
+) -> int:
+    """Events received inside the window (the progress denominator)."""
+    row = conn.execute(_COUNT, {"s": space_id, **_bounds(window_from, window_to)}).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def stream_history(
+    conn: Conn,
+    space_id: int,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    batch: int = 2000,
+) -> Iterator[Write]:
+    """Every write of every profile with a write in the window, up to the window's end, in
+    processing order by profile — through a server-side cursor (bounded memory). ``conn``
+    must not be in autocommit: the cursor lives in its transaction."""
+    params = {"s": space_id, **_bounds(window_from, window_to)}
+    with conn.cursor(name="backtest_history", row_factory=class_row(Write)) as cur:
+        cur.itersize = batch
+        cur.execute(_HISTORY, params)
+        yield from cur
