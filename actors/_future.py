@@ -58,6 +58,10 @@ class Future(Generic[T]):
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None:
+            try:
+                raise error
+            finally:  # the traceback holds this frame: no cycle back through ``self``
+                del error, self
         return self._value  # type: ignore[return-value]

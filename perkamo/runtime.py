@@ -118,7 +118,10 @@ class Runtime:
         """Wait (bounded) for a submitted message's answer; a refusal is raised."""
         (answer,) = await self.outcomes([reply], writes=writes, deadline=deadline)
         if isinstance(answer, PerkamoError):
-            raise answer
+            try:
+                raise answer
+            finally:  # the traceback holds this frame: no cycle back to the exception
+                del answer
         return answer
 
     async def outcomes(

@@ -69,6 +69,21 @@ def connect(
     return conn
 
 
+def keyed_plans_only(conn: psycopg.Connection[Any]) -> None:
+    """Plans that reach rows through their keys' indexes, never a scan of the table.
+
+    The loader and the writer join a few keys (an array or a JSON document of them) to
+    ``profiles``. Planned while the table was small, and kept as a prepared generic plan,
+    that join was a hash join over a sequential scan: once the table held 100,000 profiles
+    each load and flush scanned all of them, PostgreSQL spent 15 s of CPU per 20 s on it and
+    the paced p99 tripled (bench/notes.md). These connections run keyed statements only."""
+    conn.execute("SET enable_seqscan = off")
+    conn.execute("SET enable_hashjoin = off")
+    conn.execute("SET enable_mergejoin = off")
+    if not conn.autocommit:
+        conn.commit()
+
+
 class Database:
     """The shared pool. ``run(fn, ...)`` (async, in a worker thread) and ``call(fn, ...)``
     (blocking) call ``fn(conn, ...)`` inside a transaction that commits when ``fn`` returns

@@ -28,7 +28,7 @@ from actors import Future
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
-from .database import DEFAULT_TIMEOUTS, Timeouts, connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect, keyed_plans_only
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +367,7 @@ class GroupCommitWriter:
             self._close_connection()
         if self._conn is None:
             self._conn = connect(self._url, timeouts=self._timeouts)
+            keyed_plans_only(self._conn)
         return self._conn
 
     def _flush(self, units: list[Unit]) -> list[Verdict]:

@@ -22,7 +22,7 @@ from actors import Future
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
-from .database import DEFAULT_TIMEOUTS, Timeouts, connect
+from .database import DEFAULT_TIMEOUTS, Timeouts, connect, keyed_plans_only
 from .profiles import ProfileRow
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class ProfileLoader:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
+                keyed_plans_only(self._conn)
             with self._conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
                 cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
                 found = cur.fetchall()

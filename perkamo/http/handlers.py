@@ -149,7 +149,7 @@ async def ingest_batch(call: Call) -> Result:
             event = event_input(item, prefix, call.body_size)
             _check_not_future(event, call.received_at, prefix)
         except PerkamoError as exc:
-            results[index] = exc
+            results[index] = exc.with_traceback(None)  # kept: no cycle through this frame
             continue
         wave = 0
         if (seen := owner_of.get(event.transaction_id)) is not None:
@@ -168,7 +168,7 @@ async def ingest_batch(call: Call) -> Result:
                 replies.append(runtime.submit(key, _ingest(event, call)))
                 submitted.append(index)
             except PerkamoError as exc:  # no room: overloaded, or shutting down
-                results[index] = exc
+                results[index] = exc.with_traceback(None)
         answers = await runtime.outcomes(replies, writes=True, deadline=deadline)
         for index, answer in zip(submitted, answers, strict=True):
             results[index] = answer

@@ -100,7 +100,7 @@ def stage(
             try:
                 answer = _STAGERS[type(message)](draft, message, position)
             except PerkamoError as exc:  # a business rule: nothing staged, the id not used
-                refusal = exc
+                refusal = exc.with_traceback(None)  # kept: no cycle through this frame
             except Exception:
                 log.exception("staging a write failed; it alone is refused")
                 refusal = PerkamoError(
