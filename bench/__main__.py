@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import load, run
+from . import backtest, load, run
 
-COMMANDS = {"run": run.main, "load": load.main}
+COMMANDS = {"run": run.main, "load": load.main, "backtest": backtest.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{'|'.join(COMMANDS)}}} [options]", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Writes bench/RESULTS.md from a run's figures, followed by bench/notes.md (what was
-changed and what each change bought — kept by hand, since a run cannot know it)."""
+"""Writes bench/RESULTS.md from a run's figures, followed by bench/RESULTS-backtest.md (the
+back-test measurements, ``python -m bench backtest``) and bench/notes.md (what was changed
+and what each change bought — kept by hand, since a run cannot know it)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         f"{memory['passivations']:,} passivations, {memory['resident_after']:,} resident at the end",
         "",
     ]
-    notes = HERE / "notes.md"
-    if notes.exists():
-        lines += [notes.read_text().rstrip(), ""]
+    for extra_file in ("RESULTS-backtest.md", "notes.md"):  # kept beside, by hand or by
+        path = HERE / extra_file  # ``python -m bench backtest``
+        if path.exists():
+            lines += [path.read_text().rstrip(), ""]
     out.write_text("\n".join(lines))

@@ -30,8 +30,8 @@ import httpx
 import psutil
 import psycopg
 
+from perkamo.access import admin
 from perkamo.configuration import demo_program, store
-from perkamo.ops import admin
 from storage import EmbeddedPostgres
 from storage import spaces as space_store
 from storage.migrations import migrate

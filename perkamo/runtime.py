@@ -27,6 +27,7 @@ from actors import (
 from actors._admission import Admission
 from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
+from perkamo.attempts import AttemptLog
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.errors import Code, PerkamoError
 from perkamo.membership import PEER_TIMEOUT, Membership
@@ -91,6 +92,7 @@ class Runtime:
     history: RecentHistory
     profiles: ProfileServices
     backtests: BacktestRunner
+    attempts: AttemptLog
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
@@ -233,6 +235,7 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                 hooks.forget()
 
             nursery.start_soon(listener.run, on_notify, on_reset)
+            nursery.start_soon(auth.run_usage_recorder)
             with trio.move_on_after(5):
                 await listener.connected.wait()
             health = StorageHealth(database_url, timeouts)
@@ -247,6 +250,8 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             await membership.join()
             nursery.start_soon(membership.run)
             backtests = BacktestRunner(database_url, db, membership.id, nursery)
+            attempts = AttemptLog(db)
+            nursery.start_soon(attempts.run)
             await backtests.recover(PEER_TIMEOUT)
             services = ProfileServices(
                 db, loader, writer, programs, usage, hooks, dispatcher.kick, history
@@ -277,7 +282,9 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     history,
                     services,
                     backtests,
+                    attempts,
                 )
             await usage.flush_requests(writer.commit)
+            await attempts.flush()
             await membership.leave()
             nursery.cancel_scope.cancel()

@@ -6,6 +6,7 @@ from .database import Database, Timeouts, connect, open_database
 from .embedded import EmbeddedPostgres
 from .group_commit import (
     AdjustmentRow,
+    AuditRow,
     EventRow,
     GroupCommitWriter,
     IdentifyRow,
@@ -22,6 +23,7 @@ from .notify import Listener
 
 __all__ = [
     "AdjustmentRow",
+    "AuditRow",
     "ReversalRow",
     "CommitOutcomeUnknown",
     "Database",

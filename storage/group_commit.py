@@ -46,6 +46,7 @@ class EventRow:
     outcome: str  # JSON text
     profile_version: int = 0  # the version its unit commits; with position, replay order
     position: int = 0
+    event_id: str | None = None  # evt_…, also inside the outcome (found by the console)
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class RedemptionRow:
     outcome: str  # JSON text
     profile_version: int = 0
     position: int = 0
+    redemption_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +109,19 @@ class ReversalRow:
 
 
 @dataclass(slots=True)
+class AuditRow:
+    """An operator's action, committed with the change it records."""
+
+    actor: str
+    action: str
+    space_id: int
+    target: str
+    reason: str | None
+    details: str  # JSON text
+    at: datetime
+
+
+@dataclass(slots=True)
 class OutboxRow:
     """A webhook delivery, written in the same transaction as what it announces."""
 
@@ -115,6 +130,7 @@ class OutboxRow:
     event_type: str
     body: str  # the exact JSON text that will be POSTed
     created_at: datetime
+    subject: str | None = None  # the transaction id of what it announces
 
 
 # (space_id, first day of the month, meter) -> increment
@@ -145,6 +161,7 @@ class Unit:
     identifies: list[IdentifyRow] = field(default_factory=list)
     adjustments: list[AdjustmentRow] = field(default_factory=list)
     reversals: list[ReversalRow] = field(default_factory=list)
+    audits: list[AuditRow] = field(default_factory=list)
 
 
 class Status(Enum):
@@ -198,25 +215,28 @@ class _Pending(Future[Verdict]):
 _FLUSH = """
 WITH ev AS (
     INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
-                        received_at, request_hash, outcome, profile_version, position)
+                        received_at, request_hash, outcome, profile_version, position,
+                        event_id)
     SELECT space_id, transaction_id, user_id, event, context::jsonb, occurred_at,
            received_at, decode(request_hash, 'base64'), outcome::json, profile_version,
-           position
+           position, event_id
     FROM json_to_recordset(%(events)s::json) AS x(
         space_id bigint, transaction_id text, user_id text, event text, context text,
         occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
-        profile_version bigint, position integer)
+        profile_version bigint, position integer, event_id text)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'e'::text AS kind, space_id, transaction_id AS id, user_id
 ), rd AS (
     INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context,
-                             received_at, request_hash, outcome, profile_version, position)
+                             received_at, request_hash, outcome, profile_version, position,
+                             redemption_id)
     SELECT space_id, transaction_id, user_id, reward_key, context::jsonb, received_at,
-           decode(request_hash, 'base64'), outcome::json, profile_version, position
+           decode(request_hash, 'base64'), outcome::json, profile_version, position,
+           redemption_id
     FROM json_to_recordset(%(redemptions)s::json) AS x(
         space_id bigint, transaction_id text, user_id text, reward_key text, context text,
         received_at timestamptz, request_hash text, outcome text, profile_version bigint,
-        position integer)
+        position integer, redemption_id text)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'r'::text AS kind, space_id, transaction_id AS id, user_id
 ), ad AS (
@@ -271,10 +291,11 @@ WITH ev AS (
         program_versions text, profile_version bigint, position integer)
 ), ob AS (
     INSERT INTO webhook_deliveries (id, space_id, event_type, body, status, next_attempt_at,
-                                    created_at)
-    SELECT id, space_id, event_type, body, 'pending', created_at, created_at
+                                    created_at, subject)
+    SELECT id, space_id, event_type, body, 'pending', created_at, created_at, subject
     FROM json_to_recordset(%(outbox)s::json) AS x(
-        id text, space_id bigint, event_type text, body text, created_at timestamptz)
+        id text, space_id bigint, event_type text, body text, created_at timestamptz,
+        subject text)
 ), us AS (
     INSERT INTO usage_counters (space_id, period, meter, used)
     SELECT space_id, period, meter, used
@@ -282,6 +303,17 @@ WITH ev AS (
         space_id bigint, period date, meter text, used bigint)
     ON CONFLICT (space_id, period, meter) DO UPDATE
         SET used = usage_counters.used + EXCLUDED.used
+), au AS (
+    INSERT INTO audit_log (actor, action, space_id, target, reason, details, at)
+    SELECT actor, action, space_id, target, reason, details::jsonb, at
+    FROM json_to_recordset(%(audits)s::json) AS x(
+        actor text, action text, space_id bigint, target text, reason text, details text,
+        at timestamptz)
+), ud AS (
+    INSERT INTO usage_daily (space_id, day, meter, used)
+    SELECT space_id, (now() AT TIME ZONE 'UTC')::date, meter, used
+    FROM json_to_recordset(%(usage)s::json) AS x(space_id bigint, meter text, used bigint)
+    ON CONFLICT (space_id, day, meter) DO UPDATE SET used = usage_daily.used + EXCLUDED.used
 )
 SELECT * FROM ev UNION ALL SELECT * FROM rd UNION ALL SELECT * FROM ad
 UNION ALL SELECT * FROM rv UNION ALL SELECT * FROM np UNION ALL SELECT * FROM up
@@ -461,6 +493,7 @@ class GroupCommitWriter:
             "updated": _rows.encode([s for _, s in old]).decode(),
             "identifies": _rows.encode([r for u in units for r in u.identifies]).decode(),
             "outbox": _rows.encode([r for u in units for r in u.outbox]).decode(),
+            "audits": _rows.encode([r for u in units for r in u.audits]).decode(),
             "usage": _rows.encode(usage).decode(),
         }
         with conn.cursor() as cur:

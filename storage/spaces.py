@@ -142,9 +142,21 @@ def list_keys(conn: Conn, space_slug: str) -> list[KeyRecord]:
         return cur.fetchall()
 
 
-def revoke_key(conn: Conn, key_id: str) -> bool:
-    """Revoke a key (idempotent); False when there is no such key."""
+def revoke_key(conn: Conn, key_id: str, grace_seconds: float = 0) -> bool:
+    """Revoke a key now, or at the end of a grace period (it works until then); a key
+    already revoked keeps the earlier time. False when there is no such key."""
     cur = conn.execute(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s", (key_id,)
+        "UPDATE api_keys SET revoked_at = least(coalesce(revoked_at, 'infinity'),"
+        " now() + make_interval(secs => %s)) WHERE id = %s",
+        (grace_seconds, key_id),
     )
     return cur.rowcount == 1
+
+
+def mark_used(conn: Conn, used: dict[str, Any]) -> None:
+    """Record when keys were last used (key id -> time), never moving a time back."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE api_keys SET last_used_at = greatest(last_used_at, %s) WHERE id = %s",
+            [(at, key_id) for key_id, at in used.items()],
+        )

@@ -79,7 +79,8 @@ def space_stats(conn: Conn, space_id: int, now: datetime, paths: WalletPaths) ->
         events_last_24h=last_24h,
         keys_in_use=_count(
             conn,
-            "SELECT count(*) FROM api_keys WHERE space_id = %s AND revoked_at IS NULL",
+            "SELECT count(*) FROM api_keys WHERE space_id = %s"
+            " AND (revoked_at IS NULL OR revoked_at > now())",
             space_id,
         ),
         issued=wallet_sums(conn, space_id, paths, paths.earned),

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from perkamo.ops import admin
+from perkamo.access import admin
 
 _counter = itertools.count()
 

@@ -17,8 +17,8 @@ LAYERS = [
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles", "perkamo.trials"),
     ("perkamo.access",),
-    ("perkamo.membership", "perkamo.runtime"),
-    ("perkamo.http",),
+    ("perkamo.membership", "perkamo.attempts", "perkamo.runtime"),
+    ("perkamo.http", "perkamo.console"),
     ("perkamo.ops", "perkamo.__main__", "perkamo.__init__"),
 ]
 PURE_ENGINE_MAY_NOT_IMPORT = ("storage", "actors", "trio", "psycopg", "httpx", "quart", "hypercorn")

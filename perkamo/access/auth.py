@@ -9,12 +9,15 @@ records are trusted for at most one second.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+
+import trio
 
 from perkamo.access.keys import hash_key
 from perkamo.errors import Code, PerkamoError
-from storage import Database
+from storage import Database, StorageUnavailable
 from storage.cache import SharedCache
-from storage.spaces import KeyRecord, find_key_by_hash
+from storage.spaces import KeyRecord, find_key_by_hash, mark_used
 
 _UNTRUSTED_TTL = 1.0
 _MAX_CACHED = 100_000
@@ -27,6 +30,7 @@ class Authenticator:
         self._cache: SharedCache[bytes, KeyRecord | None] = SharedCache(
             self._find, max_entries=_MAX_CACHED
         )
+        self._used: dict[str, datetime] = {}  # key id -> last use, not yet written
 
     async def _find(self, digest: bytes) -> KeyRecord | None:
         return await self._db.run(find_key_by_hash, digest)
@@ -45,6 +49,22 @@ class Authenticator:
             )
         max_age = None if self._listener_healthy() else _UNTRUSTED_TTL
         record = await self._cache.get(hash_key(key), max_age=max_age)
-        if record is None or record.revoked_at is not None:
+        now = datetime.now(UTC)
+        if record is None or (record.revoked_at is not None and record.revoked_at <= now):
             raise PerkamoError(Code.INVALID_API_KEY, "The API key is unknown or revoked.")
+        self._used[record.id] = now
         return record, key
+
+    async def run_usage_recorder(self, every: float = 60.0) -> None:
+        """Write when each key was last used, at most once per ``every`` seconds."""
+        while True:
+            await trio.sleep(every)
+            await self.record_usage()
+
+    async def record_usage(self) -> None:
+        used, self._used = self._used, {}
+        if used:
+            try:
+                await self._db.run(mark_used, used)
+            except StorageUnavailable:
+                self._used = {**used, **self._used}  # kept for the next round

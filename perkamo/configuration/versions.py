@@ -149,6 +149,17 @@ def candidate_program(conn: Conn, space_id: int, overrides: dict[str, str]) -> P
         raise invalid_config(exc) from None
 
 
+def activate_versions(conn: Conn, space_id: int, chosen: dict[str, str]) -> Program:
+    """Activate stored versions of several modules together (drafts included), validated
+    as one program first; all or nothing. Raises PerkamoError like candidate_program."""
+    with conn.transaction():
+        config_store.lock_space(conn, space_id)
+        program = candidate_program(conn, space_id, chosen)
+        for module, version in chosen.items():
+            config_store.activate(conn, space_id, module, version)
+    return program
+
+
 def upgrade_checksums(conn: Conn) -> int:
     """Recompute checksums stored in an older canonical form (module bodies are stored
     whole, so their checksums can be migrated); returns how many changed. Idempotent."""

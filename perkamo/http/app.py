@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
+from perkamo.console import ROUTES, Console
 from perkamo.http.edge import MAX_BODY_BYTES, Observability, handle
 from perkamo.http.routes import build_router
 from perkamo.runtime import Runtime
@@ -49,8 +50,12 @@ def create_app(runtime: Runtime, metrics: Observability) -> QuartTrio:
     # timeout would answer a bare 500 after 60 s.
     app.config["BODY_TIMEOUT"] = None
     router = build_router()
+    console = Console(runtime, ROUTES)
 
     async def dispatch(path: str = "") -> Response:
+        raw = request.scope.get("raw_path") or b"/"
+        if raw == b"/console" or raw.startswith(b"/console/"):
+            return await console.handle(request)
         return await handle(runtime, metrics, router, request)
 
     app.add_url_rule(

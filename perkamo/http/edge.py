@@ -45,6 +45,7 @@ class Call:
     received_at: datetime
     rate: Decision
     body_size: int = 0
+    request_id: str = ""
 
 
 def json_response(
@@ -169,7 +170,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 value = decode_json(body)
             named += tenants_named(value)
         check_tenants(named, record.space_slug)
-        call = Call(runtime, record, params, value, received_at, decision, len(body))
+        call = Call(runtime, record, params, value, received_at, decision, len(body), request_id)
         status, payload = await route.handler(call)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:

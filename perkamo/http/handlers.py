@@ -36,6 +36,7 @@ from perkamo.http.responses import (
     BacktestProgress,
     BatchItem,
     BatchResponse,
+    EventOutcome,
     Health,
     IdentifyResponse,
     ModuleActivation,
@@ -103,12 +104,37 @@ def _ingest(event: EventInput, call: Call) -> Ingest:
 
 
 async def ingest_event(call: Call) -> Result:
-    event = event_input(call.body, body_size=call.body_size)
-    _check_not_future(event, call.received_at)
-    answer = await call.runtime.ask(
-        (call.key.space_id, event.user_id), _ingest(event, call), writes=True
-    )
+    try:
+        event = event_input(call.body, body_size=call.body_size)
+        _check_not_future(event, call.received_at)
+        answer = await call.runtime.ask(
+            (call.key.space_id, event.user_id), _ingest(event, call), writes=True
+        )
+    except PerkamoError as exc:
+        _record(call, call.body, exc)
+        raise
+    _record(call, event, answer)
     return 200, answer
+
+
+def _record(call: Call, event: Any, outcome: Any) -> None:
+    """A duplicate or a refusal, for the console's Events screen (perkamo/attempts.py)."""
+    if isinstance(outcome, PerkamoError):
+        status, code, message = "refused", outcome.code.value, str(outcome)
+    elif isinstance(outcome, EventOutcome) and outcome.duplicate:
+        status, code, message = "duplicate", None, None
+    else:
+        return
+    fields = event if isinstance(event, dict) else {}
+
+    def text(name: str) -> str | None:
+        value = getattr(event, name, None) if not fields else fields.get(name)
+        return value[:256] if isinstance(value, str) else None
+
+    call.runtime.attempts.record(
+        call.key.space_id, call.received_at, text("transaction_id"), text("user_id"),
+        text("event"), status, code, message, call.request_id,
+    )  # fmt: skip
 
 
 def _failed(exc: PerkamoError) -> BatchItem:
@@ -172,6 +198,8 @@ async def ingest_batch(call: Call) -> Result:
         answers = await runtime.outcomes(replies, writes=True, deadline=deadline)
         for index, answer in zip(submitted, answers, strict=True):
             results[index] = answer
+    for item, result in zip(batch.events, results, strict=True):
+        _record(call, item, result)
     # A successful item is exactly the single event's answer (API.md), encoded once by the
     # profile actor; BatchItem documents both forms.
     return 200, BatchResponse([_failed(r) if isinstance(r, PerkamoError) else r for r in results])

@@ -12,7 +12,8 @@ from typing import Any
 
 import trio
 
-from perkamo.ops import admin, support, trials
+from perkamo.access import admin
+from perkamo.ops import operators, support, trials
 from perkamo.ops.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError
 from storage import Database, EmbeddedPostgres, StorageUnavailable
@@ -102,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
     krotate.add_argument("key_id")
-    parsers = (*support.add_parsers(sub), *trials.add_parsers(sub))
+    parsers = (*support.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub))
     for p in (kcreate, klist, krevoke, krotate, *parsers):
         _add_storage_flags(p)
     return parser
@@ -294,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keys": _run_keys,
             "migrate": lambda _args, _db: print("migrations applied"),
             "webhooks": _run_webhooks,
+            "operators": operators.run,
         }
         with _database(settings) as db:
             if args.command == "verify":

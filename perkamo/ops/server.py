@@ -17,10 +17,12 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from perkamo.access import admin
 from perkamo.configuration import activate_demo
 from perkamo.http.app import create_app
-from perkamo.ops import admin, connections
+from perkamo.ops import connections
 from perkamo.ops.metrics import Metrics
+from perkamo.ops.operators import ensure_demo_operator
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
 from storage import EmbeddedPostgres
@@ -131,9 +133,13 @@ async def _load_demo(runtime: Runtime, settings: Settings) -> str:
     space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
     if await activate_demo(runtime.db, runtime.programs, space.id):
         log.info("loaded the demo program into %s", space.slug)
+    password_file = settings.data_dir / "demo-operator"
+    email, password = await runtime.db.run(ensure_demo_operator, password_file)
     return (
         f"Demo Space: {space.slug} ({space.environment})\n"
         f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
+        f"Console: http://{settings.host}:{settings.port}/console/\n"
+        f"  operator {email} (admin), password {password} (also in {password_file})\n"
     )
 
 

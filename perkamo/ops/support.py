@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
+from perkamo.access import admin
 from perkamo.errors import PerkamoError
-from perkamo.ops import admin
 from perkamo.profiles import Adjust, Reverse
 from perkamo.program.support import check_adjustment
 from perkamo.runtime import Runtime, open_runtime

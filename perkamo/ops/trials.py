@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 import trio
 
+from perkamo.access import admin
 from perkamo.errors import PerkamoError
 from perkamo.http.handlers import backtest_document, simulate_document
-from perkamo.ops import admin
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings

@@ -12,6 +12,7 @@ from perkamo.program import ProfileState, Program
 from perkamo.webhooks import SpaceHook
 from storage import (
     AdjustmentRow,
+    AuditRow,
     EventRow,
     IdentifyRow,
     OutboxRow,
@@ -47,3 +48,4 @@ class Draft:
     outbox: list[OutboxRow] = field(default_factory=list)
     adjustments: list[AdjustmentRow] = field(default_factory=list)
     reversals: list[ReversalRow] = field(default_factory=list)
+    audits: list[AuditRow] = field(default_factory=list)

@@ -74,6 +74,7 @@ class Adjust:
     actor: str | None
     received_at: datetime
     limits: Mapping[str, Any] = field(default_factory=dict)
+    audit: str | None = None  # an operator: the audit log records it in the same commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class Reverse:
     actor: str | None
     received_at: datetime
     limits: Mapping[str, Any] = field(default_factory=dict)
+    audit: str | None = None  # an operator: the audit log records it in the same commit
 
 
 @dataclass(frozen=True, slots=True)

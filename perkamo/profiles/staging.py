@@ -132,6 +132,7 @@ def stage(
         identifies=draft.identifies,
         adjustments=draft.adjustments,
         reversals=draft.reversals,
+        audits=draft.audits,
     )
     return Staged(unit, after, steps, reservations, failed)
 
@@ -180,6 +181,7 @@ def _stage_event(draft: Draft, message: Write, position: int) -> Answer:
         outcome=answer.decode(),
         profile_version=draft.version,
         position=position,
+        event_id=event_id,
     )
     delivery = None
     if hook.enabled:
@@ -215,6 +217,7 @@ def _stage_redeem(draft: Draft, message: Write, position: int) -> Answer:
         outcome=answer.decode(),
         profile_version=draft.version,
         position=position,
+        redemption_id=redemption_id,
     )
     delivery = None
     if draft.hook.enabled:

@@ -22,7 +22,7 @@ from perkamo.profiles.messages import Adjust, Answer, Reverse, Write
 from perkamo.program.support import RedemptionRecord, adjust, reverse
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.webhooks import support_delivery
-from storage import AdjustmentRow, ReversalRow
+from storage import AdjustmentRow, AuditRow, ReversalRow
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -89,6 +89,12 @@ def stage_adjust(draft: Draft, message: Write, position: int) -> Answer:
                 data,
             )  # fmt: skip
         )
+    if message.audit is not None:
+        details = {"user_id": draft.user_id, "wallet": message.wallet,
+                   "amount": change.delta[0].amount, "adjustment_id": adjustment_id}  # fmt: skip
+        draft.audits.append(AuditRow(message.audit, "customer.adjust", draft.space_id,
+            message.transaction_id, message.reason, encode_json(details),
+            message.received_at))  # fmt: skip
     draft.state = state
     return msgspec.Raw(answer)
 
@@ -159,6 +165,11 @@ def stage_reverse(draft: Draft, message: Write, position: int) -> Answer:
                 {"redemption": redemption},
             )  # fmt: skip
         )
+    if message.audit is not None:
+        details = {"user_id": draft.user_id, "refund": change.delta[0]}
+        draft.audits.append(AuditRow(message.audit, "customer.reverse", draft.space_id,
+            message.transaction_id, message.reason, encode_json(details),
+            message.received_at))  # fmt: skip
     draft.state = state
     return msgspec.Raw(answer)
 

@@ -70,7 +70,7 @@ def event_delivery(
             "wallet_state": outcome.wallet_state,
         },
     }
-    return _row(space_id, event, payload, received_at)
+    return _row(space_id, event, payload, received_at, transaction_id)
 
 
 def redemption_delivery(
@@ -101,7 +101,7 @@ def redemption_delivery(
             "wallet_state": redemption.wallet_state,
         },
     }
-    return _row(space_id, "reward.redeemed", payload, received_at)
+    return _row(space_id, "reward.redeemed", payload, received_at, transaction_id)
 
 
 def support_delivery(
@@ -132,9 +132,11 @@ def support_delivery(
             "wallet_state": change.wallet_state,
         },
     }
-    return _row(space_id, event_type, payload, received_at)
+    return _row(space_id, event_type, payload, received_at, transaction_id)
 
 
-def _row(space_id: int, event_type: str, payload: Any, at: datetime) -> OutboxRow:
+def _row(
+    space_id: int, event_type: str, payload: Any, at: datetime, subject: str | None
+) -> OutboxRow:
     body = _encoder.encode(payload).decode()
-    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at)
+    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at, subject)

@@ -9,8 +9,7 @@ import psycopg
 import pytest
 import trio
 
-from perkamo.access import signing
-from perkamo.ops import admin
+from perkamo.access import admin, signing
 from storage import spaces as space_store
 from tests.api_client import Api, app_for
 from tests.spaces import make_space

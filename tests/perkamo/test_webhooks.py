@@ -12,8 +12,8 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from perkamo.access import admin
 from perkamo.configuration import activate_demo
-from perkamo.ops import admin
 from perkamo.ops.logs import JsonFormatter
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings

@@ -61,8 +61,9 @@ def revoke_key(conn: Conn, key_id: str) -> KeyRecord:
     return record
 
 
-def rotate_key(conn: Conn, key_id: str) -> tuple[str, str]:
-    """Issue a new key with the same Space and scopes and revoke the old one at once."""
+def rotate_key(conn: Conn, key_id: str, grace_seconds: float = 0) -> tuple[str, str]:
+    """Issue a new key with the same Space and scopes and revoke the old one at once, or
+    after ``grace_seconds`` (clients move to the new key meanwhile)."""
     record = space_store.get_key(conn, key_id)
     if record is None:
         raise AdminError(f"no key {key_id!r}")
@@ -70,7 +71,7 @@ def rotate_key(conn: Conn, key_id: str) -> tuple[str, str]:
         raise AdminError(f"key {key_id!r} is already revoked")
     space = require_space(conn, record.space_slug)
     new = create_key(conn, space, record.scopes)
-    space_store.revoke_key(conn, key_id)
+    space_store.revoke_key(conn, key_id, grace_seconds)
     return new
 
 

@@ -1,0 +1,123 @@
+"""Operators' passwords, sessions, CSRF tokens, login throttling and the console's headers
+(CONSOLE.md, "Operators and sessions")."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ROLES = ("admin", "viewer")
+SESSION_COOKIE = "perkamo_console"
+ABSOLUTE_LIFETIME = 12 * 3600.0  # seconds
+IDLE_LIFETIME = 3600.0
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+# argon2id with the library's RFC 9106 "low memory" profile: 64 MiB, 3 passes, 4 lanes.
+_hasher = PasswordHasher()
+# Checked when the email is unknown, so that timing does not tell which accounts exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self';"
+        " object-src 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+}
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def new_session() -> tuple[str, bytes, str]:
+    """(the cookie value, its stored hash, the session's CSRF token)."""
+    token = secrets.token_urlsafe(32)
+    return token, session_hash(token), secrets.token_urlsafe(32)
+
+
+def session_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def same_origin(origin: str | None, fetch_site: str | None, host: str | None) -> bool:
+    """A state-changing request must come from the console's own origin: ``Origin`` (when
+    sent) must name this host, and ``Sec-Fetch-Site`` (when sent) must be same-origin."""
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    if origin is None:
+        return True
+    if origin == "null" or host is None:
+        return False
+    return origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
+
+
+@dataclass
+class _Window:
+    started: float
+    failures: int
+
+
+class LoginThrottle:
+    """Failed logins per account and per client address: after ``limit`` failures within
+    ``window`` seconds, further attempts are refused until the window passes (a success
+    clears the account's count). Bounded memory: the oldest keys are forgotten."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0, max_keys: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self._max_keys = max_keys
+        self._seen: OrderedDict[str, _Window] = OrderedDict()
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds to wait before another attempt (0: go ahead)."""
+        now = time.monotonic()
+        wait = 0.0
+        for key in keys:
+            entry = self._seen.get(key)
+            if entry is not None and now - entry.started < self.window:
+                if entry.failures >= self.limit:
+                    wait = max(wait, entry.started + self.window - now)
+        return int(wait) + (1 if wait else 0)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            entry = self._seen.get(key)
+            if entry is None or now - entry.started >= self.window:
+                entry = _Window(now, 0)
+            entry.failures += 1
+            self._seen[key] = entry
+            self._seen.move_to_end(key)
+        while len(self._seen) > self._max_keys:
+            self._seen.popitem(last=False)
+
+    def succeeded(self, account: str) -> None:
+        self._seen.pop(account, None)

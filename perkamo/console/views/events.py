@@ -1,0 +1,108 @@
+"""Events: the Space's writes newest first (filters, keyset pages, a live tail), one
+event's whole outcome with its webhook deliveries, and finding any id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from quart import Response
+
+from perkamo.console.core import NotFound, Page, seg
+from perkamo.program.timefmt import parse_rfc3339
+from storage import browse
+
+PAGE = 50
+STATUSES = ("applied", "duplicate", "refused")
+
+
+def _filters(page: Page) -> tuple[browse.EventFilter, list[str]]:
+    q = page.query
+    problems: list[str] = []
+    times: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        text = q.get(name, "").strip()
+        times[name] = None
+        if text:
+            try:
+                times[name] = parse_rfc3339(text if "T" in text else text + "T00:00:00Z")
+            except ValueError:
+                problems.append(f"{name}: not a time (e.g. 2026-06-01T10:00:00Z)")
+    status = q.get("status") if q.get("status") in STATUSES else None
+    return browse.EventFilter(
+        user_id=q.get("user_id") or None,
+        event=q.get("event") or None,
+        transaction_id=q.get("transaction_id") or None,
+        status=status,
+        since=times["since"],
+        until=times["until"],
+    ), problems
+
+
+def _cursor(text: str | None) -> tuple[datetime, int] | None:
+    """``<received_at ISO>~<seq>``: the last row of the previous page."""
+    if not text or "~" not in text:
+        return None
+    at, _, seq = text.rpartition("~")
+    try:
+        return datetime.fromisoformat(at), int(seq)
+    except ValueError:
+        return None
+
+
+async def events(page: Page) -> Response:
+    assert page.space is not None
+    filters, problems = _filters(page)
+    rows = await page.runtime.db.run(
+        browse.events_page, page.space.id, filters, _cursor(page.query.get("after")), PAGE + 1
+    )
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    after = f"{rows[-1].received_at.isoformat()}~{rows[-1].seq}" if more and rows else None
+    kept = {k: v for k, v in page.query.items() if k in ("user_id", "event", "transaction_id",
+                                                          "status", "since", "until")}  # fmt: skip
+    newest = f"{rows[0].received_at.isoformat()}~{rows[0].seq}" if rows else ""
+    return page.render("events.html", rows=rows, after=after, kept=kept, problems=problems,
+                       statuses=STATUSES, newest=newest, tail_rows=[])  # fmt: skip
+
+
+async def tail(page: Page) -> Response:
+    """Rows newer than ``since`` (the newest one shown), for the live tail (htmx)."""
+    assert page.space is not None
+    filters, _ = _filters(page)
+    newest = _cursor(page.query.get("newer_than"))
+    rows = await page.runtime.db.run(browse.events_page, page.space.id, filters, None, PAGE)
+    if newest is not None:
+        rows = [r for r in rows if (r.received_at, r.seq) > newest]
+    kept = {k: v for k, v in page.query.items() if k != "newer_than"}
+    # Every row since the page was loaded (the mark stays), so the tail re-renders whole.
+    return page.render("event_tail.html", tail_rows=rows,
+                       newest=page.query.get("newer_than", ""), kept=kept)  # fmt: skip
+
+
+async def event(page: Page) -> Response:
+    assert page.space is not None
+    transaction_id = page.params["transaction_id"]
+    found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id)
+    if found is None:
+        raise NotFound(f"No applied event with transaction_id {transaction_id!r}.")
+    deliveries = await page.runtime.db.run(browse.deliveries_of, page.space.id, transaction_id)
+    attempts = await page.runtime.db.run(browse.attempts_of, [d.id for d in deliveries])
+    return page.render("event.html", event=found, outcome=found.outcome,
+                       deliveries=deliveries, attempts=attempts)  # fmt: skip
+
+
+async def find(page: Page) -> Response:
+    assert page.space is not None
+    q = page.query.get("q", "").strip()[:300]
+    matches = await page.runtime.db.run(browse.find, page.space.id, q) if q else []
+    base = f"/spaces/{seg(page.space.slug)}"
+    links = {
+        "event": lambda m: f"{base}/events/{seg(m.key)}",
+        "redemption": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
+        "delivery": lambda m: f"{base}/webhooks?delivery={seg(m.key)}",
+        "customer": lambda m: f"{base}/customers/{seg(m.key)}",
+        "attempt": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
+    }
+    if len(matches) == 1 and matches[0].kind != "attempt":
+        return page.redirect(links[matches[0].kind](matches[0]))
+    return page.render("find.html", q=q, matches=[(m, links[m.kind](m)) for m in matches])

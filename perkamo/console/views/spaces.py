@@ -1,0 +1,141 @@
+"""Spaces and their secret keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from quart import Response
+
+from perkamo.access import admin
+from perkamo.access.keys import SCOPES
+from perkamo.console.core import Page, seg
+from storage import browse
+from storage import console as audit_store
+from storage import spaces as space_store
+
+Conn = psycopg.Connection[Any]
+GRACE = {"now": 0, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
+LIMITS = ("events", "profiles", "redemptions", "api_requests", "rate", "burst")
+
+
+async def spaces(page: Page) -> Response:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = await page.runtime.db.run(browse.space_summaries, today)
+    return page.render("spaces.html", spaces=rows, limits=LIMITS, error=page.query.get("error"))
+
+
+async def create_space(page: Page) -> Response:
+    slug = page.form.get("slug", "").strip()
+    name = page.form.get("name", "").strip() or slug
+    environment = page.form.get("environment", "test")
+
+    def create(conn: Conn) -> str:
+        space = admin.create_space(conn, slug, name, environment)
+        audit_store.audit(conn, page.operator, "space.create", space.id, slug)
+        return space.slug
+
+    try:
+        created = await page.runtime.db.run(create)
+    except (admin.AdminError, psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
+        message = "That slug is taken." if isinstance(exc, psycopg.Error) else str(exc)
+        return page.redirect("/spaces", error=message)
+    return page.redirect(f"/spaces/{seg(created)}/keys")
+
+
+async def set_limits(page: Page) -> Response:
+    assert page.space is not None
+    changes: dict[str, int | None] = {}
+    try:
+        for name in LIMITS:
+            value = page.form.get(name, "").strip()
+            changes[name] = None if value in ("", "none") else int(value)
+            if changes[name] is not None and changes[name] < 1:  # type: ignore[operator]
+                raise ValueError(name)
+    except ValueError:
+        return page.redirect("/spaces", error="A limit is a whole number ≥ 1, or empty for none.")
+    space = page.space
+
+    def apply(conn: Conn) -> None:
+        space_store.set_limits(conn, space.slug, changes)
+        audit_store.audit(conn, page.operator, "space.limits", space.id, space.slug,
+                          details={"limits": changes})  # fmt: skip
+
+    await page.runtime.db.run(apply)
+    return page.redirect("/spaces")
+
+
+async def keys(page: Page) -> Response:
+    assert page.space is not None
+    rows = await page.runtime.db.run(browse.keys_of, page.space.id)
+    return page.render(
+        "keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC), created=None,
+        grace=GRACE, error=page.query.get("error"),
+    )  # fmt: skip
+
+
+async def create_key(page: Page) -> Response:
+    assert page.space is not None
+    chosen = [s for s in SCOPES if page.form.get(f"scope:{s}")] or None
+    space = page.space
+
+    def create(conn: Conn) -> tuple[str, str]:
+        key_id, secret = admin.create_key(conn, space, chosen)
+        audit_store.audit(conn, page.operator, "key.create", space.id, key_id,
+                          details={"scopes": chosen or list(SCOPES)})  # fmt: skip
+        return key_id, secret
+
+    key_id, secret = await page.runtime.db.run(create)
+    rows = await page.runtime.db.run(browse.keys_of, page.space.id)
+    return page.render("keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC),
+                       created=(key_id, secret), grace=GRACE, error=None)  # fmt: skip
+
+
+async def rotate_key(page: Page) -> Response:
+    assert page.space is not None
+    key_id, reason = page.params["key_id"], page.form.get("reason", "").strip()
+    grace = GRACE.get(page.form.get("grace", "now"), 0)
+    if not reason:
+        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error="Say why (a reason).")
+    space = page.space
+
+    def rotate(conn: Conn) -> tuple[str, str]:
+        _owned(conn, space.id, key_id)
+        new = admin.rotate_key(conn, key_id, grace)
+        audit_store.audit(conn, page.operator, "key.rotate", space.id, key_id, reason,
+                          {"new_key": new[0], "grace_seconds": grace})  # fmt: skip
+        return new
+
+    try:
+        new_id, secret = await page.runtime.db.run(rotate)
+    except admin.AdminError as exc:
+        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error=str(exc))
+    rows = await page.runtime.db.run(browse.keys_of, page.space.id)
+    return page.render("keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC),
+                       created=(new_id, secret), grace=GRACE, error=None)  # fmt: skip
+
+
+async def revoke_key(page: Page) -> Response:
+    assert page.space is not None
+    key_id, reason = page.params["key_id"], page.form.get("reason", "").strip()
+    if not reason:
+        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error="Say why (a reason).")
+    space = page.space
+
+    def revoke(conn: Conn) -> None:
+        _owned(conn, space.id, key_id)
+        space_store.revoke_key(conn, key_id)
+        audit_store.audit(conn, page.operator, "key.revoke", space.id, key_id, reason)
+
+    try:
+        await page.runtime.db.run(revoke)
+    except admin.AdminError as exc:
+        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error=str(exc))
+    return page.redirect(f"/spaces/{seg(page.space.slug)}/keys")
+
+
+def _owned(conn: Conn, space_id: int, key_id: str) -> None:
+    record = space_store.get_key(conn, key_id)
+    if record is None or record.space_id != space_id:
+        raise admin.AdminError(f"This Space has no key {key_id!r}.")

@@ -1,0 +1,389 @@
+"""What the console's screens read: lists keyset-paginated on an index (never an offset,
+never a query per row), and the one-item pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceSummary:
+    id: int
+    slug: str
+    name: str
+    environment: str
+    require_signatures: bool
+    created_at: datetime
+    limits: dict[str, Any]
+    profiles: int
+    events_today: int
+
+
+def space_summaries(conn: Conn, today_start: datetime) -> list[SpaceSummary]:
+    with conn.cursor(row_factory=class_row(SpaceSummary)) as cur:
+        cur.execute(
+            "SELECT s.id, s.slug, s.name, s.environment, s.require_signatures, s.created_at,"
+            " s.limits,"
+            " (SELECT count(*) FROM profiles p WHERE p.space_id = s.id) AS profiles,"
+            " (SELECT count(*) FROM events e WHERE e.space_id = s.id"
+            "   AND e.received_at >= %s) AS events_today"
+            " FROM spaces s ORDER BY s.slug",
+            (today_start,),
+        )
+        return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    id: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def keys_of(conn: Conn, space_id: int) -> list[KeyRow]:
+    with conn.cursor(row_factory=class_row(KeyRow)) as cur:
+        cur.execute(
+            "SELECT id, prefix, scopes, created_at, last_used_at, revoked_at FROM api_keys"
+            " WHERE space_id = %s ORDER BY created_at DESC",
+            (space_id,),
+        )
+        return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event write as the Events screen lists it: applied (from the log) or not."""
+
+    received_at: datetime
+    seq: int
+    status: str  # applied | duplicate | refused
+    transaction_id: str | None
+    user_id: str | None
+    event: str | None
+    delta: Any  # applied: the outcome's delta
+    code: str | None  # refused: the error code
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    user_id: str | None = None
+    event: str | None = None
+    transaction_id: str | None = None
+    status: str | None = None  # applied | duplicate | refused | None (all)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+_FAR_PAST = datetime(1, 1, 2).astimezone()
+_FAR_FUTURE = datetime(9999, 12, 30).astimezone()
+
+_APPLIED = (
+    "SELECT received_at, seq, 'applied' AS status, transaction_id, user_id, event,"
+    " outcome -> 'delta' AS delta, NULL::text AS code, NULL::text AS message"
+    " FROM events WHERE space_id = %(s)s"
+    " AND (received_at, seq) < (%(at)s, %(seq)s)"
+    " AND received_at >= %(since)s AND received_at < %(until)s"
+    " AND (%(user)s::text IS NULL OR user_id = %(user)s)"
+    " AND (%(event)s::text IS NULL OR event = %(event)s)"
+    " AND (%(tx)s::text IS NULL OR transaction_id = %(tx)s)"
+    " ORDER BY received_at DESC, seq DESC LIMIT %(limit)s"
+)
+_ATTEMPTS = (
+    "SELECT received_at, seq, status, transaction_id, user_id, event, NULL::json AS delta,"
+    " code, message FROM event_attempts WHERE space_id = %(s)s"
+    " AND (received_at, seq) < (%(at)s, %(seq)s)"
+    " AND received_at >= %(since)s AND received_at < %(until)s"
+    " AND (%(user)s::text IS NULL OR user_id = %(user)s)"
+    " AND (%(event)s::text IS NULL OR event = %(event)s)"
+    " AND (%(tx)s::text IS NULL OR transaction_id = %(tx)s)"
+    " AND (%(status)s::text IS NULL OR status = %(status)s)"
+    " ORDER BY received_at DESC, seq DESC LIMIT %(limit)s"
+)
+
+
+def events_page(
+    conn: Conn,
+    space_id: int,
+    filters: EventFilter,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[EventRow]:
+    """Newest first, ``limit`` rows older than the ``after`` cursor (received_at, seq);
+    applied writes and refused or duplicate attempts merged."""
+    at, seq = after or (_FAR_FUTURE, 0)
+    params = {
+        "s": space_id, "at": at, "seq": seq, "limit": limit,
+        "since": filters.since or _FAR_PAST, "until": filters.until or _FAR_FUTURE,
+        "user": filters.user_id, "event": filters.event, "tx": filters.transaction_id,
+        "status": filters.status if filters.status in ("duplicate", "refused") else None,
+    }  # fmt: skip
+    rows: list[EventRow] = []
+    with conn.cursor(row_factory=class_row(EventRow)) as cur:
+        if filters.status in (None, "applied"):
+            cur.execute(_APPLIED, params)
+            rows += cur.fetchall()
+        if filters.status != "applied":
+            cur.execute(_ATTEMPTS, params)
+            rows += cur.fetchall()
+    rows.sort(key=lambda r: (r.received_at, r.seq), reverse=True)
+    return rows[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    transaction_id: str
+    user_id: str
+    event: str
+    context: Any
+    occurred_at: datetime
+    received_at: datetime
+    outcome: Any
+
+
+def event_detail(conn: Conn, space_id: int, transaction_id: str) -> EventDetail | None:
+    with conn.cursor(row_factory=class_row(EventDetail)) as cur:
+        cur.execute(
+            "SELECT transaction_id, user_id, event, context, occurred_at, received_at, outcome"
+            " FROM events WHERE space_id = %s AND transaction_id = %s",
+            (space_id, transaction_id),
+        )
+        return cur.fetchone()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    event_type: str
+    subject: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+    last_status_code: int | None
+    last_status_text: str | None
+    last_duration_ms: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    status_text: str | None
+    duration_ms: int
+    error: str | None
+
+
+_DELIVERIES_OF = (
+    "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
+    " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
+    " FROM webhook_deliveries WHERE space_id = %s AND subject = %s ORDER BY created_at"
+)
+_DELIVERIES_PAGE = (
+    "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
+    " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
+    " FROM webhook_deliveries WHERE space_id = %s AND (created_at, id) < (%s, %s)"
+    " ORDER BY created_at DESC, id DESC LIMIT %s"
+)
+
+
+def deliveries_of(conn: Conn, space_id: int, subject: str) -> list[Delivery]:
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        cur.execute(_DELIVERIES_OF, (space_id, subject))
+        return cur.fetchall()
+
+
+def deliveries_page(
+    conn: Conn, space_id: int, after: tuple[datetime, str] | None, limit: int
+) -> list[Delivery]:
+    at, key = after or (_FAR_FUTURE, "")
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        cur.execute(_DELIVERIES_PAGE, (space_id, at, key, limit))
+        return cur.fetchall()
+
+
+def attempts_of(conn: Conn, delivery_ids: list[str]) -> list[Attempt]:
+    with conn.cursor(row_factory=class_row(Attempt)) as cur:
+        cur.execute(
+            "SELECT delivery_id, attempt, at, status_code, status_text, duration_ms, error"
+            " FROM webhook_attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, attempt",
+            (delivery_ids,),
+        )
+        return cur.fetchall()
+
+
+def resend(conn: Conn, space_id: int, delivery_id: str) -> bool:
+    """Queue a delivery again now (delivered ones too), with fresh attempts."""
+    return (
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),"
+            " attempts = 0 WHERE space_id = %s AND id = %s",
+            (space_id, delivery_id),
+        ).rowcount
+        == 1
+    )
+
+
+def recover_failed(conn: Conn, space_id: int, since: datetime) -> int:
+    """Re-queue every failed delivery created since ``since``; returns how many."""
+    return conn.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),"
+        " attempts = 0 WHERE space_id = %s AND status = 'failed' AND created_at >= %s",
+        (space_id, since),
+    ).rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    user_id: str
+    traits: Any
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def customers_page(
+    conn: Conn,
+    space_id: int,
+    prefix: str | None,
+    trait: tuple[str, Any] | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[CustomerRow]:
+    """Newest active first, by user id prefix or one trait's value."""
+    at, user = after or (_FAR_FUTURE, "")
+    like = None if not prefix else prefix.replace("\\", "\\\\").replace("%", "\\%").replace(
+        "_", "\\_"
+    ) + "%"  # fmt: skip
+    contains = None if trait is None else Jsonb({trait[0]: trait[1]})
+    with conn.cursor(row_factory=class_row(CustomerRow)) as cur:
+        cur.execute(
+            "SELECT user_id, traits, version, created_at, updated_at FROM profiles"
+            " WHERE space_id = %s AND (updated_at, user_id) < (%s, %s)"
+            " AND (%s::text IS NULL OR user_id LIKE %s)"
+            " AND (%s::jsonb IS NULL OR traits @> %s)"
+            " ORDER BY updated_at DESC, user_id DESC LIMIT %s",
+            (space_id, at, user, like, like, contains, contains, limit),
+        )
+        return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One entry of a customer's ledger: what changed a balance, and where it came from."""
+
+    received_at: datetime
+    kind: str  # event | redemption | adjustment | reversal
+    transaction_id: str
+    name: str  # event key, reward key, wallet, or the reversed reward
+    details: Any  # event: outcome (delta, breakdown); redemption: cost; adjustment: ...
+    seq: int
+
+
+def ledger_page(
+    conn: Conn, space_id: int, user_id: str, before: tuple[datetime, int] | None, limit: int
+) -> list[LedgerRow]:
+    at, seq = before or (_FAR_FUTURE, 0)
+    params = {"s": space_id, "u": user_id, "at": at, "seq": seq, "limit": limit}
+    with conn.cursor(row_factory=class_row(LedgerRow)) as cur:
+        cur.execute(
+            "SELECT * FROM ("
+            " (SELECT received_at, 'event' AS kind, transaction_id, event AS name,"
+            "   json_build_object('delta', outcome -> 'delta', 'breakdown',"
+            "   outcome -> 'breakdown') AS details, seq"
+            "  FROM events WHERE space_id = %(s)s AND user_id = %(u)s"
+            "  AND (received_at, seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT received_at, 'redemption', transaction_id, reward_key,"
+            "   json_build_object('cost', outcome -> 'cost'), seq"
+            "  FROM redemptions WHERE space_id = %(s)s AND user_id = %(u)s"
+            "  AND (received_at, seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT received_at, 'adjustment', transaction_id, wallet,"
+            "   json_build_object('amount', amount, 'reason', reason, 'actor', actor,"
+            "   'counts_toward_level', counts_toward_level), seq"
+            "  FROM adjustments WHERE space_id = %(s)s AND user_id = %(u)s"
+            "  AND (received_at, seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT v.received_at, 'reversal', v.transaction_id, r.reward_key,"
+            "   json_build_object('refund', r.outcome -> 'cost', 'reason', v.reason,"
+            "   'actor', v.actor), v.seq"
+            "  FROM reversals v JOIN redemptions r ON r.space_id = v.space_id"
+            "  AND r.transaction_id = v.transaction_id"
+            "  WHERE v.space_id = %(s)s AND v.user_id = %(u)s"
+            "  AND (v.received_at, v.seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY v.received_at DESC, v.seq DESC LIMIT %(limit)s)"
+            ") l ORDER BY received_at DESC, seq DESC LIMIT %(limit)s",
+            params,
+        )
+        return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    kind: str  # event | redemption | delivery | customer | attempt
+    key: str  # what to link to: transaction id, delivery id, user id
+    label: str
+
+
+def find(conn: Conn, space_id: int, q: str) -> list[Match]:
+    """Everything an id can name in a Space: an event's or redemption's transaction id, an
+    evt_/rdm_ id, a delivery id, a user id, a request id of a refused attempt."""
+    with conn.cursor(row_factory=class_row(Match)) as cur:
+        cur.execute(
+            "SELECT 'event' AS kind, transaction_id AS key, event AS label FROM events"
+            " WHERE space_id = %(s)s AND (transaction_id = %(q)s OR event_id = %(q)s)"
+            " UNION ALL SELECT 'redemption', transaction_id, reward_key FROM redemptions"
+            " WHERE space_id = %(s)s AND (transaction_id = %(q)s OR redemption_id = %(q)s)"
+            " UNION ALL SELECT 'delivery', id, event_type FROM webhook_deliveries"
+            " WHERE space_id = %(s)s AND id = %(q)s"
+            " UNION ALL SELECT 'customer', user_id, user_id FROM profiles"
+            " WHERE space_id = %(s)s AND user_id = %(q)s"
+            " UNION ALL SELECT 'attempt', coalesce(transaction_id, ''),"
+            " status || ' ' || coalesce(code, '') FROM event_attempts"
+            " WHERE space_id = %(s)s AND request_id = %(q)s"
+            " LIMIT 20",
+            {"s": space_id, "q": q},
+        )
+        return cur.fetchall()
+
+
+def daily_usage(conn: Conn, space_id: int, start: date, end: date) -> dict[date, dict[str, int]]:
+    rows = conn.execute(
+        "SELECT day, meter, used FROM usage_daily WHERE space_id = %s AND day >= %s"
+        " AND day < %s ORDER BY day",
+        (space_id, start, end),
+    ).fetchall()
+    found: dict[date, dict[str, int]] = {}
+    for day, meter, used in rows:
+        found.setdefault(day, {})[meter] = int(used)
+    return found
+
+
+def record_attempts(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+    """Event writes that did not apply: (space_id, received_at, transaction_id, user_id,
+    event, status, code, message, request_id)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO event_attempts (space_id, received_at, transaction_id, user_id, event,"
+            " status, code, message, request_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
