@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast fuzz lint typecheck check install clean
+.PHONY: run test test-fast fuzz lint typecheck check install clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,21 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/perkamo serve --demo
 
-test: $(STAMP)
+# The console's browser tests drive Debian's chromium through chromium-driver: installed here
+# when missing (as root), a clear error otherwise.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium and chromium-driver (the browser tests need them)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "make test needs Debian's chromium and chromium-driver for the browser tests:" >&2; \
+	    echo "  sudo apt-get install chromium chromium-driver   (or run make test as root)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # While editing: everything but the real-time tests against server processes (marked slow).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import backtest, load, run
+from . import backtest, console, load, run
 
-COMMANDS = {"run": run.main, "load": load.main, "backtest": backtest.main}
+COMMANDS = {"run": run.main, "load": load.main, "backtest": backtest.main, "console": console.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{'|'.join(COMMANDS)}}} [options]", file=sys.stderr)

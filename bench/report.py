@@ -107,7 +107,11 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         f"{memory['passivations']:,} passivations, {memory['resident_after']:,} resident at the end",
         "",
     ]
-    for extra_file in ("RESULTS-backtest.md", "notes.md"):  # kept beside, by hand or by
+    for extra_file in (
+        "RESULTS-backtest.md",
+        "RESULTS-console.md",
+        "notes.md",
+    ):  # kept beside, by hand or by
         path = HERE / extra_file  # ``python -m bench backtest``
         if path.exists():
             lines += [path.read_text().rstrip(), ""]
