@@ -6,9 +6,11 @@ modules named after what they hold: ``tests/spaces.py``, ``tests/api_client.py``
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 import trio
@@ -52,6 +54,18 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+def forget_dead_members(pg_url: str) -> None:
+    """Remove the members rows of this host's server processes that an earlier test killed:
+    their heartbeats stay fresh for a few seconds, and a runtime that sees them as peers
+    behaves as one member of several (the database is shared by the whole session)."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT id, pid FROM members WHERE host = %s", (socket.gethostname(),)
+        ).fetchall()
+        dead = [member for member, pid in rows if not psutil.pid_exists(pid)]
+        conn.execute("DELETE FROM members WHERE id = ANY(%s)", (dead,))
+
+
 @pytest.fixture
 def space(pg_url: str) -> SpaceKey:
     return make_space(pg_url)
@@ -64,6 +78,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def runtime(pg_url: str, settings: Settings) -> AsyncIterator[Runtime]:
+    forget_dead_members(pg_url)
     with trio.fail_after(30):
         async with open_runtime(settings, pg_url) as rt:
             yield rt

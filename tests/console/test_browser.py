@@ -206,6 +206,7 @@ def _walk(server: ServerProcess, pg_url: str) -> None:
         walk.wait_for("Log in")
     finally:
         driver.quit()
+        driver.command_executor.close()  # its pooled socket to chromedriver
     assert time.monotonic() - started < 60
     assert "Traceback" not in server.log()
 

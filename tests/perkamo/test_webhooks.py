@@ -170,9 +170,11 @@ async def test_a_failed_attempt_is_retried_and_survives_a_restart(pg_url, tmp_pa
     try:
         dispatcher = WebhookDispatcher(db, clock=lambda: later)
         async with httpx.AsyncClient() as client:
-            assert await dispatcher.run_once(client) == 1
+            # Other tests' deliveries (other Spaces, shared database) may be due as well.
+            assert await dispatcher.run_once(client) >= 1
     finally:
         await trio.to_thread.run_sync(db.close)
+    assert len(receiver.requests) == 2
     assert receiver.requests[1][0]["x-perkamo-attempt"] == "2"
     assert (
         receiver.requests[0][0]["x-perkamo-delivery"]
