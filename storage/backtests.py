@@ -140,7 +140,7 @@ class Write:
     payload: Any  # context / traits patch / {amount, counts_toward_level} / the redemption
     occurred_at: datetime | None
     received_at: datetime
-    program_versions: Any
+    program_versions: str | None  # JSON text: many writes share one, parsed once per text
     outcome: Any  # the recorded answer's delta (events), for the baseline check
 
 
@@ -160,23 +160,23 @@ WITH touched AS (
 SELECT * FROM (
     SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
            e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
-           e.outcome -> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
+           e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
     FROM events e JOIN touched t USING (user_id)
     WHERE e.space_id = %(s)s AND e.received_at < %(to)s
     UNION ALL
     SELECT 'redemption', r.user_id, r.profile_version, r.position, r.transaction_id,
-           r.reward_key, r.context, NULL, r.received_at, r.outcome -> 'program_versions', NULL
+           r.reward_key, r.context, NULL, r.received_at, r.outcome ->> 'program_versions', NULL
     FROM redemptions r JOIN touched t USING (user_id)
     WHERE r.space_id = %(s)s AND r.received_at < %(to)s
     UNION ALL
     SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
-           i.received_at, i.program_versions::json, NULL
+           i.received_at, i.program_versions::text, NULL
     FROM identifies i JOIN touched t USING (user_id)
     WHERE i.space_id = %(s)s AND i.received_at < %(to)s
     UNION ALL
     SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
            jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
-           NULL, a.received_at, a.program_versions::json, NULL
+           NULL, a.received_at, a.program_versions::text, NULL
     FROM adjustments a JOIN touched t USING (user_id)
     WHERE a.space_id = %(s)s AND a.received_at < %(to)s
     UNION ALL
@@ -184,7 +184,7 @@ SELECT * FROM (
            r.reward_key,
            jsonb_build_object('cost', r.outcome -> 'cost', 'effect', r.outcome -> 'effect',
                               'redeemed_at', r.received_at),
-           NULL, v.received_at, v.program_versions::json, NULL
+           NULL, v.received_at, v.program_versions::text, NULL
     FROM reversals v JOIN touched t USING (user_id)
     JOIN redemptions r ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
     WHERE v.space_id = %(s)s AND v.received_at < %(to)s
@@ -224,7 +224,9 @@ def stream_history(
     processing order by profile — through a server-side cursor (bounded memory). ``conn``
     must not be in autocommit: the cursor lives in its transaction."""
     params = {"s": space_id, **_bounds(window_from, window_to)}
-    with conn.cursor(name="backtest_history", row_factory=class_row(Write)) as cur:
+    # Tuples in the binary protocol: cheaper to parse than a row class over text.
+    with conn.cursor(name="backtest_history", binary=True) as cur:
         cur.itersize = batch
         cur.execute(_HISTORY, params)
-        yield from cur
+        for row in cur:
+            yield Write(*row)

@@ -30,9 +30,16 @@ __all__ = ["EngineEvent", "apply", "apply_identify"]
 
 
 def apply(
-    state: ProfileState, event: EngineEvent, program: Program, received_at: datetime
+    state: ProfileState,
+    event: EngineEvent,
+    program: Program,
+    received_at: datetime,
+    *,
+    summary: bool = False,
 ) -> tuple[ProfileState, Outcome]:
-    """Evaluate one event (PROGRAM.md, "Evaluating one event", steps 2–10)."""
+    """Evaluate one event (PROGRAM.md, "Evaluating one event", steps 2–10). ``summary``
+    leaves out the outcome's ``wallet_state`` and ``level`` (the state has them; a
+    back-test replaying a million events does not need them)."""
     with localcontext(DECIMALS):
         run = Evaluation(
             state=copy_state(state),
@@ -53,8 +60,8 @@ def apply(
             delta=delta,
             leveled_up=level_after > level_before,
             unlocked=run.unlocked,
-            wallet_state=wallet_state(run.state, program),
-            level=level_state(run.state, program),
+            wallet_state={} if summary else wallet_state(run.state, program),
+            level=None if summary else level_state(run.state, program),
             skipped=run.skipped,
             breakdown=[award_entry(a, program) for a in run.awards] + clamps,
         )

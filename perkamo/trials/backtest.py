@@ -149,7 +149,7 @@ class Backtest:
         report = self.report
         if w.kind == "event":
             seen = EngineEvent(w.name, w.payload or {}, w.occurred_at, run.traits)
-            run.state, outcome = apply(run.state, seen, program, w.received_at)
+            run.state, outcome = apply(run.state, seen, program, w.received_at, summary=True)
             if recorded:
                 report.events += 1
                 if _deltas(outcome.delta) != _recorded(w.outcome):
