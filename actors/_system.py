@@ -297,6 +297,27 @@ class ActorSystem(Generic[K, M, R]):
         self._passivations += len(stale)
         return len(stale)
 
+    async def passivate_matching(self, matches: Callable[[K], bool]) -> int:
+        """Passivate every actor whose key ``matches`` as soon as its mailbox is empty (the
+        caller stops sending them messages first); returns how many. Bound it with a
+        timeout: a matching actor that keeps receiving keeps it waiting."""
+        total = 0
+        while True:
+            busy, idle = False, []
+            for key, slot in self._slots.items():
+                if matches(key):
+                    if slot.running:
+                        busy = True
+                    else:
+                        idle.append(key)
+            for key in idle:
+                del self._slots[key]
+            self._passivations += len(idle)
+            total += len(idle)
+            if not busy:
+                return total
+            await trio.sleep(0.01)
+
     async def _sweep_forever(self) -> None:
         while True:
             await trio.sleep(max(self._idle_timeout / 4, 0.001))

@@ -8,7 +8,8 @@ then close the connections.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ from actors._admission import Admission
 from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.attempts import AttemptLog
+from perkamo.cluster.links import ForwardedReply
+from perkamo.cluster.node import Cluster, ClusterStatistics, open_listeners
+from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.errors import Code, PerkamoError
 from perkamo.membership import PEER_TIMEOUT, Membership
@@ -36,6 +40,7 @@ from perkamo.profiles import (
     Message,
     ProfileKey,
     ProfileServices,
+    Read,
     Snapshot,
     UsageLedger,
 )
@@ -53,6 +58,7 @@ from storage import (
     open_database,
     open_group_commit_writer,
 )
+from storage import members as member_store
 from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
@@ -74,6 +80,7 @@ class RuntimeStatistics:
     actors: SystemStatistics
     writer: WriterStatistics
     webhooks: DispatcherStatistics
+    cluster: ClusterStatistics
 
 
 @dataclass(slots=True)
@@ -93,12 +100,39 @@ class Runtime:
     profiles: ProfileServices
     backtests: BacktestRunner
     attempts: AttemptLog
+    cluster: Cluster
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
-    def submit(self, key: ProfileKey, message: Message) -> Reply[Answer]:
-        """Admit a message to a profile's mailbox now; raises 503 overloaded when the
-        mailbox is full, the server holds all the work it may (API.md "Admission"), or the
-        server is shutting down."""
+    def submit(self, key: ProfileKey, message: Message) -> Pending:
+        """Admit a message now: to the profile's mailbox here, or to the member owning its
+        shard (forwarded; ARCHITECTURE.md "Several processes and nodes"). Raises 503
+        overloaded when the mailbox is full, the server holds all the work it may (API.md
+        "Admission"), or the server is shutting down."""
+        if self.cluster.peers:
+            forwarded = self.cluster.forward(
+                key, message, self.settings.request_timeout, lambda: self.submit_here(key, message)
+            )
+            if forwarded is not None:
+                return forwarded
+        return self.submit_here(key, message)
+
+    def serve_forwarded(
+        self, key: ProfileKey, message: Message
+    ) -> Callable[[float], Awaitable[Answer]]:
+        """Admit a message another member forwarded (always here: never forwarded again);
+        returns what waits, at most the given seconds, for its answer."""
+        reply = self.submit_here(key, message)
+        writes = not isinstance(message, Read)
+
+        async def answer(seconds: float) -> Answer:
+            deadline = trio.current_time() + seconds
+            (result,) = await self.outcomes([reply], writes=writes, deadline=deadline)
+            return result
+
+        return answer
+
+    def submit_here(self, key: ProfileKey, message: Message) -> Reply[Answer]:
+        """Admit a message to the profile's mailbox in this process."""
         try:
             return self.actors.ask_nowait(key, message)
         except MailboxFull:
@@ -115,7 +149,7 @@ class Runtime:
             raise _shutting_down() from None
 
     async def outcome(
-        self, reply: Reply[Answer], *, writes: bool, deadline: float | None = None
+        self, reply: Pending, *, writes: bool, deadline: float | None = None
     ) -> Answer:
         """Wait (bounded) for a submitted message's answer; a refusal is raised."""
         (answer,) = await self.outcomes([reply], writes=writes, deadline=deadline)
@@ -127,7 +161,7 @@ class Runtime:
         return answer
 
     async def outcomes(
-        self, replies: list[Reply[Answer]], *, writes: bool, deadline: float | None = None
+        self, replies: Sequence[Pending], *, writes: bool, deadline: float | None = None
     ) -> list[Answer]:
         """Wait (bounded, one deadline for all) for submitted messages' answers; each is its
         answer or the PerkamoError it failed with. Storage trouble becomes 503; a message
@@ -150,7 +184,10 @@ class Runtime:
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
         return RuntimeStatistics(
-            self.actors.statistics(), self.writer.statistics(), self.webhooks.stats
+            self.actors.statistics(),
+            self.writer.statistics(),
+            self.webhooks.stats,
+            self.cluster.statistics(),
         )
 
     def deadline(self) -> float:
@@ -166,9 +203,10 @@ class Runtime:
 
 
 _WAITING = object()
+Pending = Reply[Answer] | ForwardedReply  # a message admitted here, or sent to its owner
 
 
-def _late(reply: Reply[Answer], *, writes: bool) -> PerkamoError:
+def _late(reply: Pending, *, writes: bool) -> PerkamoError:
     if writes and not reply.withdraw():
         return PerkamoError(
             Code.OUTCOME_UNKNOWN,
@@ -206,7 +244,11 @@ def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, database_url: str, *, member: bool = True
+) -> AsyncIterator[Runtime]:
+    """``member`` False: an operator's command — it forwards profiles' messages to their
+    owners but owns no shard and takes no forwarded work."""
     timeouts = settings.timeouts
     async with open_database(database_url, timeouts=timeouts) as db:
         await db.run(migrate)
@@ -246,9 +288,16 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
             dispatcher = WebhookDispatcher(db)
             nursery.start_soon(dispatcher.run)
             history = RecentHistory()
-            membership = Membership(database_url, history, timeouts=timeouts)
+            listeners, address = (
+                await open_listeners(settings.cluster_address) if member else ([], None)
+            )
+            membership = Membership(
+                database_url, history, secrets.token_hex(8), address, timeouts=timeouts
+            )
             await membership.join()
             nursery.start_soon(membership.run)
+            secret = await db.run(member_store.cluster_secret, secrets.token_hex(32))
+            cluster = Cluster(membership, secret, nursery, listeners)
             backtests = BacktestRunner(database_url, db, membership.id, nursery)
             attempts = AttemptLog(db)
             nursery.start_soon(attempts.run)
@@ -267,7 +316,7 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
                 )
                 nursery.start_soon(admission.run)
-                yield Runtime(
+                runtime = Runtime(
                     settings,
                     db,
                     writer,
@@ -283,8 +332,19 @@ async def open_runtime(settings: Settings, database_url: str) -> AsyncIterator[R
                     services,
                     backtests,
                     attempts,
+                    cluster,
                 )
+                if member:
+                    cluster.serve(runtime.serve_forwarded)
+
+                    async def passivate(shards: set[int]) -> None:
+                        await system.passivate_matching(lambda key: shard_of(*key) in shards)
+
+                    membership.own_shards(passivate)
+                yield runtime
+                # Other members stop sending this one work before its actors drain.
+                await membership.step_down()
+            cluster.close()
             await usage.flush_requests(writer.commit)
             await attempts.flush()
-            await membership.leave()
             nursery.cancel_scope.cancel()

@@ -8,6 +8,7 @@ than a pool checkout waits — otherwise a slow database would surface as a requ
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,11 @@ class Settings:
     request_timeout: float = 5.0
     statement_timeout: float = 4.0
     checkout_timeout: float = 3.0
+    # Several members (README "Several workers and hosts"): the address other members reach
+    # this one's internal port at (HOST:PORT; port 0 picks a free one), and how many worker
+    # processes ``perkamo serve`` starts on this host.
+    cluster_address: str = "127.0.0.1:0"
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.read_timeout_seconds <= 0:
@@ -68,6 +74,12 @@ class Settings:
         for name in ("mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PERKAMO_{name.upper()} must be at least 1")
+
+        host, _, port = self.cluster_address.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise SettingsError("PERKAMO_CLUSTER_ADDRESS must be HOST:PORT")
+        if self.workers < 1:
+            raise SettingsError("PERKAMO_WORKERS must be at least 1")
 
     @property
     def timeouts(self) -> Timeouts:
@@ -95,6 +107,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def parse_workers(raw: str) -> int:
+    """A number of worker processes, or ``auto``: one per core."""
+    return (os.cpu_count() or 1) if raw.strip() == "auto" else int(raw)
+
+
 _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_HOST", "host", str),
     ("PERKAMO_PORT", "port", int),
@@ -111,4 +128,6 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_REQUEST_TIMEOUT_SECONDS", "request_timeout", float),
     ("PERKAMO_STATEMENT_TIMEOUT_SECONDS", "statement_timeout", float),
     ("PERKAMO_CHECKOUT_TIMEOUT_SECONDS", "checkout_timeout", float),
+    ("PERKAMO_CLUSTER_ADDRESS", "cluster_address", str),
+    ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
 ]

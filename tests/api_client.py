@@ -22,7 +22,7 @@ from tests.leaks import assert_no_leak
 
 def app_for(runtime: Runtime) -> QuartTrio:
     """The app as ``perkamo serve`` builds it, metrics included."""
-    return create_app(runtime, Metrics(runtime.statistics))
+    return create_app(runtime, Metrics(runtime.statistics, runtime.cluster.membership.id))
 
 
 _decoder = msgspec.json.Decoder(float_hook=None)

@@ -17,7 +17,7 @@ LAYERS = [
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles", "perkamo.trials"),
     ("perkamo.access",),
-    ("perkamo.membership", "perkamo.attempts", "perkamo.runtime"),
+    ("perkamo.membership", "perkamo.cluster", "perkamo.attempts", "perkamo.runtime"),
     ("perkamo.http", "perkamo.console"),
     ("perkamo.ops", "perkamo.__main__", "perkamo.__init__"),
 ]

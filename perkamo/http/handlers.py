@@ -6,7 +6,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors import Reply
 from perkamo.configuration import versions
 from perkamo.configuration.versions import candidate_program
 from perkamo.errors import Code, PerkamoError
@@ -49,7 +48,6 @@ from perkamo.http.responses import (
 )
 from perkamo.profiles import (
     Adjust,
-    Answer,
     EventRequest,
     Identify,
     IdentifyResult,
@@ -65,7 +63,7 @@ from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import MODULES
 from perkamo.program.support import check_adjustment
 from perkamo.program.timefmt import format_rfc3339
-from perkamo.runtime import Runtime
+from perkamo.runtime import Pending, Runtime
 from perkamo.trials.simulate import SimulatedEvent, simulate
 from storage import backtests as backtest_store
 from storage.backtests import Job
@@ -187,7 +185,7 @@ async def ingest_batch(call: Call) -> Result:
     deadline = runtime.deadline()
     for wave_items in waves:
         submitted: list[int] = []
-        replies: list[Reply[Answer]] = []
+        replies: list[Pending] = []
         for index, event in wave_items:
             try:
                 key = (call.key.space_id, event.user_id)

@@ -14,8 +14,9 @@ import trio
 
 from perkamo.access import admin
 from perkamo.ops import operators, support, trials
+from perkamo.ops.cluster import cluster_status
 from perkamo.ops.logs import configure as configure_logs
-from perkamo.settings import Settings, SettingsError
+from perkamo.settings import Settings, SettingsError, parse_workers
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
 from storage.migrations import migrate
@@ -38,6 +39,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="create the demo Space commerce-test and a key"
     )
+    serve.add_argument(
+        "--workers",
+        type=parse_workers,
+        help="member processes on this host sharing the port, or auto (one per core);"
+        " env PERKAMO_WORKERS, default 1",
+    )
+    serve.add_argument(
+        "--cluster-address",
+        help="HOST:PORT other members reach this one's internal port at"
+        " (env PERKAMO_CLUSTER_ADDRESS, default 127.0.0.1:0 = a free port on loopback)",
+    )
+
+    cluster = sub.add_parser("cluster", help="the members sharing this database").add_subparsers(
+        dest="action", required=True
+    )
+    status = cluster.add_parser("status", help="members, addresses, shards held, heartbeats")
+    _add_storage_flags(status)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     _add_storage_flags(mig)
@@ -111,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, overridden by the flags given."""
-    flags = ("database_url", "data_dir", "log_level", "host", "port")
+    flags = ("database_url", "data_dir", "log_level", "host", "port", "workers", "cluster_address")
     return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in flags})
 
 
@@ -263,8 +281,25 @@ def _run_keys(args: argparse.Namespace, db: Database) -> None:
 
 
 def _serve(settings: Settings, *, demo: bool) -> int:
-    from perkamo.ops.server import CannotListen, serve
+    from perkamo.ops.server import WORKER_OF, CannotListen, serve
+    from perkamo.ops.workers import WorkerFailed, supervise
 
+    if settings.workers > 1 and WORKER_OF not in os.environ:
+        if settings.port == 0:
+            print("perkamo: several workers need a fixed --port (they share it)", file=sys.stderr)
+            return 2
+        try:
+            trio.run(lambda: supervise(settings, demo=demo))
+        except BaseExceptionGroup as group:
+            failed = group.subgroup(WorkerFailed)
+            if failed is None:
+                raise
+            print(f"perkamo: {failed.exceptions[0]}", file=sys.stderr)
+            return 1
+        except WorkerFailed as exc:
+            print(f"perkamo: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         trio.run(lambda: serve(settings, demo=demo))
     except BaseExceptionGroup as group:
@@ -296,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "migrate": lambda _args, _db: print("migrations applied"),
             "webhooks": _run_webhooks,
             "operators": operators.run,
+            "cluster": cluster_status,
         }
         with _database(settings) as db:
             if args.command == "verify":

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from perkamo.cluster.node import ClusterStatistics
 from perkamo.runtime import RuntimeStatistics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,6 +59,49 @@ class _RuntimeCollector(Collector):
         for status in ("delivered", "retrying", "failed"):
             deliveries.add_metric([status], getattr(hooks, status))
         yield deliveries
+        yield from _cluster_metrics(s.cluster)
+
+
+def _cluster_metrics(c: ClusterStatistics) -> Iterable[Any]:
+    links = c.links
+    yield GaugeMetricFamily("perkamo_cluster_members", "Live members, this one included", c.members)
+    yield GaugeMetricFamily("perkamo_shards_owned", "Shards this member owns", c.shards)
+    yield CounterMetricFamily(
+        "perkamo_forwarded_messages", "Messages sent to the member owning them", links.forwarded
+    )
+    yield CounterMetricFamily(
+        "perkamo_forwarded_answered", "Forwarded messages answered by their owner", links.answered
+    )
+    yield CounterMetricFamily(
+        "perkamo_forwarded_seconds",
+        "Round trips of answered forwards, summed",
+        links.forward_seconds,
+    )
+    yield CounterMetricFamily(
+        "perkamo_forwarded_lost", "Forwards whose link broke after sending", links.failed
+    )
+    latency = GaugeMetricFamily(
+        "perkamo_forward_latency_seconds",
+        "Round trip of the last 1,000 forwards",
+        labels=["quantile"],
+    )
+    recent = sorted(links.latencies)
+    for q in (0.5, 0.99):
+        value = recent[min(int(q * len(recent)), len(recent) - 1)] if recent else 0.0
+        latency.add_metric([str(q)], value)
+    yield latency
+    yield CounterMetricFamily(
+        "perkamo_served_for_members", "Messages other members forwarded here", links.served
+    )
+    yield CounterMetricFamily(
+        "perkamo_internal_refused", "Internal connections refused (no cluster secret)",
+        links.refused_handshakes,
+    )  # fmt: skip
+    yield CounterMetricFamily("perkamo_shards_acquired", "Shards taken", c.acquired)
+    yield CounterMetricFamily("perkamo_shards_handed_over", "Shards handed over", c.released)
+    yield GaugeMetricFamily(
+        "perkamo_hand_over_last_seconds", "The last hand-over's duration", c.hand_over_seconds
+    )
 
 
 class Metrics:
@@ -66,7 +110,10 @@ class Metrics:
 
     content_type = CONTENT_TYPE
 
-    def __init__(self, runtime_statistics: Callable[[], RuntimeStatistics]) -> None:
+    def __init__(
+        self, runtime_statistics: Callable[[], RuntimeStatistics], member: str = ""
+    ) -> None:
+        self.member = member
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "perkamo_http_requests",
@@ -96,4 +143,22 @@ class Metrics:
             self.refusals.labels(code).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """Every series labelled with this member's id (several members share a port)."""
+        return label_member(generate_latest(self.registry), self.member)
+
+
+def label_member(text: bytes, member: str) -> bytes:
+    if not member:
+        return text
+    label = f'member="{member}"'.encode()
+    lines = []
+    for line in text.split(b"\n"):
+        if line and not line.startswith(b"#"):
+            name, brace, rest = line.partition(b"{")
+            if brace:
+                line = name + b"{" + label + (b"," if not rest.startswith(b"}") else b"") + rest
+            else:
+                name, _, value = line.partition(b" ")
+                line = name + b"{" + label + b"} " + value
+        lines.append(line)
+    return b"\n".join(lines)

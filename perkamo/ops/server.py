@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import resource
 import signal
+import warnings
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -18,14 +20,16 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from perkamo.access import admin
-from perkamo.configuration import activate_demo
+from perkamo.configuration import ProgramCatalog, activate_demo
 from perkamo.http.app import create_app
 from perkamo.ops import connections
 from perkamo.ops.metrics import Metrics
 from perkamo.ops.operators import ensure_demo_operator
-from perkamo.runtime import Runtime, open_runtime
+from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
-from storage import EmbeddedPostgres
+from storage import Database, EmbeddedPostgres
+
+WORKER_OF = "PERKAMO_WORKER_OF"  # set in a worker's environment: its supervisor's pid
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +99,15 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
 
 async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
     async with open_runtime(settings, url) as runtime:
-        banner = await _load_demo(runtime, settings) if demo else ""
+        banner = await load_demo(runtime.db, runtime.programs, settings) if demo else ""
         config, limits = _hypercorn_config(settings)
-        app = create_app(runtime, Metrics(runtime.statistics))
+        app = create_app(runtime, Metrics(runtime.statistics, runtime.cluster.membership.id))
         _tune_garbage_collection()
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_wait_for_signal, stop)
+            if (parent := os.environ.get(WORKER_OF)) is not None:
+                nursery.start_soon(_watch_supervisor, int(parent), stop)
             try:
                 binds = await nursery.start(
                     functools.partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)
@@ -128,13 +134,24 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
         log.info("HTTP server stopped; draining profiles")
 
 
-async def _load_demo(runtime: Runtime, settings: Settings) -> str:
+async def _watch_supervisor(parent: int, stop: trio.Event) -> None:
+    """A worker whose supervisor is gone (killed) shuts down cleanly on its own."""
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("the supervisor is gone; shutting down")
+            stop.set()
+            return
+        with trio.move_on_after(1):
+            await stop.wait()
+
+
+async def load_demo(db: Database, programs: ProgramCatalog, settings: Settings) -> str:
     """The demo Space, its key and program; returns the banner that shows them."""
-    space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
-    if await activate_demo(runtime.db, runtime.programs, space.id):
+    space, key = await db.run(admin.ensure_demo, settings.data_dir / "demo-key")
+    if await activate_demo(db, programs, space.id):
         log.info("loaded the demo program into %s", space.slug)
     password_file = settings.data_dir / "demo-operator"
-    email, password = await runtime.db.run(ensure_demo_operator, password_file)
+    email, password = await db.run(ensure_demo_operator, password_file)
     return (
         f"Demo Space: {space.slug} ({space.environment})\n"
         f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
@@ -143,9 +160,16 @@ async def _load_demo(runtime: Runtime, settings: Settings) -> str:
     )
 
 
+# hypercorn warns that `workers` does nothing under `serve`: we set it only for the socket
+# option it implies (SO_REUSEPORT), and start the workers ourselves (ops/workers.py).
+warnings.filterwarnings("ignore", "The config `workers` has no affect", Warning)
+
+
 def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
+    # Several workers share the port (SO_REUSEPORT: the kernel spreads connections).
+    config.workers = settings.workers
     config.graceful_timeout = settings.shutdown_grace_seconds
     # hypercorn's default backlog (100) drops the SYNs of a burst of new connections, which
     # clients then retry after 1, 2, 4 s: seconds of latency the server never sees. The

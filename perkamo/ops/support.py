@@ -56,7 +56,7 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     if not 1 <= len(args.reason) <= 500:
         raise admin.AdminError("--reason must have 1 to 500 characters")
     failure: admin.AdminError | None = None
-    async with open_runtime(settings, url) as runtime:
+    async with open_runtime(settings, url, member=False) as runtime:
         try:
             user, transaction_id, answer = await _apply(args, runtime, actor)
         except admin.AdminError as exc:  # raised outside the runtime's nursery, not grouped

@@ -75,7 +75,7 @@ def _time(text: str | None, flag: str) -> datetime | None:
 async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     failure: admin.AdminError | None = None
     document: dict[str, Any] = {}
-    async with open_runtime(settings, url) as runtime:
+    async with open_runtime(settings, url, member=False) as runtime:
         try:
             space = await runtime.db.run(admin.require_space, args.space)
             if args.command == "simulate":

@@ -106,6 +106,7 @@ def _walk(server: ServerProcess, pg_url: str) -> None:
     viewer_email, viewer_password = add_operator(pg_url, "looker", "viewer")
     driver = _driver()
     started = time.monotonic()
+    clients: list[httpx.Client] = []
     try:
         walk = Walk(driver, server.base_url)
         walk.open("/console/spaces")  # not logged in: the login page
@@ -126,6 +127,7 @@ def _walk(server: ServerProcess, pg_url: str) -> None:
         walk.shot("spaces")
 
         api = httpx.Client(base_url=server.base_url, headers={"x-perkamo-api-key": key})
+        clients.append(api)  # closed at the end of the walk
         assert api.post("/v1/admin/config", json=demo_program()).status_code == 200
         receiver_port = _closed_port()
         with psycopg.connect(pg_url) as conn:
@@ -206,7 +208,8 @@ def _walk(server: ServerProcess, pg_url: str) -> None:
         walk.wait_for("Log in")
     finally:
         driver.quit()
-        driver.command_executor.close()  # its pooled socket to chromedriver
+        for client in clients:
+            client.close()
     assert time.monotonic() - started < 60
     assert "Traceback" not in server.log()
 

@@ -97,7 +97,7 @@ async def watch_mailboxes(server: ServerProcess, depth: list[float], samples: in
         for _ in range(samples):
             metrics = (await plain.get("/metrics")).text
             for line in metrics.splitlines():
-                if line.startswith("perkamo_mailbox_depth "):
+                if line.startswith("perkamo_mailbox_depth{"):  # labelled with the member
                     depth.append(float(line.split()[1]))
             await trio.sleep(0.5)
 

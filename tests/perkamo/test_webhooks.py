@@ -266,6 +266,11 @@ async def test_metrics_parse_and_move(api):
     assert sample(text, "perkamo_actors_resident") >= 3
     assert sample(text, "perkamo_group_commit_flushes_total") >= 3
     assert sample(text, "perkamo_group_commit_units_total") >= 3
+    # Every series names its member (several members may share a port).
+    members = {s.labels.get("member") for f in text_string_to_metric_families(text)
+               for s in f.samples}  # fmt: skip
+    assert len(members) == 1 and None not in members
+    assert sample(text, "perkamo_cluster_members") == 1
 
 
 async def raw_metrics(api: Api) -> str:

@@ -1,0 +1,303 @@
+"""The internal connections: a member's listener (nothing answers before the handshake with
+the cluster secret), and one persistent, multiplexed link to each peer it forwards to.
+
+Forwarding is synchronous for the caller, like admitting a message to a local mailbox: the
+request's frame goes into the link's send buffer at once (one writer task sends everything
+buffered in one write), so the messages a caller forwards in a row keep their order. On the
+owner's side a request's message is admitted to the profile's mailbox as soon as its frame
+is read, in arrival order, and answered when its answer is ready."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from actors import Future, Reply
+from perkamo.cluster import protocol
+from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles import Answer, Message, ProfileKey, Read
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_SECONDS = 5.0
+RETRY_AFTER = 1.0  # a peer that could not be reached is not tried again for this long
+
+# Admits a forwarded message here (raising PerkamoError when it cannot) and returns the
+# coroutine function that waits, at most the given seconds, for its answer.
+Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[Answer]]]
+LocalSubmit = Callable[[], Reply[Answer]]
+
+
+@dataclass
+class LinkStatistics:
+    forwarded: int = 0
+    forward_seconds: float = 0.0  # sum of the round trips of answered forwards
+    answered: int = 0
+    served: int = 0  # requests other members forwarded here
+    refused_handshakes: int = 0
+    failed: int = 0  # forwards that lost their link before an answer
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class InternalServer:
+    """Serves the cluster's requests to members that prove the secret (``connection`` is
+    the handler for each accepted connection)."""
+
+    def __init__(self, secret: str, member: str, submit: Submit, stats: LinkStatistics) -> None:
+        self._secret = secret
+        self._member = member
+        self._submit = submit
+        self.stats = stats
+
+    async def _handshake(self, stream: trio.SocketStream, reader: FrameReader) -> bool:
+        nonce = secrets.token_hex(16)
+        try:
+            with trio.fail_after(HANDSHAKE_SECONDS):
+                await protocol.send(stream, Challenge(nonce))
+                hello = await reader.next()
+            if isinstance(hello, Hello) and protocol.proof_matches(
+                self._secret, nonce, hello.proof
+            ):
+                await protocol.send(stream, Welcome(self._member))
+                return True
+        except (trio.TooSlowError, trio.BrokenResourceError, ValueError):
+            pass
+        self.stats.refused_handshakes += 1
+        return False  # no answer without the secret: the connection just closes
+
+    async def connection(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            reader = FrameReader(stream)
+            if not await self._handshake(stream, reader):
+                return
+            lock = trio.Lock()
+            async with trio.open_nursery() as nursery:
+                while True:
+                    try:
+                        frame = await reader.next()
+                    except (trio.BrokenResourceError, ValueError):
+                        break
+                    if frame is None:
+                        break
+                    if isinstance(frame, Request):
+                        self._admit(nursery, stream, lock, frame)
+                # The peer closed: what it sent is still answered (or dropped unsent).
+                nursery.cancel_scope.deadline = trio.current_time() + 30
+
+    def _admit(
+        self, nursery: trio.Nursery, stream: trio.SocketStream, lock: trio.Lock, frame: Request
+    ) -> None:
+        self.stats.served += 1
+        try:
+            message = protocol.decode_message(frame.kind, frame.message)
+            wait = self._submit((frame.space_id, frame.user_id), message)  # admitted now
+        except PerkamoError as exc:
+            nursery.start_soon(_respond, stream, lock, frame.id, exc.with_traceback(None))
+            return
+        except (ValueError, TypeError):
+            refused = PerkamoError(Code.INTERNAL_ERROR, "The forwarded request was not understood.")
+            nursery.start_soon(_respond, stream, lock, frame.id, refused)
+            return
+
+        async def answer() -> None:
+            await _respond(stream, lock, frame.id, await wait(frame.seconds))
+
+        nursery.start_soon(answer)
+
+
+async def _respond(stream: trio.SocketStream, lock: trio.Lock, id_: int, answer: Answer) -> None:
+    kind, raw = protocol.encode_answer(answer)
+    async with lock:
+        try:
+            await protocol.send(stream, Response(id_, kind, raw))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the forwarding member went away; it answers its client itself
+
+
+_SERVE_HERE = object()  # the link broke before the owner could have applied the message
+
+
+def _lost() -> PerkamoError:
+    return PerkamoError(
+        Code.OUTCOME_UNKNOWN,
+        "The member owning this profile went away while applying the request; it may or "
+        "may not have been applied. Retry with the same transaction_id.",
+    )
+
+
+class ForwardedReply:
+    """A forwarded message's answer, waited for like a local Reply. When the link breaks
+    before the frame was sent (or the message only reads), the message is served here."""
+
+    __slots__ = ("_future", "_local", "read", "sent", "sent_at", "withdrawn")
+
+    def __init__(self, local: LocalSubmit, read: bool) -> None:
+        self._future: Future[object] = Future()
+        self._local = local
+        self.read = read
+        self.sent = False
+        self.withdrawn = False
+        self.sent_at = trio.current_time()
+
+    def resolve(self, value: object) -> None:
+        self._future.resolve(value)
+
+    async def wait(self) -> Answer:
+        answer = await self._future.wait()
+        if answer is _SERVE_HERE:
+            try:
+                reply = self._local()
+            except PerkamoError as exc:
+                return exc.with_traceback(None)
+            return await reply.wait()
+        return answer  # type: ignore[return-value]
+
+    def withdraw(self) -> bool:
+        """Take the message back if its frame is still in the send buffer."""
+        if self.sent:
+            return False
+        self.withdrawn = True
+        return True
+
+
+class PeerLink:
+    """One member's link to another: connected in the background on first use, reconnected
+    after a failure; until it is connected, the caller serves the request itself."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        member: str,
+        peer: str,
+        address: str,
+        secret: str,
+        stats: LinkStatistics,
+    ) -> None:
+        self.member, self.peer, self.address = member, peer, address
+        self._nursery = nursery
+        self._secret = secret
+        self._stats = stats
+        self._stream: trio.SocketStream | None = None
+        self._pending: dict[int, ForwardedReply] = {}
+        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._ready = trio.Event()
+        self._ids = itertools.count(1)
+        self._connecting = False
+        self._down_until = -1.0
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    def submit(
+        self, key: ProfileKey, message: Message, seconds: float, local: LocalSubmit
+    ) -> ForwardedReply | None:
+        """Queue the message for its owner; None when the link is not up (serve it here;
+        the link connects in the background)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        request_id = next(self._ids)
+        kind, raw = protocol.encode_message(message)
+        reply = ForwardedReply(local, isinstance(message, Read))
+        frame = protocol.encode_frame(Request(request_id, key[0], key[1], kind, raw, seconds))
+        self._pending[request_id] = reply
+        self._outbox.append((request_id, frame))
+        self._ready.set()
+        self._stats.forwarded += 1
+        return reply
+
+    def _connect_soon(self) -> None:
+        if not (self._connecting or self.closed or trio.current_time() < self._down_until):
+            self._connecting = True
+            self._nursery.start_soon(self._connect)
+
+    async def _connect(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        try:
+            with trio.fail_after(HANDSHAKE_SECONDS):
+                stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
+                reader = FrameReader(stream)
+                challenge = await reader.next()
+                if not isinstance(challenge, Challenge):
+                    raise ValueError("no challenge")
+                proof = protocol.proof(self._secret, challenge.nonce)
+                await protocol.send(stream, Hello(self.member, proof))
+                if not isinstance(await reader.next(), Welcome):
+                    raise ValueError("refused")
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError) as exc:
+            log.info("cannot reach member %s at %s: %s", self.peer, self.address, exc)
+            self._down_until = trio.current_time() + RETRY_AFTER
+            return
+        finally:
+            self._connecting = False
+        if self.closed:
+            stream.socket.close()
+            return
+        self._stream = stream
+        self._nursery.start_soon(self._read, stream, reader)
+        self._nursery.start_soon(self._write, stream)
+
+    async def _write(self, stream: trio.SocketStream) -> None:
+        try:
+            while self._stream is stream:
+                await self._ready.wait()
+                self._ready = trio.Event()
+                chunks = []
+                while self._outbox:
+                    request_id, frame = self._outbox.popleft()
+                    reply = self._pending.get(request_id)
+                    if reply is None or reply.withdrawn:
+                        self._pending.pop(request_id, None)
+                        continue
+                    reply.sent = True
+                    chunks.append(frame)
+                if chunks:
+                    await stream.send_all(b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._broken(stream)
+
+    async def _read(self, stream: trio.SocketStream, reader: FrameReader) -> None:
+        try:
+            while True:
+                frame = await reader.next()
+                if frame is None:
+                    break
+                if isinstance(frame, Response) and (reply := self._pending.pop(frame.id, None)):
+                    elapsed = trio.current_time() - reply.sent_at
+                    self._stats.answered += 1
+                    self._stats.forward_seconds += elapsed
+                    self._stats.latencies.append(elapsed)
+                    reply.resolve(protocol.decode_answer(frame.kind, frame.answer))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
+            pass
+        finally:
+            self._broken(stream)
+
+    def _broken(self, stream: trio.SocketStream) -> None:
+        if self._stream is not stream:
+            return
+        self._stream = None
+        stream.socket.close()
+        self._ready.set()  # the writer sees the link gone and ends
+        pending, self._pending = self._pending, {}
+        self._outbox.clear()
+        for reply in pending.values():
+            if reply.sent and not reply.read:
+                self._stats.failed += 1
+                reply.resolve(_lost())
+            else:
+                reply.resolve(_SERVE_HERE)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._stream is not None:
+            self._broken(self._stream)

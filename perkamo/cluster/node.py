@@ -1,0 +1,111 @@
+"""This member's part in the cluster: its internal listener, its links to the other members,
+and where each profile's messages go (here, or to the member owning the profile's shard)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from perkamo.cluster.links import (
+    ForwardedReply,
+    InternalServer,
+    LinkStatistics,
+    LocalSubmit,
+    PeerLink,
+    Submit,
+)
+from perkamo.cluster.shards import shard_of
+from perkamo.membership import Membership
+from perkamo.profiles import Message, ProfileKey
+
+log = logging.getLogger(__name__)
+
+ANSWER_MARGIN = 0.1  # seconds: the owner answers this much before the caller's deadline
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatistics:
+    member: str
+    members: int
+    shards: int
+    links: LinkStatistics
+    acquired: int
+    released: int
+    hand_over_seconds: float
+
+
+class Cluster:
+    def __init__(
+        self,
+        membership: Membership,
+        secret: str,
+        nursery: trio.Nursery,
+        listeners: list[trio.SocketListener],
+    ) -> None:
+        self.membership = membership
+        self._secret = secret
+        self._nursery = nursery
+        self._listeners = listeners
+        self._links: dict[str, PeerLink] = {}
+        self.stats = LinkStatistics()
+
+    @property
+    def peers(self) -> int:
+        return self.membership.peers
+
+    def serve(self, submit: Submit) -> None:
+        """Start answering other members' requests (``submit`` admits one here)."""
+        server = InternalServer(self._secret, self.membership.id, submit, self.stats)
+        self._nursery.start_soon(trio.serve_listeners, server.connection, self._listeners)
+
+    def forward(
+        self, key: ProfileKey, message: Message, seconds: float, local: LocalSubmit
+    ) -> ForwardedReply | None:
+        """Send the message to its shard's owner when that is another member; None: serve
+        it here (this member owns the shard, no member does, or the link is not up)."""
+        owner = self.membership.owner(shard_of(*key))
+        if owner is None or not owner.address:
+            return None
+        link = self._links.get(owner.id)
+        if link is None or link.closed:
+            self._prune()
+            link = PeerLink(
+                self._nursery, self.membership.id, owner.id, owner.address, self._secret,
+                self.stats,
+            )  # fmt: skip
+            self._links[owner.id] = link
+        return link.submit(key, message, max(seconds - ANSWER_MARGIN, 0.0), local)
+
+    def _prune(self) -> None:
+        """Close the links to members that are gone."""
+        for member in [m for m in self._links if m not in self.membership.members]:
+            self._links.pop(member).close()
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+
+    def statistics(self) -> ClusterStatistics:
+        m = self.membership
+        return ClusterStatistics(
+            m.id,
+            len(m.members),
+            len(m.held),
+            self.stats,
+            m.stats.acquired,
+            m.stats.released,
+            m.stats.hand_over_seconds,
+        )
+
+
+async def open_listeners(address: str) -> tuple[list[trio.SocketListener], str]:
+    """Listen on the internal address (HOST:PORT; port 0 picks one); returns the listeners
+    and the address to publish."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    listeners = await trio.open_tcp_listeners(int(port), host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    return listeners, f"{host}:{bound}"
