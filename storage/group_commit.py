@@ -162,6 +162,9 @@ class Unit:
     adjustments: list[AdjustmentRow] = field(default_factory=list)
     reversals: list[ReversalRow] = field(default_factory=list)
     audits: list[AuditRow] = field(default_factory=list)
+    # The limit of each meter in ``usage`` that has one: PostgreSQL refuses the unit
+    # (OVER_LIMIT) rather than let a meter pass it — exact across server processes.
+    limits: dict[UsageKey, int] = field(default_factory=dict)
 
 
 class Status(Enum):
@@ -170,6 +173,7 @@ class Status(Enum):
     STALE = "stale"  # the profile's version moved: reload and re-apply
     UNAVAILABLE = "unavailable"  # nothing was committed
     OUTCOME_UNKNOWN = "outcome_unknown"  # COMMIT was in flight when the connection failed
+    OVER_LIMIT = "over_limit"  # a limited meter would pass its limit (other processes used it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +303,7 @@ WITH ev AS (
 ), us AS (
     INSERT INTO usage_counters (space_id, period, meter, used)
     SELECT space_id, period, meter, used
-    FROM json_to_recordset(%(usage)s::json) AS x(
+    FROM json_to_recordset(%(counters)s::json) AS x(
         space_id bigint, period date, meter text, used bigint)
     ON CONFLICT (space_id, period, meter) DO UPDATE
         SET used = usage_counters.used + EXCLUDED.used
@@ -319,6 +323,33 @@ SELECT * FROM ev UNION ALL SELECT * FROM rd UNION ALL SELECT * FROM ad
 UNION ALL SELECT * FROM rv UNION ALL SELECT * FROM np UNION ALL SELECT * FROM up
 """
 _rows = msgspec.json.Encoder()
+
+# Limited meters, before the flush's statement and in its transaction: the rows exist, are
+# locked in a fixed order (two writers never deadlock on them), and grow only within their
+# limits. A meter not returned would pass its limit: its units are refused. Under READ
+# COMMITTED a writer waiting on the row lock re-checks the limit against the committed value.
+_ENSURE_LIMITED = """
+INSERT INTO usage_counters (space_id, period, meter, used)
+SELECT space_id, period, meter, 0
+FROM json_to_recordset(%(limited)s::json) AS x(space_id bigint, period date, meter text)
+ORDER BY 1, 2, 3
+ON CONFLICT (space_id, period, meter) DO NOTHING
+"""
+_GROW_LIMITED = """
+WITH x AS (
+    SELECT * FROM json_to_recordset(%(limited)s::json) AS x(
+        space_id bigint, period date, meter text, used bigint, lim bigint)
+), locked AS (
+    SELECT c.space_id, c.period, c.meter FROM usage_counters c
+    JOIN x USING (space_id, period, meter)
+    ORDER BY 1, 2, 3 FOR UPDATE OF c
+)
+UPDATE usage_counters c SET used = c.used + x.used
+FROM x JOIN locked l USING (space_id, period, meter)
+WHERE c.space_id = x.space_id AND c.period = x.period AND c.meter = x.meter
+  AND c.used + x.used <= x.lim
+RETURNING c.space_id, c.period, c.meter
+"""
 
 
 _COMMITTED = Verdict(Status.COMMITTED)
@@ -475,14 +506,31 @@ class GroupCommitWriter:
         reversals = [(n, r) for n, u in enumerate(units) for r in u.reversals]
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
         new = [(n, s) for n, s in snapshots if s.expected_version == 0]
-        old = [(n, s) for n, s in snapshots if s.expected_version > 0]
+        old = sorted(
+            ((n, s) for n, s in snapshots if s.expected_version > 0),
+            key=lambda item: (item[1].space_id, item[1].user_id),
+        )
         totals: dict[UsageKey, int] = {}
         for unit in units:
             for key, amount in unit.usage.items():
                 totals[key] = totals.get(key, 0) + amount
+        # Rows every writer may touch are written in one order (sorted by key): two server
+        # processes flushing the same meters never wait on each other in a cycle.
         usage = [
             {"space_id": space, "period": period, "meter": meter, "used": amount}
-            for (space, period, meter), amount in totals.items()
+            for (space, period, meter), amount in sorted(totals.items())
+        ]
+        limits = {key: lim for unit in units for key, lim in unit.limits.items()}
+        if limits:
+            over = self._grow_limited(conn, totals, limits)
+            if over:
+                return {
+                    n: Verdict(Status.OVER_LIMIT)
+                    for n, unit in enumerate(units)
+                    if any(unit.usage.get(key) for key in over)
+                }
+        counters = [
+            row for row in usage if (row["space_id"], row["period"], row["meter"]) not in limits
         ]
         params = {
             "events": _rows.encode([e for _, e in events]).decode(),
@@ -495,6 +543,7 @@ class GroupCommitWriter:
             "outbox": _rows.encode([r for u in units for r in u.outbox]).decode(),
             "audits": _rows.encode([r for u in units for r in u.audits]).decode(),
             "usage": _rows.encode(usage).decode(),
+            "counters": _rows.encode(counters).decode(),
         }
         with conn.cursor() as cur:
             cur.execute(_FLUSH, params)
@@ -516,6 +565,23 @@ class GroupCommitWriter:
             if ("p", snap.space_id, "", snap.user_id) not in written and n not in refused:
                 refused[n] = Verdict(Status.STALE)
         return refused
+
+    @staticmethod
+    def _grow_limited(
+        conn: psycopg.Connection[Any], totals: dict[UsageKey, int], limits: dict[UsageKey, int]
+    ) -> set[UsageKey]:
+        """Add the limited meters' usage within their limits; returns the meters that would
+        pass theirs (nothing was added to them)."""
+        rows = [
+            {"space_id": s, "period": p, "meter": m, "used": totals.get((s, p, m), 0), "lim": lim}
+            for (s, p, m), lim in sorted(limits.items())
+        ]
+        param = {"limited": _rows.encode(rows).decode()}
+        with conn.cursor() as cur:
+            cur.execute(_ENSURE_LIMITED, param)
+            cur.execute(_GROW_LIMITED, param)
+            grown = {(s, p, m) for s, p, m in cur.fetchall()}
+        return {key for key in limits if key not in grown}
 
 
 @asynccontextmanager

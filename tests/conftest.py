@@ -27,6 +27,7 @@ from tests.spaces import SpaceKey, make_space
 _SLOW_MODULES = {
     "test_connections.py", "test_process.py", "test_faults.py", "test_fuzz.py",
     "test_two_processes.py", "test_embedded_postgres.py", "test_storage_outage.py", "test_load.py", "test_support_crash.py", "test_browser.py",
+    "test_members.py",
 }  # fmt: skip
 
 

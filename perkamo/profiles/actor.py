@@ -186,6 +186,10 @@ class ProfileActor:
                 row = await self._services.loader.load(self._space_id, self._user_id)
                 self._snapshot = Snapshot.from_row(row)
                 await trio.sleep(random.uniform(0, _STALE_BACKOFF * (round_ + 1)))
+            elif verdict.status is Status.OVER_LIMIT:
+                # Other server processes filled a limit this one's count had room in:
+                # count again from storage, then stage again (refused if it is full).
+                await self._recount(messages, todo)
             elif verdict.status is Status.UNAVAILABLE:
                 down = PerkamoError(
                     Code.STORAGE_UNAVAILABLE,
@@ -268,11 +272,17 @@ class ProfileActor:
                 continue
             if i not in waited:
                 waited.add(i)
+                period = period_of(refusal.moment)
                 with trio.move_on_after(_USAGE_WAIT):
-                    period = period_of(refusal.moment)
                     await usage.wait_until_settled(self._space_id, period, refusal.meter)
+                # Refused only on a count read from storage after this process settled.
+                await usage.refresh(self._space_id, period)
                 continue  # staged again in the next round
             answers[i] = limit_exceeded(refusal.meter, refusal.moment)
+
+    async def _recount(self, messages: list[Write], todo: list[int]) -> None:
+        for period in {period_of(messages[i].received_at) for i in todo}:
+            await self._services.usage.refresh(self._space_id, period)
 
     async def _judge(
         self,

@@ -17,6 +17,7 @@ class Reservations:
         self._ledger = ledger
         self._space_id = space_id
         self._held: dict[tuple[date, str], int] = {}
+        self._limits: dict[tuple[date, str], int] = {}
 
     def reserve(self, moment: datetime, meter: str, limits: Mapping[str, Any]) -> bool:
         """One more ``meter`` in the period of ``moment``; False when over the limit."""
@@ -24,6 +25,8 @@ class Reservations:
         if not self._ledger.reserve(self._space_id, period, meter, 1, limits):
             return False
         self._held[(period, meter)] = self._held.get((period, meter), 0) + 1
+        if (limit := limits.get(meter)) is not None:
+            self._limits[(period, meter)] = int(limit)
         return True
 
     def release(self, moment: datetime, meter: str) -> None:
@@ -37,6 +40,14 @@ class Reservations:
     def increments(self) -> dict[UsageKey, int]:
         """What the unit's commit adds to the meters."""
         return {(self._space_id, period, meter): n for (period, meter), n in self._held.items()}
+
+    def limits(self) -> dict[UsageKey, int]:
+        """The limits of the meters the unit adds to (PostgreSQL holds the commit to them)."""
+        return {
+            (self._space_id, period, meter): self._limits[(period, meter)]
+            for (period, meter) in self._held
+            if (period, meter) in self._limits
+        }
 
     def settle(self, committed: bool) -> None:
         """The commit's verdict: reservations become usage, or are released."""

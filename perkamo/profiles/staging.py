@@ -128,6 +128,7 @@ def stage(
         snapshot,
         redemptions=draft.redemptions,
         usage=reservations.increments(),
+        limits=reservations.limits(),
         outbox=draft.outbox,
         identifies=draft.identifies,
         adjustments=draft.adjustments,

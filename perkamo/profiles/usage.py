@@ -73,6 +73,11 @@ class UsageLedger:
         process commits is added as it commits)."""
         return await self._used.get((space_id, period))
 
+    async def refresh(self, space_id: int, period: date) -> None:
+        """Read the period's committed meters again: other server processes add to them
+        too, and PostgreSQL found a limit reached that this process's count had not."""
+        self._used.put((space_id, period), await self._committed((space_id, period)))
+
     def reserve(
         self, space_id: int, period: date, meter: str, amount: int, limits: Mapping[str, Any]
     ) -> bool:

@@ -1,0 +1,102 @@
+"""The internal port: nothing answers without the cluster secret; with it, a forwarded
+message is applied by the member and answered over the same connection; messages and
+answers cross the wire exactly (decimals, times, errors)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import trio
+
+from perkamo.cluster import protocol
+from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles import EventRequest, Ingest, Read
+from tests.spaces import committed
+
+
+def _address(runtime) -> tuple[str, int]:
+    host, _, port = runtime.cluster.membership.address.rpartition(":")
+    return host, int(port)
+
+
+def _secret(pg_url: str) -> str:
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT secret FROM cluster_secret").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _ingest(tx: str) -> Ingest:
+    event = EventRequest(tx, "app.opened", {"amount": Decimal("12.50")}, None)
+    return Ingest(event, datetime.now(UTC))
+
+
+async def _closed_without_answer(stream: trio.SocketStream) -> None:
+    """The member closes the connection and sends nothing more."""
+    async with stream:
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                raise AssertionError(f"the internal port answered: {chunk!r}")
+
+
+async def test_a_peer_without_the_secret_gets_no_answer(runtime, space, pg_url):
+    request = Request(1, space.space.id, "u", *protocol.encode_message(_ingest("x1")), 3.0)
+    # A wrong proof: the connection closes; no Welcome, and the request is never applied.
+    stream = await trio.open_tcp_stream(*_address(runtime))
+    reader = FrameReader(stream)
+    challenge = await reader.next()
+    assert isinstance(challenge, Challenge)
+    await protocol.send(stream, Hello("intruder", protocol.proof("guessed", challenge.nonce)))
+    await protocol.send(stream, request)
+    await _closed_without_answer(stream)
+    # No handshake at all: a request straight away is not answered either.
+    stream = await trio.open_tcp_stream(*_address(runtime))
+    await FrameReader(stream).next()  # the challenge
+    await protocol.send(stream, request)
+    await _closed_without_answer(stream)
+    # Garbage instead of a frame.
+    stream = await trio.open_tcp_stream(*_address(runtime))
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await FrameReader(stream).next()  # the challenge, sent before anything is read
+    await _closed_without_answer(stream)
+    assert committed(pg_url, space.space.id) == {}
+    assert runtime.cluster.stats.refused_handshakes >= 3
+
+
+async def test_a_member_with_the_secret_is_answered(runtime, space, pg_url):
+    stream = await trio.open_tcp_stream(*_address(runtime))
+    reader = FrameReader(stream)
+    challenge = await reader.next()
+    assert isinstance(challenge, Challenge)
+    await protocol.send(stream, Hello("peer", protocol.proof(_secret(pg_url), challenge.nonce)))
+    assert isinstance(await reader.next(), Welcome)
+    kind, raw = protocol.encode_message(_ingest("x2"))
+    await protocol.send(stream, Request(7, space.space.id, "u", kind, raw, 3.0))
+    kind, raw = protocol.encode_message(Read())
+    await protocol.send(stream, Request(8, space.space.id, "u", kind, raw, 3.0))
+    with trio.fail_after(10):
+        first, second = await reader.next(), await reader.next()
+    assert isinstance(first, Response) and isinstance(second, Response)
+    first, second = sorted([first, second], key=lambda r: r.id)  # answered as they finish
+    assert (first.id, second.id) == (7, 8)
+    applied = protocol.decode_answer(first.kind, first.answer)
+    assert b'"applied":true' in bytes(applied)  # type: ignore[arg-type]
+    view = protocol.decode_answer(second.kind, second.answer)
+    # Applied in the order sent: the read sees the event sent before it.
+    assert view.recent_events[0].transaction_id == "x2"  # type: ignore[union-attr]
+    assert committed(pg_url, space.space.id) == {"x2": 1}
+    await stream.aclose()
+
+
+def test_messages_and_answers_cross_the_wire_exactly():
+    message = _ingest("t")
+    kind, raw = protocol.encode_message(message)
+    assert protocol.decode_message(kind, raw) == message
+    refusal = PerkamoError(Code.USAGE_LIMIT_EXCEEDED, "full", headers={"retry-after": "9"})
+    back = protocol.decode_answer(*protocol.encode_answer(refusal))
+    assert isinstance(back, PerkamoError) and back.code is Code.USAGE_LIMIT_EXCEEDED
+    assert str(back) == "full" and back.headers == {"retry-after": "9"}
+    assert protocol.decode_answer(*protocol.encode_answer(None)) is None
