@@ -21,6 +21,59 @@ def _ms(value: str) -> float:
     return float("nan")
 
 
+def _workers_section(by_name: dict[str, Any], cluster: dict[str, Any] | None) -> list[str]:
+    """Workers = 1 vs 2 side by side, the forwarding hop, the hand-over."""
+    if not cluster:
+        return []
+    pairs = [(by_name[one], by_name[two]) for one, two in (("1", "W1"), ("4", "W4"), ("3", "W3"))]
+    members = cluster["members"]
+    forwarded = sum(m.get("perkamo_forwarded_messages_total", 0) for m in members.values())
+    answered = sum(m.get("perkamo_forwarded_answered_total", 0) for m in members.values())
+    seconds = sum(m.get("perkamo_forwarded_seconds_total", 0) for m in members.values())
+    single_one, single_two = pairs[0]
+    # Requests the W runs answered, over all three workloads (batch items forward per item).
+    items = sum(two.items_per_s for _, two in pairs)
+    share = forwarded / (items * cluster["seconds"]) if items else 0.0
+    extra_cpu = single_two.cpu_us_per_item - single_one.cpu_us_per_item
+    lines = [
+        "## Workers: 1 vs 2 (`perkamo serve --workers 2`, same run)",
+        "",
+        "| workload | workers | requests/s | items/s | server CPU µs per item | p50 | p99 "
+        "| server CPU (all workers) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for one, two in pairs:
+        for workers, r in ((1, one), (2, two)):
+            lines.append(
+                f"| {one.name.split(' ', 1)[1]} | {workers} | {r.requests_per_s:,.0f} "
+                f"| {r.items_per_s:,.0f} | {r.cpu_us_per_item:,.0f} | {r.p50} | {r.p99} "
+                f"| {r.cpu_percent:.0f} % |"
+            )
+    lines += [
+        "",
+        f"- Forwarded to the owning worker: {forwarded:,.0f} messages ({share:.0%} of the "
+        f"items of the three runs); mean round trip of the hop "
+        f"{(seconds / answered * 1000) if answered else 0:.2f} ms.",
+        *[
+            f"- member {member}: {m.get('perkamo_shards_owned', 0):.0f} shards, forwarded "
+            f"{m.get('perkamo_forwarded_messages_total', 0):,.0f}, served for the other "
+            f"{m.get('perkamo_served_for_members_total', 0):,.0f}; hop p50 "
+            f"{m.get('hop_p50', 0) * 1000:.2f} ms, "
+            f"p99 {m.get('hop_p99', 0) * 1000:.2f} ms "
+            f"(last 1,000); hand-over when the other joined "
+            f"{m.get('perkamo_hand_over_last_seconds', 0):.2f} s "
+            f"({m.get('perkamo_shards_handed_over_total', 0):.0f} shards)"
+            for member, m in sorted(members.items())
+        ],
+        f"- Single events cost {extra_cpu:+,.0f} µs of server CPU per event with two workers "
+        f"({single_one.cpu_us_per_item:,.0f} → {single_two.cpu_us_per_item:,.0f} µs): the hop "
+        "(encode, one write on the internal connection, decode, answer back) on the "
+        "forwarded share, plus two processes' fixed costs.",
+        "",
+    ]
+    return lines
+
+
 def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
     by_name = {r.name.split(" ", 1)[0]: r for r in results}
     single, batch, batch_one, hot = by_name["1"], by_name["4"], by_name["4u"], by_name["3"]
@@ -107,6 +160,7 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         f"{memory['passivations']:,} passivations, {memory['resident_after']:,} resident at the end",
         "",
     ]
+    lines += _workers_section(by_name, extra.get("cluster"))
     for extra_file in (
         "RESULTS-backtest.md",
         "RESULTS-console.md",

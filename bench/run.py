@@ -34,6 +34,7 @@ from perkamo.access import admin
 from perkamo.configuration import demo_program, store
 from storage import EmbeddedPostgres
 from storage import spaces as space_store
+from storage import webhooks as hook_store
 from storage.migrations import migrate
 
 from . import loadgen, workloads
@@ -102,15 +103,37 @@ class Sampler:
     _t0: float = 0.0
     cpu_percent: float = 0.0
 
-    def __enter__(self) -> Sampler:
+    def _tree(self) -> list[psutil.Process]:
+        """The server and its workers (``serve --workers N``): their CPU adds up."""
         proc = psutil.Process(self.pid)
-        times = proc.cpu_times()
-        self._cpu0, self._t0 = times.user + times.system, time.perf_counter()
-        self.peak_rss = proc.memory_info().rss
+        return [proc, *proc.children(recursive=True)]
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for proc in self._tree():
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _rss(self) -> int:
+        total = 0
+        for proc in self._tree():
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def __enter__(self) -> Sampler:
+        self._cpu0, self._t0 = self._cpu(), time.perf_counter()
+        self.peak_rss = self._rss()
 
         def loop() -> None:
             while not self._stop.wait(0.05):
-                self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+                self.peak_rss = max(self.peak_rss, self._rss())
 
         self._thread = threading.Thread(target=loop, daemon=True)
         self._thread.start()
@@ -120,9 +143,8 @@ class Sampler:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
-        times = psutil.Process(self.pid).cpu_times()
         elapsed = time.perf_counter() - self._t0
-        self.cpu_percent = 100 * (times.user + times.system - self._cpu0) / elapsed
+        self.cpu_percent = 100 * (self._cpu() - self._cpu0) / elapsed
 
 
 @dataclass
@@ -164,8 +186,8 @@ def drive(
 
 
 class Server:
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url, self.workdir = url, workdir
+    def __init__(self, url: str, workdir: Path, workers: int = 1) -> None:
+        self.url, self.workdir, self.workers = url, workdir, workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -185,6 +207,8 @@ class Server:
                 str(self.port),
                 "--data-dir",
                 str(self.workdir),
+                "--workers",
+                str(self.workers),
             ],  # fmt: skip
             env=env,
         )
@@ -317,6 +341,67 @@ def _serve_workloads(bench: Bench, pid: int) -> None:
     finally:
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(30)
+        with psycopg.connect(bench.url) as conn:  # the later workloads run without one
+            space = space_store.get_space(conn, "bench")
+            assert space is not None
+            hook_store.disable_endpoint(conn, space.id)
+            conn.execute("UPDATE webhook_deliveries SET status = 'failed'"
+                         " WHERE status IN ('pending', 'retrying')")  # fmt: skip
+
+
+_SIDE_BY_SIDE = [  # the workloads run again with two workers
+    ("1", "W1 single events, 100k users, 2 workers", workloads.single, 1, {}),
+    ("4", "W4 batches of 100 events, 100 distinct users, 2 workers", workloads.batch, 100, {}),
+    ("3", "W3 single events, one user, 2 workers", workloads.one_user, 1,
+     {"events": ("app.opened",), "context": {}}),
+]  # fmt: skip
+
+
+def _two_workers(bench: Bench, url: str, workdir: Path) -> dict[str, Any]:
+    """``serve --workers 2`` on the same database: the side-by-side workloads, what the
+    forwarding hop cost, and the hand-over when the second worker joined."""
+    log("two workers (serve --workers 2)")
+    server = Server(url, workdir, workers=2)
+    server.start()
+    time.sleep(2)  # the shards settle between the two
+    bench.server, single = server, bench.server
+    try:
+        assert server.proc is not None
+        for _, name, maker, items, overrides in _SIDE_BY_SIDE:
+            target = bench.target(**overrides)
+            bench.measure(name, server.proc.pid, target, maker(target), items)
+        members = _member_metrics(server.base)
+    finally:
+        server.stop()
+        bench.server = single
+    return {"members": members, "seconds": bench.seconds}
+
+
+def _member_metrics(base: str) -> dict[str, dict[str, float]]:
+    """The cluster figures each member reports (scraped until both have answered: the
+    kernel spreads connections over the workers)."""
+    wanted = ("perkamo_forwarded_messages_total", "perkamo_forwarded_answered_total",
+              "perkamo_forwarded_seconds_total", "perkamo_served_for_members_total",
+              "perkamo_shards_owned", "perkamo_hand_over_last_seconds",
+              "perkamo_shards_handed_over_total", "perkamo_forward_latency_seconds")  # fmt: skip
+    members: dict[str, dict[str, float]] = {}
+    for _ in range(50):
+        with httpx.Client() as client:  # a new connection: maybe the other worker
+            text = client.get(base + "/metrics").text
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name in wanted:
+                labels, _, value = rest.rpartition("} ")
+                member = labels.split('member="', 1)[1].split('"', 1)[0]
+                key = name
+                if 'quantile="0.5"' in labels:
+                    key = "hop_p50"
+                elif 'quantile="0.99"' in labels:
+                    key = "hop_p99"
+                members.setdefault(member, {})[key] = float(value)
+        if len(members) >= 2:
+            break
+    return members
 
 
 def _echo_ceiling(bench: Bench) -> None:
@@ -387,6 +472,7 @@ def main(argv: list[str]) -> None:
             bench = Bench(url, server, key, seconds, connections)
             _serve_workloads(bench, server.proc.pid)
             server.stop()
+            extra["cluster"] = _two_workers(bench, url, workdir)
             _echo_ceiling(bench)
         finally:
             if server.proc is not None and server.proc.poll() is None:

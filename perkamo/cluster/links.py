@@ -77,8 +77,9 @@ class InternalServer:
             reader = FrameReader(stream)
             if not await self._handshake(stream, reader):
                 return
-            lock = trio.Lock()
+            answers = _Answers(stream)
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(answers.run)
                 while True:
                     try:
                         frame = await reader.next()
@@ -87,38 +88,62 @@ class InternalServer:
                     if frame is None:
                         break
                     if isinstance(frame, Request):
-                        self._admit(nursery, stream, lock, frame)
+                        self._admit(nursery, answers, frame)
                 # The peer closed: what it sent is still answered (or dropped unsent).
+                answers.finish()
                 nursery.cancel_scope.deadline = trio.current_time() + 30
 
-    def _admit(
-        self, nursery: trio.Nursery, stream: trio.SocketStream, lock: trio.Lock, frame: Request
-    ) -> None:
+    def _admit(self, nursery: trio.Nursery, answers: _Answers, frame: Request) -> None:
         self.stats.served += 1
         try:
             message = protocol.decode_message(frame.kind, frame.message)
             wait = self._submit((frame.space_id, frame.user_id), message)  # admitted now
         except PerkamoError as exc:
-            nursery.start_soon(_respond, stream, lock, frame.id, exc.with_traceback(None))
+            answers.add(frame.id, exc.with_traceback(None), waited=False)
             return
         except (ValueError, TypeError):
             refused = PerkamoError(Code.INTERNAL_ERROR, "The forwarded request was not understood.")
-            nursery.start_soon(_respond, stream, lock, frame.id, refused)
+            answers.add(frame.id, refused, waited=False)
             return
 
         async def answer() -> None:
-            await _respond(stream, lock, frame.id, await wait(frame.seconds))
+            answers.add(frame.id, await wait(frame.seconds))
 
+        answers.pending += 1
         nursery.start_soon(answer)
 
 
-async def _respond(stream: trio.SocketStream, lock: trio.Lock, id_: int, answer: Answer) -> None:
-    kind, raw = protocol.encode_answer(answer)
-    async with lock:
-        try:
-            await protocol.send(stream, Response(id_, kind, raw))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the forwarding member went away; it answers its client itself
+class _Answers:
+    """The answers on one internal connection: buffered as they are ready and sent by one
+    task, everything ready in one write (the other side's link does the same)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._buffer: list[bytes] = []
+        self._ready = trio.Event()
+        self.pending = 0  # admitted, not yet answered
+        self._finishing = False
+
+    def add(self, request_id: int, answer: Answer, *, waited: bool = True) -> None:
+        kind, raw = protocol.encode_answer(answer)
+        self._buffer.append(protocol.encode_frame(Response(request_id, kind, raw)))
+        self.pending -= waited
+        self._ready.set()
+
+    def finish(self) -> None:
+        """No more requests: end once every admitted one is answered."""
+        self._finishing = True
+        self._ready.set()
+
+    async def run(self) -> None:
+        while not (self._finishing and self.pending == 0 and not self._buffer):
+            await self._ready.wait()
+            self._ready = trio.Event()
+            chunks, self._buffer = self._buffer, []
+            try:
+                await self._stream.send_all(b"".join(chunks))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the forwarding member went away; it answers its client itself
 
 
 _SERVE_HERE = object()  # the link broke before the owner could have applied the message
