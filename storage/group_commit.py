@@ -505,7 +505,10 @@ class GroupCommitWriter:
         adjustments = [(n, a) for n, u in enumerate(units) for a in u.adjustments]
         reversals = [(n, r) for n, u in enumerate(units) for r in u.reversals]
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
-        new = [(n, s) for n, s in snapshots if s.expected_version == 0]
+        new = sorted(
+            ((n, s) for n, s in snapshots if s.expected_version == 0),
+            key=lambda item: (item[1].space_id, item[1].user_id),
+        )
         old = sorted(
             ((n, s) for n, s in snapshots if s.expected_version > 0),
             key=lambda item: (item[1].space_id, item[1].user_id),

@@ -65,6 +65,7 @@ class Load:
         self.acked: set[str] = set()
         self.sent: dict[str, dict] = {}
         self.statuses: dict[int, int] = defaultdict(int)
+        self.errors: dict[str, int] = defaultdict(int)  # the codes of answers other than 200
         self.hot_order: dict[str, list[str]] = defaultdict(list)  # per client, hot events
         self.latencies: list[float] = []
 
@@ -84,6 +85,8 @@ class Load:
                 continue
             self.latencies.append(time.monotonic() - started)
             self.statuses[response.status_code] += 1
+            if response.status_code != 200:
+                self.errors[response.json().get("error", "?")] += 1
             if response.status_code == 200:
                 self.acked.add(tx)
                 if hot:
@@ -126,6 +129,16 @@ class Load:
                 raise AssertionError(f"{tx} never applied")
 
 
+def warnings_in(*servers: ServerProcess) -> list[str]:
+    """What the servers logged above info (for an assertion's message)."""
+    return [
+        line[:300]
+        for server in servers
+        for line in server.log().splitlines()
+        if '"level":"warning"' in line or '"level":"error"' in line
+    ][:20]
+
+
 def hot_events_in_send_order(pg_url: str, load: Load) -> None:
     """Each client's events for one hot profile were applied in the order it sent them."""
     with psycopg.connect(pg_url) as conn:
@@ -156,7 +169,11 @@ async def test_two_members_apply_everything_once_and_keep_hot_profiles_in_order(
                     nursery.start_soon(load.batches, a, "ba", 10)
                     nursery.start_soon(load.batches, b, "bb", 10)
         # No version conflict reaches a client: the owner serializes each profile.
-        assert dict(load.statuses) == {200: 12 * 2 * 40 + 20}, dict(load.statuses)
+        assert dict(load.statuses) == {200: 12 * 2 * 40 + 20}, (
+            dict(load.statuses),
+            dict(load.errors),
+            warnings_in(first, second),
+        )
         counts = committed(pg_url, space.space.id)
         assert set(counts) == load.acked == set(load.sent) and set(counts.values()) == {1}
         hot_events_in_send_order(pg_url, load)
@@ -232,7 +249,11 @@ async def test_a_member_joining_under_load_takes_its_share_without_failures(pg_u
                         lambda: split_between(pg_url, 2), 10, "the newcomer's share handed over"
                     )
         print(f"hand-over: {took:.2f} s; worst latency under load {max(load.latencies):.3f} s")
-        assert dict(load.statuses) == {200: 16 * 80}, dict(load.statuses)
+        assert dict(load.statuses) == {200: 16 * 80}, (
+            dict(load.statuses),
+            dict(load.errors),
+            warnings_in(first, second),
+        )
         assert max(load.latencies) < 3.0  # bounded extra latency, never a timeout
         held = shard_holders(pg_url)
         assert min(held.values()) >= SHARDS // 4, held
