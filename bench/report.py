@@ -120,7 +120,7 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         "durable acknowledgement (a 200 means committed). The load generator "
         "(bench/loadgen.py, two client processes) on 127.0.0.1, "
         f"{extra['connections']} connections, {extra['seconds']} s per workload; the server is "
-        "one process (hypercorn trio worker).",
+        "one process (hypercorn trio worker), except the W rows: `perkamo serve --workers 2`.",
         "",
         "## Targets",
         "",
