@@ -288,25 +288,23 @@ def _serve(settings: Settings, *, demo: bool) -> int:
         if settings.port == 0:
             print("perkamo: several workers need a fixed --port (they share it)", file=sys.stderr)
             return 2
-        try:
-            trio.run(lambda: supervise(settings, demo=demo))
-        except BaseExceptionGroup as group:
-            failed = group.subgroup(WorkerFailed)
-            if failed is None:
-                raise
-            print(f"perkamo: {failed.exceptions[0]}", file=sys.stderr)
-            return 1
-        except WorkerFailed as exc:
-            print(f"perkamo: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _run_server(lambda: supervise(settings, demo=demo), WorkerFailed)
+    return _run_server(lambda: serve(settings, demo=demo), CannotListen)
+
+
+def _run_server(run: Callable[[], Any], reported: type[Exception]) -> int:
+    """Run the server; a ``reported`` failure (however deep in exception groups) is printed
+    as one line and exits 1, anything else is a defect and raises."""
     try:
-        trio.run(lambda: serve(settings, demo=demo))
+        trio.run(run)
+    except reported as exc:
+        print(f"perkamo: {exc}", file=sys.stderr)
+        return 1
     except BaseExceptionGroup as group:
-        refused = group.subgroup(CannotListen)
-        if refused is None:
+        matched = group.subgroup(reported)
+        if matched is None:
             raise
-        first: BaseException = refused
+        first: BaseException = matched
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         print(f"perkamo: {first}", file=sys.stderr)

@@ -13,7 +13,8 @@ import os
 import resource
 import signal
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import trio
 from hypercorn.config import Config
@@ -79,21 +80,27 @@ async def _run_in(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) ->
         await fn()
 
 
-async def serve(settings: Settings, *, demo: bool = False) -> None:
-    embedded: EmbeddedPostgres | None = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
-        url = await trio.to_thread.run_sync(embedded.start)
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The configured PostgreSQL's URL, or the embedded server's: started, restarted
+    whenever it dies while the block runs (API.md "Embedded PostgreSQL"), stopped after."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
+    url = await trio.to_thread.run_sync(embedded.start)
     try:
         async with trio.open_nursery() as supervision:
-            if embedded is not None:
-                supervision.start_soon(embedded.supervise)
-            await _serve_runtime(settings, url, demo)
+            supervision.start_soon(embedded.supervise)
+            yield url
             supervision.cancel_scope.cancel()
     finally:
-        if embedded is not None:
-            await trio.to_thread.run_sync(embedded.stop)
+        await trio.to_thread.run_sync(embedded.stop)
+
+
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    async with database(settings) as url:
+        await _serve_runtime(settings, url, demo)
     log.info("shutdown complete")
 
 

@@ -19,9 +19,9 @@ import sys
 import trio
 
 from perkamo.configuration import ProgramCatalog
-from perkamo.ops.server import WORKER_OF, load_demo
+from perkamo.ops.server import WORKER_OF, database, load_demo
 from perkamo.settings import Settings
-from storage import EmbeddedPostgres, open_database
+from storage import open_database
 from storage.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -109,18 +109,11 @@ async def _relay(stream: trio.abc.ReceiveStream, listening: trio.Event) -> None:
 
 
 async def supervise(settings: Settings, *, demo: bool = False) -> None:
-    embedded: EmbeddedPostgres | None = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
-        url = await trio.to_thread.run_sync(embedded.start)
-    try:
+    async with database(settings) as url:
         async with open_database(url, max_size=2, timeouts=settings.timeouts) as db:
             await db.run(migrate)
             banner = await load_demo(db, ProgramCatalog(db), settings) if demo else ""
         async with trio.open_nursery() as nursery:
-            if embedded is not None:
-                nursery.start_soon(embedded.supervise)
             workers = [Worker(i, settings, url) for i in range(settings.workers)]
             for worker in workers:
                 await worker.start(nursery)
@@ -134,21 +127,23 @@ async def supervise(settings: Settings, *, demo: bool = False) -> None:
             )
             await _wait_for_signal()
             stopping.set()
-            for worker in workers:
-                worker.terminate()
-            with trio.move_on_after(settings.shutdown_grace_seconds + 20):
-                for worker in workers:
-                    if worker.process is not None:
-                        await worker.process.wait()
-            for worker in workers:
-                if worker.process is not None and worker.process.returncode is None:
-                    log.error("worker %d did not stop in time; killing it", worker.index)
-                    worker.process.kill()
+            await _stop(workers, settings.shutdown_grace_seconds + 20)
             nursery.cancel_scope.cancel()
-    finally:
-        if embedded is not None:
-            await trio.to_thread.run_sync(embedded.stop)
     log.info("shutdown complete")
+
+
+async def _stop(workers: list[Worker], seconds: float) -> None:
+    """Ask every worker to shut down; kill those still running after ``seconds``."""
+    for worker in workers:
+        worker.terminate()
+    with trio.move_on_after(seconds):
+        for worker in workers:
+            if worker.process is not None:
+                await worker.process.wait()
+    for worker in workers:
+        if worker.process is not None and worker.process.returncode is None:
+            log.error("worker %d did not stop in time; killing it", worker.index)
+            worker.process.kill()
 
 
 async def _wait_for_signal() -> None:
