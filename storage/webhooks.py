@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,17 +77,25 @@ def endpoints(conn: Conn, space_ids: list[int]) -> dict[int, Endpoint]:
         return {e.space_id: e for e in cur.fetchall()}
 
 
-def claim_due(conn: Conn, now: datetime, lease_until: datetime, limit: int) -> list[DueDelivery]:
+def claim_due(
+    conn: Conn,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    paused: Sequence[int] = (),
+) -> list[DueDelivery]:
     """Take up to ``limit`` due deliveries, leasing them until ``lease_until`` (another
-    process skips them; a crash mid-delivery makes them due again after the lease)."""
+    process skips them; a crash mid-delivery makes them due again after the lease). The
+    Spaces in ``paused`` (endpoints that cannot be reached just now) are left due."""
     with conn.cursor(row_factory=class_row(DueDelivery)) as cur:
         cur.execute(
             "WITH due AS (SELECT id FROM webhook_deliveries"
             " WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %s"
+            " AND NOT (space_id = ANY(%s))"
             " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
             " UPDATE webhook_deliveries d SET next_attempt_at = %s FROM due WHERE d.id = due.id"
             " RETURNING d.id, d.space_id, d.event_type, d.body, d.attempts",
-            (now, limit, lease_until),
+            (now, list(paused), limit, lease_until),
         )
         return cur.fetchall()
 

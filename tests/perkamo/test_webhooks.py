@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,7 +19,7 @@ from perkamo.ops.logs import JsonFormatter
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from perkamo.webhooks import WebhookDispatcher, sign
-from perkamo.webhooks.dispatcher import MAX_ATTEMPTS
+from perkamo.webhooks.dispatcher import BREAKER_FAILURES, MAX_ATTEMPTS
 from storage import Database, EventRow, OutboxRow, SnapshotWrite, Unit
 from storage.group_commit import GroupCommitWriter
 from tests.api_client import Api, app_for
@@ -300,3 +301,53 @@ async def test_an_unauthenticated_access_line_has_a_null_space(api, caplog):
     [record] = [r for r in caplog.records if r.name == "perkamo.access"]
     line = json.loads(JsonFormatter().format(record))
     assert line["status"] == 401 and line["space"] is None
+
+
+async def test_an_unreachable_endpoint_is_paused_then_tried_again(pg_url):
+    """A dead receiver (connection refused) trips the breaker after BREAKER_FAILURES
+    attempts: the Space's other deliveries stay due, unclaimed and unattempted, until the
+    pause is over."""
+    space = make_space(pg_url)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with psycopg.connect(pg_url) as conn:
+        admin.set_webhook(conn, space.slug, f"http://127.0.0.1:{closed}/hooks")
+        # Other tests' leftovers are not this test's to attempt (the database is shared).
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = 'failed'"
+            " WHERE status IN ('pending', 'retrying')"
+        )
+    created = datetime.now(UTC)
+    units = []
+    for n in range(20):
+        row = OutboxRow(f"dlv_dead_{space.space.id}_{n}", space.space.id, "e", "{}", created)
+        event = EventRow(space.space.id, f"t{n}", f"u{n}", "e", "{}", created, created, b"h", "{}")
+        units.append(Unit([event], SnapshotWrite(space.space.id, f"u{n}", "{}", "{}", 0, created),
+                          outbox=[row]))  # fmt: skip
+    writer = GroupCommitWriter(pg_url)
+    await trio.to_thread.run_sync(writer._flush, units)
+    writer._close_connection()
+    wall = [created]
+    db = Database(pg_url)
+    await trio.to_thread.run_sync(db.open)
+
+    def attempted() -> int:
+        return sum(row[1] for row in deliveries(pg_url, space.space.id))
+
+    try:
+        dispatcher = WebhookDispatcher(db, clock=lambda: wall[0], batch=BREAKER_FAILURES)
+        async with httpx.AsyncClient() as client:
+            await dispatcher.run_once(client)
+            assert attempted() == BREAKER_FAILURES
+            wall[0] += timedelta(seconds=5)
+            for _ in range(3):  # paused: nothing of this Space is claimed
+                await dispatcher.run_once(client)
+            assert attempted() == BREAKER_FAILURES
+            statuses = {row[0] for row in deliveries(pg_url, space.space.id)}
+            assert statuses == {"pending", "retrying"}
+            wall[0] += timedelta(seconds=30)  # the pause is over: tried again
+            await dispatcher.run_once(client)
+            assert attempted() > BREAKER_FAILURES
+    finally:
+        await trio.to_thread.run_sync(db.close)
