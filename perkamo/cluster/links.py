@@ -1,19 +1,16 @@
-"""The internal connections: a member's listener (nothing answers before the handshake with
-the cluster secret), and one persistent, multiplexed link to each peer it forwards to.
+"""One persistent, multiplexed link from this member to each peer it forwards to (the
+peer's side is ``server.py``).
 
 Forwarding is synchronous for the caller, like admitting a message to a local mailbox: the
 request's frame goes into the link's send buffer at once (one writer task sends everything
-buffered in one write), so the messages a caller forwards in a row keep their order. On the
-owner's side a request's message is admitted to the profile's mailbox as soon as its frame
-is read, in arrival order, and answered when its answer is ready."""
+buffered in one write), so the messages a caller forwards in a row keep their order."""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -29,9 +26,6 @@ log = logging.getLogger(__name__)
 HANDSHAKE_SECONDS = 5.0
 RETRY_AFTER = 1.0  # a peer that could not be reached is not tried again for this long
 
-# Admits a forwarded message here (raising PerkamoError when it cannot) and returns the
-# coroutine function that waits, at most the given seconds, for its answer.
-Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[Answer]]]
 LocalSubmit = Callable[[], Reply[Answer]]
 
 
@@ -44,106 +38,6 @@ class LinkStatistics:
     refused_handshakes: int = 0
     failed: int = 0  # forwards that lost their link before an answer
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-
-
-class InternalServer:
-    """Serves the cluster's requests to members that prove the secret (``connection`` is
-    the handler for each accepted connection)."""
-
-    def __init__(self, secret: str, member: str, submit: Submit, stats: LinkStatistics) -> None:
-        self._secret = secret
-        self._member = member
-        self._submit = submit
-        self.stats = stats
-
-    async def _handshake(self, stream: trio.SocketStream, reader: FrameReader) -> bool:
-        nonce = secrets.token_hex(16)
-        try:
-            with trio.fail_after(HANDSHAKE_SECONDS):
-                await protocol.send(stream, Challenge(nonce))
-                hello = await reader.next()
-            if isinstance(hello, Hello) and protocol.proof_matches(
-                self._secret, nonce, hello.proof
-            ):
-                await protocol.send(stream, Welcome(self._member))
-                return True
-        except (trio.TooSlowError, trio.BrokenResourceError, ValueError):
-            pass
-        self.stats.refused_handshakes += 1
-        return False  # no answer without the secret: the connection just closes
-
-    async def connection(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            reader = FrameReader(stream)
-            if not await self._handshake(stream, reader):
-                return
-            answers = _Answers(stream)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(answers.run)
-                while True:
-                    try:
-                        frame = await reader.next()
-                    except (trio.BrokenResourceError, ValueError):
-                        break
-                    if frame is None:
-                        break
-                    if isinstance(frame, Request):
-                        self._admit(nursery, answers, frame)
-                # The peer closed: what it sent is still answered (or dropped unsent).
-                answers.finish()
-                nursery.cancel_scope.deadline = trio.current_time() + 30
-
-    def _admit(self, nursery: trio.Nursery, answers: _Answers, frame: Request) -> None:
-        self.stats.served += 1
-        try:
-            message = protocol.decode_message(frame.kind, frame.message)
-            wait = self._submit((frame.space_id, frame.user_id), message)  # admitted now
-        except PerkamoError as exc:
-            answers.add(frame.id, exc.with_traceback(None), waited=False)
-            return
-        except (ValueError, TypeError):
-            refused = PerkamoError(Code.INTERNAL_ERROR, "The forwarded request was not understood.")
-            answers.add(frame.id, refused, waited=False)
-            return
-
-        async def answer() -> None:
-            answers.add(frame.id, await wait(frame.seconds))
-
-        answers.pending += 1
-        nursery.start_soon(answer)
-
-
-class _Answers:
-    """The answers on one internal connection: buffered as they are ready and sent by one
-    task, everything ready in one write (the other side's link does the same)."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self._stream = stream
-        self._buffer: list[bytes] = []
-        self._ready = trio.Event()
-        self.pending = 0  # admitted, not yet answered
-        self._finishing = False
-
-    def add(self, request_id: int, answer: Answer, *, waited: bool = True) -> None:
-        kind, raw = protocol.encode_answer(answer)
-        self._buffer.append(protocol.encode_frame(Response(request_id, kind, raw)))
-        self.pending -= waited
-        self._ready.set()
-
-    def finish(self) -> None:
-        """No more requests: end once every admitted one is answered."""
-        self._finishing = True
-        self._ready.set()
-
-    async def run(self) -> None:
-        while not (self._finishing and self.pending == 0 and not self._buffer):
-            await self._ready.wait()
-            self._ready = trio.Event()
-            chunks, self._buffer = self._buffer, []
-            try:
-                await self._stream.send_all(b"".join(chunks))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return  # the forwarding member went away; it answers its client itself
 
 
 _SERVE_HERE = object()  # the link broke before the owner could have applied the message

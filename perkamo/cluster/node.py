@@ -8,14 +8,8 @@ from dataclasses import dataclass
 
 import trio
 
-from perkamo.cluster.links import (
-    ForwardedReply,
-    InternalServer,
-    LinkStatistics,
-    LocalSubmit,
-    PeerLink,
-    Submit,
-)
+from perkamo.cluster.links import ForwardedReply, LinkStatistics, LocalSubmit, PeerLink
+from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
 from perkamo.membership import Membership
 from perkamo.profiles import Message, ProfileKey
