@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import trio
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
@@ -73,9 +73,11 @@ class Walk:
 
     def wait_for(self, words: str, seconds: float = 3) -> None:
         try:
-            WebDriverWait(self.driver, seconds, poll_frequency=0.1).until(
-                ready.text_to_be_present_in_element((By.TAG_NAME, "body"), words)
-            )
+            # While a page is being replaced, reading its body can fail ("node does not
+            # belong to the document", a stale element): poll again until the time is up.
+            WebDriverWait(
+                self.driver, seconds, poll_frequency=0.1, ignored_exceptions=[WebDriverException]
+            ).until(ready.text_to_be_present_in_element((By.TAG_NAME, "body"), words))
         except TimeoutException:
             said = self.text()[:800]
             raise AssertionError(f"{words!r} did not appear; the page says: {said}") from None
