@@ -97,7 +97,8 @@ class Membership:
                 await self._check()
                 await trio.sleep_until(started + HEARTBEAT)
         finally:
-            self._conn.close()
+            if not self._stopping:  # stepping down closes it once its own calls are done
+                self._conn.close(finished=True)
 
     async def step_down(self) -> None:
         """Stop being a member: release every shard and remove the row, so that the others
@@ -112,6 +113,9 @@ class Membership:
             await self._conn.run(store.leave, self.id)
         except StorageUnavailable:
             log.warning("could not remove this member's row; it expires by its heartbeat")
+        # Closing the session releases whatever it still holds; a heartbeat still in
+        # flight cannot open another one afterwards.
+        self._conn.close(finished=True)
         if self.peers:
             await trio.sleep(2 * HEARTBEAT)  # they see it gone and stop forwarding here
 

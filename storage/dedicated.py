@@ -26,12 +26,15 @@ class DedicatedConnection:
         self._timeouts = timeouts
         self._conn: psycopg.Connection[Any] | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._finished = False  # closed for good: no reconnecting
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """``fn(conn, *args)`` in a worker thread; raises StorageUnavailable."""
         return await trio.to_thread.run_sync(self._call, fn, *args, limiter=self._limiter)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._finished:
+            raise StorageUnavailable("this connection was closed for good")
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
@@ -40,7 +43,9 @@ class DedicatedConnection:
             self.close()
             raise StorageUnavailable(str(exc)) from exc
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = False) -> None:
+        """Close the connection (the next ``run`` opens another, unless ``finished``)."""
+        self._finished = self._finished or finished
         if self._conn is not None:
             self._conn.close()
             self._conn = None
