@@ -170,7 +170,7 @@ class Membership:
         self._conn.close()  # a new session: the old one's locks must not be relied on
 
     async def _balance(self, live: set[str]) -> None:
-        locked = await self._conn.run(store.locked_shards, LOCK_NAMESPACE)
+        locked = set(await self._conn.run(store.lock_holders, LOCK_NAMESPACE))
         plan = self._balancer.plan(live, self.held, locked)
         if plan.acquire:
             taken = await self._conn.run(store.try_lock, LOCK_NAMESPACE, plan.acquire)

@@ -74,18 +74,8 @@ def cluster_secret(conn: Conn, candidate: str) -> str:
     return str(row[0])
 
 
-def locked_shards(conn: Conn, namespace: int) -> set[int]:
-    """Every shard some session holds the lock of (PostgreSQL's lock table: the truth)."""
-    rows = conn.execute(
-        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND classid = %s::bigint::oid AND objsubid = 2",
-        (namespace,),
-    ).fetchall()
-    return {int(r[0]) for r in rows}
-
-
 def lock_holders(conn: Conn, namespace: int) -> dict[int, int]:
-    """shard → the backend pid holding its lock."""
+    """shard → the backend pid holding its lock (PostgreSQL's lock table: the truth)."""
     rows = conn.execute(
         "SELECT objid::bigint, pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND classid = %s::bigint::oid AND objsubid = 2",
