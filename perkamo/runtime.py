@@ -263,20 +263,7 @@ async def open_runtime(
             listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], timeouts)
             # Cached key records are trusted only while notifications can reach them.
             auth = Authenticator(db, lambda: listener.healthy)
-
-            def on_notify(channel: str, payload: str) -> None:
-                if channel == AUTH_CHANNEL:
-                    auth.forget_all()
-                    hooks.forget()
-                elif channel == CONFIG_CHANNEL and payload.isdigit():
-                    programs.forget(int(payload))
-
-            def on_reset() -> None:  # notifications may have been missed
-                auth.forget_all()
-                programs.forget()
-                hooks.forget()
-
-            nursery.start_soon(listener.run, on_notify, on_reset)
+            nursery.start_soon(_listen, listener, auth, programs, hooks)
             nursery.start_soon(auth.run_usage_recorder)
             with trio.move_on_after(5):
                 await listener.connected.wait()
@@ -288,16 +275,8 @@ async def open_runtime(
             dispatcher = WebhookDispatcher(db)
             nursery.start_soon(dispatcher.run)
             history = RecentHistory()
-            listeners, address = (
-                await open_listeners(settings.cluster_address) if member else ([], None)
-            )
-            membership = Membership(
-                database_url, history, secrets.token_hex(8), address, timeouts=timeouts
-            )
-            await membership.join()
-            nursery.start_soon(membership.run)
-            secret = await db.run(member_store.cluster_secret, secrets.token_hex(32))
-            cluster = Cluster(membership, secret, nursery, listeners)
+            cluster = await _join_cluster(settings, database_url, db, history, nursery, member)
+            membership = cluster.membership
             backtests = BacktestRunner(database_url, db, membership.id, nursery)
             attempts = AttemptLog(db)
             nursery.start_soon(attempts.run)
@@ -335,12 +314,7 @@ async def open_runtime(
                     cluster,
                 )
                 if member:
-                    cluster.serve(runtime.serve_forwarded)
-
-                    async def passivate(shards: set[int]) -> None:
-                        await system.passivate_matching(lambda key: shard_of(*key) in shards)
-
-                    membership.own_shards(passivate)
+                    _serve_shards(runtime)
                 yield runtime
                 # Other members stop sending this one work before its actors drain.
                 await membership.step_down()
@@ -348,3 +322,52 @@ async def open_runtime(
             await usage.flush_requests(writer.commit)
             await attempts.flush()
             nursery.cancel_scope.cancel()
+
+
+async def _listen(
+    listener: Listener, auth: Authenticator, programs: ProgramCatalog, hooks: WebhookRegistry
+) -> None:
+    """Forget cached keys, programs and endpoints when another process changes them."""
+
+    def on_notify(channel: str, payload: str) -> None:
+        if channel == AUTH_CHANNEL:
+            auth.forget_all()
+            hooks.forget()
+        elif channel == CONFIG_CHANNEL and payload.isdigit():
+            programs.forget(int(payload))
+
+    def on_reset() -> None:  # notifications may have been missed
+        auth.forget_all()
+        programs.forget()
+        hooks.forget()
+
+    await listener.run(on_notify, on_reset)
+
+
+async def _join_cluster(
+    settings: Settings,
+    database_url: str,
+    db: Database,
+    history: RecentHistory,
+    nursery: trio.Nursery,
+    member: bool,
+) -> Cluster:
+    """Register as a member (with an internal address unless an operator's command)."""
+    listeners, address = await open_listeners(settings.cluster_address) if member else ([], None)
+    membership = Membership(
+        database_url, history, secrets.token_hex(8), address, timeouts=settings.timeouts
+    )
+    await membership.join()
+    nursery.start_soon(membership.run)
+    secret = await db.run(member_store.cluster_secret, secrets.token_hex(32))
+    return Cluster(membership, secret, nursery, listeners)
+
+
+def _serve_shards(runtime: Runtime) -> None:
+    """Answer other members' forwarded messages, and take shards from now on."""
+    runtime.cluster.serve(runtime.serve_forwarded)
+
+    async def passivate(shards: set[int]) -> None:
+        await runtime.actors.passivate_matching(lambda key: shard_of(*key) in shards)
+
+    runtime.cluster.membership.own_shards(passivate)

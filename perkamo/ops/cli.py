@@ -28,10 +28,8 @@ def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="debug|info|warning|error (env PERKAMO_LOG_LEVEL)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perkamo", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_server_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``perkamo serve`` and ``perkamo cluster status``."""
     serve = sub.add_parser("serve", help="run the HTTP server")
     _add_storage_flags(serve)
     serve.add_argument("--host", help="listen address (env PERKAMO_HOST, default localhost)")
@@ -56,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     status = cluster.add_parser("status", help="members, addresses, shards held, heartbeats")
     _add_storage_flags(status)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perkamo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_server_parsers(sub)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     _add_storage_flags(mig)
