@@ -1,4 +1,8 @@
-"""Route handlers: thin — validate the body, ask the profile actor, shape the answer."""
+"""Route handlers: thin — validate the body, ask the profile actor, shape the answer.
+
+One module for every route of API.md on purpose (about 460 lines): each handler is short,
+and reading them side by side shows the contract's shape; splitting by route would scatter
+the shared checks."""
 
 from __future__ import annotations
 
