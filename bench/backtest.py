@@ -22,16 +22,11 @@ from typing import Any
 
 import httpx
 import psutil
-import psycopg
 
-from perkamo.access import admin
-from perkamo.configuration import store
 from storage import EmbeddedPostgres
-from storage import spaces as space_store
-from storage.migrations import migrate
 
 from . import loadgen, workloads
-from .run import HERE, Server, bench_program, log, machine
+from .run import HERE, Server, bench_program, bench_space, log, machine
 
 USERS = 10_000
 
@@ -126,13 +121,7 @@ def main(argv: list[str]) -> None:
         url = pg.start()
         server = Server(url, workdir)
         try:
-            with psycopg.connect(url) as conn:
-                migrate(conn)
-                space = admin.create_space(conn, "bench", "Bench", "test")
-                _, key = admin.create_key(conn, space)
-                space_store.set_limits(conn, "bench", {"rate": 10**9, "burst": 10**9})
-                conn.commit()
-                store(conn, space.id, "bench", bench_program(), True, "modules.{module}")
+            key = bench_space(url)
             server.start()
             log(f"building a history of {args.events:,} events")
             built = build_history(server.base, key, args.events)

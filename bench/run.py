@@ -70,6 +70,19 @@ def machine() -> dict[str, str]:
     }
 
 
+def bench_space(url: str) -> str:
+    """Migrate, and create the Space ``bench`` with the bench program; returns its key."""
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+        space = admin.create_space(conn, "bench", "Bench", "test")
+        _, key = admin.create_key(conn, space)
+        # The bench measures the engine, not the per-key rate limit.
+        space_store.set_limits(conn, "bench", {"rate": 10**9, "burst": 10**9})
+        conn.commit()
+        store(conn, space.id, "bench", bench_program(), True, "modules.{module}")
+    return key
+
+
 def bench_program() -> dict[str, Any]:
     modules = demo_program()[1]
     modules["events"]["rules"].append(
@@ -455,14 +468,7 @@ def main(argv: list[str]) -> None:
         url = pg.start()
         server = Server(url, workdir)
         try:
-            with psycopg.connect(url) as conn:
-                migrate(conn)
-                space = admin.create_space(conn, "bench", "Bench", "test")
-                _, key = admin.create_key(conn, space)
-                # The bench measures the engine, not the per-key rate limit.
-                space_store.set_limits(conn, "bench", {"rate": 10**9, "burst": 10**9})
-                conn.commit()
-                store(conn, space.id, "bench", bench_program(), True, "modules.{module}")
+            key = bench_space(url)
             server.start()
             seed(server.base, key)
             server.stop()
