@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[Any]
+PROFILES_PER_READ = 50  # profiles whose histories one read brings
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +130,9 @@ def orphans(conn: Conn, alive: float) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One write of a profile's history, as a back-test replays it."""
+class Write(NamedTuple):
+    """One write of a profile's history, as a back-test replays it (a row: a tuple is the
+    cheapest thing to build a million of)."""
 
     kind: str  # event | redemption | identify | adjustment | reversal
     user_id: str
@@ -144,50 +147,61 @@ class Write:
     outcome: Any  # the recorded answer's delta (events), for the baseline check
 
 
+# The profiles with a write inside the window, in user order, a page at a time: each table's
+# first distinct users after the last page (an index range scan each), the page the smallest
+# of them.
+_TOUCHED = """
+SELECT user_id FROM (
+    (SELECT DISTINCT user_id FROM events WHERE space_id = %(s)s AND user_id > %(after)s
+        AND received_at >= %(from)s AND received_at < %(to)s ORDER BY user_id LIMIT %(n)s)
+    UNION (SELECT DISTINCT user_id FROM redemptions WHERE space_id = %(s)s
+        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
+        ORDER BY user_id LIMIT %(n)s)
+    UNION (SELECT DISTINCT user_id FROM identifies WHERE space_id = %(s)s
+        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
+        ORDER BY user_id LIMIT %(n)s)
+    UNION (SELECT DISTINCT user_id FROM adjustments WHERE space_id = %(s)s
+        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
+        ORDER BY user_id LIMIT %(n)s)
+    UNION (SELECT DISTINCT user_id FROM reversals WHERE space_id = %(s)s
+        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
+        ORDER BY user_id LIMIT %(n)s)
+) touched ORDER BY user_id LIMIT %(n)s
+"""
+
+# Those profiles' whole histories up to the window's end, in processing order.
 _HISTORY = """
-WITH touched AS (
-    SELECT user_id FROM events WHERE space_id = %(s)s
-        AND received_at >= %(from)s AND received_at < %(to)s
-    UNION SELECT user_id FROM redemptions WHERE space_id = %(s)s
-        AND received_at >= %(from)s AND received_at < %(to)s
-    UNION SELECT user_id FROM identifies WHERE space_id = %(s)s
-        AND received_at >= %(from)s AND received_at < %(to)s
-    UNION SELECT user_id FROM adjustments WHERE space_id = %(s)s
-        AND received_at >= %(from)s AND received_at < %(to)s
-    UNION SELECT user_id FROM reversals WHERE space_id = %(s)s
-        AND received_at >= %(from)s AND received_at < %(to)s
-)
 SELECT * FROM (
     SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
            e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
            e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
-    FROM events e JOIN touched t USING (user_id)
-    WHERE e.space_id = %(s)s AND e.received_at < %(to)s
+    FROM events e
+    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s
     UNION ALL
     SELECT 'redemption', r.user_id, r.profile_version, r.position, r.transaction_id,
            r.reward_key, r.context, NULL, r.received_at, r.outcome ->> 'program_versions', NULL
-    FROM redemptions r JOIN touched t USING (user_id)
-    WHERE r.space_id = %(s)s AND r.received_at < %(to)s
+    FROM redemptions r
+    WHERE r.space_id = %(s)s AND r.user_id = ANY(%(users)s) AND r.received_at < %(to)s
     UNION ALL
     SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
            i.received_at, i.program_versions::text, NULL
-    FROM identifies i JOIN touched t USING (user_id)
-    WHERE i.space_id = %(s)s AND i.received_at < %(to)s
+    FROM identifies i
+    WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s
     UNION ALL
     SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
            jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
            NULL, a.received_at, a.program_versions::text, NULL
-    FROM adjustments a JOIN touched t USING (user_id)
-    WHERE a.space_id = %(s)s AND a.received_at < %(to)s
+    FROM adjustments a
+    WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s
     UNION ALL
     SELECT 'reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
            r.reward_key,
            jsonb_build_object('cost', r.outcome -> 'cost', 'effect', r.outcome -> 'effect',
                               'redeemed_at', r.received_at),
            NULL, v.received_at, v.program_versions::text, NULL
-    FROM reversals v JOIN touched t USING (user_id)
+    FROM reversals v
     JOIN redemptions r ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
-    WHERE v.space_id = %(s)s AND v.received_at < %(to)s
+    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s
 ) h
 ORDER BY user_id, profile_version, position
 """
@@ -213,20 +227,74 @@ def count_window(
     return int(row[0])
 
 
+def prepare_reader(conn: Conn) -> None:
+    """The replay's own connection: every page reads one snapshot (repeatable read, set
+    before its transaction begins), and neither a page's sort nor its wait for a busy server
+    is cut short by a request's statement timeout; a page sorts in memory."""
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.execute("SET statement_timeout = 0")
+    conn.execute("SET work_mem = '32MB'")
+
+
 def stream_history(
     conn: Conn,
     space_id: int,
     window_from: datetime | None,
     window_to: datetime | None,
-    batch: int = 2000,
+    profiles: int = PROFILES_PER_READ,
 ) -> Iterator[Write]:
     """Every write of every profile with a write in the window, up to the window's end, in
-    processing order by profile — through a server-side cursor (bounded memory). ``conn``
-    must not be in autocommit: the cursor lives in its transaction."""
-    params = {"s": space_id, **_bounds(window_from, window_to)}
-    # Tuples in the binary protocol: cheaper to parse than a row class over text.
-    with conn.cursor(name="backtest_history", binary=True) as cur:
-        cur.itersize = batch
-        cur.execute(_HISTORY, params)
-        for row in cur:
-            yield Write(*row)
+    processing order by profile: the profiles a page at a time (``profiles`` of them, in
+    user order), read one page ahead on a thread of its own while the caller replays the
+    last (psycopg waits for the server without the GIL). Memory: at most three pages of
+    histories. ``conn`` must not be in autocommit, and is best at repeatable read: every
+    page then reads the same snapshot."""
+    params = {"s": space_id, "n": profiles, **_bounds(window_from, window_to)}
+
+    def pages() -> Iterator[list[Write]]:
+        after = ""
+        while True:
+            users = [r[0] for r in conn.execute(_TOUCHED, {**params, "after": after})]
+            if not users:
+                return
+            # Tuples in the binary protocol: cheaper to parse than a row class over text.
+            with conn.cursor(binary=True) as cur:
+                cur.execute(_HISTORY, {**params, "users": users})
+                yield [Write._make(row) for row in cur]
+            after = users[-1]
+
+    return _read_ahead(pages())
+
+
+def _read_ahead(pages: Iterator[list[Write]]) -> Iterator[Write]:
+    """The pages' writes, the next page read on a thread while this one is consumed. A
+    failure on the thread is raised here; a consumer that stops early stops the thread
+    after the page it is reading."""
+    ready: queue.Queue[list[Write] | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                ready.put(page)
+            ready.put(None)
+        except BaseException as exc:  # handed over to the consumer
+            ready.put(exc)
+
+    reader = threading.Thread(target=read, name="backtest-history", daemon=True)
+    reader.start()
+    try:
+        while (page := ready.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            yield from page
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to hand over its page
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        reader.join()

@@ -13,9 +13,12 @@ from perkamo.program.rules import award_amount, conditions_hold
 
 
 def achievements(run: Evaluation) -> None:
+    candidates = run.program.achievements_for(run.event)
+    if not candidates:
+        return
     state = run.state
     completed_before = {k for k, a in state.achievements.items() if a.times > 0}
-    for ach in run.program.achievements:
+    for ach in candidates:
         if not all(r in completed_before for r in ach.requires):
             continue
         current = state.achievements.get(ach.key)

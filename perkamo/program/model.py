@@ -167,10 +167,13 @@ class Program:
     stacking: str = "max"
     max_multiplier: Decimal = Decimal(10)
     # Derived once (every event looks these up): wallets by key, rules by event name (the
-    # rules for "*" included, in the program's order).
+    # rules for "*" included, in the program's order), achievements by criterion event.
     _wallets: dict[str, WalletDef] = field(init=False, repr=False, compare=False)
     _rules: dict[str, tuple[RuleDef, ...]] = field(init=False, repr=False, compare=False)
     _any_rules: tuple[RuleDef, ...] = field(init=False, repr=False, compare=False)
+    _achievements: dict[str, tuple[AchievementDef, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_wallets", {w.key: w for w in self.wallets})
@@ -179,6 +182,12 @@ class Program:
             by_event[name] = tuple(r for r in self.rules if r.event in (name, "*"))
         object.__setattr__(self, "_rules", by_event)
         object.__setattr__(self, "_any_rules", tuple(r for r in self.rules if r.event == "*"))
+        achievements: dict[str, tuple[AchievementDef, ...]] = {}
+        for name in {c.event for a in self.achievements for c in a.criteria}:
+            achievements[name] = tuple(
+                a for a in self.achievements if any(c.event == name for c in a.criteria)
+            )
+        object.__setattr__(self, "_achievements", achievements)
 
     def wallet(self, key: str) -> WalletDef | None:
         return self._wallets.get(key)
@@ -186,6 +195,11 @@ class Program:
     def rules_for(self, event: str) -> tuple[RuleDef, ...]:
         """The rules an event named ``event`` is evaluated against, in the program's order."""
         return self._rules.get(event, self._any_rules)
+
+    def achievements_for(self, event: str) -> tuple[AchievementDef, ...]:
+        """The achievements with a criterion counting events named ``event``, in the
+        program's order (no other achievement can progress on it)."""
+        return self._achievements.get(event, ())
 
 
 EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))

@@ -24,6 +24,8 @@ from perkamo.program.model import (
 from perkamo.program.outcome import Skipped
 from perkamo.program.paths import holds, lookup
 
+_ZERO, _ONE = Decimal(0), Decimal(1)
+_NO_BOOSTS: list[str] = []  # shared, never changed: an award without boosts
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
 
@@ -96,18 +98,17 @@ def award_amount(run: Evaluation, award: AwardDef, source: str, key: str) -> Dec
     else:
         assert award.amount is not None
         amount = award.amount
-    factor, boosts = Decimal(1), list[str]()
+    factor, boosts = _ONE, _NO_BOOSTS
     if amount > 0:
         factor, boosts = boost_factor(run.program, run.state, run.event, wallet.key, run)
         amount = amount * factor
-    out_of_range = Skipped(rule=key, wallet=award.wallet, reason="amount_out_of_range")
     if not within(amount):
-        run.skipped.append(out_of_range)
+        run.skipped.append(Skipped(rule=key, wallet=award.wallet, reason="amount_out_of_range"))
         return None
     amount = amount.quantize(wallet.quantum, rounding=_ROUNDING[award.rounding])
-    net = run.nets.get(wallet.key, Decimal(0)) + amount
+    net = run.nets.get(wallet.key, _ZERO) + amount
     if not _keeps_bounds(run.state.wallets.get(wallet.key), net, wallet.allow_negative):
-        run.skipped.append(out_of_range)
+        run.skipped.append(Skipped(rule=key, wallet=award.wallet, reason="amount_out_of_range"))
         return None
     run.nets[wallet.key] = net
     run.awards.append(Award(source, key, wallet.key, amount, factor, boosts))
@@ -117,11 +118,11 @@ def award_amount(run: Evaluation, award: AwardDef, source: str, key: str) -> Dec
 def _keeps_bounds(balance: WalletBalance | None, net: Decimal, allow_negative: bool) -> bool:
     """Whether this event's net change keeps the balance and the earned total in bounds
     (a balance clamped at zero cannot leave them downwards)."""
-    current = balance or WalletBalance()
-    new = current.balance + net
+    balance_before, earned = (balance.balance, balance.earned) if balance else (_ZERO, _ZERO)
+    new = balance_before + net
     if not allow_negative and new < 0:
         return True
-    return within(new) and within(current.earned + max(net, Decimal(0)))
+    return within(new) and within(earned + max(net, _ZERO))
 
 
 def boost_applies(
@@ -146,7 +147,7 @@ def boost_factor(
         and boost_applies(b, state, run.occurred, run.scope)
     ]
     if not applicable:
-        return Decimal(1), []
+        return _ONE, _NO_BOOSTS
     if program.stacking == "multiply":
         factor = Decimal(1)
         for b in applicable:

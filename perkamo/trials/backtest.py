@@ -23,6 +23,7 @@ from perkamo.program import (
     apply_identify,
     merge_traits,
 )
+from perkamo.program.evaluation import copy_state
 from perkamo.program.levels import level_number
 from perkamo.program.outcome import Delta, Unlocked
 from perkamo.program.rewards import redeem
@@ -133,7 +134,10 @@ class Backtest:
         if start == len(history):
             return
         self.report.profiles += 1
-        base, cand = _Run("baseline", state, traits), _Run("candidate", state, traits)
+        # The replay owns its states: events change them in place, so the two runs start
+        # from copies of their own.
+        base = _Run("baseline", state, traits)
+        cand = _Run("candidate", copy_state(state), traits)
         refused: set[str] = set()  # redemptions the candidate could not afford
         last = self.candidate
         for write in history[start:]:
@@ -149,10 +153,12 @@ class Backtest:
         report = self.report
         if w.kind == "event":
             seen = EngineEvent(w.name, w.payload or {}, w.occurred_at, run.traits)
-            run.state, outcome = apply(run.state, seen, program, w.received_at, summary=True)
+            run.state, outcome = apply(
+                run.state, seen, program, w.received_at, summary=True, in_place=True
+            )
             if recorded:
                 report.events += 1
-                if _deltas(outcome.delta) != _recorded(w.outcome):
+                if not _same_delta(outcome.delta, w.outcome or ()):
                     report.baseline_mismatches += 1
             for d in outcome.delta:
                 if d.amount > 0:
@@ -225,12 +231,12 @@ def _largest(
     return sorted(changes, key=lambda c: (-c[0], c[1], c[2]))[:10]
 
 
-def _deltas(delta: list[Delta]) -> list[tuple[str, Decimal]]:
-    return [(d.wallet, d.amount) for d in delta]
-
-
-def _recorded(delta: Any) -> list[tuple[str, Decimal]]:
-    return [(d["wallet"], Decimal(d["amount"])) for d in (delta or [])]
+def _same_delta(delta: list[Delta], recorded: Any) -> bool:
+    """Whether a replayed delta is the recorded one (the stored answer's ``delta``)."""
+    return len(delta) == len(recorded) and all(
+        d.wallet == r["wallet"] and d.amount == Decimal(r["amount"])
+        for d, r in zip(delta, recorded, strict=True)
+    )
 
 
 def _replay_recorded(
@@ -240,7 +246,7 @@ def _replay_recorded(
     program = program_for(w.program_versions)
     if w.kind == "event":
         state, _ = apply(state, EngineEvent(w.name, w.payload or {}, w.occurred_at, traits),
-                         program, w.received_at)  # fmt: skip
+                         program, w.received_at, in_place=True)  # fmt: skip
     elif w.kind == "redemption":
         state, _ = redeem(state, w.name, program, w.received_at, traits)
     elif w.kind == "identify":

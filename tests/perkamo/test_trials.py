@@ -3,6 +3,7 @@ nothing; back-tests reproduce the recorded outcomes and report a draft's effect 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
+from storage import backtests as history_store
 from storage import spaces as space_store
 from tests.api_client import Api, app_for
 from tests.perkamo.test_config_api import demo_modules
@@ -195,6 +197,45 @@ async def test_redemptions_the_candidate_cannot_afford_are_counted(shop):
     assert report["redemptions_refused"] == 1
     assert report["wallets"]["points"]["baseline_balance"] == 50
     assert report["wallets"]["points"]["candidate_balance"] == 100
+
+
+async def test_the_history_streams_every_write_once_a_few_profiles_at_a_time(shop, pg_url, space):
+    """Pages of two profiles over seven, with every kind of write that has a user: each
+    write arrives once, a profile's writes in processing order and never split across
+    pages; a consumer that stops early stops the reader."""
+    for n in range(7):
+        await buys(shop, f"u{n}", n % 3 + 1, "a")
+    await shop.post("/v1/identify", {"user_id": "u3", "traits": {"plan": "gold"}})
+    redeem = {"user_id": "u2", "reward_key": "coupon", "transaction_id": "r1"}
+    await buys(shop, "u2", 1, "b")
+    assert (await shop.post("/v1/rewards/redeem", redeem)).status == 200
+    await buys(shop, "u3", 1, "b")
+    with psycopg.connect(pg_url) as conn:
+        history_store.prepare_reader(conn)
+        writes = list(history_store.stream_history(conn, space.space.id, None, None, profiles=2))
+        expected = conn.execute(
+            "SELECT user_id, profile_version, position FROM events WHERE space_id = %(s)s"
+            " UNION ALL SELECT user_id, profile_version, position FROM redemptions"
+            " WHERE space_id = %(s)s UNION ALL SELECT user_id, profile_version, position"
+            " FROM identifies WHERE space_id = %(s)s ORDER BY 1, 2, 3",
+            {"s": space.space.id},
+        ).fetchall()
+        assert [(w.user_id, w.profile_version, w.position) for w in writes] == expected
+        assert {w.kind for w in writes} == {"event", "identify", "redemption"}
+        assert len(expected) == sum(n % 3 + 1 for n in range(7)) + 4
+        stream = history_store.stream_history(conn, space.space.id, None, None, profiles=2)
+        assert next(stream).user_id == "u0"
+        assert _readers() == 1
+        stream.close()  # stopped after its first write: the reader thread ends with it
+        assert _readers() == 0
+    # A failure on the reader's thread is the consumer's: raised where it reads.
+    with pytest.raises(psycopg.OperationalError):
+        list(history_store.stream_history(conn, space.space.id, None, None))  # conn is closed
+    assert _readers() == 0
+
+
+def _readers() -> int:
+    return sum(t.name == "backtest-history" and t.is_alive() for t in threading.enumerate())
 
 
 async def test_a_window_holds_exactly_the_writes_received_inside_it(shop):
