@@ -14,7 +14,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[Any]
-PROFILES_PER_READ = 50  # profiles whose histories one read brings
+ROWS_PER_READ = 5000  # writes one read of the history brings, about
+MAX_PROFILES_PER_READ = 2000  # profiles one read names (the users array's size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,27 +242,33 @@ def stream_history(
     space_id: int,
     window_from: datetime | None,
     window_to: datetime | None,
-    profiles: int = PROFILES_PER_READ,
+    rows: int = ROWS_PER_READ,
 ) -> Iterator[Write]:
     """Every write of every profile with a write in the window, up to the window's end, in
-    processing order by profile: the profiles a page at a time (``profiles`` of them, in
-    user order), read one page ahead on a thread of its own while the caller replays the
-    last (psycopg waits for the server without the GIL). Memory: at most three pages of
-    histories. ``conn`` must not be in autocommit, and is best at repeatable read: every
-    page then reads the same snapshot."""
-    params = {"s": space_id, "n": profiles, **_bounds(window_from, window_to)}
+    processing order by profile: a page of profiles at a time (in user order), read one
+    page ahead on a thread of its own while the caller replays the last (psycopg waits for
+    the server without the GIL). A page holds about ``rows`` writes: its number of profiles
+    follows the last page's writes per profile (a profile is never split, so one longer
+    history makes one longer page). Memory: three pages. ``conn`` must not be in autocommit;
+    see ``prepare_reader``."""
+    params = {"s": space_id, **_bounds(window_from, window_to)}
 
     def pages() -> Iterator[list[Write]]:
-        after = ""
+        after, profiles = "", min(10, rows)  # the first page learns the histories' length
         while True:
-            users = [r[0] for r in conn.execute(_TOUCHED, {**params, "after": after})]
+            users = [
+                r[0] for r in conn.execute(_TOUCHED, {**params, "after": after, "n": profiles})
+            ]
             if not users:
                 return
             # Tuples in the binary protocol: cheaper to parse than a row class over text.
             with conn.cursor(binary=True) as cur:
                 cur.execute(_HISTORY, {**params, "users": users})
-                yield [Write._make(row) for row in cur]
+                page = [Write._make(row) for row in cur]
+            yield page
             after = users[-1]
+            per_profile = max(len(page), 1) / len(users)
+            profiles = min(max(int(rows / per_profile), 1), MAX_PROFILES_PER_READ)
 
     return _read_ahead(pages())
 

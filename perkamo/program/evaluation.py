@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import (
     ROUND_HALF_EVEN,
@@ -29,9 +28,9 @@ _state_encoder = msgspec.json.Encoder(decimal_format="number")
 _state_decoder = msgspec.json.Decoder(ProfileState)
 
 
-@dataclass(frozen=True, slots=True)
-class EngineEvent:
-    """The event as the engine sees it: ``traits`` are the profile's at that moment."""
+class EngineEvent(msgspec.Struct, frozen=True):
+    """The event as the engine sees it: ``traits`` are the profile's at that moment.
+    (Structs, not dataclasses, here: a replay builds millions, and a Struct is built in C.)"""
 
     event: str
     context: Mapping[str, Any]
@@ -39,8 +38,7 @@ class EngineEvent:
     traits: Mapping[str, Any]
 
 
-@dataclass(slots=True)
-class Award:
+class Award(msgspec.Struct):
     source: str  # rule | streak_milestone | achievement
     key: str
     wallet: str
@@ -49,8 +47,7 @@ class Award:
     boosts: list[str]
 
 
-@dataclass(slots=True)
-class Evaluation:
+class Evaluation(msgspec.Struct, kw_only=True):
     """What one evaluation has found so far; ``state`` is its own copy, changed in place."""
 
     state: ProfileState
@@ -58,13 +55,13 @@ class Evaluation:
     event: str
     occurred: datetime
     scope: dict[str, Any]
-    awards: list[Award] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    unlocked: list[Unlocked] = field(default_factory=list)
-    milestones: set[tuple[str, int]] = field(default_factory=set)
-    nets: dict[str, Decimal] = field(default_factory=dict)  # per wallet, awards so far
-    new_perks: set[str] = field(default_factory=set)
-    new_levels: set[int] = field(default_factory=set)
+    awards: list[Award] = msgspec.field(default_factory=list)
+    skipped: list[Skipped] = msgspec.field(default_factory=list)
+    unlocked: list[Unlocked] = msgspec.field(default_factory=list)
+    milestones: set[tuple[str, int]] = msgspec.field(default_factory=set)
+    nets: dict[str, Decimal] = msgspec.field(default_factory=dict)  # per wallet, awards so far
+    new_perks: set[str] = msgspec.field(default_factory=set)
+    new_levels: set[int] = msgspec.field(default_factory=set)
 
 
 def copy_state(state: ProfileState) -> ProfileState:

@@ -42,7 +42,8 @@ def apply_rule(run: Evaluation, rule: RuleDef) -> None:
     if rule.active_until is not None and run.occurred >= rule.active_until:
         return
     counter = run.state.rules.get(rule.key) or RuleCounter()
-    day = run.occurred.date().isoformat()  # occurred is UTC
+    # The day (occurred is UTC) counts only for a daily limit.
+    day = run.occurred.date().isoformat() if rule.per_user_per_day is not None else ""
     reason = _capped(rule, counter, day, run.occurred)
     if reason is not None:
         run.skipped.append(Skipped(rule=rule.key, reason=reason))

@@ -200,9 +200,10 @@ async def test_redemptions_the_candidate_cannot_afford_are_counted(shop):
 
 
 async def test_the_history_streams_every_write_once_a_few_profiles_at_a_time(shop, pg_url, space):
-    """Pages of two profiles over seven, with every kind of write that has a user: each
-    write arrives once, a profile's writes in processing order and never split across
-    pages; a consumer that stops early stops the reader."""
+    """Pages of about four writes (one to four profiles) over seven profiles, with every
+    kind of write that has a user: each write arrives once, a profile's writes in
+    processing order and never split across pages; a consumer that stops early stops the
+    reader."""
     for n in range(7):
         await buys(shop, f"u{n}", n % 3 + 1, "a")
     await shop.post("/v1/identify", {"user_id": "u3", "traits": {"plan": "gold"}})
@@ -212,7 +213,7 @@ async def test_the_history_streams_every_write_once_a_few_profiles_at_a_time(sho
     await buys(shop, "u3", 1, "b")
     with psycopg.connect(pg_url) as conn:
         history_store.prepare_reader(conn)
-        writes = list(history_store.stream_history(conn, space.space.id, None, None, profiles=2))
+        writes = list(history_store.stream_history(conn, space.space.id, None, None, rows=4))
         expected = conn.execute(
             "SELECT user_id, profile_version, position FROM events WHERE space_id = %(s)s"
             " UNION ALL SELECT user_id, profile_version, position FROM redemptions"
@@ -223,7 +224,7 @@ async def test_the_history_streams_every_write_once_a_few_profiles_at_a_time(sho
         assert [(w.user_id, w.profile_version, w.position) for w in writes] == expected
         assert {w.kind for w in writes} == {"event", "identify", "redemption"}
         assert len(expected) == sum(n % 3 + 1 for n in range(7)) + 4
-        stream = history_store.stream_history(conn, space.space.id, None, None, profiles=2)
+        stream = history_store.stream_history(conn, space.space.id, None, None, rows=4)
         assert next(stream).user_id == "u0"
         assert _readers() == 1
         stream.close()  # stopped after its first write: the reader thread ends with it
