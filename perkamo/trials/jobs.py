@@ -69,6 +69,10 @@ class BacktestRunner:
             daemon=True,
         )
         process.start()
+        # At once, not only from inside: the new interpreter's imports (a second of CPU)
+        # would otherwise run at the live requests' priority.
+        if process.pid is not None:  # (never 0: that would be this server)
+            worker.lowest_priority(process.pid)
         try:
             await trio.to_thread.run_sync(process.join, abandon_on_cancel=True)
         finally:

@@ -28,7 +28,7 @@ NICENESS = 19  # where the idle class is refused: the lowest ordinary priority
 PROGRESS_EVERY = 0.5  # seconds
 
 
-def _lowest_priority(pid: int) -> None:
+def lowest_priority(pid: int) -> None:
     """Live work first: ``pid`` (0: this process) runs in Linux's idle scheduling class,
     only on a CPU nothing else wants, and any woken live task takes the CPU back at once.
     Niceness 19 alone still cost the live p99 1.9 × (bench/notes.md, "Session 5"); the
@@ -51,7 +51,7 @@ def _lower_backend_priority(pid: int) -> None:
                 return
     except OSError:
         return
-    _lowest_priority(pid)
+    lowest_priority(pid)
 
 
 class Yielding:
@@ -98,7 +98,7 @@ def run(
     window_to: datetime | None,
 ) -> None:
     """Replay the job's window and settle its row. The process entry point."""
-    _lowest_priority(0)
+    lowest_priority(0)
     parent = os.getppid()
     with connect(url) as conn, connect(url, autocommit=True) as control:
         store.prepare_reader(conn)  # this connection serves the back-test alone

@@ -3,10 +3,12 @@ nothing; back-tests reproduce the recorded outcomes and report a draft's effect 
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 import trio
@@ -237,6 +239,25 @@ async def test_the_history_streams_every_write_once_a_few_profiles_at_a_time(sho
 
 def _readers() -> int:
     return sum(t.name == "backtest-history" and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_backtest_replays_in_the_idle_scheduling_class(shop):
+    """Live work first: the replay's process is put in Linux's idle class by the server as
+    soon as it exists (before its imports), and finishes there."""
+    await buys(shop, "u1", 3, "a")
+    started = await shop.post("/v1/admin/backtests", {"program": {"events": "double"}})
+    assert started.status == 202
+    with trio.fail_after(20):
+        while not any(_policy(c.pid) == os.SCHED_IDLE for c in psutil.Process().children()):
+            await trio.sleep(0.005)
+    assert (await finished(shop, started.body["id"]))["status"] == "done"
+
+
+def _policy(pid: int) -> int | None:
+    try:
+        return os.sched_getscheduler(pid)
+    except OSError:  # ended meanwhile
+        return None
 
 
 async def test_a_window_holds_exactly_the_writes_received_inside_it(shop):
