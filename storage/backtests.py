@@ -229,10 +229,13 @@ def count_window(
 
 
 def prepare_reader(conn: Conn) -> None:
-    """The replay's own connection: every page reads one snapshot (repeatable read, set
-    before its transaction begins), and neither a page's sort nor its wait for a busy server
-    is cut short by a request's statement timeout; a page sorts in memory."""
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    """The replay's own connection: each statement its own transaction (autocommit), so no
+    snapshot is held for the back-test's duration — a long-held one keeps vacuum from
+    pruning the rows live traffic updates many times a second (usage meters, profile
+    snapshots), and slowed every live commit while a back-test ran. Neither a page's sort
+    nor its wait for a busy server is cut short by a request's statement timeout; a page
+    sorts in memory."""
+    conn.autocommit = True
     conn.execute("SET statement_timeout = 0")
     conn.execute("SET work_mem = '32MB'")
 
@@ -249,8 +252,10 @@ def stream_history(
     page ahead on a thread of its own while the caller replays the last (psycopg waits for
     the server without the GIL). A page holds about ``rows`` writes: its number of profiles
     follows the last page's writes per profile (a profile is never split, so one longer
-    history makes one longer page). Memory: three pages. ``conn`` must not be in autocommit;
-    see ``prepare_reader``."""
+    history makes one longer page). Memory: three pages. Each page is read by statements of
+    its own (``prepare_reader``): a profile's history is always read whole, in one statement;
+    the caller bounds the window's end so that later pages do not see writes received after
+    the first was read."""
     params = {"s": space_id, **_bounds(window_from, window_to)}
 
     def pages() -> Iterator[list[Write]]:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from perkamo.configuration.versions import candidate_program
 from perkamo.errors import PerkamoError
@@ -99,6 +99,9 @@ def run(
 ) -> None:
     """Replay the job's window and settle its row. The process entry point."""
     lowest_priority(0)
+    # The history as of now at the latest: pages read later must not see newer writes.
+    started = datetime.now(UTC)
+    window_to = started if window_to is None or window_to > started else window_to
     parent = os.getppid()
     with connect(url) as conn, connect(url, autocommit=True) as control:
         store.prepare_reader(conn)  # this connection serves the back-test alone
