@@ -2,8 +2,9 @@
 processing order, rebuild its state before the window with the recorded versions, then
 replay the window twice — the baseline with the recorded versions (which must reproduce the
 recorded outcomes) and the candidate with the candidate program — and aggregate the report.
-Memory is bounded: one profile's history at a time, plus the report (per wallet, rule,
-level, perk and achievement) and the ten largest changes."""
+Memory is bounded: one profile's history at a time (its reader holds three pages of them:
+storage/backtests.py), plus the report (per wallet, rule, level, perk and achievement) and
+the ten largest changes. The replay owns the states it builds and changes them in place."""
 
 from __future__ import annotations
 

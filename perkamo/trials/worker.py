@@ -31,8 +31,8 @@ PROGRESS_EVERY = 0.5  # seconds
 def lowest_priority(pid: int) -> None:
     """Live work first: ``pid`` (0: this process) runs in Linux's idle scheduling class,
     only on a CPU nothing else wants, and any woken live task takes the CPU back at once.
-    Niceness 19 alone still cost the live p99 1.9 × (bench/notes.md, "Session 5"); the
-    idle class brought it to 0.9–1.1 ×. Best effort: kept at niceness 19 where refused."""
+    Niceness 19 alone still cost the live p99 1.9 × (bench/notes.md, "Session 5"); with the
+    idle class it was 1.00–1.32 × over five runs. Best effort: niceness 19 where refused."""
     try:
         os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
@@ -44,7 +44,7 @@ def _lower_backend_priority(pid: int) -> None:
     """The PostgreSQL process serving the replay gets the lowest priority too, when it
     runs on this machine (the embedded server; checked by its name, so that a remote
     server's pid is never taken for a local process). It only reads, a page of profiles at
-    a time, in a snapshot of its own."""
+    a time."""
     try:
         with open(f"/proc/{pid}/comm", encoding="ascii") as comm:
             if comm.read().strip() != "postgres":
