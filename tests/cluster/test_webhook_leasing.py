@@ -7,14 +7,11 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import httpx
-import psycopg
 import trio
 
-from perkamo.access import admin
 from perkamo.webhooks import WebhookDispatcher
-from storage import Database, EventRow, OutboxRow, SnapshotWrite, Unit
-from storage.group_commit import GroupCommitWriter
-from tests.perkamo.test_webhooks import Receiver, deliveries
+from storage import Database
+from tests.perkamo.test_webhooks import Receiver, deliveries, due_deliveries
 from tests.spaces import make_space
 
 
@@ -22,23 +19,7 @@ async def test_two_dispatchers_send_each_delivery_once(pg_url, nursery):
     receiver = Receiver([])
     await nursery.start(receiver.serve)
     space = make_space(pg_url)
-    with psycopg.connect(pg_url) as conn:
-        admin.set_webhook(conn, space.slug, receiver.url)
-        # Other tests' leftovers are not this test's to deliver.
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'failed'"
-            " WHERE status IN ('pending', 'retrying')"
-        )
-    created = datetime.now(UTC)
-    units = []
-    for n in range(40):
-        row = OutboxRow(f"dlv_race_{space.space.id}_{n}", space.space.id, "e", "{}", created)
-        event = EventRow(space.space.id, f"t{n}", f"u{n}", "e", "{}", created, created, b"h", "{}")
-        snap = SnapshotWrite(space.space.id, f"u{n}", "{}", "{}", 0, created)
-        units.append(Unit([event], snap, outbox=[row]))
-    writer = GroupCommitWriter(pg_url)
-    verdicts = await trio.to_thread.run_sync(writer._flush, units)
-    writer._close_connection()
+    verdicts = await due_deliveries(pg_url, space, receiver.url, 40, datetime.now(UTC))
     assert {v.status.value for v in verdicts} == {"committed"}
     members = [Database(pg_url), Database(pg_url)]
     for db in members:

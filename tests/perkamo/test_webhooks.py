@@ -20,10 +20,10 @@ from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from perkamo.webhooks import WebhookDispatcher, sign
 from perkamo.webhooks.dispatcher import BREAKER_FAILURES, MAX_ATTEMPTS
-from storage import Database, EventRow, OutboxRow, SnapshotWrite, Unit
+from storage import Database, EventRow, OutboxRow, SnapshotWrite, Unit, Verdict
 from storage.group_commit import GroupCommitWriter
 from tests.api_client import Api, app_for
-from tests.spaces import make_space
+from tests.spaces import SpaceKey, make_space
 
 
 class Receiver:
@@ -303,6 +303,31 @@ async def test_an_unauthenticated_access_line_has_a_null_space(api, caplog):
     assert line["status"] == 401 and line["space"] is None
 
 
+async def due_deliveries(
+    pg_url: str, space: SpaceKey, url: str, count: int, created: datetime
+) -> list[Verdict]:
+    """Point the Space's webhook at ``url`` and commit ``count`` events (one user each), each
+    with a due delivery, through the real group commit. Other tests' due deliveries are
+    settled first: the database is shared, and they are not this test's to send."""
+    with psycopg.connect(pg_url) as conn:
+        admin.set_webhook(conn, space.slug, url)
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = 'failed'"
+            " WHERE status IN ('pending', 'retrying')"
+        )
+    sid, units = space.space.id, []
+    for n in range(count):
+        row = OutboxRow(f"dlv_{sid}_{n}", sid, "e", "{}", created)
+        event = EventRow(sid, f"t{n}", f"u{n}", "e", "{}", created, created, b"h", "{}")
+        snap = SnapshotWrite(sid, f"u{n}", "{}", "{}", 0, created)
+        units.append(Unit([event], snap, outbox=[row]))
+    writer = GroupCommitWriter(pg_url)
+    try:
+        return await trio.to_thread.run_sync(writer._flush, units)
+    finally:
+        writer._close_connection()
+
+
 async def test_an_unreachable_endpoint_is_paused_then_tried_again(pg_url):
     """A dead receiver (connection refused) trips the breaker after BREAKER_FAILURES
     attempts: the Space's other deliveries stay due, unclaimed and unattempted, until the
@@ -311,23 +336,8 @@ async def test_an_unreachable_endpoint_is_paused_then_tried_again(pg_url):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    with psycopg.connect(pg_url) as conn:
-        admin.set_webhook(conn, space.slug, f"http://127.0.0.1:{closed}/hooks")
-        # Other tests' leftovers are not this test's to attempt (the database is shared).
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'failed'"
-            " WHERE status IN ('pending', 'retrying')"
-        )
     created = datetime.now(UTC)
-    units = []
-    for n in range(20):
-        row = OutboxRow(f"dlv_dead_{space.space.id}_{n}", space.space.id, "e", "{}", created)
-        event = EventRow(space.space.id, f"t{n}", f"u{n}", "e", "{}", created, created, b"h", "{}")
-        units.append(Unit([event], SnapshotWrite(space.space.id, f"u{n}", "{}", "{}", 0, created),
-                          outbox=[row]))  # fmt: skip
-    writer = GroupCommitWriter(pg_url)
-    await trio.to_thread.run_sync(writer._flush, units)
-    writer._close_connection()
+    await due_deliveries(pg_url, space, f"http://127.0.0.1:{closed}/hooks", 20, created)
     wall = [created]
     db = Database(pg_url)
     await trio.to_thread.run_sync(db.open)
