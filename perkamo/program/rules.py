@@ -25,7 +25,6 @@ from perkamo.program.outcome import Skipped
 from perkamo.program.paths import holds, lookup
 
 _ZERO, _ONE = Decimal(0), Decimal(1)
-_NO_BOOSTS: list[str] = []  # shared, never changed: an award without boosts
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
 
@@ -99,7 +98,8 @@ def award_amount(run: Evaluation, award: AwardDef, source: str, key: str) -> Dec
     else:
         assert award.amount is not None
         amount = award.amount
-    factor, boosts = _ONE, _NO_BOOSTS
+    factor = _ONE
+    boosts: list[str] = []  # a list of its own per award
     if amount > 0:
         factor, boosts = boost_factor(run.program, run.state, run.event, wallet.key, run)
         amount = amount * factor
@@ -148,7 +148,7 @@ def boost_factor(
         and boost_applies(b, state, run.occurred, run.scope)
     ]
     if not applicable:
-        return _ONE, _NO_BOOSTS
+        return _ONE, []
     if program.stacking == "multiply":
         factor = Decimal(1)
         for b in applicable:
