@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. The composition root (runtime) sits below the HTTP layer that serves it and
 # above everything it wires together; operations (the CLI, the server) are on top.
 LAYERS = [
-    ("perkamo.errors", "perkamo.settings"),
+    ("perkamo.errors", "perkamo.settings", "perkamo.ids"),
     ("perkamo.program",),
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles", "perkamo.trials"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 import msgspec
 
+from perkamo import ids
 from perkamo.errors import PerkamoError
 from perkamo.http.responses import ErrorBody, ErrorDetail, ItemError
 
@@ -17,7 +17,7 @@ def new_request_id(header: str | None) -> str:
     """The caller's ``x-request-id`` when it is a sane token, else ``req_<random>``."""
     if header and _SANE_REQUEST_ID.match(header):
         return header
-    return "req_" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+    return "req_" + ids.token_urlsafe(12).replace("-", "x").replace("_", "y")
 
 
 def _details(exc: PerkamoError) -> list[ErrorDetail] | msgspec.UnsetType:

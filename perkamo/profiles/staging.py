@@ -13,13 +13,13 @@ go on from the state before it (the engine never mutates the state it is given).
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
 
+from perkamo import ids
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.answers import event_answer, redeem_answer
 from perkamo.profiles.draft import Draft, encode_json
@@ -168,7 +168,7 @@ def _stage_event(draft: Draft, message: Write, position: int) -> Answer:
     seen = EngineEvent(ev.event, ev.context, ev.occurred_at, draft.traits)
     level_before = level_number(draft.state, program) if hook.enabled else None
     state, outcome = apply(draft.state, seen, program, message.received_at)
-    event_id = "evt_" + secrets.token_hex(12)
+    event_id = "evt_" + ids.token_hex(12)
     answer = _encoder.encode(event_answer(outcome, event_id, program.versions))
     row = EventRow(
         space_id=draft.space_id,
@@ -205,7 +205,7 @@ def _stage_redeem(draft: Draft, message: Write, position: int) -> Answer:
     state, redemption = redeem(
         draft.state, message.reward_key, program, message.received_at, draft.traits
     )
-    redemption_id = "rdm_" + secrets.token_hex(12)
+    redemption_id = "rdm_" + ids.token_hex(12)
     answer = _encoder.encode(redeem_answer(redemption, redemption_id, program.versions))
     row = RedemptionRow(
         space_id=draft.space_id,

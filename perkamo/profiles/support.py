@@ -4,10 +4,9 @@ only once the unit commits."""
 
 from __future__ import annotations
 
-import secrets
-
 import msgspec
 
+from perkamo import ids
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.answers import (
     AdjustResponse,
@@ -35,7 +34,7 @@ def stage_adjust(draft: Draft, message: Write, position: int) -> Answer:
         draft.state, message.wallet, message.amount, message.counts_toward_level, program,
         message.received_at, draft.traits,
     )  # fmt: skip
-    adjustment_id = "adj_" + secrets.token_hex(12)
+    adjustment_id = "adj_" + ids.token_hex(12)
     answer = _encoder.encode(
         AdjustResponse(
             adjusted=True,
@@ -157,7 +156,7 @@ def stage_reverse(draft: Draft, message: Write, position: int) -> Answer:
                 draft.hook,
                 draft.space_id,
                 "redemption.reversed",
-                "rev_" + secrets.token_hex(12),
+                "rev_" + ids.token_hex(12),
                 draft.user_id,
                 message.transaction_id,
                 message.received_at,

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from perkamo import ids
 from perkamo.program.outcome import Delta, Outcome, Redemption
 from perkamo.program.support import Change
 from perkamo.program.timefmt import format_rfc3339
@@ -139,4 +140,4 @@ def _row(
     space_id: int, event_type: str, payload: Any, at: datetime, subject: str | None
 ) -> OutboxRow:
     body = _encoder.encode(payload).decode()
-    return OutboxRow("dlv_" + secrets.token_hex(12), space_id, event_type, body, at, subject)
+    return OutboxRow("dlv_" + ids.token_hex(12), space_id, event_type, body, at, subject)
