@@ -10,8 +10,15 @@ This package is deliberately generic: it knows nothing about HTTP, storage or lo
 
 from ._envelope import Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
-from ._future import Future
-from ._system import Actor, ActorFactory, ActorSystem, SystemStatistics, open_actor_system
+from ._future import Future, wait_all
+from ._system import (
+    Actor,
+    ActorFactory,
+    ActorSystem,
+    Cohort,
+    SystemStatistics,
+    open_actor_system,
+)
 
 __all__ = [
     "Actor",
@@ -20,10 +27,12 @@ __all__ = [
     "ActorFailed",
     "ActorSystem",
     "ActorSystemClosed",
+    "Cohort",
     "Future",
     "MailboxFull",
     "Reply",
     "SystemFull",
     "SystemStatistics",
     "open_actor_system",
+    "wait_all",
 ]

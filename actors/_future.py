@@ -7,7 +7,8 @@ the hot path waits on one or more of these (its reply, its profile's load, its c
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -44,24 +45,46 @@ class Future(Generic[T]):
         if task is not None:
             trio.lowlevel.reschedule(task)
 
+    def result(self) -> T:
+        """The value of a settled future, or its error raised (without waiting)."""
+        if not self.done:
+            raise RuntimeError("the future is not settled yet")
+        error = self._error
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error, self
+        return self._value  # type: ignore[return-value]
+
     async def wait(self) -> T:
         """The value, or the error raised; one task may wait at a time. Cancellable."""
         if self.done:
             await trio.lowlevel.checkpoint()
         else:
-            if self._task is not None:
-                raise RuntimeError("another task is already waiting for this future")
-            self._task = trio.lowlevel.current_task()
+            await self._settled()
+        return self.result()
 
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self._task = None
-                return trio.lowlevel.Abort.SUCCEEDED
+    async def _settled(self) -> None:
+        """Park until the future is settled (it is not yet)."""
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting for this future")
+        self._task = trio.lowlevel.current_task()
 
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        error = self._error
-        if error is not None:
-            try:
-                raise error
-            finally:  # the traceback holds this frame: no cycle back through ``self``
-                del error, self
-        return self._value  # type: ignore[return-value]
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+async def wait_all(futures: Iterable[Future[Any]]) -> None:
+    """Wait until every future is settled (read each with ``result()``). Futures settled
+    together cost one wake-up, not one checkpoint each; this always checkpoints once."""
+    waited = False
+    for future in futures:
+        if not future.done:
+            await future._settled()
+            waited = True
+    if not waited:
+        await trio.lowlevel.checkpoint()

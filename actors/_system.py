@@ -11,13 +11,14 @@ from typing import Generic, Protocol, TypeVar
 import trio
 
 from ._envelope import Envelope, Reply
-from ._errors import ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
+from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M")
 R = TypeVar("R")
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 
 class Actor(Protocol[M_contra, R_co]):
@@ -30,6 +31,23 @@ class Actor(Protocol[M_contra, R_co]):
 
 # Activates the actor for a key: loads its state before it handles anything.
 ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
+
+
+class Cohort(Protocol[K_contra, M, R]):
+    """Optional: handles several actors' batches in one task (see ``ask_many_nowait``).
+
+    ``activate`` makes the actors for many keys at once (an actor, or the exception its
+    activation failed with, per key). ``receive`` handles one batch for each of several
+    actors and returns, per actor and in order, its replies (one per message) or the
+    exception that fails that batch alone and discards that actor. Each actor's batch must
+    be handled exactly as its own ``receive`` would have: the cohort only shares the cost.
+    """
+
+    async def activate(self, keys: Sequence[K_contra]) -> Sequence[Actor[M, R] | Exception]: ...
+
+    async def receive(
+        self, batches: Sequence[tuple[Actor[M, R], Sequence[M]]]
+    ) -> Sequence[Sequence[R] | Exception]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +99,13 @@ class ActorSystem(Generic[K, M, R]):
         idle_timeout: float,
         max_resident: int,
         max_pending: int,
+        cohort: Cohort[K, M, R] | None = None,
     ) -> None:
         if min(mailbox_capacity, batch_limit, max_resident, max_pending) < 1:
             raise ValueError("capacities and limits must be >= 1")
         self._nursery = nursery
         self._factory = factory
+        self._cohort = cohort
         self._capacity = mailbox_capacity
         self._batch_limit = batch_limit
         self._idle_timeout = idle_timeout
@@ -134,6 +154,31 @@ class ActorSystem(Generic[K, M, R]):
         self._admit(key, Envelope(message, reply), wait=False)
         return reply
 
+    def ask_many_nowait(self, items: Sequence[tuple[K, M]]) -> list[Reply[R] | ActorError]:
+        """Admit each ``(key, message)`` in order, as ``ask_nowait`` would; per item its
+        reply, or the MailboxFull / SystemFull / ActorSystemClosed that refused it. Actors
+        that were idle are run together: with a cohort, one task activates them and hands
+        each its first batch in one ``Cohort.receive``; an actor with more messages waiting
+        after that goes on as its own runner."""
+        started: list[_Slot[K, M, R]] = []
+        out: list[Reply[R] | ActorError] = []
+        try:
+            for key, message in items:
+                reply: Reply[R] = Reply()
+                try:
+                    self._admit(key, Envelope(message, reply), wait=False, started=started)
+                except (MailboxFull, SystemFull, ActorSystemClosed) as exc:
+                    out.append(exc)
+                    continue
+                out.append(reply)
+        finally:
+            if self._cohort is not None and len(started) > 1:
+                self._nursery.start_soon(self._run_cohort, self._cohort, started)
+            else:
+                for slot in started:
+                    self._nursery.start_soon(self._run, slot)
+        return out
+
     async def _admit_waiting(self, key: K, envelope: Envelope[M, R]) -> None:
         while True:
             slot = self._admit(key, envelope, wait=True)
@@ -143,8 +188,16 @@ class ActorSystem(Generic[K, M, R]):
                 slot.room = trio.lowlevel.ParkingLot()
             await slot.room.park()
 
-    def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> _Slot[K, M, R] | None:
-        """Queue the envelope; returns the full slot to wait on when ``wait`` and full."""
+    def _admit(
+        self,
+        key: K,
+        envelope: Envelope[M, R],
+        *,
+        wait: bool,
+        started: list[_Slot[K, M, R]] | None = None,
+    ) -> _Slot[K, M, R] | None:
+        """Queue the envelope; returns the full slot to wait on when ``wait`` and full. A
+        slot that starts running is appended to ``started`` (the caller runs it) if given."""
         if self._closed:
             raise ActorSystemClosed("the actor system is closing")
         if self._pending >= self.max_pending:
@@ -172,7 +225,10 @@ class ActorSystem(Generic[K, M, R]):
             self._running += 1
             if self._all_idle.is_set():
                 self._all_idle = trio.Event()
-            self._nursery.start_soon(self._run, slot)
+            if started is None:
+                self._nursery.start_soon(self._run, slot)
+            else:
+                started.append(slot)
         self._evict_over_cap()
         return None
 
@@ -215,6 +271,72 @@ class ActorSystem(Generic[K, M, R]):
                     envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
             self._settled(len(batch))
             self._finish(slot)
+
+    async def _run_cohort(self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]) -> None:
+        """Activate the slots' actors together and handle one batch of each in one
+        ``cohort.receive``; then each slot with messages left goes on in its own runner."""
+        batches: dict[_Slot[K, M, R], list[Envelope[M, R]]] = {}
+        try:
+            idle = [slot for slot in slots if slot.actor is None]
+            if idle:
+                await self._activate_together(cohort, idle)
+            for slot in slots:
+                if slot.actor is not None and slot.mailbox:
+                    if batch := self._take(slot, self._batch_limit):
+                        batches[slot] = batch
+            if not batches:
+                return
+            ready = list(batches)
+            try:
+                results = await cohort.receive(
+                    [(s.actor, [e.message for e in batches[s]]) for s in ready]  # type: ignore[misc]
+                )
+                if len(results) != len(ready):
+                    raise RuntimeError("the cohort returned a wrong number of results")
+            except Exception as exc:
+                results = [exc] * len(ready)
+            for slot, result in zip(ready, results, strict=True):
+                batch = batches.pop(slot)
+                if not isinstance(result, Exception) and len(result) != len(batch):
+                    result = RuntimeError("actor returned a wrong number of replies")
+                if isinstance(result, Exception):
+                    self._failures += 1
+                    slot.actor = None
+                    self._fail_batch(slot, batch, result)
+                    continue
+                for envelope, value in zip(batch, result, strict=True):
+                    if envelope.reply is not None:
+                        envelope.reply.resolve(value)
+                self._settled(len(batch))
+        finally:
+            for batch in batches.values():  # cancelled mid-batch
+                for envelope in batch:
+                    if envelope.reply is not None:
+                        envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
+                self._settled(len(batch))
+            for slot in slots:
+                if slot.mailbox:
+                    self._nursery.start_soon(self._run, slot)  # still running: its own runner
+                else:
+                    self._finish(slot)
+
+    async def _activate_together(
+        self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]
+    ) -> None:
+        try:
+            made: Sequence[Actor[M, R] | Exception] = await cohort.activate([s.key for s in slots])
+            if len(made) != len(slots):
+                raise RuntimeError("the cohort activated a wrong number of actors")
+        except Exception as exc:
+            made = [exc] * len(slots)
+        for slot, actor in zip(slots, made, strict=True):
+            if isinstance(actor, Exception):
+                self._failures += 1
+                assert slot.mailbox is not None
+                self._fail_batch(slot, self._take(slot, len(slot.mailbox)), actor)
+            else:
+                slot.actor = actor
+                self._activations += 1
 
     def _settled(self, n: int) -> None:
         self._pending -= n
@@ -368,6 +490,7 @@ async def open_actor_system(
     idle_timeout: float = 300.0,
     max_resident: int = 1_000_000,
     max_pending: int = 1_000_000,
+    cohort: Cohort[K, M, R] | None = None,
 ) -> AsyncIterator[ActorSystem[K, M, R]]:
     """Open an actor system. On a normal exit it drains (every admitted message is handled);
     when the body raises or is cancelled, the runners are cancelled and their callers fail
@@ -381,6 +504,7 @@ async def open_actor_system(
             idle_timeout=idle_timeout,
             max_resident=max_resident,
             max_pending=max_pending,
+            cohort=cohort,
         )
         nursery.start_soon(system._sweep_forever)
         yield system

@@ -12,10 +12,12 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from actors import (
+    ActorError,
     ActorFailed,
     ActorSystem,
     ActorSystemClosed,
@@ -44,6 +46,7 @@ from perkamo.profiles import (
     Snapshot,
     UsageLedger,
 )
+from perkamo.profiles.cohort import ProfileCohort
 from perkamo.profiles.history import RecentHistory
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
@@ -73,6 +76,20 @@ CONFIG_CHANNEL = "perkamo_config"
 
 def _shutting_down() -> PerkamoError:
     return PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down; retry.")
+
+
+def _refusal(exc: ActorError) -> PerkamoError:
+    """Why the actor system did not admit a message, as the API says it."""
+    if isinstance(exc, MailboxFull):
+        return PerkamoError(
+            Code.OVERLOADED, "This profile is receiving more work than it can take; retry shortly."
+        )
+    if isinstance(exc, SystemFull):
+        return PerkamoError(
+            Code.OVERLOADED,
+            "The server is holding all the work it can answer in time; retry shortly.",
+        )
+    return _shutting_down()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +133,32 @@ class Runtime:
                 return forwarded
         return self.submit_here(key, message)
 
+    def submit_many(
+        self, items: Sequence[tuple[ProfileKey, Message]]
+    ) -> list[Pending | PerkamoError]:
+        """``submit`` for each item in order (per item its pending answer, or the 503 that
+        refused it); the items this process serves start together (profiles/cohort.py)."""
+        out: list[Pending | PerkamoError | None] = [None] * len(items)
+        here: list[int] = []
+        for i, (key, message) in enumerate(items):
+            if self.cluster.peers:
+                try:
+                    forwarded = self.cluster.forward(
+                        key, message, self.settings.request_timeout,
+                        partial(self.submit_here, key, message),
+                    )  # fmt: skip
+                except PerkamoError as exc:
+                    out[i] = exc.with_traceback(None)
+                    continue
+                if forwarded is not None:
+                    out[i] = forwarded
+                    continue
+            here.append(i)
+        admitted = self.actors.ask_many_nowait([items[i] for i in here])
+        for i, reply in zip(here, admitted, strict=True):
+            out[i] = _refusal(reply) if isinstance(reply, ActorError) else reply
+        return out  # type: ignore[return-value]
+
     def serve_forwarded(
         self, key: ProfileKey, message: Message
     ) -> Callable[[float], Awaitable[Answer]]:
@@ -135,18 +178,8 @@ class Runtime:
         """Admit a message to the profile's mailbox in this process."""
         try:
             return self.actors.ask_nowait(key, message)
-        except MailboxFull:
-            raise PerkamoError(
-                Code.OVERLOADED,
-                "This profile is receiving more work than it can take; retry shortly.",
-            ) from None
-        except SystemFull:
-            raise PerkamoError(
-                Code.OVERLOADED,
-                "The server is holding all the work it can answer in time; retry shortly.",
-            ) from None
-        except ActorSystemClosed:
-            raise _shutting_down() from None
+        except (MailboxFull, SystemFull, ActorSystemClosed) as exc:
+            raise _refusal(exc) from None
 
     async def outcome(
         self, reply: Pending, *, writes: bool, deadline: float | None = None
@@ -169,9 +202,14 @@ class Runtime:
         overloaded); one already being applied has an unknown outcome."""
         answers: list[Answer | object] = [_WAITING] * len(replies)
         with trio.move_on_at(self.deadline() if deadline is None else deadline):
+            await trio.lowlevel.checkpoint_if_cancelled()
             for i, reply in enumerate(replies):
                 try:
-                    answers[i] = await reply.wait()
+                    # Answers that arrived together are read without a checkpoint each.
+                    if isinstance(reply, Reply) and reply.done:
+                        answers[i] = reply.result()
+                    else:
+                        answers[i] = await reply.wait()
                 except ActorFailed as exc:
                     answers[i] = _failed(exc.__cause__, writes=writes)
                 except ActorSystemClosed:
@@ -286,6 +324,7 @@ async def open_runtime(
             )
             async with open_actor_system(
                 services.activate,
+                cohort=ProfileCohort(services),
                 mailbox_capacity=settings.mailbox_capacity,
                 idle_timeout=settings.idle_seconds,
                 max_resident=settings.max_resident_profiles,

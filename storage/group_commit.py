@@ -27,7 +27,7 @@ import msgspec
 import psycopg
 import trio
 
-from actors import Future
+from actors import Future, wait_all
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
@@ -242,6 +242,17 @@ class GroupCommitWriter:
         except trio.ClosedResourceError:
             return Verdict(Status.UNAVAILABLE)
         return await pending.wait()
+
+    async def commit_many(self, units: list[Unit]) -> list[Verdict]:
+        """``commit`` for several units (each its own verdict), with one wait for all."""
+        pending = [_Pending(unit) for unit in units]
+        for p in pending:
+            try:
+                self._queue.put(p)
+            except trio.ClosedResourceError:
+                p.resolve(Verdict(Status.UNAVAILABLE))
+        await wait_all(pending)
+        return [p.result() for p in pending]
 
     def statistics(self) -> WriterStatistics:
         return dataclasses.replace(self._stats, queued=len(self._queue))

@@ -18,7 +18,7 @@ import psycopg
 import trio
 from psycopg.rows import class_row
 
-from actors import Future
+from actors import Future, wait_all
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
@@ -68,6 +68,23 @@ class ProfileLoader:
         pending = _Pending((space_id, user_id))
         self._queue.put(pending)
         return await pending.wait()
+
+    async def load_many(
+        self, keys: list[tuple[int, str]]
+    ) -> list[ProfileRow | None | StorageUnavailable]:
+        """Each key's stored profile (None: none stored), or the StorageUnavailable its
+        load failed with; one wait for all."""
+        pending = [_Pending(key) for key in keys]
+        for p in pending:
+            self._queue.put(p)
+        await wait_all(pending)
+        out: list[ProfileRow | None | StorageUnavailable] = []
+        for p in pending:
+            try:
+                out.append(p.result())
+            except StorageUnavailable as exc:
+                out.append(exc)
+        return out
 
     async def run(self) -> None:
         try:

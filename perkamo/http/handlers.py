@@ -188,15 +188,16 @@ async def ingest_batch(call: Call) -> Result:
         waves[wave].append((index, event))
     deadline = runtime.deadline()
     for wave_items in waves:
+        key = call.key.space_id
+        pending = runtime.submit_many([((key, e.user_id), _ingest(e, call)) for _, e in wave_items])
         submitted: list[int] = []
         replies: list[Pending] = []
-        for index, event in wave_items:
-            try:
-                key = (call.key.space_id, event.user_id)
-                replies.append(runtime.submit(key, _ingest(event, call)))
+        for (index, _), admitted in zip(wave_items, pending, strict=True):
+            if isinstance(admitted, PerkamoError):  # no room: overloaded, or shutting down
+                results[index] = admitted
+            else:
                 submitted.append(index)
-            except PerkamoError as exc:  # no room: overloaded, or shutting down
-                results[index] = exc.with_traceback(None)
+                replies.append(admitted)
         answers = await runtime.outcomes(replies, writes=True, deadline=deadline)
         for index, answer in zip(submitted, answers, strict=True):
             results[index] = answer

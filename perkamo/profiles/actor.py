@@ -36,10 +36,11 @@ from perkamo.profiles.reservations import Reservations
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.profiles.staging import OverLimit, Staged, stage
 from perkamo.profiles.usage import UsageLedger, limit_exceeded, period_of
-from perkamo.webhooks import WebhookRegistry
+from perkamo.program import Program
+from perkamo.webhooks import SpaceHook, WebhookRegistry
 from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
 from storage.profile_loader import ProfileLoader
-from storage.profiles import find_redemptions, read_profile
+from storage.profiles import StoredRedemption, find_redemptions, read_profile
 
 # Rounds of staging one batch may take: a stale version, a taken id or a usage wait each
 # costs one. Two processes racing on one hot profile settle in a few; past this the writes
@@ -48,6 +49,22 @@ _MAX_ROUNDS = 8
 _STALE_BACKOFF = 0.004  # seconds × round, randomised, between rounds lost to a version race
 _USAGE_WAIT = 2.0  # at most this long for other profiles' reservations of a full meter
 _COMMITTED = Verdict(Status.COMMITTED)
+
+
+class WriteJob:
+    """One batch of writes on its way to certain answers: what each round settled."""
+
+    __slots__ = ("answers", "messages", "refused", "rounds", "waited")
+
+    def __init__(self, messages: list[Write]) -> None:
+        self.messages = messages
+        self.answers: dict[int, Answer] = {}
+        self.waited: set[int] = set()  # refused over a limit once, waited, staged again
+        self.refused: set[int] = set()  # redemptions refused without a commit
+        self.rounds = 0
+
+    def todo(self) -> list[int]:
+        return [i for i in range(len(self.messages)) if i not in self.answers]
 
 
 class ProfileServices:
@@ -97,6 +114,10 @@ class ProfileActor:
         self._reload = False  # a write failed unexpectedly: trust storage, not memory
 
     @property
+    def space_id(self) -> int:
+        return self._space_id
+
+    @property
     def snapshot(self) -> Snapshot:
         """The profile as last committed."""
         return self._snapshot
@@ -104,6 +125,16 @@ class ProfileActor:
     @property
     def reloading(self) -> bool:
         return self._reload
+
+    def takes_together(self, messages: Sequence[Message]) -> bool:
+        """Whether this batch is one unit of writes that needs nothing from storage to be
+        staged (no read, no reversal, no repeated id, no reload): what a cohort stages
+        beside other profiles' batches (cohort.py)."""
+        if self._reload:
+            return False
+        if any(isinstance(m, Read | Reverse) for m in messages):
+            return False
+        return _unit_end(messages, 0) == len(messages)
 
     async def receive(self, messages: Sequence[Message]) -> list[Answer]:
         if self._reload:
@@ -150,61 +181,76 @@ class ProfileActor:
 
     async def _write(self, messages: list[Write]) -> list[Answer]:
         """Answer every write once its fate is certain (see the module docstring)."""
-        answers: dict[int, Answer] = {}
+        job = WriteJob(messages)
         for period in {period_of(m.received_at) for m in messages}:
             await self._services.usage.load(self._space_id, period)
-        waited: set[int] = set()
-        refused: set[int] = set()  # redemptions refused without a commit
-        for round_ in range(_MAX_ROUNDS):
-            todo = [i for i in range(len(messages)) if i not in answers]
-            if not todo:
-                break
-            staged = await self._stage([messages[i] for i in todo])
+        await self.rounds(job)
+        return await self.conclude(job)
+
+    async def rounds(self, job: WriteJob) -> None:
+        """Stage, commit and settle until every write of ``job`` is answered, or it used
+        its rounds."""
+        while job.rounds < _MAX_ROUNDS and (todo := job.todo()):
+            staged = await self._stage([job.messages[i] for i in todo])
             verdict = (
                 await self._services.writer.commit(staged.unit) if staged.writes else _COMMITTED
             )
-            staged.reservations.settle(verdict.status is Status.COMMITTED)
-            self._reload = self._reload or staged.failed
-            over: list[tuple[int, OverLimit]] = []
-            for i, step in zip(todo, staged.steps, strict=True):
-                if isinstance(step.answer, OverLimit):
-                    over.append((i, step.answer))
-                elif verdict.status is Status.COMMITTED or not step.needs_commit:
-                    answers[i] = step.answer
-                    if not step.needs_commit and isinstance(messages[i], Redeem | Adjust | Reverse):
-                        refused.add(i)
-            if verdict.status is Status.COMMITTED:
-                self._adopt(staged)
-                await self._answer_over_limit(over, messages, answers, waited)
-            elif verdict.status is Status.CONFLICT:
-                pending = [messages[i] for i in todo if i not in answers]
-                taken = await self._judge(pending, verdict.taken, refused_at_commit=True)
-                self._answer_taken(messages, answers, taken)
-            elif verdict.status is Status.STALE:
-                # Another process wrote this profile: re-apply on its state, after a
-                # randomised pause so that two racing processes do not collide again.
-                row = await self._services.loader.load(self._space_id, self._user_id)
-                self._snapshot = Snapshot.from_row(row)
-                await trio.sleep(random.uniform(0, _STALE_BACKOFF * (round_ + 1)))
-            elif verdict.status is Status.OVER_LIMIT:
-                # Other server processes filled a limit this one's count had room in:
-                # count again from storage, then stage again (refused if it is full).
-                await self._recount(messages, todo)
-            elif verdict.status is Status.UNAVAILABLE:
-                down = PerkamoError(
-                    Code.STORAGE_UNAVAILABLE,
-                    "Storage is unavailable; retry with the same transaction_id.",
-                )
-                answers.update({i: down for i in todo if i not in answers})
-            else:
-                raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
-        await self._judge_refused(messages, answers, refused)
+            await self.settle(job, todo, staged, verdict)
+
+    async def settle(
+        self, job: WriteJob, todo: list[int], staged: Staged, verdict: Verdict
+    ) -> None:
+        """One round's outcome: the answers it made certain, and what the next round needs
+        (the stored originals of taken ids, a reload, a recount)."""
+        round_ = job.rounds
+        job.rounds += 1
+        messages, answers = job.messages, job.answers
+        staged.reservations.settle(verdict.status is Status.COMMITTED)
+        self._reload = self._reload or staged.failed
+        over: list[tuple[int, OverLimit]] = []
+        for i, step in zip(todo, staged.steps, strict=True):
+            if isinstance(step.answer, OverLimit):
+                over.append((i, step.answer))
+            elif verdict.status is Status.COMMITTED or not step.needs_commit:
+                answers[i] = step.answer
+                if not step.needs_commit and isinstance(messages[i], Redeem | Adjust | Reverse):
+                    job.refused.add(i)
+        if verdict.status is Status.COMMITTED:
+            self._adopt(staged)
+            if over:
+                await self._answer_over_limit(over, messages, answers, job.waited)
+        elif verdict.status is Status.CONFLICT:
+            pending = [messages[i] for i in todo if i not in answers]
+            taken = await self._judge(pending, verdict.taken, refused_at_commit=True)
+            self._answer_taken(messages, answers, taken)
+        elif verdict.status is Status.STALE:
+            # Another process wrote this profile: re-apply on its state, after a
+            # randomised pause so that two racing processes do not collide again.
+            row = await self._services.loader.load(self._space_id, self._user_id)
+            self._snapshot = Snapshot.from_row(row)
+            await trio.sleep(random.uniform(0, _STALE_BACKOFF * (round_ + 1)))
+        elif verdict.status is Status.OVER_LIMIT:
+            # Other server processes filled a limit this one's count had room in:
+            # count again from storage, then stage again (refused if it is full).
+            await self._recount(messages, todo)
+        elif verdict.status is Status.UNAVAILABLE:
+            down = PerkamoError(
+                Code.STORAGE_UNAVAILABLE,
+                "Storage is unavailable; retry with the same transaction_id.",
+            )
+            answers.update({i: down for i in todo if i not in answers})
+        else:
+            raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
+
+    async def conclude(self, job: WriteJob) -> list[Answer]:
+        if job.refused:
+            await self._judge_refused(job.messages, job.answers, job.refused)
         unsettled = PerkamoError(
             Code.OVERLOADED,
             "This profile is being written by another server process too; retry with the "
             "same transaction_id.",
         )
-        return [answers.get(i, unsettled) for i in range(len(messages))]
+        return [job.answers.get(i, unsettled) for i in range(len(job.messages))]
 
     async def _judge_refused(
         self, messages: list[Write], answers: dict[int, Answer], refused: set[int]
@@ -228,11 +274,20 @@ class ProfileActor:
         services = self._services
         program = await services.programs.get(self._space_id)
         hook = await services.webhooks.get(self._space_id)
-        reservations = Reservations(services.usage, self._space_id)
         reversible = None
         if ids := sorted({m.transaction_id for m in messages if isinstance(m, Reverse)}):
             found = await services.db.run(find_redemptions, self._space_id, ids)
             reversible = {r.transaction_id: r for r in found}
+        return self.stage_with(messages, program, hook, reversible)
+
+    def stage_with(
+        self,
+        messages: list[Write],
+        program: Program,
+        hook: SpaceHook,
+        reversible: dict[str, StoredRedemption] | None = None,
+    ) -> Staged:
+        reservations = Reservations(self._services.usage, self._space_id)
         return stage(
             self._space_id, self._user_id, self._snapshot, messages, program, hook, reservations,
             reversible,

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 import trio
 
+from perkamo.profiles.cohort import ProfileCohort
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from tests.api_client import Api, app_for
@@ -267,3 +268,40 @@ async def test_an_event_creates_the_profile(api):
 async def test_health_and_readiness(api):
     assert (await api.get("/healthz", key=None)).body == {"status": "ok"}
     assert (await api.get("/readyz", key=None)).body == {"status": "ready"}
+
+
+async def test_a_batch_of_distinct_users_is_staged_together_and_retried_exactly(
+    api, space, pg_url, monkeypatch
+):
+    """Idle profiles of one batch run as one cohort (profiles/cohort.py); a retried item
+    is still the duplicate of its stored original, a changed one a conflict, and a profile
+    whose unit was refused for a taken id commits its other items in a later round."""
+    cohorts: list[int] = []
+    real = ProfileCohort.receive
+
+    async def receive(self, batches):
+        cohorts.append(len(batches))
+        return await real(self, batches)
+
+    monkeypatch.setattr(ProfileCohort, "receive", receive)
+    items = [event(user=f"c{n}", tx=f"c{n}", context={"amount": 100 + n}) for n in range(40)]
+    first = (await api.post("/v1/events:batch", {"events": items})).body["results"]
+    assert [(r["applied"], r["duplicate"]) for r in first] == [(True, False)] * 40
+    assert cohorts == [40]
+    retry = [
+        *items[:20],  # retried as they were
+        event(user="c20", tx="c20", context={"amount": 1}),  # the same id, another body
+        event(user="c0", tx="c0-next"),  # c0's unit is refused for "c0", then commits this
+        *[event(user=f"n{n}", tx=f"n{n}") for n in range(5)],
+    ]
+    again = (await api.post("/v1/events:batch", {"events": retry})).body["results"]
+    for n in range(20):
+        assert again[n]["duplicate"] is True and again[n]["applied"] is True
+        assert again[n]["event_id"] == first[n]["event_id"]
+        assert again[n]["wallet_state"] == first[n]["wallet_state"]
+    assert again[20]["error"]["error"] == "idempotency_conflict"
+    assert [(r["applied"], r["duplicate"]) for r in again[21:]] == [(True, False)] * 6
+    assert stored_count(pg_url, space.space.id) == 46
+    history = (await api.get("/v1/profile/c0")).body["events"]
+    assert [e["transaction_id"] for e in history] == ["c0-next", "c0"]
+    assert cohorts == [40, 26]
