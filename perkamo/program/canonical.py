@@ -37,12 +37,30 @@ def _number(value: Decimal) -> int | msgspec.Raw:
     return msgspec.Raw(format(value.normalize(), "f").encode())
 
 
+_SCALAR = frozenset((str, int, bool, type(None)))
+
+
 def _canonical(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str | int):
+    kind = type(value)  # the exact JSON types first: this runs for every event's hash
+    if kind in _SCALAR:
         return value
+    if kind is dict:
+        # ASCII keys sort the same by UTF-16 code units as by code points.
+        ascii_keys = all(map(str.isascii, value))
+        keys = sorted(value) if ascii_keys else sorted(value, key=_utf16)
+        return {k: _canonical(value[k]) for k in keys}
+    if kind is list:
+        return [_canonical(v) for v in value]
     if isinstance(value, Decimal):
         return _number(value)
-    if isinstance(value, float):  # not produced by our decoders; kept exact anyway
+    return _other(value)
+
+
+def _other(value: Any) -> Any:
+    """Subclasses of the JSON types, tuples and floats (not produced by our decoders)."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):  # kept exact anyway
         return _number(Decimal(repr(value)))
     if isinstance(value, dict):
         return {k: _canonical(value[k]) for k in sorted(value, key=_utf16)}
