@@ -33,21 +33,29 @@ class Actor(Protocol[M_contra, R_co]):
 ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
 
 
+# Called once per batch of a cohort, as soon as that batch is answered: its replies (one
+# per message) or the exception that fails it alone and discards its actor.
+Answered = Callable[[int, Sequence[R] | Exception], None]
+
+
 class Cohort(Protocol[K_contra, M, R]):
-    """Optional: handles several actors' batches in one task (see ``ask_many_nowait``).
+    """Optional: runs several actors' batches in one task, to share what each would pay
+    alone (a task, a load, a commit). Actors that start at the same moment form a cohort:
+    a batch request's profiles (``ask_many_nowait``), or messages admitted in one scheduler
+    pass.
 
     ``activate`` makes the actors for many keys at once (an actor, or the exception its
     activation failed with, per key). ``receive`` handles one batch for each of several
-    actors and returns, per actor and in order, its replies (one per message) or the
-    exception that fails that batch alone and discards that actor. Each actor's batch must
-    be handled exactly as its own ``receive`` would have: the cohort only shares the cost.
+    actors, and calls ``answered(i, result)`` exactly once per batch, as soon as that batch
+    is answered: a batch that takes longer must not hold the others' answers. Each batch
+    must be handled exactly as its actor's own ``receive`` would have.
     """
 
     async def activate(self, keys: Sequence[K_contra]) -> Sequence[Actor[M, R] | Exception]: ...
 
     async def receive(
-        self, batches: Sequence[tuple[Actor[M, R], Sequence[M]]]
-    ) -> Sequence[Sequence[R] | Exception]: ...
+        self, batches: Sequence[tuple[Actor[M, R], Sequence[M]]], answered: Answered[R]
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,7 @@ class ActorSystem(Generic[K, M, R]):
         self._nursery = nursery
         self._factory = factory
         self._cohort = cohort
+        self._starting: list[_Slot[K, M, R]] = []  # admitted while idle, not run yet
         self._capacity = mailbox_capacity
         self._batch_limit = batch_limit
         self._idle_timeout = idle_timeout
@@ -225,10 +234,14 @@ class ActorSystem(Generic[K, M, R]):
             self._running += 1
             if self._all_idle.is_set():
                 self._all_idle = trio.Event()
-            if started is None:
-                self._nursery.start_soon(self._run, slot)
-            else:
+            if started is not None:
                 started.append(slot)
+            elif self._cohort is None:
+                self._nursery.start_soon(self._run, slot)
+            else:  # run with the others that start in this scheduler pass
+                self._starting.append(slot)
+                if len(self._starting) == 1:
+                    self._nursery.start_soon(self._start_together, self._cohort)
         self._evict_over_cap()
         return None
 
@@ -272,53 +285,82 @@ class ActorSystem(Generic[K, M, R]):
             self._settled(len(batch))
             self._finish(slot)
 
+    async def _start_together(self, cohort: Cohort[K, M, R]) -> None:
+        slots, self._starting = self._starting, []
+        if len(slots) == 1:
+            await self._run(slots[0])
+        else:
+            await self._run_cohort(cohort, slots)
+
     async def _run_cohort(self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]) -> None:
-        """Activate the slots' actors together and handle one batch of each in one
-        ``cohort.receive``; then each slot with messages left goes on in its own runner."""
-        batches: dict[_Slot[K, M, R], list[Envelope[M, R]]] = {}
-        try:
-            idle = [slot for slot in slots if slot.actor is None]
-            if idle:
-                await self._activate_together(cohort, idle)
-            for slot in slots:
-                if slot.actor is not None and slot.mailbox:
-                    if batch := self._take(slot, self._batch_limit):
-                        batches[slot] = batch
-            if not batches:
-                return
-            ready = list(batches)
-            try:
-                results = await cohort.receive(
-                    [(s.actor, [e.message for e in batches[s]]) for s in ready]  # type: ignore[misc]
-                )
-                if len(results) != len(ready):
-                    raise RuntimeError("the cohort returned a wrong number of results")
-            except Exception as exc:
-                results = [exc] * len(ready)
-            for slot, result in zip(ready, results, strict=True):
-                batch = batches.pop(slot)
-                if not isinstance(result, Exception) and len(result) != len(batch):
-                    result = RuntimeError("actor returned a wrong number of replies")
-                if isinstance(result, Exception):
-                    self._failures += 1
-                    slot.actor = None
-                    self._fail_batch(slot, batch, result)
-                    continue
+        """Activate the slots' actors together and hand one batch of each to one
+        ``cohort.receive``; each slot is released as soon as its batch is answered (its
+        own runner takes over if more messages are waiting)."""
+        ready: list[_Slot[K, M, R]] = []
+        batches: dict[int, list[Envelope[M, R]]] = {}
+        waiting = set(range(len(slots)))  # slots not released yet, by position in ``slots``
+
+        def release(position: int) -> None:
+            waiting.discard(position)
+            self._release(slots[position])
+
+        def answered(i: int, result: Sequence[R] | Exception) -> None:
+            batch = batches.pop(i, None)
+            if batch is None:
+                return  # answered already
+            slot = ready[i]
+            if not isinstance(result, Exception) and len(result) != len(batch):
+                result = RuntimeError("actor returned a wrong number of replies")
+            if isinstance(result, Exception):
+                self._failures += 1
+                slot.actor = None
+                self._fail_batch(slot, batch, result)
+            else:
                 for envelope, value in zip(batch, result, strict=True):
                     if envelope.reply is not None:
                         envelope.reply.resolve(value)
                 self._settled(len(batch))
+            release(positions[i])
+
+        positions: list[int] = []  # ready[i] is slots[positions[i]]
+        try:
+            idle = [slot for slot in slots if slot.actor is None]
+            if idle:
+                await self._activate_together(cohort, idle)
+            for position, slot in enumerate(slots):
+                batch = self._take(slot, self._batch_limit) if slot.actor is not None else []
+                if batch:
+                    batches[len(ready)] = batch
+                    ready.append(slot)
+                    positions.append(position)
+                else:
+                    release(position)  # failed to activate, or every message withdrawn
+            if not ready:
+                return
+            work = [(s.actor, [e.message for e in batches[i]]) for i, s in enumerate(ready)]
+            try:
+                await cohort.receive(work, answered)  # type: ignore[arg-type]
+            except Exception as exc:
+                for i in list(batches):
+                    answered(i, exc)
+            else:
+                for i in list(batches):
+                    answered(i, RuntimeError("the cohort did not answer this batch"))
         finally:
             for batch in batches.values():  # cancelled mid-batch
                 for envelope in batch:
                     if envelope.reply is not None:
                         envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
                 self._settled(len(batch))
-            for slot in slots:
-                if slot.mailbox:
-                    self._nursery.start_soon(self._run, slot)  # still running: its own runner
-                else:
-                    self._finish(slot)
+            for position in list(waiting):
+                release(position)
+
+    def _release(self, slot: _Slot[K, M, R]) -> None:
+        """A slot whose cohort batch is done: its own runner goes on, or it stops."""
+        if slot.mailbox:
+            self._nursery.start_soon(self._run, slot)  # still running
+        else:
+            self._finish(slot)
 
     async def _activate_together(
         self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]

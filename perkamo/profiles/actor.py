@@ -203,20 +203,9 @@ class ProfileActor:
         """One round's outcome: the answers it made certain, and what the next round needs
         (the stored originals of taken ids, a reload, a recount)."""
         round_ = job.rounds
-        job.rounds += 1
+        over = self._record(job, todo, staged, verdict)
         messages, answers = job.messages, job.answers
-        staged.reservations.settle(verdict.status is Status.COMMITTED)
-        self._reload = self._reload or staged.failed
-        over: list[tuple[int, OverLimit]] = []
-        for i, step in zip(todo, staged.steps, strict=True):
-            if isinstance(step.answer, OverLimit):
-                over.append((i, step.answer))
-            elif verdict.status is Status.COMMITTED or not step.needs_commit:
-                answers[i] = step.answer
-                if not step.needs_commit and isinstance(messages[i], Redeem | Adjust | Reverse):
-                    job.refused.add(i)
         if verdict.status is Status.COMMITTED:
-            self._adopt(staged)
             if over:
                 await self._answer_over_limit(over, messages, answers, job.waited)
         elif verdict.status is Status.CONFLICT:
@@ -242,9 +231,46 @@ class ProfileActor:
         else:
             raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
 
+    def settle_committed_now(self, job: WriteJob, todo: list[int], staged: Staged) -> bool:
+        """``settle`` for a round whose unit committed, when it needs no wait (no write over
+        a limit): True when done, False when nothing was done (``settle`` it instead)."""
+        if any(isinstance(step.answer, OverLimit) for step in staged.steps):
+            return False
+        self._record(job, todo, staged, _COMMITTED)
+        return True
+
+    def answers_now(self, job: WriteJob) -> list[Answer] | None:
+        """The answers of a settled job, when certain without storage (else ``conclude``)."""
+        return None if job.refused or job.todo() else self._answers(job)
+
+    def _record(
+        self, job: WriteJob, todo: list[int], staged: Staged, verdict: Verdict
+    ) -> list[tuple[int, OverLimit]]:
+        """What a round's verdict makes certain: the answers it settles (returns the
+        writes over a limit, still to settle) and, once committed, the new state."""
+        job.rounds += 1
+        messages, answers = job.messages, job.answers
+        staged.reservations.settle(verdict.status is Status.COMMITTED)
+        self._reload = self._reload or staged.failed
+        over: list[tuple[int, OverLimit]] = []
+        for i, step in zip(todo, staged.steps, strict=True):
+            if isinstance(step.answer, OverLimit):
+                over.append((i, step.answer))
+            elif verdict.status is Status.COMMITTED or not step.needs_commit:
+                answers[i] = step.answer
+                if not step.needs_commit and isinstance(messages[i], Redeem | Adjust | Reverse):
+                    job.refused.add(i)
+        if verdict.status is Status.COMMITTED:
+            self._adopt(staged)
+        return over
+
     async def conclude(self, job: WriteJob) -> list[Answer]:
         if job.refused:
             await self._judge_refused(job.messages, job.answers, job.refused)
+        return self._answers(job)
+
+    @staticmethod
+    def _answers(job: WriteJob) -> list[Answer]:
         unsettled = PerkamoError(
             Code.OVERLOADED,
             "This profile is being written by another server process too; retry with the "

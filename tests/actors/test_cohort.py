@@ -28,6 +28,7 @@ class RecordingCohort:
         self.activations: list[list[str]] = []
         self.receives: list[list[tuple[str, list[object]]]] = []
         self.raise_in_receive: Exception | None = None
+        self.slow: set[int] = set()  # batches answered 5 s after the others
 
     async def activate(self, keys: Sequence[str]) -> list[Recorder | Exception]:
         self.activations.append(list(keys))
@@ -38,19 +39,23 @@ class RecordingCohort:
         ]
 
     async def receive(
-        self, batches: Sequence[tuple[Recorder, Sequence[object]]]
-    ) -> list[list[object] | Exception]:
+        self, batches: Sequence[tuple[Recorder, Sequence[object]]], answered
+    ) -> None:
         self.receives.append([(a.key, list(m)) for a, m in batches])
         await trio.sleep(0.01)
         if self.raise_in_receive is not None:
             raise self.raise_in_receive
-        out: list[list[object] | Exception] = []
-        for actor, messages in batches:
+        for i, (actor, messages) in enumerate(batches):
+            if i in self.slow:
+                continue
             try:
-                out.append(await actor.receive(messages))
+                answered(i, await actor.receive(messages))
             except Exception as exc:
-                out.append(exc)
-        return out
+                answered(i, exc)
+        for i in sorted(self.slow):
+            if i < len(batches):
+                await trio.sleep(5)
+                answered(i, await batches[i][0].receive(batches[i][1]))
 
 
 async def answers(replies: Sequence[Reply[object] | Exception]) -> list[object]:
@@ -184,3 +189,46 @@ async def test_cancelling_the_system_fails_the_cohort_callers(autojump_clock):
         assert isinstance(reply, Reply) and reply.done
         with pytest.raises(ActorSystemClosed):
             reply.result()
+
+
+async def test_asks_in_one_scheduler_pass_start_as_one_cohort(autojump_clock):
+    log: list[tuple[str, object]] = []
+    cohort = RecordingCohort(log)
+    async with open_actor_system(recorder_factory(log), cohort=cohort) as s:
+        replies = [s.ask_nowait(k, n) for n, k in enumerate("abc")]
+        assert await answers(replies) == [("a", 0), ("b", 1), ("c", 2)]
+        alone = s.ask_nowait("d", 3)  # nobody else starts with it: its own runner
+        assert await alone.wait() == ("d", 3)
+    assert cohort.activations == [["a", "b", "c"]]
+    assert cohort.receives == [[("a", [0]), ("b", [1]), ("c", [2])]]
+
+
+async def test_a_slow_batch_does_not_hold_the_others(autojump_clock):
+    log: list[tuple[str, object]] = []
+    cohort = RecordingCohort(log)
+    cohort.slow = {0}
+    async with open_actor_system(recorder_factory(log), cohort=cohort) as s:
+        slow, quick = s.ask_many_nowait([("a", 1), ("b", 2)])
+        assert isinstance(quick, Reply) and isinstance(slow, Reply)
+        start = trio.current_time()
+        assert await quick.wait() == ("b", 2)
+        assert trio.current_time() - start < 1
+        # "b" was released with its answer: its next message does not wait for "a".
+        assert await s.ask_nowait("b", 3).wait() == ("b", 3)
+        assert trio.current_time() - start < 1 and not slow.done
+        assert await slow.wait() == ("a", 1)
+        assert trio.current_time() - start >= 5
+
+
+async def test_a_batch_the_cohort_never_answers_fails_alone(autojump_clock):
+    log: list[tuple[str, object]] = []
+
+    class Forgetful(RecordingCohort):
+        async def receive(self, batches, answered) -> None:
+            answered(1, await batches[1][0].receive(batches[1][1]))
+
+    cohort = Forgetful(log)
+    async with open_actor_system(recorder_factory(log), cohort=cohort) as s:
+        got = await answers(s.ask_many_nowait([("a", 1), ("b", 2)]))
+        assert isinstance(got[0], ActorFailed) and got[1] == ("b", 2)
+        assert s.statistics().pending == 0 and s.statistics().running == 0

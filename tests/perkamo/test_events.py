@@ -279,9 +279,9 @@ async def test_a_batch_of_distinct_users_is_staged_together_and_retried_exactly(
     cohorts: list[int] = []
     real = ProfileCohort.receive
 
-    async def receive(self, batches):
+    async def receive(self, batches, answered):
         cohorts.append(len(batches))
-        return await real(self, batches)
+        await real(self, batches, answered)
 
     monkeypatch.setattr(ProfileCohort, "receive", receive)
     items = [event(user=f"c{n}", tx=f"c{n}", context={"amount": 100 + n}) for n in range(40)]
