@@ -38,9 +38,7 @@ class RecordingCohort:
             for k in keys
         ]
 
-    async def receive(
-        self, batches: Sequence[tuple[Recorder, Sequence[object]]], answered
-    ) -> None:
+    async def receive(self, batches: Sequence[tuple[Recorder, Sequence[object]]], answered) -> None:
         self.receives.append([(a.key, list(m)) for a, m in batches])
         await trio.sleep(0.01)
         if self.raise_in_receive is not None:
