@@ -33,6 +33,18 @@ def test_signature_test_vector():
     )
 
 
+def test_the_signature_window_is_300_seconds_either_way():
+    now = 1_700_000_000.0
+    body = b'{"tenant":"demo"}'
+
+    def accepted(stamp: int) -> bool:
+        given = signing.signature("sk_test", str(stamp), "POST", "/v1/events", body)
+        return signing.verify("sk_test", str(stamp), given, "POST", "/v1/events", body, now)
+
+    assert accepted(1_700_000_000 - 300) and accepted(1_700_000_000 + 300)
+    assert not accepted(1_700_000_000 - 301) and not accepted(1_700_000_000 + 301)
+
+
 def test_key_format_and_storage(pg_url):
     s = make_space(pg_url, environment="live")
     assert s.key.startswith("sk_live_") and len(s.key) >= 8 + 32
