@@ -8,6 +8,7 @@ actor is only its object: no task and no channel exist until a message arrives.
 This package is deliberately generic: it knows nothing about HTTP, storage or loyalty rules.
 """
 
+from ._cohort import Answered, Cohort
 from ._envelope import Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 from ._future import Future, wait_all
@@ -15,8 +16,6 @@ from ._system import (
     Actor,
     ActorFactory,
     ActorSystem,
-    Answered,
-    Cohort,
     SystemStatistics,
     open_actor_system,
 )

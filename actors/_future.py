@@ -53,7 +53,7 @@ class Future(Generic[T]):
         if error is not None:
             try:
                 raise error
-            finally:
+            finally:  # the traceback holds this frame: no cycle back through ``self``
                 del error, self
         return self._value  # type: ignore[return-value]
 

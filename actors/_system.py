@@ -10,6 +10,7 @@ from typing import Generic, Protocol, TypeVar
 
 import trio
 
+from ._cohort import Cohort, run_cohort
 from ._envelope import Envelope, Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 
@@ -18,7 +19,6 @@ M = TypeVar("M")
 R = TypeVar("R")
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
-K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 
 class Actor(Protocol[M_contra, R_co]):
@@ -31,31 +31,6 @@ class Actor(Protocol[M_contra, R_co]):
 
 # Activates the actor for a key: loads its state before it handles anything.
 ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
-
-
-# Called once per batch of a cohort, as soon as that batch is answered: its replies (one
-# per message) or the exception that fails it alone and discards its actor.
-Answered = Callable[[int, Sequence[R] | Exception], None]
-
-
-class Cohort(Protocol[K_contra, M, R]):
-    """Optional: runs several actors' batches in one task, to share what each would pay
-    alone (a task, a load, a commit). Actors that start at the same moment form a cohort:
-    a batch request's profiles (``ask_many_nowait``), or messages admitted in one scheduler
-    pass.
-
-    ``activate`` makes the actors for many keys at once (an actor, or the exception its
-    activation failed with, per key). ``receive`` handles one batch for each of several
-    actors, and calls ``answered(i, result)`` exactly once per batch, as soon as that batch
-    is answered: a batch that takes longer must not hold the others' answers. Each batch
-    must be handled exactly as its actor's own ``receive`` would have.
-    """
-
-    async def activate(self, keys: Sequence[K_contra]) -> Sequence[Actor[M, R] | Exception]: ...
-
-    async def receive(
-        self, batches: Sequence[tuple[Actor[M, R], Sequence[M]]], answered: Answered[R]
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,27 +140,14 @@ class ActorSystem(Generic[K, M, R]):
 
     def ask_many_nowait(self, items: Sequence[tuple[K, M]]) -> list[Reply[R] | ActorError]:
         """Admit each ``(key, message)`` in order, as ``ask_nowait`` would; per item its
-        reply, or the MailboxFull / SystemFull / ActorSystemClosed that refused it. Actors
-        that were idle are run together: with a cohort, one task activates them and hands
-        each its first batch in one ``Cohort.receive``; an actor with more messages waiting
-        after that goes on as its own runner."""
-        started: list[_Slot[K, M, R]] = []
+        reply, or the MailboxFull / SystemFull / ActorSystemClosed that refused it. The
+        idle actors among them start together, as one cohort when the system has one."""
         out: list[Reply[R] | ActorError] = []
-        try:
-            for key, message in items:
-                reply: Reply[R] = Reply()
-                try:
-                    self._admit(key, Envelope(message, reply), wait=False, started=started)
-                except (MailboxFull, SystemFull, ActorSystemClosed) as exc:
-                    out.append(exc)
-                    continue
-                out.append(reply)
-        finally:
-            if self._cohort is not None and len(started) > 1:
-                self._nursery.start_soon(self._run_cohort, self._cohort, started)
-            else:
-                for slot in started:
-                    self._nursery.start_soon(self._run, slot)
+        for key, message in items:
+            try:
+                out.append(self.ask_nowait(key, message))
+            except (MailboxFull, SystemFull, ActorSystemClosed) as exc:
+                out.append(exc)
         return out
 
     async def _admit_waiting(self, key: K, envelope: Envelope[M, R]) -> None:
@@ -197,16 +159,8 @@ class ActorSystem(Generic[K, M, R]):
                 slot.room = trio.lowlevel.ParkingLot()
             await slot.room.park()
 
-    def _admit(
-        self,
-        key: K,
-        envelope: Envelope[M, R],
-        *,
-        wait: bool,
-        started: list[_Slot[K, M, R]] | None = None,
-    ) -> _Slot[K, M, R] | None:
-        """Queue the envelope; returns the full slot to wait on when ``wait`` and full. A
-        slot that starts running is appended to ``started`` (the caller runs it) if given."""
+    def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> _Slot[K, M, R] | None:
+        """Queue the envelope; returns the full slot to wait on when ``wait`` and full."""
         if self._closed:
             raise ActorSystemClosed("the actor system is closing")
         if self._pending >= self.max_pending:
@@ -234,9 +188,7 @@ class ActorSystem(Generic[K, M, R]):
             self._running += 1
             if self._all_idle.is_set():
                 self._all_idle = trio.Event()
-            if started is not None:
-                started.append(slot)
-            elif self._cohort is None:
+            if self._cohort is None:
                 self._nursery.start_soon(self._run, slot)
             else:  # run with the others that start in this scheduler pass
                 self._starting.append(slot)
@@ -256,33 +208,20 @@ class ActorSystem(Generic[K, M, R]):
                         slot.actor = await self._factory(slot.key)
                         self._activations += 1
                     except Exception as exc:
-                        self._failures += 1
-                        self._fail_batch(slot, self._take(slot, len(slot.mailbox)), exc)
+                        self._activation_failed(slot, exc)
                         continue
                 batch = self._take(slot, self._batch_limit)
                 if not batch:
                     continue  # every message taken was withdrawn
+                result: Sequence[R] | Exception
                 try:
-                    replies = await slot.actor.receive([e.message for e in batch])
-                    if len(replies) != len(batch):
-                        raise RuntimeError("actor returned a wrong number of replies")
+                    result = await slot.actor.receive([e.message for e in batch])
                 except Exception as exc:
-                    self._failures += 1
-                    slot.actor = None
-                    self._fail_batch(slot, batch, exc)
-                    batch = []
-                    continue
-                for envelope, value in zip(batch, replies, strict=True):
-                    if envelope.reply is not None:
-                        envelope.reply.resolve(value)
-                self._settled(len(batch))
+                    result = exc
+                self._deliver(slot, batch, result)
                 batch = []
         finally:
-            # Cancelled mid-batch: those callers must not wait forever.
-            for envelope in batch:
-                if envelope.reply is not None:
-                    envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
-            self._settled(len(batch))
+            self._abandon(batch)  # cancelled mid-batch: those callers must not wait forever
             self._finish(slot)
 
     async def _start_together(self, cohort: Cohort[K, M, R]) -> None:
@@ -290,70 +229,37 @@ class ActorSystem(Generic[K, M, R]):
         if len(slots) == 1:
             await self._run(slots[0])
         else:
-            await self._run_cohort(cohort, slots)
+            await run_cohort(self, cohort, slots)
 
-    async def _run_cohort(self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]) -> None:
-        """Activate the slots' actors together and hand one batch of each to one
-        ``cohort.receive``; each slot is released as soon as its batch is answered (its
-        own runner takes over if more messages are waiting)."""
-        ready: list[_Slot[K, M, R]] = []
-        batches: dict[int, list[Envelope[M, R]]] = {}
-        waiting = set(range(len(slots)))  # slots not released yet, by position in ``slots``
+    def _activation_failed(self, slot: _Slot[K, M, R], exc: Exception) -> None:
+        """Fail every message waiting for an actor that could not be activated."""
+        self._failures += 1
+        assert slot.mailbox is not None
+        self._fail_batch(slot, self._take(slot, len(slot.mailbox)), exc)
 
-        def release(position: int) -> None:
-            waiting.discard(position)
-            self._release(slots[position])
+    def _deliver(
+        self, slot: _Slot[K, M, R], batch: list[Envelope[M, R]], result: Sequence[R] | Exception
+    ) -> None:
+        """A handled batch: its replies, or the failure that fails it and discards the
+        actor (also when the number of replies is wrong)."""
+        if not isinstance(result, Exception) and len(result) != len(batch):
+            result = RuntimeError("actor returned a wrong number of replies")
+        if isinstance(result, Exception):
+            self._failures += 1
+            slot.actor = None
+            self._fail_batch(slot, batch, result)
+            return
+        for envelope, value in zip(batch, result, strict=True):
+            if envelope.reply is not None:
+                envelope.reply.resolve(value)
+        self._settled(len(batch))
 
-        def answered(i: int, result: Sequence[R] | Exception) -> None:
-            batch = batches.pop(i, None)
-            if batch is None:
-                return  # answered already
-            slot = ready[i]
-            if not isinstance(result, Exception) and len(result) != len(batch):
-                result = RuntimeError("actor returned a wrong number of replies")
-            if isinstance(result, Exception):
-                self._failures += 1
-                slot.actor = None
-                self._fail_batch(slot, batch, result)
-            else:
-                for envelope, value in zip(batch, result, strict=True):
-                    if envelope.reply is not None:
-                        envelope.reply.resolve(value)
-                self._settled(len(batch))
-            release(positions[i])
-
-        positions: list[int] = []  # ready[i] is slots[positions[i]]
-        try:
-            idle = [slot for slot in slots if slot.actor is None]
-            if idle:
-                await self._activate_together(cohort, idle)
-            for position, slot in enumerate(slots):
-                batch = self._take(slot, self._batch_limit) if slot.actor is not None else []
-                if batch:
-                    batches[len(ready)] = batch
-                    ready.append(slot)
-                    positions.append(position)
-                else:
-                    release(position)  # failed to activate, or every message withdrawn
-            if not ready:
-                return
-            work = [(s.actor, [e.message for e in batches[i]]) for i, s in enumerate(ready)]
-            try:
-                await cohort.receive(work, answered)  # type: ignore[arg-type]
-            except Exception as exc:
-                for i in list(batches):
-                    answered(i, exc)
-            else:
-                for i in list(batches):
-                    answered(i, RuntimeError("the cohort did not answer this batch"))
-        finally:
-            for batch in batches.values():  # cancelled mid-batch
-                for envelope in batch:
-                    if envelope.reply is not None:
-                        envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
-                self._settled(len(batch))
-            for position in list(waiting):
-                release(position)
+    def _abandon(self, batch: list[Envelope[M, R]]) -> None:
+        """A batch taken and never answered: the system was cancelled."""
+        for envelope in batch:
+            if envelope.reply is not None:
+                envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
+        self._settled(len(batch))
 
     def _release(self, slot: _Slot[K, M, R]) -> None:
         """A slot whose cohort batch is done: its own runner goes on, or it stops."""
@@ -361,24 +267,6 @@ class ActorSystem(Generic[K, M, R]):
             self._nursery.start_soon(self._run, slot)  # still running
         else:
             self._finish(slot)
-
-    async def _activate_together(
-        self, cohort: Cohort[K, M, R], slots: list[_Slot[K, M, R]]
-    ) -> None:
-        try:
-            made: Sequence[Actor[M, R] | Exception] = await cohort.activate([s.key for s in slots])
-            if len(made) != len(slots):
-                raise RuntimeError("the cohort activated a wrong number of actors")
-        except Exception as exc:
-            made = [exc] * len(slots)
-        for slot, actor in zip(slots, made, strict=True):
-            if isinstance(actor, Exception):
-                self._failures += 1
-                assert slot.mailbox is not None
-                self._fail_batch(slot, self._take(slot, len(slot.mailbox)), actor)
-            else:
-                slot.actor = actor
-                self._activations += 1
 
     def _settled(self, n: int) -> None:
         self._pending -= n

@@ -125,39 +125,33 @@ class Runtime:
         shard (forwarded; ARCHITECTURE.md "Several processes and nodes"). Raises 503
         overloaded when the mailbox is full, the server holds all the work it may (API.md
         "Admission"), or the server is shutting down."""
-        if self.cluster.peers:
-            forwarded = self.cluster.forward(
-                key, message, self.settings.request_timeout, lambda: self.submit_here(key, message)
-            )
-            if forwarded is not None:
-                return forwarded
-        return self.submit_here(key, message)
+        return self._forward(key, message) or self.submit_here(key, message)
 
     def submit_many(
         self, items: Sequence[tuple[ProfileKey, Message]]
     ) -> list[Pending | PerkamoError]:
-        """``submit`` for each item in order (per item its pending answer, or the 503 that
-        refused it); the items this process serves start together (profiles/cohort.py)."""
+        """``submit`` for each item in order: per item its pending answer, or the 503 that
+        refused it. The idle profiles served here start together (profiles/cohort.py)."""
         out: list[Pending | PerkamoError | None] = [None] * len(items)
         here: list[int] = []
         for i, (key, message) in enumerate(items):
-            if self.cluster.peers:
-                try:
-                    forwarded = self.cluster.forward(
-                        key, message, self.settings.request_timeout,
-                        partial(self.submit_here, key, message),
-                    )  # fmt: skip
-                except PerkamoError as exc:
-                    out[i] = exc.with_traceback(None)
-                    continue
-                if forwarded is not None:
-                    out[i] = forwarded
-                    continue
-            here.append(i)
+            try:
+                out[i] = self._forward(key, message)
+            except PerkamoError as exc:
+                out[i] = exc.with_traceback(None)
+            if out[i] is None:
+                here.append(i)
         admitted = self.actors.ask_many_nowait([items[i] for i in here])
         for i, reply in zip(here, admitted, strict=True):
             out[i] = _refusal(reply) if isinstance(reply, ActorError) else reply
         return out  # type: ignore[return-value]
+
+    def _forward(self, key: ProfileKey, message: Message) -> ForwardedReply | None:
+        """The message sent to the member owning its shard; None: it is served here."""
+        if not self.cluster.peers:
+            return None
+        local = partial(self.submit_here, key, message)
+        return self.cluster.forward(key, message, self.settings.request_timeout, local)
 
     def serve_forwarded(
         self, key: ProfileKey, message: Message

@@ -236,23 +236,21 @@ class GroupCommitWriter:
     async def commit(self, unit: Unit) -> Verdict:
         """Stage ``unit`` and wait until it is committed (or refused). Never raises for
         storage trouble: the verdict says what happened."""
+        return await self._enqueue(unit).wait()
+
+    async def commit_many(self, units: list[Unit]) -> list[Verdict]:
+        """``commit`` for several units (each its own verdict), with one wait for all."""
+        pending = [self._enqueue(unit) for unit in units]
+        await wait_all(pending)
+        return [p.result() for p in pending]
+
+    def _enqueue(self, unit: Unit) -> _Pending:
         pending = _Pending(unit)
         try:
             self._queue.put(pending)
         except trio.ClosedResourceError:
-            return Verdict(Status.UNAVAILABLE)
-        return await pending.wait()
-
-    async def commit_many(self, units: list[Unit]) -> list[Verdict]:
-        """``commit`` for several units (each its own verdict), with one wait for all."""
-        pending = [_Pending(unit) for unit in units]
-        for p in pending:
-            try:
-                self._queue.put(p)
-            except trio.ClosedResourceError:
-                p.resolve(Verdict(Status.UNAVAILABLE))
-        await wait_all(pending)
-        return [p.result() for p in pending]
+            pending.resolve(Verdict(Status.UNAVAILABLE))
+        return pending
 
     def statistics(self) -> WriterStatistics:
         return dataclasses.replace(self._stats, queued=len(self._queue))

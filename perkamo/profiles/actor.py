@@ -40,7 +40,7 @@ from perkamo.program import Program
 from perkamo.webhooks import SpaceHook, WebhookRegistry
 from storage import CommitOutcomeUnknown, Database, GroupCommitWriter, Status, Verdict
 from storage.profile_loader import ProfileLoader
-from storage.profiles import StoredRedemption, find_redemptions, read_profile
+from storage.profiles import ProfileRow, StoredRedemption, find_redemptions, read_profile
 
 # Rounds of staging one batch may take: a stale version, a taken id or a usage wait each
 # costs one. Two processes racing on one hot profile settle in a few; past this the writes
@@ -98,9 +98,11 @@ class ProfileServices:
         return Snapshot.from_row(await self.loader.load(*key))
 
     async def activate(self, key: ProfileKey) -> ProfileActor:
-        space_id, user_id = key
-        row = await self.loader.load(space_id, user_id)
-        return ProfileActor(self, space_id, user_id, Snapshot.from_row(row))
+        return self.actor(key, await self.loader.load(*key))
+
+    def actor(self, key: ProfileKey, row: ProfileRow | None) -> ProfileActor:
+        """The actor for ``key``, from its stored row (None: not stored yet)."""
+        return ProfileActor(self, key[0], key[1], Snapshot.from_row(row))
 
 
 class ProfileActor:

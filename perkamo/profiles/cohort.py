@@ -27,7 +27,6 @@ import trio
 from actors import Actor, Answered
 from perkamo.profiles.actor import ProfileActor, ProfileServices, WriteJob
 from perkamo.profiles.messages import Answer, Message, ProfileKey, Read, Write
-from perkamo.profiles.snapshot import Snapshot
 from perkamo.profiles.staging import Staged
 from perkamo.profiles.usage import period_of
 from perkamo.program import Program
@@ -46,12 +45,9 @@ class ProfileCohort:
     async def activate(self, keys: Sequence[ProfileKey]) -> list[ProfileActor | Exception]:
         rows = await self._services.loader.load_many(list(keys))
         made: list[ProfileActor | Exception] = []
-        for (space_id, user_id), row in zip(keys, rows, strict=True):
-            if isinstance(row, Exception):
-                made.append(row)
-                continue
+        for key, row in zip(keys, rows, strict=True):
             try:
-                made.append(ProfileActor(self._services, space_id, user_id, Snapshot.from_row(row)))
+                made.append(row if isinstance(row, Exception) else self._services.actor(key, row))
             except Exception as exc:
                 made.append(exc)
         return made
