@@ -104,16 +104,21 @@ def award_amount(run: Evaluation, award: AwardDef, source: str, key: str) -> Dec
         factor, boosts = boost_factor(run.program, run.state, run.event, wallet.key, run)
         amount = amount * factor
     if not within(amount):
-        run.skipped.append(Skipped(rule=key, wallet=award.wallet, reason="amount_out_of_range"))
+        run.skipped.append(_out_of_range(key, award.wallet))
         return None
     amount = amount.quantize(wallet.quantum, rounding=_ROUNDING[award.rounding])
     net = run.nets.get(wallet.key, _ZERO) + amount
     if not _keeps_bounds(run.state.wallets.get(wallet.key), net, wallet.allow_negative):
-        run.skipped.append(Skipped(rule=key, wallet=award.wallet, reason="amount_out_of_range"))
+        run.skipped.append(_out_of_range(key, award.wallet))
         return None
     run.nets[wallet.key] = net
     run.awards.append(Award(source, key, wallet.key, amount, factor, boosts))
     return amount
+
+
+def _out_of_range(key: str, wallet: str) -> Skipped:
+    """Built only when an award is skipped (most are not)."""
+    return Skipped(rule=key, wallet=wallet, reason="amount_out_of_range")
 
 
 def _keeps_bounds(balance: WalletBalance | None, net: Decimal, allow_negative: bool) -> bool:
