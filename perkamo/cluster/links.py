@@ -36,6 +36,7 @@ class LinkStatistics:
     answered: int = 0
     served: int = 0  # requests other members forwarded here
     refused_handshakes: int = 0
+    failed_connections: int = 0  # internal connections ended by an unexpected error
     failed: int = 0  # forwards that lost their link before an answer
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -183,6 +184,9 @@ class PeerLink:
                     await stream.send_all(b"".join(chunks))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._broken(stream)
+        except Exception:
+            log.error("the link to member %s failed; closed it", self.peer, exc_info=True)
+            self._broken(stream)
 
     async def _read(self, stream: trio.SocketStream, reader: FrameReader) -> None:
         try:
@@ -198,6 +202,8 @@ class PeerLink:
                     reply.resolve(protocol.decode_answer(frame.kind, frame.answer))
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
+        except Exception:  # a defect or a peer speaking nonsense: this link alone ends
+            log.error("the link to member %s failed; closed it", self.peer, exc_info=True)
         finally:
             self._broken(stream)
 

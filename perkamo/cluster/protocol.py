@@ -74,7 +74,10 @@ def proof(secret: str, nonce: str) -> str:
 
 
 def proof_matches(secret: str, nonce: str, given: str) -> bool:
-    return hmac.compare_digest(proof(secret, nonce), given)
+    """Constant-time; compared as bytes, because ``hmac.compare_digest`` raises TypeError
+    for a str holding anything but ASCII (an unauthenticated peer's "proof" once ended the
+    process that way)."""
+    return hmac.compare_digest(proof(secret, nonce).encode(), given.encode("utf-8", "replace"))
 
 
 class WireError(msgspec.Struct):
