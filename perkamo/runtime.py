@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import trio
@@ -50,6 +50,7 @@ from perkamo.profiles.cohort import ProfileCohort
 from perkamo.profiles.history import RecentHistory
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
+from perkamo.trials.simulate import Simulations
 from perkamo.webhooks import WebhookDispatcher, WebhookRegistry
 from perkamo.webhooks.dispatcher import DispatcherStatistics
 from storage import (
@@ -118,6 +119,7 @@ class Runtime:
     backtests: BacktestRunner
     attempts: AttemptLog
     cluster: Cluster
+    simulations: Simulations = field(default_factory=Simulations)
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
 
     def submit(self, key: ProfileKey, message: Message) -> Pending:

@@ -68,7 +68,7 @@ from perkamo.program import MODULES
 from perkamo.program.support import check_adjustment
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.runtime import Pending, Runtime
-from perkamo.trials.simulate import SimulatedEvent, simulate
+from perkamo.trials.simulate import SimulatedEvent
 from storage import backtests as backtest_store
 from storage.backtests import Job
 from storage.stats import space_stats
@@ -288,12 +288,13 @@ async def simulate_document(
         snapshot = await runtime.committed((space_id, body.user_id))
     existed = snapshot.exists
     traits = snapshot.traits()
-    trial = simulate(
+    trial = await runtime.simulations.run(
         snapshot.state(),
         traits,
         [SimulatedEvent(e.event, context, at, e.transaction_id) for e, context, at in events],
         program,
         received_at,
+        runtime.deadline(),
     )
     recent: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     if existed and body.user_id is not None:

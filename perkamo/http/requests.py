@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 
 from perkamo.errors import Code, PerkamoError, validation_failed
+from perkamo.program.conform import conform
 from perkamo.program.json_walk import walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
@@ -219,7 +220,7 @@ def _nul_path(value: Any) -> str | None:
 
 def _convert(value: Any, shape: type[T], prefix: str) -> T:
     try:
-        return msgspec.convert(value, shape)
+        return msgspec.convert(conform(value, shape), shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, prefix)
         raise validation_failed(path.lstrip("."), message) from None
@@ -450,7 +451,7 @@ class ModulesUpload(msgspec.Struct):
 
 def envelope(value: Any, shape: type[U]) -> U:
     try:
-        return msgspec.convert(value, shape)
+        return msgspec.convert(conform(value, shape), shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, "")
         raise validation_failed(path.lstrip("."), message) from None

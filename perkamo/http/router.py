@@ -62,7 +62,7 @@ class Router:
             if params is None:
                 continue
             if route.method == method:
-                return route, {k: _decode_segment(k, v) for k, v in params.items()}
+                return route, {k: decode_segment(k, v) for k, v in params.items()}
             allowed.append(route.method)
         if allowed:
             raise PerkamoError(
@@ -92,12 +92,20 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | No
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def _decode_segment(name: str, raw: str) -> str:
-    """One rule for every segment: each ``%`` starts two hex digits, and the bytes they
-    spell are UTF-8; anything else is 400 (a lone ``%`` is not taken literally)."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+def decode_segment(name: str, raw: str) -> str:
+    """One rule for every path parameter, API and console alike: each ``%`` starts two hex
+    digits, the bytes they spell are UTF-8, and the text holds no control character (no
+    identifier may; a ``%00`` once reached PostgreSQL and answered 500). Anything else is
+    400 ``validation_error`` naming the parameter (a lone ``%`` is not taken literally)."""
     try:
         if _BAD_ESCAPE.search(raw):
             raise UnicodeDecodeError("percent", b"", 0, 1, "bad escape")
-        return unquote(raw, errors="strict")
+        value = unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise validation_failed(name, "is not valid percent-encoded UTF-8") from None
+    if _CONTROL.search(value):
+        raise validation_failed(name, "contains control characters")
+    return value

@@ -69,11 +69,11 @@ class _RedemptionParts(msgspec.Struct):
     effect: dict[str, Any] | None = None
 
 
-_event_parts = msgspec.json.Decoder(_EventParts)
-_redemption_parts = msgspec.json.Decoder(_RedemptionParts)
-_events = msgspec.json.Decoder(list[HistoryEvent])
-_redemptions = msgspec.json.Decoder(list[HistoryRedemption])
-_adjustments = msgspec.json.Decoder(list[HistoryAdjustment])
+_event_parts = msgspec.json.Decoder(_EventParts, float_hook=Decimal)
+_redemption_parts = msgspec.json.Decoder(_RedemptionParts, float_hook=Decimal)
+_events = msgspec.json.Decoder(list[HistoryEvent], float_hook=Decimal)
+_redemptions = msgspec.json.Decoder(list[HistoryRedemption], float_hook=Decimal)
+_adjustments = msgspec.json.Decoder(list[HistoryAdjustment], float_hook=Decimal)
 Kept = tuple[list[HistoryEvent], list[HistoryRedemption], list[HistoryAdjustment]]
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
