@@ -35,12 +35,21 @@ def test_the_endpoint_table_of_docs_api_md_is_the_route_table():
     assert not unknown, f"docs/api.md 'Endpoints' lists routes the server has not: {unknown}"
 
 
-def test_relative_links_in_the_docs_lead_to_files():
+def _anchors(doc: Path) -> set[str]:
+    """The anchors of a markdown file's headings, as GitHub spells them."""
+    headings = re.findall(r"^#+ (.+)$", doc.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_relative_links_in_the_docs_lead_to_files_and_headings():
     broken = []
     for doc in DOCS:
         for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
-            path = target.split("#", 1)[0]
-            if path and "://" not in path and not (doc.parent / path).exists():
+            path, _, anchor = target.partition("#")
+            if "://" in path:
+                continue
+            linked = (doc.parent / path) if path else doc
+            if not linked.exists() or (anchor and anchor not in _anchors(linked)):
                 broken.append(f"{doc.relative_to(ROOT)} → {target}")
     assert not broken, broken
 
