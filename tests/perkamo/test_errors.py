@@ -13,8 +13,12 @@ def test_the_registry_equals_the_table_of_docs_api_md():
     missing = {c: s for c, s in registry.items() if c not in documented}
     unknown = {c: s for c, s in documented.items() if c not in registry}
     wrong = {c: (documented[c], s) for c, s in registry.items() if documented.get(c, s) != s}
-    assert not missing, f"docs/api.md 'Error codes' lacks these codes of perkamo/errors.py: {missing}"
-    assert not unknown, f"docs/api.md 'Error codes' lists codes perkamo/errors.py has not: {unknown}"
+    assert not missing, (
+        f"docs/api.md 'Error codes' lacks these codes of perkamo/errors.py: {missing}"
+    )
+    assert not unknown, (
+        f"docs/api.md 'Error codes' lists codes perkamo/errors.py has not: {unknown}"
+    )
     assert not wrong, f"docs/api.md 'Error codes' gives another status (docs, code): {wrong}"
 
 
