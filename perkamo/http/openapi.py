@@ -179,6 +179,8 @@ def _responses(route: Any) -> dict[str, Any]:
 
 
 def _content(shape: Any) -> dict[str, Any]:
+    if isinstance(shape, str):  # a media type: a page or a file, not JSON (GET /docs)
+        return {shape: {"schema": {"type": "string"}}}
     if shape is str:
         return {"text/plain": {"schema": {"type": "string"}}}
     if _is_struct(shape):

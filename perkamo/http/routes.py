@@ -3,7 +3,7 @@ which ``GET /openapi.json`` is generated."""
 
 from __future__ import annotations
 
-from perkamo.http import handlers, openapi, requests, responses
+from perkamo.http import docs_page, handlers, openapi, requests, responses
 from perkamo.http.edge import RawBody
 from perkamo.http.router import Route, Router
 
@@ -222,6 +222,18 @@ ROUTES: tuple[Route, ...] = (
         (503,),
     ),
     Route("GET", "/metrics", handlers.metrics, None, "Prometheus metrics", None, str),
+    # The reference rendered in a browser from /openapi.json (docs_page.py); the response
+    # is named by its media type.
+    Route("GET", "/docs", docs_page.page, None, "This API's reference", None, "text/html"),
+    Route(
+        "GET",
+        "/docs/" + docs_page.RENDERER,
+        docs_page.renderer,
+        None,
+        "The reference's renderer (Redoc, vendored)",
+        None,
+        "text/javascript",
+    ),
 )
 
 
