@@ -95,8 +95,10 @@ RETRY_STATUSES = frozenset({429, 503})  # answers that always carry retry-after
 
 
 class PerkamoError(Exception):
-    """An error the API answers. ``message`` defaults to the code's; 429 and 503 carry
-    ``retry-after`` (seconds)."""
+    """An error the API answers. ``message`` defaults to the code's. ``retry_after``
+    (seconds) is a fact about the refusal — when to try again; the edge turns it into the
+    ``retry-after`` header every 429 and 503 carries (1 s when not given). ``allow``: the
+    methods a path takes (405)."""
 
     def __init__(
         self,
@@ -104,20 +106,27 @@ class PerkamoError(Exception):
         message: str | None = None,
         *,
         details: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        retry_after: int = 1,
+        retry_after: int | None = None,
+        allow: str | None = None,
     ) -> None:
         self.code = code
         self.message = message or code.message
         super().__init__(self.message)
         self.details = details
-        self.headers = dict(headers or {})
-        if code.status in RETRY_STATUSES:
-            self.headers.setdefault("retry-after", str(retry_after))
+        self.retry_after = retry_after
+        self.allow = allow
 
     @property
     def status(self) -> int:
         return self.code.status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers this refusal implies."""
+        headers = {} if self.allow is None else {"allow": self.allow}
+        if self.code.status in RETRY_STATUSES:
+            headers["retry-after"] = str(self.retry_after or 1)
+        return headers
 
 
 def validation_failed(path: str, message: str) -> PerkamoError:

@@ -21,13 +21,13 @@ from actors import (
     ActorFailed,
     ActorSystem,
     ActorSystemClosed,
+    Admission,
     MailboxFull,
     Reply,
     SystemFull,
     SystemStatistics,
     open_actor_system,
 )
-from actors._admission import Admission
 from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.attempts import AttemptLog
@@ -37,17 +37,12 @@ from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.errors import Code, PerkamoError
 from perkamo.membership import PEER_TIMEOUT, Membership
-from perkamo.profiles import (
-    Answer,
-    Message,
-    ProfileKey,
-    ProfileServices,
-    Read,
-    Snapshot,
-    UsageLedger,
-)
+from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
 from perkamo.profiles.cohort import ProfileCohort
+from perkamo.profiles.commands import Message
 from perkamo.profiles.history import RecentHistory
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.usage import UsageLedger
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
 from perkamo.trials.simulate import Simulations
@@ -106,7 +101,7 @@ class Runtime:
     settings: Settings
     db: Database
     writer: GroupCommitWriter
-    actors: ActorSystem[ProfileKey, Message, Answer]
+    actors: ActorSystem[ProfileKey, Message, object]
     auth: Authenticator
     listener: Listener
     programs: ProgramCatalog
@@ -157,20 +152,20 @@ class Runtime:
 
     def serve_forwarded(
         self, key: ProfileKey, message: Message
-    ) -> Callable[[float], Awaitable[Answer]]:
+    ) -> Callable[[float], Awaitable[object]]:
         """Admit a message another member forwarded (always here: never forwarded again);
         returns what waits, at most the given seconds, for its answer."""
         reply = self.submit_here(key, message)
-        writes = not isinstance(message, Read)
+        writes = message.writes
 
-        async def answer(seconds: float) -> Answer:
+        async def answer(seconds: float) -> object:
             deadline = trio.current_time() + seconds
             (result,) = await self.outcomes([reply], writes=writes, deadline=deadline)
             return result
 
         return answer
 
-    def submit_here(self, key: ProfileKey, message: Message) -> Reply[Answer]:
+    def submit_here(self, key: ProfileKey, message: Message) -> Reply[object]:
         """Admit a message to the profile's mailbox in this process."""
         try:
             return self.actors.ask_nowait(key, message)
@@ -179,7 +174,7 @@ class Runtime:
 
     async def outcome(
         self, reply: Pending, *, writes: bool, deadline: float | None = None
-    ) -> Answer:
+    ) -> object:
         """Wait (bounded) for a submitted message's answer; a refusal is raised."""
         (answer,) = await self.outcomes([reply], writes=writes, deadline=deadline)
         if isinstance(answer, PerkamoError):
@@ -191,17 +186,17 @@ class Runtime:
 
     async def outcomes(
         self, replies: Sequence[Pending], *, writes: bool, deadline: float | None = None
-    ) -> list[Answer]:
+    ) -> list[object]:
         """Wait (bounded, one deadline for all) for submitted messages' answers; each is its
         answer or the PerkamoError it failed with. Storage trouble becomes 503; a message
         still waiting when the time is up is withdrawn, so it is certainly not applied (503
         overloaded); one already being applied has an unknown outcome."""
-        answers: list[Answer | object] = [_WAITING] * len(replies)
+        answers: list[object] = [_WAITING] * len(replies)
         with trio.move_on_at(self.deadline() if deadline is None else deadline):
             await trio.lowlevel.checkpoint_if_cancelled()
             for i, reply in enumerate(replies):
                 try:
-                    # Answers that arrived together are read without a checkpoint each.
+                    # objects that arrived together are read without a checkpoint each.
                     if isinstance(reply, Reply) and reply.done:
                         answers[i] = reply.result()
                     else:
@@ -213,7 +208,7 @@ class Runtime:
         for i, reply in enumerate(replies):
             if answers[i] is _WAITING:
                 answers[i] = _late(reply, writes=writes)
-        return answers  # type: ignore[return-value]
+        return answers
 
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
@@ -230,14 +225,16 @@ class Runtime:
 
     async def committed(self, key: ProfileKey) -> Snapshot:
         """A profile's committed state without queueing behind its writes (simulation)."""
-        return await self.profiles.committed(key, self.actors.resident(key))
+        resident = self.actors.resident(key)
+        actor = resident if isinstance(resident, ProfileActor) else None
+        return await self.profiles.committed(key, actor)
 
-    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Answer:
+    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> object:
         return await self.outcome(self.submit(key, message), writes=writes)
 
 
 _WAITING = object()
-Pending = Reply[Answer] | ForwardedReply  # a message admitted here, or sent to its owner
+Pending = Reply[object] | ForwardedReply  # a message admitted here, or sent to its owner
 
 
 def _late(reply: Pending, *, writes: bool) -> PerkamoError:

@@ -19,14 +19,15 @@ from actors import Future, Reply
 from perkamo.cluster import protocol
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import Answer, Message, ProfileKey, Read
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import Message
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_SECONDS = 5.0
 RETRY_AFTER = 1.0  # a peer that could not be reached is not tried again for this long
 
-LocalSubmit = Callable[[], Reply[Answer]]
+LocalSubmit = Callable[[], Reply[object]]
 
 
 @dataclass
@@ -56,20 +57,25 @@ class ForwardedReply:
     """A forwarded message's answer, waited for like a local Reply. When the link breaks
     before the frame was sent (or the message only reads), the message is served here."""
 
-    __slots__ = ("_future", "_local", "read", "sent", "sent_at", "withdrawn")
+    __slots__ = ("_future", "_local", "answer_type", "read", "sent", "sent_at", "withdrawn")
 
-    def __init__(self, local: LocalSubmit, read: bool) -> None:
+    def __init__(self, local: LocalSubmit, message: Message) -> None:
         self._future: Future[object] = Future()
         self._local = local
-        self.read = read
+        self.answer_type = message.answer_type
+        self.read = not message.writes
         self.sent = False
         self.withdrawn = False
         self.sent_at = trio.current_time()
 
+    @property
+    def done(self) -> bool:
+        return False  # an answer is decoded when waited for
+
     def resolve(self, value: object) -> None:
         self._future.resolve(value)
 
-    async def wait(self) -> Answer:
+    async def wait(self) -> object:
         answer = await self._future.wait()
         if answer is _SERVE_HERE:
             try:
@@ -77,7 +83,9 @@ class ForwardedReply:
             except PerkamoError as exc:
                 return exc.with_traceback(None)
             return await reply.wait()
-        return answer  # type: ignore[return-value]
+        if isinstance(answer, protocol.Response):
+            return protocol.decode_answer(answer, self.answer_type)
+        return answer
 
     def withdraw(self) -> bool:
         """Take the message back if its frame is still in the send buffer."""
@@ -126,9 +134,8 @@ class PeerLink:
             self._connect_soon()
             return None
         request_id = next(self._ids)
-        kind, raw = protocol.encode_message(message)
-        reply = ForwardedReply(local, isinstance(message, Read))
-        frame = protocol.encode_frame(Request(request_id, key[0], key[1], kind, raw, seconds))
+        reply = ForwardedReply(local, message)
+        frame = protocol.encode_frame(Request(request_id, key[0], key[1], message, seconds))
         self._pending[request_id] = reply
         self._outbox.append((request_id, frame))
         self._ready.set()
@@ -199,7 +206,7 @@ class PeerLink:
                     self._stats.answered += 1
                     self._stats.forward_seconds += elapsed
                     self._stats.latencies.append(elapsed)
-                    reply.resolve(protocol.decode_answer(frame.kind, frame.answer))
+                    reply.resolve(frame)  # decoded by its waiter, as its command's answer
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends

@@ -12,7 +12,8 @@ from perkamo.cluster.links import ForwardedReply, LinkStatistics, LocalSubmit, P
 from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
 from perkamo.membership import Membership
-from perkamo.profiles import Message, ProfileKey
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import Message
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,16 @@ import trio
 
 from perkamo.cluster import protocol
 from perkamo.cluster.links import HANDSHAKE_SECONDS, LinkStatistics
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Welcome
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import Answer, Message, ProfileKey
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import Message
 
 log = logging.getLogger(__name__)
 
 # Admits a forwarded message here (raising PerkamoError when it cannot) and returns the
 # coroutine function that waits, at most the given seconds, for its answer.
-Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[Answer]]]
+Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[object]]]
 
 
 class InternalServer:
@@ -86,8 +87,7 @@ class InternalServer:
     def _admit(self, nursery: trio.Nursery, answers: _Answers, frame: Request) -> None:
         self.stats.served += 1
         try:
-            message = protocol.decode_message(frame.kind, frame.message)
-            wait = self._submit((frame.space_id, frame.user_id), message)  # admitted now
+            wait = self._submit((frame.space_id, frame.user_id), frame.message)  # admitted now
         except PerkamoError as exc:
             answers.add(frame.id, exc.with_traceback(None), waited=False)
             return
@@ -115,9 +115,10 @@ class _Answers:
         self.pending = 0  # admitted, not yet answered
         self._finishing = False
 
-    def add(self, request_id: int, answer: Answer, *, waited: bool = True) -> None:
-        kind, raw = protocol.encode_answer(answer)
-        self._buffer.append(protocol.encode_frame(Response(request_id, kind, raw)))
+    def add(self, request_id: int, answer: object, *, waited: bool = True) -> None:
+        response = protocol.encode_answer(answer)
+        response.id = request_id
+        self._buffer.append(protocol.encode_frame(response))
         self.pending -= waited
         self._ready.set()
 

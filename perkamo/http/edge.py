@@ -198,7 +198,7 @@ def rate_limited(decision: Decision) -> PerkamoError:
     return PerkamoError(
         Code.RATE_LIMITED,
         "Too many requests for this API key; slow down.",
-        headers={"retry-after": str(decision.retry_after)},
+        retry_after=decision.retry_after,
     )
 
 

@@ -39,7 +39,6 @@ from perkamo.http.responses import (
     BacktestProgress,
     BatchItem,
     BatchResponse,
-    EventOutcome,
     Health,
     IdentifyResponse,
     ModuleActivation,
@@ -50,9 +49,8 @@ from perkamo.http.responses import (
     SimulatedOutcome,
     SimulateResponse,
 )
-from perkamo.profiles import (
+from perkamo.profiles.commands import (
     Adjust,
-    EventRequest,
     Identify,
     IdentifyResult,
     Ingest,
@@ -60,19 +58,20 @@ from perkamo.profiles import (
     Read,
     Redeem,
     Reverse,
+    Written,
 )
 from perkamo.profiles.history import RECENT, read_recent
 from perkamo.profiles.paths import WALLETS
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import MODULES
-from perkamo.program.support import check_adjustment
+from perkamo.program.adjustments import check_adjustment
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.runtime import Pending, Runtime
 from perkamo.trials.simulate import SimulatedEvent
 from storage import backtests as backtest_store
+from storage.adjustments import redemption_owner
 from storage.backtests import Job
 from storage.stats import space_stats
-from storage.support import redemption_owner
 
 Result = tuple[int, Any]
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ async def identify(call: Call) -> Result:
     user_id, traits = identify_body(call.body)
     reply = await call.runtime.ask(
         (call.key.space_id, user_id),
-        Identify(traits, call.received_at, call.key.space_limits),
+        Identify(traits=traits, received_at=call.received_at, limits=call.key.space_limits),
         writes=True,
     )
     assert isinstance(reply, IdentifyResult)
@@ -101,8 +100,11 @@ async def identify(call: Call) -> Result:
 
 
 def _ingest(event: EventInput, call: Call) -> Ingest:
-    request = EventRequest(event.transaction_id, event.event, event.context, event.occurred_at)
-    return Ingest(request, call.received_at, call.key.space_limits)
+    return Ingest(
+        transaction_id=event.transaction_id, event=event.event, context=event.context,
+        occurred_at=event.occurred_at, received_at=call.received_at,
+        limits=call.key.space_limits,
+    )  # fmt: skip
 
 
 async def ingest_event(call: Call) -> Result:
@@ -116,14 +118,15 @@ async def ingest_event(call: Call) -> Result:
         _record(call, call.body, exc)
         raise
     _record(call, event, answer)
-    return 200, answer
+    assert isinstance(answer, Written)
+    return 200, answer.body
 
 
 def _record(call: Call, event: Any, outcome: Any) -> None:
     """A duplicate or a refusal, for the console's Events screen (perkamo/attempts.py)."""
     if isinstance(outcome, PerkamoError):
         status, code, message = "refused", outcome.code.value, str(outcome)
-    elif isinstance(outcome, EventOutcome) and outcome.duplicate:
+    elif isinstance(outcome, Written) and outcome.duplicate:
         status, code, message = "duplicate", None, None
     else:
         return
@@ -205,12 +208,16 @@ async def ingest_batch(call: Call) -> Result:
         _record(call, item, result)
     # A successful item is exactly the single event's answer (API.md), encoded once by the
     # profile actor; BatchItem documents both forms.
-    return 200, BatchResponse([_failed(r) if isinstance(r, PerkamoError) else r for r in results])
+    return 200, BatchResponse(
+        [_failed(r) if isinstance(r, PerkamoError) else r.body for r in results]
+    )
 
 
 async def profile(call: Call) -> Result:
     user_id = check_user_id(call.params["user_id"])
-    view = await call.runtime.ask((call.key.space_id, user_id), Read(), writes=False)
+    view = await call.runtime.ask(
+        (call.key.space_id, user_id), Read(received_at=call.received_at), writes=False
+    )
     if view is None:
         raise PerkamoError(Code.PROFILE_NOT_FOUND, f"No profile with user_id {user_id!r}.")
     assert isinstance(view, ProfileView)
@@ -220,9 +227,13 @@ async def profile(call: Call) -> Result:
 
 async def redeem_reward(call: Call) -> Result:
     user_id, reward_key, transaction_id, context = redeem_input(call.body)
-    message = Redeem(reward_key, transaction_id, context, call.received_at, call.key.space_limits)
+    message = Redeem(
+        reward_key=reward_key, transaction_id=transaction_id, context=context,
+        received_at=call.received_at, limits=call.key.space_limits,
+    )  # fmt: skip
     reply = await call.runtime.ask((call.key.space_id, user_id), message, writes=True)
-    return 200, reply
+    assert isinstance(reply, Written)
+    return 200, reply.body
 
 
 async def adjust(call: Call) -> Result:
@@ -231,10 +242,13 @@ async def adjust(call: Call) -> Result:
     program = await call.runtime.programs.get(call.key.space_id)
     check_adjustment(program, body.wallet, body.amount)  # 400 before the profile's 404
     message = Adjust(
-        body.transaction_id, body.wallet, body.amount, body.counts_toward_level, body.reason,
-        body.actor, call.received_at, call.key.space_limits,
+        transaction_id=body.transaction_id, wallet=body.wallet, amount=body.amount,
+        counts_toward_level=body.counts_toward_level, reason=body.reason, actor=body.actor,
+        received_at=call.received_at, limits=call.key.space_limits,
     )  # fmt: skip
-    return 200, await call.runtime.ask((call.key.space_id, body.user_id), message, writes=True)
+    reply = await call.runtime.ask((call.key.space_id, body.user_id), message, writes=True)
+    assert isinstance(reply, Written)
+    return 200, reply.body
 
 
 async def reverse_redemption(call: Call) -> Result:
@@ -247,9 +261,12 @@ async def reverse_redemption(call: Call) -> Result:
             Code.REDEMPTION_NOT_FOUND, f"No redemption with transaction_id {transaction_id!r}."
         )
     message = Reverse(
-        transaction_id, body.reason, body.actor, call.received_at, call.key.space_limits
-    )
-    return 200, await call.runtime.ask((call.key.space_id, owner), message, writes=True)
+        transaction_id=transaction_id, reason=body.reason, actor=body.actor,
+        received_at=call.received_at, limits=call.key.space_limits,
+    )  # fmt: skip
+    reply = await call.runtime.ask((call.key.space_id, owner), message, writes=True)
+    assert isinstance(reply, Written)
+    return 200, reply.body
 
 
 async def simulate_events(call: Call) -> Result:

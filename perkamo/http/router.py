@@ -68,7 +68,7 @@ class Router:
             raise PerkamoError(
                 Code.METHOD_NOT_ALLOWED,
                 f"{method} is not allowed here; use {', '.join(allowed)}.",
-                headers={"allow": ", ".join(allowed)},
+                allow=", ".join(allowed),
             )
         raise PerkamoError(Code.NOT_FOUND, "No such endpoint.")
 

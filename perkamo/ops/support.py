@@ -17,11 +17,11 @@ import msgspec
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
-from perkamo.profiles import Adjust, Reverse
-from perkamo.program.support import check_adjustment
+from perkamo.profiles.commands import Adjust, Reverse, Written
+from perkamo.program.adjustments import check_adjustment
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
-from storage.support import redemption_owner
+from storage.adjustments import redemption_owner
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -65,7 +65,8 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
         raise failure
     if isinstance(answer, PerkamoError):
         raise admin.AdminError(_describe(answer))
-    document = msgspec.json.decode(_encoder.encode(answer))
+    assert isinstance(answer, Written)
+    document = msgspec.json.decode(answer.body)
     if args.json:
         print(_encoder.encode(document).decode())
     else:
@@ -108,15 +109,19 @@ async def _apply(args: argparse.Namespace, runtime: Runtime, actor: str) -> tupl
         except PerkamoError as exc:
             raise admin.AdminError(_describe(exc)) from None
         message: Adjust | Reverse = Adjust(
-            transaction_id, args.wallet, amount, not args.no_level, args.reason, actor, now
-        )
+            transaction_id=transaction_id, wallet=args.wallet, amount=amount,
+            counts_toward_level=not args.no_level, reason=args.reason, actor=actor,
+            received_at=now,
+        )  # fmt: skip
     else:
         transaction_id = args.transaction_id
         owner = await runtime.db.run(redemption_owner, space.id, transaction_id)
         if owner is None:
             raise admin.AdminError(f"no redemption {transaction_id!r} in {args.space}")
         user = owner
-        message = Reverse(transaction_id, args.reason, actor, now)
+        message = Reverse(
+            transaction_id=transaction_id, reason=args.reason, actor=actor, received_at=now
+        )
     try:
         answer = await runtime.ask((space.id, user), message, writes=True)
     except PerkamoError as exc:

@@ -5,6 +5,7 @@ proof held non-ASCII text made ``hmac.compare_digest`` raise and the process exi
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from perkamo.cluster import protocol
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
 from perkamo.cluster.server import InternalServer
-from perkamo.profiles import Read
+from perkamo.profiles.commands import Read
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from tests.conftest import forget_dead_members
@@ -58,8 +59,7 @@ frames = st.one_of(
                     "id": t[0],
                     "space_id": t[1],
                     "user_id": t[2],
-                    "kind": t[3],
-                    "message": t[4],
+                    "message": {"kind": t[3], "received_at": "2026-01-01T00:00:00Z", "x": t[4]},
                     "seconds": 1.0,
                 }
             )
@@ -101,8 +101,8 @@ async def _a_real_peer_is_answered(address: str, secret: str, space_id: int) -> 
         stream, reader, challenge = await _connect(address)
         await protocol.send(stream, Hello("peer", protocol.proof(secret, challenge.nonce)))
         assert isinstance(await reader.next(), Welcome)
-        kind, raw = protocol.encode_message(Read())
-        await protocol.send(stream, Request(1, space_id, "nobody", kind, raw, 3.0))
+        read = Read(received_at=datetime.now(UTC))
+        await protocol.send(stream, Request(1, space_id, "nobody", read, 3.0))
         answer = await reader.next()
         assert isinstance(answer, Response) and answer.id == 1
         await stream.aclose()

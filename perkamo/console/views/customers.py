@@ -12,9 +12,9 @@ from perkamo.console.core import NotFound, Page, seg
 from perkamo.console.views.events import _cursor
 from perkamo.errors import PerkamoError
 from perkamo.http.profile_document import profile_document
-from perkamo.profiles import Adjust, ProfileView, Read, Reverse
+from perkamo.profiles.commands import Adjust, ProfileView, Read, Reverse
 from storage import browse
-from storage.support import redemption_owner
+from storage.adjustments import redemption_owner
 
 PAGE = 50
 
@@ -61,7 +61,9 @@ def _trait_value(text: str) -> object:
 async def customer(page: Page, notice: str | None = None, error: str | None = None) -> Response:
     assert page.space is not None
     user_id = page.params["user_id"]
-    view = await page.runtime.ask((page.space.id, user_id), Read(), writes=False)
+    view = await page.runtime.ask(
+        (page.space.id, user_id), Read(received_at=datetime.now(UTC)), writes=False
+    )
     if not isinstance(view, ProfileView):
         raise NotFound(f"No customer {user_id!r} in {page.space.slug}.")
     program = await page.runtime.programs.get(page.space.id)
@@ -93,8 +95,9 @@ async def adjust(page: Page) -> Response:
     if not tx:
         return await customer(page, error="The form expired; reload the page.")
     message = Adjust(
-        tx, form.get("wallet", ""), amount, form.get("counts_toward_level") == "on",
-        reason[:500], page.operator, datetime.now(UTC), audit=page.operator,
+        transaction_id=tx, wallet=form.get("wallet", ""), amount=amount,
+        counts_toward_level=form.get("counts_toward_level") == "on", reason=reason[:500],
+        actor=page.operator, received_at=datetime.now(UTC), audit=page.operator,
     )  # fmt: skip
     try:
         answer = await page.runtime.ask((page.space.id, user_id), message, writes=True)
@@ -116,7 +119,10 @@ async def reverse(page: Page) -> Response:
     owner = await page.runtime.db.run(redemption_owner, page.space.id, tx)
     if owner != user_id:
         return await customer(page, error=f"{user_id} has no redemption {tx!r}.")
-    message = Reverse(tx, reason[:500], page.operator, datetime.now(UTC), audit=page.operator)
+    message = Reverse(
+        transaction_id=tx, reason=reason[:500], actor=page.operator,
+        received_at=datetime.now(UTC), audit=page.operator,
+    )  # fmt: skip
     try:
         answer = await page.runtime.ask((page.space.id, user_id), message, writes=True)
         if isinstance(answer, PerkamoError):
