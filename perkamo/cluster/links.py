@@ -20,7 +20,7 @@ from perkamo.cluster import protocol
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
-from perkamo.profiles.commands import Message
+from perkamo.profiles.commands import AnyCommand, on_the_wire
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ForwardedReply:
 
     __slots__ = ("_future", "_local", "answer_type", "read", "sent", "sent_at", "withdrawn")
 
-    def __init__(self, local: LocalSubmit, message: Message) -> None:
+    def __init__(self, local: LocalSubmit, message: AnyCommand) -> None:
         self._future: Future[object] = Future()
         self._local = local
         self.answer_type = message.answer_type
@@ -126,7 +126,7 @@ class PeerLink:
         return self._stream is not None
 
     def submit(
-        self, key: ProfileKey, message: Message, seconds: float, local: LocalSubmit
+        self, key: ProfileKey, message: AnyCommand, seconds: float, local: LocalSubmit
     ) -> ForwardedReply | None:
         """Queue the message for its owner; None when the link is not up (serve it here;
         the link connects in the background)."""
@@ -135,7 +135,9 @@ class PeerLink:
             return None
         request_id = next(self._ids)
         reply = ForwardedReply(local, message)
-        frame = protocol.encode_frame(Request(request_id, key[0], key[1], message, seconds))
+        frame = protocol.encode_frame(
+            Request(request_id, key[0], key[1], on_the_wire(message), seconds)
+        )
         self._pending[request_id] = reply
         self._outbox.append((request_id, frame))
         self._ready.set()

@@ -16,13 +16,13 @@ from perkamo.cluster.links import HANDSHAKE_SECONDS, LinkStatistics
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Welcome
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
-from perkamo.profiles.commands import Message
+from perkamo.profiles.commands import AnyCommand
 
 log = logging.getLogger(__name__)
 
 # Admits a forwarded message here (raising PerkamoError when it cannot) and returns the
 # coroutine function that waits, at most the given seconds, for its answer.
-Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[object]]]
+Submit = Callable[[ProfileKey, AnyCommand], Callable[[float], Awaitable[object]]]
 
 
 class InternalServer:

@@ -19,7 +19,7 @@ from importlib import resources
 
 import msgspec
 
-from perkamo.http.edge import RawBody
+from perkamo.http.edge import Plain, RawBody, Result
 
 RENDERER = "redoc.standalone.js"  # served at /docs/redoc.standalone.js
 
@@ -67,8 +67,8 @@ _PAGE = f"""<!doctype html>
 """
 
 
-async def page(_: object) -> tuple[int, RawBody]:
-    return 200, RawBody(_PAGE.encode(), "text/html; charset=utf-8")
+async def page(_: Plain) -> Result[RawBody]:
+    return Result(RawBody(_PAGE.encode(), "text/html; charset=utf-8"))
 
 
 @cache
@@ -76,5 +76,5 @@ def _renderer() -> bytes:
     return resources.files("perkamo.http").joinpath("static", RENDERER).read_bytes()
 
 
-async def renderer(_: object) -> tuple[int, RawBody]:
-    return 200, RawBody(_renderer(), "text/javascript; charset=utf-8")
+async def renderer(_: Plain) -> Result[RawBody]:
+    return Result(RawBody(_renderer(), "text/javascript; charset=utf-8"))

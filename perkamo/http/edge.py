@@ -9,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 from quart import Request, Response
@@ -18,13 +18,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from perkamo.access import signing
 from perkamo.access.rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
 from perkamo.errors import Code, PerkamoError
+from perkamo.failures import classify
+from perkamo.http.bodies import check_tenants, decode_body
 from perkamo.http.errors import error_body, new_request_id
-from perkamo.http.requests import check_tenants, decode_json, tenants_named
 from perkamo.http.router import Route, Router
 from perkamo.runtime import Runtime
-from storage import StorageUnavailable
 from storage.spaces import KeyRecord
 
+B = TypeVar("B", covariant=True)  # a Call only ever hands its body out
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
@@ -35,17 +37,27 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """What a handler gets: the authenticated key, path parameters and the decoded body."""
+class Call(Generic[B]):
+    """What a keyed handler gets: the authenticated key, path parameters and the body,
+    decoded once into its route's Struct."""
 
     runtime: Runtime
     key: KeyRecord
     params: dict[str, str]
-    body: Any
+    body: B
     received_at: datetime
     rate: Decision
     body_size: int = 0
     request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[T]):
+    """A handler's answer: a ``T``, or a ``T`` already encoded (``msgspec.Raw``: a logged
+    write's answer, sent as the log keeps it), with its status."""
+
+    body: T | msgspec.Raw
+    status: int = 200
 
 
 def json_response(
@@ -136,12 +148,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         _check_declared_size(request)
         if route.scope is None:
             await _read_body(request, trace)
-            status, payload = await route.handler(plain)
-            if isinstance(payload, RawBody):
-                raw = Response(payload.body, status=status, content_type=payload.content_type)
-                raw.headers["x-perkamo-request-id"] = request_id
-                return raw
-            return json_response(status, payload, request_id)
+            return _respond(await route.handler(plain), request_id)
         # The key comes from the headers: an unauthenticated body is never read.
         record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
         trace.space = record.space_slug
@@ -151,8 +158,8 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         rate_headers = decision.headers()
         if not decision.allowed:
             raise rate_limited(decision)
-        body = await _read_body(request, trace)
-        signed = _check_signature(record, key, request, body)
+        raw = await _read_body(request, trace)
+        signed = _check_signature(record, key, request, raw)
         if request.method in _MUTATING:
             runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
             if signed:
@@ -162,30 +169,39 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
-        value = None
-        if request.method in _MUTATING and route.request is not None:
+        body = None
+        if route.request is not None:
             _check_content_type(request.headers.get("content-type"))
-            value = route.fast(body) if route.fast is not None else None
-            if value is None:
-                value = decode_json(body)
-            named += tenants_named(value)
-        check_tenants(named, record.space_slug)
-        call = Call(runtime, record, params, value, received_at, decision, len(body), request_id)
-        status, payload = await route.handler(call)
-        return json_response(status, payload, request_id, rate_headers)
-    except PerkamoError as exc:
+            body = decode_body(raw, route.request, named, record.space_slug, route.fast)
+            if route.cost is not None:  # the first token was taken above
+                _take_more(runtime, record, route.cost(body) - 1)
+        else:
+            check_tenants(named, record.space_slug)
+        call = Call(runtime, record, params, body, received_at, decision, len(raw), request_id)
+        return _respond(await route.handler(call), request_id, rate_headers)
+    except Exception as failure:
+        exc = classify(failure)
         trace.code = exc.code.value
         return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
-    except StorageUnavailable:
-        down = PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry.")
-        return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
-    except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id})
-        defect = PerkamoError(
-            Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly."
-        )
-        closing = _closing(request, trace, defect)
-        return error_response(defect, request_id, {**rate_headers, **closing})
+
+
+def _respond(
+    result: Result[Any], request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = result.body
+    if isinstance(body, RawBody):
+        raw = Response(body.body, status=result.status, content_type=body.content_type)
+        raw.headers["x-perkamo-request-id"] = request_id
+        return raw
+    return json_response(result.status, result.body, request_id, headers)
+
+
+def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
+    """A request that costs more than one token (a batch: one per item)."""
+    if tokens > 0:
+        decision = runtime.rate_limiter.take(record.id, *rate_of(record), cost=tokens)
+        if not decision.allowed:
+            raise rate_limited(decision)
 
 
 def rate_of(record: KeyRecord) -> tuple[float, int]:

@@ -12,7 +12,7 @@ import msgspec
 
 from perkamo import __version__
 from perkamo.errors import codes_by_status
-from perkamo.http.requests import UserId
+from perkamo.http.bodies import UserId
 from perkamo.http.responses import ErrorBody
 from perkamo.program.schema import MODULE_TYPES
 

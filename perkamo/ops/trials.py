@@ -15,10 +15,11 @@ import trio
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
-from perkamo.http.handlers import backtest_document, simulate_document
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
+from perkamo.usecases.backtests import backtest_document
+from perkamo.usecases.simulate import simulate_document
 from storage import backtests as store
 
 _encoder = msgspec.json.Encoder(decimal_format="number")

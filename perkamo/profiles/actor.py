@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from perkamo.configuration import ProgramCatalog
-from perkamo.profiles.commands import Message, TransactionKey, Write, writes_of
+from perkamo.profiles.commands import AnyCommand, TransactionKey, Write, writes_of
 from perkamo.profiles.commands.read import ProfileView
 from perkamo.profiles.history import RECENT, RecentHistory
 from perkamo.profiles.rounds import Rounds
@@ -84,7 +84,7 @@ class ProfileActor:
     def reloading(self) -> bool:
         return self._reload
 
-    def takes_together(self, messages: Sequence[Message]) -> bool:
+    def takes_together(self, messages: Sequence[AnyCommand]) -> bool:
         """Whether this batch is one unit of writes that needs nothing from storage to be
         staged (no read, no lookup, no repeated id, no reload): what a cohort stages beside
         other profiles' batches (cohort.py)."""
@@ -92,7 +92,7 @@ class ProfileActor:
             return False
         return _unit_end(messages, 0) == len(messages)
 
-    async def receive(self, messages: Sequence[Message]) -> list[object]:
+    async def receive(self, messages: Sequence[AnyCommand]) -> list[object]:
         if self._reload:
             await self.reload()
         answers: list[object] = []
@@ -155,7 +155,7 @@ class ProfileActor:
         return ProfileView(snap.traits(), snap.state(), snap.created_at, snap.updated_at, *kept)
 
 
-def _unit_end(messages: Sequence[Message], start: int) -> int:
+def _unit_end(messages: Sequence[AnyCommand], start: int) -> int:
     """Writes from ``start`` up to a read or a repeated transaction id (which must be judged
     against the committed earlier one)."""
     seen: set[TransactionKey] = set()

@@ -23,7 +23,7 @@ import trio
 
 from actors import Actor, Answered
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
-from perkamo.profiles.commands import Message, writes_of
+from perkamo.profiles.commands import AnyCommand, writes_of
 from perkamo.profiles.rounds import COMMITTED, Rounds
 from perkamo.profiles.staging import Staged
 from perkamo.profiles.usage import period_of
@@ -50,7 +50,7 @@ class ProfileCohort:
 
     async def receive(
         self,
-        batches: Sequence[tuple[Actor[Message, object], Sequence[Message]]],
+        batches: Sequence[tuple[Actor[AnyCommand, object], Sequence[AnyCommand]]],
         answered: Answered[object],
     ) -> None:
         together: list[tuple[int, Rounds]] = []

@@ -30,6 +30,11 @@ def conform(value: Any, shape: Any) -> Any:
     return _walk(value, info, "$")
 
 
+def has_numbers(shape: Any) -> bool:
+    """Whether ``shape`` has a number field anywhere."""
+    return _has_numbers(_info(shape))
+
+
 @cache
 def _info(shape: Any) -> mi.Type:
     return mi.type_info(shape)

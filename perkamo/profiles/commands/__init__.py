@@ -20,13 +20,22 @@ from perkamo.profiles.commands.read import ProfileView, Read
 from perkamo.profiles.commands.redemption import Redeem
 from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
 
+# Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
 Message = Ingest | Identify | Redeem | Adjust | Reverse | Read
-Write = Ingest | Identify | Redeem | Adjust | Reverse
+# Any command, as the runtime handles it: through the Command interface alone.
+AnyCommand = Command[object]
+Write = AnyCommand  # a command that writes (``writes`` is True)
 
 
-def writes_of(messages: Sequence[Message]) -> list[Write]:
+def writes_of(messages: Sequence[AnyCommand]) -> list[Write]:
     """The writes among ``messages`` (a read answers from the committed state)."""
-    return [m for m in messages if not isinstance(m, Read)]
+    return [m for m in messages if m.writes]
+
+
+def on_the_wire(command: AnyCommand) -> Message:
+    """``command`` as a member of the wire's union (every command class is one)."""
+    assert isinstance(command, Message), type(command)
+    return command
 
 
 COMMANDS: dict[str, type[Command[object]]] = {
@@ -36,6 +45,7 @@ COMMANDS: dict[str, type[Command[object]]] = {
 
 __all__ = [
     "COMMANDS",
+    "AnyCommand",
     "AlreadyReversed",
     "Adjust",
     "Command",
@@ -53,5 +63,6 @@ __all__ = [
     "TransactionKey",
     "Write",
     "Written",
+    "on_the_wire",
     "writes_of",
 ]

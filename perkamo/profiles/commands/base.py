@@ -27,7 +27,7 @@ from storage.history import HistoryRow, StoredWrite
 if TYPE_CHECKING:
     from perkamo.webhooks import SpaceHook
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # only ever answered, never taken
 TransactionKey = tuple[str, str]  # (namespace, transaction id)
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
