@@ -165,6 +165,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         value = None
         if request.method in _MUTATING and route.request is not None:
             _check_content_type(request.headers.get("content-type"))
+            _check_content_encoding(request.headers.get("content-encoding"))
             value = route.fast(body) if route.fast is not None else None
             if value is None:
                 value = decode_json(body)
@@ -278,4 +279,18 @@ def _check_content_type(content_type: str | None) -> None:
     if not _JSON_TYPE.match(media):
         raise PerkamoError(
             Code.UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (content-type: application/json)."
+        )
+
+
+def _check_content_encoding(encoding: str | None) -> None:
+    """A body is read as sent: a content coding other than ``identity`` (gzip, ...) is not
+    decoded, so it is refused rather than read as JSON (415, with the content type)."""
+    if encoding is None:
+        return
+    codings = [coding.strip().lower() for coding in encoding.split(",")]
+    if any(coding not in ("", "identity") for coding in codings):
+        raise PerkamoError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            "Send the body without a content encoding: only content-encoding: identity "
+            "is accepted.",
         )
