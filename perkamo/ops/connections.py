@@ -83,6 +83,7 @@ class ConnectionServer(TCPServer):
         self.read_done = trio.Event()
         self.closing = False
         self._feeding = trio.CancelScope()  # around handing received bytes to hypercorn
+        self.peer = _peer(self.stream)  # for the log line of a failure (see 1)
 
     async def run(self) -> None:
         try:
@@ -217,17 +218,16 @@ class ConnectionServer(TCPServer):
 def failed(connection: ConnectionServer, failure: BaseException) -> None:
     """One log line for a connection that failed (see 1); it is closed already or next."""
     log.error(
-        "a connection failed and was closed",
-        exc_info=failure,
-        extra={"client": str(getattr(connection, "_client", None) or _peer(connection))},
+        "a connection failed and was closed", exc_info=failure, extra={"client": connection.peer}
     )
 
 
-def _peer(connection: ConnectionServer) -> str:
+def _peer(stream: Any) -> str:
     try:
-        return str(connection.stream.socket.getpeername())
-    except (AttributeError, OSError):
+        host, port = stream.socket.getpeername()[:2]
+    except (AttributeError, OSError, ValueError):
         return "unknown"
+    return f"{host}:{port}"
 
 
 def _h11(connection: ConnectionServer) -> h11.Connection | None:

@@ -27,6 +27,10 @@ point names the test that fails without it.
    (plain CONNECT, RFC 9113 §8.5) failed on an unbound variable: it gets the answer of every
    upgrade (``streams.py``, 2). (``test_http2.py::
    test_http2_frames_after_an_early_answer_never_end_the_process``)
+5. **Headers are limited** to the 16 KiB of HTTP/1.1 (``h2_max_header_list_size``, counted
+   as RFC 9113 §6.5.2 says): 60 KB of headers were served. A larger header list closes the
+   connection (h2 cannot decode past it, so no 431 can be sent on the stream).
+   (``test_http2.py::test_http2_header_lists_over_16_kib_close_the_connection``)
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class H2Protocol(hypercorn_h2.H2Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # hypercorn advertises h2_max_header_list_size but h2 only enforces a limit it is
+        # told of by a settings change: it kept its default, 64 KiB (see 5).
+        self.connection.decoder.max_header_list_size = self.config.h2_max_header_list_size
         # Stream id → when its request began, until the request has fully arrived (see 3).
         self.arriving: dict[int, float] = {}
 

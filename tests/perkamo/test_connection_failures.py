@@ -86,6 +86,7 @@ async def test_a_failure_in_a_connection_closes_it_and_the_server_keeps_serving(
     failures = [r for r in caplog.records if r.name == "perkamo.ops.connections"]
     assert len(failures) == 1, failures
     assert failures[0].exc_info and "InjectedFailure" in caplog.text
+    assert failures[0].client.startswith("127.0.0.1:")  # which peer, on the same line
 
 
 async def test_an_app_failing_while_a_body_streams_in_does_not_wedge_the_connection(

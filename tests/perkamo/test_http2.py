@@ -233,6 +233,20 @@ async def test_an_http2_websocket_request_is_refused_with_the_json_400(runtime, 
                     assert body["details"][0]["path"] == "headers.upgrade"
 
 
+async def test_http2_header_lists_over_16_kib_close_the_connection(runtime, settings):
+    """The head limit of HTTP/1.1 (16 KiB) holds for an HTTP/2 header list (name and value
+    plus 32 bytes per field, RFC 9113 §6.5.2): within it a request is served; beyond it the
+    connection is closed, and the server goes on."""
+    async with serving(runtime, settings) as port:
+        with trio.fail_after(10):
+            for pad, served in ((15_000, True), (17_000, False), (60_000, False)):
+                async with H2Client.open(port) as client:
+                    stream_id = client.request([*HEALTH, ("x-pad", "p" * pad)])
+                    await client.flush()
+                    answer = await client.answer(stream_id)
+                    assert (answer.status == 200) is served and client.closed is not served
+
+
 @pytest.fixture(scope="module")
 def h2_server(pg_url, tmp_path_factory):
     """One server process for every example of the fuzz test."""
