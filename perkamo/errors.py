@@ -75,9 +75,12 @@ class Code(Enum):
     HEADERS_TOO_LARGE = (
         "headers_too_large", 431, "The request line and headers are larger than 16 KiB."
     )  # fmt: skip
-    # 500, 501
+    # 500, 501, 505
     INTERNAL_ERROR = ("internal_error", 500, "Something went wrong on our side; retry shortly.")
     NOT_SUPPORTED = ("not_supported", 501, "This Perkamo preview feature is not offered.")
+    HTTP_VERSION_NOT_SUPPORTED = (
+        "http_version_not_supported", 505, "Only HTTP/1.1 (HTTP/1.0) and HTTP/2 are supported."
+    )  # fmt: skip
     # 503
     OVERLOADED = ("overloaded", 503, "The server is overloaded; retry shortly.")
     SHUTTING_DOWN = ("shutting_down", 503, "The server is shutting down; retry.")

@@ -172,6 +172,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         body = None
         if route.request is not None:
             _check_content_type(request.headers.get("content-type"))
+            _check_content_encoding(request.headers.get("content-encoding"))
             body = decode_body(raw, route.request, named, record.space_slug, route.fast)
             if route.cost is not None:  # the first token was taken above
                 _take_more(runtime, record, route.cost(body) - 1)
@@ -294,4 +295,18 @@ def _check_content_type(content_type: str | None) -> None:
     if not _JSON_TYPE.match(media):
         raise PerkamoError(
             Code.UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (content-type: application/json)."
+        )
+
+
+def _check_content_encoding(encoding: str | None) -> None:
+    """A body is read as sent: a content coding other than ``identity`` (gzip, ...) is not
+    decoded, so it is refused rather than read as JSON (415, with the content type)."""
+    if encoding is None:
+        return
+    codings = [coding.strip().lower() for coding in encoding.split(",")]
+    if any(coding not in ("", "identity") for coding in codings):
+        raise PerkamoError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            "Send the body without a content encoding: only content-encoding: identity "
+            "is accepted.",
         )
