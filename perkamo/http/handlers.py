@@ -232,7 +232,7 @@ async def adjust(call: Call) -> Result:
     check_adjustment(program, body.wallet, body.amount)  # 400 before the profile's 404
     message = Adjust(
         body.transaction_id, body.wallet, body.amount, body.counts_toward_level, body.reason,
-        body.actor, call.received_at, call.key.space_limits,
+        body.actor, call.received_at, call.key.space_limits, audit=f"api:{call.key.prefix}",
     )  # fmt: skip
     return 200, await call.runtime.ask((call.key.space_id, body.user_id), message, writes=True)
 
@@ -246,9 +246,8 @@ async def reverse_redemption(call: Call) -> Result:
         raise PerkamoError(
             Code.REDEMPTION_NOT_FOUND, f"No redemption with transaction_id {transaction_id!r}."
         )
-    message = Reverse(
-        transaction_id, body.reason, body.actor, call.received_at, call.key.space_limits
-    )
+    message = Reverse(transaction_id, body.reason, body.actor, call.received_at,
+                      call.key.space_limits, audit=f"api:{call.key.prefix}")  # fmt: skip
     return 200, await call.runtime.ask((call.key.space_id, owner), message, writes=True)
 
 
@@ -387,6 +386,7 @@ async def upload_module(call: Call) -> Result:
         {module: request.body},
         request.active,
         "body",
+        f"api:{call.key.prefix}",
     )
     if program is not None:
         call.runtime.programs.install(call.key.space_id, program)
@@ -405,6 +405,7 @@ async def upload_modules(call: Call) -> Result:
         request.modules,
         request.active,
         "modules.{module}",
+        f"api:{call.key.prefix}",
     )
     if program is not None:
         call.runtime.programs.install(call.key.space_id, program)

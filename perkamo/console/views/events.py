@@ -4,12 +4,14 @@ event's whole outcome with its webhook deliveries, and finding any id."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote, urlencode
 
 from quart import Response
 
 from perkamo.console.core import NotFound, Page, seg
 from perkamo.program.timefmt import parse_rfc3339
 from storage import browse
+from storage import deliveries as delivery_store
 
 PAGE = 50
 STATUSES = ("applied", "duplicate", "refused")
@@ -85,8 +87,10 @@ async def event(page: Page) -> Response:
     found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id)
     if found is None:
         raise NotFound(f"No applied event with transaction_id {transaction_id!r}.")
-    deliveries = await page.runtime.db.run(browse.deliveries_of, page.space.id, transaction_id)
-    attempts = await page.runtime.db.run(browse.attempts_of, [d.id for d in deliveries])
+    deliveries = await page.runtime.db.run(
+        delivery_store.deliveries_of, page.space.id, transaction_id
+    )
+    attempts = await page.runtime.db.run(delivery_store.attempts_of, [d.id for d in deliveries])
     return page.render("event.html", event=found, outcome=found.outcome,
                        deliveries=deliveries, attempts=attempts)  # fmt: skip
 
@@ -95,14 +99,25 @@ async def find(page: Page) -> Response:
     assert page.space is not None
     q = page.query.get("q", "").strip()[:300]
     matches = await page.runtime.db.run(browse.find, page.space.id, q) if q else []
+    kind = page.query.get("kind")
+    if kind:  # a link that knows what it names (a delivery's subject: its event type)
+        matches = [m for m in matches if m.kind == kind] or matches
     base = f"/spaces/{seg(page.space.slug)}"
-    links = {
-        "event": lambda m: f"{base}/events/{seg(m.key)}",
-        "redemption": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
-        "delivery": lambda m: f"{base}/webhooks?delivery={seg(m.key)}",
-        "customer": lambda m: f"{base}/customers/{seg(m.key)}",
-        "attempt": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
-    }
+
+    def link(m: browse.Match) -> str:
+        if m.kind == "event":
+            return f"{base}/events/{seg(m.key)}"
+        if m.kind in ("redemption", "adjustment") and m.user_id is not None:
+            anchor = f"tx-{m.key}" + ("-adjustment" if m.kind == "adjustment" else "")
+            return f"{base}/customers/{seg(m.user_id)}#{quote(anchor)}"
+        if m.kind == "delivery":
+            return f"{base}/webhooks/{seg(m.key)}"
+        if m.kind == "customers":
+            return f"{base}/customers?{urlencode({'q': m.key})}"
+        if m.kind == "customer":
+            return f"{base}/customers/{seg(m.key)}"
+        return f"{base}/events?{urlencode({'transaction_id': m.key})}"  # a refused attempt
+
     if len(matches) == 1 and matches[0].kind != "attempt":
-        return page.redirect(links[matches[0].kind](matches[0]))
-    return page.render("find.html", q=q, matches=[(m, links[m.kind](m)) for m in matches])
+        return page.redirect(link(matches[0]))
+    return page.render("find.html", q=q, matches=[(m, link(m)) for m in matches])
