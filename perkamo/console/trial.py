@@ -130,6 +130,8 @@ _REASONS = {
 
 
 def _n(value: Decimal) -> str:
+    if value == 0:
+        return "0"
     text = f"{value:+,f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 

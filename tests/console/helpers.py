@@ -58,6 +58,14 @@ class Browser:
         )
         return Page(response.status_code, await response.get_data(as_text=True), response.headers)
 
+    async def follow(self, page: Page) -> Page:
+        """The GET a redirect asks for (post-redirect-get), with the flash it shows once."""
+        assert page.status in (302, 303), (page.status, page.text[:500])
+        return await self.get(page.location)
+
+    async def post_and_follow(self, path: str, form: dict[str, str]) -> Page:
+        return await self.follow(await self.post(path, form))
+
     async def login(self, email: str, password: str) -> Page:
         form = await self.get("/console/login")
         return await self.post(

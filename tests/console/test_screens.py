@@ -5,6 +5,7 @@ Webhooks, Usage, Find and the Audit log."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from urllib.parse import quote
@@ -57,7 +58,7 @@ async def test_spaces_and_keys(console, runtime, pg_url):
                                                   "environment": "test", "csrf_token": token})  # fmt: skip
     assert made.status == 303 and made.location == "/console/spaces/shop-x/keys"
     assert "shop-x" in (await browser.get("/console/spaces")).text
-    created = await browser.post("/console/spaces/shop-x/keys", {
+    created = await browser.post_and_follow("/console/spaces/shop-x/keys", {
         "csrf_token": token, "scope:events:write": "on", "scope:profile:read": "on"})  # fmt: skip
     secret = re.search(r'<code id="new-key">(sk_test_\w+)</code>', created.text)
     assert created.status == 200 and secret, created.text[:800]
@@ -65,8 +66,8 @@ async def test_spaces_and_keys(console, runtime, pg_url):
     assert secret.group(1) not in (await browser.get("/console/spaces/shop-x/keys")).text
     api = Api(app_for(runtime), secret.group(1))
     assert (await api.get("/v1/usage")).status == 200
-    rotated = await browser.post(f"/console/spaces/shop-x/keys/{key_id}/rotate",
-                                 {"csrf_token": token, "grace": "1h", "reason": "leaked"})  # fmt: skip
+    rotated = await browser.post_and_follow(f"/console/spaces/shop-x/keys/{key_id}/rotate",
+                                            {"csrf_token": token, "grace": "1h", "reason": "leaked"})  # fmt: skip
     replacement = re.search(r'<code id="new-key">(sk_test_\w+)</code>', rotated.text).group(1)
     assert (await api.get("/v1/usage")).status == 200  # the old key works for its grace hour
     assert (await Api(app_for(runtime), replacement).get("/v1/usage")).status == 200
@@ -156,10 +157,10 @@ async def test_program_drafts_errors_diff_try_and_activate(console, space, pg_ur
     editor = await browser.get(base + "/events")
     assert editor.status == 200 and "purchase_points" in editor.text
     token = editor.csrf()
-    broken = await browser.post(base + "/events", {"csrf_token": token, "version": "v2",
-                                                   "body": "{not json"})  # fmt: skip
+    broken = await browser.post_and_follow(base + "/events", {"csrf_token": token, "version": "v2",
+                                                              "body": "{not json"})  # fmt: skip
     assert "not JSON" in broken.text
-    invalid = await browser.post(base + "/events", {"csrf_token": token, "version": "v2",
+    invalid = await browser.post_and_follow(base + "/events", {"csrf_token": token, "version": "v2",
         "body": '{"rules": [{"key": "r", "name": "R", "event": "buy", "award": [{"wallet": "points", "amount": "ten"}]}]}'})  # fmt: skip
     assert "body.rules[0].award[0].amount" in invalid.text
     events = demo_program()["modules"]["events"]
@@ -173,16 +174,21 @@ async def test_program_drafts_errors_diff_try_and_activate(console, space, pg_ur
     draft = await browser.get(base + "/events?draft=v2")
     assert '<span class="add">' in draft.text  # the diff against the active body
     tried = await browser.post(base + "/events/try", {"csrf_token": token, "version": "v2",
-                                                      "event": "buy", "context": "{}"})  # fmt: skip
-    assert "points +7" in tried.text, tried.text[tried.text.find("<h1") :][:3000]
+                                                      "event": "buy", "context": "{}",
+                                                      "body": good})  # fmt: skip
+    assert "points: +7 instead of 0" in tried.text, tried.text[tried.text.find("</textarea>") :][:3000]
+    assert "Decimal(" not in tried.text and good in html.unescape(tried.text)  # kept as typed
+    review = await browser.get(base + "/review?module:events=v2")
+    assert review.status == 200 and '<span class="add">' in review.text
     activated = await browser.post(base + "/activate", {"csrf_token": token,
         "module:events": "v2", "reason": "simpler rules"})  # fmt: skip
-    assert activated.status == 303 and "notice" in activated.location
+    assert activated.status == 303 and activated.location.endswith("/program")
+    assert "Activated events v2" in (await browser.follow(activated)).text
     assert (await api.get("/v1/program")).body["versions"]["events"] == "v2"
     assert audit(pg_url, "program.activate")[-1][1:] == ("events@v2", "simpler rules")
-    refused = await browser.post(base + "/activate", {"csrf_token": token,
+    refused = await browser.post_and_follow(base + "/activate", {"csrf_token": token,
         "module:wallets": "demo", "module:events": "nope", "reason": "x"})  # fmt: skip
-    assert "error" in refused.location
+    assert "Nothing was activated" in refused.text
 
 
 async def test_backtests_webhooks_usage_find_and_audit(console, runtime, space, pg_url):
@@ -194,12 +200,18 @@ async def test_backtests_webhooks_usage_find_and_audit(console, runtime, space, 
     assert (await api.post("/v1/events", body)).status == 200
     s = f"/console/spaces/{space.slug}"
     token = await browser.csrf()
-    assert (await browser.post(s + "/backtests", {"csrf_token": token})).status == 303
-    assert "bt_" in (await browser.get(s + "/backtests")).text
+    refused = await browser.post_and_follow(s + "/backtests", {"csrf_token": token})
+    assert "bt_" not in refused.text and "Choose a draft" in refused.text
+    events = {**demo_program()["modules"]["events"], "events": []}
+    draft = {"version": "bt-draft", "body": events, "active": False}
+    assert (await api.post("/v1/admin/config/events", draft)).status == 200
+    started = await browser.post_and_follow(s + "/backtests",
+                                            {"csrf_token": token, "module:events": "bt-draft"})  # fmt: skip
+    assert "bt_" in started.text
     hooks = await browser.get(s + "/webhooks")
     delivery = re.search(r">(dlv_\w+)<", hooks.text).group(1)
-    resent = await browser.post(f"{s}/webhooks/{delivery}/resend", {"csrf_token": token})
-    assert resent.status == 303 and "queued" in resent.location
+    resent = await browser.post_and_follow(f"{s}/webhooks/{delivery}/resend", {"csrf_token": token})
+    assert "queued again" in resent.text
     recovered = await browser.post(s + "/webhooks/recover",
                                    {"csrf_token": token, "since": "2026-01-01T00:00:00Z"})  # fmt: skip
     assert recovered.status == 303

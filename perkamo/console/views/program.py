@@ -53,9 +53,11 @@ async def module(page: Page, trial_result: Any = None, problems: Any = None) -> 
                                                            active_text)  # fmt: skip
     label = page.form.get("version") or page.kept("version") or shown or drafts.new_label()
     found = problems if problems is not None else page.flash.get("problems", [])
+    parsed, unreadable = _decode(body)
+    compared = body if unreadable else pretty(parsed)  # the diff compares like with like
     return page.render(
         "module.html", module=name, active=active, stored=stored, body=body, version=label,
-        diff=diff(active_text, body, label), problems=found, trial=trial_result,
+        diff=diff(active_text, compared, label), problems=found, trial=trial_result,
         warnings=page.flash.get("warnings", []), modules=MODULES, saved=draft is not None,
         try_user=page.form.get("user_id", ""), try_event=page.form.get("event", ""),
         try_context=page.form.get("context", "{}"),

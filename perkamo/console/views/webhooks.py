@@ -57,7 +57,7 @@ async def webhooks(page: Page) -> Response:
     return page.render(
         "webhooks.html", endpoint=endpoint, rows=rows, health=health, now=now,
         state=endpoint_state(endpoint, now), statuses=delivery_store.STATUSES, types=types,
-        status=status or "", event_type=event_type or "",
+        chosen_status=status or "", event_type=event_type or "",
         older=f"{rows[-1].created_at.isoformat()}~{rows[-1].id}" if more else None,
         new_secret=security.unseal(token, secret) if secret else None,
     )  # fmt: skip
