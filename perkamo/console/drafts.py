@@ -5,6 +5,7 @@ activating with the rest of the active program (an unknown wallet) said when it 
 from __future__ import annotations
 
 import copy
+import secrets
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,8 @@ MAX_ROUNDS = 25
 
 
 def new_label() -> str:
-    return f"draft-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    """A draft's label: when, and a few random characters (two drafts in one second)."""
+    return f"draft-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def problems_of(module: str, body: Any, path: str = "body") -> list[tuple[str, str]]:

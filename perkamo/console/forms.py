@@ -20,6 +20,7 @@ OPS = {
 }  # fmt: skip
 ROUNDING = ("floor", "round", "ceil")
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
+_encoder = msgspec.json.Encoder(decimal_format="number")
 _PATH = re.compile(r"\[(\d+)\]")
 
 
@@ -111,7 +112,7 @@ def rule_fields(rule: dict[str, Any]) -> dict[str, str]:
 def _json(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return msgspec.json.encode(value, decimal_format="number").decode()
+    return _encoder.encode(value).decode()
 
 
 def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
