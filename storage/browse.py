@@ -124,11 +124,17 @@ def events_page(
     applied writes and refused or duplicate attempts merged."""
     at, seq = after or (_FAR_FUTURE, 0)
     params = {
-        "s": space_id, "at": at, "seq": seq, "limit": limit,
-        "since": filters.since or _FAR_PAST, "until": filters.until or _FAR_FUTURE,
-        "user": filters.user_id, "event": filters.event, "tx": filters.transaction_id,
+        "s": space_id,
+        "at": at,
+        "seq": seq,
+        "limit": limit,
+        "since": filters.since or _FAR_PAST,
+        "until": filters.until or _FAR_FUTURE,
+        "user": filters.user_id,
+        "event": filters.event,
+        "tx": filters.transaction_id,
         "status": filters.status if filters.status in ("duplicate", "refused") else None,
-    }  # fmt: skip
+    }
     rows: list[EventRow] = []
     with conn.cursor(row_factory=class_row(EventRow)) as cur:
         if filters.status in (None, "applied"):
@@ -177,9 +183,28 @@ def _like(text: str, *, anywhere: bool) -> str:
     return ("%" if anywhere else "") + escaped + "%"
 
 
-_CUSTOMER = (
+_CUSTOMERS_NEWEST = (
     "SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
     " FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    " ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
+)
+_CUSTOMERS_WITH_TRAIT = (
+    "SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    " FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    " AND traits @> %(contains)s ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
+)
+# Two searches, each on its own index, merged: one OR would walk every profile.
+_CUSTOMERS_MATCHING = (
+    "SELECT * FROM ("
+    " (SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    "  FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    "  AND user_id LIKE %(prefix)s ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s)"
+    " UNION"
+    " (SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    "  FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    "  AND perkamo_trait_values(traits) LIKE %(value)s"
+    "  ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s)"
+    ") c ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
 )
 
 
@@ -196,23 +221,16 @@ def customers_page(
     needed), or whose trait ``name`` equals ``value``."""
     at, user = after or (_FAR_FUTURE, "")
     params: dict[str, Any] = {"s": space_id, "at": at, "user": user, "limit": limit}
-    order = " ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
     with conn.cursor(row_factory=class_row(CustomerRow)) as cur:
         if trait is not None:
             params["contains"] = Jsonb({trait[0]: trait[1]})
-            cur.execute(_CUSTOMER + " AND traits @> %(contains)s" + order, params)
+            cur.execute(_CUSTOMERS_WITH_TRAIT, params)
         elif text:
-            # Two searches, each on its own index, merged: one OR would walk every profile.
             params["prefix"] = _like(text, anywhere=False)
             params["value"] = _like(text.lower(), anywhere=True)
-            cur.execute(
-                f"SELECT * FROM (({_CUSTOMER} AND user_id LIKE %(prefix)s{order})"
-                f" UNION ({_CUSTOMER} AND perkamo_trait_values(traits) LIKE %(value)s{order}))"
-                f" c{order}",
-                params,
-            )
+            cur.execute(_CUSTOMERS_MATCHING, params)
         else:
-            cur.execute(_CUSTOMER + order, params)
+            cur.execute(_CUSTOMERS_NEWEST, params)
         return cur.fetchall()
 
 

@@ -127,8 +127,12 @@ def touch_session(
             " AND s.last_seen_at > now() - make_interval(secs => %(idle)s)"
             " RETURNING s.operator_id, o.email, o.role, s.csrf_token, s.created_at,"
             " s.last_seen_at, CASE WHEN %(take)s THEN before.flash END AS flash",
-            {"id": id_hash, "absolute": absolute_seconds, "idle": idle_seconds,
-             "take": take_flash},  # fmt: skip
+            {
+                "id": id_hash,
+                "absolute": absolute_seconds,
+                "idle": idle_seconds,
+                "take": take_flash,
+            },
         )
         found = cur.fetchone()
     if found is None:
@@ -185,9 +189,15 @@ def audit_entries(
             " AND (%(since)s::timestamptz IS NULL OR a.at >= %(since)s)"
             " AND (%(until)s::timestamptz IS NULL OR a.at < %(until)s)"
             " ORDER BY a.id DESC LIMIT %(limit)s",
-            {"before": before_id, "actor": actor, "action": action,
-             "space": filters.space_slug, "since": filters.since, "until": filters.until,
-             "limit": limit},  # fmt: skip
+            {
+                "before": before_id,
+                "actor": actor,
+                "action": action,
+                "space": filters.space_slug,
+                "since": filters.since,
+                "until": filters.until,
+                "limit": limit,
+            },
         )
         return cur.fetchall()
 

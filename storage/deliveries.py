@@ -45,12 +45,6 @@ class Attempt:
     response_body: str | None
 
 
-_COLUMNS = (
-    "id, event_type, subject, status, attempts, next_attempt_at, created_at,"
-    " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
-)
-
-
 def deliveries_page(
     conn: Conn,
     space_id: int,
@@ -63,13 +57,21 @@ def deliveries_page(
     at, key = after or (_FAR_FUTURE, "")
     with conn.cursor(row_factory=class_row(Delivery)) as cur:
         cur.execute(
-            f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE space_id = %(s)s"  # noqa: S608
+            "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
+            " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
+            " FROM webhook_deliveries WHERE space_id = %(s)s"
             " AND (created_at, id) < (%(at)s, %(key)s)"
             " AND (%(status)s::text IS NULL OR status = %(status)s)"
             " AND (%(type)s::text IS NULL OR event_type = %(type)s)"
             " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-            {"s": space_id, "at": at, "key": key, "status": status, "type": event_type,
-             "limit": limit},  # fmt: skip
+            {
+                "s": space_id,
+                "at": at,
+                "key": key,
+                "status": status,
+                "type": event_type,
+                "limit": limit,
+            },
         )
         return cur.fetchall()
 
@@ -78,7 +80,9 @@ def delivery(conn: Conn, space_id: int, delivery_id: str) -> tuple[Delivery, str
     """One delivery and its body (the exact bytes POSTed)."""
     with conn.cursor(row_factory=class_row(Delivery)) as cur:
         cur.execute(
-            f"SELECT {_COLUMNS} FROM webhook_deliveries"  # noqa: S608
+            "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
+            " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
+            " FROM webhook_deliveries"
             " WHERE space_id = %s AND id = %s",
             (space_id, delivery_id),
         )
@@ -93,7 +97,9 @@ def delivery(conn: Conn, space_id: int, delivery_id: str) -> tuple[Delivery, str
 def deliveries_of(conn: Conn, space_id: int, subject: str) -> list[Delivery]:
     with conn.cursor(row_factory=class_row(Delivery)) as cur:
         cur.execute(
-            f"SELECT {_COLUMNS} FROM webhook_deliveries"  # noqa: S608
+            "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
+            " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
+            " FROM webhook_deliveries"
             " WHERE space_id = %s AND subject = %s ORDER BY created_at",
             (space_id, subject),
         )

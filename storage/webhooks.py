@@ -190,18 +190,35 @@ def record_attempt(
         " duration_ms, error, request_headers, response_body)"
         " SELECT %s, coalesce(max(attempt), 0) + 1, %s, %s, %s, %s, %s, %s, %s"
         " FROM webhook_attempts WHERE delivery_id = %s",
-        (attempt.delivery_id, attempt.at, attempt.status_code,
-         attempt.status_text, attempt.duration_ms, attempt.error,
-         Jsonb(attempt.request_headers), attempt.response_body,
-         attempt.delivery_id),  # fmt: skip
+        (
+            attempt.delivery_id,
+            attempt.at,
+            attempt.status_code,
+            attempt.status_text,
+            attempt.duration_ms,
+            attempt.error,
+            Jsonb(attempt.request_headers),
+            attempt.response_body,
+            attempt.delivery_id,
+        ),
     )
     conn.execute(
         "UPDATE webhook_deliveries SET status = %s, attempts = %s, next_attempt_at = %s,"
         " delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END,"
         " last_status_code = %s, last_status_text = %s, last_duration_ms = %s, last_error = %s"
         " WHERE id = %s",
-        (status, attempt.attempt, next_attempt_at, status, attempt.at, attempt.status_code,
-         attempt.status_text, attempt.duration_ms, attempt.error, attempt.delivery_id),  # fmt: skip
+        (
+            status,
+            attempt.attempt,
+            next_attempt_at,
+            status,
+            attempt.at,
+            attempt.status_code,
+            attempt.status_text,
+            attempt.duration_ms,
+            attempt.error,
+            attempt.delivery_id,
+        ),
     )
 
 

@@ -82,9 +82,7 @@ def _frame(chart: Chart, low: Decimal, high: Decimal) -> tuple[Decimal, Decimal]
     return bottom, top
 
 
-def line_chart(
-    title: str, series: list[Series], x_label: str = "", y_label: str = ""
-) -> Chart:
+def line_chart(title: str, series: list[Series], x_label: str = "", y_label: str = "") -> Chart:
     """Lines over a shared x axis (dates or times, in order; or labels)."""
     chart = Chart(title, "line", x_label=x_label, y_label=y_label)
     xs = sorted({x for s in series for x, _ in s.points}, key=_order)
@@ -102,12 +100,17 @@ def line_chart(
 
     for index, s in enumerate(series):
         points = [(round(position[x], 1), round(y_of(y), 1), x, y) for x, y in s.points]
-        chart.lines.append({
-            "css": index % 4, "name": s.name,
-            "path": " ".join(f"{px},{py}" for px, py, _, _ in points),
-            "dots": [{"x": px, "y": py, "title": f"{s.name} {_x_text(x)}: {_label(y)}"}
-                     for px, py, x, y in points[-60:]],
-        })  # fmt: skip
+        chart.lines.append(
+            {
+                "css": index % 4,
+                "name": s.name,
+                "path": " ".join(f"{px},{py}" for px, py, _, _ in points),
+                "dots": [
+                    {"x": px, "y": py, "title": f"{s.name} {_x_text(x)}: {_label(y)}"}
+                    for px, py, x, y in points[-60:]
+                ],
+            }
+        )
         chart.legend.append(s.name)
     step = max(1, len(xs) // 6)
     for i in range(0, len(xs), step):
@@ -115,8 +118,9 @@ def line_chart(
     return chart
 
 
-def bar_chart(title: str, bars: list[tuple[Any, Decimal]], x_label: str = "",
-              y_label: str = "") -> Chart:  # fmt: skip
+def bar_chart(
+    title: str, bars: list[tuple[Any, Decimal]], x_label: str = "", y_label: str = ""
+) -> Chart:
     """One bar per x (a day, a level, a rule)."""
     chart = Chart(title, "bars", x_label=x_label, y_label=y_label)
     if not bars:
@@ -131,10 +135,15 @@ def bar_chart(title: str, bars: list[tuple[Any, Decimal]], x_label: str = "",
     for i, (x, value) in enumerate(bars):
         y = chart.height - BOTTOM - float((value - bottom) / (top - bottom)) * plot_h
         left = LEFT + slot * i + slot * 0.15
-        chart.bars.append({
-            "x": round(left, 1), "y": round(min(y, zero), 1), "w": round(slot * 0.7, 1),
-            "h": round(abs(zero - y), 1), "title": f"{_x_text(x)}: {_label(value)}",
-        })  # fmt: skip
+        chart.bars.append(
+            {
+                "x": round(left, 1),
+                "y": round(min(y, zero), 1),
+                "w": round(slot * 0.7, 1),
+                "h": round(abs(zero - y), 1),
+                "title": f"{_x_text(x)}: {_label(value)}",
+            }
+        )
         if i % step == 0:
             chart.x_ticks.append({"x": round(left + slot * 0.35, 1), "text": _x_text(x)})
     return chart

@@ -42,8 +42,12 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_STATIC = {"console.css": "text/css", "console.js": "text/javascript",
-           "htmx.min.js": "text/javascript", "favicon.svg": "image/svg+xml"}  # fmt: skip
+_STATIC = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "htmx.min.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 class Forbidden(Exception):
@@ -130,8 +134,11 @@ class Route:
     regex: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        expression = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.pattern).replace(
-            r"\{", "{").replace(r"\}", "}"))  # fmt: skip
+        expression = re.sub(
+            r"\{(\w+)\}",
+            r"(?P<\1>[^/]+)",
+            re.escape(self.pattern).replace(r"\{", "{").replace(r"\}", "}"),
+        )
         object.__setattr__(self, "regex", re.compile(expression + r"\Z"))
 
 

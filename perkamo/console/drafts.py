@@ -5,8 +5,8 @@ activating with the rest of the active program (an unknown wallet) said when it 
 from __future__ import annotations
 
 import copy
-import secrets
 import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ def problems_of(module: str, body: Any, path: str = "body") -> list[tuple[str, s
                 continue
             name, index = item.group(2), int(item.group(3))
             original = alive[name][index] if index < len(alive[name]) else index
-            found.append((f"{item.group(1)}[{original}]{where[item.end():]}", message))
+            found.append((f"{item.group(1)}[{original}]{where[item.end() :]}", message))
             drop.setdefault(name, set()).add(index)
         if not drop:
             break

@@ -14,10 +14,18 @@ import msgspec
 CONDITION_ROWS = 4
 AWARD_ROWS = 3
 OPS = {
-    "eq": "is", "ne": "is not", "gt": "is more than", "gte": "is at least",
-    "lt": "is less than", "lte": "is at most", "in": "is one of", "not_in": "is none of",
-    "exists": "is present", "not_exists": "is absent", "contains": "contains",
-}  # fmt: skip
+    "eq": "is",
+    "ne": "is not",
+    "gt": "is more than",
+    "gte": "is at least",
+    "lt": "is less than",
+    "lte": "is at most",
+    "in": "is one of",
+    "not_in": "is none of",
+    "exists": "is present",
+    "not_exists": "is absent",
+    "contains": "contains",
+}
 ROUNDING = ("floor", "round", "ceil")
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -92,8 +100,10 @@ def _decoded(text: str) -> Any:
 
 def rule_fields(rule: dict[str, Any]) -> dict[str, str]:
     """A rule as form fields (the form's starting values)."""
-    fields = {k: str(rule.get(k) or "") for k in ("key", "name", "description", "event",
-                                                  "active_from", "active_until")}  # fmt: skip
+    fields = {
+        k: str(rule.get(k) or "")
+        for k in ("key", "name", "description", "event", "active_from", "active_until")
+    }
     for i, c in enumerate(rule.get("conditions", [])):
         fields[f"conditions_{i}_path"] = str(c.get("path", ""))
         fields[f"conditions_{i}_op"] = str(c.get("op", "eq"))
@@ -118,9 +128,11 @@ def _json(value: Any) -> str:
 def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """A rule from the form, and every problem by field (the validator adds its own)."""
     b = Builder(form)
-    rule: dict[str, Any] = {"key": b.text("key", required=True),
-                            "name": b.text("name", required=True),
-                            "event": b.text("event", required=True)}  # fmt: skip
+    rule: dict[str, Any] = {
+        "key": b.text("key", required=True),
+        "name": b.text("name", required=True),
+        "event": b.text("event", required=True),
+    }
     if description := b.text("description"):
         rule["description"] = description
     conditions = []
@@ -143,7 +155,9 @@ def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any],
         if not wallet and amount is None and not formula:
             continue
         if wallets and wallet not in wallets:
-            b.problems[f"award_{i}_wallet"] = f"no wallet {wallet!r}: one of {', '.join(sorted(wallets))}"
+            b.problems[f"award_{i}_wallet"] = (
+                f"no wallet {wallet!r}: one of {', '.join(sorted(wallets))}"
+            )
         if (amount is None) == (not formula) and f"award_{i}_amount" not in b.problems:
             b.problems[f"award_{i}_amount"] = "an amount or a formula (one of them)"
         award: dict[str, Any] = {"wallet": wallet}
@@ -157,8 +171,10 @@ def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any],
     if not awards:
         b.problems["award_0_amount"] = "a rule awards something: a wallet and an amount"
     rule["award"] = awards
-    limits = {name: b.number(f"limits_{name}", whole=True, minimum=0)
-              for name in ("per_user", "per_user_per_day", "cooldown_seconds")}  # fmt: skip
+    limits = {
+        name: b.number(f"limits_{name}", whole=True, minimum=0)
+        for name in ("per_user", "per_user_per_day", "cooldown_seconds")
+    }
     if any(v is not None for v in limits.values()):
         rule["limits"] = {k: v for k, v in limits.items() if v is not None}
     for name in ("active_from", "active_until"):
@@ -180,21 +196,29 @@ def rule_words(rule: dict[str, Any], wallet_names: dict[str, str]) -> dict[str, 
         amount = f"{a['amount']}" if a.get("amount") is not None else f"{a.get('formula')}"
         awards.append(f"{amount} {what}" + (f" ({a['rounding']})" if a.get("rounding") else ""))
     limits = rule.get("limits") or {}
-    said = [f"{limits['per_user']} per customer" if limits.get("per_user") is not None else "",
-            f"{limits['per_user_per_day']} a day" if limits.get("per_user_per_day") is not None
-            else "",
-            f"{limits['cooldown_seconds']} s apart" if limits.get("cooldown_seconds") else ""]  # fmt: skip
+    said = [
+        f"{limits['per_user']} per customer" if limits.get("per_user") is not None else "",
+        f"{limits['per_user_per_day']} a day" if limits.get("per_user_per_day") is not None else "",
+        f"{limits['cooldown_seconds']} s apart" if limits.get("cooldown_seconds") else "",
+    ]
     window = ""
     if rule.get("active_from") or rule.get("active_until"):
-        window = f"from {rule.get('active_from') or 'always'} until {rule.get('active_until') or 'ever'}"
-    return {"conditions": " and ".join(conditions) or "always",
-            "award": " + ".join(awards), "limits": ", ".join(s for s in said if s) or "none",
-            "window": window or "always"}  # fmt: skip
+        window = (
+            f"from {rule.get('active_from') or 'always'} until {rule.get('active_until') or 'ever'}"
+        )
+    return {
+        "conditions": " and ".join(conditions) or "always",
+        "award": " + ".join(awards),
+        "limits": ", ".join(s for s in said if s) or "none",
+        "window": window or "always",
+    }
 
 
 def wallet_fields(item: dict[str, Any]) -> dict[str, str]:
-    fields = {k: str(item.get(k) if item.get(k) is not None else "")
-              for k in ("key", "name", "description", "precision")}  # fmt: skip
+    fields = {
+        k: str(item.get(k) if item.get(k) is not None else "")
+        for k in ("key", "name", "description", "precision")
+    }
     for flag in ("allow_negative", "spendable"):
         fields[flag] = "on" if item.get(flag, flag == "spendable") else ""
     return fields
@@ -202,8 +226,10 @@ def wallet_fields(item: dict[str, Any]) -> dict[str, str]:
 
 def build_wallet(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     b = Builder(form)
-    item: dict[str, Any] = {"key": b.text("key", required=True),
-                            "name": b.text("name", required=True)}  # fmt: skip
+    item: dict[str, Any] = {
+        "key": b.text("key", required=True),
+        "name": b.text("name", required=True),
+    }
     precision = b.number("precision", whole=True, minimum=0)
     if precision is not None:
         item["precision"] = precision
@@ -219,7 +245,8 @@ def reward_fields(item: dict[str, Any]) -> dict[str, str]:
     requires = item.get("requires") or {}
     limits = item.get("limits") or {}
     return {
-        "key": str(item.get("key", "")), "name": str(item.get("name", "")),
+        "key": str(item.get("key", "")),
+        "name": str(item.get("name", "")),
         "description": str(item.get("description", "")),
         "cost_wallet": str(cost.get("wallet", "")),
         "cost_amount": "" if cost.get("amount") is None else str(cost["amount"]),
@@ -229,13 +256,15 @@ def reward_fields(item: dict[str, Any]) -> dict[str, str]:
         "limits_per_user": str(limits.get("per_user") or ""),
         "limits_per_user_per_day": str(limits.get("per_user_per_day") or ""),
         "active": "on" if item.get("active", True) else "",
-    }  # fmt: skip
+    }
 
 
 def build_reward(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
     b = Builder(form)
-    item: dict[str, Any] = {"key": b.text("key", required=True),
-                            "name": b.text("name", required=True)}  # fmt: skip
+    item: dict[str, Any] = {
+        "key": b.text("key", required=True),
+        "name": b.text("name", required=True),
+    }
     wallet = b.text("cost_wallet", required=True)
     if wallet and wallets and wallet not in wallets:
         b.problems["cost_wallet"] = f"no wallet {wallet!r} in this module"
@@ -257,8 +286,10 @@ def build_reward(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any
     perks = [p.strip() for p in b.text("requires_perks").split(",") if p.strip()]
     if level is not None or perks:
         item["requires"] = {k: v for k, v in (("level_at_least", level), ("perks", perks)) if v}
-    limits = {name: b.number(f"limits_{name}", whole=True, minimum=1)
-              for name in ("per_user", "per_user_per_day")}  # fmt: skip
+    limits = {
+        name: b.number(f"limits_{name}", whole=True, minimum=1)
+        for name in ("per_user", "per_user_per_day")
+    }
     if any(v is not None for v in limits.values()):
         item["limits"] = {k: v for k, v in limits.items() if v is not None}
     item["active"] = form.get("active") == "on"

@@ -1,4 +1,4 @@
-""""Try an event" on a form that is not saved: the event evaluated on a customer's committed
+""" "Try an event" on a form that is not saved: the event evaluated on a customer's committed
 state (or a new customer's) with the active program and with the program the form would
 make, side by side, in words and numbers. Nothing is written (API.md §7's simulate, run
 twice on the same state)."""
@@ -52,7 +52,7 @@ def parse_context(text: str) -> dict[str, Any]:
     except msgspec.DecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError("must be a JSON object, e.g. {\"amount\": 12900}")
+        raise ValueError('must be a JSON object, e.g. {"amount": 12900}')
     return value
 
 
@@ -86,8 +86,15 @@ async def try_event(
         run = simulate(snapshot.state(), snapshot.traits(), item, program, now)
         sides.append(_describe(label, run.outcomes[0], run.state, program))
     wallets = sorted(set(sides[0].delta) | set(sides[1].delta) | set(sides[1].balances))
-    return Trial(user_id, snapshot.exists, event, sides[0], sides[1], wallets,
-                 _differences(sides[0], sides[1], wallets))  # fmt: skip
+    return Trial(
+        user_id,
+        snapshot.exists,
+        event,
+        sides[0],
+        sides[1],
+        wallets,
+        _differences(sides[0], sides[1], wallets),
+    )
 
 
 def _describe(label: str, outcome: Any, state: Any, program: Program) -> Side:
@@ -103,8 +110,9 @@ def _describe(label: str, outcome: Any, state: Any, program: Program) -> Side:
         amount = Decimal(b.amount)
         title = rules.get(b.key, b.key) if source == "rule" else b.key
         boosted = f", boosted ×{b.boost.factor}" if b.boost else ""
-        side.lines.append(f"{source} “{title}” gives {_n(amount)} {names.get(b.wallet, b.wallet)}"
-                          f"{boosted}")  # fmt: skip
+        side.lines.append(
+            f"{source} “{title}” gives {_n(amount)} {names.get(b.wallet, b.wallet)}{boosted}"
+        )
     for s in outcome.skipped:
         title = rules.get(s.rule, s.rule)
         side.lines.append(f"rule “{title}” does not apply: {_REASONS.get(s.reason, s.reason)}")

@@ -179,9 +179,16 @@ class WebhookDispatcher:
                 error = f"HTTP {code}"
             self.stats.attempts += 1
             record = store.AttemptRecord(
-                delivery.id, attempt, at, code, text, duration_ms, None if ok else error,
-                headers, answer,
-            )  # fmt: skip
+                delivery.id,
+                attempt,
+                at,
+                code,
+                text,
+                duration_ms,
+                None if ok else error,
+                headers,
+                answer,
+            )
             await self._db.run(store.record_attempt, record, status, next_at)
 
     async def _reached(self, space_id: int, answered: bool, at: datetime) -> None:

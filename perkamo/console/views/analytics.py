@@ -47,34 +47,85 @@ async def analytics(page: Page) -> Response:
             spent.append((day, gone))
             liability.append((day, outstanding))
         name = names.get(wallet, wallet)
-        per_wallet.append({
-            "name": name, "key": wallet, "outstanding": outstanding,
-            "issued": sum((v for _, v in issued), Decimal(0)),
-            "spent": sum((v for _, v in spent), Decimal(0)),
-            "flows": line_chart(f"{name}: issued and spent per day",
-                                [Series("issued", issued), Series("spent", spent)], "day (UTC)",
-                                name),
-            "liability": line_chart(f"{name}: outstanding (the liability) at the end of each day",
-                                    [Series("outstanding", liability)], "day (UTC)", name),
-        })  # fmt: skip
+        per_wallet.append(
+            {
+                "name": name,
+                "key": wallet,
+                "outstanding": outstanding,
+                "issued": sum((v for _, v in issued), Decimal(0)),
+                "spent": sum((v for _, v in spent), Decimal(0)),
+                "flows": line_chart(
+                    f"{name}: issued and spent per day",
+                    [Series("issued", issued), Series("spent", spent)],
+                    "day (UTC)",
+                    name,
+                ),
+                "liability": line_chart(
+                    f"{name}: outstanding (the liability) at the end of each day",
+                    [Series("outstanding", liability)],
+                    "day (UTC)",
+                    name,
+                ),
+            }
+        )
     active = {a.day: a for a in found.activity}
-    activity = line_chart("Customers per day", [
-        Series("active", [(start + timedelta(n), Decimal(active[start + timedelta(n)].active)
-                           if start + timedelta(n) in active else Decimal(0)) for n in range(days)]),
-        Series("new", [(start + timedelta(n), Decimal(active[start + timedelta(n)].new)
-                        if start + timedelta(n) in active else Decimal(0)) for n in range(days)]),
-    ], "day (UTC)", "customers")  # fmt: skip
+    activity = line_chart(
+        "Customers per day",
+        [
+            Series(
+                "active",
+                [
+                    (
+                        start + timedelta(n),
+                        Decimal(active[start + timedelta(n)].active)
+                        if start + timedelta(n) in active
+                        else Decimal(0),
+                    )
+                    for n in range(days)
+                ],
+            ),
+            Series(
+                "new",
+                [
+                    (
+                        start + timedelta(n),
+                        Decimal(active[start + timedelta(n)].new)
+                        if start + timedelta(n) in active
+                        else Decimal(0),
+                    )
+                    for n in range(days)
+                ],
+            ),
+        ],
+        "day (UTC)",
+        "customers",
+    )
     rules = {r.key: r.name for r in program.rules}
-    top = bar_chart("Top rules by points awarded", [
-        (rules.get(r.rule, r.rule) + f" ({names.get(r.wallet, r.wallet)})", r.awarded)
-        for r in found.rules], "rule", "awarded")  # fmt: skip
+    top = bar_chart(
+        "Top rules by points awarded",
+        [
+            (rules.get(r.rule, r.rule) + f" ({names.get(r.wallet, r.wallet)})", r.awarded)
+            for r in found.rules
+        ],
+        "rule",
+        "awarded",
+    )
     levels = await _levels(page.runtime, page.space.id, program)
     return page.render(
-        "analytics.html", wallets=per_wallet, activity=activity, top=top, rules=found.rules,
-        rule_names=rules, levels=levels, days=days, ranges=RANGES, start=start, today=today,
+        "analytics.html",
+        wallets=per_wallet,
+        activity=activity,
+        top=top,
+        rules=found.rules,
+        rule_names=rules,
+        levels=levels,
+        days=days,
+        ranges=RANGES,
+        start=start,
+        today=today,
         active_total=sum(a.active for a in found.activity),
         new_total=sum(a.new for a in found.activity),
-    )  # fmt: skip
+    )
 
 
 async def _levels(runtime: Runtime, space_id: int, program: Program) -> dict[str, object]:
@@ -84,8 +135,11 @@ async def _levels(runtime: Runtime, space_id: int, program: Program) -> dict[str
         return {"chart": None, "computed_at": None, "refreshing": False}
     rollup = await runtime.db.run(store.level_rollup, space_id)
     version = program.versions.get("leveling")
-    stale = rollup is None or rollup.version != version or (
-        datetime.now(UTC) - rollup.computed_at > LEVELS_STALE)  # fmt: skip
+    stale = (
+        rollup is None
+        or rollup.version != version
+        or (datetime.now(UTC) - rollup.computed_at > LEVELS_STALE)
+    )
     if stale and space_id not in _refreshing:
         _refreshing.add(space_id)
         nursery = getattr(current_app, "nursery", None)
@@ -97,11 +151,15 @@ async def _levels(runtime: Runtime, space_id: int, program: Program) -> dict[str
     names = {lv.level: lv.name or f"Level {lv.level}" for lv in program.leveling.levels}
     bars = []
     if rollup is not None:
-        bars = [(f"{lv} {names.get(int(lv), '')}".strip(), Decimal(count))
-                for lv, count in sorted(rollup.counts.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
-    return {"chart": bar_chart("Customers per level", bars, "level", "customers"),
-            "computed_at": rollup.computed_at if rollup else None,
-            "refreshing": space_id in _refreshing}  # fmt: skip
+        bars = [
+            (f"{lv} {names.get(int(lv), '')}".strip(), Decimal(count))
+            for lv, count in sorted(rollup.counts.items(), key=lambda kv: int(kv[0]))
+        ]
+    return {
+        "chart": bar_chart("Customers per level", bars, "level", "customers"),
+        "computed_at": rollup.computed_at if rollup else None,
+        "refreshing": space_id in _refreshing,
+    }
 
 
 async def _refresh(runtime: Runtime, space_id: int, program: Program) -> None:
@@ -109,8 +167,15 @@ async def _refresh(runtime: Runtime, space_id: int, program: Program) -> None:
     leveling = program.leveling
     thresholds = [lv.at for lv in leveling.levels]
     try:
-        await runtime.db.run(store.compute_levels, space_id, WALLETS.wallets, leveling.wallet,
-                             leveling.basis, thresholds, program.versions.get("leveling"))  # fmt: skip
+        await runtime.db.run(
+            store.compute_levels,
+            space_id,
+            WALLETS.wallets,
+            leveling.wallet,
+            leveling.basis,
+            thresholds,
+            program.versions.get("leveling"),
+        )
     except Exception:  # a failed rollup leaves the last one shown; the next view retries
         log.exception("level rollup failed")
     finally:

@@ -67,8 +67,9 @@ async def customers(page: Page) -> Response:
     next_after = f"{rows[-1].updated_at.isoformat()}~{rows[-1].user_id}" if more else None
     program = await page.runtime.programs.get(page.space.id)
     levels = {r.user_id: level_of(r.wallets, program) for r in rows}
-    return page.render("customers.html", rows=rows, q=q, after=next_after, levels=levels,
-                       wallets=program.wallets)  # fmt: skip
+    return page.render(
+        "customers.html", rows=rows, q=q, after=next_after, levels=levels, wallets=program.wallets
+    )
 
 
 async def export(page: Page) -> Response:
@@ -77,8 +78,16 @@ async def export(page: Page) -> Response:
     _, text, trait = _search(page)
     program = await page.runtime.programs.get(page.space.id)
     wallets = [w.key for w in program.wallets]
-    header = ["user_id", *(f"{w}_balance" for w in wallets), *(f"{w}_earned" for w in wallets),
-              "level", "level_name", "traits", "created_at", "last_active_at"]  # fmt: skip
+    header = [
+        "user_id",
+        *(f"{w}_balance" for w in wallets),
+        *(f"{w}_earned" for w in wallets),
+        "level",
+        "level_name",
+        "traits",
+        "created_at",
+        "last_active_at",
+    ]
     lines: list[list[str]] = [header]
     after: tuple[datetime, str] | None = None
     while len(lines) <= EXPORT_LIMIT:
@@ -88,14 +97,18 @@ async def export(page: Page) -> Response:
         for r in rows:
             found = r.wallets or {}
             level = level_of(found, program)
-            lines.append([
-                r.user_id,
-                *(str(found.get(w, {}).get("balance", 0)) for w in wallets),
-                *(str(found.get(w, {}).get("earned", 0)) for w in wallets),
-                str(level[0]) if level else "", level[1] if level else "",
-                msgspec.json.encode(r.traits).decode(),
-                r.created_at.isoformat(), r.updated_at.isoformat(),
-            ])  # fmt: skip
+            lines.append(
+                [
+                    r.user_id,
+                    *(str(found.get(w, {}).get("balance", 0)) for w in wallets),
+                    *(str(found.get(w, {}).get("earned", 0)) for w in wallets),
+                    str(level[0]) if level else "",
+                    level[1] if level else "",
+                    msgspec.json.encode(r.traits).decode(),
+                    r.created_at.isoformat(),
+                    r.updated_at.isoformat(),
+                ]
+            )
         if len(rows) < 1000:
             break
         after = (rows[-1].updated_at, rows[-1].user_id)
@@ -141,10 +154,18 @@ async def customer(page: Page) -> Response:
     chart = line_chart("Balance over time", series, "received", "balance")
     tiers = list(program.leveling.levels) if program.leveling else []
     return page.render(
-        "customer.html", user_id=user_id, doc=document, ledger=ledger, older=older,
-        wallets=program.wallets, chart=chart, tiers=tiers, state=view.state,
-        leveling=program.leveling, new_tx=f"console-{datetime.now(UTC):%Y%m%d%H%M%S%f}",
-    )  # fmt: skip
+        "customer.html",
+        user_id=user_id,
+        doc=document,
+        ledger=ledger,
+        older=older,
+        wallets=program.wallets,
+        chart=chart,
+        tiers=tiers,
+        state=view.state,
+        leveling=program.leveling,
+        new_tx=f"console-{datetime.now(UTC):%Y%m%d%H%M%S%f}",
+    )
 
 
 def _back(page: Page) -> str:
@@ -172,19 +193,30 @@ async def adjust(page: Page) -> Response:
     if not tx:
         fields["amount"] = "the form expired; reload the page"
     if fields:
-        return await page.back(_back(page), error="The adjustment was not made.", fields=fields,
-                               keep=True)  # fmt: skip
+        return await page.back(
+            _back(page), error="The adjustment was not made.", fields=fields, keep=True
+        )
     message = Adjust(
-        tx, form.get("wallet", ""), amount, form.get("counts_toward_level") == "on",
-        reason[:500], page.operator, datetime.now(UTC), audit=page.operator,
-    )  # fmt: skip
+        tx,
+        form.get("wallet", ""),
+        amount,
+        form.get("counts_toward_level") == "on",
+        reason[:500],
+        page.operator,
+        datetime.now(UTC),
+        audit=page.operator,
+    )
     try:
         answer = await page.runtime.ask((page.space.id, user_id), message, writes=True)
         if isinstance(answer, PerkamoError):
             raise answer
     except PerkamoError as exc:
-        return await page.back(_back(page), error=f"The adjustment was not made: {exc}",
-                               keep=True, fields={"amount": str(exc)})  # fmt: skip
+        return await page.back(
+            _back(page),
+            error=f"The adjustment was not made: {exc}",
+            keep=True,
+            fields={"amount": str(exc)},
+        )
     return await page.back(_back(page), notice=f"Adjusted {message.wallet} by {amount:+f}.")
 
 
@@ -194,8 +226,11 @@ async def reverse(page: Page) -> Response:
     tx = page.form.get("redemption", "")
     reason = page.form.get("reason", "").strip()
     if not reason:
-        return await page.back(_back(page), error="Say why you reverse the redemption.",
-                               fields={f"reason:{tx}": "required"})  # fmt: skip
+        return await page.back(
+            _back(page),
+            error="Say why you reverse the redemption.",
+            fields={f"reason:{tx}": "required"},
+        )
     owner = await page.runtime.db.run(redemption_owner, page.space.id, tx)
     if owner != user_id:
         return await page.back(_back(page), error=f"{user_id} has no redemption {tx!r}.")

@@ -60,11 +60,22 @@ async def events(page: Page) -> Response:
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     after = f"{rows[-1].received_at.isoformat()}~{rows[-1].seq}" if more and rows else None
-    kept = {k: v for k, v in page.query.items() if k in ("user_id", "event", "transaction_id",
-                                                          "status", "since", "until")}  # fmt: skip
+    kept = {
+        k: v
+        for k, v in page.query.items()
+        if k in ("user_id", "event", "transaction_id", "status", "since", "until")
+    }
     newest = f"{rows[0].received_at.isoformat()}~{rows[0].seq}" if rows else ""
-    return page.render("events.html", rows=rows, after=after, kept=kept, problems=problems,
-                       statuses=STATUSES, newest=newest, tail_rows=[])  # fmt: skip
+    return page.render(
+        "events.html",
+        rows=rows,
+        after=after,
+        kept=kept,
+        problems=problems,
+        statuses=STATUSES,
+        newest=newest,
+        tail_rows=[],
+    )
 
 
 async def tail(page: Page) -> Response:
@@ -77,8 +88,9 @@ async def tail(page: Page) -> Response:
         rows = [r for r in rows if (r.received_at, r.seq) > newest]
     kept = {k: v for k, v in page.query.items() if k != "newer_than"}
     # Every row since the page was loaded (the mark stays), so the tail re-renders whole.
-    return page.render("event_tail.html", tail_rows=rows,
-                       newest=page.query.get("newer_than", ""), kept=kept)  # fmt: skip
+    return page.render(
+        "event_tail.html", tail_rows=rows, newest=page.query.get("newer_than", ""), kept=kept
+    )
 
 
 async def event(page: Page) -> Response:
@@ -91,8 +103,9 @@ async def event(page: Page) -> Response:
         delivery_store.deliveries_of, page.space.id, transaction_id
     )
     attempts = await page.runtime.db.run(delivery_store.attempts_of, [d.id for d in deliveries])
-    return page.render("event.html", event=found, outcome=found.outcome,
-                       deliveries=deliveries, attempts=attempts)  # fmt: skip
+    return page.render(
+        "event.html", event=found, outcome=found.outcome, deliveries=deliveries, attempts=attempts
+    )
 
 
 async def find(page: Page) -> Response:

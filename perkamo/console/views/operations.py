@@ -28,8 +28,7 @@ async def backtests(page: Page) -> Response:
     jobs = await page.runtime.db.run(backtest_store.list_jobs, page.space.id, 20)
     stored, active = await page.runtime.db.run(_versions, page.space.id)
     running = any(j.status == "running" for j in jobs)
-    return page.render("backtests.html", jobs=jobs, stored=stored, active=active,
-                       running=running)  # fmt: skip
+    return page.render("backtests.html", jobs=jobs, stored=stored, active=active, running=running)
 
 
 def _versions(conn: Conn, space_id: int) -> tuple[dict[str, list[Any]], dict[str, str]]:
@@ -43,24 +42,39 @@ async def start_backtest(page: Page) -> Response:
     back = f"/spaces/{seg(page.space.slug)}/backtests"
     _, active = await page.runtime.db.run(_versions, page.space.id)
     if not any(active.get(m) != v for m, v in chosen.items()):
-        return await page.back(back, keep=True, error="Choose a draft (a version that is not "
-                               "active) for at least one module: a back-test of the active "
-                               "program would compare it with itself.")  # fmt: skip
+        return await page.back(
+            back,
+            keep=True,
+            error="Choose a draft (a version that is not "
+            "active) for at least one module: a back-test of the active "
+            "program would compare it with itself.",
+        )
     bounds: list[datetime | None] = []
     for name in ("from", "to"):
         text = page.form.get(name, "").strip()
         try:
             bounds.append(parse_rfc3339(text) if text else None)
         except ValueError:
-            return await page.back(back, keep=True, fields={name: "not a time"},
-                                   error=f"{name}: not a time (e.g. 2026-11-01T00:00:00Z)")  # fmt: skip
+            return await page.back(
+                back,
+                keep=True,
+                fields={name: "not a time"},
+                error=f"{name}: not a time (e.g. 2026-11-01T00:00:00Z)",
+            )
     try:
         job = await page.runtime.backtests.start(page.space.id, chosen, bounds[0], bounds[1])
     except PerkamoError as exc:
         return await page.back(back, error=str(exc), keep=True)
     space = page.space
-    await page.runtime.db.run(audit_store.audit, page.operator, "backtest.start", space.id, job.id,
-                              None, {"program": chosen})  # fmt: skip
+    await page.runtime.db.run(
+        audit_store.audit,
+        page.operator,
+        "backtest.start",
+        space.id,
+        job.id,
+        None,
+        {"program": chosen},
+    )
     return await page.back(back, notice=f"Back-test {job.id} started.")
 
 
@@ -71,8 +85,9 @@ async def cancel_backtest(page: Page) -> Response:
         await page.runtime.backtests.cancel(page.space.id, page.params["job_id"])
     except PerkamoError as exc:
         return await page.back(back, error=str(exc))
-    await page.runtime.db.run(audit_store.audit, page.operator, "backtest.cancel",
-                              page.space.id, page.params["job_id"])  # fmt: skip
+    await page.runtime.db.run(
+        audit_store.audit, page.operator, "backtest.cancel", page.space.id, page.params["job_id"]
+    )
     return await page.back(back, notice=f"Back-test {page.params['job_id']} cancelled.")
 
 
@@ -95,13 +110,14 @@ def _limits(conn: Conn, space_id: int) -> dict[str, Any]:
 def _chart(start: date, end: date, days: dict[date, dict[str, int]]) -> Chart:
     """Daily events this period, as bars with axes."""
     span = (end - start).days
-    bars = [(start + timedelta(d), Decimal(days.get(start + timedelta(d), {}).get("events", 0)))
-            for d in range(span)]  # fmt: skip
+    bars = [
+        (start + timedelta(d), Decimal(days.get(start + timedelta(d), {}).get("events", 0)))
+        for d in range(span)
+    ]
     return bar_chart("Events per day", bars, "day (UTC)", "events")
 
 
-KINDS = ("login", "space.", "key.", "program.", "customer.", "webhook.", "backtest.",
-         "operator.")  # fmt: skip
+KINDS = ("login", "space.", "key.", "program.", "customer.", "webhook.", "backtest.", "operator.")
 
 
 async def audit(page: Page) -> Response:
@@ -113,17 +129,28 @@ async def audit(page: Page) -> Response:
     for name in ("since", "until"):
         text = q.get(name, "").strip()
         try:
-            times[name] = parse_rfc3339(text if "T" in text else text + "T00:00:00Z") if text else None
+            times[name] = (
+                parse_rfc3339(text if "T" in text else text + "T00:00:00Z") if text else None
+            )
         except ValueError:
             times[name] = None
             problems.append(f"{name}: not a time (e.g. 2026-06-01 or 2026-06-01T10:00:00Z)")
     filters = audit_store.AuditFilter(
-        actor=q.get("actor", "").strip() or None, space_slug=q.get("space", "").strip() or None,
-        action=q.get("kind", "").strip() or None, since=times["since"], until=times["until"],
-    )  # fmt: skip
+        actor=q.get("actor", "").strip() or None,
+        space_slug=q.get("space", "").strip() or None,
+        action=q.get("kind", "").strip() or None,
+        since=times["since"],
+        until=times["until"],
+    )
     rows = await page.runtime.db.run(audit_store.audit_entries, filters, before_id, PAGE + 1)
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     kept = {k: q.get(k, "") for k in ("actor", "space", "kind", "since", "until")}
-    return page.render("audit.html", rows=rows, older=rows[-1].id if more else None,
-                       kept=kept, kinds=KINDS, problems=problems)  # fmt: skip
+    return page.render(
+        "audit.html",
+        rows=rows,
+        older=rows[-1].id if more else None,
+        kept=kept,
+        kinds=KINDS,
+        problems=problems,
+    )

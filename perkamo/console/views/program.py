@@ -36,8 +36,9 @@ async def program(page: Page) -> Response:
 
 
 def diff(before: str, after: str, label: str) -> list[str]:
-    return list(difflib.unified_diff(before.splitlines(), after.splitlines(), "active", label,
-                                     lineterm=""))  # fmt: skip
+    return list(
+        difflib.unified_diff(before.splitlines(), after.splitlines(), "active", label, lineterm="")
+    )
 
 
 async def module(page: Page, trial_result: Any = None, problems: Any = None) -> Response:
@@ -49,19 +50,30 @@ async def module(page: Page, trial_result: Any = None, problems: Any = None) -> 
     shown = page.query.get("draft") or page.form.get("version") or ""
     draft = next((v for v in stored if v.version == shown), None)
     active_text = pretty(active.body) if active else "{}"
-    body = page.form.get("body") or page.kept("body") or (pretty(draft.body) if draft else
-                                                           active_text)  # fmt: skip
+    body = (
+        page.form.get("body") or page.kept("body") or (pretty(draft.body) if draft else active_text)
+    )
     label = page.form.get("version") or page.kept("version") or shown or drafts.new_label()
     found = problems if problems is not None else page.flash.get("problems", [])
     parsed, unreadable = _decode(body)
     compared = body if unreadable else pretty(parsed)  # the diff compares like with like
     return page.render(
-        "module.html", module=name, active=active, stored=stored, body=body, version=label,
-        diff=diff(active_text, compared, label), problems=found, trial=trial_result,
-        warnings=page.flash.get("warnings", []), modules=MODULES, saved=draft is not None,
-        try_user=page.form.get("user_id", ""), try_event=page.form.get("event", ""),
+        "module.html",
+        module=name,
+        active=active,
+        stored=stored,
+        body=body,
+        version=label,
+        diff=diff(active_text, compared, label),
+        problems=found,
+        trial=trial_result,
+        warnings=page.flash.get("warnings", []),
+        modules=MODULES,
+        saved=draft is not None,
+        try_user=page.form.get("user_id", ""),
+        try_event=page.form.get("event", ""),
         try_context=page.form.get("context", "{}"),
-    )  # fmt: skip
+    )
 
 
 def _decode(text: str) -> tuple[Any, list[tuple[str, str]]]:
@@ -84,14 +96,19 @@ async def save_draft(page: Page) -> Response:
     if not label:
         problems.append(("version", "give the draft a label, e.g. 2026-07-double-points"))
     if problems:
-        return await page.back(back, error=f"Not saved: {len(problems)} problem(s), each at "
-                               "its place below.", keep=True, problems=problems)  # fmt: skip
+        return await page.back(
+            back,
+            error=f"Not saved: {len(problems)} problem(s), each at its place below.",
+            keep=True,
+            problems=problems,
+        )
     space_id, operator = page.space.id, page.operator
     try:
         warnings = await page.runtime.db.run(drafts.save, space_id, name, body, label, operator)
     except PerkamoError as exc:
-        return await page.back(back, error=f"Not saved: {exc}", keep=True,
-                               problems=trial.error_fields(exc))  # fmt: skip
+        return await page.back(
+            back, error=f"Not saved: {exc}", keep=True, problems=trial.error_fields(exc)
+        )
     notice = f"Draft {label} saved." + (" It cannot be activated alone yet:" if warnings else "")
     return await page.back(f"{back}?draft={label}", notice=notice, warnings=warnings)
 
@@ -114,9 +131,14 @@ async def try_event(page: Page) -> Response:
         return await module(page, problems=problems)
     try:
         draft = await page.runtime.db.run(trial.candidate, page.space.id, {name: body}, "draft")
-        result = await trial.try_event(page.runtime, page.space.id, draft,
-                                       page.form.get("user_id", "").strip(),
-                                       page.form["event"].strip(), context)  # fmt: skip
+        result = await trial.try_event(
+            page.runtime,
+            page.space.id,
+            draft,
+            page.form.get("user_id", "").strip(),
+            page.form["event"].strip(),
+            context,
+        )
     except PerkamoError as exc:
         return await module(page, problems=trial.error_fields(exc))
     return await module(page, trial_result=result)
@@ -129,9 +151,15 @@ def _review_data(conn: Conn, space_id: int, chosen: dict[str, str]) -> list[dict
         version = config_store.get_version(conn, space_id, name, label)
         before = pretty(active[name].body) if name in active else "{}"
         after = pretty(version.body) if version else ""
-        found.append({"module": name, "version": label, "exists": version is not None,
-                      "active": active[name].version if name in active else None,
-                      "diff": diff(before, after, label) if version else []})  # fmt: skip
+        found.append(
+            {
+                "module": name,
+                "version": label,
+                "exists": version is not None,
+                "active": active[name].version if name in active else None,
+                "diff": diff(before, after, label) if version else [],
+            }
+        )
     return found
 
 
@@ -140,8 +168,10 @@ async def review(page: Page) -> Response:
     assert page.space is not None
     chosen = {m: v for m in MODULES if (v := page.query.get(f"module:{m}", "").strip())}
     if not chosen:
-        return await page.back(f"/spaces/{seg(page.space.slug)}/program",
-                               error="Choose the version of at least one module to activate.")  # fmt: skip
+        return await page.back(
+            f"/spaces/{seg(page.space.slug)}/program",
+            error="Choose the version of at least one module to activate.",
+        )
     changes = await page.runtime.db.run(_review_data, page.space.id, chosen)
     return page.render("review.html", changes=changes, chosen=chosen)
 
@@ -154,11 +184,17 @@ async def activate(page: Page) -> Response:
     query = "&".join(f"module:{m}={seg(v)}" for m, v in chosen.items())
     again = f"/spaces/{seg(page.space.slug)}/program/review?{query}"
     if not chosen:
-        return await page.back(f"/spaces/{seg(page.space.slug)}/program",
-                               error="Choose the version of at least one module to activate.")  # fmt: skip
+        return await page.back(
+            f"/spaces/{seg(page.space.slug)}/program",
+            error="Choose the version of at least one module to activate.",
+        )
     if not reason:
-        return await page.back(again, error="Say why (a reason): it is kept in the audit log.",
-                               fields={"reason": "required"}, keep=True)  # fmt: skip
+        return await page.back(
+            again,
+            error="Say why (a reason): it is kept in the audit log.",
+            fields={"reason": "required"},
+            keep=True,
+        )
     space_id, operator = page.space.id, page.operator
     try:
         compiled = await page.runtime.db.run(

@@ -41,8 +41,9 @@ KINDS = {
 
 def _load(conn: Conn, space_id: int, module: str, version: str) -> tuple[str, dict[str, Any], str]:
     """(the version shown, its body, the active version) — the active one by default."""
-    active = next((r for r in config_store.active_versions(conn, space_id) if r.module == module),
-                  None)  # fmt: skip
+    active = next(
+        (r for r in config_store.active_versions(conn, space_id) if r.module == module), None
+    )
     if version and (found := config_store.get_version(conn, space_id, module, version)):
         return version, dict(found.body), active.version if active else ""
     if active is not None:
@@ -73,8 +74,9 @@ async def rules(page: Page) -> Response:
     names = {w.key: w.name for w in program.wallets}
     now = format_rfc3339(datetime.now(UTC))
     listed = [(r, forms.rule_words(r, names), _state(r, now)) for r in body.get("rules", [])]
-    return page.render("rules.html", rules=listed, version=shown, active=active,
-                       catalog=body.get("events", []))  # fmt: skip
+    return page.render(
+        "rules.html", rules=listed, version=shown, active=active, catalog=body.get("events", [])
+    )
 
 
 def _state(rule: dict[str, Any], now: str) -> str:
@@ -91,12 +93,18 @@ async def wallets(page: Page) -> Response:
     shown, body, active = await page.runtime.db.run(
         _load, page.space.id, "wallets", page.query.get("version", "")
     )
-    return page.render("wallets.html", wallets=body.get("wallets", []),
-                       rewards=body.get("rewards", []), version=shown, active=active)  # fmt: skip
+    return page.render(
+        "wallets.html",
+        wallets=body.get("wallets", []),
+        rewards=body.get("rewards", []),
+        version=shown,
+        active=active,
+    )
 
 
-async def _form_page(page: Page, kind: Kind, result: Any = None,
-                     problems: dict[str, str] | None = None) -> Response:  # fmt: skip
+async def _form_page(
+    page: Page, kind: Kind, result: Any = None, problems: dict[str, str] | None = None
+) -> Response:
     assert page.space is not None
     version = page.query.get("version") or page.form.get("base_version", "")
     shown, body, active = await page.runtime.db.run(_load, page.space.id, kind.module, version)
@@ -108,15 +116,35 @@ async def _form_page(page: Page, kind: Kind, result: Any = None,
     values = dict(typed) if typed else kind.fields(item or {})
     found = problems if problems is not None else page.flash.get("fields", {})
     program = await page.runtime.programs.get(page.space.id)
-    wallet_keys = [w.get("key") for w in body.get("wallets", [])] if kind.module == "wallets" \
-        else [w.key for w in program.wallets]  # fmt: skip
+    wallet_keys = (
+        [w.get("key") for w in body.get("wallets", [])]
+        if kind.module == "wallets"
+        else [w.key for w in program.wallets]
+    )
     catalog = [e["key"] for e in body.get("events", [])] if kind.module == "events" else []
     return page.render(
-        f"{kind.name}_form.html", kind=kind.name, values=values, problems=found, version=shown,
-        active=active, original_key=key, wallet_keys=wallet_keys, catalog=catalog,
-        ops=forms.OPS, rounding=forms.ROUNDING, trial=result, label=drafts.new_label(),
-        rows=range(forms.CONDITION_ROWS + 1), award_rows=range(forms.AWARD_ROWS + 1),
-    )  # fmt: skip
+        f"{kind.name}_form.html",
+        kind=kind.name,
+        values=values,
+        problems=found,
+        version=shown,
+        active=active,
+        original_key=key,
+        wallet_keys=wallet_keys,
+        catalog=catalog,
+        ops=forms.OPS,
+        rounding=forms.ROUNDING,
+        trial=result,
+        label=drafts.new_label(),
+        rows=range(_shown(values, "conditions_{}_path", forms.CONDITION_ROWS + 1, 2)),
+        award_rows=range(_shown(values, "award_{}_wallet", forms.AWARD_ROWS + 1, 2)),
+    )
+
+
+def _shown(values: dict[str, str], name: str, most: int, least: int) -> int:
+    """Rows to show: those filled in and one empty for the next (at least ``least``)."""
+    filled = [n for n in range(most) if values.get(name.format(n))]
+    return min(max((filled[-1] + 2) if filled else 0, least), most)
 
 
 async def rule_form(page: Page) -> Response:
@@ -136,8 +164,11 @@ async def _built(page: Page, kind: Kind) -> tuple[dict[str, Any], str, dict[str,
         _load, page.space.id, kind.module, form.get("base_version", "")
     )
     program = await page.runtime.programs.get(page.space.id)
-    known = {w.get("key") for w in body.get("wallets", [])} if kind.module == "wallets" else {
-        w.key for w in program.wallets}  # fmt: skip
+    known = (
+        {w.get("key") for w in body.get("wallets", [])}
+        if kind.module == "wallets"
+        else {w.key for w in program.wallets}
+    )
     if kind.name == "rule":
         item, problems = forms.build_rule(form, {k for k in known if k})
     elif kind.name == "wallet":
@@ -146,9 +177,10 @@ async def _built(page: Page, kind: Kind) -> tuple[dict[str, Any], str, dict[str,
         item, problems = forms.build_reward(form, {k for k in known if k})
     listed = list(body.get(kind.items, []))
     original = form.get("original_key", "")
-    index = next((n for n, i in enumerate(listed) if original and i.get("key") == original),
-                 len(listed))  # fmt: skip
-    listed[index:index + 1] = [item]
+    index = next(
+        (n for n, i in enumerate(listed) if original and i.get("key") == original), len(listed)
+    )
+    listed[index : index + 1] = [item]
     body = {**body, kind.items: listed}
     prefix = f"body.{kind.items}[{index}]"
     for path, message in drafts.problems_of(kind.module, body):
@@ -176,20 +208,30 @@ async def _save(page: Page, kind: Kind) -> Response:
         {"version": shown, "key": page.form.get("original_key", ""), "kind": kind.name}
     )
     if problems:
-        return await page.back(edit, error=f"Not saved: {len(problems)} problem(s), each at "
-                               "its field.", fields=problems, keep=True)  # fmt: skip
+        return await page.back(
+            edit,
+            error=f"Not saved: {len(problems)} problem(s), each at its field.",
+            fields=problems,
+            keep=True,
+        )
     space_id, operator = page.space.id, page.operator
     try:
-        warnings = await page.runtime.db.run(drafts.save, space_id, kind.module, body, label,
-                                             operator)  # fmt: skip
+        warnings = await page.runtime.db.run(
+            drafts.save, space_id, kind.module, body, label, operator
+        )
     except PerkamoError as exc:
-        fields = {forms.field_of(p, f"body.{kind.items}[{index}]") or "": m
-                  for p, m in trial.error_fields(exc)}  # fmt: skip
+        fields = {
+            forms.field_of(p, f"body.{kind.items}[{index}]") or "": m
+            for p, m in trial.error_fields(exc)
+        }
         return await page.back(edit, error=f"Not saved: {exc}", fields=fields, keep=True)
     said = "; ".join(f"{p}: {m}" for p, m in warnings)
     notice = f"Draft {label} saved (from {shown or 'nothing'}); review and activate it when ready."
-    return await page.back(f"{_base(page, kind)}?version={seg(label)}", notice=notice,
-                           error=f"It cannot be activated yet: {said}" if said else None)  # fmt: skip
+    return await page.back(
+        f"{_base(page, kind)}?version={seg(label)}",
+        notice=notice,
+        error=f"It cannot be activated yet: {said}" if said else None,
+    )
 
 
 async def try_rule(page: Page) -> Response:
@@ -206,8 +248,14 @@ async def try_rule(page: Page) -> Response:
         return await _form_page(page, kind, problems=problems)
     try:
         draft = await page.runtime.db.run(trial.candidate, page.space.id, {"events": body}, "form")
-        result = await trial.try_event(page.runtime, page.space.id, draft,
-                                       page.form.get("try_user", "").strip(), event, context)  # fmt: skip
+        result = await trial.try_event(
+            page.runtime,
+            page.space.id,
+            draft,
+            page.form.get("try_user", "").strip(),
+            event,
+            context,
+        )
     except PerkamoError as exc:
         found = {forms.field_of(p, "body.rules") or "": m for p, m in trial.error_fields(exc)}
         return await _form_page(page, kind, problems=found)
@@ -257,9 +305,12 @@ async def _change(page: Page, kind: Kind) -> Response:
     label = drafts.new_label()
     space_id, operator = page.space.id, page.operator
     try:
-        await page.runtime.db.run(drafts.save, space_id, kind.module,
-                                  {**body, kind.items: listed}, label, operator)  # fmt: skip
+        await page.runtime.db.run(
+            drafts.save, space_id, kind.module, {**body, kind.items: listed}, label, operator
+        )
     except PerkamoError as exc:
         return await page.back(f"{_base(page, kind)}?version={seg(shown)}", error=str(exc))
-    return await page.back(f"{_base(page, kind)}?version={seg(label)}",
-                           notice=f"{kind.name.capitalize()} {key}: {action} — draft {label}.")  # fmt: skip
+    return await page.back(
+        f"{_base(page, kind)}?version={seg(label)}",
+        notice=f"{kind.name.capitalize()} {key}: {action} — draft {label}.",
+    )

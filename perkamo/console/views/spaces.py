@@ -41,8 +41,9 @@ async def create_space(page: Page) -> Response:
         created = await page.runtime.db.run(create)
     except (admin.AdminError, psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
         message = "That slug is taken." if isinstance(exc, psycopg.Error) else str(exc)
-        return await page.back("/spaces", error=f"Space not created: {message}.", keep=True,
-                               fields={"slug": message})  # fmt: skip
+        return await page.back(
+            "/spaces", error=f"Space not created: {message}.", keep=True, fields={"slug": message}
+        )
     return await page.back(f"/spaces/{seg(created)}/keys", notice=f"Space {created} created.")
 
 
@@ -61,8 +62,9 @@ async def set_limits(page: Page) -> Response:
 
     def apply(conn: Conn) -> None:
         space_store.set_limits(conn, space.slug, changes)
-        audit_store.audit(conn, page.operator, "space.limits", space.id, space.slug,
-                          details={"limits": changes})  # fmt: skip
+        audit_store.audit(
+            conn, page.operator, "space.limits", space.id, space.slug, details={"limits": changes}
+        )
 
     await page.runtime.db.run(apply)
     return await page.back("/spaces", notice=f"Limits of {space.slug} saved.")
@@ -75,9 +77,13 @@ async def keys(page: Page) -> Response:
     token = page.request.cookies.get(security.SESSION_COOKIE, "")
     key = security.unseal(token, created["sealed"]) if created else None
     return page.render(
-        "keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC), grace=GRACE,
+        "keys.html",
+        keys=rows,
+        scopes=SCOPES,
+        now=datetime.now(UTC),
+        grace=GRACE,
         created=(created["id"], key) if created and key else None,
-    )  # fmt: skip
+    )
 
 
 async def create_key(page: Page) -> Response:
@@ -87,8 +93,14 @@ async def create_key(page: Page) -> Response:
 
     def create(conn: Conn) -> tuple[str, str]:
         key_id, secret = admin.create_key(conn, space, chosen)
-        audit_store.audit(conn, page.operator, "key.create", space.id, key_id,
-                          details={"scopes": chosen or list(SCOPES)})  # fmt: skip
+        audit_store.audit(
+            conn,
+            page.operator,
+            "key.create",
+            space.id,
+            key_id,
+            details={"scopes": chosen or list(SCOPES)},
+        )
         return key_id, secret
 
     key_id, secret = await page.runtime.db.run(create)
@@ -112,16 +124,24 @@ async def rotate_key(page: Page) -> Response:
             when = record.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
             raise admin.AdminError(f"Key {key_id} was already rotated: it stops working {when}.")
         new = admin.rotate_key(conn, key_id, grace)
-        audit_store.audit(conn, page.operator, "key.rotate", space.id, key_id, reason,
-                          {"new_key": new[0], "grace_seconds": grace})  # fmt: skip
+        audit_store.audit(
+            conn,
+            page.operator,
+            "key.rotate",
+            space.id,
+            key_id,
+            reason,
+            {"new_key": new[0], "grace_seconds": grace},
+        )
         return new
 
     try:
         new_id, secret = await page.runtime.db.run(rotate)
     except admin.AdminError as exc:
         return await page.back(back, error=str(exc))
-    return await page.back(back, notice=f"Key {key_id} rotated.",
-                           secret=_sealed(page, new_id, secret))  # fmt: skip
+    return await page.back(
+        back, notice=f"Key {key_id} rotated.", secret=_sealed(page, new_id, secret)
+    )
 
 
 async def revoke_key(page: Page) -> Response:
