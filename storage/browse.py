@@ -202,7 +202,7 @@ _CUSTOMERS_MATCHING = (
     " UNION"
     " (SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
     "  FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
-    "  AND perkamo_trait_values(traits) LIKE %(value)s"
+    "  AND trait_text LIKE %(value)s"
     "  ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s)"
     ") c ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
 )

@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from storage.webhooks import AttemptRecord as Attempt
+
 Conn = psycopg.Connection[Any]
 _FAR_FUTURE = datetime(9999, 12, 30).astimezone()
 STATUSES = ("pending", "retrying", "delivered", "failed")
@@ -30,19 +32,6 @@ class Delivery:
     last_status_text: str | None
     last_duration_ms: int | None
     last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    delivery_id: str
-    attempt: int
-    at: datetime
-    status_code: int | None
-    status_text: str | None
-    duration_ms: int
-    error: str | None
-    request_headers: dict[str, str] | None
-    response_body: str | None
 
 
 def deliveries_page(

@@ -176,7 +176,7 @@ class AttemptRecord:
     status_text: str | None
     duration_ms: int
     error: str | None
-    request_headers: dict[str, str]
+    request_headers: dict[str, str] | None  # None: no request was sent (or kept, before 0012)
     response_body: str | None  # the first 4 KiB
 
 

@@ -3,6 +3,7 @@ browser would: cookies kept, forms posted with their CSRF token."""
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from dataclasses import dataclass
@@ -75,3 +76,8 @@ class Browser:
 
     async def csrf(self) -> str:
         return (await self.get("/console/spaces")).csrf()
+
+
+def text_of(page_html: str) -> str:
+    """A page's words as a reader sees them: tags gone, entities decoded, spaces single."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page_html)).split())

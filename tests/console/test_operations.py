@@ -13,54 +13,17 @@ import re
 from decimal import Decimal
 
 import psycopg
-import pytest
 import trio
 
 from perkamo.webhooks import sign
-from tests.api_client import Api, app_for
-from tests.console.helpers import Browser, add_operator
-from tests.console.test_operator_defects import text_of
+from tests.console.helpers import text_of
 from tests.perkamo.test_webhooks import Receiver
-from tests.server_process import demo_program
-
-
-@pytest.fixture
-async def console(runtime, pg_url, space):
-    email, password = add_operator(pg_url, "ops", "admin")
-    browser = Browser(app_for(runtime))
-    assert (await browser.login(email, password)).status == 303
-    api = Api(app_for(runtime), space.key)
-    assert (await api.post("/v1/admin/config", demo_program())).status == 200
-    return browser, api
 
 
 class AnsweringReceiver(Receiver):
-    """Answers with a body, so the inspector has a response to show."""
+    """Answers with a body, so the inspector has a response to show (cut at 4 KiB)."""
 
     answer = b'{"error": "database is read-only"}' + b"x" * 5000
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
-        while len(body) < int(headers.get("content-length", 0)):
-            body += await stream.receive_some(65536)
-        self.requests.append((headers, body))
-        self.arrived.set()
-        status = self.script.pop(0) if self.script else 200
-        answer = self.answer
-        await stream.send_all(
-            f"HTTP/1.1 {status} Whatever\r\ncontent-length: {len(answer)}\r\n"
-            "connection: close\r\n\r\n".encode()
-            + answer
-        )
-        await stream.aclose()
 
 
 async def test_the_inspector_shows_each_attempt_and_both_signatures_after_a_rotation(

@@ -9,38 +9,12 @@ import json
 import re
 
 import psycopg
-import pytest
 import trio
 
 from perkamo.access.admin import set_webhook
 from perkamo.ops.cli import main
-from tests.api_client import Api, app_for
-from tests.console.helpers import Browser, add_operator
+from tests.console.helpers import text_of
 from tests.server_process import demo_program
-
-
-@pytest.fixture
-async def console(runtime, pg_url, space):
-    email, password = add_operator(pg_url, "operator", "admin")
-    browser = Browser(app_for(runtime))
-    assert (await browser.login(email, password)).status == 303
-    api = Api(app_for(runtime), space.key)
-    assert (await api.post("/v1/admin/config", demo_program())).status == 200
-    browser.email = email  # type: ignore[attr-defined]
-    return browser, api
-
-
-@pytest.fixture(autouse=True)
-def no_deliveries_left(pg_url, space):
-    """Deliveries pointed at closed ports are settled so no other test's dispatcher finds
-    them due (the database is shared)."""
-    yield
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'failed'"
-            " WHERE space_id = %s AND status IN ('pending', 'retrying')",
-            (space.space.id,),
-        )
 
 
 def audit_rows(pg_url: str, space_id: int, action: str) -> list[tuple]:
@@ -50,10 +24,6 @@ def audit_rows(pg_url: str, space_id: int, action: str) -> list[tuple]:
             " ORDER BY id",
             (space_id, action),
         ).fetchall()
-
-
-def text_of(page_html: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page_html)).split())
 
 
 async def test_1_try_works_on_a_fresh_module_page(console, space):

@@ -11,37 +11,11 @@ import re
 from urllib.parse import quote
 
 import psycopg
-import pytest
 import trio
 
 from perkamo.access.admin import set_webhook
 from tests.api_client import Api, app_for
-from tests.console.helpers import Browser, add_operator
 from tests.server_process import demo_program
-
-
-@pytest.fixture
-async def console(runtime, pg_url, space):
-    email, password = add_operator(pg_url, "admin", "admin")
-    browser = Browser(app_for(runtime))
-    assert (await browser.login(email, password)).status == 303
-    api = Api(app_for(runtime), space.key)
-    assert (await api.post("/v1/admin/config", demo_program())).status == 200
-    browser.email = email  # type: ignore[attr-defined]
-    return browser, api
-
-
-@pytest.fixture(autouse=True)
-def no_deliveries_left(pg_url, space):
-    """These tests point webhooks at a closed port: settle their deliveries so that no
-    other test's dispatcher finds them due (the database is shared)."""
-    yield
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'failed'"
-            " WHERE space_id = %s AND status IN ('pending', 'retrying')",
-            (space.space.id,),
-        )
 
 
 def audit(pg_url: str, action: str) -> list[tuple]:

@@ -5,7 +5,7 @@ aggregates the ledger keeps (storage/analytics.py), never from the event log per
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import trio
@@ -69,34 +69,16 @@ async def analytics(page: Page) -> Response:
             }
         )
     active = {a.day: a for a in found.activity}
+    dates = [start + timedelta(n) for n in range(days)]
+
+    def counted(field: str) -> list[tuple[date, Decimal]]:
+        return [
+            (d, Decimal(getattr(active[d], field)) if d in active else Decimal(0)) for d in dates
+        ]
+
     activity = line_chart(
         "Customers per day",
-        [
-            Series(
-                "active",
-                [
-                    (
-                        start + timedelta(n),
-                        Decimal(active[start + timedelta(n)].active)
-                        if start + timedelta(n) in active
-                        else Decimal(0),
-                    )
-                    for n in range(days)
-                ],
-            ),
-            Series(
-                "new",
-                [
-                    (
-                        start + timedelta(n),
-                        Decimal(active[start + timedelta(n)].new)
-                        if start + timedelta(n) in active
-                        else Decimal(0),
-                    )
-                    for n in range(days)
-                ],
-            ),
-        ],
+        [Series("active", counted("active")), Series("new", counted("new"))],
         "day (UTC)",
         "customers",
     )
