@@ -59,9 +59,9 @@ def _label(value: Decimal) -> str:
     return f"{value:f}".rstrip("0").rstrip(".") if "." in f"{value:f}" else f"{value:f}"
 
 
-def _x_text(x: Any) -> str:
+def _x_text(x: Any, fine: bool = False) -> str:
     if isinstance(x, datetime):
-        return x.strftime("%m-%d %H:%M")
+        return x.strftime("%H:%M:%S" if fine else "%m-%d %H:%M")
     if isinstance(x, date):
         return x.strftime("%m-%d")
     return str(x)
@@ -113,8 +113,10 @@ def line_chart(title: str, series: list[Series], x_label: str = "", y_label: str
         )
         chart.legend.append(s.name)
     step = max(1, len(xs) // 6)
+    # Times within one day are told apart by the clock alone.
+    fine = isinstance(xs[0], datetime) and (xs[-1] - xs[0]).total_seconds() < 86_400
     for i in range(0, len(xs), step):
-        chart.x_ticks.append({"x": round(position[xs[i]], 1), "text": _x_text(xs[i])})
+        chart.x_ticks.append({"x": round(position[xs[i]], 1), "text": _x_text(xs[i], fine)})
     return chart
 
 
