@@ -124,11 +124,17 @@ def events_page(
     applied writes and refused or duplicate attempts merged."""
     at, seq = after or (_FAR_FUTURE, 0)
     params = {
-        "s": space_id, "at": at, "seq": seq, "limit": limit,
-        "since": filters.since or _FAR_PAST, "until": filters.until or _FAR_FUTURE,
-        "user": filters.user_id, "event": filters.event, "tx": filters.transaction_id,
+        "s": space_id,
+        "at": at,
+        "seq": seq,
+        "limit": limit,
+        "since": filters.since or _FAR_PAST,
+        "until": filters.until or _FAR_FUTURE,
+        "user": filters.user_id,
+        "event": filters.event,
+        "tx": filters.transaction_id,
         "status": filters.status if filters.status in ("duplicate", "refused") else None,
-    }  # fmt: skip
+    }
     rows: list[EventRow] = []
     with conn.cursor(row_factory=class_row(EventRow)) as cur:
         if filters.status in (None, "applied"):
@@ -163,123 +169,68 @@ def event_detail(conn: Conn, space_id: int, transaction_id: str) -> EventDetail 
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    id: str
-    event_type: str
-    subject: str | None
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    created_at: datetime
-    delivered_at: datetime | None
-    last_status_code: int | None
-    last_status_text: str | None
-    last_duration_ms: int | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    delivery_id: str
-    attempt: int
-    at: datetime
-    status_code: int | None
-    status_text: str | None
-    duration_ms: int
-    error: str | None
-
-
-_DELIVERIES_OF = (
-    "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
-    " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
-    " FROM webhook_deliveries WHERE space_id = %s AND subject = %s ORDER BY created_at"
-)
-_DELIVERIES_PAGE = (
-    "SELECT id, event_type, subject, status, attempts, next_attempt_at, created_at,"
-    " delivered_at, last_status_code, last_status_text, last_duration_ms, last_error"
-    " FROM webhook_deliveries WHERE space_id = %s AND (created_at, id) < (%s, %s)"
-    " ORDER BY created_at DESC, id DESC LIMIT %s"
-)
-
-
-def deliveries_of(conn: Conn, space_id: int, subject: str) -> list[Delivery]:
-    with conn.cursor(row_factory=class_row(Delivery)) as cur:
-        cur.execute(_DELIVERIES_OF, (space_id, subject))
-        return cur.fetchall()
-
-
-def deliveries_page(
-    conn: Conn, space_id: int, after: tuple[datetime, str] | None, limit: int
-) -> list[Delivery]:
-    at, key = after or (_FAR_FUTURE, "")
-    with conn.cursor(row_factory=class_row(Delivery)) as cur:
-        cur.execute(_DELIVERIES_PAGE, (space_id, at, key, limit))
-        return cur.fetchall()
-
-
-def attempts_of(conn: Conn, delivery_ids: list[str]) -> list[Attempt]:
-    with conn.cursor(row_factory=class_row(Attempt)) as cur:
-        cur.execute(
-            "SELECT delivery_id, attempt, at, status_code, status_text, duration_ms, error"
-            " FROM webhook_attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, attempt",
-            (delivery_ids,),
-        )
-        return cur.fetchall()
-
-
-def resend(conn: Conn, space_id: int, delivery_id: str) -> bool:
-    """Queue a delivery again now (delivered ones too), with fresh attempts."""
-    return (
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),"
-            " attempts = 0 WHERE space_id = %s AND id = %s",
-            (space_id, delivery_id),
-        ).rowcount
-        == 1
-    )
-
-
-def recover_failed(conn: Conn, space_id: int, since: datetime) -> int:
-    """Re-queue every failed delivery created since ``since``; returns how many."""
-    return conn.execute(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),"
-        " attempts = 0 WHERE space_id = %s AND status = 'failed' AND created_at >= %s",
-        (space_id, since),
-    ).rowcount
-
-
-@dataclass(frozen=True, slots=True)
 class CustomerRow:
     user_id: str
     traits: Any
     version: int
     created_at: datetime
     updated_at: datetime
+    wallets: Any  # the state's wallets: {wallet: {balance, earned, ...}}
+
+
+def _like(text: str, *, anywhere: bool) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return ("%" if anywhere else "") + escaped + "%"
+
+
+_CUSTOMERS_NEWEST = (
+    "SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    " FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    " ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
+)
+_CUSTOMERS_WITH_TRAIT = (
+    "SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    " FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    " AND traits @> %(contains)s ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
+)
+# Two searches, each on its own index, merged: one OR would walk every profile.
+_CUSTOMERS_MATCHING = (
+    "SELECT * FROM ("
+    " (SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    "  FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    "  AND user_id LIKE %(prefix)s ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s)"
+    " UNION"
+    " (SELECT user_id, traits, version, created_at, updated_at, state -> 'wallets' AS wallets"
+    "  FROM profiles WHERE space_id = %(s)s AND (updated_at, user_id) < (%(at)s, %(user)s)"
+    "  AND trait_text LIKE %(value)s"
+    "  ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s)"
+    ") c ORDER BY updated_at DESC, user_id DESC LIMIT %(limit)s"
+)
 
 
 def customers_page(
     conn: Conn,
     space_id: int,
-    prefix: str | None,
+    text: str | None,
     trait: tuple[str, Any] | None,
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[CustomerRow]:
-    """Newest active first, by user id prefix or one trait's value."""
+    """Newest active first: all, or those whose user id begins with ``text`` or who have
+    ``text`` in any trait's value (case-insensitive, on a trigram index: no trait name
+    needed), or whose trait ``name`` equals ``value``."""
     at, user = after or (_FAR_FUTURE, "")
-    like = None if not prefix else prefix.replace("\\", "\\\\").replace("%", "\\%").replace(
-        "_", "\\_"
-    ) + "%"  # fmt: skip
-    contains = None if trait is None else Jsonb({trait[0]: trait[1]})
+    params: dict[str, Any] = {"s": space_id, "at": at, "user": user, "limit": limit}
     with conn.cursor(row_factory=class_row(CustomerRow)) as cur:
-        cur.execute(
-            "SELECT user_id, traits, version, created_at, updated_at FROM profiles"
-            " WHERE space_id = %s AND (updated_at, user_id) < (%s, %s)"
-            " AND (%s::text IS NULL OR user_id LIKE %s)"
-            " AND (%s::jsonb IS NULL OR traits @> %s)"
-            " ORDER BY updated_at DESC, user_id DESC LIMIT %s",
-            (space_id, at, user, like, like, contains, contains, limit),
-        )
+        if trait is not None:
+            params["contains"] = Jsonb({trait[0]: trait[1]})
+            cur.execute(_CUSTOMERS_WITH_TRAIT, params)
+        elif text:
+            params["prefix"] = _like(text, anywhere=False)
+            params["value"] = _like(text.lower(), anywhere=True)
+            cur.execute(_CUSTOMERS_MATCHING, params)
+        else:
+            cur.execute(_CUSTOMERS_NEWEST, params)
         return cur.fetchall()
 
 
@@ -337,33 +288,65 @@ def ledger_page(
         return cur.fetchall()
 
 
+def balance_history(
+    conn: Conn, space_id: int, user_id: str, limit: int
+) -> list[tuple[datetime, dict[str, Any]]]:
+    """The customer's balances after each of their ``limit`` latest writes, oldest first:
+    each ledger row's answer carries its ``wallet_state``."""
+    rows = conn.execute(
+        "SELECT received_at, state FROM ("
+        " (SELECT received_at, seq, outcome -> 'wallet_state' AS state FROM events"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM redemptions"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM adjustments"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM reversals"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        ") h WHERE state IS NOT NULL ORDER BY received_at DESC, seq DESC LIMIT %(n)s",
+        {"s": space_id, "u": user_id, "n": limit},
+    ).fetchall()
+    return [(at, dict(state)) for at, state in reversed(rows)]
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
-    kind: str  # event | redemption | delivery | customer | attempt
-    key: str  # what to link to: transaction id, delivery id, user id
+    kind: str  # event | redemption | adjustment | delivery | customer | customers | attempt
+    key: str  # what to link to: transaction id, delivery id, user id, the search
     label: str
+    user_id: str | None = None  # whose it is (a redemption or adjustment: their page)
 
 
 def find(conn: Conn, space_id: int, q: str) -> list[Match]:
-    """Everything an id can name in a Space: an event's or redemption's transaction id, an
-    evt_/rdm_ id, a delivery id, a user id, a request id of a refused attempt."""
+    """Everything an id can name in a Space: an event's, redemption's or adjustment's
+    transaction id, an evt_/rdm_/adj_ id, a delivery id, a user id, a request id of a
+    refused attempt; and, when nothing has that exact id, the customers whose user id
+    begins with it or who have a trait with it in its value (an e-mail, a name)."""
     with conn.cursor(row_factory=class_row(Match)) as cur:
         cur.execute(
-            "SELECT 'event' AS kind, transaction_id AS key, event AS label FROM events"
+            "SELECT 'event' AS kind, transaction_id AS key, event AS label, user_id FROM events"
             " WHERE space_id = %(s)s AND (transaction_id = %(q)s OR event_id = %(q)s)"
-            " UNION ALL SELECT 'redemption', transaction_id, reward_key FROM redemptions"
+            " UNION ALL SELECT 'redemption', transaction_id, reward_key, user_id FROM redemptions"
             " WHERE space_id = %(s)s AND (transaction_id = %(q)s OR redemption_id = %(q)s)"
-            " UNION ALL SELECT 'delivery', id, event_type FROM webhook_deliveries"
+            " UNION ALL SELECT 'adjustment', transaction_id, wallet || ' ' || amount, user_id"
+            " FROM adjustments WHERE space_id = %(s)s"
+            " AND (transaction_id = %(q)s OR adjustment_id = %(q)s)"
+            " UNION ALL SELECT 'delivery', id, event_type, NULL FROM webhook_deliveries"
             " WHERE space_id = %(s)s AND id = %(q)s"
-            " UNION ALL SELECT 'customer', user_id, user_id FROM profiles"
+            " UNION ALL SELECT 'customer', user_id, user_id, user_id FROM profiles"
             " WHERE space_id = %(s)s AND user_id = %(q)s"
             " UNION ALL SELECT 'attempt', coalesce(transaction_id, ''),"
-            " status || ' ' || coalesce(code, '') FROM event_attempts"
+            " status || ' ' || coalesce(code, ''), user_id FROM event_attempts"
             " WHERE space_id = %(s)s AND request_id = %(q)s"
             " LIMIT 20",
             {"s": space_id, "q": q},
         )
-        return cur.fetchall()
+        found = cur.fetchall()
+    if not any(m.kind == "customer" for m in found) and customers_page(
+        conn, space_id, q, None, None, 1
+    ):
+        found.append(Match("customers", q, "customers whose id or traits match", None))
+    return found
 
 
 def daily_usage(conn: Conn, space_id: int, start: date, end: date) -> dict[date, dict[str, int]]:

@@ -30,6 +30,7 @@ class Session:
     csrf_token: str
     created_at: datetime
     last_seen_at: datetime
+    flash: dict[str, Any] | None = None  # taken (cleared) when the caller asked for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,19 +112,27 @@ def create_session(conn: Conn, id_hash: bytes, operator_id: int, csrf_token: str
 
 
 def touch_session(
-    conn: Conn, id_hash: bytes, absolute_seconds: float, idle_seconds: float
+    conn: Conn, id_hash: bytes, absolute_seconds: float, idle_seconds: float, take_flash: bool
 ) -> Session | None:
     """The session if it is within both lifetimes (its idle clock restarts); an expired one
-    is deleted."""
+    is deleted. With ``take_flash`` its flash is returned and cleared in the same statement
+    (a page shows it once; a refresh does not)."""
     with conn.cursor(row_factory=class_row(Session)) as cur:
         cur.execute(
-            "UPDATE operator_sessions s SET last_seen_at = now() FROM operators o"
-            " WHERE s.id_hash = %s AND o.id = s.operator_id"
-            " AND s.created_at > now() - make_interval(secs => %s)"
-            " AND s.last_seen_at > now() - make_interval(secs => %s)"
+            "UPDATE operator_sessions s SET last_seen_at = now(),"
+            " flash = CASE WHEN %(take)s THEN NULL ELSE s.flash END"
+            " FROM operators o, operator_sessions before"
+            " WHERE s.id_hash = %(id)s AND o.id = s.operator_id AND before.id_hash = s.id_hash"
+            " AND s.created_at > now() - make_interval(secs => %(absolute)s)"
+            " AND s.last_seen_at > now() - make_interval(secs => %(idle)s)"
             " RETURNING s.operator_id, o.email, o.role, s.csrf_token, s.created_at,"
-            " s.last_seen_at",
-            (id_hash, absolute_seconds, idle_seconds),
+            " s.last_seen_at, CASE WHEN %(take)s THEN before.flash END AS flash",
+            {
+                "id": id_hash,
+                "absolute": absolute_seconds,
+                "idle": idle_seconds,
+                "take": take_flash,
+            },
         )
         found = cur.fetchone()
     if found is None:
@@ -152,13 +161,49 @@ def audit(
     )
 
 
-def audit_entries(conn: Conn, before_id: int | None, limit: int) -> list[AuditEntry]:
-    """Newest first, keyset-paginated by id."""
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    actor: str | None = None  # exact, or a prefix ending in ':' (every API key: "api:")
+    space_slug: str | None = None
+    action: str | None = None  # exact, or a kind ending in '.' ("webhook.")
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_entries(
+    conn: Conn, filters: AuditFilter, before_id: int | None, limit: int
+) -> list[AuditEntry]:
+    """Newest first, keyset-paginated by id, filtered by actor, Space, kind and time."""
+    actor, action = filters.actor, filters.action
     with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
         cur.execute(
             "SELECT a.id, a.at, a.actor, a.action, s.slug AS space_slug, a.target, a.reason,"
             " a.details FROM audit_log a LEFT JOIN spaces s ON s.id = a.space_id"
-            " WHERE (%s::bigint IS NULL OR a.id < %s) ORDER BY a.id DESC LIMIT %s",
-            (before_id, before_id, limit),
+            " WHERE (%(before)s::bigint IS NULL OR a.id < %(before)s)"
+            " AND (%(actor)s::text IS NULL OR a.actor = %(actor)s"
+            "      OR (right(%(actor)s, 1) = ':' AND starts_with(a.actor, %(actor)s)))"
+            " AND (%(action)s::text IS NULL OR a.action = %(action)s"
+            "      OR (right(%(action)s, 1) = '.' AND starts_with(a.action, %(action)s)))"
+            " AND (%(space)s::text IS NULL OR a.space_id = (SELECT id FROM spaces"
+            "      WHERE slug = %(space)s))"
+            " AND (%(since)s::timestamptz IS NULL OR a.at >= %(since)s)"
+            " AND (%(until)s::timestamptz IS NULL OR a.at < %(until)s)"
+            " ORDER BY a.id DESC LIMIT %(limit)s",
+            {
+                "before": before_id,
+                "actor": actor,
+                "action": action,
+                "space": filters.space_slug,
+                "since": filters.since,
+                "until": filters.until,
+                "limit": limit,
+            },
         )
         return cur.fetchall()
+
+
+def set_flash(conn: Conn, id_hash: bytes, flash: dict[str, Any]) -> None:
+    """What the next page shows once (a notice, an error, a form's values, a new secret)."""
+    conn.execute(
+        "UPDATE operator_sessions SET flash = %s WHERE id_hash = %s", (Jsonb(flash), id_hash)
+    )

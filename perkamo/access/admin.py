@@ -95,20 +95,25 @@ def ensure_demo(conn: Conn, key_file: Path) -> tuple[SpaceRecord, str]:
     return space, secret
 
 
+def check_webhook_url(space: SpaceRecord, url: str) -> None:
+    """Raises AdminError unless ``url`` can receive this Space's webhooks."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+        raise AdminError("the webhook URL must be an absolute http(s) URL")
+    if parts.scheme != "https" and space.environment == "live":
+        raise AdminError("live Spaces deliver webhooks over https only")
+
+
 def set_webhook(conn: Conn, slug: str, url: str) -> str:
     """Point the Space's webhook at ``url`` (enabled); returns the new signing secret, shown
     once. ``http://`` is allowed for test Spaces only, so local receivers work."""
-    from urllib.parse import urlsplit
-
     from perkamo.webhooks import new_secret
     from storage import webhooks as hook_store
 
     space = require_space(conn, slug)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AdminError("the webhook URL must be an absolute http(s) URL")
-    if parts.scheme != "https" and space.environment == "live":
-        raise AdminError("live Spaces deliver webhooks over https only")
+    check_webhook_url(space, url)
     secret = new_secret()
     hook_store.set_endpoint(conn, space.id, url, secret)
     return secret

@@ -24,6 +24,7 @@ from perkamo.program import (
 )
 from perkamo.program.canonical import FORM, checksum
 from storage import config as config_store
+from storage import console as audit_log
 
 Conn = psycopg.Connection[Any]
 
@@ -47,10 +48,17 @@ class Stored:
 
 
 def store(
-    conn: Conn, space_id: int, version: str, bodies: dict[str, Any], active: bool, prefix: str
+    conn: Conn,
+    space_id: int,
+    version: str,
+    bodies: dict[str, Any],
+    active: bool,
+    prefix: str,
+    actor: str | None = None,
 ) -> tuple[list[Stored], Program | None]:
     """Store ``bodies`` (module → body) under ``version`` and, when ``active``, activate them
-    together. All or nothing. Raises PerkamoError (invalid_config, version_conflict)."""
+    together. All or nothing; an activation by ``actor`` is in the audit log in the same
+    transaction. Raises PerkamoError (invalid_config, version_conflict)."""
     unknown = [m for m in bodies if m not in MODULES]
     if unknown:
         raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {unknown[0]!r}.")
@@ -75,7 +83,16 @@ def store(
                 for r in config_store.active_versions(conn, space_id)
             )
             stored.append(Stored(module, version, sum_, is_active, activated_at))
+        if active and actor is not None:
+            _audit_activation(conn, actor, space_id, {m: version for m in bodies}, None)
     return stored, program
+
+
+def _audit_activation(
+    conn: Conn, actor: str, space_id: int, chosen: dict[str, str], reason: str | None
+) -> None:
+    target = ", ".join(f"{m}@{v}" for m, v in chosen.items())
+    audit_log.audit(conn, actor, "program.activate", space_id, target, reason)
 
 
 def _existing_versions(
@@ -149,14 +166,23 @@ def candidate_program(conn: Conn, space_id: int, overrides: dict[str, str]) -> P
         raise invalid_config(exc) from None
 
 
-def activate_versions(conn: Conn, space_id: int, chosen: dict[str, str]) -> Program:
+def activate_versions(
+    conn: Conn,
+    space_id: int,
+    chosen: dict[str, str],
+    actor: str | None = None,
+    reason: str | None = None,
+) -> Program:
     """Activate stored versions of several modules together (drafts included), validated
-    as one program first; all or nothing. Raises PerkamoError like candidate_program."""
+    as one program first; all or nothing, the audit row (by ``actor``, with ``reason``)
+    included. Raises PerkamoError like candidate_program."""
     with conn.transaction():
         config_store.lock_space(conn, space_id)
         program = candidate_program(conn, space_id, chosen)
         for module, version in chosen.items():
             config_store.activate(conn, space_id, module, version)
+        if actor is not None:
+            _audit_activation(conn, actor, space_id, chosen, reason)
     return program
 
 

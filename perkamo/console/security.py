@@ -103,3 +103,28 @@ class LoginThrottle:
 
     def succeeded(self, conn: Conn, account: str, address: str) -> None:
         login_attempts.forget(conn, f"account:{account}", f"address:{address}")
+
+
+def seal(token: str, text: str) -> str:
+    """``text`` (a new key, shown once) sealed with the session's cookie value, which the
+    database never holds (only its SHA-256): the flash that carries it to the next page
+    is unreadable from the database. A one-time pad from SHA-512(token, nonce)."""
+    data = text.encode()
+    if len(data) > 64:
+        raise ValueError("sealed text is at most 64 bytes")
+    nonce = secrets.token_bytes(16)
+    pad = hashlib.sha512(token.encode() + b"\x00seal\x00" + nonce).digest()
+    return (nonce + bytes(a ^ b for a, b in zip(data, pad, strict=False))).hex()
+
+
+def unseal(token: str, sealed: str) -> str | None:
+    try:
+        raw = bytes.fromhex(sealed)
+    except ValueError:
+        return None
+    nonce, data = raw[:16], raw[16:]
+    pad = hashlib.sha512(token.encode() + b"\x00seal\x00" + nonce).digest()
+    try:
+        return bytes(a ^ b for a, b in zip(data, pad, strict=False)).decode()
+    except UnicodeDecodeError:
+        return None

@@ -205,6 +205,11 @@ def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
             raise rate_limited(decision)
 
 
+def api_actor(record: KeyRecord) -> str:
+    """Who an API key's changes are by, in the audit log: ``api:<its display prefix>``."""
+    return f"api:{record.prefix}"
+
+
 def rate_of(record: KeyRecord) -> tuple[float, int]:
     """The key's token bucket: (requests per second, burst)."""
     limits = record.space_limits

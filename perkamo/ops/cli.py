@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import trio
 
 from perkamo.access import admin
@@ -20,7 +21,11 @@ from perkamo.ops.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError, parse_workers
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
+from storage.console import audit
 from storage.migrations import migrate
+from storage.spaces import KeyRecord
+
+Conn = psycopg.Connection[Any]
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -233,8 +238,16 @@ def _run_verify(args: argparse.Namespace, db: Database) -> int:
 def _run_webhooks(args: argparse.Namespace, db: Database) -> None:
     from storage import webhooks as hook_store
 
+    actor = operators.cli_actor()
     if args.action == "set":
-        secret = db.call(admin.set_webhook, args.space, args.url)
+
+        def set_(conn: Conn) -> str:
+            secret = admin.set_webhook(conn, args.space, args.url)
+            space = admin.require_space(conn, args.space)
+            audit(conn, actor, "webhook.set", space.id, args.url)
+            return secret
+
+        secret = db.call(set_)
         print(f"webhook for {args.space}: {args.url}")
         print(f"signing secret: {secret}")
         print("Store the secret now: it is shown once. Receivers verify")
@@ -251,7 +264,14 @@ def _run_webhooks(args: argparse.Namespace, db: Database) -> None:
             state = "enabled" if endpoint.enabled else "disabled"
             print(f"{args.space}: {endpoint.url} ({state}), secret {endpoint.secret[:10]}…")
     elif args.action == "disable":
-        if not db.call(hook_store.disable_endpoint, space.id):
+
+        def off(conn: Conn) -> bool:
+            done = hook_store.disable_endpoint(conn, space.id)
+            if done:
+                audit(conn, actor, "webhook.disable", space.id)
+            return done
+
+        if not db.call(off):
             raise admin.AdminError(f"{args.space} has no webhook endpoint")
         print(f"{args.space}: webhook disabled")
     elif args.action == "deliveries":
@@ -268,19 +288,40 @@ def _run_webhooks(args: argparse.Namespace, db: Database) -> None:
 
 
 def _run_keys(args: argparse.Namespace, db: Database) -> None:
+    actor = operators.cli_actor()
     if args.action == "create":
-        space = db.call(admin.require_space, args.space)
-        _print_key(*db.call(admin.create_key, space, args.scope))
+
+        def create(conn: Conn) -> tuple[str, str]:
+            space = admin.require_space(conn, args.space)
+            key_id, secret = admin.create_key(conn, space, args.scope)
+            audit(conn, actor, "key.create", space.id, key_id)
+            return key_id, secret
+
+        _print_key(*db.call(create))
     elif args.action == "list":
         db.call(admin.require_space, args.space)
         for key in db.call(space_store.list_keys, args.space):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             print(f"{key.id}\t{key.prefix}…\t{','.join(key.scopes)}\t{state}")
     elif args.action == "revoke":
-        record = db.call(admin.revoke_key, args.key_id)
+
+        def revoke(conn: Conn) -> KeyRecord:
+            record = admin.revoke_key(conn, args.key_id)
+            audit(conn, actor, "key.revoke", record.space_id, record.id)
+            return record
+
+        record = db.call(revoke)
         print(f"revoked {record.id} ({record.prefix}…) of Space {record.space_slug}")
     elif args.action == "rotate":
-        key_id, secret = db.call(admin.rotate_key, args.key_id)
+
+        def rotate(conn: Conn) -> tuple[str, str]:
+            new = admin.rotate_key(conn, args.key_id)
+            found = space_store.get_key(conn, args.key_id)
+            audit(conn, actor, "key.rotate", found.space_id if found else None, args.key_id,
+                  details={"new_key": new[0]})  # fmt: skip
+            return new
+
+        key_id, secret = db.call(rotate)
         print(f"revoked {args.key_id}; its replacement:")
         _print_key(key_id, secret)
 

@@ -44,7 +44,8 @@ def add_parsers(
     return [add, listing, remove, role, reset]
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """Who changed something from the command line, for the audit log."""
     return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace, db: Database) -> None:
                     raise AdminError(f"operator {email} exists") from None
             elif not store.set_password(conn, email, hashed):
                 raise AdminError(f"no operator {email}")
-            store.audit(conn, _actor(), f"operator.{args.action}", target=email)
+            store.audit(conn, cli_actor(), f"operator.{args.action}", target=email)
 
         db.call(change)
         print(
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, db: Database) -> None:
                 else store.set_role(conn, email, args.role))  # fmt: skip
         if not done:
             raise AdminError(f"no operator {email}")
-        store.audit(conn, _actor(), f"operator.{args.action}", target=email)
+        store.audit(conn, cli_actor(), f"operator.{args.action}", target=email)
 
     db.call(update)
     print(f"{args.action}: {email}")

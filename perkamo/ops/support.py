@@ -17,6 +17,7 @@ import msgspec
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
+from perkamo.ops.operators import cli_actor
 from perkamo.profiles.commands import Written
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
@@ -105,11 +106,12 @@ async def _apply(
                 runtime, space.id, args.user_id, wallet=args.wallet, amount=amount,
                 reason=args.reason, transaction_id=transaction_id,
                 counts_toward_level=not args.no_level, actor=actor, received_at=now,
+                audit=cli_actor(),
             )  # fmt: skip
             return args.user_id, transaction_id, answer
         owner, answer = await support.reverse_redemption(
             runtime, space.id, args.transaction_id, reason=args.reason, actor=actor,
-            received_at=now,
+            received_at=now, audit=cli_actor(),
         )  # fmt: skip
         return owner, args.transaction_id, answer
     except PerkamoError as exc:

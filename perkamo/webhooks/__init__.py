@@ -9,6 +9,7 @@ from perkamo.webhooks.payloads import (
     redemption_delivery,
     sign,
     support_delivery,
+    test_delivery,
 )
 from perkamo.webhooks.registry import WebhookRegistry
 
@@ -21,4 +22,5 @@ __all__ = [
     "redemption_delivery",
     "sign",
     "support_delivery",
+    "test_delivery",
 ]

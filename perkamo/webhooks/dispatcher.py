@@ -48,6 +48,7 @@ LEASE = timedelta(minutes=2)
 
 
 USER_AGENT = "Perkamo-Webhook/1.0"
+RESPONSE_KEPT = 4096  # bytes of each answer's body kept for the inspector
 
 
 BREAKER_FAILURES = 5
@@ -98,6 +99,10 @@ class WebhookDispatcher:
         """New deliveries were committed: look now rather than at the next poll."""
         self._wake.set()
 
+    def forget_breaker(self, space_id: int) -> None:
+        """The operator enabled or changed the endpoint: attempt it again now."""
+        self._breakers.pop(space_id, None)
+
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=None, follow_redirects=False) as client:
             while True:
@@ -141,30 +146,25 @@ class WebhookDispatcher:
             code: int | None = None
             text: str | None = None
             error: str | None = None
+            answer: str | None = None
+            headers: dict[str, str] = {}
             if hook is None or not hook.enabled:
                 error = "no enabled webhook endpoint for this Space"
             else:
                 body = delivery.body.encode()
-                headers = {
-                    "user-agent": USER_AGENT,
-                    "content-type": "application/json",
-                    "x-perkamo-delivery": delivery.id,
-                    "x-perkamo-event": delivery.event_type,
-                    "x-perkamo-space": hook.slug,
-                    "x-perkamo-attempt": str(attempt),
-                    "x-perkamo-webhook-signature": sign(hook.secret, delivery.id, body),
-                }
+                headers = request_headers(hook, delivery, attempt, body, at)
                 with trio.move_on_after(self._timeout) as scope:
                     try:
                         response = await client.post(hook.url, content=body, headers=headers)
                         code, text = response.status_code, response.reason_phrase
+                        answer = response.content[:RESPONSE_KEPT].decode("utf-8", "replace")
                     except httpx.HTTPError as exc:
                         error = f"{type(exc).__name__}: {exc}"[:500]
                 if scope.cancelled_caught:
                     error = f"no answer within {self._timeout:g} s"
             duration_ms = int((time.perf_counter() - started) * 1000)
             if hook is not None and hook.enabled:
-                self._reached(delivery.space_id, code is not None, at)
+                await self._reached(delivery.space_id, code is not None, at)
             ok = code is not None and 200 <= code < 300
             if ok:
                 status, next_at = "delivered", at
@@ -178,8 +178,7 @@ class WebhookDispatcher:
             if error is None and not ok:
                 error = f"HTTP {code}"
             self.stats.attempts += 1
-            await self._db.run(
-                store.record_attempt,
+            record = store.AttemptRecord(
                 delivery.id,
                 attempt,
                 at,
@@ -187,15 +186,21 @@ class WebhookDispatcher:
                 text,
                 duration_ms,
                 None if ok else error,
-                status,
-                next_at,
+                headers,
+                answer,
             )
+            await self._db.run(store.record_attempt, record, status, next_at)
 
-    def _reached(self, space_id: int, answered: bool, at: datetime) -> None:
-        """Count an attempt on the Space's breaker; pause the endpoint when it trips."""
+    async def _reached(self, space_id: int, answered: bool, at: datetime) -> None:
+        """Count an attempt on the Space's breaker; pause the endpoint when it trips. The
+        breaker's state is written where every process's console reads it (a paused
+        endpoint says so, never "enabled"), only when it changes: tripped or closed."""
         breaker = self._breakers.setdefault(space_id, _Breaker())
         if answered:
+            was_open = breaker.failures >= BREAKER_FAILURES
             self._breakers.pop(space_id, None)
+            if was_open:
+                await self._db.run(store.record_breaker, space_id, 0, None)
             return
         breaker.failures += 1
         if breaker.failures >= BREAKER_FAILURES and (
@@ -208,3 +213,24 @@ class WebhookDispatcher:
                 extra={"space_id": space_id, "seconds": breaker.pause.total_seconds()},
             )
             breaker.pause = min(breaker.pause * 2, BREAKER_MAX_PAUSE)
+            await self._db.run(
+                store.record_breaker, space_id, breaker.failures, breaker.paused_until
+            )
+
+
+def request_headers(
+    hook: store.Endpoint, delivery: store.DueDelivery, attempt: int, body: bytes, at: datetime
+) -> dict[str, str]:
+    """The headers of one attempt (API.md §6), kept with it for the inspector. For 24 h
+    after a rotation the signature header lists one ``v1=`` per secret, comma-separated,
+    the new secret's first: a receiver accepts the delivery when any of them matches."""
+    signatures = ",".join(sign(secret, delivery.id, body) for secret in hook.secrets(at))
+    return {
+        "user-agent": USER_AGENT,
+        "content-type": "application/json",
+        "x-perkamo-delivery": delivery.id,
+        "x-perkamo-event": delivery.event_type,
+        "x-perkamo-space": hook.slug,
+        "x-perkamo-attempt": str(attempt),
+        "x-perkamo-webhook-signature": signatures,
+    }

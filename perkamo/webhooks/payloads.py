@@ -141,3 +141,16 @@ def _row(
 ) -> OutboxRow:
     body = _encoder.encode(payload).decode()
     return OutboxRow("dlv_" + ids.token_hex(12), space_id, event_type, body, at, subject)
+
+
+def test_delivery(space: dict[str, str], space_id: int, at: datetime) -> OutboxRow:
+    """``webhook.test``: what the console's "send a test event" queues (same envelope, no
+    customer), so an operator can check a receiver and its signature check."""
+    event_id = "whtest_" + ids.token_hex(8)
+    payload = {
+        "id": event_id,
+        "type": "webhook.test",
+        "created_at": format_rfc3339(at),
+        "data": {"space": space, "message": "A test event sent from the Perkamo console."},
+    }
+    return _row(space_id, "webhook.test", payload, at, None)

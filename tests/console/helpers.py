@@ -3,6 +3,7 @@ browser would: cookies kept, forms posted with their CSRF token."""
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ class Browser:
         )  # fmt: skip
         return Page(response.status_code, await response.get_data(as_text=True), response.headers)
 
+    async def follow(self, page: Page) -> Page:
+        """The GET a redirect asks for (post-redirect-get), with the flash it shows once."""
+        assert page.status in (302, 303), (page.status, page.text[:500])
+        return await self.get(page.location)
+
+    async def post_and_follow(self, path: str, form: dict[str, str]) -> Page:
+        return await self.follow(await self.post(path, form))
+
     async def login(self, email: str, password: str) -> Page:
         form = await self.get("/console/login")
         return await self.post(
@@ -73,3 +82,8 @@ class Browser:
 
     async def csrf(self) -> str:
         return (await self.get("/console/spaces")).csrf()
+
+
+def text_of(page_html: str) -> str:
+    """A page's words as a reader sees them: tags gone, entities decoded, spaces single."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page_html)).split())

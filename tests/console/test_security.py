@@ -55,8 +55,9 @@ async def test_every_page_needs_a_session_and_an_api_key_does_not_open_it(browse
     for route in ROUTES:
         if route.anonymous or route.method != "GET":
             continue
-        page = await browser.get(concrete(route.pattern, space.slug),
-                                 headers={"x-perkamo-api-key": space.key})  # fmt: skip
+        page = await browser.get(
+            concrete(route.pattern, space.slug), headers={"x-perkamo-api-key": space.key}
+        )
         assert page.status == 303 and page.location.startswith("/console/login"), route.pattern
 
 
@@ -95,8 +96,9 @@ async def test_csrf_is_required_and_nothing_changes(admin, pg_url, token):
 async def test_another_origin_is_refused_even_with_the_token(admin, pg_url):
     token = await admin.csrf()
     for headers in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
-        page = await admin.post("/console/spaces", {"slug": "cross", "csrf_token": token},
-                                headers=headers)  # fmt: skip
+        page = await admin.post(
+            "/console/spaces", {"slug": "cross", "csrf_token": token}, headers=headers
+        )
         assert page.status == 403, headers
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT 1 FROM spaces WHERE slug = 'cross'").fetchone() is None
@@ -167,9 +169,15 @@ async def test_failed_logins_are_throttled_per_account(pg_url, browser):
 async def test_login_never_redirects_off_the_console(pg_url, browser):
     email, password = add_operator(pg_url, "r", "viewer")
     form = await browser.get("/console/login?next=//evil.example/x")
-    page = await browser.post("/console/login", {
-        "email": email, "password": password, "csrf_token": form.csrf(),
-        "next": "//evil.example/x"})  # fmt: skip
+    page = await browser.post(
+        "/console/login",
+        {
+            "email": email,
+            "password": password,
+            "csrf_token": form.csrf(),
+            "next": "//evil.example/x",
+        },
+    )
     assert page.status == 303 and page.location == "/console/spaces"
 
 
@@ -178,8 +186,12 @@ async def test_hostile_customer_data_is_escaped(admin, runtime, space):
     assert (
         await api.post("/v1/identify", {"user_id": HOSTILE, "traits": {"nick": HOSTILE}})
     ).status == 200
-    event = {"user_id": HOSTILE, "event": "ev<b>il", "transaction_id": HOSTILE,
-             "context": {"x": HOSTILE}}  # fmt: skip
+    event = {
+        "user_id": HOSTILE,
+        "event": "ev<b>il",
+        "transaction_id": HOSTILE,
+        "context": {"x": HOSTILE},
+    }
     assert (await api.post("/v1/events", event)).status == 200
     from urllib.parse import quote
 

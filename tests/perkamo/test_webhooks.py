@@ -28,7 +28,9 @@ from tests.spaces import SpaceKey, make_space
 
 class Receiver:
     """A minimal HTTP/1.1 server: records requests, answers the scripted statuses in turn
-    (None: never answer)."""
+    (None: never answer), each with ``answer`` as its body."""
+
+    answer = b""
 
     def __init__(self, script: list[int | None]) -> None:
         self.script = list(script)
@@ -65,9 +67,8 @@ class Receiver:
         status = self.script.pop(0) if self.script else 200
         if status is None:
             await trio.sleep_forever()
-        await stream.send_all(
-            f"HTTP/1.1 {status} Whatever\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
-        )
+        head = f"HTTP/1.1 {status} Whatever\r\ncontent-length: {len(self.answer)}\r\n"
+        await stream.send_all(head.encode() + b"connection: close\r\n\r\n" + self.answer)
         await stream.aclose()
 
     async def wait_for(self, count: int) -> None:

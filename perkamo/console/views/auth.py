@@ -25,8 +25,9 @@ async def login_form(page: Page) -> Response:
     if page.session is not None:
         return redirect(_safe_next(page.query.get("next")))
     token = secrets.token_urlsafe(32)
-    response = page.render("login.html", login_csrf=token, next=page.query.get("next", ""),
-                           error=None)  # fmt: skip
+    response = page.render(
+        "login.html", login_csrf=token, next=page.query.get("next", ""), error=None
+    )
     _set_cookie(page, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
     return response
 
@@ -73,8 +74,9 @@ async def logout(page: Page) -> Response:
 
 def _refused(page: Page, message: str, status: int, retry_after: int = 0) -> Response:
     token = secrets.token_urlsafe(32)
-    response = page.render("login.html", status=status, login_csrf=token,
-                           next=page.form.get("next", ""), error=message)  # fmt: skip
+    response = page.render(
+        "login.html", status=status, login_csrf=token, next=page.form.get("next", ""), error=message
+    )
     _set_cookie(page, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
     if retry_after:
         response.headers["retry-after"] = str(retry_after)

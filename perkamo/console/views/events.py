@@ -4,12 +4,14 @@ event's whole outcome with its webhook deliveries, and finding any id."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote, urlencode
 
 from quart import Response
 
 from perkamo.console.core import NotFound, Page, seg
 from perkamo.program.timefmt import parse_rfc3339
 from storage import browse
+from storage import deliveries as delivery_store
 
 PAGE = 50
 STATUSES = ("applied", "duplicate", "refused")
@@ -58,11 +60,22 @@ async def events(page: Page) -> Response:
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     after = f"{rows[-1].received_at.isoformat()}~{rows[-1].seq}" if more and rows else None
-    kept = {k: v for k, v in page.query.items() if k in ("user_id", "event", "transaction_id",
-                                                          "status", "since", "until")}  # fmt: skip
+    kept = {
+        k: v
+        for k, v in page.query.items()
+        if k in ("user_id", "event", "transaction_id", "status", "since", "until")
+    }
     newest = f"{rows[0].received_at.isoformat()}~{rows[0].seq}" if rows else ""
-    return page.render("events.html", rows=rows, after=after, kept=kept, problems=problems,
-                       statuses=STATUSES, newest=newest, tail_rows=[])  # fmt: skip
+    return page.render(
+        "events.html",
+        rows=rows,
+        after=after,
+        kept=kept,
+        problems=problems,
+        statuses=STATUSES,
+        newest=newest,
+        tail_rows=[],
+    )
 
 
 async def tail(page: Page) -> Response:
@@ -75,8 +88,9 @@ async def tail(page: Page) -> Response:
         rows = [r for r in rows if (r.received_at, r.seq) > newest]
     kept = {k: v for k, v in page.query.items() if k != "newer_than"}
     # Every row since the page was loaded (the mark stays), so the tail re-renders whole.
-    return page.render("event_tail.html", tail_rows=rows,
-                       newest=page.query.get("newer_than", ""), kept=kept)  # fmt: skip
+    return page.render(
+        "event_tail.html", tail_rows=rows, newest=page.query.get("newer_than", ""), kept=kept
+    )
 
 
 async def event(page: Page) -> Response:
@@ -85,24 +99,38 @@ async def event(page: Page) -> Response:
     found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id)
     if found is None:
         raise NotFound(f"No applied event with transaction_id {transaction_id!r}.")
-    deliveries = await page.runtime.db.run(browse.deliveries_of, page.space.id, transaction_id)
-    attempts = await page.runtime.db.run(browse.attempts_of, [d.id for d in deliveries])
-    return page.render("event.html", event=found, outcome=found.outcome,
-                       deliveries=deliveries, attempts=attempts)  # fmt: skip
+    deliveries = await page.runtime.db.run(
+        delivery_store.deliveries_of, page.space.id, transaction_id
+    )
+    attempts = await page.runtime.db.run(delivery_store.attempts_of, [d.id for d in deliveries])
+    return page.render(
+        "event.html", event=found, outcome=found.outcome, deliveries=deliveries, attempts=attempts
+    )
 
 
 async def find(page: Page) -> Response:
     assert page.space is not None
     q = page.query.get("q", "").strip()[:300]
     matches = await page.runtime.db.run(browse.find, page.space.id, q) if q else []
+    kind = page.query.get("kind")
+    if kind:  # a link that knows what it names (a delivery's subject: its event type)
+        matches = [m for m in matches if m.kind == kind] or matches
     base = f"/spaces/{seg(page.space.slug)}"
-    links = {
-        "event": lambda m: f"{base}/events/{seg(m.key)}",
-        "redemption": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
-        "delivery": lambda m: f"{base}/webhooks?delivery={seg(m.key)}",
-        "customer": lambda m: f"{base}/customers/{seg(m.key)}",
-        "attempt": lambda m: f"{base}/events?transaction_id={seg(m.key)}",
-    }
+
+    def link(m: browse.Match) -> str:
+        if m.kind == "event":
+            return f"{base}/events/{seg(m.key)}"
+        if m.kind in ("redemption", "adjustment") and m.user_id is not None:
+            anchor = f"tx-{m.key}" + ("-adjustment" if m.kind == "adjustment" else "")
+            return f"{base}/customers/{seg(m.user_id)}#{quote(anchor)}"
+        if m.kind == "delivery":
+            return f"{base}/webhooks/{seg(m.key)}"
+        if m.kind == "customers":
+            return f"{base}/customers?{urlencode({'q': m.key})}"
+        if m.kind == "customer":
+            return f"{base}/customers/{seg(m.key)}"
+        return f"{base}/events?{urlencode({'transaction_id': m.key})}"  # a refused attempt
+
     if len(matches) == 1 and matches[0].kind != "attempt":
-        return page.redirect(links[matches[0].kind](matches[0]))
-    return page.render("find.html", q=q, matches=[(m, links[m.kind](m)) for m in matches])
+        return page.redirect(link(matches[0]))
+    return page.render("find.html", q=q, matches=[(m, link(m)) for m in matches])

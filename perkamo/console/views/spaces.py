@@ -11,6 +11,7 @@ from quart import Response
 from perkamo.access import admin
 from perkamo.access.keys import SCOPES
 from perkamo.access.limits import LIMIT_NAMES, InvalidLimit, parse_limit
+from perkamo.console import security
 from perkamo.console.core import Page, seg
 from storage import browse
 from storage import console as audit_store
@@ -24,7 +25,7 @@ LIMITS = LIMIT_NAMES
 async def spaces(page: Page) -> Response:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = await page.runtime.db.run(browse.space_summaries, today)
-    return page.render("spaces.html", spaces=rows, limits=LIMITS, error=page.query.get("error"))
+    return page.render("spaces.html", spaces=rows, limits=LIMITS)
 
 
 async def create_space(page: Page) -> Response:
@@ -41,8 +42,10 @@ async def create_space(page: Page) -> Response:
         created = await page.runtime.db.run(create)
     except (admin.AdminError, psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
         message = "That slug is taken." if isinstance(exc, psycopg.Error) else str(exc)
-        return page.redirect("/spaces", error=message)
-    return page.redirect(f"/spaces/{seg(created)}/keys")
+        return await page.back(
+            "/spaces", error=f"Space not created: {message}.", keep=True, fields={"slug": message}
+        )
+    return await page.back(f"/spaces/{seg(created)}/keys", notice=f"Space {created} created.")
 
 
 async def set_limits(page: Page) -> Response:
@@ -52,25 +55,33 @@ async def set_limits(page: Page) -> Response:
         for name in LIMITS:
             changes[name] = parse_limit(name, page.form.get(name, ""))
     except InvalidLimit as exc:
-        return page.redirect("/spaces", error=f"A limit is a whole number ≥ 1, or empty: {exc}")
+        return await page.back("/spaces", error=f"A limit is a whole number ≥ 1, or empty: {exc}")
     space = page.space
 
     def apply(conn: Conn) -> None:
         space_store.set_limits(conn, space.slug, changes)
-        audit_store.audit(conn, page.operator, "space.limits", space.id, space.slug,
-                          details={"limits": changes})  # fmt: skip
+        audit_store.audit(
+            conn, page.operator, "space.limits", space.id, space.slug, details={"limits": changes}
+        )
 
     await page.runtime.db.run(apply)
-    return page.redirect("/spaces")
+    return await page.back("/spaces", notice=f"Limits of {space.slug} saved.")
 
 
 async def keys(page: Page) -> Response:
     assert page.space is not None
     rows = await page.runtime.db.run(browse.keys_of, page.space.id)
+    created = page.flash.get("secret")  # shown once: the flash is gone on the next page
+    token = page.request.cookies.get(security.SESSION_COOKIE, "")
+    key = security.unseal(token, created["sealed"]) if created else None
     return page.render(
-        "keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC), created=None,
-        grace=GRACE, error=page.query.get("error"),
-    )  # fmt: skip
+        "keys.html",
+        keys=rows,
+        scopes=SCOPES,
+        now=datetime.now(UTC),
+        grace=GRACE,
+        created=(created["id"], key) if created and key else None,
+    )
 
 
 async def create_key(page: Page) -> Response:
@@ -80,45 +91,63 @@ async def create_key(page: Page) -> Response:
 
     def create(conn: Conn) -> tuple[str, str]:
         key_id, secret = admin.create_key(conn, space, chosen)
-        audit_store.audit(conn, page.operator, "key.create", space.id, key_id,
-                          details={"scopes": chosen or list(SCOPES)})  # fmt: skip
+        audit_store.audit(
+            conn,
+            page.operator,
+            "key.create",
+            space.id,
+            key_id,
+            details={"scopes": chosen or list(SCOPES)},
+        )
         return key_id, secret
 
     key_id, secret = await page.runtime.db.run(create)
-    rows = await page.runtime.db.run(browse.keys_of, page.space.id)
-    return page.render("keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC),
-                       created=(key_id, secret), grace=GRACE, error=None)  # fmt: skip
+    # The key rides in the session's flash to the next GET (post-redirect-get: a refresh
+    # shows the list, never creates a second key), and is gone once shown.
+    return await page.back(f"/spaces/{seg(space.slug)}/keys", secret=_sealed(page, key_id, secret))
 
 
 async def rotate_key(page: Page) -> Response:
     assert page.space is not None
     key_id, reason = page.params["key_id"], page.form.get("reason", "").strip()
     grace = GRACE.get(page.form.get("grace", "now"), 0)
+    back = f"/spaces/{seg(page.space.slug)}/keys"
     if not reason:
-        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error="Say why (a reason).")
+        return await page.back(back, error="Say why you rotate the key (a reason).")
     space = page.space
 
     def rotate(conn: Conn) -> tuple[str, str]:
-        _owned(conn, space.id, key_id)
+        record = _owned(conn, space.id, key_id)
+        if record.revoked_at is not None:
+            when = record.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
+            raise admin.AdminError(f"Key {key_id} was already rotated: it stops working {when}.")
         new = admin.rotate_key(conn, key_id, grace)
-        audit_store.audit(conn, page.operator, "key.rotate", space.id, key_id, reason,
-                          {"new_key": new[0], "grace_seconds": grace})  # fmt: skip
+        audit_store.audit(
+            conn,
+            page.operator,
+            "key.rotate",
+            space.id,
+            key_id,
+            reason,
+            {"new_key": new[0], "grace_seconds": grace},
+        )
         return new
 
     try:
         new_id, secret = await page.runtime.db.run(rotate)
     except admin.AdminError as exc:
-        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error=str(exc))
-    rows = await page.runtime.db.run(browse.keys_of, page.space.id)
-    return page.render("keys.html", keys=rows, scopes=SCOPES, now=datetime.now(UTC),
-                       created=(new_id, secret), grace=GRACE, error=None)  # fmt: skip
+        return await page.back(back, error=str(exc))
+    return await page.back(
+        back, notice=f"Key {key_id} rotated.", secret=_sealed(page, new_id, secret)
+    )
 
 
 async def revoke_key(page: Page) -> Response:
     assert page.space is not None
     key_id, reason = page.params["key_id"], page.form.get("reason", "").strip()
+    back = f"/spaces/{seg(page.space.slug)}/keys"
     if not reason:
-        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error="Say why (a reason).")
+        return await page.back(back, error="Say why you revoke the key (a reason).")
     space = page.space
 
     def revoke(conn: Conn) -> None:
@@ -129,11 +158,17 @@ async def revoke_key(page: Page) -> Response:
     try:
         await page.runtime.db.run(revoke)
     except admin.AdminError as exc:
-        return page.redirect(f"/spaces/{seg(page.space.slug)}/keys", error=str(exc))
-    return page.redirect(f"/spaces/{seg(page.space.slug)}/keys")
+        return await page.back(back, error=str(exc))
+    return await page.back(back, notice=f"Key {key_id} revoked.")
 
 
-def _owned(conn: Conn, space_id: int, key_id: str) -> None:
+def _sealed(page: Page, key_id: str, secret: str) -> dict[str, str]:
+    token = page.request.cookies.get(security.SESSION_COOKIE, "")
+    return {"id": key_id, "sealed": security.seal(token, secret)}
+
+
+def _owned(conn: Conn, space_id: int, key_id: str) -> space_store.KeyRecord:
     record = space_store.get_key(conn, key_id)
     if record is None or record.space_id != space_id:
         raise admin.AdminError(f"This Space has no key {key_id!r}.")
+    return record

@@ -4,7 +4,7 @@ and ``GET /v1/usage``."""
 from __future__ import annotations
 
 from perkamo.http.bodies import ModulesUpload, ModuleUpload
-from perkamo.http.edge import Call, Result
+from perkamo.http.edge import Call, Result, api_actor
 from perkamo.http.program_document import usage_document
 from perkamo.http.responses import (
     ModuleActivation,
@@ -21,7 +21,7 @@ async def upload_module(call: Call[ModuleUpload]) -> Result[ModuleUploaded]:
     module, request = call.params["module"], call.body
     stored = await program.upload(
         call.runtime, call.key.space_id, request.version, {module: request.body},
-        active=request.active, prefix="body",
+        active=request.active, prefix="body", actor=api_actor(call.key),
     )  # fmt: skip
     item = stored[0]
     return Result(ModuleUploaded(
@@ -33,7 +33,7 @@ async def upload_modules(call: Call[ModulesUpload]) -> Result[ModulesUploaded]:
     request = call.body
     stored = await program.upload(
         call.runtime, call.key.space_id, request.version, request.modules,
-        active=request.active, prefix="modules.{module}",
+        active=request.active, prefix="modules.{module}", actor=api_actor(call.key),
     )  # fmt: skip
     activations = {
         item.module: ModuleActivation(item.checksum, program.time(item.activated_at))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from perkamo.http.bodies import AdjustBody, ReverseBody, adjust_input, check_transaction_id
-from perkamo.http.edge import Call, Result
+from perkamo.http.edge import Call, Result, api_actor
 from perkamo.http.responses import AdjustResponse, ReverseResponse
 from perkamo.usecases import support
 
@@ -15,7 +15,7 @@ async def adjust(call: Call[AdjustBody]) -> Result[AdjustResponse]:
         call.runtime, call.key.space_id, body.user_id, wallet=body.wallet, amount=body.amount,
         reason=body.reason, transaction_id=body.transaction_id,
         counts_toward_level=body.counts_toward_level, actor=body.actor,
-        received_at=call.received_at, limits=call.key.space_limits,
+        received_at=call.received_at, limits=call.key.space_limits, audit=api_actor(call.key),
     )  # fmt: skip
     return Result(answer.body)
 
@@ -25,5 +25,6 @@ async def reverse_redemption(call: Call[ReverseBody]) -> Result[ReverseResponse]
     _, answer = await support.reverse_redemption(
         call.runtime, call.key.space_id, transaction_id, reason=call.body.reason,
         actor=call.body.actor, received_at=call.received_at, limits=call.key.space_limits,
+        audit=api_actor(call.key),
     )  # fmt: skip
     return Result(answer.body)
