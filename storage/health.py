@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 0.5
 STALE_SECONDS = 3.0  # a verdict older than this (the probe itself is stuck) is "not ready"
+PROBE_SECONDS = 2.0  # a probe not answered by then is abandoned: "unreachable"
 
 
 def _select_one(conn: psycopg.Connection[Any]) -> None:
@@ -29,7 +30,7 @@ def _select_one(conn: psycopg.Connection[Any]) -> None:
 
 class StorageHealth:
     def __init__(self, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
-        self._conn = DedicatedConnection(url, timeouts)
+        self._conn = DedicatedConnection(url, timeouts, one_session=False)
         self.healthy = False
         self.checked_at = -float("inf")
 
@@ -39,7 +40,7 @@ class StorageHealth:
     async def check(self) -> bool:
         """One probe now; returns and records its verdict."""
         try:
-            await self._conn.run(_select_one)
+            await self._conn.run(_select_one, seconds=PROBE_SECONDS)
             healthy = True
         except StorageUnavailable:
             healthy = False

@@ -1,0 +1,162 @@
+"""Calls into worker threads that their trio caller gives up on at a deadline.
+
+psycopg's sync API runs in worker threads, and a thread cannot be cancelled: a statement
+sent to a host that vanished silently (a failover, a network partition) blocks its thread
+until TCP gives up. So the caller does not wait for it: at its deadline it abandons the
+thread (``abandon_on_cancel``) and answers by itself, and the thread, when it finally
+returns, discards its connection instead of reusing it. A :class:`Ticket` shared by the two
+sides settles the one race that matters: whether a COMMIT may have been sent. The thread asks
+before committing; once the caller has given up, it never commits (ARCHITECTURE.md
+"PostgreSQL failover": a call past its deadline is abandoned, its connection discarded).
+
+A request's storage calls share the request's deadline (``deadline_at``), so that however
+many of them a request makes, it is answered within the 5 s bound (API.md "Timeouts").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+import trio.testing
+
+from ._errors import CommitOutcomeUnknown, StorageUnavailable
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_deadline: ContextVar[float | None] = ContextVar("perkamo_storage_deadline", default=None)
+
+
+def current_deadline() -> float | None:
+    """The deadline (trio time) the current task's storage calls must meet, if any."""
+    return _deadline.get()
+
+
+@contextmanager
+def deadline_at(when: float) -> Iterator[None]:
+    """Storage calls made in this context (this task) give up at ``when`` (trio time)."""
+    token = _deadline.set(when)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def deadline_within(seconds: float) -> float:
+    """``seconds`` from now, or the current task's deadline when that comes first."""
+    bound = trio.current_time() + seconds
+    given = _deadline.get()
+    return bound if given is None else min(bound, given)
+
+
+class Ticket:
+    """What a call's worker thread and its trio caller share."""
+
+    __slots__ = ("_abandoned", "_committing", "_discard", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._committing = False
+        self._discard = False
+
+    # -- in the worker thread ------------------------------------------------------------------
+
+    def may_commit(self) -> bool:
+        """Called just before COMMIT: False when the caller gave up (roll back instead)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._committing = True
+            return True
+
+    def discard(self) -> None:
+        """The connection must not be used again (its state is unknown)."""
+        self._discard = True
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def keeps_connection(self) -> bool:
+        """Called when the thread is done: whether its connection may be used again."""
+        with self._lock:
+            return not (self._abandoned or self._discard)
+
+    # -- in trio -------------------------------------------------------------------------------
+
+    def abandon(self) -> bool:
+        """The caller gives up. Returns whether a COMMIT may have been sent."""
+        with self._lock:
+            self._abandoned = True
+            return self._committing
+
+
+async def call_in_thread(
+    fn: Callable[[Ticket], T],
+    *,
+    deadline: float,
+    limiter: trio.CapacityLimiter | None = None,
+    what: str = "the storage call",
+) -> T:
+    """``fn(ticket)`` in a worker thread (a slot of ``limiter`` first, or of trio's
+    default one), abandoned at
+    ``deadline``: then StorageUnavailable, or CommitOutcomeUnknown when it had begun to
+    commit. Cancelled from outside, the thread is abandoned the same way."""
+    ticket = Ticket()
+    finished = False
+    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        # Tests in virtual time: trio's clock is not the thread's, and an autojumping one
+        # would pass any deadline while the thread works. The call is waited for.
+        deadline = math.inf
+    try:
+        with trio.fail_at(deadline):
+            result = await trio.to_thread.run_sync(
+                fn, ticket, limiter=limiter, abandon_on_cancel=True
+            )
+            finished = True
+            return result
+    except trio.TooSlowError:
+        if ticket.abandon():
+            raise CommitOutcomeUnknown(f"{what} passed its deadline while committing") from None
+        raise StorageUnavailable(f"{what} passed its deadline") from None
+    finally:
+        if not finished:
+            ticket.abandon()
+
+
+def commit_acknowledged(conn: psycopg.Connection[Any]) -> None:
+    """COMMIT, accepted only when PostgreSQL acknowledged it cleanly.
+
+    A COMMIT whose wait for the synchronous standby was cancelled (a statement timeout, a
+    cancel, a shutdown) returns with the warning "canceling wait for synchronous replication
+    … committed locally, but might not have been replicated": the write is on the primary
+    only, and lost if the primary is. That is not an acknowledgement: CommitOutcomeUnknown
+    (the request answers 503 outcome_unknown; a retry with the same transaction id is safe).
+    Any warning during COMMIT counts — its text may be translated (lc_messages), its
+    severity is not. A COMMIT that fails is CommitOutcomeUnknown as well."""
+    warnings: list[psycopg.errors.Diagnostic] = []
+
+    def notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(diagnostic)
+
+    conn.add_notice_handler(notice)
+    try:
+        conn.commit()
+    except psycopg.Error as exc:
+        raise CommitOutcomeUnknown(f"COMMIT failed: {type(exc).__name__}") from exc
+    finally:
+        conn.remove_notice_handler(notice)
+    if warnings:
+        text = warnings[0].message_primary or "a warning"
+        log.error("COMMIT not acknowledged: %s", text)
+        raise CommitOutcomeUnknown(f"COMMIT answered with a warning: {text}")
