@@ -66,6 +66,7 @@ from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
+from storage.thread_calls import current_deadline
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,8 @@ class Runtime:
         if not self.cluster.peers:
             return None
         local = partial(self.submit_here, key, message)
-        return self.cluster.forward(key, message, self.settings.request_timeout, local)
+        seconds = self.deadline() - trio.current_time()
+        return self.cluster.forward(key, message, seconds, local)
 
     def serve_forwarded(
         self, key: ProfileKey, message: Message
@@ -223,8 +225,10 @@ class Runtime:
         )
 
     def deadline(self) -> float:
-        """When a request arriving now must have its answer (API.md "Timeouts")."""
-        return trio.current_time() + self.settings.request_timeout
+        """When the request being served must have its answer (API.md "Timeouts"): the
+        deadline the HTTP edge set for it, else request_timeout from now."""
+        given = current_deadline()
+        return trio.current_time() + self.settings.request_timeout if given is None else given
 
     async def committed(self, key: ProfileKey) -> Snapshot:
         """A profile's committed state without queueing behind its writes (simulation)."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
+import trio
 from quart import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -22,14 +23,18 @@ from perkamo.http.errors import error_body, new_request_id
 from perkamo.http.requests import check_tenants, decode_json, tenants_named
 from perkamo.http.router import Route, Router
 from perkamo.runtime import Runtime
-from storage import StorageUnavailable
+from storage import CommitOutcomeUnknown, StorageUnavailable
 from storage.spaces import KeyRecord
+from storage.thread_calls import deadline_at
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
+# The work of a request (its storage calls, its wait for the actor) ends this long before
+# its 5 s are up, so that the answer itself still leaves in time (API.md "Timeouts").
+ANSWER_MARGIN = 0.1
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -126,6 +131,8 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
     runtime = plain.runtime
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
+    # The request's time: the server's own work, never the client's sending of the body.
+    deadline = trio.current_time() + runtime.settings.request_timeout - ANSWER_MARGIN
     try:
         if runtime.stopping:
             raise PerkamoError(
@@ -143,7 +150,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 return raw
             return json_response(status, payload, request_id)
         # The key comes from the headers: an unauthenticated body is never read.
-        record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+        record, key = await _authenticate(runtime, request, deadline)
         trace.space = record.space_slug
         received_at = datetime.now(UTC)
         runtime.usage.count_request(record.space_id, received_at)
@@ -151,7 +158,9 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         rate_headers = decision.headers()
         if not decision.allowed:
             raise rate_limited(decision)
+        reading = trio.current_time()
         body = await _read_body(request, trace)
+        deadline += trio.current_time() - reading
         signed = _check_signature(record, key, request, body)
         if request.method in _MUTATING:
             runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
@@ -171,13 +180,14 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
             named += tenants_named(value)
         check_tenants(named, record.space_slug)
         call = Call(runtime, record, params, value, received_at, decision, len(body), request_id)
-        status, payload = await route.handler(call)
+        status, payload = await _bounded(route.handler, call, deadline, request.method)
         return json_response(status, payload, request_id, rate_headers)
     except PerkamoError as exc:
         trace.code = exc.code.value
         return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
-    except StorageUnavailable:
-        down = PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry.")
+    except (StorageUnavailable, CommitOutcomeUnknown) as exc:
+        down = _storage_failed(exc)
+        trace.code = down.code.value
         return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
@@ -186,6 +196,37 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         )
         closing = _closing(request, trace, defect)
         return error_response(defect, request_id, {**rate_headers, **closing})
+
+
+async def _authenticate(
+    runtime: Runtime, request: Request, deadline: float
+) -> tuple[KeyRecord, str]:
+    """The key's record, within the request's deadline (a key not cached needs storage)."""
+    with deadline_at(deadline), trio.move_on_at(deadline):
+        return await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+    raise StorageUnavailable("authentication passed the request's deadline")
+
+
+async def _bounded(handler: Any, call: Call, deadline: float, method: str) -> Any:
+    """The handler, its storage calls and its wait for actors bound by the request's
+    deadline; whatever still waits at the bound (a cache load another request began) is
+    given up on, so that every answer leaves within the request timeout, however long
+    storage is gone (ARCHITECTURE.md "PostgreSQL failover")."""
+    with deadline_at(deadline), trio.move_on_at(deadline + ANSWER_MARGIN / 2):
+        return await handler(call)
+    if method in _MUTATING:
+        raise CommitOutcomeUnknown("the request passed its deadline")
+    raise StorageUnavailable("the request passed its deadline")
+
+
+def _storage_failed(exc: StorageUnavailable | CommitOutcomeUnknown) -> PerkamoError:
+    if isinstance(exc, CommitOutcomeUnknown):
+        return PerkamoError(
+            Code.OUTCOME_UNKNOWN,
+            "Storage failed while the request was being applied; it may or may not have been. "
+            "Retry with the same transaction_id.",
+        )
+    return PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry.")
 
 
 def rate_of(record: KeyRecord) -> tuple[float, int]:
