@@ -212,7 +212,7 @@ class Runtime:
                     answers[i] = _shutting_down()
         for i, reply in enumerate(replies):
             if answers[i] is _WAITING:
-                answers[i] = _late(reply, writes=writes)
+                answers[i] = _late(reply, writes=writes, storage_down=not self.health.ready())
         return answers  # type: ignore[return-value]
 
     def statistics(self) -> RuntimeStatistics:
@@ -242,7 +242,7 @@ _WAITING = object()
 Pending = Reply[Answer] | ForwardedReply  # a message admitted here, or sent to its owner
 
 
-def _late(reply: Pending, *, writes: bool) -> PerkamoError:
+def _late(reply: Pending, *, writes: bool, storage_down: bool) -> PerkamoError:
     if writes and not reply.withdraw():
         return PerkamoError(
             Code.OUTCOME_UNKNOWN,
@@ -250,6 +250,10 @@ def _late(reply: Pending, *, writes: bool) -> PerkamoError:
             "been. Retry with the same transaction_id.",
         )
     reply.withdraw()
+    if storage_down:  # it waited for storage (a failover), not behind other work
+        return PerkamoError(
+            Code.STORAGE_UNAVAILABLE, "Storage is unavailable; the request was not applied."
+        )
     return PerkamoError(
         Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
     )

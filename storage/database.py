@@ -238,6 +238,7 @@ class Database:
     ) -> T:
         while True:
             conn, generation, reused = self._checkout()
+            ticket.using(conn)
             keep = False
             try:
                 result = self._transaction(ticket, conn, fn, args, kwargs)
@@ -257,6 +258,7 @@ class Database:
                     self.drop_idle()
                 raise
             finally:
+                ticket.using(None)
                 if keep and ticket.keeps_connection():
                     self._checkin(conn, generation)
                 else:

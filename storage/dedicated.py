@@ -89,12 +89,14 @@ class DedicatedConnection:
                 conn = connect(self._url, autocommit=self._autocommit, timeouts=self._timeouts)
                 if self._prepare is not None:
                     self._prepare(conn)
+            ticket.using(conn)
             result = fn(conn)
             keep = True
             return result
         except psycopg.Error as exc:
             raise storage_failure(exc) or StorageUnavailable(str(exc)) from exc
         finally:
+            ticket.using(None)
             with self._lock:
                 if keep and ticket.keeps_connection() and not self._finished:
                     if generation == self._generation and self._conn is None:

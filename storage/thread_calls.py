@@ -9,6 +9,11 @@ sides settles the one race that matters: whether a COMMIT may have been sent. Th
 before committing; once the caller has given up, it never commits (ARCHITECTURE.md
 "PostgreSQL failover": a call past its deadline is abandoned, its connection discarded).
 
+The abandoned statement itself is cancelled (a cancel request, from a thread of its own):
+some waits never end by themselves — a COMMIT waiting for a synchronous standby that is gone
+is not ended by ``statement_timeout`` (PostgreSQL disables it before committing) — and a
+thread that never returns would hold its connection, its locks and a slot for ever.
+
 A request's storage calls share the request's deadline (``deadline_at``), so that however
 many of them a request makes, it is answered within the 5 s bound (API.md "Timeouts").
 """
@@ -31,6 +36,8 @@ from ._errors import CommitOutcomeUnknown, StorageUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+CANCEL_SECONDS = 5.0  # how long the cancel request of an abandoned call may try
 
 _deadline: ContextVar[float | None] = ContextVar("perkamo_storage_deadline", default=None)
 
@@ -60,15 +67,24 @@ def deadline_within(seconds: float) -> float:
 class Ticket:
     """What a call's worker thread and its trio caller share."""
 
-    __slots__ = ("_abandoned", "_committing", "_discard", "_lock")
+    __slots__ = ("_abandoned", "_committing", "_conn", "_discard", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._abandoned = False
         self._committing = False
         self._discard = False
+        self._conn: psycopg.Connection[Any] | None = None
 
     # -- in the worker thread ------------------------------------------------------------------
+
+    def using(self, conn: psycopg.Connection[Any] | None) -> None:
+        """The connection the call works on now (None: none)."""
+        with self._lock:
+            self._conn = conn
+            abandoned = self._abandoned
+        if abandoned and conn is not None:
+            _cancel_soon(conn)
 
     def may_commit(self) -> bool:
         """Called just before COMMIT: False when the caller gave up (roll back instead)."""
@@ -94,10 +110,15 @@ class Ticket:
     # -- in trio -------------------------------------------------------------------------------
 
     def abandon(self) -> bool:
-        """The caller gives up. Returns whether a COMMIT may have been sent."""
+        """The caller gives up; what the connection runs is cancelled. Returns whether a
+        COMMIT may have been sent."""
         with self._lock:
+            first = not self._abandoned
             self._abandoned = True
-            return self._committing
+            conn = self._conn
+        if first and conn is not None:
+            _cancel_soon(conn)
+        return self._committing
 
 
 async def call_in_thread(
@@ -133,6 +154,19 @@ async def call_in_thread(
             ticket.abandon()
 
 
+def _cancel_soon(conn: psycopg.Connection[Any]) -> None:
+    """Ask the server to cancel what ``conn`` runs, from a thread of its own (the server may
+    be unreachable: the request then times out there, not here)."""
+
+    def cancel() -> None:
+        try:
+            conn.cancel_safe(timeout=CANCEL_SECONDS)
+        except psycopg.Error:
+            pass  # closed meanwhile, or the server is gone: nothing left to cancel
+
+    threading.Thread(target=cancel, name="perkamo-cancel", daemon=True).start()
+
+
 def commit_acknowledged(conn: psycopg.Connection[Any]) -> None:
     """COMMIT, accepted only when PostgreSQL acknowledged it cleanly.
 
@@ -143,11 +177,12 @@ def commit_acknowledged(conn: psycopg.Connection[Any]) -> None:
     (the request answers 503 outcome_unknown; a retry with the same transaction id is safe).
     Any warning during COMMIT counts — its text may be translated (lc_messages), its
     severity is not. A COMMIT that fails is CommitOutcomeUnknown as well."""
-    warnings: list[psycopg.errors.Diagnostic] = []
+    warnings: list[str] = []
 
     def notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+        # (read now: the diagnostic is only valid during the call)
         if diagnostic.severity_nonlocalized == "WARNING":
-            warnings.append(diagnostic)
+            warnings.append(f"{diagnostic.message_primary} ({diagnostic.message_detail})")
 
     conn.add_notice_handler(notice)
     try:
@@ -157,6 +192,5 @@ def commit_acknowledged(conn: psycopg.Connection[Any]) -> None:
     finally:
         conn.remove_notice_handler(notice)
     if warnings:
-        text = warnings[0].message_primary or "a warning"
-        log.error("COMMIT not acknowledged: %s", text)
-        raise CommitOutcomeUnknown(f"COMMIT answered with a warning: {text}")
+        log.error("COMMIT not acknowledged: %s", warnings[0])
+        raise CommitOutcomeUnknown(f"COMMIT answered with a warning: {warnings[0]}")
