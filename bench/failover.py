@@ -40,7 +40,7 @@ class Failover:
 
     load: FailoverLoad
     killed: float
-    promoted: float
+    promoted: float  # when `pg_ctl promote` was issued (it returns once the standby is primary)
     ended: float
 
     @property
@@ -76,8 +76,8 @@ async def ride_failover(
         pair.kill_primary()
         killed = time.monotonic()
         await trio.sleep(gap)
-        await trio.to_thread.run_sync(pair.promote)
         promoted = time.monotonic()
+        await trio.to_thread.run_sync(pair.promote)
         await trio.sleep(after)
         load.stop.set()
     return Failover(load, killed, promoted, time.monotonic())
