@@ -6,13 +6,16 @@ Used by ``python -m bench failover`` and tests/storage/test_failover.py."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
+import queue
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +66,11 @@ class ReplicatedPostgres:
     """``start()`` builds and starts both servers; ``url`` is the libpq multi-host URL the
     engine is given (primary first, ``target_session_attrs=read-write``)."""
 
-    def __init__(self, base: Path, *, synchronous: bool = True) -> None:
+    def __init__(self, base: Path, *, synchronous: bool = True, link_delay: float = 0.0) -> None:
         self.base = base.resolve()
         self.synchronous = synchronous
+        self.link_delay = link_delay
+        self.link: DelayedLink | None = None
         self.primary = Node("primary", self.base / "primary", free_port())
         self.standby = Node("standby", self.base / "standby", free_port())
         self._bin = _binaries()
@@ -112,6 +117,11 @@ class ReplicatedPostgres:
             synchronous_standby_names="''",
             hot_standby="on",
         )
+        if self.link_delay:
+            self.link = DelayedLink(self.primary.port, self.link_delay)
+            conninfo = f"host=127.0.0.1 port={self.link.port} user=postgres"
+            with (self.standby.data / "postgresql.auto.conf").open("a") as conf:
+                conf.write(f"primary_conninfo = '{conninfo}'\n")  # after -R's line: it wins
         self._pg_ctl(self.standby, "start")
         self.wait_streaming()
 
@@ -137,6 +147,8 @@ class ReplicatedPostgres:
         sender ships the last WAL to the standby)."""
         pid = self.primary.pid()
         assert pid is not None, "the primary is not running"
+        if self.link is not None:
+            self.link.cut()  # what the link still carried dies with the machine
         postmaster = psutil.Process(pid)
         self._killed = [postmaster, *postmaster.children()]
         for process in self._killed:
@@ -157,6 +169,8 @@ class ReplicatedPostgres:
         self._pg_ctl(self.primary, "start")
 
     def stop(self) -> None:
+        if self.link is not None:
+            self.link.cut()
         for node in (self.primary, self.standby):
             if node.pid() is not None:
                 try:
@@ -212,3 +226,62 @@ class ReplicatedPostgres:
             raise RuntimeError(
                 f"{program} failed ({done.returncode}): {done.stderr.strip()}\n{logs}"
             )
+
+
+class DelayedLink:
+    """The replication link between two zones: a TCP relay on 127.0.0.1 that passes each
+    chunk on ``delay`` seconds after it arrived, in both directions. ``cut()`` closes it and
+    drops what it still holds — the primary's machine died with its buffers, and an
+    asynchronous standby never gets the WAL that was in them."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self._target = target_port
+        self._delay = delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._cut = threading.Event()
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self._cut.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self._cut.is_set():
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                return
+            self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+                threading.Thread(target=self._read, args=(source, held), daemon=True).start()
+                threading.Thread(target=self._write, args=(sink, held), daemon=True).start()
+
+    def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
+        while not self._cut.is_set():
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            held.put((time.monotonic() + self._delay, data))
+            if not data:
+                return
+
+    def _write(self, sink: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
+        while True:
+            due, data = held.get()
+            self._cut.wait(max(0.0, due - time.monotonic()))
+            if self._cut.is_set() or not data:
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+                return
+            try:
+                sink.sendall(data)
+            except OSError:
+                return

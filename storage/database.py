@@ -208,6 +208,7 @@ class Database:
             functools.partial(self._call, fn=fn, args=args, kwargs=kwargs),
             deadline=deadline_within(self.timeouts.call),
             limiter=self._limiter,
+            checkout=self.timeouts.checkout,
         )
 
     # -- in the worker thread ------------------------------------------------------------------

@@ -69,6 +69,7 @@ class DedicatedConnection:
             fn,
             deadline=deadline_within(bound),
             limiter=self._limiter,
+            checkout=self._timeouts.checkout,
             what=what or "the storage call",
         )
 

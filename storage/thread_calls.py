@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 import trio
@@ -126,23 +126,34 @@ async def call_in_thread(
     *,
     deadline: float,
     limiter: trio.CapacityLimiter | None = None,
+    checkout: float | None = None,
     what: str = "the storage call",
 ) -> T:
-    """``fn(ticket)`` in a worker thread (a slot of ``limiter`` first, or of trio's
-    default one), abandoned at
-    ``deadline``: then StorageUnavailable, or CommitOutcomeUnknown when it had begun to
-    commit. Cancelled from outside, the thread is abandoned the same way."""
+    """``fn(ticket)`` in a worker thread, abandoned at ``deadline``: then StorageUnavailable,
+    or CommitOutcomeUnknown when it had begun to commit. Cancelled from outside, the thread
+    is abandoned the same way. With a ``limiter`` (one slot per connection), a slot must be
+    free within ``checkout`` seconds (StorageUnavailable otherwise); an abandoned thread
+    keeps its slot until it ends."""
     ticket = Ticket()
-    finished = False
     if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
         # Tests in virtual time: trio's clock is not the thread's, and an autojumping one
         # would pass any deadline while the thread works. The call is waited for.
-        deadline = math.inf
+        deadline = checkout_deadline = math.inf
+    else:
+        checkout_deadline = deadline if checkout is None else trio.current_time() + checkout
+    slot = None
+    if limiter is not None:
+        with trio.move_on_at(min(deadline, checkout_deadline)):
+            await limiter.acquire_on_behalf_of(ticket)
+            slot = _Slot(limiter, ticket)
+        if slot is None:
+            raise StorageUnavailable(f"no connection was free for {what}")
+    finished = False
     try:
         with trio.fail_at(deadline):
-            result = await trio.to_thread.run_sync(
-                fn, ticket, limiter=limiter, abandon_on_cancel=True
-            )
+            # (trio takes any object with a limiter's two methods; its annotation is narrower)
+            held = cast("trio.CapacityLimiter | None", slot)
+            result = await trio.to_thread.run_sync(fn, ticket, limiter=held, abandon_on_cancel=True)
             finished = True
             return result
     except trio.TooSlowError:
@@ -152,6 +163,25 @@ async def call_in_thread(
     finally:
         if not finished:
             ticket.abandon()
+        if slot is not None and not slot.handed:
+            slot.release_on_behalf_of(ticket)  # the thread never started
+
+
+class _Slot:
+    """A limiter slot taken before the thread call (within the checkout bound), handed to
+    trio's thread machinery, which gives it back when the thread ends — an abandoned one
+    included."""
+
+    def __init__(self, limiter: trio.CapacityLimiter, owner: Ticket) -> None:
+        self._limiter = limiter
+        self._owner = owner
+        self.handed = False
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        self.handed = True
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(self._owner)
 
 
 def _cancel_soon(conn: psycopg.Connection[Any]) -> None:
