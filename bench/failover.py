@@ -104,6 +104,7 @@ async def measure(
     workdir: Path, *, synchronous: bool, link_delay: float, gap: float, after: float
 ) -> dict[str, Any]:
     pair = ReplicatedPostgres(workdir / "pg", synchronous=synchronous, link_delay=link_delay)
+    load_average = os.getloadavg()[0]  # the machine is shared: how busy it was
     await trio.to_thread.run_sync(pair.start)
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -128,6 +129,8 @@ async def measure(
     return {
         "replication": "synchronous" if synchronous else "asynchronous",
         "link_delay_ms": link_delay * 1000,
+        "load_average_before": load_average,
+        "load_average_after": os.getloadavg()[0],
         "death_to_first_write_s": None if first is None else first - failover.killed,
         "promotion_to_first_write_s": None if first is None else first - failover.promoted,
         "answered_503_in_gap": sum(1 for a in gap_answers if a.status == 503),
@@ -207,7 +210,17 @@ def write(out: Path, runs: list[dict[str, Any]], command: str, gap: float, after
             f"{r['p50_after_ms']:.1f} / {r['p99_after_ms']:.1f} ms "
             f"({r['after_requests']:,} requests, {r['after_seconds']:g} s) |"
         )
-    lines += ["", "The raw figures: `" + json.dumps(runs) + "`", ""]
+    loads = [r[k] for r in runs for k in ("load_average_before", "load_average_after")]
+    lines += [
+        "",
+        f"The machine's 1-minute load average was {min(loads):.1f}–{max(loads):.1f} during the "
+        "runs (2 cores: other work competed with the server, PostgreSQL and the clients), so "
+        "the latencies are those of a saturated machine; the counts and the recovery times "
+        "are what the runs are for.",
+        "",
+        "The raw figures: `" + json.dumps(runs) + "`",
+        "",
+    ]
     out.write_text("\n".join(lines))
 
 

@@ -185,7 +185,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
     except PerkamoError as exc:
         trace.code = exc.code.value
         return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
-    except (StorageUnavailable, CommitOutcomeUnknown) as exc:
+    except StorageUnavailable as exc:  # CommitOutcomeUnknown included
         down = _storage_failed(exc)
         trace.code = down.code.value
         return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
@@ -219,7 +219,7 @@ async def _bounded(handler: Any, call: Call, deadline: float, method: str) -> An
     raise StorageUnavailable("the request passed its deadline")
 
 
-def _storage_failed(exc: StorageUnavailable | CommitOutcomeUnknown) -> PerkamoError:
+def _storage_failed(exc: StorageUnavailable) -> PerkamoError:
     if isinstance(exc, CommitOutcomeUnknown):
         return PerkamoError(
             Code.OUTCOME_UNKNOWN,

@@ -11,6 +11,7 @@ The load and the pair are bench/failover_load.py and bench/replication.py, share
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,10 +31,12 @@ import trio
 from bench.failover import Failover, ride_failover
 from bench.failover_load import FailoverLoad, stored
 from bench.replication import ReplicatedPostgres
+from perkamo.access import admin
 from perkamo.cluster.shards import SHARDS
 from storage import spaces as space_store
 from storage.migrations import migrate
 from tests.cluster.test_members import shard_holders, until
+from tests.perkamo.test_webhooks import Receiver
 from tests.server_process import ServerProcess
 from tests.spaces import SpaceKey, make_space
 
@@ -135,15 +138,21 @@ def verify_clean(url: str, space: SpaceKey) -> None:
     assert verified.returncode == 0 and "verified, ok" in verified.stdout, verified
 
 
-async def test_a_failover_to_a_synchronous_standby_loses_nothing_acknowledged(pair, tmp_path):
+async def test_a_failover_to_a_synchronous_standby_loses_nothing_acknowledged(
+    pair, tmp_path, nursery
+):
     doctor = perkamo(pair.url, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert re.search(r"OK +standby 'standby' .*streaming, sync", doctor.stdout), doctor.stdout
 
     server = ServerProcess(pair.url, tmp_path)
     await server.start()
+    receiver = Receiver([])  # the Space's webhook endpoint: every applied event is announced
+    await nursery.start(receiver.serve)
     try:
         space = space_on(pair.url)
+        with psycopg.connect(pair.url) as conn:
+            admin.set_webhook(conn, space.slug, receiver.url)
         async with client_for(server.base_url, space.key) as client:
             # The standby is promoted 6 s after the death: longer than the 5 s bound, so
             # requests wait for no primary at all, not only for one about to come back.
@@ -168,6 +177,22 @@ async def test_a_failover_to_a_synchronous_standby_loses_nothing_acknowledged(pa
         events = stored(pair.standby.url, space.space.id)[0]
         assert again.events <= set(events) and set(events.values()) == {1}
         assert sum(1 for a in again.answers if a.status == 200 and a.code is None) > 20
+
+        # The webhook outbox continues on the new primary: every applied event has its
+        # delivery there, and the dispatcher delivers (at least once) what came after.
+        with psycopg.connect(pair.standby.url) as conn:
+            announced = {
+                subject
+                for (subject,) in conn.execute(
+                    "SELECT subject FROM webhook_deliveries WHERE space_id = %s",
+                    (space.space.id,),
+                )
+            }
+        assert set(events) <= announced
+        took = await until(
+            lambda: again.events <= delivered(receiver), 60, "the deliveries after the failover"
+        )
+        print(f"webhooks: {len(receiver.requests)} deliveries; caught up {took:.1f} s later")
     finally:
         server.kill()
     log = server.log()
@@ -214,6 +239,11 @@ async def test_two_workers_ride_the_failover(pair, tmp_path):
     finally:
         server.kill()
     assert "Traceback" not in server.log()
+
+
+def delivered(receiver: Receiver) -> set[str]:
+    """The transaction ids of the events the receiver was told about."""
+    return {json.loads(body)["data"]["transaction_id"] for _, body in receiver.requests}
 
 
 def split_between(url: str, count: int) -> bool:
