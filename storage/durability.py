@@ -52,7 +52,7 @@ def durability(conn: Conn) -> Durability:
     standbys: list[Standby] = []
     if not in_recovery:
         rows = conn.execute(
-            "SELECT application_name, client_addr::text, state, sync_state,"
+            "SELECT application_name, host(client_addr), state, sync_state,"
             " pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint,"
             " extract(epoch FROM replay_lag)::float8"
             " FROM pg_stat_replication ORDER BY application_name"
