@@ -307,7 +307,7 @@ async def open_runtime(
             nursery.start_soon(auth.run_usage_recorder)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            health = StorageHealth(database_url, timeouts)
+            health = StorageHealth(database_url, timeouts, db)
             await health.check()
             nursery.start_soon(health.run)
             usage = UsageLedger(db)

@@ -166,6 +166,9 @@ class Database:
         self._lock = threading.Lock()
         self._generation = 0  # bumped when the idle connections are dropped
         self._closed = False
+        # When a connection was last lost or could not be made (time.monotonic()): storage
+        # is not ready again until a probe begun later succeeds (health.py).
+        self.lost_at = -float("inf")
         # Calls in flight (and so connections in use) are at most max_size.
         self._limiter = trio.CapacityLimiter(max_size)
 
@@ -193,6 +196,7 @@ class Database:
     def drop_idle(self) -> None:
         """Close every idle connection: after one failed, the others are likely dead too
         (the server went away, or is a standby now)."""
+        self.lost_at = time.monotonic()
         with self._lock:
             idle, self._idle = self._idle, []
             self._generation += 1
@@ -225,7 +229,11 @@ class Database:
             generation = self._generation
             if self._idle:
                 return self._idle.pop(), generation, True
-        return self._connect(), generation, False
+        try:
+            return self._connect(), generation, False
+        except StorageUnavailable:
+            self.lost_at = time.monotonic()
+            raise
 
     def _checkin(self, conn: psycopg.Connection[Any], generation: int) -> None:
         with self._lock:

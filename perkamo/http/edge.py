@@ -21,7 +21,7 @@ from perkamo.access.rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
 from perkamo.errors import Code, PerkamoError
 from perkamo.http.errors import error_body, new_request_id
 from perkamo.http.requests import check_tenants, decode_json, tenants_named
-from perkamo.http.router import Route, Router
+from perkamo.http.router import Handler, Route, Router
 from perkamo.runtime import Runtime
 from storage import CommitOutcomeUnknown, StorageUnavailable
 from storage.spaces import KeyRecord
@@ -207,7 +207,7 @@ async def _authenticate(
     raise StorageUnavailable("authentication passed the request's deadline")
 
 
-async def _bounded(handler: Any, call: Call, deadline: float, method: str) -> Any:
+async def _bounded(handler: Handler, call: Call, deadline: float, method: str) -> Any:
     """The handler, its storage calls and its wait for actors bound by the request's
     deadline; whatever still waits at the bound (a cache load another request began) is
     given up on, so that every answer leaves within the request timeout, however long
