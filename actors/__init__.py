@@ -8,6 +8,7 @@ actor is only its object: no task and no channel exist until a message arrives.
 This package is deliberately generic: it knows nothing about HTTP, storage or loyalty rules.
 """
 
+from ._admission import Admission
 from ._cohort import Answered, Cohort
 from ._envelope import Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
@@ -22,6 +23,7 @@ from ._system import (
 
 __all__ = [
     "Actor",
+    "Admission",
     "ActorError",
     "ActorFactory",
     "ActorFailed",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
-    from ._system import Actor, ActorSystem, _Slot
+    from ._system import Actor, ActorSystem, Slot
 
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 M = TypeVar("M")
@@ -43,7 +43,7 @@ class Cohort(Protocol[K_contra, M, R]):
 
 
 async def run_cohort(
-    system: ActorSystem[Any, M, R], cohort: Cohort[Any, M, R], slots: list[_Slot[Any, M, R]]
+    system: ActorSystem[Any, M, R], cohort: Cohort[Any, M, R], slots: list[Slot[Any, M, R]]
 ) -> None:
     """Activate the slots' actors together and hand one batch of each to one
     ``cohort.receive``; each slot is released as soon as its batch is answered."""
@@ -53,13 +53,13 @@ async def run_cohort(
 
     def release(position: int) -> None:
         waiting.discard(position)
-        system._release(slots[position])
+        system.release(slots[position])
 
     def answered(i: int, result: Sequence[R] | Exception) -> None:
         position = ready[i]
         batch = batches.pop(position, None)
         if batch is not None:  # else answered already
-            system._deliver(slots[position], batch, result)
+            system.deliver(slots[position], batch, result)
             release(position)
 
     try:
@@ -67,16 +67,20 @@ async def run_cohort(
         if idle:
             await _activate(system, cohort, idle)
         for position, slot in enumerate(slots):
-            if slot.actor is not None and (batch := system._take(slot, system._batch_limit)):
+            if slot.actor is not None and (batch := system.take(slot, system.batch_limit)):
                 batches[position] = batch
                 ready.append(position)
             else:
                 release(position)  # failed to activate, or every message withdrawn
         if not ready:
             return
-        work = [(slots[p].actor, [e.message for e in batches[p]]) for p in ready]
+        work: list[tuple[Actor[M, R], list[M]]] = []
+        for p in ready:
+            actor = slots[p].actor
+            assert actor is not None  # taken above only from activated slots
+            work.append((actor, [e.message for e in batches[p]]))
         try:
-            await cohort.receive(work, answered)  # type: ignore[arg-type]
+            await cohort.receive(work, answered)
         except Exception as exc:
             for i in range(len(ready)):
                 answered(i, exc)
@@ -85,13 +89,13 @@ async def run_cohort(
                 answered(i, RuntimeError("the cohort did not answer this batch"))
     finally:
         for batch in batches.values():  # cancelled mid-batch
-            system._abandon(batch)
+            system.abandon(batch)
         for position in list(waiting):
             release(position)
 
 
 async def _activate(
-    system: ActorSystem[Any, M, R], cohort: Cohort[Any, M, R], slots: list[_Slot[Any, M, R]]
+    system: ActorSystem[Any, M, R], cohort: Cohort[Any, M, R], slots: list[Slot[Any, M, R]]
 ) -> None:
     try:
         made: Sequence[Actor[M, R] | Exception] = await cohort.activate([s.key for s in slots])
@@ -101,7 +105,6 @@ async def _activate(
         made = [exc] * len(slots)
     for slot, actor in zip(slots, made, strict=True):
         if isinstance(actor, Exception):
-            system._activation_failed(slot, actor)
+            system.activation_failed(slot, actor)
         else:
-            slot.actor = actor
-            system._activations += 1
+            system.activated(slot, actor)

@@ -48,9 +48,10 @@ class SystemStatistics:
     messages: int
 
 
-class _Slot(Generic[K, M, R]):
-    """One addressable actor. ``mailbox`` and the runner task exist only while busy;
-    ``room`` parks senders waiting for mailbox room."""
+class Slot(Generic[K, M, R]):
+    """One addressable actor (opaque outside the system and its runners). ``mailbox`` and
+    the runner task exist only while busy; ``room`` parks senders waiting for mailbox
+    room."""
 
     __slots__ = ("actor", "key", "last_message_at", "mailbox", "room", "running")
 
@@ -89,7 +90,7 @@ class ActorSystem(Generic[K, M, R]):
         self._nursery = nursery
         self._factory = factory
         self._cohort = cohort
-        self._starting: list[_Slot[K, M, R]] = []  # admitted while idle, not run yet
+        self._starting: list[Slot[K, M, R]] = []  # admitted while idle, not run yet
         self._capacity = mailbox_capacity
         self._batch_limit = batch_limit
         self._idle_timeout = idle_timeout
@@ -97,7 +98,7 @@ class ActorSystem(Generic[K, M, R]):
         self.max_pending = max_pending  # may be changed while running (admission control)
         self._pending = 0
         self._answered = 0
-        self._slots: OrderedDict[K, _Slot[K, M, R]] = OrderedDict()
+        self._slots: OrderedDict[K, Slot[K, M, R]] = OrderedDict()
         self._closed = False
         self._running = 0
         self._queued = 0
@@ -159,7 +160,7 @@ class ActorSystem(Generic[K, M, R]):
                 slot.room = trio.lowlevel.ParkingLot()
             await slot.room.park()
 
-    def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> _Slot[K, M, R] | None:
+    def _admit(self, key: K, envelope: Envelope[M, R], *, wait: bool) -> Slot[K, M, R] | None:
         """Queue the envelope; returns the full slot to wait on when ``wait`` and full."""
         if self._closed:
             raise ActorSystemClosed("the actor system is closing")
@@ -167,7 +168,7 @@ class ActorSystem(Generic[K, M, R]):
             raise SystemFull(f"{self._pending} messages are pending")
         slot = self._slots.get(key)
         if slot is None:
-            slot = _Slot(key)
+            slot = Slot(key)
             self._slots[key] = slot
         else:
             self._slots.move_to_end(key)
@@ -199,29 +200,30 @@ class ActorSystem(Generic[K, M, R]):
 
     # -- running -----------------------------------------------------------------------------
 
-    async def _run(self, slot: _Slot[K, M, R]) -> None:
+    async def _run(self, slot: Slot[K, M, R]) -> None:
         batch: list[Envelope[M, R]] = []
         try:
             while slot.mailbox:
-                if slot.actor is None:
+                actor = slot.actor
+                if actor is None:
                     try:
-                        slot.actor = await self._factory(slot.key)
-                        self._activations += 1
+                        actor = await self._factory(slot.key)
                     except Exception as exc:
-                        self._activation_failed(slot, exc)
+                        self.activation_failed(slot, exc)
                         continue
-                batch = self._take(slot, self._batch_limit)
+                    self.activated(slot, actor)
+                batch = self.take(slot, self._batch_limit)
                 if not batch:
                     continue  # every message taken was withdrawn
                 result: Sequence[R] | Exception
                 try:
-                    result = await slot.actor.receive([e.message for e in batch])
+                    result = await actor.receive([e.message for e in batch])
                 except Exception as exc:
                     result = exc
-                self._deliver(slot, batch, result)
+                self.deliver(slot, batch, result)
                 batch = []
         finally:
-            self._abandon(batch)  # cancelled mid-batch: those callers must not wait forever
+            self.abandon(batch)  # cancelled mid-batch: those callers must not wait forever
             self._finish(slot)
 
     async def _start_together(self, cohort: Cohort[K, M, R]) -> None:
@@ -231,14 +233,25 @@ class ActorSystem(Generic[K, M, R]):
         else:
             await run_cohort(self, cohort, slots)
 
-    def _activation_failed(self, slot: _Slot[K, M, R], exc: Exception) -> None:
+    def activation_failed(self, slot: Slot[K, M, R], exc: Exception) -> None:
         """Fail every message waiting for an actor that could not be activated."""
         self._failures += 1
         assert slot.mailbox is not None
-        self._fail_batch(slot, self._take(slot, len(slot.mailbox)), exc)
+        self._fail_batch(slot, self.take(slot, len(slot.mailbox)), exc)
 
-    def _deliver(
-        self, slot: _Slot[K, M, R], batch: list[Envelope[M, R]], result: Sequence[R] | Exception
+    # -- what a runner (a lone actor's, or a cohort's: _cohort.py) calls ---------------------
+
+    @property
+    def batch_limit(self) -> int:
+        return self._batch_limit
+
+    def activated(self, slot: Slot[K, M, R], actor: Actor[M, R]) -> None:
+        """``slot``'s actor was made (its state loaded)."""
+        slot.actor = actor
+        self._activations += 1
+
+    def deliver(
+        self, slot: Slot[K, M, R], batch: list[Envelope[M, R]], result: Sequence[R] | Exception
     ) -> None:
         """A handled batch: its replies, or the failure that fails it and discards the
         actor (also when the number of replies is wrong)."""
@@ -254,14 +267,14 @@ class ActorSystem(Generic[K, M, R]):
                 envelope.reply.resolve(value)
         self._settled(len(batch))
 
-    def _abandon(self, batch: list[Envelope[M, R]]) -> None:
+    def abandon(self, batch: list[Envelope[M, R]]) -> None:
         """A batch taken and never answered: the system was cancelled."""
         for envelope in batch:
             if envelope.reply is not None:
                 envelope.reply.fail(ActorSystemClosed("the actor system was cancelled"))
         self._settled(len(batch))
 
-    def _release(self, slot: _Slot[K, M, R]) -> None:
+    def release(self, slot: Slot[K, M, R]) -> None:
         """A slot whose cohort batch is done: its own runner goes on, or it stops."""
         if slot.mailbox:
             self._nursery.start_soon(self._run, slot)  # still running
@@ -272,7 +285,7 @@ class ActorSystem(Generic[K, M, R]):
         self._pending -= n
         self._answered += n
 
-    def _take(self, slot: _Slot[K, M, R], limit: int) -> list[Envelope[M, R]]:
+    def take(self, slot: Slot[K, M, R], limit: int) -> list[Envelope[M, R]]:
         """Up to ``limit`` waiting messages, minus those their callers withdrew."""
         assert slot.mailbox is not None
         n = min(limit, len(slot.mailbox))
@@ -290,14 +303,14 @@ class ActorSystem(Generic[K, M, R]):
         return batch
 
     def _fail_batch(
-        self, slot: _Slot[K, M, R], batch: list[Envelope[M, R]], exc: BaseException
+        self, slot: Slot[K, M, R], batch: list[Envelope[M, R]], exc: BaseException
     ) -> None:
         for envelope in batch:
             if envelope.reply is not None:
                 envelope.reply.fail(ActorFailed(slot.key, exc))
         self._settled(len(batch))
 
-    def _finish(self, slot: _Slot[K, M, R]) -> None:
+    def _finish(self, slot: Slot[K, M, R]) -> None:
         leftover = slot.mailbox or ()
         for envelope in leftover:  # only when cancelled: the system is going away
             self._queued -= 1

@@ -36,7 +36,11 @@ def units(space_id: int, n: int) -> list[Unit]:
         state = '{"wallets":{"points":{"balance":50,"earned":50}},"rules":{"r":{"fired":1}}}'
         snapshot = SnapshotWrite(space_id, user, "{}", state, 0, now)
         made.append(
-            Unit([event], snapshot, usage={(space_id, now.date().replace(day=1), "events"): 1})
+            Unit(
+                {"events": [event]},
+                snapshot,
+                usage={(space_id, now.date().replace(day=1), "events"): 1},
+            )
         )
     return made
 

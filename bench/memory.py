@@ -21,13 +21,17 @@ import trio
 
 from actors import open_actor_system
 from perkamo.configuration import ProgramCatalog
-from perkamo.profiles import ProfileActor, ProfileServices, Snapshot, UsageLedger
+from perkamo.profiles.actor import ProfileActor, ProfileServices
+from perkamo.profiles.commands import Read
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.usage import UsageLedger
 from perkamo.webhooks import WebhookRegistry
 from storage import Database, GroupCommitWriter
 from storage.profile_loader import ProfileLoader
 from storage.profiles import ProfileRow
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+READ = Read(received_at=NOW)  # what activates an idle profile here (never handled)
 
 
 def _row(n: int) -> ProfileRow:
@@ -48,7 +52,7 @@ def _row(n: int) -> ProfileRow:
 class _IdleProfile(ProfileActor):
     """A real ProfileActor (same attributes and snapshot) whose messages only activate it."""
 
-    async def receive(self, messages: Any) -> list[None]:  # type: ignore[override]
+    async def receive(self, messages: Any) -> list[object]:
         return [None for _ in messages]
 
 
@@ -83,7 +87,7 @@ async def measure(actors: int, distinct: int, cap: int) -> dict[str, Any]:
     async with open_actor_system(activate, max_resident=actors + 1) as system:
         base = rss()
         for n in range(actors):
-            system.send_nowait((1, f"user-{n:08d}"), None)  # type: ignore[arg-type]
+            system.send_nowait((1, f"user-{n:08d}"), READ)
             if n % 1000 == 999:
                 await trio.sleep(0)  # let the runners activate and go idle
         await trio.sleep(0.1)
@@ -94,7 +98,7 @@ async def measure(actors: int, distinct: int, cap: int) -> dict[str, Any]:
         base = rss()
         peak = base
         for n in range(distinct):
-            system.send_nowait((1, f"user-{n:08d}"), None)  # type: ignore[arg-type]
+            system.send_nowait((1, f"user-{n:08d}"), READ)
             if n % 1000 == 999:
                 await trio.sleep(0)
             if n % 50_000 == 49_999:

@@ -75,9 +75,12 @@ class Code(Enum):
     HEADERS_TOO_LARGE = (
         "headers_too_large", 431, "The request line and headers are larger than 16 KiB."
     )  # fmt: skip
-    # 500, 501
+    # 500, 501, 505
     INTERNAL_ERROR = ("internal_error", 500, "Something went wrong on our side; retry shortly.")
     NOT_SUPPORTED = ("not_supported", 501, "This Perkamo preview feature is not offered.")
+    HTTP_VERSION_NOT_SUPPORTED = (
+        "http_version_not_supported", 505, "Only HTTP/1.1 (HTTP/1.0) and HTTP/2 are supported."
+    )  # fmt: skip
     # 503
     OVERLOADED = ("overloaded", 503, "The server is overloaded; retry shortly.")
     SHUTTING_DOWN = ("shutting_down", 503, "The server is shutting down; retry.")
@@ -95,8 +98,10 @@ RETRY_STATUSES = frozenset({429, 503})  # answers that always carry retry-after
 
 
 class PerkamoError(Exception):
-    """An error the API answers. ``message`` defaults to the code's; 429 and 503 carry
-    ``retry-after`` (seconds)."""
+    """An error the API answers. ``message`` defaults to the code's. ``retry_after``
+    (seconds) is a fact about the refusal — when to try again; the edge turns it into the
+    ``retry-after`` header every 429 and 503 carries (1 s when not given). ``allow``: the
+    methods a path takes (405)."""
 
     def __init__(
         self,
@@ -104,20 +109,27 @@ class PerkamoError(Exception):
         message: str | None = None,
         *,
         details: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        retry_after: int = 1,
+        retry_after: int | None = None,
+        allow: str | None = None,
     ) -> None:
         self.code = code
         self.message = message or code.message
         super().__init__(self.message)
         self.details = details
-        self.headers = dict(headers or {})
-        if code.status in RETRY_STATUSES:
-            self.headers.setdefault("retry-after", str(retry_after))
+        self.retry_after = retry_after
+        self.allow = allow
 
     @property
     def status(self) -> int:
         return self.code.status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers this refusal implies."""
+        headers = {} if self.allow is None else {"allow": self.allow}
+        if self.code.status in RETRY_STATUSES:
+            headers["retry-after"] = str(self.retry_after or 1)
+        return headers
 
 
 def validation_failed(path: str, message: str) -> PerkamoError:

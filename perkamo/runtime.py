@@ -9,55 +9,42 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import trio
 
 from actors import (
-    ActorError,
-    ActorFailed,
     ActorSystem,
-    ActorSystemClosed,
-    MailboxFull,
-    Reply,
-    SystemFull,
+    Admission,
     SystemStatistics,
     open_actor_system,
 )
-from actors._admission import Admission
 from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.attempts import AttemptLog
-from perkamo.cluster.links import ForwardedReply
 from perkamo.cluster.node import Cluster, ClusterStatistics, open_listeners
 from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
-from perkamo.errors import Code, PerkamoError
 from perkamo.membership import PEER_TIMEOUT, Membership
-from perkamo.profiles import (
-    Answer,
-    Message,
-    ProfileKey,
-    ProfileServices,
-    Read,
-    Snapshot,
-    UsageLedger,
-)
+from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
 from perkamo.profiles.cohort import ProfileCohort
+from perkamo.profiles.commands import AnyCommand
+from perkamo.profiles.gateway import Gateway
 from perkamo.profiles.history import RecentHistory
+from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.usage import UsageLedger
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
+from perkamo.trials.simulate import Simulations
 from perkamo.webhooks import WebhookDispatcher, WebhookRegistry
 from perkamo.webhooks.dispatcher import DispatcherStatistics
 from storage import (
-    CommitOutcomeUnknown,
     Database,
     GroupCommitWriter,
     Listener,
-    StorageUnavailable,
     open_database,
     open_group_commit_writer,
 )
@@ -75,24 +62,6 @@ ADMISSION_FLOOR = 1000  # ten full batches always fit
 CONFIG_CHANNEL = "perkamo_config"
 
 
-def _shutting_down() -> PerkamoError:
-    return PerkamoError(Code.SHUTTING_DOWN, "The server is shutting down; retry.")
-
-
-def _refusal(exc: ActorError) -> PerkamoError:
-    """Why the actor system did not admit a message, as the API says it."""
-    if isinstance(exc, MailboxFull):
-        return PerkamoError(
-            Code.OVERLOADED, "This profile is receiving more work than it can take; retry shortly."
-        )
-    if isinstance(exc, SystemFull):
-        return PerkamoError(
-            Code.OVERLOADED,
-            "The server is holding all the work it can answer in time; retry shortly.",
-        )
-    return _shutting_down()
-
-
 @dataclass(frozen=True, slots=True)
 class RuntimeStatistics:
     actors: SystemStatistics
@@ -106,7 +75,7 @@ class Runtime:
     settings: Settings
     db: Database
     writer: GroupCommitWriter
-    actors: ActorSystem[ProfileKey, Message, Answer]
+    actors: ActorSystem[ProfileKey, AnyCommand, object]
     auth: Authenticator
     listener: Listener
     programs: ProgramCatalog
@@ -119,101 +88,9 @@ class Runtime:
     backtests: BacktestRunner
     attempts: AttemptLog
     cluster: Cluster
+    gateway: Gateway
+    simulations: Simulations = field(default_factory=Simulations)
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
-
-    def submit(self, key: ProfileKey, message: Message) -> Pending:
-        """Admit a message now: to the profile's mailbox here, or to the member owning its
-        shard (forwarded; ARCHITECTURE.md "Several processes and nodes"). Raises 503
-        overloaded when the mailbox is full, the server holds all the work it may (API.md
-        "Admission"), or the server is shutting down."""
-        return self._forward(key, message) or self.submit_here(key, message)
-
-    def submit_many(
-        self, items: Sequence[tuple[ProfileKey, Message]]
-    ) -> list[Pending | PerkamoError]:
-        """``submit`` for each item in order: per item its pending answer, or the 503 that
-        refused it. The idle profiles served here start together (profiles/cohort.py)."""
-        out: list[Pending | PerkamoError | None] = [None] * len(items)
-        here: list[int] = []
-        for i, (key, message) in enumerate(items):
-            try:
-                out[i] = self._forward(key, message)
-            except PerkamoError as exc:
-                out[i] = exc.with_traceback(None)
-            if out[i] is None:
-                here.append(i)
-        admitted = self.actors.ask_many_nowait([items[i] for i in here])
-        for i, reply in zip(here, admitted, strict=True):
-            out[i] = _refusal(reply) if isinstance(reply, ActorError) else reply
-        return out  # type: ignore[return-value]
-
-    def _forward(self, key: ProfileKey, message: Message) -> ForwardedReply | None:
-        """The message sent to the member owning its shard; None: it is served here."""
-        if not self.cluster.peers:
-            return None
-        local = partial(self.submit_here, key, message)
-        seconds = self.deadline() - trio.current_time()
-        return self.cluster.forward(key, message, seconds, local)
-
-    def serve_forwarded(
-        self, key: ProfileKey, message: Message
-    ) -> Callable[[float], Awaitable[Answer]]:
-        """Admit a message another member forwarded (always here: never forwarded again);
-        returns what waits, at most the given seconds, for its answer."""
-        reply = self.submit_here(key, message)
-        writes = not isinstance(message, Read)
-
-        async def answer(seconds: float) -> Answer:
-            deadline = trio.current_time() + seconds
-            (result,) = await self.outcomes([reply], writes=writes, deadline=deadline)
-            return result
-
-        return answer
-
-    def submit_here(self, key: ProfileKey, message: Message) -> Reply[Answer]:
-        """Admit a message to the profile's mailbox in this process."""
-        try:
-            return self.actors.ask_nowait(key, message)
-        except (MailboxFull, SystemFull, ActorSystemClosed) as exc:
-            raise _refusal(exc) from None
-
-    async def outcome(
-        self, reply: Pending, *, writes: bool, deadline: float | None = None
-    ) -> Answer:
-        """Wait (bounded) for a submitted message's answer; a refusal is raised."""
-        (answer,) = await self.outcomes([reply], writes=writes, deadline=deadline)
-        if isinstance(answer, PerkamoError):
-            try:
-                raise answer
-            finally:  # the traceback holds this frame: no cycle back to the exception
-                del answer
-        return answer
-
-    async def outcomes(
-        self, replies: Sequence[Pending], *, writes: bool, deadline: float | None = None
-    ) -> list[Answer]:
-        """Wait (bounded, one deadline for all) for submitted messages' answers; each is its
-        answer or the PerkamoError it failed with. Storage trouble becomes 503; a message
-        still waiting when the time is up is withdrawn, so it is certainly not applied (503
-        overloaded); one already being applied has an unknown outcome."""
-        answers: list[Answer | object] = [_WAITING] * len(replies)
-        with trio.move_on_at(self.deadline() if deadline is None else deadline):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            for i, reply in enumerate(replies):
-                try:
-                    # Answers that arrived together are read without a checkpoint each.
-                    if isinstance(reply, Reply) and reply.done:
-                        answers[i] = reply.result()
-                    else:
-                        answers[i] = await reply.wait()
-                except ActorFailed as exc:
-                    answers[i] = _failed(exc.__cause__, writes=writes)
-                except ActorSystemClosed:
-                    answers[i] = _shutting_down()
-        for i, reply in enumerate(replies):
-            if answers[i] is _WAITING:
-                answers[i] = _late(reply, writes=writes, storage_down=not self.health.ready())
-        return answers  # type: ignore[return-value]
 
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
@@ -225,62 +102,14 @@ class Runtime:
         )
 
     def deadline(self) -> float:
-        """When the request being served must have its answer (API.md "Timeouts"): the
-        deadline the HTTP edge set for it, else request_timeout from now."""
-        given = current_deadline()
-        return trio.current_time() + self.settings.request_timeout if given is None else given
+        """When the request being served must have its answer (API.md "Timeouts")."""
+        return self.gateway.deadline()
 
     async def committed(self, key: ProfileKey) -> Snapshot:
         """A profile's committed state without queueing behind its writes (simulation)."""
-        return await self.profiles.committed(key, self.actors.resident(key))
-
-    async def ask(self, key: ProfileKey, message: Message, *, writes: bool) -> Answer:
-        return await self.outcome(self.submit(key, message), writes=writes)
-
-
-_WAITING = object()
-Pending = Reply[Answer] | ForwardedReply  # a message admitted here, or sent to its owner
-
-
-def _late(reply: Pending, *, writes: bool, storage_down: bool) -> PerkamoError:
-    if writes and not reply.withdraw():
-        return PerkamoError(
-            Code.OUTCOME_UNKNOWN,
-            "The request timed out while it was being applied; it may or may not have "
-            "been. Retry with the same transaction_id.",
-        )
-    reply.withdraw()
-    if storage_down:  # it waited for storage (a failover), not behind other work
-        return PerkamoError(
-            Code.STORAGE_UNAVAILABLE, "Storage is unavailable; the request was not applied."
-        )
-    return PerkamoError(
-        Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
-    )
-
-
-def _failed(cause: BaseException | None, *, writes: bool) -> PerkamoError:
-    """An actor batch that raised. Storage trouble is 503; anything else is a defect (the
-    actor is re-activated from storage): a write in that batch may or may not have
-    committed, so it answers outcome_unknown (retry-safe), never a 500."""
-    if isinstance(cause, CommitOutcomeUnknown):
-        return PerkamoError(
-            Code.OUTCOME_UNKNOWN,
-            "Storage failed while committing; the request may or may not have been applied. "
-            "Retry with the same transaction_id.",
-        )
-    if isinstance(cause, StorageUnavailable):
-        return PerkamoError(
-            Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry with the same transaction_id."
-        )
-    log.error("profile actor failed", exc_info=cause)
-    if writes:
-        return PerkamoError(
-            Code.OUTCOME_UNKNOWN,
-            "Something went wrong on our side while applying the request; it may or may not "
-            "have been applied. Retry with the same transaction_id.",
-        )
-    return PerkamoError(Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly.")
+        resident = self.actors.resident(key)
+        actor = resident if isinstance(resident, ProfileActor) else None
+        return await self.profiles.committed(key, actor)
 
 
 @asynccontextmanager
@@ -336,6 +165,9 @@ async def open_runtime(
                     system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
                 )
                 nursery.start_soon(admission.run)
+                gateway = Gateway(
+                    system, cluster, partial(_deadline, settings.request_timeout), health.ready
+                )
                 runtime = Runtime(
                     settings,
                     db,
@@ -353,6 +185,7 @@ async def open_runtime(
                     backtests,
                     attempts,
                     cluster,
+                    gateway,
                 )
                 if member:
                     _serve_shards(runtime)
@@ -406,9 +239,16 @@ async def _join_cluster(
 
 def _serve_shards(runtime: Runtime) -> None:
     """Answer other members' forwarded messages, and take shards from now on."""
-    runtime.cluster.serve(runtime.serve_forwarded)
+    runtime.cluster.serve(runtime.gateway.serve_forwarded)
 
     async def passivate(shards: set[int]) -> None:
         await runtime.actors.passivate_matching(lambda key: shard_of(*key) in shards)
 
     runtime.cluster.membership.own_shards(passivate)
+
+
+def _deadline(timeout: float) -> float:
+    """When the request being served must have its answer (API.md "Timeouts"): the deadline
+    the HTTP edge set for it (counted from its arrival), else ``timeout`` from now."""
+    given = current_deadline()
+    return trio.current_time() + timeout if given is None else given

@@ -5,20 +5,16 @@ from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable
 from .database import Database, Timeouts, connect, open_database
 from .embedded import EmbeddedPostgres
 from .group_commit import (
-    AdjustmentRow,
     AuditRow,
-    EventRow,
     GroupCommitWriter,
-    IdentifyRow,
     OutboxRow,
-    RedemptionRow,
-    ReversalRow,
     SnapshotWrite,
     Status,
     Unit,
     Verdict,
     open_group_commit_writer,
 )
+from .log_tables import AdjustmentRow, EventRow, IdentifyRow, RedemptionRow, ReversalRow
 from .notify import Listener
 
 __all__ = [

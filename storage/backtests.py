@@ -6,12 +6,16 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+
+from .history import FAR_FUTURE, FAR_PAST, HISTORY, HistoryRow
+from .log_tables import LOG_TABLES
 
 Conn = psycopg.Connection[Any]
 ROWS_PER_READ = 5000  # writes one read of the history brings, about
@@ -131,92 +135,30 @@ def orphans(conn: Conn, alive: float) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-class Write(NamedTuple):
-    """One write of a profile's history, as a back-test replays it (a row: a tuple is the
-    cheapest thing to build a million of)."""
+Write = HistoryRow  # one write of a profile's history, as a back-test replays it
 
-    kind: str  # event | redemption | identify | adjustment | reversal
-    user_id: str
-    profile_version: int
-    position: int
-    transaction_id: str
-    name: str  # event key, reward key, wallet; "" for identify
-    payload: Any  # context / traits patch / {amount, counts_toward_level} / the redemption
-    occurred_at: datetime | None
-    received_at: datetime
-    program_versions: str | None  # JSON text: many writes share one, parsed once per text
-    outcome: Any  # the recorded answer's delta (events), for the baseline check
-
-
-# The profiles with a write inside the window, in user order, a page at a time: each table's
-# first distinct users after the last page (an index range scan each), the page the smallest
-# of them.
-_TOUCHED = """
-SELECT user_id FROM (
-    (SELECT DISTINCT user_id FROM events WHERE space_id = %(s)s AND user_id > %(after)s
-        AND received_at >= %(from)s AND received_at < %(to)s ORDER BY user_id LIMIT %(n)s)
-    UNION (SELECT DISTINCT user_id FROM redemptions WHERE space_id = %(s)s
-        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
-        ORDER BY user_id LIMIT %(n)s)
-    UNION (SELECT DISTINCT user_id FROM identifies WHERE space_id = %(s)s
-        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
-        ORDER BY user_id LIMIT %(n)s)
-    UNION (SELECT DISTINCT user_id FROM adjustments WHERE space_id = %(s)s
-        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
-        ORDER BY user_id LIMIT %(n)s)
-    UNION (SELECT DISTINCT user_id FROM reversals WHERE space_id = %(s)s
-        AND user_id > %(after)s AND received_at >= %(from)s AND received_at < %(to)s
-        ORDER BY user_id LIMIT %(n)s)
-) touched ORDER BY user_id LIMIT %(n)s
-"""
-
-# Those profiles' whole histories up to the window's end, in processing order.
-_HISTORY = """
-SELECT * FROM (
-    SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
-           e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
-           e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
-    FROM events e
-    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s
-    UNION ALL
-    SELECT 'redemption', r.user_id, r.profile_version, r.position, r.transaction_id,
-           r.reward_key, r.context, NULL, r.received_at, r.outcome ->> 'program_versions', NULL
-    FROM redemptions r
-    WHERE r.space_id = %(s)s AND r.user_id = ANY(%(users)s) AND r.received_at < %(to)s
-    UNION ALL
-    SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
-           i.received_at, i.program_versions::text, NULL
-    FROM identifies i
-    WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s
-    UNION ALL
-    SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
-           jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
-           NULL, a.received_at, a.program_versions::text, NULL
-    FROM adjustments a
-    WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s
-    UNION ALL
-    SELECT 'reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
-           r.reward_key,
-           jsonb_build_object('cost', r.outcome -> 'cost', 'effect', r.outcome -> 'effect',
-                              'redeemed_at', r.received_at),
-           NULL, v.received_at, v.program_versions::text, NULL
-    FROM reversals v
-    JOIN redemptions r ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
-    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s
-) h
-ORDER BY user_id, profile_version, position
-"""
+# The profiles with a write inside the window, in user order, a page at a time: each log
+# table's first distinct users after the last page (an index range scan each), the page the
+# smallest of them.
+_TOUCHED = sql.SQL("SELECT user_id FROM ({}) touched ORDER BY user_id LIMIT %(n)s").format(
+    sql.SQL(" UNION ").join(
+        sql.SQL(
+            "(SELECT DISTINCT user_id FROM {} WHERE space_id = %(s)s AND user_id > %(after)s"
+            " AND received_at >= %(from)s AND received_at < %(to)s ORDER BY user_id"
+            " LIMIT %(n)s)"
+        ).format(sql.Identifier(t.name))
+        for t in LOG_TABLES
+    )
+)
 
 _COUNT = (
     "SELECT count(*) FROM events WHERE space_id = %(s)s"
     " AND received_at >= %(from)s AND received_at < %(to)s"
 )
 
-_FAR = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
-
 
 def _bounds(window_from: datetime | None, window_to: datetime | None) -> dict[str, Any]:
-    return {"from": window_from or _FAR[0], "to": window_to or _FAR[1]}
+    return {"from": window_from or FAR_PAST, "to": window_to or FAR_FUTURE}
 
 
 def count_window(
@@ -268,7 +210,7 @@ def stream_history(
                 return
             # Tuples in the binary protocol: cheaper to parse than a row class over text.
             with conn.cursor(binary=True) as cur:
-                cur.execute(_HISTORY, {**params, "users": users})
+                cur.execute(HISTORY, {**params, "users": users})
                 page = [Write._make(row) for row in cur]
             yield page
             after = users[-1]

@@ -1,6 +1,10 @@
 """The group commit's statements (``group_commit.py`` runs them): the whole flush in one
 statement, and the limited meters grown within their limits before it."""
 
+from psycopg import sql
+
+from .log_tables import LOG_TABLES
+
 # The whole flush in one statement with one parameter per table: the rows as one JSON
 # document each (msgspec encodes them in C; PostgreSQL parses them in C), where array
 # parameters cost psycopg ~8 µs of Python per array and ~48 arrays per flush. Every CTE
@@ -10,65 +14,13 @@ statement, and the limited meters grown within their limits before it."""
 # COMMIT. One unit per profile is in flight, so no two CTEs touch the same row. JSON text
 # columns travel as strings and are cast where they land (``outcome`` stays ``json``: the
 # exact text is answered to a duplicate).
-FLUSH = """
-WITH ev AS (
-    INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
-                        received_at, request_hash, outcome, profile_version, position,
-                        event_id)
-    SELECT space_id, transaction_id, user_id, event, context::jsonb, occurred_at,
-           received_at, decode(request_hash, 'base64'), outcome::json, profile_version,
-           position, event_id
-    FROM json_to_recordset(%(events)s::json) AS x(
-        space_id bigint, transaction_id text, user_id text, event text, context text,
-        occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
-        profile_version bigint, position integer, event_id text)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'e'::text AS kind, space_id, transaction_id AS id, user_id
-), rd AS (
-    INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context,
-                             received_at, request_hash, outcome, profile_version, position,
-                             redemption_id)
-    SELECT space_id, transaction_id, user_id, reward_key, context::jsonb, received_at,
-           decode(request_hash, 'base64'), outcome::json, profile_version, position,
-           redemption_id
-    FROM json_to_recordset(%(redemptions)s::json) AS x(
-        space_id bigint, transaction_id text, user_id text, reward_key text, context text,
-        received_at timestamptz, request_hash text, outcome text, profile_version bigint,
-        position integer, redemption_id text)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'r'::text AS kind, space_id, transaction_id AS id, user_id
-), ad AS (
-    INSERT INTO adjustments (space_id, transaction_id, adjustment_id, user_id, wallet, amount,
-                             counts_toward_level, reason, actor, received_at, request_hash,
-                             outcome, program_versions, profile_version, position)
-    SELECT space_id, transaction_id, adjustment_id, user_id, wallet, amount::numeric,
-           counts_toward_level, reason, actor, received_at, decode(request_hash, 'base64'),
-           outcome::json, program_versions::jsonb, profile_version, position
-    FROM json_to_recordset(%(adjustments)s::json) AS x(
-        space_id bigint, transaction_id text, adjustment_id text, user_id text, wallet text,
-        amount text, counts_toward_level boolean, reason text, actor text,
-        received_at timestamptz, request_hash text, outcome text, program_versions text,
-        profile_version bigint, position integer)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'a'::text AS kind, space_id, transaction_id AS id, user_id
-), rv AS (
-    INSERT INTO reversals (space_id, transaction_id, user_id, reason, actor, received_at,
-                           outcome, program_versions, profile_version, position)
-    SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
-           program_versions::jsonb, profile_version, position
-    FROM json_to_recordset(%(reversals)s::json) AS x(
-        space_id bigint, transaction_id text, user_id text, reason text, actor text,
-        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
-        position integer)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'v'::text AS kind, space_id, transaction_id AS id, user_id
-), np AS (
+_PROFILES = sql.SQL("""np AS (
     INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at)
     SELECT space_id, user_id, traits::jsonb, state::jsonb, 1, updated_at, updated_at
     FROM json_to_recordset(%(created)s::json) AS x(
         space_id bigint, user_id text, traits text, state text, updated_at timestamptz)
     ON CONFLICT (space_id, user_id) DO NOTHING
-    RETURNING 'p'::text AS kind, space_id, ''::text AS id, user_id
+    RETURNING 'profiles'::text AS kind, space_id, ''::text AS id, user_id
 ), up AS (
     UPDATE profiles AS p
     SET traits = x.traits::jsonb, state = x.state::jsonb, version = x.expected_version + 1,
@@ -78,15 +30,7 @@ WITH ev AS (
         expected_version bigint)
     WHERE p.space_id = x.space_id AND p.user_id = x.user_id
       AND p.version = x.expected_version
-    RETURNING 'p'::text AS kind, p.space_id, ''::text AS id, p.user_id
-), idf AS (
-    INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
-                            profile_version, position)
-    SELECT space_id, user_id, traits::jsonb, received_at, program_versions::jsonb,
-           profile_version, position
-    FROM json_to_recordset(%(identifies)s::json) AS x(
-        space_id bigint, user_id text, traits text, received_at timestamptz,
-        program_versions text, profile_version bigint, position integer)
+    RETURNING 'profiles'::text AS kind, p.space_id, ''::text AS id, p.user_id
 ), ob AS (
     INSERT INTO webhook_deliveries (id, space_id, event_type, body, status, next_attempt_at,
                                     created_at, subject)
@@ -112,10 +56,28 @@ WITH ev AS (
     SELECT space_id, (now() AT TIME ZONE 'UTC')::date, meter, used
     FROM json_to_recordset(%(usage)s::json) AS x(space_id bigint, meter text, used bigint)
     ON CONFLICT (space_id, day, meter) DO UPDATE SET used = usage_daily.used + EXCLUDED.used
-)
-SELECT * FROM ev UNION ALL SELECT * FROM rd UNION ALL SELECT * FROM ad
-UNION ALL SELECT * FROM rv UNION ALL SELECT * FROM np UNION ALL SELECT * FROM up
-"""
+)""")
+
+
+def _flush() -> sql.Composed:
+    """WITH <one CTE per log table>, <profiles, outbox, meters, audit> SELECT <the log rows
+    and snapshots written>."""
+    ctes = [sql.SQL("{} AS ({})").format(_cte(t.name), t.insert) for t in LOG_TABLES]
+    keyed = [t for t in LOG_TABLES if t.namespace is not None]
+    written: list[sql.Composable] = [
+        sql.SQL("SELECT * FROM {}").format(_cte(t.name)) for t in keyed
+    ]
+    written += [sql.SQL("SELECT * FROM np"), sql.SQL("SELECT * FROM up")]
+    return sql.SQL("WITH {}, {} {}").format(
+        sql.SQL(", ").join(ctes), _PROFILES, sql.SQL(" UNION ALL ").join(written)
+    )
+
+
+def _cte(table: str) -> sql.Identifier:
+    return sql.Identifier("w_" + table)  # never the table's own name
+
+
+FLUSH = _flush()
 
 # Limited meters, before the flush's statement and in its transaction: the rows exist, are
 # locked in a fixed order (two writers never deadlock on them), and grow only within their

@@ -7,8 +7,8 @@ at their expected version. A unit with a conflicting event or a stale snapshot i
 with its verdict and the rest is flushed again; every waiter is resolved only after COMMIT.
 There is no fixed delay: a lone unit commits at once, a busy server batches naturally.
 
-Longer than 450 lines on purpose: the row types, the verdicts and the writer that turns
-one into the other read together; the SQL lives in ``flush_statements.py``.
+The log rows and their SQL live in ``log_tables.py``, the flush statement in
+``flush_statements.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import psycopg
@@ -35,84 +35,10 @@ from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
 from .dedicated import DedicatedConnection
 from .flush_statements import ENSURE_LIMITED, FLUSH, GROW_LIMITED
+from .log_tables import LOG_TABLES
 from .thread_calls import Ticket, commit_acknowledged
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class EventRow:
-    space_id: int
-    transaction_id: str
-    user_id: str
-    event: str
-    context: str  # JSON text
-    occurred_at: datetime
-    received_at: datetime
-    request_hash: bytes
-    outcome: str  # JSON text
-    profile_version: int = 0  # the version its unit commits; with position, replay order
-    position: int = 0
-    event_id: str | None = None  # evt_…, also inside the outcome (found by the console)
-
-
-@dataclass(slots=True)
-class IdentifyRow:
-    space_id: int
-    user_id: str
-    traits: str  # JSON text of the patch
-    received_at: datetime
-    program_versions: str  # JSON text
-    profile_version: int
-    position: int
-
-
-@dataclass(slots=True)
-class RedemptionRow:
-    space_id: int
-    transaction_id: str
-    user_id: str
-    reward_key: str
-    context: str  # JSON text
-    received_at: datetime
-    request_hash: bytes
-    outcome: str  # JSON text
-    profile_version: int = 0
-    position: int = 0
-    redemption_id: str | None = None
-
-
-@dataclass(slots=True)
-class AdjustmentRow:
-    space_id: int
-    transaction_id: str
-    adjustment_id: str
-    user_id: str
-    wallet: str
-    amount: str  # the exact decimal, as text
-    counts_toward_level: bool
-    reason: str
-    actor: str | None
-    received_at: datetime
-    request_hash: bytes
-    outcome: str  # JSON text
-    program_versions: str  # JSON text
-    profile_version: int
-    position: int
-
-
-@dataclass(slots=True)
-class ReversalRow:
-    space_id: int
-    transaction_id: str  # the redemption's
-    user_id: str
-    reason: str
-    actor: str | None
-    received_at: datetime
-    outcome: str  # JSON text
-    program_versions: str  # JSON text
-    profile_version: int
-    position: int
 
 
 @dataclass(slots=True)
@@ -156,18 +82,23 @@ class SnapshotWrite:
     updated_at: datetime
 
 
+class LogRow(Protocol):
+    """A row of a log table keyed by transaction id (log_tables.py)."""
+
+    space_id: int
+    transaction_id: str
+    user_id: str
+
+
 @dataclass(slots=True)
 class Unit:
-    """Writes that commit together or not at all (one actor's batch)."""
+    """Writes that commit together or not at all (one actor's batch). ``rows``: per log
+    table (log_tables.py, by name), the rows to insert."""
 
-    events: list[EventRow]
+    rows: dict[str, list[Any]]
     snapshot: SnapshotWrite | None
-    redemptions: list[RedemptionRow] = field(default_factory=list)
     usage: dict[UsageKey, int] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
-    identifies: list[IdentifyRow] = field(default_factory=list)
-    adjustments: list[AdjustmentRow] = field(default_factory=list)
-    reversals: list[ReversalRow] = field(default_factory=list)
     audits: list[AuditRow] = field(default_factory=list)
     # The limit of each meter in ``usage`` that has one: PostgreSQL refuses the unit
     # (OVER_LIMIT) rather than let a meter pass it — exact across server processes.
@@ -186,8 +117,8 @@ class Status(Enum):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     status: Status
-    # (namespace, transaction id) of every log row refused as taken; the namespaces are
-    # "event", "redemption", "adjustment" and "reversal".
+    # (namespace, transaction id) of every log row refused as taken (the namespaces of
+    # log_tables.py).
     taken: frozenset[tuple[str, str]] = frozenset()
 
 
@@ -380,7 +311,7 @@ class GroupCommitWriter:
                 break
             for i in pending:
                 verdicts[i] = _COMMITTED
-            self._count(events=sum(len(units[i].events) for i in pending))
+            self._count(events=sum(len(units[i].rows.get("events", ())) for i in pending))
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
 
@@ -389,10 +320,6 @@ class GroupCommitWriter:
         taken transaction id refuses its unit with a conflict, a snapshot not written (another
         process moved the profile) with stale. Anything refused means the caller rolls back
         everything the statement wrote — meters, outbox and identifies included."""
-        events = [(n, e) for n, u in enumerate(units) for e in u.events]
-        redemptions = [(n, r) for n, u in enumerate(units) for r in u.redemptions]
-        adjustments = [(n, a) for n, u in enumerate(units) for a in u.adjustments]
-        reversals = [(n, r) for n, u in enumerate(units) for r in u.reversals]
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
         new = sorted(
             ((n, s) for n, s in snapshots if s.expected_version == 0),
@@ -424,14 +351,12 @@ class GroupCommitWriter:
         counters = [
             row for row in usage if (row["space_id"], row["period"], row["meter"]) not in limits
         ]
+        logs = {t.name: [(n, r) for n, u in enumerate(units) for r in u.rows.get(t.name, ())]
+                for t in LOG_TABLES}  # fmt: skip
         params = {
-            "events": _rows.encode([e for _, e in events]).decode(),
-            "redemptions": _rows.encode([r for _, r in redemptions]).decode(),
-            "adjustments": _rows.encode([a for _, a in adjustments]).decode(),
-            "reversals": _rows.encode([r for _, r in reversals]).decode(),
+            **{name: _rows.encode([r for _, r in rows]).decode() for name, rows in logs.items()},
             "created": _rows.encode([s for _, s in new]).decode(),
             "updated": _rows.encode([s for _, s in old]).decode(),
-            "identifies": _rows.encode([r for u in units for r in u.identifies]).decode(),
             "outbox": _rows.encode([r for u in units for r in u.outbox]).decode(),
             "audits": _rows.encode([r for u in units for r in u.audits]).decode(),
             "usage": _rows.encode(usage).decode(),
@@ -441,20 +366,16 @@ class GroupCommitWriter:
             cur.execute(FLUSH, params)
             written = {(kind, space, key, user) for kind, space, key, user in cur.fetchall()}
         refused: dict[int, Verdict] = {}
-        logs: list[tuple[str, str, list[tuple[int, Any]]]] = [
-            ("e", "event", events),
-            ("r", "redemption", redemptions),
-            ("a", "adjustment", adjustments),
-            ("v", "reversal", reversals),
-        ]
-        for kind, namespace, rows in logs:
-            for n, row in rows:
-                if (kind, row.space_id, row.transaction_id, row.user_id) not in written:
+        for table in LOG_TABLES:
+            if table.namespace is None:
+                continue
+            for n, row in logs[table.name]:
+                if (table.name, row.space_id, row.transaction_id, row.user_id) not in written:
                     previous = refused.get(n, Verdict(Status.CONFLICT))
-                    taken = previous.taken | {(namespace, row.transaction_id)}
+                    taken = previous.taken | {(table.namespace, row.transaction_id)}
                     refused[n] = Verdict(Status.CONFLICT, taken)
         for n, snap in snapshots:
-            if ("p", snap.space_id, "", snap.user_id) not in written and n not in refused:
+            if ("profiles", snap.space_id, "", snap.user_id) not in written and n not in refused:
                 refused[n] = Verdict(Status.STALE)
         return refused
 

@@ -1,5 +1,5 @@
-"""The ledger view of a Space: balances recomputed from the event log and redemptions, next
-to the balances stored in the profile snapshots. The JSON shapes are the domain's: the
+"""The ledger view of a Space: balances recomputed from the profile log, next to the
+balances stored in the profile snapshots. The JSON shapes are the domain's: the
 caller names the paths (``AnswerPaths``, ``WalletPaths``)."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from storage.log_tables import LOG_TABLES
 from storage.stats import WalletPaths
 
 Conn = psycopg.Connection[Any]
@@ -30,49 +32,31 @@ class AnswerPaths:
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """Per user and wallet: what events added, redemptions cost, adjustments added and
-    reversals refunded."""
+    """Per user and wallet, what the log says: the balance (every log table's changes) and
+    the spent total (redemptions' costs less what reversals refunded)."""
 
-    deltas: Totals
-    costs: Totals
-    adjustments: Totals
-    refunds: Totals
+    balances: Totals
+    spent: Totals
+
+
+# Every log table's (user_id, wallet, balance change, spent change), summed per user and
+# wallet (log_tables.py: a new kind of write that moves balances brings its own block).
+_LEDGER = sql.SQL(
+    "SELECT user_id, wallet, sum(b), sum(sp) FROM ({}) l(user_id, wallet, b, sp) GROUP BY 1, 2"
+).format(  # fmt: skip
+    sql.SQL(" UNION ALL ").join(t.ledger for t in LOG_TABLES if t.ledger is not None)
+)
 
 
 def ledger_totals(conn: Conn, space_id: int, paths: AnswerPaths) -> Ledger:
-    deltas: Totals = {}
-    for user, wallet, total in conn.execute(
-        "SELECT e.user_id, d ->> %(w)s, sum((d ->> %(a)s)::numeric)"
-        " FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d"
-        " WHERE e.space_id = %(s)s GROUP BY 1, 2",
-        {"w": paths.wallet, "a": paths.amount, "delta": paths.delta, "s": space_id},
-    ):
-        deltas[(user, wallet)] = Decimal(total)
-    costs: Totals = {}
-    for user, wallet, total in conn.execute(
-        "SELECT user_id, outcome -> %(cost)s ->> %(w)s,"
-        " sum((outcome -> %(cost)s ->> %(a)s)::numeric)"
-        " FROM redemptions WHERE space_id = %(s)s GROUP BY 1, 2",
-        {"w": paths.wallet, "a": paths.amount, "cost": paths.cost, "s": space_id},
-    ):
-        costs[(user, wallet)] = Decimal(total)
-    adjustments: Totals = {}
-    for user, wallet, total in conn.execute(
-        "SELECT user_id, wallet, sum(amount) FROM adjustments WHERE space_id = %s GROUP BY 1, 2",
-        (space_id,),
-    ):
-        adjustments[(user, wallet)] = Decimal(total)
-    refunds: Totals = {}
-    for user, wallet, total in conn.execute(
-        "SELECT v.user_id, r.outcome -> %(cost)s ->> %(w)s,"
-        " sum((r.outcome -> %(cost)s ->> %(a)s)::numeric)"
-        " FROM reversals v JOIN redemptions r"
-        " ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id"
-        " WHERE v.space_id = %(s)s GROUP BY 1, 2",
-        {"w": paths.wallet, "a": paths.amount, "cost": paths.cost, "s": space_id},
-    ):
-        refunds[(user, wallet)] = Decimal(total)
-    return Ledger(deltas, costs, adjustments, refunds)
+    params = {"s": space_id, "delta": paths.delta, "cost": paths.cost, "w": paths.wallet,
+              "a": paths.amount}  # fmt: skip
+    balances: Totals = {}
+    spent: Totals = {}
+    for user, wallet, balance, spent_total in conn.execute(_LEDGER, params):
+        balances[(user, wallet)] = Decimal(balance)
+        spent[(user, wallet)] = Decimal(spent_total)
+    return Ledger(balances, spent)
 
 
 def stored_balances(conn: Conn, space_id: int, paths: WalletPaths) -> tuple[int, Totals, Totals]:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from .support import RecentAdjustment, recent_adjustments
+from .adjustments import RecentAdjustment, recent_adjustments
 
 Conn = psycopg.Connection[Any]
 
@@ -25,7 +25,7 @@ class ProfileRow:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as the idempotency check and the profile's history need it."""
+    """An event as the profile's recent history lists it."""
 
     transaction_id: str
     user_id: str
@@ -34,17 +34,6 @@ class StoredEvent:
     hash_form: int  # the canonical-JSON form request_hash was computed in
     occurred_at: datetime
     outcome: str  # the answer as JSON text, exactly as it was sent
-
-
-def find_events(conn: Conn, space_id: int, transaction_ids: list[str]) -> list[StoredEvent]:
-    with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
-        cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at,"
-            " outcome::text"
-            " FROM events WHERE space_id = %s AND transaction_id = ANY(%s)",
-            (space_id, transaction_ids),
-        )
-        return cur.fetchall()
 
 
 def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[StoredEvent]:
@@ -69,21 +58,6 @@ class StoredRedemption:
     received_at: datetime
     outcome: str  # JSON text
     reversed_at: datetime | None = None  # when it was reversed (API.md §8)
-
-
-def find_redemptions(
-    conn: Conn, space_id: int, transaction_ids: list[str]
-) -> list[StoredRedemption]:
-    with conn.cursor(row_factory=class_row(StoredRedemption)) as cur:
-        cur.execute(
-            "SELECT r.transaction_id, r.user_id, r.reward_key, r.request_hash, r.hash_form,"
-            " r.received_at, r.outcome::text, v.received_at AS reversed_at"
-            " FROM redemptions r LEFT JOIN reversals v"
-            " ON v.space_id = r.space_id AND v.transaction_id = r.transaction_id"
-            " WHERE r.space_id = %s AND r.transaction_id = ANY(%s)",
-            (space_id, transaction_ids),
-        )
-        return cur.fetchall()
 
 
 def recent_redemptions(

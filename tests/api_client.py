@@ -4,6 +4,7 @@ the check that every answer any test sees is one the OpenAPI document promises."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ def app_for(runtime: Runtime) -> QuartTrio:
 
 
 _decoder = msgspec.json.Decoder(float_hook=None)
+_exact = msgspec.json.Decoder(float_hook=Decimal)
 _ROUTER = build_router()
 _PATHS = openapi.document(_ROUTER.routes)["paths"]
 
@@ -52,7 +54,7 @@ def conforms(method: str, raw_path: bytes, status: int, headers: Any, raw: bytes
         msgspec.json.decode(raw, type=ErrorBody)
         assert_no_leak(raw)
     elif isinstance(route.response, type) and issubclass(route.response, msgspec.Struct):
-        msgspec.json.decode(raw, type=route.response)
+        msgspec.json.Decoder(route.response, float_hook=Decimal).decode(raw)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Answer:
     status: int
     body: Any
     headers: Any
+    raw: bytes = b""
 
 
 class Api:
@@ -101,8 +104,11 @@ class Api:
             )
             raw = await response.get_data()
         conforms(method, raw_path, response.status_code, response.headers, raw)
-        parsed = _decoder.decode(raw) if raw else None
-        return Answer(response.status_code, parsed, response.headers)
+        try:
+            parsed = _decoder.decode(raw) if raw else None
+        except msgspec.ValidationError:  # a number beyond float range: as an exact decimal
+            parsed = _exact.decode(raw)
+        return Answer(response.status_code, parsed, response.headers, raw)
 
     async def post(self, path: str, json: Any = None, **kw: Any) -> Answer:
         return await self.request("POST", path, json=json, **kw)

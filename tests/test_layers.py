@@ -11,23 +11,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first. The composition root (runtime) sits below the HTTP layer that serves it and
 # above everything it wires together; operations (the CLI, the server) are on top.
+# A module belongs to the layer of its longest matching prefix (the gateway, which routes a
+# profile's commands here or over the cluster, sits above the cluster it uses).
 LAYERS = [
-    ("perkamo.errors", "perkamo.settings", "perkamo.ids"),
+    ("perkamo.errors", "perkamo.settings", "perkamo.ids", "perkamo.failures"),
     ("perkamo.program",),
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles", "perkamo.trials"),
     ("perkamo.access",),
-    ("perkamo.membership", "perkamo.cluster", "perkamo.attempts", "perkamo.runtime"),
-    ("perkamo.http", "perkamo.console"),
+    ("perkamo.membership", "perkamo.cluster", "perkamo.attempts"),
+    ("perkamo.profiles.gateway", "perkamo.runtime"),
+    ("perkamo.http", "perkamo.console", "perkamo.usecases"),
     ("perkamo.ops", "perkamo.__main__", "perkamo.__init__"),
 ]
 PURE_ENGINE_MAY_NOT_IMPORT = ("storage", "actors", "trio", "psycopg", "httpx", "quart", "hypercorn")
 
 
 def layer_of(module: str) -> int:
-    for index, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return index
+    matches = [
+        (len(p), index)
+        for index, prefixes in enumerate(LAYERS)
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    if matches:
+        return max(matches)[1]
     raise AssertionError(f"{module} is in no layer: add it to LAYERS")
 
 

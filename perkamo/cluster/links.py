@@ -19,14 +19,15 @@ from actors import Future, Reply
 from perkamo.cluster import protocol
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import Answer, Message, ProfileKey, Read
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import AnyCommand, on_the_wire
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_SECONDS = 5.0
 RETRY_AFTER = 1.0  # a peer that could not be reached is not tried again for this long
 
-LocalSubmit = Callable[[], Reply[Answer]]
+LocalSubmit = Callable[[], Reply[object]]
 
 
 @dataclass
@@ -36,6 +37,7 @@ class LinkStatistics:
     answered: int = 0
     served: int = 0  # requests other members forwarded here
     refused_handshakes: int = 0
+    failed_connections: int = 0  # internal connections ended by an unexpected error
     failed: int = 0  # forwards that lost their link before an answer
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -55,20 +57,25 @@ class ForwardedReply:
     """A forwarded message's answer, waited for like a local Reply. When the link breaks
     before the frame was sent (or the message only reads), the message is served here."""
 
-    __slots__ = ("_future", "_local", "read", "sent", "sent_at", "withdrawn")
+    __slots__ = ("_future", "_local", "answer_type", "read", "sent", "sent_at", "withdrawn")
 
-    def __init__(self, local: LocalSubmit, read: bool) -> None:
+    def __init__(self, local: LocalSubmit, message: AnyCommand) -> None:
         self._future: Future[object] = Future()
         self._local = local
-        self.read = read
+        self.answer_type = message.answer_type
+        self.read = not message.writes
         self.sent = False
         self.withdrawn = False
         self.sent_at = trio.current_time()
 
+    @property
+    def done(self) -> bool:
+        return False  # an answer is decoded when waited for
+
     def resolve(self, value: object) -> None:
         self._future.resolve(value)
 
-    async def wait(self) -> Answer:
+    async def wait(self) -> object:
         answer = await self._future.wait()
         if answer is _SERVE_HERE:
             try:
@@ -76,7 +83,9 @@ class ForwardedReply:
             except PerkamoError as exc:
                 return exc.with_traceback(None)
             return await reply.wait()
-        return answer  # type: ignore[return-value]
+        if isinstance(answer, protocol.Response):
+            return protocol.decode_answer(answer, self.answer_type)
+        return answer
 
     def withdraw(self) -> bool:
         """Take the message back if its frame is still in the send buffer."""
@@ -117,7 +126,7 @@ class PeerLink:
         return self._stream is not None
 
     def submit(
-        self, key: ProfileKey, message: Message, seconds: float, local: LocalSubmit
+        self, key: ProfileKey, message: AnyCommand, seconds: float, local: LocalSubmit
     ) -> ForwardedReply | None:
         """Queue the message for its owner; None when the link is not up (serve it here;
         the link connects in the background)."""
@@ -125,9 +134,10 @@ class PeerLink:
             self._connect_soon()
             return None
         request_id = next(self._ids)
-        kind, raw = protocol.encode_message(message)
-        reply = ForwardedReply(local, isinstance(message, Read))
-        frame = protocol.encode_frame(Request(request_id, key[0], key[1], kind, raw, seconds))
+        reply = ForwardedReply(local, message)
+        frame = protocol.encode_frame(
+            Request(request_id, key[0], key[1], on_the_wire(message), seconds)
+        )
         self._pending[request_id] = reply
         self._outbox.append((request_id, frame))
         self._ready.set()
@@ -183,6 +193,9 @@ class PeerLink:
                     await stream.send_all(b"".join(chunks))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._broken(stream)
+        except Exception:
+            log.error("the link to member %s failed; closed it", self.peer, exc_info=True)
+            self._broken(stream)
 
     async def _read(self, stream: trio.SocketStream, reader: FrameReader) -> None:
         try:
@@ -195,9 +208,11 @@ class PeerLink:
                     self._stats.answered += 1
                     self._stats.forward_seconds += elapsed
                     self._stats.latencies.append(elapsed)
-                    reply.resolve(protocol.decode_answer(frame.kind, frame.answer))
+                    reply.resolve(frame)  # decoded by its waiter, as its command's answer
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
+        except Exception:  # a defect or a peer speaking nonsense: this link alone ends
+            log.error("the link to member %s failed; closed it", self.peer, exc_info=True)
         finally:
             self._broken(stream)
 

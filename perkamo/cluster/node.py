@@ -12,7 +12,8 @@ from perkamo.cluster.links import ForwardedReply, LinkStatistics, LocalSubmit, P
 from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
 from perkamo.membership import Membership
-from perkamo.profiles import Message, ProfileKey
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import AnyCommand
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Cluster:
         self._nursery.start_soon(trio.serve_listeners, server.connection, self._listeners)
 
     def forward(
-        self, key: ProfileKey, message: Message, seconds: float, local: LocalSubmit
+        self, key: ProfileKey, message: AnyCommand, seconds: float, local: LocalSubmit
     ) -> ForwardedReply | None:
         """Send the message to its shard's owner when that is another member; None: serve
         it here (this member owns the shard, no member does, or the link is not up)."""

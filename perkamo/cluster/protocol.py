@@ -5,6 +5,7 @@ persistent connection per pair of members."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from decimal import Decimal
@@ -14,24 +15,7 @@ import msgspec
 import trio
 
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import (
-    Adjust,
-    Answer,
-    Identify,
-    IdentifyResult,
-    Ingest,
-    Message,
-    ProfileView,
-    Read,
-    Redeem,
-    Reverse,
-)
-from perkamo.profiles.answers import (
-    AdjustResponse,
-    EventOutcome,
-    RedeemResponse,
-    ReverseResponse,
-)
+from perkamo.profiles.commands import Message
 
 MAX_FRAME = 16 * 1024 * 1024
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -54,15 +38,24 @@ class Request(msgspec.Struct, tag="request"):
     id: int
     space_id: int
     user_id: str
-    kind: str  # the message's class name
-    message: msgspec.Raw
+    message: Message  # the command itself (a tagged union: decoded once, here)
     seconds: float  # what is left of the caller's deadline
+
+
+class WireError(msgspec.Struct):
+    """A refusal, by its code: the receiving member builds the error (and, at its edge,
+    the headers) from the registry."""
+
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    retry_after: int | None = None
 
 
 class Response(msgspec.Struct, tag="response"):
     id: int
-    kind: str  # the answer's kind (see _ANSWERS), or "error"
-    answer: msgspec.Raw
+    answer: msgspec.Raw  # the command's answer (its ``answer_type``), encoded once
+    error: WireError | None = None
 
 
 Frame = Challenge | Hello | Welcome | Request | Response
@@ -74,77 +67,33 @@ def proof(secret: str, nonce: str) -> str:
 
 
 def proof_matches(secret: str, nonce: str, given: str) -> bool:
-    return hmac.compare_digest(proof(secret, nonce), given)
+    """Constant-time; compared as bytes, because ``hmac.compare_digest`` raises TypeError
+    for a str holding anything but ASCII (an unauthenticated peer's "proof" once ended the
+    process that way)."""
+    return hmac.compare_digest(proof(secret, nonce).encode(), given.encode("utf-8", "replace"))
 
 
-class WireError(msgspec.Struct):
-    code: str
-    message: str
-    details: list[dict[str, Any]] | None = None
-    headers: dict[str, str] = {}
-
-
-_MESSAGES: dict[str, type] = {
-    t.__name__: t for t in (Ingest, Identify, Redeem, Adjust, Reverse, Read)
-}
-_ANSWER_TYPES: dict[str, Any] = {
-    "event": EventOutcome,
-    "redemption": RedeemResponse,
-    "adjustment": AdjustResponse,
-    "reversal": ReverseResponse,
-    "identify": IdentifyResult,
-    "profile": ProfileView,
-    "error": WireError,
-}
-_decoders = {
-    name: msgspec.json.Decoder(shape, float_hook=Decimal)
-    for name, shape in {**_MESSAGES, **_ANSWER_TYPES}.items()
-}
-
-
-_KINDS: dict[type, str] = {
-    EventOutcome: "event",
-    RedeemResponse: "redemption",
-    AdjustResponse: "adjustment",
-    ReverseResponse: "reversal",
-    IdentifyResult: "identify",
-    ProfileView: "profile",
-}
-
-
-def encode_message(message: Message) -> tuple[str, msgspec.Raw]:
-    return type(message).__name__, msgspec.Raw(_encoder.encode(message))
-
-
-def decode_message(kind: str, raw: msgspec.Raw) -> Message:
-    if kind not in _MESSAGES:
-        raise ValueError(f"unknown message kind {kind!r}")
-    return _decoders[kind].decode(raw)  # type: ignore[no-any-return]
-
-
-def encode_answer(answer: Answer) -> tuple[str, msgspec.Raw]:
-    """An answer for the wire. An applied write's answer is already JSON (msgspec.Raw)."""
-    if isinstance(answer, msgspec.Raw):
-        return "raw", answer
-    if answer is None:
-        return "none", msgspec.Raw(b"null")
+def encode_answer(answer: object) -> Response:
+    """An answer for the wire: a refusal by its code, anything else encoded once (a
+    logged write's answer is already JSON inside ``Written``)."""
     if isinstance(answer, PerkamoError):
-        wire = WireError(answer.code.value, str(answer), answer.details, dict(answer.headers))
-        return "error", msgspec.Raw(_encoder.encode(wire))
-    kind = _KINDS[type(answer)]
-    return kind, msgspec.Raw(_encoder.encode(answer))
+        wire = WireError(answer.code.value, answer.message, answer.details, answer.retry_after)
+        return Response(0, msgspec.Raw(b"null"), wire)
+    return Response(0, msgspec.Raw(_encoder.encode(answer)))
 
 
-def decode_answer(kind: str, raw: msgspec.Raw) -> Answer:
-    if kind == "raw":
-        return msgspec.Raw(bytes(raw))
-    if kind == "none":
-        return None
-    value = _decoders[kind].decode(raw)
-    if isinstance(value, WireError):
-        code = next((c for c in Code if c.value == value.code), Code.INTERNAL_ERROR)
-        return PerkamoError(code, value.message, details=value.details, headers=value.headers)
-    return value  # type: ignore[no-any-return]
+def decode_answer(response: Response, answer_type: Any) -> object:
+    """What ``encode_answer`` sent, as ``answer_type`` (the command's) or its refusal."""
+    if response.error is not None:
+        wire = response.error
+        code = next((c for c in Code if c.value == wire.code), Code.INTERNAL_ERROR)
+        return PerkamoError(code, wire.message, details=wire.details, retry_after=wire.retry_after)
+    return _answers(answer_type).decode(response.answer)
+
+
+@functools.cache
+def _answers(answer_type: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(answer_type, float_hook=Decimal)
 
 
 def encode_frame(frame: Frame) -> bytes:

@@ -5,6 +5,7 @@ and sent by one task per connection)."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -12,13 +13,16 @@ import trio
 
 from perkamo.cluster import protocol
 from perkamo.cluster.links import HANDSHAKE_SECONDS, LinkStatistics
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Welcome
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import Answer, Message, ProfileKey
+from perkamo.profiles.actor import ProfileKey
+from perkamo.profiles.commands import AnyCommand
+
+log = logging.getLogger(__name__)
 
 # Admits a forwarded message here (raising PerkamoError when it cannot) and returns the
 # coroutine function that waits, at most the given seconds, for its answer.
-Submit = Callable[[ProfileKey, Message], Callable[[float], Awaitable[Answer]]]
+Submit = Callable[[ProfileKey, AnyCommand], Callable[[float], Awaitable[object]]]
 
 
 class InternalServer:
@@ -42,41 +46,53 @@ class InternalServer:
             ):
                 await protocol.send(stream, Welcome(self._member))
                 return True
-        except (trio.TooSlowError, trio.BrokenResourceError, ValueError):
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         self.stats.refused_handshakes += 1
         return False  # no answer without the secret: the connection just closes
 
     async def connection(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            reader = FrameReader(stream)
-            if not await self._handshake(stream, reader):
-                return
-            answers = _Answers(stream)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(answers.run)
-                while True:
-                    try:
-                        frame = await reader.next()
-                    except (trio.BrokenResourceError, ValueError):
-                        break
-                    if frame is None:
-                        break
-                    if isinstance(frame, Request):
-                        self._admit(nursery, answers, frame)
-                # The peer closed: what it sent is still answered (or dropped unsent).
-                answers.finish()
-                nursery.cancel_scope.deadline = trio.current_time() + 30
+        """One peer's connection. Whatever happens on it ends it alone: an exception (a
+        defect, or input nobody foresaw from a peer that may not know the secret) closes
+        this connection with one log line, never the listener or the process."""
+        try:
+            await self._serve(stream)
+        except Exception as exc:
+            self.stats.failed_connections += 1
+            log.error("internal connection failed; closed it", exc_info=exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        reader = FrameReader(stream)
+        if not await self._handshake(stream, reader):
+            return
+        answers = _Answers(stream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answers.run)
+            while True:
+                try:
+                    frame = await reader.next()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
+                    break
+                if frame is None:
+                    break
+                if isinstance(frame, Request):
+                    self._admit(nursery, answers, frame)
+            # The peer closed: what it sent is still answered (or dropped unsent).
+            answers.finish()
+            nursery.cancel_scope.deadline = trio.current_time() + 30
 
     def _admit(self, nursery: trio.Nursery, answers: _Answers, frame: Request) -> None:
         self.stats.served += 1
         try:
-            message = protocol.decode_message(frame.kind, frame.message)
-            wait = self._submit((frame.space_id, frame.user_id), message)  # admitted now
+            wait = self._submit((frame.space_id, frame.user_id), frame.message)  # admitted now
         except PerkamoError as exc:
             answers.add(frame.id, exc.with_traceback(None), waited=False)
             return
-        except (ValueError, TypeError):
+        except Exception:  # a frame this member cannot decode: refused alone
+            log.warning("a forwarded request was not understood", exc_info=True)
             refused = PerkamoError(Code.INTERNAL_ERROR, "The forwarded request was not understood.")
             answers.add(frame.id, refused, waited=False)
             return
@@ -99,9 +115,10 @@ class _Answers:
         self.pending = 0  # admitted, not yet answered
         self._finishing = False
 
-    def add(self, request_id: int, answer: Answer, *, waited: bool = True) -> None:
-        kind, raw = protocol.encode_answer(answer)
-        self._buffer.append(protocol.encode_frame(Response(request_id, kind, raw)))
+    def add(self, request_id: int, answer: object, *, waited: bool = True) -> None:
+        response = protocol.encode_answer(answer)
+        response.id = request_id
+        self._buffer.append(protocol.encode_frame(response))
         self.pending -= waited
         self._ready.set()
 

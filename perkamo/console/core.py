@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 import msgspec
@@ -23,6 +23,7 @@ from quart import Request, Response
 
 from perkamo.console import security
 from perkamo.errors import PerkamoError
+from perkamo.http.router import decode_segment
 from perkamo.runtime import Runtime
 from storage import console as store
 from storage.spaces import SpaceRecord, get_space
@@ -184,7 +185,10 @@ class Console:
             if route.method != method:
                 allowed = True
                 continue
-            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+            try:
+                return route, {k: decode_segment(k, v) for k, v in found.groupdict().items()}
+            except PerkamoError:  # not an identifier anything could have
+                raise NotFound("That page does not exist.") from None
         raise NotFound("That page does not exist." if not allowed else "Use the page's form.")
 
     async def _session(self, request: Request) -> store.Session | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from storage import login_attempts
+
+Conn = psycopg.Connection[Any]
 
 ROLES = ("admin", "viewer")
 SESSION_COOKIE = "perkamo_console"
@@ -79,45 +83,23 @@ def same_origin(origin: str | None, fetch_site: str | None, host: str | None) ->
     return origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
 
 
-@dataclass
-class _Window:
-    started: float
-    failures: int
-
-
 class LoginThrottle:
-    """Failed logins per account and per client address: after ``limit`` failures within
-    ``window`` seconds, further attempts are refused until the window passes (a success
-    clears the account's count). Bounded memory: the oldest keys are forgotten."""
+    """Failed logins per account and per client address: at most ``limit`` password checks
+    per key within ``window`` seconds, then 429 until the window passes (a success clears
+    the account's count). Counted in PostgreSQL before the password is checked
+    (storage/login_attempts.py), so the limit holds across server processes and concurrent
+    attempts; the calls take a connection (``Database.run``)."""
 
-    def __init__(self, limit: int = 5, window: float = 300.0, max_keys: int = 10_000) -> None:
+    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
         self.limit = limit
         self.window = window
-        self._max_keys = max_keys
-        self._seen: OrderedDict[str, _Window] = OrderedDict()
 
-    def retry_after(self, *keys: str) -> int:
-        """Seconds to wait before another attempt (0: go ahead)."""
-        now = time.monotonic()
-        wait = 0.0
-        for key in keys:
-            entry = self._seen.get(key)
-            if entry is not None and now - entry.started < self.window:
-                if entry.failures >= self.limit:
-                    wait = max(wait, entry.started + self.window - now)
-        return int(wait) + (1 if wait else 0)
+    def attempt(self, conn: Conn, account: str, address: str) -> int:
+        """Count this attempt; seconds to wait before another (0: check the password)."""
+        wait = login_attempts.count_attempt(
+            conn, [f"account:{account}", f"address:{address}"], self.limit, self.window
+        )
+        return math.ceil(wait) if wait > 0 else 0
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            entry = self._seen.get(key)
-            if entry is None or now - entry.started >= self.window:
-                entry = _Window(now, 0)
-            entry.failures += 1
-            self._seen[key] = entry
-            self._seen.move_to_end(key)
-        while len(self._seen) > self._max_keys:
-            self._seen.popitem(last=False)
-
-    def succeeded(self, account: str) -> None:
-        self._seen.pop(account, None)
+    def succeeded(self, conn: Conn, account: str, address: str) -> None:
+        login_attempts.forget(conn, f"account:{account}", f"address:{address}")

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -19,14 +20,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from perkamo.access import signing
 from perkamo.access.rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
 from perkamo.errors import Code, PerkamoError
+from perkamo.failures import classify
+from perkamo.http.bodies import check_tenants, decode_body
 from perkamo.http.errors import error_body, new_request_id
-from perkamo.http.requests import check_tenants, decode_json, tenants_named
-from perkamo.http.router import Handler, Route, Router
+from perkamo.http.router import Route, Router
 from perkamo.runtime import Runtime
 from storage import CommitOutcomeUnknown, StorageUnavailable
 from storage.spaces import KeyRecord
 from storage.thread_calls import deadline_at
 
+B = TypeVar("B", covariant=True)  # a Call only ever hands its body out
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
@@ -40,17 +44,27 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """What a handler gets: the authenticated key, path parameters and the decoded body."""
+class Call(Generic[B]):
+    """What a keyed handler gets: the authenticated key, path parameters and the body,
+    decoded once into its route's Struct."""
 
     runtime: Runtime
     key: KeyRecord
     params: dict[str, str]
-    body: Any
+    body: B
     received_at: datetime
     rate: Decision
     body_size: int = 0
     request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[T]):
+    """A handler's answer: a ``T``, or a ``T`` already encoded (``msgspec.Raw``: a logged
+    write's answer, sent as the log keeps it), with its status."""
+
+    body: T | msgspec.Raw
+    status: int = 200
 
 
 def json_response(
@@ -143,12 +157,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         _check_declared_size(request)
         if route.scope is None:
             await _read_body(request, trace)
-            status, payload = await route.handler(plain)
-            if isinstance(payload, RawBody):
-                raw = Response(payload.body, status=status, content_type=payload.content_type)
-                raw.headers["x-perkamo-request-id"] = request_id
-                return raw
-            return json_response(status, payload, request_id)
+            return _respond(await route.handler(plain), request_id)
         # The key comes from the headers: an unauthenticated body is never read.
         record, key = await _authenticate(runtime, request, deadline)
         trace.space = record.space_slug
@@ -159,9 +168,9 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         if not decision.allowed:
             raise rate_limited(decision)
         reading = trio.current_time()
-        body = await _read_body(request, trace)
+        raw = await _read_body(request, trace)
         deadline += trio.current_time() - reading
-        signed = _check_signature(record, key, request, body)
+        signed = _check_signature(record, key, request, raw)
         if request.method in _MUTATING:
             runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
             if signed:
@@ -171,31 +180,41 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
-        value = None
-        if request.method in _MUTATING and route.request is not None:
+        body = None
+        if route.request is not None:
             _check_content_type(request.headers.get("content-type"))
-            value = route.fast(body) if route.fast is not None else None
-            if value is None:
-                value = decode_json(body)
-            named += tenants_named(value)
-        check_tenants(named, record.space_slug)
-        call = Call(runtime, record, params, value, received_at, decision, len(body), request_id)
-        status, payload = await _bounded(route.handler, call, deadline, request.method)
-        return json_response(status, payload, request_id, rate_headers)
-    except PerkamoError as exc:
+            _check_content_encoding(request.headers.get("content-encoding"))
+            body = decode_body(raw, route.request, named, record.space_slug, route.fast)
+            if route.cost is not None:  # the first token was taken above
+                _take_more(runtime, record, route.cost(body) - 1)
+        else:
+            check_tenants(named, record.space_slug)
+        call = Call(runtime, record, params, body, received_at, decision, len(raw), request_id)
+        result = await _bounded(route.handler, call, deadline, request.method)
+        return _respond(result, request_id, rate_headers)
+    except Exception as failure:
+        exc = classify(failure)
         trace.code = exc.code.value
         return error_response(exc, request_id, {**rate_headers, **_closing(request, trace, exc)})
-    except StorageUnavailable as exc:  # CommitOutcomeUnknown included
-        down = _storage_failed(exc)
-        trace.code = down.code.value
-        return error_response(down, request_id, {**rate_headers, **_closing(request, trace, down)})
-    except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id})
-        defect = PerkamoError(
-            Code.INTERNAL_ERROR, "Something went wrong on our side; retry shortly."
-        )
-        closing = _closing(request, trace, defect)
-        return error_response(defect, request_id, {**rate_headers, **closing})
+
+
+def _respond(
+    result: Result[Any], request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = result.body
+    if isinstance(body, RawBody):
+        raw = Response(body.body, status=result.status, content_type=body.content_type)
+        raw.headers["x-perkamo-request-id"] = request_id
+        return raw
+    return json_response(result.status, result.body, request_id, headers)
+
+
+def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
+    """A request that costs more than one token (a batch: one per item)."""
+    if tokens > 0:
+        decision = runtime.rate_limiter.take(record.id, *rate_of(record), cost=tokens)
+        if not decision.allowed:
+            raise rate_limited(decision)
 
 
 async def _authenticate(
@@ -207,7 +226,9 @@ async def _authenticate(
     raise StorageUnavailable("authentication passed the request's deadline")
 
 
-async def _bounded(handler: Handler, call: Call, deadline: float, method: str) -> Any:
+async def _bounded(
+    handler: Callable[[Any], Awaitable[Any]], call: Call[Any], deadline: float, method: str
+) -> Any:
     """The handler, its storage calls and its wait for actors bound by the request's
     deadline; whatever still waits at the bound (a cache load another request began) is
     given up on, so that every answer leaves within the request timeout, however long
@@ -217,16 +238,6 @@ async def _bounded(handler: Handler, call: Call, deadline: float, method: str) -
     if method in _MUTATING:
         raise CommitOutcomeUnknown("the request passed its deadline")
     raise StorageUnavailable("the request passed its deadline")
-
-
-def _storage_failed(exc: StorageUnavailable) -> PerkamoError:
-    if isinstance(exc, CommitOutcomeUnknown):
-        return PerkamoError(
-            Code.OUTCOME_UNKNOWN,
-            "Storage failed while the request was being applied; it may or may not have been. "
-            "Retry with the same transaction_id.",
-        )
-    return PerkamoError(Code.STORAGE_UNAVAILABLE, "Storage is unavailable; retry.")
 
 
 def rate_of(record: KeyRecord) -> tuple[float, int]:
@@ -239,7 +250,7 @@ def rate_limited(decision: Decision) -> PerkamoError:
     return PerkamoError(
         Code.RATE_LIMITED,
         "Too many requests for this API key; slow down.",
-        headers={"retry-after": str(decision.retry_after)},
+        retry_after=decision.retry_after,
     )
 
 
@@ -319,4 +330,18 @@ def _check_content_type(content_type: str | None) -> None:
     if not _JSON_TYPE.match(media):
         raise PerkamoError(
             Code.UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (content-type: application/json)."
+        )
+
+
+def _check_content_encoding(encoding: str | None) -> None:
+    """A body is read as sent: a content coding other than ``identity`` (gzip, ...) is not
+    decoded, so it is refused rather than read as JSON (415, with the content type)."""
+    if encoding is None:
+        return
+    codings = [coding.strip().lower() for coding in encoding.split(",")]
+    if any(coding not in ("", "identity") for coding in codings):
+        raise PerkamoError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            "Send the body without a content encoding: only content-encoding: identity "
+            "is accepted.",
         )

@@ -12,7 +12,7 @@ import msgspec
 
 from perkamo import __version__
 from perkamo.errors import codes_by_status
-from perkamo.http.requests import UserId
+from perkamo.http.bodies import UserId
 from perkamo.http.responses import ErrorBody
 from perkamo.program.schema import MODULE_TYPES
 
@@ -23,15 +23,23 @@ _STATUS_TEXT = {
     401: "Missing, unknown or revoked API key; bad or missing signature",
     403: "The key lacks the scope, or the body names another Space",
     404: "Unknown profile, module, version, back-test, redemption or path",
+    405: "The path exists but not with this method (the `allow` header lists its methods)",
+    408: "The request's head and body did not arrive within the read timeout",
     409: "A back-test is already running for this Space",
     413: "Body larger than 1 MiB",
     415: "A body whose content type is not JSON",
     429: "Rate limit or usage limit exceeded",
+    431: "The request line and headers are larger than 16 KiB",
+    500: "A defect on the server's side (never details, never for committed writes)",
     501: "A Perkamo preview feature this server does not offer",
     503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
+    505: "The request's HTTP version is not spoken here",
 }
 _CODES = {status: ", ".join(codes) for status, codes in codes_by_status().items()}
 _KEYED_ERRORS = (401, 403, 429, 503)
+# What any request can meet before or around its route: the wrong method, a request that
+# does not arrive in time, a head too large, a defect, an HTTP version not spoken.
+_ANY_ERRORS = (405, 408, 431, 500, 505)
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
     "user_id": msgspec.json.schema(UserId),
     "module": {"type": "string", "enum": list(MODULE_TYPES)},
@@ -161,7 +169,9 @@ def _responses(route: Any) -> dict[str, Any]:
                     "parameters": {"user_id": "$request.body#/user_id"},
                 }
             }
-    statuses = set(route.errors) | (set(_KEYED_ERRORS) if route.scope is not None else set())
+    statuses = set(route.errors) | set(_ANY_ERRORS)
+    if route.scope is not None:
+        statuses |= set(_KEYED_ERRORS)
     for status in sorted(statuses):
         headers = dict(request_id)
         if status in (429, 503):
@@ -179,6 +189,8 @@ def _responses(route: Any) -> dict[str, Any]:
 
 
 def _content(shape: Any) -> dict[str, Any]:
+    if isinstance(shape, str):  # a media type: a page or a file, not JSON (GET /docs)
+        return {shape: {"schema": {"type": "string"}}}
     if shape is str:
         return {"text/plain": {"schema": {"type": "string"}}}
     if _is_struct(shape):

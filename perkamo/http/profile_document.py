@@ -23,8 +23,8 @@ from perkamo.http.responses import (
     RecentRedemption,
     StreakEntry,
 )
-from perkamo.profiles import ProfileView
 from perkamo.profiles.answers import level_progress
+from perkamo.profiles.commands import ProfileView
 from perkamo.profiles.history import HistoryRedemption
 from perkamo.program import ProfileState, Program
 from perkamo.program.achievements import criterion_current

@@ -85,7 +85,8 @@ class BatchItem(Changes):
 
 
 class BatchResponse(Shape):
-    results: list[BatchItem]
+    # A successful item is the single event's answer, sent as the log keeps it (encoded).
+    results: list[BatchItem | msgspec.Raw]
 
 
 # -- the profile document ---------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Routing on the raw (still percent-encoded) path.
+"""Routes and routing on the raw (still percent-encoded) path.
+
+A route declares everything about itself: its method and pattern, the scope a key needs,
+the Struct its body decodes into (once, at the edge), the type it answers, the statuses it
+documents beyond the edge's own and its rate-limit cost. The OpenAPI document (openapi.py)
+and a test follow from these declarations; ``keyed`` and ``keyless`` build them so that mypy
+checks a handler against the body and answer types it is declared with.
 
 A ``user_id`` is one path segment that may contain an encoded ``/`` (the PHP SDK
 ``rawurlencode``s it), so routing splits the raw path and decodes only the matched segment.
@@ -9,36 +15,75 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 
-Handler = Callable[..., Awaitable[Any]]
+if TYPE_CHECKING:
+    from perkamo.http.edge import Call, Plain, Result
+
+B = TypeVar("B")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One endpoint. ``request`` and ``response`` are the msgspec types of its bodies (None:
-    no JSON body); ``errors`` lists the statuses it documents beyond the edge's own. The
-    OpenAPI document is generated from these (openapi.py)."""
+    """One endpoint (see the module docstring). ``scope`` None: no key (operational
+    endpoints, whose handlers get a ``Plain``)."""
 
     method: str
     pattern: str  # e.g. "/v1/profile/{user_id}"
-    handler: Handler
-    scope: str | None  # required API-key scope; None: no key (operational endpoints)
+    handler: Callable[[Any], Awaitable[Any]]
+    scope: str | None
     summary: str = ""
-    request: Any = None
-    response: Any = None
+    request: Any = None  # the body's Struct (None: no body)
+    response: Any = None  # the answer's type, or a media type (a page, a file)
     errors: tuple[int, ...] = ()
-    # A one-pass typed decoder for the body (requests.typed), tried before the two phases.
-    fast: Callable[[bytes], Any] | None = None
     success: int = 200  # the status of a successful answer
+    cost: Callable[[Any], int] | None = None  # rate-limit tokens a body takes (default 1)
+    fast: Any = None  # a stricter shape tried first in one pass (a batch of valid events)
+
+
+def keyed(
+    method: str,
+    pattern: str,
+    handler: Callable[[Call[B]], Awaitable[Result[T]]],
+    scope: str,
+    summary: str,
+    request: type[B] | None,
+    response: type[T],
+    errors: tuple[int, ...] = (),
+    *,
+    success: int = 200,
+    cost: Callable[[B], int] | None = None,
+    fast: Any = None,
+) -> Route:
+    """A route for a key with ``scope``: its handler gets the key and the decoded body."""
+    return Route(method, pattern, handler, scope, summary, request, response, errors, success,
+                 cost, fast)  # fmt: skip
+
+
+def keyless(
+    method: str,
+    pattern: str,
+    handler: Callable[[Plain], Awaitable[Result[T]]],
+    summary: str,
+    response: type[T] | str,
+    errors: tuple[int, ...] = (),
+) -> Route:
+    """An operational route (no key, no body)."""
+    return Route(method, pattern, handler, None, summary, None, response, errors)
 
 
 class Router:
-    def __init__(self) -> None:
+    """``params``: a check per path parameter name, run on its decoded value when a route
+    matches (before anything else: a module that does not exist is 404 whatever the
+    body)."""
+
+    def __init__(self, params: dict[str, Callable[[str], None]] | None = None) -> None:
         self._routes: list[tuple[tuple[str, ...], Route]] = []
+        self._params = params or {}
 
     def add(self, route: Route) -> None:
         self._routes.append((tuple(route.pattern.strip("/").split("/")), route))
@@ -62,13 +107,17 @@ class Router:
             if params is None:
                 continue
             if route.method == method:
-                return route, {k: _decode_segment(k, v) for k, v in params.items()}
+                decoded = {k: decode_segment(k, v) for k, v in params.items()}
+                for name, value in decoded.items():
+                    if (check := self._params.get(name)) is not None:
+                        check(value)
+                return route, decoded
             allowed.append(route.method)
         if allowed:
             raise PerkamoError(
                 Code.METHOD_NOT_ALLOWED,
                 f"{method} is not allowed here; use {', '.join(allowed)}.",
-                headers={"allow": ", ".join(allowed)},
+                allow=", ".join(allowed),
             )
         raise PerkamoError(Code.NOT_FOUND, "No such endpoint.")
 
@@ -90,14 +139,20 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | No
 
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
 
-def _decode_segment(name: str, raw: str) -> str:
-    """One rule for every segment: each ``%`` starts two hex digits, and the bytes they
-    spell are UTF-8; anything else is 400 (a lone ``%`` is not taken literally)."""
+def decode_segment(name: str, raw: str) -> str:
+    """One rule for every path parameter, API and console alike: each ``%`` starts two hex
+    digits, the bytes they spell are UTF-8, and the text holds no control character (no
+    identifier may; a ``%00`` once reached PostgreSQL and answered 500). Anything else is
+    400 ``validation_error`` naming the parameter (a lone ``%`` is not taken literally)."""
     try:
         if _BAD_ESCAPE.search(raw):
             raise UnicodeDecodeError("percent", b"", 0, 1, "bad escape")
-        return unquote(raw, errors="strict")
+        value = unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise validation_failed(name, "is not valid percent-encoded UTF-8") from None
+    if _CONTROL.search(value):
+        raise validation_failed(name, "contains control characters")
+    return value

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from perkamo.access import admin
+from perkamo.access.limits import InvalidLimit, parse_limit
 from perkamo.ops import doctor, operators, support, trials
 from perkamo.ops.cluster import cluster_status
 from perkamo.ops.logs import configure as configure_logs
@@ -197,7 +198,7 @@ def _run_spaces(args: argparse.Namespace, db: Database) -> None:
         ):
             value = getattr(args, option)
             if value is not None:
-                changes[name] = _limit(value)
+                changes[name] = _limit(name, value)
         if not changes:
             raise admin.AdminError("name at least one limit, e.g. --events 100000")
         limits = db.call(space_store.set_limits, args.slug, changes)
@@ -207,12 +208,11 @@ def _run_spaces(args: argparse.Namespace, db: Database) -> None:
         print(f"{args.slug}: limits {shown}")
 
 
-def _limit(value: str) -> int | None:
-    if value.lower() in ("none", "unlimited"):
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise admin.AdminError(f"a limit is a whole number >= 1 or 'none', not {value!r}")
-    return int(value)
+def _limit(name: str, value: str) -> int | None:
+    try:
+        return parse_limit(name, value)
+    except InvalidLimit as exc:
+        raise admin.AdminError(str(exc)) from None
 
 
 def _run_verify(args: argparse.Namespace, db: Database) -> int:

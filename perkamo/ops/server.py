@@ -23,7 +23,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from perkamo.access import admin
 from perkamo.configuration import ProgramCatalog, activate_demo
 from perkamo.http.app import create_app
-from perkamo.ops import connections
+from perkamo.ops import connections, http1
 from perkamo.ops.metrics import Metrics
 from perkamo.ops.operators import ensure_demo_operator
 from perkamo.runtime import open_runtime
@@ -183,6 +183,11 @@ def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
     # kernel caps this at net.core.somaxconn.
     config.backlog = 2048
     config.accesslog = None
+    # A request's head is at most 16 KiB (API.md §5): HTTP/1.1 request line and headers
+    # (http1.py measures whole heads, h11 applies the bound to heads still arriving), and an
+    # HTTP/2 header list (hypercorn's default is 64 KiB; beyond it h2 closes the connection).
+    config.h11_max_incomplete_size = http1.HEAD_LIMIT
+    config.h2_max_header_list_size = http1.HEAD_LIMIT
     config.errorlog = logging.getLogger("hypercorn.error")
     limits = connections.Limits(
         read_timeout=settings.read_timeout_seconds,

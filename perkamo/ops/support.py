@@ -17,11 +17,10 @@ import msgspec
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
-from perkamo.profiles import Adjust, Reverse
-from perkamo.program.support import check_adjustment
+from perkamo.profiles.commands import Written
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
-from storage.support import redemption_owner
+from perkamo.usecases import support
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -63,9 +62,7 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             failure = exc
     if failure is not None:
         raise failure
-    if isinstance(answer, PerkamoError):
-        raise admin.AdminError(_describe(answer))
-    document = msgspec.json.decode(_encoder.encode(answer))
+    document = msgspec.json.decode(answer.body)
     if args.json:
         print(_encoder.encode(document).decode())
     else:
@@ -91,34 +88,29 @@ def _print_summary(command: str, user: str, transaction_id: str, document: dict[
         print(f"level up: now level {document['level']['level']}")
 
 
-async def _apply(args: argparse.Namespace, runtime: Runtime, actor: str) -> tuple[str, str, Any]:
+async def _apply(
+    args: argparse.Namespace, runtime: Runtime, actor: str
+) -> tuple[str, str, Written]:
     """(user, transaction id, answer); raises AdminError."""
     space = await runtime.db.run(admin.require_space, args.space)
     now = datetime.now(UTC)
-    if args.command == "adjust":
-        try:
-            amount = Decimal(args.amount)
-        except InvalidOperation:
-            raise admin.AdminError(f"{args.amount!r} is not a decimal number") from None
-        transaction_id = args.idempotency or "cli-" + secrets.token_hex(8)
-        program = await runtime.programs.get(space.id)
-        user = args.user_id
-        try:
-            check_adjustment(program, args.wallet, amount)
-        except PerkamoError as exc:
-            raise admin.AdminError(_describe(exc)) from None
-        message: Adjust | Reverse = Adjust(
-            transaction_id, args.wallet, amount, not args.no_level, args.reason, actor, now
-        )
-    else:
-        transaction_id = args.transaction_id
-        owner = await runtime.db.run(redemption_owner, space.id, transaction_id)
-        if owner is None:
-            raise admin.AdminError(f"no redemption {transaction_id!r} in {args.space}")
-        user = owner
-        message = Reverse(transaction_id, args.reason, actor, now)
     try:
-        answer = await runtime.ask((space.id, user), message, writes=True)
+        if args.command == "adjust":
+            try:
+                amount = Decimal(args.amount)
+            except InvalidOperation:
+                raise admin.AdminError(f"{args.amount!r} is not a decimal number") from None
+            transaction_id = args.idempotency or "cli-" + secrets.token_hex(8)
+            answer = await support.adjust(
+                runtime, space.id, args.user_id, wallet=args.wallet, amount=amount,
+                reason=args.reason, transaction_id=transaction_id,
+                counts_toward_level=not args.no_level, actor=actor, received_at=now,
+            )  # fmt: skip
+            return args.user_id, transaction_id, answer
+        owner, answer = await support.reverse_redemption(
+            runtime, space.id, args.transaction_id, reason=args.reason, actor=actor,
+            received_at=now,
+        )  # fmt: skip
+        return owner, args.transaction_id, answer
     except PerkamoError as exc:
         raise admin.AdminError(_describe(exc)) from None
-    return user, transaction_id, answer

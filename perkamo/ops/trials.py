@@ -4,7 +4,6 @@ the same code as the endpoints (a runtime of their own on the server's database)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,10 +15,11 @@ import trio
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
-from perkamo.http.handlers import backtest_document, simulate_document
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
+from perkamo.usecases.backtests import backtest_document
+from perkamo.usecases.simulate import simulate_document
 from storage import backtests as store
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -101,9 +101,9 @@ async def _simulate(args: argparse.Namespace, runtime: Any, space: Any) -> dict[
     text = args.events
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
-    try:
-        events = json.loads(text)
-    except json.JSONDecodeError as exc:
+    try:  # numbers as exact decimals, as the API decodes them
+        events = msgspec.json.Decoder(float_hook=Decimal).decode(text)
+    except msgspec.DecodeError as exc:
         raise admin.AdminError(f"--events is not JSON: {exc}") from None
     body: dict[str, Any] = {"events": events}
     if args.user:

@@ -26,9 +26,8 @@ import msgspec
 import trio
 
 from perkamo.program.outcome import Delta
-from storage import Unit
+from storage.adjustments import RecentAdjustment, recent_adjustments
 from storage.profiles import StoredEvent, StoredRedemption, recent_events, recent_redemptions
-from storage.support import RecentAdjustment, recent_adjustments
 
 RECENT = 20  # events and redemptions a profile document lists
 ProfileKey = tuple[int, str]
@@ -69,31 +68,53 @@ class _RedemptionParts(msgspec.Struct):
     effect: dict[str, Any] | None = None
 
 
-_event_parts = msgspec.json.Decoder(_EventParts)
-_redemption_parts = msgspec.json.Decoder(_RedemptionParts)
-_events = msgspec.json.Decoder(list[HistoryEvent])
-_redemptions = msgspec.json.Decoder(list[HistoryRedemption])
-_adjustments = msgspec.json.Decoder(list[HistoryAdjustment])
+_event_parts = msgspec.json.Decoder(_EventParts, float_hook=Decimal)
+_redemption_parts = msgspec.json.Decoder(_RedemptionParts, float_hook=Decimal)
+_events = msgspec.json.Decoder(list[HistoryEvent], float_hook=Decimal)
+_redemptions = msgspec.json.Decoder(list[HistoryRedemption], float_hook=Decimal)
+_adjustments = msgspec.json.Decoder(list[HistoryAdjustment], float_hook=Decimal)
 Kept = tuple[list[HistoryEvent], list[HistoryRedemption], list[HistoryAdjustment]]
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
+def event_entry(
+    event: str, transaction_id: str, occurred_at: datetime, delta: list[Delta]
+) -> bytes:
+    """An event as the profile document lists it (compact JSON)."""
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta))
+
+
 def _event(event: str, transaction_id: str, occurred_at: datetime, outcome: str) -> bytes:
     parts = _event_parts.decode(outcome)
-    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta))
+    return event_entry(event, transaction_id, occurred_at, parts.delta)
 
 
-def _redemption(
+def redemption_entry(
     reward_key: str,
     transaction_id: str,
     at: datetime,
     outcome: str,
     reversed_at: datetime | None = None,
 ) -> bytes:
+    """A redemption as the profile document lists it (from its stored answer)."""
     parts = _redemption_parts.decode(outcome)
     return _encoder.encode(
         HistoryRedemption(reward_key, transaction_id, at, parts.cost, parts.effect, reversed_at)
     )
+
+
+def adjustment_entry(
+    adjustment_id: str,
+    transaction_id: str,
+    wallet: str,
+    amount: Decimal,
+    reason: str,
+    actor: str | None,
+    created_at: datetime,
+) -> bytes:
+    return _encoder.encode(HistoryAdjustment(
+        adjustment_id, transaction_id, wallet, amount, reason, actor, created_at
+    ))  # fmt: skip
 
 
 class _Entry:
@@ -142,13 +163,14 @@ def _fill(
         entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
-            _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome, r.reversed_at)
-        )
+            redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,
+                             r.reversed_at)
+        )  # fmt: skip
     for a in reversed(adjustments[:RECENT]):
-        entry.adjustments.append(_encoder.encode(HistoryAdjustment(
+        entry.adjustments.append(adjustment_entry(
             a.adjustment_id, a.transaction_id, a.wallet, a.amount, a.reason, a.actor,
             a.created_at,
-        )))  # fmt: skip
+        ))  # fmt: skip
 
 
 class RecentHistory:
@@ -210,25 +232,24 @@ class RecentHistory:
                 self._entries.popitem(last=False)
         return entry.kept()
 
-    def committed(self, key: ProfileKey, before: int, after: int, unit: Unit) -> None:
-        """A unit committed: an entry kept at ``before`` moves to ``after``. A reversal
-        changes an entry already kept: the profile is read from storage again."""
+    def committed(
+        self,
+        key: ProfileKey,
+        before: int,
+        after: int,
+        recent: list[tuple[str, bytes]],
+        stale: bool,
+    ) -> None:
+        """A unit committed: an entry kept at ``before`` moves to ``after`` with what the
+        unit's writes add to its lists (``recent``: (list name, entry)). ``stale``: a write
+        changed entries already listed (a reversal): the profile is read from storage
+        again."""
         entry = self._entries.get(key)
         if entry is None:
             return
-        if entry.version != before or unit.reversals:
+        if entry.version != before or stale:
             del self._entries[key]
             return
-        for a in unit.adjustments:
-            entry.adjustments.append(_encoder.encode(HistoryAdjustment(
-                a.adjustment_id, a.transaction_id, a.wallet, Decimal(a.amount), a.reason,
-                a.actor, a.received_at,
-            )))  # fmt: skip
-        events, redemptions = unit.events, unit.redemptions
-        for e in events:
-            entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
-        for r in redemptions:
-            entry.redemptions.append(
-                _redemption(r.reward_key, r.transaction_id, r.received_at, r.outcome)
-            )
+        for name, item in recent:
+            getattr(entry, name).append(item)
         entry.version = after

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -20,8 +21,8 @@ import msgspec
 from perkamo.program import ProfileState
 from storage.profiles import ProfileRow
 
-_state_decoder = msgspec.json.Decoder(ProfileState)
-_traits_decoder = msgspec.json.Decoder(dict[str, Any])
+_state_decoder = msgspec.json.Decoder(ProfileState, float_hook=Decimal)
+_traits_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 EMPTY = "{}"
 
 

@@ -53,7 +53,7 @@ def limit_exceeded(meter: str, moment: datetime) -> PerkamoError:
         Code.USAGE_LIMIT_EXCEEDED,
         f"The Space's {meter} limit for this month is reached; it resets at the start of "
         "next month or when the limit is raised.",
-        headers={"retry-after": str(retry)},
+        retry_after=retry,
     )
 
 
@@ -122,7 +122,7 @@ class UsageLedger:
         pending, self._requests = self._requests, {}
         if not pending:
             return
-        verdict = await commit(Unit([], None, usage=dict(pending)))
+        verdict = await commit(Unit({}, None, usage=dict(pending)))
         if verdict.status is Status.COMMITTED:
             for (space_id, period, meter), n in pending.items():
                 if (meters := self._used.peek((space_id, period))) is not None:

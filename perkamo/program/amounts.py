@@ -28,3 +28,17 @@ def wallet_state(state: ProfileState, program: Program) -> dict[str, Decimal]:
         )
         for w in program.wallets
     }
+
+
+def decimal_places(value: Decimal) -> int:
+    """The decimal places of the value, not of its notation: ``150.0`` and ``1.5E+2`` have
+    none, ``1.50`` has one. Exact for any finite value (no context rounding)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    zeros = 0
+    for digit in reversed(digits):
+        if digit != 0:
+            break
+        zeros += 1
+    return max(0, -(exponent + zeros))

@@ -15,6 +15,7 @@ import msgspec
 
 from perkamo.program import schema as s
 from perkamo.program.bounds import LIMIT, LIMIT_TEXT, within
+from perkamo.program.conform import conform
 from perkamo.program.formula import FormulaError, parse
 from perkamo.program.json_walk import walk
 from perkamo.program.paths import OPERATORS
@@ -48,12 +49,19 @@ def _numbers(value: Any, path: str) -> Iterable[Problem]:
             yield Problem(here, LIMIT_TEXT)
 
 
+MAX_MODULE_BYTES = 512 * 1024  # a module's compact JSON (1,000 plain rules are ~235 KiB)
+_compact = msgspec.json.Encoder(decimal_format="number")
+
+
 def parse_module(module: str, body: Any, path: str) -> s.Strict:
     """One module body → its Struct. Raises InvalidConfig with JSON paths."""
+    if len(_compact.encode(body)) > MAX_MODULE_BYTES:
+        raise InvalidConfig([Problem(path, f"a module is at most {MAX_MODULE_BYTES} bytes")])
     if problems := list(_numbers(body, path)):
         raise InvalidConfig(problems)
     try:
-        parsed = msgspec.convert(body, s.MODULE_TYPES[module])
+        shape = s.MODULE_TYPES[module]
+        parsed = msgspec.convert(conform(body, shape), shape)
     except msgspec.ValidationError as exc:
         raise InvalidConfig([Problem(*describe(exc, path))]) from None
     problems = list(_MODULE_CHECKS[module](parsed, path))

@@ -25,7 +25,7 @@ DECIMALS = Context(
 PER_DAY_KEPT = 8
 
 _state_encoder = msgspec.json.Encoder(decimal_format="number")
-_state_decoder = msgspec.json.Decoder(ProfileState)
+_state_decoder = msgspec.json.Decoder(ProfileState, float_hook=Decimal)
 
 
 class EngineEvent(msgspec.Struct, frozen=True):

@@ -4,11 +4,25 @@ a rule must not silently do nothing. Defaults follow PROGRAM.md."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 Number = int | Decimal
+T = TypeVar("T")
+
+# How big a program may be (docs/program.md "Bounds"): enough for any real program, small
+# enough that one event's evaluation stays in milliseconds (1,000 rules that all match cost
+# ~34 ms an event) and a module stays a few hundred KiB.
+MAX_ITEMS = 1000  # rules, catalog events, perks, achievements, rewards, boosts, levels
+MAX_SMALL = 50  # wallets, streaks, milestones, a list of event keys or perk keys
+MAX_CONDITIONS = 20  # per rule, criterion or boost
+MAX_AWARDS = 10  # award items of one rule, milestone or achievement
+Many = Annotated[list[T], Meta(max_length=MAX_ITEMS)]
+Few = Annotated[list[T], Meta(max_length=MAX_SMALL)]
+Conditions = Annotated[list["Condition"], Meta(max_length=MAX_CONDITIONS)]
+Awards = Annotated[list["Award"], Meta(max_length=MAX_AWARDS)]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -47,7 +61,7 @@ class Cost(Strict):
 
 class RewardRequires(Strict):
     level_at_least: int | None = None
-    perks: list[str] = []
+    perks: Few[str] = []
 
 
 class RewardLimits(Strict):
@@ -67,8 +81,8 @@ class Reward(Strict):
 
 
 class WalletsModule(Strict):
-    wallets: list[Wallet] = []
-    rewards: list[Reward] = []
+    wallets: Few[Wallet] = []
+    rewards: Many[Reward] = []
 
 
 # -- events --------------------------------------------------------------------------------
@@ -90,8 +104,8 @@ class Rule(Strict):
     key: str
     name: str
     event: str
-    award: list[Award]
-    conditions: list[Condition] = []
+    award: Awards
+    conditions: Conditions = []
     limits: RuleLimits | None = None
     active_from: str | None = None
     active_until: str | None = None
@@ -100,23 +114,23 @@ class Rule(Strict):
 
 class Milestone(Strict):
     length: int
-    award: list[Award] = []
+    award: Awards = []
 
 
 class Streak(Strict):
     key: str
     name: str
-    events: list[str]
+    events: Few[str]
     period: Literal["day", "week"]
     timezone: str = "UTC"
-    milestones: list[Milestone] = []
+    milestones: Few[Milestone] = []
     description: str = ""
 
 
 class EventsModule(Strict):
-    events: list[CatalogEvent] = []
-    rules: list[Rule] = []
-    streaks: list[Streak] = []
+    events: Many[CatalogEvent] = []
+    rules: Many[Rule] = []
+    streaks: Few[Streak] = []
 
 
 # -- leveling ------------------------------------------------------------------------------
@@ -139,7 +153,7 @@ class Curve(Strict):
 class LevelingModule(Strict):
     wallet: str | None = None
     basis: Literal["earned", "balance"] = "earned"
-    levels: list[Level] | None = None
+    levels: Many[Level] | None = None
     curve: Curve | None = None
 
 
@@ -178,7 +192,7 @@ class Perk(Strict):
 
 
 class PerksModule(Strict):
-    perks: list[Perk] = []
+    perks: Many[Perk] = []
 
 
 # -- achievements --------------------------------------------------------------------------
@@ -190,21 +204,21 @@ class Criterion(Strict):
     distinct: str | None = None
     sum: str | None = None
     target: Number | None = None
-    conditions: list[Condition] = []
+    conditions: Conditions = []
 
 
 class Achievement(Strict):
     key: str
     name: str
-    criteria: list[Criterion]
+    criteria: Annotated[list[Criterion], Meta(max_length=MAX_CONDITIONS)]
     description: str = ""
-    requires: list[str] = []
-    award: list[Award] = []
+    requires: Few[str] = []
+    award: Awards = []
     repeatable: bool = False
 
 
 class AchievementsModule(Strict):
-    achievements: list[Achievement] = []
+    achievements: Many[Achievement] = []
 
 
 # -- boosts --------------------------------------------------------------------------------
@@ -227,19 +241,19 @@ class Boost(Strict):
     key: str
     name: str
     multiplier: Number
-    wallets: list[str] | None = None
-    events: list[str] | None = None
+    wallets: Few[str] | None = None
+    events: Few[str] | None = None
     schedule: Schedule | None = None
     grant: Grant | None = None
     duration_seconds: int | None = None
-    conditions: list[Condition] = []
+    conditions: Conditions = []
     description: str = ""
 
 
 class BoostsModule(Strict):
     stacking: Literal["max", "multiply"] = "max"
     max_multiplier: Number = 10
-    boosts: list[Boost] = []
+    boosts: Many[Boost] = []
 
 
 MODULE_TYPES: dict[str, type[Strict]] = {

@@ -16,20 +16,11 @@ from itertools import groupby
 from typing import Any
 
 from perkamo.errors import PerkamoError
-from perkamo.program import (
-    EngineEvent,
-    ProfileState,
-    Program,
-    apply,
-    apply_identify,
-    merge_traits,
-)
+from perkamo.profiles.commands import COMMANDS, Replay
+from perkamo.program import ProfileState, Program
 from perkamo.program.evaluation import copy_state
 from perkamo.program.levels import level_number
 from perkamo.program.outcome import Delta, Unlocked
-from perkamo.program.rewards import redeem
-from perkamo.program.support import RedemptionRecord, adjust, reverse
-from perkamo.program.timefmt import parse_rfc3339
 from storage.backtests import Write
 
 ProgramFor = Callable[[Any], Program]  # recorded program versions -> compiled program
@@ -94,15 +85,6 @@ def _add(totals: dict[str, Decimal], key: str, amount: Decimal) -> None:
     totals[key] = totals.get(key, ZERO) + amount
 
 
-class _Run:
-    """One replay of a profile's window: its state and traits."""
-
-    __slots__ = ("name", "state", "traits")
-
-    def __init__(self, name: str, state: ProfileState, traits: dict[str, Any]) -> None:
-        self.name, self.state, self.traits = name, state, traits
-
-
 class Backtest:
     def __init__(self, candidate: Program, program_for: ProgramFor) -> None:
         self.candidate = candidate
@@ -124,83 +106,56 @@ class Backtest:
         return self.report
 
     def profile(self, history: list[Write], window_from: datetime | None) -> None:
-        traits: dict[str, Any] = {}
-        state = ProfileState()
+        before = Replay(ProfileState(), {}, self.candidate)
         start = 0
         if window_from is not None:  # rebuild the state just before the first write inside
             while start < len(history) and history[start].received_at < window_from:
                 write = history[start]
-                state, traits = _replay_recorded(write, state, traits, self.program_for)
+                before.program = self.program_for(write.program_versions)
+                COMMANDS[write.kind].replay(write, before)
                 start += 1
         if start == len(history):
             return
         self.report.profiles += 1
         # The replay owns its states: events change them in place, so the two runs start
         # from copies of their own.
-        base = _Run("baseline", state, traits)
-        cand = _Run("candidate", copy_state(state), traits)
-        refused: set[str] = set()  # redemptions the candidate could not afford
+        base = before
+        cand = Replay(copy_state(before.state), before.traits, self.candidate)
         last = self.candidate
         for write in history[start:]:
             last = self.program_for(write.program_versions)
-            self._write(write, base, last, refused, recorded=True)
-            self._write(write, cand, self.candidate, refused, recorded=False)
+            base.program = last
+            self._write(write, base, "baseline")
+            self._write(write, cand, "candidate")
         user = history[0].user_id
         self._end(user, base, last, cand)
 
-    def _write(
-        self, w: Write, run: _Run, program: Program, refused: set[str], *, recorded: bool
-    ) -> None:
+    def _write(self, w: Write, run: Replay, name: str) -> None:
         report = self.report
-        if w.kind == "event":
-            seen = EngineEvent(w.name, w.payload or {}, w.occurred_at, run.traits)
-            run.state, outcome = apply(
-                run.state, seen, program, w.received_at, summary=True, in_place=True
-            )
-            if recorded:
+        command = COMMANDS[w.kind]
+        try:
+            replayed = command.replay(w, run)
+        except PerkamoError:  # the run's program refuses it (a redemption it cannot afford)
+            if name == "baseline":
+                report.baseline_mismatches += 1
+            elif command.namespace == "redemption":
+                report.redemptions_refused += 1
+            return
+        if command.counted:
+            if name == "baseline":
                 report.events += 1
-                if not _same_delta(outcome.delta, w.outcome or ()):
+                if not _same_delta(replayed.delta, w.outcome or ()):
                     report.baseline_mismatches += 1
-            for d in outcome.delta:
+            for d in replayed.delta:
                 if d.amount > 0:
-                    _add(report.awarded[run.name], d.wallet, d.amount)
-            for entry in outcome.breakdown:
+                    _add(report.awarded[name], d.wallet, d.amount)
+            for entry in replayed.breakdown:
                 amount = entry.amount
                 if entry.source == "rule" and isinstance(entry.key, str):
                     assert isinstance(amount, Decimal)
                     rule = report.rules.setdefault(entry.key, _tally())
-                    _add(rule[run.name], entry.wallet, amount)
-            self._unlocked(outcome.unlocked, run.name)
-        elif w.kind == "redemption":
-            try:
-                run.state, redemption = redeem(
-                    run.state, w.name, program, w.received_at, run.traits
-                )
-                self._unlocked(redemption.unlocked, run.name)
-            except PerkamoError:
-                if recorded:
-                    report.baseline_mismatches += 1
-                else:
-                    report.redemptions_refused += 1
-                    refused.add(w.transaction_id)
-        elif w.kind == "identify":
-            run.traits = merge_traits(run.traits, w.payload or {})
-            run.state, unlocked = apply_identify(run.state, run.traits, program, w.received_at)
-            self._unlocked(unlocked, run.name)
-        elif w.kind == "adjustment":
-            amount, counts = Decimal(w.payload["amount"]), bool(w.payload["counts_toward_level"])
-            try:
-                run.state, change = adjust(
-                    run.state, w.name, amount, counts, program, w.received_at, run.traits
-                )
-                self._unlocked(change.unlocked, run.name)
-            except PerkamoError:
-                if recorded:
-                    report.baseline_mismatches += 1
-        elif w.kind == "reversal" and (recorded or w.transaction_id not in refused):
-            record = reversal_record(w)
-            run.state, change = reverse(run.state, record, program, w.received_at, run.traits)
-            self._unlocked(change.unlocked, run.name)
+                    _add(rule[name], entry.wallet, amount)
+        self._unlocked(replayed.unlocked, name)
 
     def _unlocked(self, unlocked: list[Unlocked], run: str) -> None:
         for u in unlocked:
@@ -208,13 +163,16 @@ class Backtest:
                 counts = self.report.perks if u.type == "perk" else self.report.achievements
                 counts.setdefault(u.key, {"baseline": 0, "candidate": 0})[run] += 1
 
-    def _end(self, user: str, base: _Run, baseline: Program, cand: _Run) -> None:
+    def _end(self, user: str, base: Replay, baseline: Program, cand: Replay) -> None:
         report = self.report
-        for run, program in ((base, baseline), (cand, self.candidate)):
+        for name, run, program in (
+            ("baseline", base, baseline),
+            ("candidate", cand, self.candidate),
+        ):
             for wallet, balance in run.state.wallets.items():
-                _add(report.balances[run.name], wallet, balance.balance)
+                _add(report.balances[name], wallet, balance.balance)
             level = str(level_number(run.state, program))
-            report.levels[run.name][level] = report.levels[run.name].get(level, 0) + 1
+            report.levels[name][level] = report.levels[name].get(level, 0) + 1
         wallets = set(base.state.wallets) | set(cand.state.wallets)
         for wallet in sorted(wallets):
             b = base.state.wallets[wallet].balance if wallet in base.state.wallets else ZERO
@@ -238,35 +196,3 @@ def _same_delta(delta: list[Delta], recorded: Any) -> bool:
         d.wallet == r["wallet"] and d.amount == Decimal(r["amount"])
         for d, r in zip(delta, recorded, strict=True)
     )
-
-
-def _replay_recorded(
-    w: Write, state: ProfileState, traits: dict[str, Any], program_for: ProgramFor
-) -> tuple[ProfileState, dict[str, Any]]:
-    """One write before the window, with the versions it recorded."""
-    program = program_for(w.program_versions)
-    if w.kind == "event":
-        state, _ = apply(state, EngineEvent(w.name, w.payload or {}, w.occurred_at, traits),
-                         program, w.received_at, in_place=True)  # fmt: skip
-    elif w.kind == "redemption":
-        state, _ = redeem(state, w.name, program, w.received_at, traits)
-    elif w.kind == "identify":
-        traits = merge_traits(traits, w.payload or {})
-        state, _ = apply_identify(state, traits, program, w.received_at)
-    elif w.kind == "adjustment":
-        amount, counts = Decimal(w.payload["amount"]), bool(w.payload["counts_toward_level"])
-        state, _ = adjust(state, w.name, amount, counts, program, w.received_at, traits)
-    else:
-        state, _ = reverse(state, reversal_record(w), program, w.received_at, traits)
-    return state, traits
-
-
-def reversal_record(w: Write) -> RedemptionRecord:
-    cost = w.payload["cost"]
-    redeemed_at = w.payload["redeemed_at"]
-    if isinstance(redeemed_at, str):
-        redeemed_at = parse_rfc3339(redeemed_at)
-    return RedemptionRecord(
-        w.name, Delta(cost["wallet"], Decimal(cost["amount"])), w.payload.get("effect") or {},
-        redeemed_at,
-    )  # fmt: skip

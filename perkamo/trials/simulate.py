@@ -1,13 +1,18 @@
 """``POST /v1/admin/simulate``: events evaluated in order on a profile's committed state (or
 an empty one) with the active program or named versions, exactly as ingestion would — and
-nothing written. Pure: the caller brings the state, the program and the receive time."""
+nothing written. ``simulate`` is pure: the caller brings the state, the program and the
+receive time; :class:`Simulations` runs it off the event loop."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import trio
+
+from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.answers import EventOutcome, event_answer
 from perkamo.profiles.history import HistoryEvent
 from perkamo.program import EngineEvent, ProfileState, Program, apply
@@ -47,3 +52,38 @@ def simulate(
         history.append(HistoryEvent(item.event, tx, occurred, outcome.delta))
     history.reverse()
     return Simulation(outcomes, state, history)
+
+
+class Simulations:
+    """Where a process runs simulations: in a worker thread, one at a time.
+
+    A simulation never holds the profile's actor (it starts from the committed snapshot,
+    read without queueing) — but on the event loop its CPU held everything else: three
+    simulations of 100 events on a 1,000-rule draft kept the loop busy for ~10 s and a real
+    write waited 6.3 s. In a thread the loop takes the GIL back within the switch interval
+    (5 ms), and one at a time it competes with at most one simulation. A simulation that
+    cannot start before ``deadline`` (others running) is refused with 503 overloaded."""
+
+    def __init__(self, at_once: int = 1) -> None:
+        self._limiter = trio.CapacityLimiter(at_once)
+
+    async def run(
+        self,
+        state: ProfileState,
+        traits: dict[str, Any],
+        events: list[SimulatedEvent],
+        program: Program,
+        received_at: datetime,
+        deadline: float,
+    ) -> Simulation:
+        acquired = False
+        with trio.move_on_at(deadline):
+            await self._limiter.acquire()
+            acquired = True
+        if not acquired:
+            raise PerkamoError(Code.OVERLOADED, "Other simulations are running; retry shortly.")
+        try:
+            work = functools.partial(simulate, state, traits, events, program, received_at)
+            return await trio.to_thread.run_sync(work)
+        finally:
+            self._limiter.release()

@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 
 from perkamo import ids
+from perkamo.program.adjustments import Change
 from perkamo.program.outcome import Delta, Outcome, Redemption
-from perkamo.program.support import Change
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
 

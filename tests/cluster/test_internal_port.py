@@ -13,7 +13,7 @@ import trio
 from perkamo.cluster import protocol
 from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles import EventRequest, Ingest, Read
+from perkamo.profiles.commands import Ingest, ProfileView, Read, Written
 from tests.spaces import committed
 
 
@@ -30,8 +30,10 @@ def _secret(pg_url: str) -> str:
 
 
 def _ingest(tx: str) -> Ingest:
-    event = EventRequest(tx, "app.opened", {"amount": Decimal("12.50")}, None)
-    return Ingest(event, datetime.now(UTC))
+    return Ingest(
+        transaction_id=tx, event="app.opened", context={"amount": Decimal("12.50")},
+        received_at=datetime.now(UTC),
+    )  # fmt: skip
 
 
 async def _closed_without_answer(stream: trio.SocketStream) -> None:
@@ -43,7 +45,7 @@ async def _closed_without_answer(stream: trio.SocketStream) -> None:
 
 
 async def test_a_peer_without_the_secret_gets_no_answer(runtime, space, pg_url):
-    request = Request(1, space.space.id, "u", *protocol.encode_message(_ingest("x1")), 3.0)
+    request = Request(1, space.space.id, "u", _ingest("x1"), 3.0)
     # A wrong proof: the connection closes; no Welcome, and the request is never applied.
     stream = await trio.open_tcp_stream(*_address(runtime))
     reader = FrameReader(stream)
@@ -73,30 +75,30 @@ async def test_a_member_with_the_secret_is_answered(runtime, space, pg_url):
     assert isinstance(challenge, Challenge)
     await protocol.send(stream, Hello("peer", protocol.proof(_secret(pg_url), challenge.nonce)))
     assert isinstance(await reader.next(), Welcome)
-    kind, raw = protocol.encode_message(_ingest("x2"))
-    await protocol.send(stream, Request(7, space.space.id, "u", kind, raw, 3.0))
-    kind, raw = protocol.encode_message(Read())
-    await protocol.send(stream, Request(8, space.space.id, "u", kind, raw, 3.0))
+    await protocol.send(stream, Request(7, space.space.id, "u", _ingest("x2"), 3.0))
+    read = Read(received_at=datetime.now(UTC))
+    await protocol.send(stream, Request(8, space.space.id, "u", read, 3.0))
     with trio.fail_after(10):
         first, second = await reader.next(), await reader.next()
     assert isinstance(first, Response) and isinstance(second, Response)
     first, second = sorted([first, second], key=lambda r: r.id)  # answered as they finish
     assert (first.id, second.id) == (7, 8)
-    applied = protocol.decode_answer(first.kind, first.answer)
-    assert b'"applied":true' in bytes(applied)  # type: ignore[arg-type]
-    view = protocol.decode_answer(second.kind, second.answer)
+    applied = protocol.decode_answer(first, Written)
+    assert isinstance(applied, Written) and b'"applied":true' in bytes(applied.body)
+    view = protocol.decode_answer(second, Read.answer_type)
     # Applied in the order sent: the read sees the event sent before it.
-    assert view.recent_events[0].transaction_id == "x2"  # type: ignore[union-attr]
+    assert isinstance(view, ProfileView) and view.recent_events[0].transaction_id == "x2"
     assert committed(pg_url, space.space.id) == {"x2": 1}
     await stream.aclose()
 
 
 def test_messages_and_answers_cross_the_wire_exactly():
     message = _ingest("t")
-    kind, raw = protocol.encode_message(message)
-    assert protocol.decode_message(kind, raw) == message
-    refusal = PerkamoError(Code.USAGE_LIMIT_EXCEEDED, "full", headers={"retry-after": "9"})
-    back = protocol.decode_answer(*protocol.encode_answer(refusal))
+    frame = protocol.encode_frame(Request(1, 2, "u", message, 1.0))
+    decoded = protocol._frames.decode(frame[4:])
+    assert isinstance(decoded, Request) and decoded.message == message
+    refusal = PerkamoError(Code.USAGE_LIMIT_EXCEEDED, "full", retry_after=9)
+    back = protocol.decode_answer(protocol.encode_answer(refusal), Written)
     assert isinstance(back, PerkamoError) and back.code is Code.USAGE_LIMIT_EXCEEDED
     assert str(back) == "full" and back.headers == {"retry-after": "9"}
-    assert protocol.decode_answer(*protocol.encode_answer(None)) is None
+    assert protocol.decode_answer(protocol.encode_answer(None), Read.answer_type) is None

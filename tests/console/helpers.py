@@ -43,19 +43,25 @@ class Page:
 
 
 class Browser:
-    def __init__(self, app: Any) -> None:
+    """One browser: its own cookies and its own client address (login failures are counted
+    per address in the session-wide database, so browsers must not share one)."""
+
+    def __init__(self, app: Any, address: str | None = None) -> None:
         self.client = app.test_client()
+        self.address = address or "10.{}.{}.{}".format(*secrets.token_bytes(3))
+        self._scope = {"client": (self.address, 40000)}
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> Page:
-        response = await self.client.get(path, headers=headers or {})
+        response = await self.client.get(path, headers=headers or {}, scope_base=self._scope)
         return Page(response.status_code, await response.get_data(as_text=True), response.headers)
 
     async def post(
         self, path: str, form: dict[str, str], headers: dict[str, str] | None = None
     ) -> Page:
         response = await self.client.post(
-            path, form=form, headers={"origin": ORIGIN, **(headers or {})}
-        )
+            path, form=form, headers={"origin": ORIGIN, **(headers or {})},
+            scope_base=self._scope,
+        )  # fmt: skip
         return Page(response.status_code, await response.get_data(as_text=True), response.headers)
 
     async def login(self, email: str, password: str) -> Page:

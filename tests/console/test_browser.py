@@ -6,7 +6,6 @@ main paths of CONSOLE.md and saves a screenshot of every screen it visits to
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -17,33 +16,17 @@ import pytest
 import trio
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from perkamo.access.admin import set_webhook
+from tests.chromium import open_chromium
 from tests.console.helpers import add_operator
 from tests.server_process import ServerProcess, demo_program
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 USER = "ann/smith <b>"  # a slash and markup: routed and escaped in a real browser
-
-
-def _driver() -> webdriver.Chrome:
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and chromedriver, (
-        "the browser tests need Debian's chromium and chromium-driver: `make test` installs "
-        "them when run as root, otherwise: sudo apt-get install chromium chromium-driver"
-    )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                 "--disable-dev-shm-usage"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.implicitly_wait(0)
-    return driver
 
 
 class Walk:
@@ -106,7 +89,7 @@ async def test_an_operator_walks_the_console(server, pg_url):
 def _walk(server: ServerProcess, pg_url: str) -> None:
     admin_email, password = add_operator(pg_url, "walker", "admin")
     viewer_email, viewer_password = add_operator(pg_url, "looker", "viewer")
-    driver = _driver()
+    driver = open_chromium()
     started = time.monotonic()
     clients: list[httpx.Client] = []
     try:

@@ -11,25 +11,8 @@ import pytest
 import trio
 
 from perkamo.http.responses import ErrorBody
+from tests.raw_http import parse, read_response, receive_all
 from tests.server_process import ServerProcess
-
-
-async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:
-    """One HTTP/1.1 response (content-length framed) from ``stream``."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = await stream.receive_some(65536)
-        assert chunk, "connection closed before a response"
-        buffer += chunk
-    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = await stream.receive_some(65536)
-        assert chunk
-        rest += chunk
-    buffer[:] = rest[length:]
-    return int(lines[0].split()[1]), rest[:length]
 
 
 @pytest.mark.parametrize(
@@ -70,21 +53,6 @@ async def test_an_oversized_body_is_refused_at_once_with_connection_close(server
             head_lines = bytes(buffer).split(b"\r\n\r\n")[0].lower().split(b"\r\n")
             assert head_lines[0].startswith(b"http/1.1 413")
             assert b"connection: close" in head_lines
-
-
-async def receive_all(stream: trio.SocketStream) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    data = b""
-    while chunk := await stream.receive_some(65536):
-        data += chunk
-    return data
-
-
-def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
 
 
 @pytest.mark.parametrize(

@@ -1,29 +1,25 @@
-"""The error registry is the table of API.md §5: one entry per code, with its status."""
+"""The error registry is the error table of docs/api.md: one row per code, with its status."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from perkamo.errors import Code, PerkamoError
-
-API_MD = Path(__file__).resolve().parents[3] / "shared" / "spec" / "API.md"
-
-
-def spec_table() -> set[tuple[int, str]]:
-    text = API_MD.read_text()
-    section = text.split("**Error codes**")[1].split("**Order of checks**")[0]
-    rows = set()
-    for status, codes in re.findall(r"^\| (\d{3}) \| (.+) \|$", section, re.M):
-        for code in re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", codes)):
-            rows.add((int(status), code))
-    return rows
+from tests.api_reference import error_codes
 
 
-def test_the_registry_equals_the_table_of_api_md():
-    table = spec_table()
-    assert len(table) > 30
-    assert {(code.status, code.value) for code in Code} == table
+def test_the_registry_equals_the_table_of_docs_api_md():
+    documented = error_codes()
+    registry = {code.value: code.status for code in Code}
+    assert len(documented) > 30
+    missing = {c: s for c, s in registry.items() if c not in documented}
+    unknown = {c: s for c, s in documented.items() if c not in registry}
+    wrong = {c: (documented[c], s) for c, s in registry.items() if documented.get(c, s) != s}
+    assert not missing, (
+        f"docs/api.md 'Error codes' lacks these codes of perkamo/errors.py: {missing}"
+    )
+    assert not unknown, (
+        f"docs/api.md 'Error codes' lists codes perkamo/errors.py has not: {unknown}"
+    )
+    assert not wrong, f"docs/api.md 'Error codes' gives another status (docs, code): {wrong}"
 
 
 def test_every_code_has_a_user_safe_default_message_and_retryable_ones_say_when():

@@ -12,7 +12,7 @@ import msgspec
 import psycopg
 import trio
 
-from perkamo.profiles import staging
+from perkamo.profiles.commands import event as event_command
 from tests.api_client import app_for
 from tests.spaces import committed
 
@@ -67,14 +67,14 @@ async def test_the_reported_batch_is_answered_item_by_item(api, space, pg_url):
 
 def explode_on(event_name: str, monkeypatch) -> None:
     """A defect inside the engine, for one event name only."""
-    real = staging.apply
+    real = event_command.apply
 
     def apply(state, event, program, received_at):
         if event.event == event_name:
             raise RuntimeError("a defect")
         return real(state, event, program, received_at)
 
-    monkeypatch.setattr(staging, "apply", apply)
+    monkeypatch.setattr(event_command, "apply", apply)
 
 
 async def test_a_defect_fails_only_its_batch_item(api, space, pg_url, monkeypatch):

@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 import pytest
 
-from perkamo.http import handlers
+from perkamo.http.handlers import program as program_handlers
 from perkamo.http.routes import build_router
 from tests.api_client import Api, app_for
 from tests.leaks import assert_no_leak
@@ -210,7 +210,7 @@ async def test_an_internal_error_says_nothing_about_its_cause(runtime, space, mo
             'syntax error at or near "SELECT * FROM profiles" in /work/main/storage/profiles.py'
         )
 
-    monkeypatch.setattr(handlers, "usage_document", broken)
+    monkeypatch.setattr(program_handlers, "usage_document", broken)
     client = app_for(runtime).test_client()
     response = await client.get(
         "/v1/usage",

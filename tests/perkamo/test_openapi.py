@@ -87,3 +87,34 @@ def test_published_event_pattern_is_exactly_whitespace_and_control_characters():
         ch = chr(code)
         refused = ch.isspace() or unicodedata.category(ch) == "Cc"
         assert (pattern.search(ch) is None) == refused, hex(code)
+
+
+def test_every_code_of_the_registry_is_in_the_document():
+    """Every error code a client can meet is named in /openapi.json (405 and 500 too)."""
+    from perkamo.errors import Code
+
+    doc = msgspec.json.encode(openapi.document(build_router().routes)).decode()
+    missing = [code.value for code in Code if code.value not in doc]
+    assert missing == []
+
+
+def test_every_handler_answers_the_type_its_route_declares():
+    """A route's declared answer (and body) is the handler's own annotation: the OpenAPI
+    document cannot drift from what the code returns."""
+    import typing
+
+    from perkamo.http.edge import Call, RawBody, Result
+
+    for route in build_router().routes:
+        hints = typing.get_type_hints(route.handler)
+        answer = typing.get_args(hints["return"])[0]
+        if isinstance(route.response, str):  # a page, a file or a text format
+            assert answer is RawBody, route.pattern
+        else:
+            assert hints["return"] == Result[route.response], route.pattern
+        if route.scope is not None:
+            (parameter,) = [v for k, v in hints.items() if k != "return"]
+            assert typing.get_origin(parameter) is Call, route.pattern
+            body = typing.get_args(parameter)[0]
+            declared = type(None) if route.request is None else route.request
+            assert declared == body or declared in typing.get_args(body), route.pattern

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perkamo.errors import PerkamoError
-from perkamo.http.requests import EventBody, TypedBatch, decode_json, event_input, typed
+from perkamo.http.bodies import EventBody, TypedBatch, decode_json, event_input, typed
 
 _fast_event = typed(EventBody)
 _fast_batch = typed(TypedBatch)

@@ -125,11 +125,11 @@ async def test_an_adjustment_not_counting_toward_the_level_leaves_it(shop):
 async def test_a_negative_wallet_and_decimals_within_its_precision(shop):
     await topup(shop, "u", 1, "t1")
     ok = await shop.post(
-        "/v1/admin/adjustments", {**adjustment("u", "-12.25", "a1"), "wallet": "cash"}
+        "/v1/admin/adjustments", {**adjustment("u", -12.25, "a1"), "wallet": "cash"}
     )
     assert ok.status == 200, ok.body
     assert ok.body["wallet_state"]["cash"] == -12.25  # this wallet allows negatives
-    for amount, tx in (("1.005", "a2"), (0, "a3"), (10**16, "a4")):
+    for amount, tx in ((1.005, "a2"), (0, "a3"), (10**16, "a4")):
         bad = await shop.post(
             "/v1/admin/adjustments", {**adjustment("u", amount, tx), "wallet": "cash"}
         )

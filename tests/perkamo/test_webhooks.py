@@ -196,7 +196,11 @@ async def test_a_receiver_that_never_answers_is_failed_after_the_last_attempt(
     row = OutboxRow("dlv_silent", space.space.id, "e", '{"id": "evt_1"}', created)
     writer = GroupCommitWriter(pg_url)
     event = EventRow(space.space.id, "t", "u", "e", "{}", created, created, b"h", "{}")
-    unit = Unit([event], SnapshotWrite(space.space.id, "u", "{}", "{}", 0, created), outbox=[row])
+    unit = Unit(
+        {"events": [event]},
+        SnapshotWrite(space.space.id, "u", "{}", "{}", 0, created),
+        outbox=[row],
+    )
     assert (await trio.to_thread.run_sync(writer._flush, [unit]))[0].status.value == "committed"
     writer._close_connection()
     wall = [created]
@@ -320,7 +324,7 @@ async def due_deliveries(
         row = OutboxRow(f"dlv_{sid}_{n}", sid, "e", "{}", created)
         event = EventRow(sid, f"t{n}", f"u{n}", "e", "{}", created, created, b"h", "{}")
         snap = SnapshotWrite(sid, f"u{n}", "{}", "{}", 0, created)
-        units.append(Unit([event], snap, outbox=[row]))
+        units.append(Unit({"events": [event]}, snap, outbox=[row]))
     writer = GroupCommitWriter(pg_url)
     try:
         return await trio.to_thread.run_sync(writer._flush, units)

@@ -27,7 +27,7 @@ def event_unit(space_id: int, user: str, tx: str, version: int = 0) -> Unit:
         outcome='{"applied": true}',
     )
     snapshot = SnapshotWrite(space_id, user, "{}", "{}", version, NOW)
-    return Unit([row], snapshot)
+    return Unit({"events": [row]}, snapshot)
 
 
 def count(pg_url: str, sql: str, *params: object) -> int:
@@ -118,7 +118,7 @@ async def test_a_unit_postgresql_cannot_store_fails_alone(pg_url):
     writer = GroupCommitWriter(pg_url)
     units = [event_unit(space_id, f"user-{n}", f"tx-{n}") for n in range(5)]
     poison = event_unit(space_id, "mallory", "tx-poison")
-    poison.events[0].context = '{"n": 1e999999}'
+    poison.rows["events"][0].context = '{"n": 1e999999}'
     units.insert(3, poison)
     verdicts = await trio.to_thread.run_sync(writer._flush, units)
     writer._close_connection()

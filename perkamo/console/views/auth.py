@@ -35,16 +35,16 @@ async def login(page: Page) -> Response:
     email = page.form.get("email", "").strip().lower()[:320]
     password = page.form.get("password", "")[:1024]
     client = page.request.remote_addr or "unknown"
-    keys = (f"account:{email}", f"client:{client}")
-    wait = page.console.throttle.retry_after(*keys)
+    throttle = page.console.throttle
+    # Counted before the (deliberately slow) password check, where every process sees it.
+    wait = await page.runtime.db.run(throttle.attempt, email, client)
     if wait:
         return _refused(page, f"Too many failed logins; try again in {wait} s.", 429, wait)
     operator = await page.runtime.db.run(store.get_operator, email) if email else None
     if not security.check_password(operator.password_hash if operator else None, password):
-        page.console.throttle.failed(*keys)
         return _refused(page, "Wrong email or password.", 401)
     assert operator is not None
-    page.console.throttle.succeeded(keys[0])
+    await page.runtime.db.run(throttle.succeeded, email, client)
     # A new session id at every login (no fixation), and the old one, if any, ends.
     old = page.request.cookies.get(security.SESSION_COOKIE)
     token, digest, csrf = security.new_session()

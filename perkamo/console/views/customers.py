@@ -12,9 +12,9 @@ from perkamo.console.core import NotFound, Page, seg
 from perkamo.console.views.events import _cursor
 from perkamo.errors import PerkamoError
 from perkamo.http.profile_document import profile_document
-from perkamo.profiles import Adjust, ProfileView, Read, Reverse
+from perkamo.profiles.commands import Read
+from perkamo.usecases import support
 from storage import browse
-from storage.support import redemption_owner
 
 PAGE = 50
 
@@ -61,8 +61,10 @@ def _trait_value(text: str) -> object:
 async def customer(page: Page, notice: str | None = None, error: str | None = None) -> Response:
     assert page.space is not None
     user_id = page.params["user_id"]
-    view = await page.runtime.ask((page.space.id, user_id), Read(), writes=False)
-    if not isinstance(view, ProfileView):
+    view = await page.runtime.gateway.ask(
+        (page.space.id, user_id), Read(received_at=datetime.now(UTC))
+    )
+    if view is None:
         raise NotFound(f"No customer {user_id!r} in {page.space.slug}.")
     program = await page.runtime.programs.get(page.space.id)
     document = profile_document(page.space.slug, user_id, view, program, datetime.now(UTC))
@@ -92,18 +94,18 @@ async def adjust(page: Page) -> Response:
     tx = form.get("transaction_id") or ""
     if not tx:
         return await customer(page, error="The form expired; reload the page.")
-    message = Adjust(
-        tx, form.get("wallet", ""), amount, form.get("counts_toward_level") == "on",
-        reason[:500], page.operator, datetime.now(UTC), audit=page.operator,
-    )  # fmt: skip
+    wallet = form.get("wallet", "")
     try:
-        answer = await page.runtime.ask((page.space.id, user_id), message, writes=True)
-        if isinstance(answer, PerkamoError):
-            raise answer
+        await support.adjust(
+            page.runtime, page.space.id, user_id, wallet=wallet, amount=amount,
+            reason=reason[:500], transaction_id=tx,
+            counts_toward_level=form.get("counts_toward_level") == "on", actor=page.operator,
+            received_at=datetime.now(UTC), audit=page.operator,
+        )  # fmt: skip
     except PerkamoError as exc:
         return await customer(page, error=str(exc))
     return page.redirect(f"/spaces/{seg(page.space.slug)}/customers/{seg(user_id)}",
-                         notice=f"Adjusted {message.wallet} by {amount}.")  # fmt: skip
+                         notice=f"Adjusted {wallet} by {amount}.")  # fmt: skip
 
 
 async def reverse(page: Page) -> Response:
@@ -113,14 +115,11 @@ async def reverse(page: Page) -> Response:
     reason = page.form.get("reason", "").strip()
     if not reason:
         return await customer(page, error="Say why (a reason).")
-    owner = await page.runtime.db.run(redemption_owner, page.space.id, tx)
-    if owner != user_id:
-        return await customer(page, error=f"{user_id} has no redemption {tx!r}.")
-    message = Reverse(tx, reason[:500], page.operator, datetime.now(UTC), audit=page.operator)
     try:
-        answer = await page.runtime.ask((page.space.id, user_id), message, writes=True)
-        if isinstance(answer, PerkamoError):
-            raise answer
+        await support.reverse_redemption(
+            page.runtime, page.space.id, tx, reason=reason[:500], actor=page.operator,
+            received_at=datetime.now(UTC), audit=page.operator, user_id=user_id,
+        )  # fmt: skip
     except PerkamoError as exc:
         return await customer(page, error=str(exc))
     return page.redirect(f"/spaces/{seg(page.space.slug)}/customers/{seg(user_id)}",

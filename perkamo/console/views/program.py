@@ -17,8 +17,8 @@ from quart import Response
 from perkamo.configuration import versions
 from perkamo.console.core import NotFound, Page, error_message, pretty, seg
 from perkamo.errors import PerkamoError
-from perkamo.http.handlers import simulate_document
 from perkamo.program import MODULES
+from perkamo.usecases.simulate import simulate_document
 from storage import config as config_store
 from storage import console as audit_store
 

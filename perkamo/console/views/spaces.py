@@ -10,6 +10,7 @@ from quart import Response
 
 from perkamo.access import admin
 from perkamo.access.keys import SCOPES
+from perkamo.access.limits import LIMIT_NAMES, InvalidLimit, parse_limit
 from perkamo.console.core import Page, seg
 from storage import browse
 from storage import console as audit_store
@@ -17,7 +18,7 @@ from storage import spaces as space_store
 
 Conn = psycopg.Connection[Any]
 GRACE = {"now": 0, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
-LIMITS = ("events", "profiles", "redemptions", "api_requests", "rate", "burst")
+LIMITS = LIMIT_NAMES
 
 
 async def spaces(page: Page) -> Response:
@@ -49,12 +50,9 @@ async def set_limits(page: Page) -> Response:
     changes: dict[str, int | None] = {}
     try:
         for name in LIMITS:
-            value = page.form.get(name, "").strip()
-            changes[name] = None if value in ("", "none") else int(value)
-            if changes[name] is not None and changes[name] < 1:  # type: ignore[operator]
-                raise ValueError(name)
-    except ValueError:
-        return page.redirect("/spaces", error="A limit is a whole number ≥ 1, or empty for none.")
+            changes[name] = parse_limit(name, page.form.get(name, ""))
+    except InvalidLimit as exc:
+        return page.redirect("/spaces", error=f"A limit is a whole number ≥ 1, or empty: {exc}")
     space = page.space
 
     def apply(conn: Conn) -> None:

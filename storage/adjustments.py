@@ -1,5 +1,5 @@
-"""Adjustments and reversals as the product reads them back (idempotency, the profile
-document, verify)."""
+"""Adjustments as the profile document lists them, and which profile a redemption
+belongs to (to route its reversal)."""
 
 from __future__ import annotations
 
@@ -14,22 +14,6 @@ Conn = psycopg.Connection[Any]
 
 
 @dataclass(frozen=True, slots=True)
-class StoredAdjustment:
-    transaction_id: str
-    user_id: str
-    request_hash: bytes
-    hash_form: int
-    outcome: str  # the answer as JSON text, exactly as it was sent
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReversal:
-    transaction_id: str  # the redemption's
-    user_id: str
-    outcome: str
-
-
-@dataclass(frozen=True, slots=True)
 class RecentAdjustment:
     adjustment_id: str
     transaction_id: str
@@ -38,26 +22,6 @@ class RecentAdjustment:
     reason: str
     actor: str | None
     created_at: datetime
-
-
-def find_adjustments(conn: Conn, space_id: int, ids: list[str]) -> list[StoredAdjustment]:
-    with conn.cursor(row_factory=class_row(StoredAdjustment)) as cur:
-        cur.execute(
-            "SELECT transaction_id, user_id, request_hash, hash_form, outcome::text"
-            " FROM adjustments WHERE space_id = %s AND transaction_id = ANY(%s)",
-            (space_id, ids),
-        )
-        return cur.fetchall()
-
-
-def find_reversals(conn: Conn, space_id: int, ids: list[str]) -> list[StoredReversal]:
-    with conn.cursor(row_factory=class_row(StoredReversal)) as cur:
-        cur.execute(
-            "SELECT transaction_id, user_id, outcome::text"
-            " FROM reversals WHERE space_id = %s AND transaction_id = ANY(%s)",
-            (space_id, ids),
-        )
-        return cur.fetchall()
 
 
 def recent_adjustments(

@@ -15,6 +15,7 @@ place, in the order API.md §3 lists them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -24,6 +25,7 @@ import msgspec
 from msgspec import Meta
 
 from perkamo.errors import Code, PerkamoError, validation_failed
+from perkamo.program.conform import conform, has_numbers
 from perkamo.program.json_walk import walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
@@ -219,7 +221,7 @@ def _nul_path(value: Any) -> str | None:
 
 def _convert(value: Any, shape: type[T], prefix: str) -> T:
     try:
-        return msgspec.convert(value, shape)
+        return msgspec.convert(conform(value, shape), shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, prefix)
         raise validation_failed(path.lstrip("."), message) from None
@@ -275,16 +277,40 @@ def check_tenants(named: list[str], slug: str) -> None:
 
 def tenants_named(value: Any) -> list[str]:
     """The Space slugs a body names (``tenant`` / ``space``), if any: a raw JSON value or
-    a Struct decoded by the fast path."""
-    if isinstance(value, EventBody | TypedBatch | RedeemBody | IdentifyBody | AdjustBody):
-        return [v for v in (value.tenant, value.space) if v is not None]
+    a decoded body Struct."""
+    if isinstance(value, msgspec.Struct):
+        return [v for k in ("tenant", "space") if isinstance(v := getattr(value, k, None), str)]
     if not isinstance(value, dict):
         return []
     return [v for k in ("tenant", "space") if isinstance(v := value.get(k), str)]
 
 
-def identify_body(value: Any) -> tuple[str, dict[str, Any]]:
-    body = _convert(value, IdentifyBody, "")
+def decode_body(
+    raw: bytes, shape: type[U], named: list[str], slug: str, fast_shape: Any = None
+) -> U:
+    """A request body decoded once into its route's Struct, in the documented order of
+    checks: JSON (``invalid_json``), then the Spaces it names (``tenant_mismatch``, with
+    ``named`` from the query), then its schema (``validation_error``). A valid body — the
+    common case — takes one pass in C (``typed``); anything else the two phases."""
+    fast = _fast(fast_shape or shape)
+    body: U | None = fast(raw) if fast is not None else None
+    if body is not None:
+        check_tenants(named + tenants_named(body), slug)
+        return body
+    value = decode_json(raw)
+    check_tenants(named + tenants_named(value), slug)
+    decoded: U = _convert(value, shape, "")
+    return decoded
+
+
+@functools.cache
+def _fast(shape: Any) -> Callable[[bytes], Any] | None:
+    """The one-pass decoder of ``shape``, unless it has number fields: msgspec would take a
+    numeric string for a Decimal there, which ``conform`` refuses on the two-phase path."""
+    return None if has_numbers(shape) else typed(shape)
+
+
+def identify_input(body: IdentifyBody) -> tuple[str, dict[str, Any]]:
     return _exact(body.user_id, "user_id"), check_object(body.traits, "traits")
 
 
@@ -357,9 +383,8 @@ class BacktestBody(msgspec.Struct):
     space: Slug | None = None
 
 
-def backtest_input(value: Any) -> tuple[dict[str, str], datetime | None, datetime | None]:
+def backtest_input(body: BacktestBody) -> tuple[dict[str, str], datetime | None, datetime | None]:
     """(module -> version, from, to); ``from`` after ``to`` is refused."""
-    body = _convert(value, BacktestBody, "")
     bounds: list[datetime | None] = []
     for path, text in (("from", body.from_), ("to", body.to)):
         try:
@@ -373,11 +398,10 @@ def backtest_input(value: Any) -> tuple[dict[str, str], datetime | None, datetim
 
 
 def simulate_input(
-    value: Any, body_size: int | None = None
-) -> tuple[SimulateBody, list[tuple[SimulateEventBody, dict[str, Any], datetime | None]]]:
-    """The request and its events, each validated like ``POST /v1/events`` (paths
+    body: SimulateBody, body_size: int | None = None
+) -> list[tuple[SimulateEventBody, dict[str, Any], datetime | None]]:
+    """The request's events, each validated like ``POST /v1/events`` (paths
     ``events[i].…``); raises for 0 or more than 100 events."""
-    body = _convert(value, SimulateBody, "")
     if body.user_id is not None:
         _exact(body.user_id, "user_id")
     if not 1 <= len(body.events) <= MAX_BATCH:
@@ -387,19 +411,17 @@ def simulate_input(
         prefix = f"events[{index}]."
         event = _convert(item, SimulateEventBody, prefix.rstrip("."))
         events.append((event, *_event_fields(event, prefix, body_size)))
-    return body, events
+    return events
 
 
-def redeem_input(value: Any) -> tuple[str, str, str, dict[str, Any]]:
+def redeem_input(body: RedeemBody) -> tuple[str, str, str, dict[str, Any]]:
     """(user_id, reward_key, transaction_id, context) of a redemption request."""
-    body = value if isinstance(value, RedeemBody) else _convert(value, RedeemBody, "")
     _exact(body.user_id, "user_id")
     _exact(body.reward_key, "reward_key")
     return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
 
 
-def adjust_input(value: Any) -> AdjustBody:
-    body = value if isinstance(value, AdjustBody) else _convert(value, AdjustBody, "")
+def adjust_input(body: AdjustBody) -> AdjustBody:
     _exact(body.user_id, "user_id")
     _exact(body.wallet, "wallet")
     if not body.amount.is_finite():
@@ -407,18 +429,13 @@ def adjust_input(value: Any) -> AdjustBody:
     return body
 
 
-def reverse_input(value: Any) -> ReverseBody:
-    return _convert(value, ReverseBody, "")
-
-
 def check_transaction_id(value: str, path: str = "transaction_id") -> str:
     """A transaction id from the path (bodies get the same rules from their Struct)."""
     return _convert(value, TransactionId, path)
 
 
-def batch_items(value: Any) -> BatchBody | TypedBatch:
+def batch_items(body: BatchBody | TypedBatch) -> BatchBody | TypedBatch:
     """The batch envelope; raises for a body that is not ``{"events": [1..100 items]}``."""
-    body = value if isinstance(value, TypedBatch) else _convert(value, BatchBody, "")
     if not body.events:
         raise PerkamoError(Code.BATCH_EMPTY, "A batch needs at least one event.")
     if len(body.events) > MAX_BATCH:
@@ -438,6 +455,8 @@ class ModuleUpload(msgspec.Struct):
     version: Version
     body: dict[str, Any]
     active: bool = True
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 class ModulesUpload(msgspec.Struct):
@@ -446,11 +465,13 @@ class ModulesUpload(msgspec.Struct):
     version: Version
     modules: Annotated[dict[str, dict[str, Any]], Meta(min_length=1)]
     active: bool = True
+    tenant: Slug | None = None
+    space: Slug | None = None
 
 
 def envelope(value: Any, shape: type[U]) -> U:
     try:
-        return msgspec.convert(value, shape)
+        return msgspec.convert(conform(value, shape), shape)
     except msgspec.ValidationError as exc:
         path, message = describe(exc, "")
         raise validation_failed(path.lstrip("."), message) from None

@@ -15,7 +15,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from perkamo.errors import Code, PerkamoError, validation_failed
-from perkamo.program.amounts import number, wallet_state
+from perkamo.program.amounts import decimal_places, number, wallet_state
 from perkamo.program.bounds import after, within
 from perkamo.program.engine import level_perks_boosts
 from perkamo.program.evaluation import DECIMALS, Evaluation, copy_state
@@ -57,8 +57,7 @@ def check_adjustment(program: Program, wallet_key: str, amount: Decimal) -> None
         raise validation_failed("wallet", f"there is no wallet {wallet_key!r}")
     if amount == 0 or not within(amount):
         raise validation_failed("amount", "must be non-zero and within ±10^15")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -wallet.precision:
+    if decimal_places(amount) > wallet.precision:
         raise validation_failed("amount", f"at most {wallet.precision} decimal places")
 
 

@@ -1,0 +1,29 @@
+"""Support operations (API §8): ``POST /v1/admin/adjustments`` and
+``POST /v1/admin/redemptions/{transaction_id}/reverse``."""
+
+from __future__ import annotations
+
+from perkamo.http.bodies import AdjustBody, ReverseBody, adjust_input, check_transaction_id
+from perkamo.http.edge import Call, Result
+from perkamo.http.responses import AdjustResponse, ReverseResponse
+from perkamo.usecases import support
+
+
+async def adjust(call: Call[AdjustBody]) -> Result[AdjustResponse]:
+    body = adjust_input(call.body)
+    answer = await support.adjust(
+        call.runtime, call.key.space_id, body.user_id, wallet=body.wallet, amount=body.amount,
+        reason=body.reason, transaction_id=body.transaction_id,
+        counts_toward_level=body.counts_toward_level, actor=body.actor,
+        received_at=call.received_at, limits=call.key.space_limits,
+    )  # fmt: skip
+    return Result(answer.body)
+
+
+async def reverse_redemption(call: Call[ReverseBody]) -> Result[ReverseResponse]:
+    transaction_id = check_transaction_id(call.params["transaction_id"])
+    _, answer = await support.reverse_redemption(
+        call.runtime, call.key.space_id, transaction_id, reason=call.body.reason,
+        actor=call.body.actor, received_at=call.received_at, limits=call.key.space_limits,
+    )  # fmt: skip
+    return Result(answer.body)

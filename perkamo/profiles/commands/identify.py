@@ -1,0 +1,41 @@
+"""``POST /v1/identify``: traits merged into the profile (a null removes one), the profile
+created if absent. Last write wins: identifies have no transaction id."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+from perkamo.profiles.commands.base import Command, Draft, Replay, Replayed, encode_json
+from perkamo.program import apply_identify, merge_traits
+from storage import IdentifyRow
+from storage.history import HistoryRow
+
+
+class IdentifyResult(msgspec.Struct, frozen=True):
+    traits: dict[str, Any]
+    created: bool
+
+
+class Identify(Command[IdentifyResult], tag="identify", frozen=True, kw_only=True):
+    answer_type: ClassVar[Any] = IdentifyResult
+
+    traits: dict[str, Any]
+
+    def stage(self, draft: Draft, position: int) -> IdentifyResult:
+        traits = merge_traits(draft.traits, self.traits)
+        state, _ = apply_identify(draft.state, traits, draft.program, self.received_at)
+        draft.add("identifies", IdentifyRow(
+            draft.space_id, draft.user_id, encode_json(self.traits), self.received_at,
+            encode_json(draft.program.versions), draft.version, position,
+        ))  # fmt: skip
+        answer = IdentifyResult(traits, created=not draft.exists)
+        draft.traits, draft.state = traits, state
+        return answer
+
+    @classmethod
+    def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
+        run.traits = merge_traits(run.traits, row.payload or {})
+        run.state, unlocked = apply_identify(run.state, run.traits, run.program, row.received_at)
+        return Replayed(unlocked=unlocked)

@@ -1,0 +1,29 @@
+"""``GET /v1/profile/{user_id}``: the committed profile, read through its actor so that a
+caller always reads its own acknowledged writes (answered from memory or storage by the
+actor; see ``ProfileActor.read``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from perkamo.profiles.commands.base import Command
+from perkamo.profiles.history import HistoryAdjustment, HistoryEvent, HistoryRedemption
+from perkamo.program import ProfileState
+
+
+class ProfileView(msgspec.Struct, frozen=True):
+    traits: dict[str, Any]
+    state: ProfileState
+    created_at: datetime
+    updated_at: datetime
+    recent_events: list[HistoryEvent]  # newest first
+    recent_redemptions: list[HistoryRedemption]
+    recent_adjustments: list[HistoryAdjustment]
+
+
+class Read(Command[ProfileView | None], tag="read", frozen=True, kw_only=True):
+    writes: ClassVar[bool] = False
+    answer_type: ClassVar[Any] = ProfileView | None

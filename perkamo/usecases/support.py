@@ -1,0 +1,69 @@
+"""Support operations (API §8): adjust a balance, reverse a redemption — the same for the
+API, the console and ``perkamo adjust`` / ``perkamo reverse``. Both go through the
+profile's actor like any write (commands/adjustment.py, commands/reversal.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from perkamo.errors import Code, PerkamoError
+from perkamo.profiles.commands import Adjust, Reverse, Written
+from perkamo.program.adjustments import check_adjustment
+from perkamo.runtime import Runtime
+from storage.adjustments import redemption_owner
+
+
+async def adjust(
+    runtime: Runtime,
+    space_id: int,
+    user_id: str,
+    *,
+    wallet: str,
+    amount: Decimal,
+    reason: str,
+    transaction_id: str,
+    counts_toward_level: bool = True,
+    actor: str | None = None,
+    received_at: datetime,
+    limits: dict[str, Any] | None = None,
+    audit: str | None = None,
+) -> Written:
+    """Adjust ``user_id``'s ``wallet`` by ``amount``. The wallet and the amount are checked
+    against the program before the profile is asked (400 before the profile's 404).
+    ``audit``: who to record in the audit log, in the same commit."""
+    program = await runtime.programs.get(space_id)
+    check_adjustment(program, wallet, amount)
+    command = Adjust(
+        transaction_id=transaction_id, wallet=wallet, amount=amount,
+        counts_toward_level=counts_toward_level, reason=reason, actor=actor,
+        received_at=received_at, limits=limits or {}, audit=audit,
+    )  # fmt: skip
+    return await runtime.gateway.ask((space_id, user_id), command)
+
+
+async def reverse_redemption(
+    runtime: Runtime,
+    space_id: int,
+    transaction_id: str,
+    *,
+    reason: str,
+    actor: str | None = None,
+    received_at: datetime,
+    limits: dict[str, Any] | None = None,
+    audit: str | None = None,
+    user_id: str | None = None,
+) -> tuple[str, Written]:
+    """Reverse the redemption ``transaction_id`` at the profile that owns it; returns
+    (that profile's user id, the answer). ``user_id``: refuse unless it is that user's."""
+    owner = await runtime.db.run(redemption_owner, space_id, transaction_id)
+    if owner is None or (user_id is not None and owner != user_id):
+        raise PerkamoError(
+            Code.REDEMPTION_NOT_FOUND, f"No redemption with transaction_id {transaction_id!r}."
+        )
+    command = Reverse(
+        transaction_id=transaction_id, reason=reason, actor=actor, received_at=received_at,
+        limits=limits or {}, audit=audit,
+    )  # fmt: skip
+    return owner, await runtime.gateway.ask((space_id, owner), command)

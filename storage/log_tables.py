@@ -1,0 +1,268 @@
+"""The profile log: one table per kind of profile write, each with its row type and its SQL
+blocks — how the group commit inserts its rows, how idempotency finds a stored original,
+how a profile's history reads it back in processing order, and what it adds to the ledger.
+
+The group commit's flush, the history reads and ``perkamo verify`` are composed from this
+registry, so a new kind of write adds one entry here (and its migration), nowhere else in
+storage. Every statement is composed from these constants with psycopg's ``sql`` module;
+nothing here is built from input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg import sql
+
+
+@dataclass(slots=True)
+class EventRow:
+    space_id: int
+    transaction_id: str
+    user_id: str
+    event: str
+    context: str  # JSON text
+    occurred_at: datetime
+    received_at: datetime
+    request_hash: bytes
+    outcome: str  # JSON text
+    profile_version: int = 0  # the version its unit commits; with position, replay order
+    position: int = 0
+    event_id: str | None = None  # evt_…, also inside the outcome (found by the console)
+
+
+@dataclass(slots=True)
+class IdentifyRow:
+    space_id: int
+    user_id: str
+    traits: str  # JSON text of the patch
+    received_at: datetime
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
+class RedemptionRow:
+    space_id: int
+    transaction_id: str
+    user_id: str
+    reward_key: str
+    context: str  # JSON text
+    received_at: datetime
+    request_hash: bytes
+    outcome: str  # JSON text
+    profile_version: int = 0
+    position: int = 0
+    redemption_id: str | None = None
+
+
+@dataclass(slots=True)
+class AdjustmentRow:
+    space_id: int
+    transaction_id: str
+    adjustment_id: str
+    user_id: str
+    wallet: str
+    amount: str  # the exact decimal, as text
+    counts_toward_level: bool
+    reason: str
+    actor: str | None
+    received_at: datetime
+    request_hash: bytes
+    outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
+class ReversalRow:
+    space_id: int
+    transaction_id: str  # the redemption's
+    user_id: str
+    reason: str
+    actor: str | None
+    received_at: datetime
+    outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogTable:
+    """One kind of profile write as storage keeps it.
+
+    ``insert``: the flush's CTE body; it inserts the rows of the JSON parameter named like
+    the table and, for a table keyed by transaction id, returns ``(table, space_id, id,
+    user_id)`` of each row written (a row not returned was refused: its id is taken).
+    ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s``, as StoredWrite
+    columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
+    as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
+    row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
+    ``%(cost)s``, ``%(w)s`` and ``%(a)s``.
+    """
+
+    name: str
+    namespace: str | None  # its transaction ids' idempotency namespace; None: not keyed
+    insert: sql.SQL
+    find: sql.SQL | None
+    history: sql.SQL
+    ledger: sql.SQL | None
+
+
+EVENTS = LogTable(
+    "events",
+    "event",
+    sql.SQL("""
+    INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
+                        received_at, request_hash, outcome, profile_version, position,
+                        event_id)
+    SELECT space_id, transaction_id, user_id, event, context::jsonb, occurred_at,
+           received_at, decode(request_hash, 'base64'), outcome::json, profile_version,
+           position, event_id
+    FROM json_to_recordset(%(events)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, event text, context text,
+        occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
+        profile_version bigint, position integer, event_id text)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
+           NULL::timestamptz AS reversed_at
+    FROM events WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
+           e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
+           e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
+    FROM events e
+    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s"""),
+    sql.SQL("""
+    SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
+    FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
+    WHERE e.space_id = %(s)s"""),
+)
+
+REDEMPTIONS = LogTable(
+    "redemptions",
+    "redemption",
+    sql.SQL("""
+    INSERT INTO redemptions (space_id, transaction_id, user_id, reward_key, context,
+                             received_at, request_hash, outcome, profile_version, position,
+                             redemption_id)
+    SELECT space_id, transaction_id, user_id, reward_key, context::jsonb, received_at,
+           decode(request_hash, 'base64'), outcome::json, profile_version, position,
+           redemption_id
+    FROM json_to_recordset(%(redemptions)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, reward_key text, context text,
+        received_at timestamptz, request_hash text, outcome text, profile_version bigint,
+        position integer, redemption_id text)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'redemptions'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT r.transaction_id, r.user_id, r.request_hash, r.hash_form, r.outcome::text,
+           r.received_at, v.received_at AS reversed_at
+    FROM redemptions r LEFT JOIN reversals v
+      ON v.space_id = r.space_id AND v.transaction_id = r.transaction_id
+    WHERE r.space_id = %(s)s AND r.transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'redemption', r.user_id, r.profile_version, r.position, r.transaction_id,
+           r.reward_key, r.context, NULL, r.received_at, r.outcome ->> 'program_versions', NULL
+    FROM redemptions r
+    WHERE r.space_id = %(s)s AND r.user_id = ANY(%(users)s) AND r.received_at < %(to)s"""),
+    sql.SQL("""
+    SELECT user_id, outcome -> %(cost)s ->> %(w)s,
+           -(outcome -> %(cost)s ->> %(a)s)::numeric, (outcome -> %(cost)s ->> %(a)s)::numeric
+    FROM redemptions WHERE space_id = %(s)s"""),
+)
+
+IDENTIFIES = LogTable(
+    "identifies",
+    None,
+    sql.SQL("""
+    INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
+                            profile_version, position)
+    SELECT space_id, user_id, traits::jsonb, received_at, program_versions::jsonb,
+           profile_version, position
+    FROM json_to_recordset(%(identifies)s::json) AS x(
+        space_id bigint, user_id text, traits text, received_at timestamptz,
+        program_versions text, profile_version bigint, position integer)"""),
+    None,
+    sql.SQL("""
+    SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
+           i.received_at, i.program_versions::text, NULL
+    FROM identifies i
+    WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s"""),
+    None,
+)
+
+ADJUSTMENTS = LogTable(
+    "adjustments",
+    "adjustment",
+    sql.SQL("""
+    INSERT INTO adjustments (space_id, transaction_id, adjustment_id, user_id, wallet, amount,
+                             counts_toward_level, reason, actor, received_at, request_hash,
+                             outcome, program_versions, profile_version, position)
+    SELECT space_id, transaction_id, adjustment_id, user_id, wallet, amount::numeric,
+           counts_toward_level, reason, actor, received_at, decode(request_hash, 'base64'),
+           outcome::json, program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(adjustments)s::json) AS x(
+        space_id bigint, transaction_id text, adjustment_id text, user_id text, wallet text,
+        amount text, counts_toward_level boolean, reason text, actor text,
+        received_at timestamptz, request_hash text, outcome text, program_versions text,
+        profile_version bigint, position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'adjustments'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
+           NULL::timestamptz AS reversed_at
+    FROM adjustments WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
+           jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
+           NULL, a.received_at, a.program_versions::text, NULL
+    FROM adjustments a
+    WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s"""),
+    sql.SQL("""
+    SELECT user_id, wallet, amount, 0::numeric FROM adjustments WHERE space_id = %(s)s"""),
+)
+
+REVERSALS = LogTable(
+    "reversals",
+    "reversal",
+    sql.SQL("""
+    INSERT INTO reversals (space_id, transaction_id, user_id, reason, actor, received_at,
+                           outcome, program_versions, profile_version, position)
+    SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(reversals)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, reason text, actor text,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'reversals'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
+           r.reward_key,
+           jsonb_build_object('cost', r.outcome -> 'cost', 'effect', r.outcome -> 'effect',
+                              'redeemed_at', r.received_at),
+           NULL, v.received_at, v.program_versions::text, NULL
+    FROM reversals v
+    JOIN redemptions r ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
+    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s"""),
+    sql.SQL("""
+    SELECT v.user_id, r.outcome -> %(cost)s ->> %(w)s,
+           (r.outcome -> %(cost)s ->> %(a)s)::numeric, -(r.outcome -> %(cost)s ->> %(a)s)::numeric
+    FROM reversals v JOIN redemptions r
+      ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
+    WHERE v.space_id = %(s)s"""),
+)
+
+LOG_TABLES: tuple[LogTable, ...] = (EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS)
+BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}
