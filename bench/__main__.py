@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from . import backtest, console, load, run
+from . import backtest, console, failover, load, run
 
-COMMANDS = {"run": run.main, "load": load.main, "backtest": backtest.main, "console": console.main}
+COMMANDS = {
+    "run": run.main,
+    "load": load.main,
+    "backtest": backtest.main,
+    "console": console.main,
+    "failover": failover.main,
+}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{'|'.join(COMMANDS)}}} [options]", file=sys.stderr)

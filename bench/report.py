@@ -164,6 +164,7 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
     for extra_file in (
         "RESULTS-backtest.md",
         "RESULTS-console.md",
+        "RESULTS-failover.md",
         "notes.md",
     ):  # kept beside, by hand or by
         path = HERE / extra_file  # ``python -m bench backtest``

@@ -7,6 +7,10 @@ A member is live while its PostgreSQL session exists and its heartbeat is recent
 process that dies loses its session at once, so its shards are free (and taken over) at
 the next heartbeat of another member. A member that cannot reach PostgreSQL for its
 heartbeat stops claiming its shards (its session, and with it the locks, may be gone).
+Each heartbeat also checks the locks against PostgreSQL's lock table: after a failover the
+new primary holds none of them (session locks are not replicated), and a member whose
+session was replaced between two heartbeats notices its shards are gone and takes them
+again there (ARCHITECTURE.md "PostgreSQL failover").
 
 While it is alone it grants the profile history an exclusivity lease (a profile read may
 then be answered from memory; profiles/history.py). The lease lasts LEASE seconds counted
@@ -51,6 +55,7 @@ Passivate = Callable[[set[int]], Awaitable[None]]
 class MembershipStatistics:
     acquired: int = 0  # shards taken (at start, from a member gone, or handed over)
     released: int = 0  # shards handed over to another member
+    lost: int = 0  # shards whose lock was gone (a new session, a failover)
     hand_over_seconds: float = 0.0  # the last hand-over's duration
     heartbeat_failures: int = 0
 
@@ -155,8 +160,9 @@ class Membership:
         else:
             self._history.grant(started, LEASE)
         if self._passivate is not None:
+            own = live[self.id].backend_pid if self.id in live else None
             try:  # members without an address (operators' commands) own nothing
-                await self._balance({m for m, r in live.items() if r.address})
+                await self._balance({m for m, r in live.items() if r.address}, own)
             except StorageUnavailable:
                 self._lost()
 
@@ -169,9 +175,14 @@ class Membership:
         self.held.clear()
         self._conn.close()  # a new session: the old one's locks must not be relied on
 
-    async def _balance(self, live: set[str]) -> None:
-        locked = set(await self._conn.run(store.lock_holders, LOCK_NAMESPACE))
-        plan = self._balancer.plan(live, self.held, locked)
+    async def _balance(self, live: set[str], session: int | None) -> None:
+        holders = await self._conn.run(store.lock_holders, LOCK_NAMESPACE)
+        lost = {s for s in self.held if holders.get(s) != session}
+        if lost:  # this session does not hold them: another one did (before a failover)
+            log.warning("%d shard locks were gone; taking them again", len(lost))
+            self.held -= lost
+            self.stats.lost += len(lost)
+        plan = self._balancer.plan(live, self.held, set(holders))
         if plan.acquire:
             taken = await self._conn.run(store.try_lock, LOCK_NAMESPACE, plan.acquire)
             self.held.update(taken)

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -52,6 +53,7 @@ from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
+from storage.thread_calls import current_deadline
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ async def open_runtime(
             nursery.start_soon(auth.run_usage_recorder)
             with trio.move_on_after(5):
                 await listener.connected.wait()
-            health = StorageHealth(database_url, timeouts)
+            health = StorageHealth(database_url, timeouts, db)
             await health.check()
             nursery.start_soon(health.run)
             usage = UsageLedger(db)
@@ -163,9 +165,8 @@ async def open_runtime(
                     system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
                 )
                 nursery.start_soon(admission.run)
-                timeout = settings.request_timeout
                 gateway = Gateway(
-                    system, cluster, lambda: trio.current_time() + timeout, health.ready
+                    system, cluster, partial(_deadline, settings.request_timeout), health.ready
                 )
                 runtime = Runtime(
                     settings,
@@ -244,3 +245,10 @@ def _serve_shards(runtime: Runtime) -> None:
         await runtime.actors.passivate_matching(lambda key: shard_of(*key) in shards)
 
     runtime.cluster.membership.own_shards(passivate)
+
+
+def _deadline(timeout: float) -> float:
+    """When the request being served must have its answer (API.md "Timeouts"): the deadline
+    the HTTP edge set for it (counted from its arrival), else ``timeout`` from now."""
+    given = current_deadline()
+    return trio.current_time() + timeout if given is None else given

@@ -16,6 +16,12 @@ from typing import Any
 
 from storage import Timeouts
 
+# NOTIFY is a hint, never the only path: what a server caches from storage (key records,
+# compiled programs, webhook endpoints) is read again at least this often, so a change whose
+# notification was missed (the listener was reconnecting, a failover) still arrives
+# (ARCHITECTURE.md "PostgreSQL failover"). The listener's (re)connection forgets them too.
+CACHE_RELOAD_SECONDS = 30.0
+
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names it."""

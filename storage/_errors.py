@@ -8,8 +8,12 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(StorageError):
-    """PostgreSQL could not be reached or refused the work; nothing was committed."""
+    """PostgreSQL could not be reached or refused the work: nothing was committed — except
+    for the subclass below, whose work may have been. Catching this catches both: storage
+    trouble of any kind, for callers that only retry later."""
 
 
-class CommitOutcomeUnknown(StorageError):
-    """The connection failed while COMMIT was in flight: the work may or may not be durable."""
+class CommitOutcomeUnknown(StorageUnavailable):
+    """The connection failed, or the call was given up on, while COMMIT was in flight, or
+    COMMIT returned with a warning (committed on the primary, maybe not on its synchronous
+    standby): the work may or may not be durable. Tell it apart before StorageUnavailable."""

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
+from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -29,11 +30,13 @@ import trio
 
 from actors import Future, wait_all
 
-from ._errors import StorageUnavailable
+from ._errors import CommitOutcomeUnknown, StorageUnavailable
 from ._queue import BatchQueue
-from .database import DEFAULT_TIMEOUTS, Timeouts, connect, keyed_plans_only
+from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
+from .dedicated import DedicatedConnection
 from .flush_statements import ENSURE_LIMITED, FLUSH, GROW_LIMITED
 from .log_tables import LOG_TABLES
+from .thread_calls import Ticket, commit_acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +160,14 @@ class GroupCommitWriter:
         max_units: int = 2000,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
-        self._url = url
-        self._timeouts = timeouts
         self._max_units = max_units
         self._queue: BatchQueue[_Pending] = BatchQueue()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn = DedicatedConnection(
+            url, timeouts, autocommit=False, prepare=keyed_plans_only, one_session=False
+        )
+        # A flush is given up on after this (its requests were answered at their deadline);
+        # its thread discards its connection, the next flush opens another.
+        self._flush_seconds = timeouts.statement + 1.0
         self._stats = WriterStatistics()  # replaced (never mutated) at each flush
 
     async def commit(self, unit: Unit) -> Verdict:
@@ -188,14 +194,31 @@ class GroupCommitWriter:
 
     async def run(self) -> None:
         """The writer loop; returns when the channel is closed and drained."""
-        while batch := await self._queue.take(self._max_units):
-            started = time.perf_counter()
-            verdicts = await trio.to_thread.run_sync(self._flush, [p.unit for p in batch])
-            elapsed = time.perf_counter() - started
-            self._record(len(batch), elapsed)
-            for pending, verdict in zip(batch, verdicts, strict=True):
-                pending.resolve(verdict)
-        await trio.to_thread.run_sync(self._close_connection)
+        try:
+            while batch := await self._queue.take(self._max_units):
+                started = time.perf_counter()
+                verdicts = await self._flush_in_thread([p.unit for p in batch])
+                elapsed = time.perf_counter() - started
+                self._record(len(batch), elapsed)
+                for pending, verdict in zip(batch, verdicts, strict=True):
+                    pending.resolve(verdict)
+        finally:
+            self._conn.close(finished=True)
+
+    async def _flush_in_thread(self, units: list[Unit]) -> list[Verdict]:
+        """``_flush`` on the writer's connection, in a worker thread, bounded in time."""
+        try:
+            return await self._conn.run_with(
+                partial(self._flush, units), seconds=self._flush_seconds, what="the group commit"
+            )
+        except CommitOutcomeUnknown:  # given up on while it was committing
+            log.error("commit outcome unknown: the flush passed its deadline")
+            status = Status.OUTCOME_UNKNOWN
+        except StorageUnavailable as exc:  # no connection, or given up on before COMMIT
+            log.warning("flush failed before commit: %s", str(exc).partition("\n")[0])
+            status = Status.UNAVAILABLE
+        self._count(failed_flushes=1)
+        return [Verdict(status)] * len(units)
 
     def close(self) -> None:
         """Admit nothing more; ``run`` finishes what is queued and returns."""
@@ -221,20 +244,17 @@ class GroupCommitWriter:
 
     # -- in the worker thread ------------------------------------------------------------------
 
+    def _flush(self, units: list[Unit], ticket: Ticket | None = None) -> list[Verdict]:
+        """One flush on the writer's connection (opened when needed)."""
+        ticket = ticket or Ticket()
+        return self._conn.call_with(ticket, partial(self._flush_on, ticket, units))
+
     def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is not None and (self._conn.closed or self._conn.broken):
-            self._close_connection()
-        if self._conn is None:
-            self._conn = connect(self._url, timeouts=self._timeouts)
-            keyed_plans_only(self._conn)
-        return self._conn
-
-    def _flush(self, units: list[Unit]) -> list[Verdict]:
+    def _flush_on(
+        self, ticket: Ticket, units: list[Unit], conn: psycopg.Connection[Any]
+    ) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(units)
         pending = list(range(len(units)))
         first = True
@@ -243,12 +263,11 @@ class GroupCommitWriter:
                 self._count(retried_flushes=1)
             first = False
             try:
-                conn = self._connection()
                 refused = self._write(conn, [units[i] for i in pending])
             except psycopg.errors.DataError as exc:
                 # A value PostgreSQL refuses is a property of one unit, not of the storage:
                 # flush the halves apart so that only that unit is refused.
-                self._rollback_quietly()
+                _rollback_quietly(ticket, conn)
                 if len(pending) == 1:
                     log.error("a unit cannot be stored: %s", type(exc).__name__)
                     self._count(failed_flushes=1)
@@ -257,13 +276,16 @@ class GroupCommitWriter:
                 self._count(retried_flushes=1)
                 half = len(pending) // 2
                 for part in (pending[:half], pending[half:]):
-                    for i, verdict in zip(part, self._flush([units[i] for i in part]), strict=True):
+                    done = self._flush_on(ticket, [units[i] for i in part], conn)
+                    for i, verdict in zip(part, done, strict=True):
                         verdicts[i] = verdict
                 break
-            except (psycopg.Error, StorageUnavailable) as exc:
+            except psycopg.Error as exc:
+                # (A server turned read-only too: the next flush finds the primary.)
                 log.warning("flush failed before commit: %s", type(exc).__name__)
                 self._count(failed_flushes=1)
-                self._rollback_quietly()
+                ticket.discard()
+                _rollback_quietly(ticket, conn)
                 for i in pending:
                     verdicts[i] = Verdict(Status.UNAVAILABLE)
                 break
@@ -273,12 +295,17 @@ class GroupCommitWriter:
                     verdicts[pending[position]] = verdict
                 pending = [i for n, i in enumerate(pending) if n not in refused]
                 continue
+            if not ticket.may_commit():  # given up on: its waiters were told "unavailable"
+                _rollback_quietly(ticket, conn)
+                break
             try:
-                conn.commit()
-            except psycopg.Error as exc:
-                log.error("commit outcome unknown: %s", type(exc).__name__)
+                commit_acknowledged(conn)
+            except CommitOutcomeUnknown as exc:
+                # Failed, or answered with a warning (not on the synchronous standby).
+                log.error("commit outcome unknown: %s", exc)
                 self._count(failed_flushes=1)
-                self._close_connection()
+                if conn.broken or conn.closed:
+                    ticket.discard()
                 for i in pending:
                     verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
                 break
@@ -287,14 +314,6 @@ class GroupCommitWriter:
             self._count(events=sum(len(units[i].rows.get("events", ())) for i in pending))
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
-
-    def _rollback_quietly(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            self._conn.rollback()
-        except psycopg.Error:
-            self._close_connection()
 
     def _write(self, conn: psycopg.Connection[Any], units: list[Unit]) -> dict[int, Verdict]:
         """Run the flush's statement (no COMMIT); returns the refused units by position: a
@@ -376,6 +395,13 @@ class GroupCommitWriter:
             cur.execute(GROW_LIMITED, param)
             grown = {(s, p, m) for s, p, m in cur.fetchall()}
         return {key for key in limits if key not in grown}
+
+
+def _rollback_quietly(ticket: Ticket, conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        ticket.discard()
 
 
 @asynccontextmanager

@@ -1,10 +1,15 @@
 """PostgreSQL LISTEN/NOTIFY delivered into trio: how changes made elsewhere (the operator CLI,
-another server process) reach a running server within a second."""
+another server process) reach a running server within a second.
+
+LISTEN registrations do not survive a failover: the listener connects again (to the new
+primary: ``connect`` asks for a read-write server) and subscribes again, and its
+``on_reset`` tells the caches that anything may have changed meanwhile."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +23,10 @@ from .database import DEFAULT_TIMEOUTS, Timeouts, connect
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
+# A listening connection only reads: on a server that vanished silently it would wait for
+# ever, notifications lost. A query this often makes TCP notice (tcp_user_timeout).
+PROBE_SECONDS = 2.0
+MAX_BACKOFF = 1.0  # between connection attempts: a new primary is listened to within 1 s
 
 
 class Listener:
@@ -77,16 +86,20 @@ class Listener:
                 conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
             except StorageUnavailable:
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.1
             try:
                 for channel in self._channels:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 to_trio(self._set_health, True)
+                probed = time.monotonic()
                 while not stop.is_set():
                     for note in conn.notifies(timeout=POLL_SECONDS):
                         to_trio(self._on_notify, note.channel, note.payload)
+                    if time.monotonic() - probed > PROBE_SECONDS:
+                        conn.execute("SELECT 1")
+                        probed = time.monotonic()
             except psycopg.Error as exc:
                 if stop.is_set():
                     return  # shutting down: the database may already be gone

@@ -22,7 +22,8 @@ from actors import Future, wait_all
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
-from .database import DEFAULT_TIMEOUTS, Timeouts, connect, keyed_plans_only
+from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
+from .dedicated import DedicatedConnection
 from .profiles import ProfileRow
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,11 @@ class ProfileLoader:
     def __init__(
         self, url: str, *, max_batch: int = 1000, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
-        self._url = url
-        self._timeouts = timeouts
         self._max_batch = max_batch
         self._queue: BatchQueue[_Pending] = BatchQueue()
-        self._conn: psycopg.Connection[Any] | None = None
+        # Autocommit: a load holds no snapshot. Abandoned past the timeouts' call bound, a
+        # load fails (StorageUnavailable) and the connection is discarded.
+        self._conn = DedicatedConnection(url, timeouts, prepare=keyed_plans_only, one_session=False)
 
     async def load(self, space_id: int, user_id: str) -> ProfileRow | None:
         """The stored profile, or None. Raises StorageUnavailable."""
@@ -90,7 +91,7 @@ class ProfileLoader:
         try:
             while batch := await self._queue.take(self._max_batch):
                 try:
-                    rows = await trio.to_thread.run_sync(self._query, [p.key for p in batch])
+                    rows = await self._conn.run(_query, [p.key for p in batch])
                 except StorageUnavailable as exc:
                     for p in batch:
                         p.fail(exc)
@@ -98,31 +99,24 @@ class ProfileLoader:
                 for p in batch:
                     p.resolve(rows.get(p.key))
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            self._conn.close(finished=True)
 
     def close(self) -> None:
         self._queue.close()
 
-    def _query(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], ProfileRow]:
-        try:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self._url, autocommit=True, timeouts=self._timeouts)
-                keyed_plans_only(self._conn)
-            with self._conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
-                cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
-                found = cur.fetchall()
-        except psycopg.Error as exc:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            raise StorageUnavailable(str(exc)) from exc
-        return {
-            (r.space_id, r.user_id): ProfileRow(
-                r.traits, r.state, r.version, r.created_at, r.updated_at
-            )
-            for r in found
-        }
+
+def _query(
+    conn: psycopg.Connection[Any], keys: list[tuple[int, str]]
+) -> dict[tuple[int, str], ProfileRow]:
+    with conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
+        cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
+        found = cur.fetchall()
+    return {
+        (r.space_id, r.user_id): ProfileRow(
+            r.traits, r.state, r.version, r.created_at, r.updated_at
+        )
+        for r in found
+    }
 
 
 @asynccontextmanager

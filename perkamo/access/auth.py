@@ -3,7 +3,8 @@
 A key record is cached after its first use. Any change to keys or Spaces (from the CLI or
 another process) sends a notification that clears the cache, so a revocation takes effect
 within the listener's poll interval (0.25 s). While the listener is disconnected, cached
-records are trusted for at most one second.
+records are trusted for at most one second; and a notification is only a hint: a record is
+read again at least every CACHE_RELOAD_SECONDS whatever the listener says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import trio
 
 from perkamo.access.keys import hash_key
 from perkamo.errors import Code, PerkamoError
+from perkamo.settings import CACHE_RELOAD_SECONDS
 from storage import Database, StorageUnavailable
 from storage.cache import SharedCache
 from storage.spaces import KeyRecord, find_key_by_hash, mark_used
@@ -47,7 +49,7 @@ class Authenticator:
             raise PerkamoError(
                 Code.MISSING_API_KEY, "Send your secret API key in the x-perkamo-api-key header."
             )
-        max_age = None if self._listener_healthy() else _UNTRUSTED_TTL
+        max_age = CACHE_RELOAD_SECONDS if self._listener_healthy() else _UNTRUSTED_TTL
         record = await self._cache.get(hash_key(key), max_age=max_age)
         now = datetime.now(UTC)
         if record is None or (record.revoked_at is not None and record.revoked_at <= now):

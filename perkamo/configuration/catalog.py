@@ -1,5 +1,6 @@
 """The compiled active program of each Space, compiled once per activation and shared by
-every profile actor."""
+every profile actor; read again at least every CACHE_RELOAD_SECONDS (a notification of an
+activation is a hint that may be missed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import psycopg
 
 from perkamo.program import EMPTY_PROGRAM, Program, compile_program
+from perkamo.settings import CACHE_RELOAD_SECONDS
 from storage import Database
 from storage import config as config_store
 from storage.cache import SharedCache
@@ -38,7 +40,7 @@ class ProgramCatalog:
 
     async def get(self, space_id: int) -> Program:
         """The Space's active program. Concurrent misses share one load and compilation."""
-        return await self._cache.get(space_id)
+        return await self._cache.get(space_id, max_age=CACHE_RELOAD_SECONDS)
 
     def cached(self, space_id: int) -> Program | None:
         return self._cache.peek(space_id)

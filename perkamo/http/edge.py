@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
+import trio
 from quart import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -23,7 +25,9 @@ from perkamo.http.bodies import check_tenants, decode_body
 from perkamo.http.errors import error_body, new_request_id
 from perkamo.http.router import Route, Router
 from perkamo.runtime import Runtime
+from storage import CommitOutcomeUnknown, StorageUnavailable
 from storage.spaces import KeyRecord
+from storage.thread_calls import deadline_at
 
 B = TypeVar("B", covariant=True)  # a Call only ever hands its body out
 T = TypeVar("T")
@@ -32,6 +36,9 @@ access_log = logging.getLogger("perkamo.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
+# The work of a request (its storage calls, its wait for the actor) ends this long before
+# its 5 s are up, so that the answer itself still leaves in time (API.md "Timeouts").
+ANSWER_MARGIN = 0.1
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -138,6 +145,8 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
     runtime = plain.runtime
     request_id = new_request_id(request.headers.get("x-request-id"))
     rate_headers: dict[str, str] = {}  # sent on every authenticated response
+    # The request's time: the server's own work, never the client's sending of the body.
+    deadline = trio.current_time() + runtime.settings.request_timeout - ANSWER_MARGIN
     try:
         if runtime.stopping:
             raise PerkamoError(
@@ -150,7 +159,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
             await _read_body(request, trace)
             return _respond(await route.handler(plain), request_id)
         # The key comes from the headers: an unauthenticated body is never read.
-        record, key = await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+        record, key = await _authenticate(runtime, request, deadline)
         trace.space = record.space_slug
         received_at = datetime.now(UTC)
         runtime.usage.count_request(record.space_id, received_at)
@@ -158,7 +167,9 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         rate_headers = decision.headers()
         if not decision.allowed:
             raise rate_limited(decision)
+        reading = trio.current_time()
         raw = await _read_body(request, trace)
+        deadline += trio.current_time() - reading
         signed = _check_signature(record, key, request, raw)
         if request.method in _MUTATING:
             runtime.usage.count_request(record.space_id, received_at, "mutating_requests")
@@ -179,7 +190,8 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
         else:
             check_tenants(named, record.space_slug)
         call = Call(runtime, record, params, body, received_at, decision, len(raw), request_id)
-        return _respond(await route.handler(call), request_id, rate_headers)
+        result = await _bounded(route.handler, call, deadline, request.method)
+        return _respond(result, request_id, rate_headers)
     except Exception as failure:
         exc = classify(failure)
         trace.code = exc.code.value
@@ -208,6 +220,29 @@ def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
 def api_actor(record: KeyRecord) -> str:
     """Who an API key's changes are by, in the audit log: ``api:<its display prefix>``."""
     return f"api:{record.prefix}"
+
+
+async def _authenticate(
+    runtime: Runtime, request: Request, deadline: float
+) -> tuple[KeyRecord, str]:
+    """The key's record, within the request's deadline (a key not cached needs storage)."""
+    with deadline_at(deadline), trio.move_on_at(deadline):
+        return await runtime.auth.authenticate(request.headers.get("x-perkamo-api-key"))
+    raise StorageUnavailable("authentication passed the request's deadline")
+
+
+async def _bounded(
+    handler: Callable[[Any], Awaitable[Any]], call: Call[Any], deadline: float, method: str
+) -> Any:
+    """The handler, its storage calls and its wait for actors bound by the request's
+    deadline; whatever still waits at the bound (a cache load another request began) is
+    given up on, so that every answer leaves within the request timeout, however long
+    storage is gone (ARCHITECTURE.md "PostgreSQL failover")."""
+    with deadline_at(deadline), trio.move_on_at(deadline + ANSWER_MARGIN / 2):
+        return await handler(call)
+    if method in _MUTATING:
+        raise CommitOutcomeUnknown("the request passed its deadline")
+    raise StorageUnavailable("the request passed its deadline")
 
 
 def rate_of(record: KeyRecord) -> tuple[float, int]:

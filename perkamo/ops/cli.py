@@ -15,7 +15,7 @@ import trio
 
 from perkamo.access import admin
 from perkamo.access.limits import InvalidLimit, parse_limit
-from perkamo.ops import operators, support, trials
+from perkamo.ops import doctor, operators, support, trials
 from perkamo.ops.cluster import cluster_status
 from perkamo.ops.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError, parse_workers
@@ -111,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     for p in (hset, hshow, hoff, hlist):
         _add_storage_flags(p)
 
+    doctor = sub.add_parser(
+        "doctor", help="whether an acknowledged write survives losing the primary (exit 1 if not)"
+    )
+    _add_storage_flags(doctor)
+
     verify = sub.add_parser("verify", help="recompute balances from the ledger and compare")
     verify.add_argument("--space", help="only this Space (default: all)")
     _add_storage_flags(verify)
@@ -145,9 +150,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[Database]:
+def _database(settings: Settings, *, migrated: bool = True) -> Iterator[Database]:
     """A database for one operator command: the configured URL, or the embedded server
-    (started if no server is running it, and stopped again if this command started it)."""
+    (started if no server is running it, and stopped again if this command started it);
+    migrated unless the command only reads the server's state."""
     embedded = None
     url = settings.database_url
     if url is None:
@@ -156,7 +162,8 @@ def _database(settings: Settings) -> Iterator[Database]:
     db = Database(url, min_size=1, max_size=1, timeouts=settings.timeouts)
     try:
         db.open()
-        db.call(migrate)
+        if migrated:
+            db.call(migrate)
         yield db
     finally:
         db.close()
@@ -377,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "operators": operators.run,
             "cluster": cluster_status,
         }
+        if args.command == "doctor":
+            with _database(settings, migrated=False) as db:
+                return doctor.run(db)
         with _database(settings) as db:
             if args.command == "verify":
                 return _run_verify(args, db)

@@ -108,11 +108,11 @@ class WebhookDispatcher:
             while True:
                 try:
                     handled = await self.run_once(client)
-                except StorageUnavailable as exc:  # an outage: expected, and said once per poll
-                    log.warning("webhook dispatch paused: storage unavailable (%s)", exc)
-                    handled = 0
-                except Exception:  # anything else is a defect: keep its traceback
-                    log.exception("webhook dispatch failed; retrying")
+                except Exception as exc:
+                    if _outage(exc):  # expected, and said once per poll
+                        log.warning("webhook dispatch paused: storage unavailable (%s)", exc)
+                    else:  # anything else is a defect: keep its traceback
+                        log.exception("webhook dispatch failed; retrying")
                     handled = 0
                 if handled < self._batch:
                     with trio.move_on_after(self._poll):
@@ -234,3 +234,12 @@ def request_headers(
         "x-perkamo-attempt": str(attempt),
         "x-perkamo-webhook-signature": signatures,
     }
+
+
+def _outage(exc: Exception) -> bool:
+    """Storage trouble: one failure, or several attempts' at once (a failover cuts them all)."""
+    if isinstance(exc, ExceptionGroup):
+        return (
+            exc.subgroup(lambda e: not isinstance(e, StorageUnavailable | ExceptionGroup)) is None
+        )
+    return isinstance(exc, StorageUnavailable)

@@ -1,7 +1,9 @@
-"""Each Space's webhook endpoint state, cached for staging; forgotten on NOTIFY."""
+"""Each Space's webhook endpoint state, cached for staging; forgotten on NOTIFY, and read
+again at least every CACHE_RELOAD_SECONDS (a notification is a hint that may be missed)."""
 
 from __future__ import annotations
 
+from perkamo.settings import CACHE_RELOAD_SECONDS
 from perkamo.webhooks.payloads import SpaceHook
 from storage import Database
 from storage import webhooks as store
@@ -23,7 +25,7 @@ class WebhookRegistry:
         return SpaceHook(enabled=found.enabled, space=space)
 
     async def get(self, space_id: int) -> SpaceHook:
-        return await self._cache.get(space_id)
+        return await self._cache.get(space_id, max_age=CACHE_RELOAD_SECONDS)
 
     def forget(self) -> None:
         self._cache.forget()
