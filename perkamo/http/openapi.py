@@ -170,6 +170,8 @@ def _responses(route: Any) -> dict[str, Any]:
                 }
             }
     statuses = set(route.errors) | set(_ANY_ERRORS)
+    if "{" in route.pattern:  # a path parameter with control characters or bad escapes
+        statuses.add(400)
     if route.scope is not None:
         statuses |= set(_KEYED_ERRORS)
     for status in sorted(statuses):
