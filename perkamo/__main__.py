@@ -1,3 +1,3 @@
-from perkamo.ops.cli import main
+from perkamo.cli.main import main
 
 raise SystemExit(main())

@@ -25,10 +25,10 @@ from actors import (
 from perkamo.access.auth import Authenticator
 from perkamo.access.rate_limit import RateLimiter
 from perkamo.attempts import AttemptLog
+from perkamo.cluster.membership import PEER_TIMEOUT, Membership
 from perkamo.cluster.node import Cluster, ClusterStatistics, open_listeners
 from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
-from perkamo.membership import PEER_TIMEOUT, Membership
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
 from perkamo.profiles.cohort import ProfileCohort
 from perkamo.profiles.commands import AnyCommand

@@ -1,6 +1,6 @@
 """What PostgreSQL says about the durability of a commit: the settings that decide whether an
 acknowledged write survives a crash or the loss of the primary, and the state of each
-standby (``perkamo doctor`` judges them; perkamo/ops/doctor.py)."""
+standby (``perkamo doctor`` judges them; perkamo/cli/doctor.py)."""
 
 from __future__ import annotations
 

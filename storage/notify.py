@@ -52,6 +52,7 @@ class Listener:
         self.connected = trio.Event()
         # While False, notifications may be missed: callers must not trust their caches.
         self.healthy = False
+        self._expected: dict[str, trio.Event] = {}
 
     async def run(
         self, on_notify: Callable[[str, str], None], on_reset: Callable[[], None]
@@ -66,6 +67,16 @@ class Listener:
             )
         finally:
             stop.set()
+
+    def expect(self, channel: str) -> trio.Event:
+        """An event set once the next notification on ``channel`` has been handled: call it
+        before making the change, then wait (what a test does instead of polling)."""
+        return self._expected.setdefault(channel, trio.Event())
+
+    def _handle(self, channel: str, payload: str) -> None:
+        self._on_notify(channel, payload)
+        if (handled := self._expected.pop(channel, None)) is not None:
+            handled.set()
 
     def _set_health(self, healthy: bool) -> None:
         self.healthy = healthy
@@ -96,7 +107,7 @@ class Listener:
                 probed = time.monotonic()
                 while not stop.is_set():
                     for note in conn.notifies(timeout=POLL_SECONDS):
-                        to_trio(self._on_notify, note.channel, note.payload)
+                        to_trio(self._handle, note.channel, note.payload)
                     if time.monotonic() - probed > PROBE_SECONDS:
                         conn.execute("SELECT 1")
                         probed = time.monotonic()

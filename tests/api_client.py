@@ -16,8 +16,8 @@ from perkamo.http import openapi
 from perkamo.http.app import create_app
 from perkamo.http.responses import ErrorBody
 from perkamo.http.routes import build_router
-from perkamo.ops.metrics import Metrics
 from perkamo.runtime import Runtime
+from perkamo.server.metrics import Metrics
 from tests.leaks import assert_no_leak
 
 

@@ -23,20 +23,20 @@ from tests.api_client import Api, app_for
 from tests.server_process import ServerProcess
 from tests.spaces import SpaceKey, make_space
 
-# Modules whose tests run real server processes in real time.
-_SLOW_MODULES = {
-    "test_connections.py", "test_process.py", "test_faults.py", "test_fuzz.py",
-    "test_two_processes.py", "test_embedded_postgres.py", "test_storage_outage.py", "test_load.py", "test_support_crash.py", "test_browser.py",
-    "test_members.py",
-}  # fmt: skip
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark slow what runs a server process (the ``server`` fixture, or a whole module of
-    such tests); ``make test-fast`` deselects them."""
-    for item in items:
-        if "server" in getattr(item, "fixturenames", ()) or item.path.name in _SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
+    """A test that runs a real server process (the ``server`` fixture) runs in real time
+    and must say so (``@pytest.mark.slow`` or its module's ``pytestmark``): ``make
+    test-fast`` leaves those out."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "mark these slow (they run a server process): " + ", ".join(unmarked)
+        )
 
 
 @pytest.fixture(scope="session")

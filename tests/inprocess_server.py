@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
-from perkamo.ops import connections
-from perkamo.ops.server import _hypercorn_config
 from perkamo.runtime import Runtime
+from perkamo.server import connections
+from perkamo.server.server import _hypercorn_config
 from perkamo.settings import Settings
 from tests.api_client import app_for
 from tests.server_process import free_port

@@ -19,10 +19,10 @@ LAYERS = [
     ("perkamo.configuration", "perkamo.webhooks"),
     ("perkamo.profiles", "perkamo.trials"),
     ("perkamo.access",),
-    ("perkamo.membership", "perkamo.cluster", "perkamo.attempts"),
+    ("perkamo.cluster.membership", "perkamo.cluster", "perkamo.attempts"),
     ("perkamo.profiles.gateway", "perkamo.runtime"),
     ("perkamo.http", "perkamo.console", "perkamo.usecases"),
-    ("perkamo.ops", "perkamo.__main__", "perkamo.__init__"),
+    ("perkamo.server", "perkamo.cli", "perkamo.__main__", "perkamo.__init__"),
 ]
 PURE_ENGINE_MAY_NOT_IMPORT = ("storage", "actors", "trio", "psycopg", "httpx", "quart", "hypercorn")
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import trio
 
 from perkamo.cluster.links import ForwardedReply, LinkStatistics, LocalSubmit, PeerLink
+from perkamo.cluster.membership import Membership
 from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
-from perkamo.membership import Membership
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand
 

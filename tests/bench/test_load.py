@@ -6,10 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import trio
 
-from tests.perkamo.test_faults import start_server
+from tests.perkamo.server.test_faults import start_server
 from tests.spaces import committed
+
+# Real server processes in real time: left out by `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _load(*args: str) -> subprocess.CompletedProcess[str]:

@@ -35,8 +35,8 @@ from perkamo.access import admin
 from perkamo.cluster.shards import SHARDS
 from storage import spaces as space_store
 from storage.migrations import migrate
-from tests.cluster.test_members import shard_holders, until
-from tests.perkamo.test_webhooks import Receiver
+from tests.perkamo.cluster.test_members import shard_holders, until
+from tests.perkamo.webhooks.test_webhooks import Receiver
 from tests.server_process import ServerProcess
 from tests.spaces import SpaceKey, make_space
 
