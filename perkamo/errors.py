@@ -84,6 +84,12 @@ class Code(Enum):
     # 503
     OVERLOADED = ("overloaded", 503, "The server is overloaded; retry shortly.")
     SHUTTING_DOWN = ("shutting_down", 503, "The server is shutting down; retry.")
+    SPACE_FROZEN = (
+        "space_frozen",
+        503,
+        "This Space is frozen while it moves; writes resume when it is unfrozen. Retry with "
+        "the same transaction_id.",
+    )
     STORAGE_UNAVAILABLE = (
         "storage_unavailable", 503, "Storage is unavailable; retry with the same transaction_id."
     )  # fmt: skip
@@ -130,6 +136,15 @@ class PerkamoError(Exception):
         if self.code.status in RETRY_STATUSES:
             headers["retry-after"] = str(self.retry_after or 1)
         return headers
+
+
+# A frozen Space (perkamo spaces freeze) is moving: a move takes minutes, not seconds.
+FROZEN_RETRY_SECONDS = 30
+
+
+def space_frozen() -> PerkamoError:
+    """503 space_frozen: the Space's writes are refused while it is frozen (API.md §10)."""
+    return PerkamoError(Code.SPACE_FROZEN, retry_after=FROZEN_RETRY_SECONDS)
 
 
 def validation_failed(path: str, message: str) -> PerkamoError:

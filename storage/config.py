@@ -25,9 +25,13 @@ class ConfigVersion:
     activated_at: datetime | None
 
 
-def lock_space(conn: Conn, space_id: int) -> None:
-    """Serialise configuration changes of one Space (held until the transaction ends)."""
-    conn.execute("SELECT id FROM spaces WHERE id = %s FOR UPDATE", (space_id,))
+def lock_space(conn: Conn, space_id: int) -> bool:
+    """Serialise configuration changes of one Space (held until the transaction ends);
+    returns whether the Space is frozen (its configuration may not change then: the lock
+    also orders the change after a freeze, which updates the same row)."""
+    row = conn.execute("SELECT frozen FROM spaces WHERE id = %s FOR UPDATE", (space_id,))
+    found = row.fetchone()
+    return bool(found and found[0])
 
 
 def get_version(conn: Conn, space_id: int, module: str, version: str) -> ConfigVersion | None:

@@ -59,6 +59,15 @@ _PROFILES = sql.SQL("""np AS (
 )""")
 
 
+# The Spaces of the flush's snapshots that are frozen: their units are refused (rolled back
+# with the rest and flushed again without them). Read in the flush's own statement, so a
+# freeze that committed before it is seen; ``perkamo spaces freeze`` then waits for the
+# flushes already running (a SHARE lock on profiles), after which none writes the Space.
+_FROZEN = sql.SQL("""SELECT 'frozen'::text, s.id, ''::text, ''::text FROM spaces s
+    WHERE s.frozen AND s.id IN (SELECT value::bigint
+                                FROM json_array_elements_text(%(spaces)s::json))""")
+
+
 def _flush() -> sql.Composed:
     """WITH <one CTE per log table>, <profiles, outbox, meters, audit> SELECT <the log rows
     and snapshots written>."""
@@ -67,7 +76,7 @@ def _flush() -> sql.Composed:
     written: list[sql.Composable] = [
         sql.SQL("SELECT * FROM {}").format(_cte(t.name)) for t in keyed
     ]
-    written += [sql.SQL("SELECT * FROM np"), sql.SQL("SELECT * FROM up")]
+    written += [sql.SQL("SELECT * FROM np"), sql.SQL("SELECT * FROM up"), _FROZEN]
     return sql.SQL("WITH {}, {} {}").format(
         sql.SQL(", ").join(ctes), _PROFILES, sql.SQL(" UNION ALL ").join(written)
     )

@@ -112,6 +112,7 @@ class Status(Enum):
     UNAVAILABLE = "unavailable"  # nothing was committed
     OUTCOME_UNKNOWN = "outcome_unknown"  # COMMIT was in flight when the connection failed
     OVER_LIMIT = "over_limit"  # a limited meter would pass its limit (other processes used it)
+    FROZEN = "frozen"  # the Space is frozen (perkamo spaces freeze): nothing was written
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,15 +362,21 @@ class GroupCommitWriter:
             "audits": _rows.encode([r for u in units for r in u.audits]).decode(),
             "usage": _rows.encode(usage).decode(),
             "counters": _rows.encode(counters).decode(),
+            "spaces": _rows.encode(sorted({s.space_id for _, s in snapshots})).decode(),
         }
         with conn.cursor() as cur:
             cur.execute(FLUSH, params)
             written = {(kind, space, key, user) for kind, space, key, user in cur.fetchall()}
-        refused: dict[int, Verdict] = {}
+        frozen = {space for kind, space, _, _ in written if kind == "frozen"}
+        refused: dict[int, Verdict] = {
+            n: Verdict(Status.FROZEN) for n, snap in snapshots if snap.space_id in frozen
+        }
         for table in LOG_TABLES:
             if table.namespace is None:
                 continue
             for n, row in logs[table.name]:
+                if n in refused and refused[n].status is Status.FROZEN:
+                    continue
                 if (table.name, row.space_id, row.transaction_id, row.user_id) not in written:
                     previous = refused.get(n, Verdict(Status.CONFLICT))
                     taken = previous.taken | {(table.namespace, row.transaction_id)}

@@ -59,6 +59,8 @@ class StoredWrite:
     outcome: str  # the answer as JSON text, exactly as it was sent
     received_at: datetime
     reversed_at: datetime | None  # a redemption's reversal, if any
+    # Not logged here: an id another system applied (storage/known.py), its imp_… id.
+    imported: str | None = None
 
 
 def find_originals(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> list[StoredWrite]:

@@ -6,11 +6,16 @@ The group commit's flush, the history reads and ``perkamo verify`` are composed 
 registry, so a new kind of write adds one entry here (and its migration), nowhere else in
 storage. Every statement is composed from these constants with psycopg's ``sql`` module;
 nothing here is built from input.
+
+The entry's ``line`` is its line type in a Space's export (``perkamo export``, API.md §10):
+``space_tables.py`` exports and imports every table of this registry, in this order, with
+the columns the table has (read from the catalog), so a new kind of write is moved with
+its Space by naming its line type here — nothing else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from psycopg import sql
@@ -75,6 +80,12 @@ class AdjustmentRow:
     program_versions: str  # JSON text
     profile_version: int
     position: int
+    # An opening balance (import-balances): the earned total's own change and the traits
+    # merged in the same write; the dates of a wallet's opening lot.
+    earned: str | None = None
+    traits: str | None = None  # JSON text
+    earned_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -102,15 +113,26 @@ class LogTable:
     columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
     as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
-    ``%(cost)s``, ``%(w)s`` and ``%(a)s``.
+    ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``line``: its rows' type in an export.
     """
 
     name: str
     namespace: str | None  # its transaction ids' idempotency namespace; None: not keyed
-    insert: sql.SQL
+    insert: sql.Composable
     find: sql.SQL | None
     history: sql.SQL
     ledger: sql.SQL | None
+    line: str = field(kw_only=True)
+
+
+# An id another system already applied (known_transactions, import-balances) is not applied
+# again: the row is not inserted, so its unit is refused as a taken id and judged against
+# the known one (profiles/idempotency.py).
+def _not_known(namespace: str) -> sql.Composed:
+    return sql.SQL("""
+    WHERE NOT EXISTS (SELECT 1 FROM known_transactions k
+                      WHERE k.space_id = x.space_id AND k.namespace = {}
+                        AND k.transaction_id = x.transaction_id)""").format(sql.Literal(namespace))
 
 
 EVENTS = LogTable(
@@ -126,9 +148,11 @@ EVENTS = LogTable(
     FROM json_to_recordset(%(events)s::json) AS x(
         space_id bigint, transaction_id text, user_id text, event text, context text,
         occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
-        profile_version bigint, position integer, event_id text)
+        profile_version bigint, position integer, event_id text){}
     ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id""").format(
+        _not_known("event")
+    ),
     sql.SQL("""
     SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
            NULL::timestamptz AS reversed_at
@@ -143,6 +167,7 @@ EVENTS = LogTable(
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
     WHERE e.space_id = %(s)s"""),
+    line="event",
 )
 
 REDEMPTIONS = LogTable(
@@ -158,9 +183,11 @@ REDEMPTIONS = LogTable(
     FROM json_to_recordset(%(redemptions)s::json) AS x(
         space_id bigint, transaction_id text, user_id text, reward_key text, context text,
         received_at timestamptz, request_hash text, outcome text, profile_version bigint,
-        position integer, redemption_id text)
+        position integer, redemption_id text){}
     ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'redemptions'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    RETURNING 'redemptions'::text AS kind, space_id, transaction_id AS id, user_id""").format(
+        _not_known("redemption")
+    ),
     sql.SQL("""
     SELECT r.transaction_id, r.user_id, r.request_hash, r.hash_form, r.outcome::text,
            r.received_at, v.received_at AS reversed_at
@@ -176,6 +203,7 @@ REDEMPTIONS = LogTable(
     SELECT user_id, outcome -> %(cost)s ->> %(w)s,
            -(outcome -> %(cost)s ->> %(a)s)::numeric, (outcome -> %(cost)s ->> %(a)s)::numeric
     FROM redemptions WHERE space_id = %(s)s"""),
+    line="redemption",
 )
 
 IDENTIFIES = LogTable(
@@ -196,6 +224,7 @@ IDENTIFIES = LogTable(
     FROM identifies i
     WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s"""),
     None,
+    line="identify",
 )
 
 ADJUSTMENTS = LogTable(
@@ -204,15 +233,18 @@ ADJUSTMENTS = LogTable(
     sql.SQL("""
     INSERT INTO adjustments (space_id, transaction_id, adjustment_id, user_id, wallet, amount,
                              counts_toward_level, reason, actor, received_at, request_hash,
-                             outcome, program_versions, profile_version, position)
+                             outcome, program_versions, profile_version, position, earned,
+                             traits, earned_at, expires_at)
     SELECT space_id, transaction_id, adjustment_id, user_id, wallet, amount::numeric,
            counts_toward_level, reason, actor, received_at, decode(request_hash, 'base64'),
-           outcome::json, program_versions::jsonb, profile_version, position
+           outcome::json, program_versions::jsonb, profile_version, position,
+           earned::numeric, traits::jsonb, earned_at, expires_at
     FROM json_to_recordset(%(adjustments)s::json) AS x(
         space_id bigint, transaction_id text, adjustment_id text, user_id text, wallet text,
         amount text, counts_toward_level boolean, reason text, actor text,
         received_at timestamptz, request_hash text, outcome text, program_versions text,
-        profile_version bigint, position integer)
+        profile_version bigint, position integer, earned text, traits text,
+        earned_at timestamptz, expires_at timestamptz)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'adjustments'::text AS kind, space_id, transaction_id AS id, user_id"""),
     sql.SQL("""
@@ -221,12 +253,14 @@ ADJUSTMENTS = LogTable(
     FROM adjustments WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
     sql.SQL("""
     SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
-           jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level),
+           jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level,
+                              'earned', a.earned, 'traits', a.traits),
            NULL, a.received_at, a.program_versions::text, NULL
     FROM adjustments a
     WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s"""),
     sql.SQL("""
     SELECT user_id, wallet, amount, 0::numeric FROM adjustments WHERE space_id = %(s)s"""),
+    line="adjustment",
 )
 
 REVERSALS = LogTable(
@@ -262,6 +296,7 @@ REVERSALS = LogTable(
     FROM reversals v JOIN redemptions r
       ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
     WHERE v.space_id = %(s)s"""),
+    line="reversal",
 )
 
 LOG_TABLES: tuple[LogTable, ...] = (EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS)

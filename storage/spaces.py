@@ -21,6 +21,7 @@ class SpaceRecord:
     environment: str
     require_signatures: bool
     created_at: datetime
+    frozen: bool = False  # perkamo spaces freeze: its writes are refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,37 +39,40 @@ class KeyRecord:
     space_environment: str
     require_signatures: bool
     space_limits: dict[str, Any]
+    space_frozen: bool = False
 
 
 # Full statements as literals: no SQL is ever assembled from strings at run time.
 _INSERT_SPACE = (
     "INSERT INTO spaces (slug, name, environment) VALUES (%s, %s, %s)"
-    " RETURNING id, slug, name, environment, require_signatures, created_at"
+    " RETURNING id, slug, name, environment, require_signatures, created_at, frozen"
 )
 _SELECT_SPACE = (
-    "SELECT id, slug, name, environment, require_signatures, created_at FROM spaces WHERE slug = %s"
+    "SELECT id, slug, name, environment, require_signatures, created_at, frozen"
+    " FROM spaces WHERE slug = %s"
 )
 _LIST_SPACES = (
-    "SELECT id, slug, name, environment, require_signatures, created_at FROM spaces ORDER BY slug"
+    "SELECT id, slug, name, environment, require_signatures, created_at, frozen"
+    " FROM spaces ORDER BY slug"
 )
 _KEYS_WHERE_HASH = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures, s.limits AS space_limits"
+    " s.require_signatures, s.limits AS space_limits, s.frozen AS space_frozen"
     " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE k.key_hash = %s"
 )
 _KEYS_WHERE_ID = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures, s.limits AS space_limits"
+    " s.require_signatures, s.limits AS space_limits, s.frozen AS space_frozen"
     " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE k.id = %s"
 )
 _KEYS_OF_SPACE = (
     "SELECT k.id, k.prefix, k.scopes, k.created_at, k.revoked_at, s.id AS space_id,"
     " s.slug AS space_slug, s.name AS space_name, s.environment AS space_environment,"
-    " s.require_signatures, s.limits AS space_limits"
+    " s.require_signatures, s.limits AS space_limits, s.frozen AS space_frozen"
     " FROM api_keys k JOIN spaces s ON s.id = k.space_id"
     " WHERE s.slug = %s ORDER BY k.created_at"
 )
@@ -99,6 +103,20 @@ def set_require_signatures(conn: Conn, slug: str, required: bool) -> bool:
         "UPDATE spaces SET require_signatures = %s WHERE slug = %s", (required, slug)
     )
     return cur.rowcount == 1
+
+
+def set_frozen(conn: Conn, slug: str, frozen: bool) -> bool:
+    """Freeze or unfreeze a Space; False when there is no such Space. Freezing also waits
+    for the flushes writing profiles that are running: once the transaction commits, no
+    write of the Space commits any more (the group commit reads the flag in the statement
+    that writes, flush_statements.py, and a flush blocked by this lock starts that statement
+    after the commit)."""
+    cur = conn.execute("UPDATE spaces SET frozen = %s WHERE slug = %s", (frozen, slug))
+    if cur.rowcount != 1:
+        return False
+    if frozen:
+        conn.execute("LOCK TABLE profiles IN SHARE MODE")
+    return True
 
 
 def set_limits(conn: Conn, slug: str, changes: dict[str, int | None]) -> dict[str, Any] | None:

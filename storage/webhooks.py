@@ -157,6 +157,8 @@ def claim_due(
             "WITH due AS (SELECT id FROM webhook_deliveries"
             " WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %s"
             " AND NOT (space_id = ANY(%s))"
+            # A frozen Space is moving: what it has not delivered moves with it.
+            " AND space_id NOT IN (SELECT id FROM spaces WHERE frozen)"
             " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
             " UPDATE webhook_deliveries d SET next_attempt_at = %s FROM due WHERE d.id = due.id"
             " RETURNING d.id, d.space_id, d.event_type, d.body, d.attempts",

@@ -22,9 +22,13 @@ class AdminError(Exception):
     """An operator mistake, reported as a one-line message by the CLI."""
 
 
-def create_space(conn: Conn, slug: str, name: str | None, environment: str) -> SpaceRecord:
+def check_slug(slug: str) -> None:
     if not _SLUG.match(slug):
         raise AdminError("a slug is 1-128 characters of a-z, 0-9 and '-', starting alphanumeric")
+
+
+def create_space(conn: Conn, slug: str, name: str | None, environment: str) -> SpaceRecord:
+    check_slug(slug)
     if environment not in ("test", "live"):
         raise AdminError("environment must be 'test' or 'live'")
     if space_store.get_space(conn, slug) is not None:

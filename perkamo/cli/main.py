@@ -15,7 +15,7 @@ import trio
 
 from perkamo.access import admin
 from perkamo.access.limits import InvalidLimit, parse_limit
-from perkamo.cli import adjustments, doctor, operators, trials
+from perkamo.cli import adjustments, doctor, moving, operators, trials
 from perkamo.cli.cluster import cluster_status
 from perkamo.server.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError, parse_workers
@@ -92,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         limits.add_argument(f"--{meter}", metavar="N|none", help=f"monthly {meter} limit")
     limits.add_argument("--rate", metavar="N|none", help="requests per second per key")
     limits.add_argument("--burst", metavar="N|none", help="token bucket size per key")
-    for p in (create, listing, setting, limits):
+    freeze = spaces.add_parser("freeze", help="refuse the Space's writes (503) while it moves")
+    freeze.add_argument("slug")
+    unfreeze = spaces.add_parser("unfreeze", help="accept the Space's writes again")
+    unfreeze.add_argument("slug")
+    for p in (create, listing, setting, limits, freeze, unfreeze):
         _add_storage_flags(p)
 
     hooks = sub.add_parser("webhooks", help="the Space's webhook endpoint").add_subparsers(
@@ -137,7 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
     krotate.add_argument("key_id")
-    parsers = (*adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub))
+    parsers = (
+        *adjustments.add_parsers(sub),
+        *trials.add_parsers(sub),
+        *operators.add_parsers(sub),
+        *moving.add_parsers(sub),
+    )
     for p in (kcreate, klist, krevoke, krotate, *parsers):
         _add_storage_flags(p)
     return parser
@@ -191,6 +200,14 @@ def _run_spaces(args: argparse.Namespace, db: Database) -> None:
         if not db.call(space_store.set_require_signatures, args.slug, args.require_signatures):
             raise admin.AdminError(f"no Space {args.slug!r}")
         print(f"{args.slug}: require signatures = {args.require_signatures}")
+    elif args.action in ("freeze", "unfreeze"):
+        frozen = args.action == "freeze"
+        if not db.call(space_store.set_frozen, args.slug, frozen):
+            raise admin.AdminError(f"no Space {args.slug!r}")
+        if frozen:
+            print(f"{args.slug}: frozen (writes answer 503 space_frozen; reads go on)")
+        else:
+            print(f"{args.slug}: unfrozen")
     elif args.action == "set-limits":
         changes = {}
         for option, name in (
@@ -394,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return trio.run(adjustments.run, args, settings, db.url)
             if args.command in ("simulate", "backtest"):
                 return trio.run(trials.run, args, settings, db.url)
+            if args.command in ("export", "import", "import-balances"):
+                return moving.run(args, settings, db)
             runners[args.command](args, db)
         return 0
     except admin.AdminError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from perkamo.errors import Code, PerkamoError
+from perkamo.errors import Code, PerkamoError, space_frozen
 from perkamo.program import (
     EMPTY_PROGRAM,
     MODULES,
@@ -64,7 +64,8 @@ def store(
         raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {unknown[0]!r}.")
     paths = {m: (prefix.format(module=m) if m in bodies else m) for m in MODULES}
     with conn.transaction():
-        config_store.lock_space(conn, space_id)
+        if config_store.lock_space(conn, space_id):
+            raise space_frozen()
         existing = _existing_versions(conn, space_id, version, bodies)
         program = _validate(conn, space_id, version, bodies, active, paths)
         stored = []
@@ -177,7 +178,8 @@ def activate_versions(
     as one program first; all or nothing, the audit row (by ``actor``, with ``reason``)
     included. Raises PerkamoError like candidate_program."""
     with conn.transaction():
-        config_store.lock_space(conn, space_id)
+        if config_store.lock_space(conn, space_id):
+            raise space_frozen()
         program = candidate_program(conn, space_id, chosen)
         for module, version in chosen.items():
             config_store.activate(conn, space_id, module, version)

@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from perkamo.access import signing
 from perkamo.access.rate_limit import DEFAULT_BURST, DEFAULT_RATE, Decision
-from perkamo.errors import Code, PerkamoError
+from perkamo.errors import Code, PerkamoError, space_frozen
 from perkamo.failures import classify
 from perkamo.http.bodies import check_tenants, decode_body
 from perkamo.http.errors import error_body, new_request_id
@@ -40,6 +40,16 @@ _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
 # its 5 s are up, so that the answer itself still leaves in time (API.md "Timeouts").
 ANSWER_MARGIN = 0.1
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Requests with a method that writes but that change nothing of the Space an export moves:
+# answered while the Space is frozen.
+_READS = frozenset(
+    {
+        "/v1/admin/simulate",
+        "/v1/admin/backtests",
+        "/v1/admin/backtests/{backtest_id}",
+        "/v1/browser-tokens",
+    }
+)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -179,6 +189,8 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
             raise PerkamoError(
                 Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
+        if record.space_frozen and request.method in _MUTATING and route.pattern not in _READS:
+            raise space_frozen()  # perkamo spaces freeze: reads go on, writes wait
         named = request.args.getlist("tenant") + request.args.getlist("space")
         body = None
         if route.request is not None:

@@ -82,6 +82,7 @@ class BatchItem(Changes):
     breakdown: list[BreakdownEntry] | msgspec.UnsetType = msgspec.UNSET
     program_versions: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
     error: ItemError | msgspec.UnsetType = msgspec.UNSET
+    imported: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class BatchResponse(Shape):

@@ -11,6 +11,9 @@ from typing import Any
 
 import msgspec
 
+from perkamo.program.amounts import number, wallet_state
+from perkamo.program.levels import level_state
+from perkamo.program.model import ProfileState, Program
 from perkamo.program.outcome import (
     BreakdownEntry,
     Delta,
@@ -54,6 +57,8 @@ class EventOutcome(Changes):
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
     program_versions: dict[str, str | None]
+    # True on the answer to an id another system applied (imported at a cut-over, §10).
+    imported: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class RewardRef(Shape):
@@ -74,6 +79,7 @@ class RedeemResponse(Shape):
     level: LevelProgress | None
     redemption_id: str
     program_versions: dict[str, str | None]
+    imported: bool | msgspec.UnsetType = msgspec.UNSET  # as for an event
 
 
 class AdjustResponse(Shape):
@@ -154,6 +160,39 @@ def redeem_answer(
         redemption_id=redemption_id,
         program_versions=versions,
     )
+
+
+def imported_event_answer(known_id: str, state: ProfileState, program: Program) -> EventOutcome:
+    """The answer to an event whose id another system applied (API.md §10): a duplicate
+    that changed nothing here, with the profile's balances and level as committed."""
+    return EventOutcome(
+        applied=True, duplicate=True, delta=[], leveled_up=False, unlocked=[],
+        wallet_state=wallet_state(state, program),
+        level=level_progress(level_state(state, program)), event_id=known_id, skipped=[],
+        breakdown=[], program_versions=program.versions, imported=True,
+    )  # fmt: skip
+
+
+def imported_redeem_answer(
+    known_id: str, reward_key: str, state: ProfileState, program: Program
+) -> RedeemResponse:
+    """The answer to a redemption whose id another system applied: like the duplicate of a
+    successful redemption of that reward, charging nothing (``delta`` is empty)."""
+    reward = next((r for r in program.rewards if r.key == reward_key), None)
+    if reward is None:  # not in this program: named by its key, at no cost
+        first = program.wallets[0].key if program.wallets else ""
+        ref, cost, effect = RewardRef(reward_key, reward_key), Delta(first, Decimal(0)), {}
+    else:
+        wallet = program.wallet(reward.cost_wallet)
+        precision = wallet.precision if wallet is not None else 0
+        ref = RewardRef(reward.key, reward.name)
+        cost, effect = Delta(reward.cost_wallet, number(reward.cost, precision)), reward.effect
+    return RedeemResponse(
+        redeemed=True, duplicate=True, reward=ref, cost=cost, delta=[], effect=effect,
+        unlocked=[], leveled_up=False, wallet_state=wallet_state(state, program),
+        level=level_progress(level_state(state, program)), redemption_id=known_id,
+        program_versions=program.versions, imported=True,
+    )  # fmt: skip
 
 
 # Exact decimals everywhere, also inside ``effect`` (any JSON): verbatim means verbatim.

@@ -3,16 +3,23 @@
 The unique indexes of the log tables are the final guard: a write whose id is taken is
 refused at commit and then judged against the stored original by its command — the same
 payload is a duplicate (the original answer, ``duplicate: true``), anything else a conflict.
+An id another system already applied (imported at a cut-over, storage/known.py) is refused
+at commit too and judged by the command's ``imported``, on the profile as committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import TransactionKey, Write
+from perkamo.program import ProfileState, Program
 from storage import Database
 from storage.history import StoredWrite, find_originals
+from storage.known import KNOWN_NAMESPACES, find_known
+
+# The profile as committed and its program: what an imported duplicate's answer shows.
+Committed = Callable[[], Awaitable[tuple[ProfileState, Program]]]
 
 
 async def originals(
@@ -26,6 +33,10 @@ async def originals(
     for namespace, ids in sorted(wanted.items()):
         for row in await db.run(find_originals, space_id, namespace, sorted(set(ids))):
             found[(namespace, row.transaction_id)] = row
+        missing = sorted({tx for tx in ids if (namespace, tx) not in found})
+        if missing and namespace in KNOWN_NAMESPACES:
+            for row in await db.run(find_known, space_id, namespace, missing):
+                found[(namespace, row.transaction_id)] = row
     return found
 
 
@@ -36,13 +47,16 @@ async def judge_taken(
     commands: Sequence[Write],
     taken: frozenset[TransactionKey],
     *,
+    committed: Committed,
     refused_at_commit: bool = False,
 ) -> dict[TransactionKey, object]:
     """Verdicts (an answer or a PerkamoError) for the commands whose key is among ``taken``
     and stored. A key that is not stored gets no verdict (apply it) — unless the commit just
-    refused it, which makes its fate uncertain (503, retry)."""
+    refused it, which makes its fate uncertain (503, retry). An imported id is answered
+    from ``committed()`` (asked once, only then)."""
     stored = await originals(db, space_id, taken)
     verdicts: dict[TransactionKey, object] = {}
+    profile: tuple[ProfileState, Program] | None = None
     for command in commands:
         key = command.key()
         if key is None or key not in taken:
@@ -53,6 +67,10 @@ async def judge_taken(
                 verdicts[key] = PerkamoError(
                     Code.STORAGE_UNAVAILABLE, "The write could not be recorded; retry."
                 )
+            continue
+        if original.imported is not None:
+            profile = profile or await committed()
+            verdicts[key] = command.imported(user_id, original, *profile)
             continue
         verdicts[key] = command.judge(user_id, original)
     return verdicts

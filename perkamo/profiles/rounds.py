@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from perkamo.errors import Code, PerkamoError
+from perkamo.errors import Code, PerkamoError, space_frozen
 from perkamo.profiles.commands import TransactionKey, Write
 from perkamo.profiles.idempotency import judge_taken, originals
 from perkamo.profiles.reservations import Reservations
 from perkamo.profiles.staging import OverLimit, Staged, stage
 from perkamo.profiles.usage import limit_exceeded, period_of
-from perkamo.program import Program
+from perkamo.program import ProfileState, Program
 from perkamo.webhooks import SpaceHook
 from storage import CommitOutcomeUnknown, Status, Verdict
 from storage.history import StoredWrite
@@ -138,6 +138,9 @@ class Rounds:
         elif verdict.status is Status.UNAVAILABLE:
             down = PerkamoError(Code.STORAGE_UNAVAILABLE)
             self.answers.update({i: down for i in todo if i not in self.answers})
+        elif verdict.status is Status.FROZEN:  # perkamo spaces freeze: nothing was written
+            frozen = space_frozen()
+            self.answers.update({i: frozen for i in todo if i not in self.answers})
         else:
             raise CommitOutcomeUnknown("the commit outcome of this profile's writes is unknown")
 
@@ -218,9 +221,14 @@ class Rounds:
         refused_at_commit: bool = False,
     ) -> dict[TransactionKey, object]:
         actor = self.actor
+
+        async def committed() -> tuple[ProfileState, Program]:
+            program = await actor.services.programs.get(actor.space_id)
+            return actor.snapshot.state(), program
+
         return await judge_taken(
             actor.services.db, actor.space_id, actor.user_id, commands, taken,
-            refused_at_commit=refused_at_commit,
+            committed=committed, refused_at_commit=refused_at_commit,
         )  # fmt: skip
 
     def _answer_taken(self, taken: dict[TransactionKey, object]) -> None:

@@ -101,8 +101,69 @@ def adjust(
         if earned is not None:
             changed.earned = earned
         return run.state, _change(
-            run, level_before, Delta(wallet_key, number(amount, wallet.precision))
+            run, level_before, [Delta(wallet_key, number(amount, wallet.precision))]
         )
+
+
+def check_opening(
+    program: Program, wallet_key: str, amount: Decimal, earned: Decimal | None
+) -> None:
+    """An opening balance's checks that need only the program: a known wallet, amounts
+    within ±10^15 and the wallet's precision, ``earned`` not negative (400
+    validation_error with the path)."""
+    wallet = program.wallet(wallet_key)
+    if wallet is None:
+        raise validation_failed("wallet", f"there is no wallet {wallet_key!r}")
+    for path, value in (("amount", amount), ("earned", earned)):
+        if value is None:
+            continue
+        if not within(value):
+            raise validation_failed(path, "must be within ±10^15")
+        if decimal_places(value) > wallet.precision:
+            raise validation_failed(path, f"at most {wallet.precision} decimal places")
+    if earned is not None and earned < 0:
+        raise validation_failed("earned", "must not be negative")
+
+
+def open_balance(
+    state: ProfileState,
+    wallet_key: str,
+    amount: Decimal,
+    earned: Decimal | None,
+    program: Program,
+    received_at: datetime,
+    traits: Mapping[str, Any],
+) -> tuple[ProfileState, Change]:
+    """A customer's balance brought from another system: ``amount`` added to the balance
+    (0: none) and ``earned`` added to the earned total — never set — (None: ``amount``, as
+    an adjustment that counts toward the level), with ``traits`` (already merged) in scope
+    for perk conditions. Raises SupportRefused like ``adjust``."""
+    check_opening(program, wallet_key, amount, earned)
+    wallet = program.wallet(wallet_key)
+    assert wallet is not None
+    with localcontext(DECIMALS):
+        current = state.wallets.get(wallet_key) or WalletBalance()
+        balance = current.balance + amount
+        total = max(current.earned + (amount if earned is None else earned), Decimal(0))
+        if amount < 0 and balance < 0 and not wallet.allow_negative:
+            raise SupportRefused(
+                Code.INSUFFICIENT_BALANCE,
+                f"Not enough {wallet.name}: the balance is "
+                f"{number(current.balance, wallet.precision)}, the opening balance is "
+                f"{number(amount, wallet.precision)}.",
+            )
+        if not within(balance) or not within(total):
+            raise SupportRefused(
+                Code.VALIDATION_ERROR,
+                "The opening balance would take the balance outside ±10^15.",
+                details=[{"path": "amount", "message": "the result is out of range"}],
+            )
+        run = _run(state, program, received_at, traits)
+        level_before = level_number(state, program)
+        changed = run.state.wallets.setdefault(wallet_key, WalletBalance())
+        changed.balance, changed.earned = balance, total
+        delta = [Delta(wallet_key, number(amount, wallet.precision))] if amount else []
+        return run.state, _change(run, level_before, delta)
 
 
 def reverse(
@@ -132,7 +193,7 @@ def reverse(
                 counter.per_day.pop(day, None)
         if record.effect.get("type") == "boost":
             _end_boost(run.state, program, str(record.effect.get("boost")), record, received_at)
-        return run.state, _change(run, level_before, cost)
+        return run.state, _change(run, level_before, [cost])
 
 
 def _end_boost(
@@ -159,10 +220,10 @@ def _run(
     )
 
 
-def _change(run: Evaluation, level_before: int, delta: Delta) -> Change:
+def _change(run: Evaluation, level_before: int, delta: list[Delta]) -> Change:
     level_after = level_perks_boosts(run)
     return Change(
-        delta=[delta],
+        delta=delta,
         unlocked=run.unlocked,
         leveled_up=level_after > level_before,
         wallet_state=wallet_state(run.state, run.program),

@@ -16,12 +16,13 @@ from perkamo.profiles.commands.base import (
 )
 from perkamo.profiles.commands.event import Ingest
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
+from perkamo.profiles.commands.opening import OpenBalance
 from perkamo.profiles.commands.read import ProfileView, Read
 from perkamo.profiles.commands.redemption import Redeem
 from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | Identify | Redeem | Adjust | Reverse | Read
+Message = Ingest | Identify | Redeem | Adjust | Reverse | OpenBalance | Read
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -40,7 +41,7 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 COMMANDS: dict[str, type[Command[object]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, Read)
+    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, OpenBalance, Read)
 }
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "IdentifyResult",
     "Ingest",
     "Message",
+    "OpenBalance",
     "ProfileView",
     "Read",
     "Redeem",

@@ -21,6 +21,7 @@ from perkamo.profiles.commands.base import (
     duplicate,
     encode_json,
 )
+from perkamo.profiles.commands.opening import OpenBalance
 from perkamo.profiles.history import adjustment_entry
 from perkamo.program.adjustments import adjust
 from perkamo.program.canonical import FORM, request_hash
@@ -103,6 +104,8 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
+        if row.payload.get("traits") is not None:  # an opening balance (import-balances)
+            return OpenBalance.replay(row, run)
         amount, counts = Decimal(row.payload["amount"]), bool(row.payload["counts_toward_level"])
         run.state, change = adjust(
             run.state, row.name, amount, counts, run.program, row.received_at, run.traits

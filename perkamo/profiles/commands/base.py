@@ -81,6 +81,14 @@ class Command(msgspec.Struct, Generic[R], tag_field="kind", frozen=True, kw_only
         """The answer to this command when its transaction id is already stored."""
         raise NotImplementedError
 
+    def imported(
+        self, user_id: str, known: StoredWrite, state: ProfileState, program: Program
+    ) -> R | PerkamoError:
+        """The answer when another system already applied this id (``known.imported``,
+        storage/known.py), on the profile as committed (``state``). Only the namespaces
+        ids can be imported into answer otherwise."""
+        return conflict(known, str(self.__struct_config__.tag))
+
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
         """Re-apply a logged row of this kind to ``run`` (pure). Raises PerkamoError when

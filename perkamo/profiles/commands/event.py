@@ -10,7 +10,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.errors import PerkamoError
-from perkamo.profiles.answers import EventOutcome, event_answer
+from perkamo.profiles.answers import EventOutcome, event_answer, imported_event_answer
 from perkamo.profiles.commands.base import (
     Command,
     Draft,
@@ -22,7 +22,7 @@ from perkamo.profiles.commands.base import (
     encode_json,
 )
 from perkamo.profiles.history import event_entry
-from perkamo.program import EngineEvent, apply
+from perkamo.program import EngineEvent, ProfileState, Program, apply
 from perkamo.program.canonical import FORM, request_hash
 from perkamo.program.levels import level_number
 from perkamo.webhooks import event_delivery
@@ -79,6 +79,15 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
         if original.request_hash == mine and original.user_id == user_id:
             return duplicate(original.outcome, EventOutcome)
         return conflict(original, "event")
+
+    def imported(
+        self, user_id: str, known: StoredWrite, state: ProfileState, program: Program
+    ) -> Written | PerkamoError:
+        if known.user_id and known.user_id != user_id:  # imported for another customer
+            return conflict(known, "event")
+        assert known.imported is not None
+        answer = imported_event_answer(known.imported, state, program)
+        return Written(msgspec.Raw(_encoder.encode(answer)), duplicate=True)
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:

@@ -9,7 +9,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.errors import PerkamoError
-from perkamo.profiles.answers import RedeemResponse, redeem_answer
+from perkamo.profiles.answers import RedeemResponse, imported_redeem_answer, redeem_answer
 from perkamo.profiles.commands.base import (
     Command,
     Draft,
@@ -21,6 +21,7 @@ from perkamo.profiles.commands.base import (
     encode_json,
 )
 from perkamo.profiles.history import redemption_entry
+from perkamo.program import ProfileState, Program
 from perkamo.program.canonical import FORM, request_hash
 from perkamo.program.rewards import redeem
 from perkamo.webhooks import redemption_delivery
@@ -74,6 +75,16 @@ class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
         if original.request_hash == mine and original.user_id == user_id:
             return duplicate(original.outcome, RedeemResponse)
         return conflict(original, "redemption")
+
+    def imported(
+        self, user_id: str, known: StoredWrite, state: ProfileState, program: Program
+    ) -> Written | PerkamoError:
+        """Like the duplicate of a successful redemption, charging nothing."""
+        if known.user_id and known.user_id != user_id:
+            return conflict(known, "redemption")
+        assert known.imported is not None
+        answer = imported_redeem_answer(known.imported, self.reward_key, state, program)
+        return Written(msgspec.Raw(_encoder.encode(answer)), duplicate=True)
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:

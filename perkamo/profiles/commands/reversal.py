@@ -48,7 +48,7 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
         """Raises PerkamoError for a refusal: no such redemption of this profile, or one
         already reversed (then answered as the duplicate of its reversal)."""
         stored = draft.found.get(("redemption", self.transaction_id))
-        if stored is None or stored.user_id != draft.user_id:
+        if stored is None or stored.imported is not None or stored.user_id != draft.user_id:
             raise PerkamoError(
                 Code.REDEMPTION_NOT_FOUND,
                 f"No redemption with transaction_id {self.transaction_id!r}.",

@@ -1,0 +1,291 @@
+"""The second pass of ``perkamo import``: the checked file written in one transaction — the
+Space's row, then each type's lines with one COPY per type (their rows decoded in C,
+rows.py) — and committed at the end. All or nothing: a failure, or the process being
+killed, leaves no trace of the Space (PostgreSQL rolls back a transaction whose client is
+gone). Running servers learn of the Space through the notifications its keys' and
+configuration's rows send on commit, as for a key created by ``perkamo keys create``."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from perkamo.access import keys as key_rules
+from perkamo.usecases.moving.checking import Checked
+from perkamo.usecases.moving.format import FOOTER, MoveRefused, SpaceFields, line_type, open_lines
+from perkamo.usecases.moving.progress import Progress
+from perkamo.usecases.moving.rows import RowDecoder
+from storage import connect
+from storage.console import audit
+from storage.database import Timeouts
+from storage.space_tables import (
+    BY_LINE,
+    CONFIG_LINE,
+    TABLES,
+    Column,
+    SpaceTable,
+    activate_imported,
+    clear_rows,
+    copy_rows,
+    insert_space,
+    table_columns,
+    taken_keys,
+    taken_values,
+)
+
+Conn = psycopg.Connection[Any]
+Numbered = Iterator[tuple[int, bytes]]
+_COPY_LINE = re.compile(r"COPY \S+, line (\d+)")
+_PROGRESS_EVERY = 5000
+_FRESH_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key given in place of an imported one (``--new-keys``): shown once."""
+
+    old_id: str
+    key_id: str
+    secret: str
+    revoked: bool
+
+
+@dataclass(slots=True)
+class Imported:
+    slug: str
+    counts: dict[str, int]
+    new_keys: list[NewKey] = field(default_factory=list)
+    renamed: int = 0  # undelivered deliveries given new ids (their ids were taken)
+
+
+def import_space(
+    url: str,
+    path: Path,
+    checked: Checked,
+    progress: Progress,
+    timeouts: Timeouts,
+    *,
+    slug: str | None = None,
+    new_keys: bool = False,
+    actor: str | None = None,
+) -> Imported:
+    """Create the Space of the checked file ``path`` (as ``slug`` when given). Raises
+    MoveRefused: the Space exists, its keys exist in this database (without
+    ``new_keys``), or a line cannot be stored (named). ``actor``: who to record in the
+    audit log, in the same transaction."""
+    space = checked.header.space
+    target = slug or space.slug
+    done = Imported(target, checked.counts)
+    conn = connect(url, timeouts=timeouts)
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")
+            space_id = insert_space(
+                conn, target, space.name, space.environment, space.limits,
+                space.require_signatures,
+            )  # fmt: skip
+            if space_id is None:
+                raise MoveRefused(f"Space {target!r} exists already; import it under another"
+                                  " slug with --space NEWSLUG")  # fmt: skip
+            if checked.keys and not new_keys:
+                taken = taken_keys(conn, [i for i, _ in checked.keys], [h for _, h in checked.keys])
+                if taken:
+                    raise MoveRefused(
+                        f"this database already has the file's API key {taken[0]} (is the"
+                        " original Space here?); import with --new-keys to give the copy"
+                        " new keys"
+                    )
+            progress.start("import", sum(checked.counts.values()))
+            with open_lines(path) as stream:
+                lines: Numbered = enumerate(stream, 1)
+                next(lines)  # the header
+                seen = _write_sections(conn, space_id, lines, progress, done, new_keys, space)
+            for entry in TABLES:  # what the import's triggers wrote and the file has not
+                if entry.replace and entry.line not in seen:
+                    clear_rows(conn, entry.table, space_id)
+            if actor is not None:
+                audit(conn, actor, "space.import", space_id, path.name)
+        progress.finish()
+    finally:
+        conn.close()
+    return done
+
+
+def _write_sections(
+    conn: Conn,
+    space_id: int,
+    lines: Numbered,
+    progress: Progress,
+    done: Imported,
+    new_keys: bool,
+    space: SpaceFields,
+) -> set[str]:
+    """Each type's lines in the file's order (checked: each type's lines together)."""
+    seen: set[str] = set()
+    for kind, number, rows in _Sections(lines):
+        seen.add(kind)
+        if kind == CONFIG_LINE:
+            _write_config(conn, space_id, rows, progress)
+            continue
+        entry = BY_LINE[kind]
+        columns = table_columns(conn, entry.table)
+        if columns is None:
+            raise MoveRefused(f"line {number}: this engine keeps no {kind} lines")
+        if entry.replace:
+            clear_rows(conn, entry.table, space_id)
+        if kind == "api_key" and new_keys:
+            done.new_keys = _copy_new_keys(conn, space_id, entry, columns, rows, space, progress)
+        elif entry.fresh is not None:
+            done.renamed += _copy_fresh(conn, space_id, entry, columns, rows, progress)
+        else:
+            _copy(conn, space_id, entry.table, columns, rows, progress)
+    return seen
+
+
+class _Sections:
+    """The lines after the header, one type's at a time, up to the footer. Each type's
+    lines must be read to their end before the next type's are asked for."""
+
+    def __init__(self, lines: Numbered) -> None:
+        self._lines = lines
+        self._next = next(lines, None)
+
+    def __iter__(self) -> Iterator[tuple[str, int, Numbered]]:
+        while self._next is not None:
+            number, first = self._next
+            kind = line_type(first, number)
+            if kind == FOOTER:
+                return
+            yield kind, number, self._run(kind)
+
+    def _run(self, kind: str) -> Numbered:
+        assert self._next is not None
+        yield self._next
+        for item in self._lines:
+            if line_type(item[1], item[0]) != kind:
+                self._next = item
+                return
+            yield item
+        self._next = None
+
+
+def _decoded(decoder: RowDecoder, rows: Numbered, progress: Progress) -> Iterator[tuple[Any, ...]]:
+    count = 0
+    for number, line in rows:
+        yield decoder.decode(line, number)
+        count += 1
+        if count == _PROGRESS_EVERY:
+            progress.advance(count)
+            count = 0
+    progress.advance(count)
+
+
+def _copy(
+    conn: Conn, space_id: int, table: str, columns: list[Column], rows: Numbered,
+    progress: Progress,
+) -> RowDecoder:  # fmt: skip
+    number, first = next(rows)
+    decoder = RowDecoder(line_type(first, number), columns, first, number)
+    again = _chain((number, first), rows)
+    _copy_rows(conn, table, decoder.names, space_id, _decoded(decoder, again, progress), number)
+    return decoder
+
+
+def _copy_rows(
+    conn: Conn, table: str, names: list[str], space_id: int, rows: Any, first: int
+) -> None:
+    """COPY, a refused value reported at its line (COPY counts the rows it was sent)."""
+    try:
+        copy_rows(conn, table, names, space_id, rows)
+    except psycopg.Error as exc:
+        found = _COPY_LINE.search(exc.diag.context or "")
+        at = f"line {first + int(found.group(1)) - 1}: " if found else ""
+        raise MoveRefused(f"{at}{exc.diag.message_primary or exc}") from None
+
+
+def _chain(first: tuple[int, bytes], rest: Numbered) -> Numbered:
+    yield first
+    yield from rest
+
+
+def _write_config(conn: Conn, space_id: int, rows: Numbered, progress: Progress) -> None:
+    """Module versions (drafts included) COPYed, then the active one of each module."""
+    columns = table_columns(conn, "config_versions")
+    assert columns is not None
+    number, first = next(rows)
+    decoder = RowDecoder(CONFIG_LINE, [*columns, Column("active", "bool")], first, number)
+    names = decoder.names
+    if "active" not in names or "module" not in names or "version" not in names:
+        raise MoveRefused(f"line {number}: a config line names its module, version and active")
+    flag, module, version = names.index("active"), names.index("module"), names.index("version")
+    at = names.index("activated_at") if "activated_at" in names else None
+    active: list[tuple[str, str, Any]] = []
+
+    def stored() -> Iterator[tuple[Any, ...]]:
+        for row in _decoded(decoder, _chain((number, first), rows), progress):
+            if row[flag]:
+                active.append((row[module], row[version], None if at is None else row[at]))
+            yield row[:flag] + row[flag + 1 :]
+
+    kept = names[:flag] + names[flag + 1 :]
+    _copy_rows(conn, "config_versions", kept, space_id, stored(), number)
+    activate_imported(conn, space_id, active)
+
+
+def _copy_fresh(
+    conn: Conn, space_id: int, entry: SpaceTable, columns: list[Column], rows: Numbered,
+    progress: Progress,
+) -> int:  # fmt: skip
+    """Rows whose ``entry.fresh`` value is unique across Spaces: a value this database
+    already holds (the original Space is here) is replaced by a new one. In batches: the
+    check is a query, and a connection runs nothing else during a COPY."""
+    assert entry.fresh is not None
+    number, first = next(rows)
+    decoder = RowDecoder(entry.line, columns, first, number)
+    column = decoder.names.index(entry.fresh)
+    all_rows = _chain((number, first), rows)
+    renamed = 0
+    while batch := list(islice(all_rows, _FRESH_BATCH)):
+        decoded = [list(decoder.decode(line, n)) for n, line in batch]
+        taken = taken_values(conn, entry.table, entry.fresh, [r[column] for r in decoded])
+        for row in decoded:
+            if row[column] in taken:
+                row[column] = str(row[column]).partition("_")[0] + "_" + secrets.token_hex(12)
+                renamed += 1
+        _copy_rows(conn, entry.table, decoder.names, space_id, map(tuple, decoded), batch[0][0])
+        progress.advance(len(batch))
+    return renamed
+
+
+def _copy_new_keys(
+    conn: Conn, space_id: int, entry: SpaceTable, columns: list[Column], rows: Numbered,
+    space: SpaceFields, progress: Progress,
+) -> list[NewKey]:  # fmt: skip
+    """``--new-keys``: each key gets a new id and secret (same scopes and revocation)."""
+    number, first = next(rows)
+    decoder = RowDecoder(entry.line, columns, first, number)
+    names = decoder.names
+    now = datetime.now(UTC).isoformat()
+    made: list[NewKey] = []
+    out: list[tuple[Any, ...]] = []
+    for n, line in _chain((number, first), rows):
+        row = dict(zip(names, decoder.decode(line, n), strict=True))
+        secret = key_rules.generate_key(space.environment)
+        key_id = key_rules.new_key_id()
+        made.append(NewKey(str(row.get("id")), key_id, secret, row.get("revoked_at") is not None))
+        row.update(id=key_id, key_hash="\\x" + key_rules.hash_key(secret).hex(),
+                   prefix=key_rules.display_prefix(secret), created_at=now)  # fmt: skip
+        if "last_used_at" in row:
+            row["last_used_at"] = None
+        out.append(tuple(row[name] for name in names))
+    _copy_rows(conn, entry.table, names, space_id, out, number)
+    progress.advance(len(out))
+    return made
