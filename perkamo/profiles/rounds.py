@@ -223,6 +223,9 @@ class Rounds:
         actor = self.actor
 
         async def committed() -> tuple[ProfileState, Program]:
+            # As storage holds it: nothing was written to check this actor's copy against
+            # (another process may have written the profile since it was loaded).
+            await actor.reload()
             program = await actor.services.programs.get(actor.space_id)
             return actor.snapshot.state(), program
 
