@@ -53,6 +53,11 @@ TABLES: tuple[SpaceTable, ...] = (
     SpaceTable("known", "known_transactions"),
     SpaceTable("usage", "usage_counters"),
     SpaceTable("usage_day", "usage_daily"),
+    # The console's analytics, kept by triggers as the log is written: the file's replace
+    # what the import's own rows made them (the same, but for the active customers of each
+    # day, which no trigger can recompute), or stand in for them when no trigger fires.
+    SpaceTable("ledger_day", "ledger_daily", replace=True),
+    SpaceTable("rule_day", "rule_daily", replace=True),
     SpaceTable("activity_day", "activity_daily", replace=True),
     SpaceTable(
         "delivery",
@@ -296,3 +301,57 @@ def taken_keys(conn: Conn, ids: list[str], hashes: list[bytes]) -> list[str]:
         (ids, hashes),
     )
     return [r[0] for r in rows]
+
+
+def skip_triggers(conn: Conn) -> bool:
+    """For the rest of this transaction, fire no triggers (``session_replication_role``
+    replica, as ``pg_restore --disable-triggers``): a bulk import then writes the rows alone,
+    without a foreign-key check or an analytics trigger per statement. Only a superuser may;
+    False (and nothing changed) otherwise. What the triggers would have done the caller does
+    itself: the analytics tables are in the file, ``check_references`` checks the foreign
+    keys once, ``announce`` sends the notifications."""
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def check_references(conn: Conn, tables: list[str], space_id: int) -> list[str]:
+    """The foreign keys between ``tables`` (other than to ``spaces``, which the import's own
+    row satisfies) that the Space's rows break: ``child -> parent`` per broken key."""
+    found = conn.execute(
+        "SELECT c.relname, p.relname, array_agg(a.attname ORDER BY k.ord),"
+        " array_agg(af.attname ORDER BY k.ord)"
+        " FROM pg_constraint con"
+        " JOIN pg_class c ON c.oid = con.conrelid JOIN pg_class p ON p.oid = con.confrelid"
+        " CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(col, fcol, ord)"
+        " JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.col"
+        " JOIN pg_attribute af ON af.attrelid = con.confrelid AND af.attnum = k.fcol"
+        " WHERE con.contype = 'f' AND c.relname = ANY(%s) AND p.relname <> 'spaces'"
+        " AND c.relnamespace = current_schema()::regnamespace"
+        " GROUP BY con.oid, c.relname, p.relname ORDER BY 1, 2",
+        (tables,),
+    ).fetchall()
+    broken = []
+    for child, parent, columns, referenced in found:
+        same = sql.SQL(" AND ").join(
+            sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
+            for col, r in zip(columns, referenced, strict=True)
+        )
+        query = sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {} c WHERE c.space_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM {} p WHERE {}))"
+        ).format(sql.Identifier(child), sql.Identifier(parent), same)
+        row = conn.execute(query, (space_id,)).fetchone()
+        if row and row[0]:
+            broken.append(f"{child} -> {parent}")
+    return broken
+
+
+def announce(conn: Conn, space_id: int) -> None:
+    """What a new Space's keys, program and webhook tell running servers (on commit), as
+    their rows' triggers do: forget cached keys and endpoints, load the program."""
+    conn.execute("SELECT pg_notify('perkamo_auth', 'api_keys')")
+    conn.execute("SELECT pg_notify('perkamo_config', %s)", (str(space_id),))

@@ -39,7 +39,8 @@ class Checked:
     the API keys (id, hash), checked against the database before anything is written."""
 
     header: Header
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # in the file's order
+    sha256: str = ""
     lines: int = 0
     keys: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -84,7 +85,7 @@ def check_file(path: Path) -> Checked:
         raise MoveRefused(
             f"line {number}: the footer counts {footer.counts}, the file holds {checked.counts}"
         )
-    checked.lines = number
+    checked.lines, checked.sha256 = number, footer.sha256
     return checked
 
 

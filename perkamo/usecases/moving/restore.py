@@ -7,9 +7,10 @@ configuration's rows send on commit, as for a key created by ``perkamo keys crea
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -20,7 +21,7 @@ import psycopg
 
 from perkamo.access import keys as key_rules
 from perkamo.usecases.moving.checking import Checked
-from perkamo.usecases.moving.format import FOOTER, MoveRefused, SpaceFields, line_type, open_lines
+from perkamo.usecases.moving.format import MoveRefused, SpaceFields, line_type, open_lines
 from perkamo.usecases.moving.progress import Progress
 from perkamo.usecases.moving.rows import RowDecoder
 from storage import connect
@@ -33,9 +34,12 @@ from storage.space_tables import (
     Column,
     SpaceTable,
     activate_imported,
+    announce,
+    check_references,
     clear_rows,
     copy_rows,
     insert_space,
+    skip_triggers,
     table_columns,
     taken_keys,
     taken_values,
@@ -103,14 +107,26 @@ def import_space(
                         " original Space here?); import with --new-keys to give the copy"
                         " new keys"
                     )
+            bulk = skip_triggers(conn)
             progress.start("import", sum(checked.counts.values()))
+            digest = hashlib.sha256()
             with open_lines(path) as stream:
-                lines: Numbered = enumerate(stream, 1)
+                lines = _hashed(stream, digest)
                 next(lines)  # the header
-                seen = _write_sections(conn, space_id, lines, progress, done, new_keys, space)
+                _write_sections(conn, space_id, lines, checked, progress, done, new_keys)
+            # Written are the lines the first pass checked, or nothing is.
+            if digest.hexdigest() != checked.sha256:
+                raise MoveRefused(f"{path} changed while it was imported")
             for entry in TABLES:  # what the import's triggers wrote and the file has not
-                if entry.replace and entry.line not in seen:
+                if entry.replace and entry.line not in checked.counts:
                     clear_rows(conn, entry.table, space_id)
+            if bulk:
+                tables = [BY_LINE[kind].table for kind in checked.counts if kind in BY_LINE]
+                broken = check_references(conn, [*tables, "config_versions", "active_config"],
+                                          space_id)  # fmt: skip
+                if broken:
+                    raise MoveRefused(f"the file's rows break a reference: {broken[0]}")
+            announce(conn, space_id)
             if actor is not None:
                 audit(conn, actor, "space.import", space_id, path.name)
         progress.finish()
@@ -123,15 +139,18 @@ def _write_sections(
     conn: Conn,
     space_id: int,
     lines: Numbered,
+    checked: Checked,
     progress: Progress,
     done: Imported,
     new_keys: bool,
-    space: SpaceFields,
-) -> set[str]:
-    """Each type's lines in the file's order (checked: each type's lines together)."""
-    seen: set[str] = set()
-    for kind, number, rows in _Sections(lines):
-        seen.add(kind)
+) -> None:
+    """Each type's lines in the file's order (the first pass counted them, together)."""
+    for kind, count in checked.counts.items():
+        section = islice(lines, count)
+        number, first = next(section)
+        if line_type(first, number) != kind:
+            raise MoveRefused(f"line {number}: the file changed since it was checked")
+        rows = _chain((number, first), section)
         if kind == CONFIG_LINE:
             _write_config(conn, space_id, rows, progress)
             continue
@@ -142,39 +161,18 @@ def _write_sections(
         if entry.replace:
             clear_rows(conn, entry.table, space_id)
         if kind == "api_key" and new_keys:
+            space = checked.header.space
             done.new_keys = _copy_new_keys(conn, space_id, entry, columns, rows, space, progress)
         elif entry.fresh is not None:
             done.renamed += _copy_fresh(conn, space_id, entry, columns, rows, progress)
         else:
             _copy(conn, space_id, entry.table, columns, rows, progress)
-    return seen
 
 
-class _Sections:
-    """The lines after the header, one type's at a time, up to the footer. Each type's
-    lines must be read to their end before the next type's are asked for."""
-
-    def __init__(self, lines: Numbered) -> None:
-        self._lines = lines
-        self._next = next(lines, None)
-
-    def __iter__(self) -> Iterator[tuple[str, int, Numbered]]:
-        while self._next is not None:
-            number, first = self._next
-            kind = line_type(first, number)
-            if kind == FOOTER:
-                return
-            yield kind, number, self._run(kind)
-
-    def _run(self, kind: str) -> Numbered:
-        assert self._next is not None
-        yield self._next
-        for item in self._lines:
-            if line_type(item[1], item[0]) != kind:
-                self._next = item
-                return
-            yield item
-        self._next = None
+def _hashed(stream: Iterable[bytes], digest: Any) -> Numbered:
+    for number, line in enumerate(stream, 1):
+        digest.update(line)
+        yield number, line
 
 
 def _decoded(decoder: RowDecoder, rows: Numbered, progress: Progress) -> Iterator[tuple[Any, ...]]:

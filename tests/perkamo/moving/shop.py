@@ -90,21 +90,54 @@ async def fill(api: Api, runtime: Runtime, space: SpaceKey, pg_url: str) -> Shop
     yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     for n, user in enumerate(shop.users):
         await api.post("/v1/identify", {"user_id": user, "traits": {"name": user, "n": n}})
-        await shop.send(api, "/v1/events", {"user_id": user, "event": "visit",
-                                            "transaction_id": f"v0-{n}", "occurred_at": yesterday})
-        await shop.send(api, "/v1/events", {"user_id": user, "event": "visit",
-                                            "transaction_id": f"v1-{n}"})  # a streak milestone
-        await shop.send(api, "/v1/events", {"user_id": user, "event": "buy",
-                                            "transaction_id": f"b1-{n}",
-                                            "context": {"amount": 120 + n, "sku": "é\n\"x\""}})
-    await shop.send(api, "/v1/rewards/redeem", {"user_id": "ann", "reward_key": "double",
-                                                "transaction_id": "r-double"})
-    await shop.send(api, "/v1/events", {"user_id": "ann", "event": "buy",
-                                        "transaction_id": "b2-boosted", "context": {"amount": 10}})
-    await shop.send(api, "/v1/rewards/redeem", {"user_id": "bob", "reward_key": "coupon",
-                                                "transaction_id": "r-coupon"})
-    await shop.send(api, "/v1/rewards/redeem", {"user_id": "ann", "reward_key": "coupon",
-                                                "transaction_id": "r-kept"})
+        await shop.send(
+            api,
+            "/v1/events",
+            {
+                "user_id": user,
+                "event": "visit",
+                "transaction_id": f"v0-{n}",
+                "occurred_at": yesterday,
+            },
+        )
+        await shop.send(
+            api, "/v1/events", {"user_id": user, "event": "visit", "transaction_id": f"v1-{n}"}
+        )  # a streak milestone
+        await shop.send(
+            api,
+            "/v1/events",
+            {
+                "user_id": user,
+                "event": "buy",
+                "transaction_id": f"b1-{n}",
+                "context": {"amount": 120 + n, "sku": 'é\n"x"'},
+            },
+        )
+    await shop.send(
+        api,
+        "/v1/rewards/redeem",
+        {"user_id": "ann", "reward_key": "double", "transaction_id": "r-double"},
+    )
+    await shop.send(
+        api,
+        "/v1/events",
+        {
+            "user_id": "ann",
+            "event": "buy",
+            "transaction_id": "b2-boosted",
+            "context": {"amount": 10},
+        },
+    )
+    await shop.send(
+        api,
+        "/v1/rewards/redeem",
+        {"user_id": "bob", "reward_key": "coupon", "transaction_id": "r-coupon"},
+    )
+    await shop.send(
+        api,
+        "/v1/rewards/redeem",
+        {"user_id": "ann", "reward_key": "coupon", "transaction_id": "r-kept"},
+    )
     await shop.send(api, "/v1/admin/redemptions/r-coupon/reverse", {"reason": "refund"})
     await shop.send(api, "/v1/admin/adjustments", {
         "user_id": "bob", "wallet": "cash", "amount": 12.5, "reason": "goodwill",
@@ -123,6 +156,9 @@ async def fill(api: Api, runtime: Runtime, space: SpaceKey, pg_url: str) -> Shop
             key_id, shop.revoked_key = admin.create_key(conn, space.space, ["profile:read"])
             space_store.revoke_key(conn, key_id)
             admin.set_webhook(conn, space.slug, "http://127.0.0.1:9/hooks")
-    await shop.send(api, "/v1/events", {"user_id": "bob", "event": "buy",
-                                        "transaction_id": "b-hooked", "context": {"amount": 1}})
+    await shop.send(
+        api,
+        "/v1/events",
+        {"user_id": "bob", "event": "buy", "transaction_id": "b-hooked", "context": {"amount": 1}},
+    )
     return shop

@@ -134,7 +134,12 @@ async def test_known_transaction_ids_answer_as_imported_duplicates_after_the_cut
     shop, space, pg_url, cli: Cli, tmp_path
 ):
     balances = write(tmp_path / "b.csv", "user_id,wallet,amount\nann,points,100\nbob,points,5\n")
-    logged = {"user_id": "bob", "event": "buy", "transaction_id": "here-1", "context": {"amount": 1}}
+    logged = {
+        "user_id": "bob",
+        "event": "buy",
+        "transaction_id": "here-1",
+        "context": {"amount": 1},
+    }
     assert (await shop.post("/v1/events", logged)).status == 200
     known = write(tmp_path / "known.csv", (
         "old-any\n"
@@ -154,7 +159,12 @@ async def test_known_transaction_ids_answer_as_imported_duplicates_after_the_cut
     assert "line 6: refused: kind is event or redemption" in err
     before = (await shop.get("/v1/customer/ann")).body
 
-    retry = {"user_id": "ann", "event": "buy", "transaction_id": "old-ann", "context": {"amount": 9}}
+    retry = {
+        "user_id": "ann",
+        "event": "buy",
+        "transaction_id": "old-ann",
+        "context": {"amount": 9},
+    }
     answer = await shop.post("/v1/events", retry)
     assert answer.status == 200
     body = answer.body
@@ -168,7 +178,9 @@ async def test_known_transaction_ids_answer_as_imported_duplicates_after_the_cut
     anyone = await shop.post("/v1/events", {**retry, "user_id": "bob", "transaction_id": "old-any"})
     assert anyone.status == 200 and anyone.body["imported"] is True
     assert anyone.body["wallet_state"]["points"] == 6  # bob's own balance (5 + the logged 1)
-    batch = {"events": [{**retry, "transaction_id": "old-any-2"}, {**retry, "transaction_id": "new"}]}
+    batch = {
+        "events": [{**retry, "transaction_id": "old-any-2"}, {**retry, "transaction_id": "new"}]
+    }
     items = (await shop.post("/v1/events:batch", batch)).body["results"]
     assert items[0]["imported"] is True and items[0]["delta"] == []
     assert "imported" not in items[1] and items[1]["delta"][0]["amount"] == 9
@@ -177,7 +189,10 @@ async def test_known_transaction_ids_answer_as_imported_duplicates_after_the_cut
     redeemed = await shop.post("/v1/rewards/redeem", redeem)
     assert redeemed.status == 200, redeemed.body
     assert redeemed.body["redeemed"] is True and redeemed.body["imported"] is True
-    assert redeemed.body["delta"] == [] and redeemed.body["cost"] == {"wallet": "points", "amount": 10}
+    assert redeemed.body["delta"] == [] and redeemed.body["cost"] == {
+        "wallet": "points",
+        "amount": 10,
+    }
     after = (await shop.get("/v1/customer/ann")).body
     assert after["wallets"]["points"] == before["wallets"]["points"] + 9  # only the new event
     assert [e["transaction_id"] for e in after["events"]] == ["new"]

@@ -6,6 +6,7 @@ exporting it again gives the same file but ``exported_at`` and the checksum."""
 from __future__ import annotations
 
 import gzip
+import secrets
 import stat
 from pathlib import Path
 from urllib.parse import quote
@@ -13,10 +14,12 @@ from urllib.parse import quote
 import msgspec
 import psycopg
 import trio
+from psycopg.conninfo import make_conninfo
 
 from perkamo.profiles.replay import replay_profile
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
+from storage.space_tables import skip_triggers
 from tests.api_client import Api, app_for
 from tests.perkamo.http.test_auth import signed_headers
 from tests.perkamo.moving.conftest import Cli
@@ -24,7 +27,8 @@ from tests.perkamo.moving.shop import fill
 from tests.perkamo.profiles.test_properties import stored_profile
 
 EVERY_TYPE = {"config", "api_key", "webhook", "profile", "event", "redemption", "identify",
-              "adjustment", "reversal", "known", "usage", "usage_day", "activity_day",
+              "adjustment", "reversal", "known", "usage", "usage_day", "ledger_day", "rule_day",
+              "activity_day",
               "delivery"}  # fmt: skip
 
 
@@ -118,11 +122,43 @@ async def test_the_old_key_serves_the_sdk_calls_against_the_imported_space(
             assert outcome["applied"] is True and outcome["duplicate"] is False
             profile = (await sdk.get("/v1/customer/ann")).body
             assert profile["events"][0]["transaction_id"] == "after-move"
-            redeemed = await signed("/v1/rewards/redeem", {"user_id": "ann",
-                                                           "reward_key": "coupon",
-                                                           "transaction_id": "after-move-r"})
+            redeemed = await signed(
+                "/v1/rewards/redeem",
+                {"user_id": "ann", "reward_key": "coupon", "transaction_id": "after-move-r"},
+            )
             assert redeemed["redeemed"] is True
             program = (await sdk.get("/v1/program")).body
             assert program["space"]["slug"] == space.slug
             assert program["blueprint"]["earningRules"][0]["event"] == "buy"
             assert (await sdk.get("/v1/usage")).status == 200
+
+
+async def test_an_import_without_superuser_rights_fires_the_triggers_and_gives_the_same_space(
+    api, runtime, space, pg_url, fresh_url, cli: Cli, tmp_path
+):
+    """As a superuser the import writes the rows alone (no trigger fires); as an ordinary
+    role every trigger fires — foreign keys, analytics, notifications — and the Space is
+    the same."""
+    await fill(api, runtime, space, pg_url)
+    exported = tmp_path / "shop.jsonl"
+    assert cli(pg_url, "export", space.slug, "--output", str(exported))[0] == 0
+    role = "mover_" + secrets.token_hex(3)
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    as_role = make_conninfo(fresh_url, user=role)
+    try:
+        with psycopg.connect(as_role) as conn:
+            assert not skip_triggers(conn)  # the path this test is about
+        code, _, err = cli(as_role, "import", str(exported))
+        assert code == 0, err
+        again = tmp_path / "again.jsonl"
+        assert cli(fresh_url, "export", space.slug, "--output", str(again))[0] == 0
+        assert lines_of(again)[1:-1] == lines_of(exported)[1:-1]
+    finally:
+        with psycopg.connect(fresh_url, autocommit=True) as conn:
+            conn.execute(f"REASSIGN OWNED BY {role} TO postgres")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
