@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +109,12 @@ def import_space(
                     )
             bulk = skip_triggers(conn)
             progress.start("import", sum(checked.counts.values()))
-            digest = hashlib.sha256()
             with open_lines(path) as stream:
-                lines = _hashed(stream, digest)
-                next(lines)  # the header
-                _write_sections(conn, space_id, lines, checked, progress, done, new_keys)
+                reader = _Reader(stream)
+                reader.next()  # the header
+                _write_sections(conn, space_id, reader, checked, progress, done, new_keys)
             # Written are the lines the first pass checked, or nothing is.
-            if digest.hexdigest() != checked.sha256:
+            if reader.digest.hexdigest() != checked.sha256:
                 raise MoveRefused(f"{path} changed while it was imported")
             for entry in TABLES:  # what the import's triggers wrote and the file has not
                 if entry.replace and entry.line not in checked.counts:
@@ -138,7 +137,7 @@ def import_space(
 def _write_sections(
     conn: Conn,
     space_id: int,
-    lines: Numbered,
+    reader: _Reader,
     checked: Checked,
     progress: Progress,
     done: Imported,
@@ -146,11 +145,10 @@ def _write_sections(
 ) -> None:
     """Each type's lines in the file's order (the first pass counted them, together)."""
     for kind, count in checked.counts.items():
-        section = islice(lines, count)
-        number, first = next(section)
+        number, first = reader.next()
         if line_type(first, number) != kind:
             raise MoveRefused(f"line {number}: the file changed since it was checked")
-        rows = _chain((number, first), section)
+        rows = chain([(number, first)], reader.take(count - 1))
         if kind == CONFIG_LINE:
             _write_config(conn, space_id, rows, progress)
             continue
@@ -169,10 +167,28 @@ def _write_sections(
             _copy(conn, space_id, entry.table, columns, rows, progress)
 
 
-def _hashed(stream: Iterable[bytes], digest: Any) -> Numbered:
-    for number, line in enumerate(stream, 1):
-        digest.update(line)
-        yield number, line
+class _Reader:
+    """The file's lines, numbered and hashed as they are read."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = iter(stream)
+        self.digest = hashlib.sha256()
+        self.number = 0
+
+    def next(self) -> tuple[int, bytes]:
+        line = next(self._stream)
+        self.number += 1
+        self.digest.update(line)
+        return self.number, line
+
+    def take(self, count: int) -> Numbered:
+        """The next ``count`` lines (read to the end before the next ``take``)."""
+        update, number = self.digest.update, self.number
+        for line in islice(self._stream, count):
+            number += 1
+            update(line)
+            yield number, line
+        self.number = number
 
 
 def _decoded(decoder: RowDecoder, rows: Numbered, progress: Progress) -> Iterator[tuple[Any, ...]]:
@@ -192,7 +208,7 @@ def _copy(
 ) -> RowDecoder:  # fmt: skip
     number, first = next(rows)
     decoder = RowDecoder(line_type(first, number), columns, first, number)
-    again = _chain((number, first), rows)
+    again = chain([(number, first)], rows)
     _copy_rows(conn, table, decoder.names, space_id, _decoded(decoder, again, progress), number)
     return decoder
 
@@ -209,11 +225,6 @@ def _copy_rows(
         raise MoveRefused(f"{at}{exc.diag.message_primary or exc}") from None
 
 
-def _chain(first: tuple[int, bytes], rest: Numbered) -> Numbered:
-    yield first
-    yield from rest
-
-
 def _write_config(conn: Conn, space_id: int, rows: Numbered, progress: Progress) -> None:
     """Module versions (drafts included) COPYed, then the active one of each module."""
     columns = table_columns(conn, "config_versions")
@@ -228,7 +239,7 @@ def _write_config(conn: Conn, space_id: int, rows: Numbered, progress: Progress)
     active: list[tuple[str, str, Any]] = []
 
     def stored() -> Iterator[tuple[Any, ...]]:
-        for row in _decoded(decoder, _chain((number, first), rows), progress):
+        for row in _decoded(decoder, chain([(number, first)], rows), progress):
             if row[flag]:
                 active.append((row[module], row[version], None if at is None else row[at]))
             yield row[:flag] + row[flag + 1 :]
@@ -249,7 +260,7 @@ def _copy_fresh(
     number, first = next(rows)
     decoder = RowDecoder(entry.line, columns, first, number)
     column = decoder.names.index(entry.fresh)
-    all_rows = _chain((number, first), rows)
+    all_rows = chain([(number, first)], rows)
     renamed = 0
     while batch := list(islice(all_rows, _FRESH_BATCH)):
         decoded = [list(decoder.decode(line, n)) for n, line in batch]
@@ -274,7 +285,7 @@ def _copy_new_keys(
     now = datetime.now(UTC).isoformat()
     made: list[NewKey] = []
     out: list[tuple[Any, ...]] = []
-    for n, line in _chain((number, first), rows):
+    for n, line in chain([(number, first)], rows):
         row = dict(zip(names, decoder.decode(line, n), strict=True))
         secret = key_rules.generate_key(space.environment)
         key_id = key_rules.new_key_id()
