@@ -92,11 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         limits.add_argument(f"--{meter}", metavar="N|none", help=f"monthly {meter} limit")
     limits.add_argument("--rate", metavar="N|none", help="requests per second per key")
     limits.add_argument("--burst", metavar="N|none", help="token bucket size per key")
-    freeze = spaces.add_parser("freeze", help="refuse the Space's writes (503) while it moves")
-    freeze.add_argument("slug")
-    unfreeze = spaces.add_parser("unfreeze", help="accept the Space's writes again")
-    unfreeze.add_argument("slug")
-    for p in (create, listing, setting, limits, freeze, unfreeze):
+    for p in (create, listing, setting, limits, *moving.add_space_parsers(spaces)):
         _add_storage_flags(p)
 
     hooks = sub.add_parser("webhooks", help="the Space's webhook endpoint").add_subparsers(
@@ -141,12 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
     krotate.add_argument("key_id")
-    parsers = (
-        *adjustments.add_parsers(sub),
-        *trials.add_parsers(sub),
-        *operators.add_parsers(sub),
-        *moving.add_parsers(sub),
-    )
+    parsers = (*adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub))
+    parsers += tuple(moving.add_parsers(sub))
     for p in (kcreate, klist, krevoke, krotate, *parsers):
         _add_storage_flags(p)
     return parser

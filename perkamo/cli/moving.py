@@ -66,6 +66,17 @@ def add_parsers(
     return [export, restore, balances]
 
 
+def add_space_parsers(
+    spaces: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> list[argparse.ArgumentParser]:
+    """``perkamo spaces freeze`` and ``unfreeze`` (run by the ``spaces`` command)."""
+    freeze = spaces.add_parser("freeze", help="refuse the Space's writes (503) while it moves")
+    freeze.add_argument("slug")
+    unfreeze = spaces.add_parser("unfreeze", help="accept the Space's writes again")
+    unfreeze.add_argument("slug")
+    return [freeze, unfreeze]
+
+
 def run(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     try:
         if args.command == "export":
