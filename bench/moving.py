@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from perkamo.access import admin
 from perkamo.configuration import store
@@ -139,7 +139,7 @@ def perkamo(url: str, data: Path, *argv: str) -> tuple[float, int, str, str]:
 def another_database(url: str, name: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    moved = make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
+    moved = make_conninfo(url, dbname=name)
     with psycopg.connect(moved) as conn:
         migrate(conn)
     return moved
@@ -182,7 +182,7 @@ def measure(args: argparse.Namespace, work: Path, url: str) -> dict[str, Any]:
     result["import"] = {"seconds": seconds, "lines": lines, "peak_rss_mib": peak / 2**20,
                         "progress": err.strip().splitlines()[-1:]}  # fmt: skip
     log(f"import: {lines:,} lines in {seconds:.1f} s, peak RSS {peak / 2**20:.0f} MiB")
-    result["phases"] = phases(export, moved, work)
+    result["phases"] = phases(export, moved)
     csv = work / "balances.csv"
     balances_file(csv, args.balances)
     with psycopg.connect(url) as conn:
@@ -196,46 +196,76 @@ def measure(args: argparse.Namespace, work: Path, url: str) -> dict[str, Any]:
     return result
 
 
-def phases(export: Path, url: str, work: Path) -> dict[str, float]:
-    """Profiles/s and log rows/s of one more import (in this process, under --space), timed
-    where its progress crosses the end of the profiles and of the log."""
+def postgres_cpu(url: str) -> dict[int, float]:
+    """CPU seconds of each of the server's processes (its backends, WAL writer,
+    checkpointer): what PostgreSQL spends, apart from the waiting a wall clock counts."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    postmaster = psutil.Process(row[0]).parent()
+    assert postmaster is not None
+    used = {}
+    for process in postmaster.children():
+        try:
+            times = process.cpu_times()
+            used[process.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return used
+
+
+def phases(export: Path, url: str) -> dict[str, float]:
+    """One more import (in this process, under another slug), timed where its progress
+    crosses the start and end of the profiles and of the log, with the CPU this process and
+    PostgreSQL used in each."""
     from perkamo.usecases.moving.checking import check_file
     from perkamo.usecases.moving.restore import import_space
     from storage.database import Timeouts
 
     checked = check_file(export)
     order = list(checked.counts)
-    before_profiles = sum(checked.counts[t] for t in order[: order.index("profile")])
+    first = sum(checked.counts[t] for t in order[: order.index("profile")])
     profiles = checked.counts["profile"]
-    log_types = ("event", "redemption", "identify", "adjustment", "reversal")
-    log_rows = sum(checked.counts.get(t, 0) for t in log_types)
+    log_rows = sum(checked.counts.get(t, 0) for t in ("event", "redemption", "identify",
+                                                      "adjustment", "reversal"))  # fmt: skip
 
     class Clock:
+        """At each report of progress: the wall time, this process's CPU, PostgreSQL's."""
+
         def __init__(self) -> None:
             self.done = 0
-            self.marks: dict[int, float] = {}
+            self.marks: dict[int, tuple[float, float, float]] = {}
+            self.base: dict[int, float] = {}
 
         def start(self, what: str, total: int) -> None:
-            self.marks[0] = time.perf_counter()
+            self.base = postgres_cpu(url)
+            self.marks[0] = (time.perf_counter(), time.process_time(), 0.0)
 
         def advance(self, lines: int) -> None:
             self.done += lines
-            self.marks[self.done] = time.perf_counter()
+            now = postgres_cpu(url)
+            pg = sum(cpu - self.base.get(pid, 0.0) for pid, cpu in now.items())
+            self.marks[self.done] = (time.perf_counter(), time.process_time(), pg)
 
         def finish(self) -> None:
             pass
 
-        def at(self, line: int) -> float:
+        def at(self, line: int) -> tuple[float, float, float]:
             return self.marks[min(n for n in self.marks if n >= line)]
 
     clock = Clock()
     import_space(url, export, checked, clock, Timeouts(), slug="moving-again", new_keys=True)
-    profiles_done = clock.at(before_profiles + profiles)
-    log_done = clock.at(before_profiles + profiles + log_rows)
+    start, middle = clock.at(first), clock.at(first + profiles)
+    end = clock.at(first + profiles + log_rows)
+
+    def rates(a: tuple[float, float, float], b: tuple[float, float, float], n: int) -> list[float]:
+        return [n / (b[0] - a[0]), (b[1] - a[1]) / n * 1e6, (b[2] - a[2]) / n * 1e6]
+
+    p, g = rates(start, middle, profiles), rates(middle, end, log_rows)
     return {
-        "profiles_per_second": profiles / (profiles_done - clock.at(before_profiles)),
-        "log_rows_per_second": log_rows / (log_done - profiles_done),
-    }
+        "profiles_per_second": p[0], "profile_python_us": p[1], "profile_postgres_us": p[2],
+        "log_rows_per_second": g[0], "log_python_us": g[1], "log_postgres_us": g[2],
+    }  # fmt: skip
 
 
 def write(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -256,8 +286,8 @@ embedded PostgreSQL 18.
 |---|---|---|
 | `perkamo export` | {e["lines"]:,} lines ({e["bytes"] / 2**20:,.0f} MiB) in {e["seconds"]:.1f} s — {e["lines"] / e["seconds"]:,.0f} lines/s; peak RSS {e["peak_rss_mib"]:.0f} MiB | memory ≤ 200 MiB |
 | `perkamo import` (whole command: both passes, one transaction) | {i["lines"]:,} lines in {i["seconds"]:.1f} s — {i["lines"] / i["seconds"]:,.0f} lines/s; peak RSS {i["peak_rss_mib"]:.0f} MiB | — |
-| import: profiles | {p["profiles_per_second"]:,.0f} profiles/s | ≥ 50,000 |
-| import: the log | {p["log_rows_per_second"]:,.0f} rows/s | ≥ 100,000 |
+| import: profiles | {p["profiles_per_second"]:,.0f} profiles/s; CPU per profile: the import {p["profile_python_us"]:.1f} µs, PostgreSQL {p["profile_postgres_us"]:.1f} µs | ≥ 50,000 |
+| import: the log | {p["log_rows_per_second"]:,.0f} rows/s; CPU per row: the import {p["log_python_us"]:.1f} µs, PostgreSQL {p["log_postgres_us"]:.1f} µs | ≥ 100,000 |
 | `perkamo import-balances` | {b["rows"]:,} rows in {b["seconds"]:.1f} s — {b["rows"] / b["seconds"]:,.0f} rows/s; peak RSS {b["peak_rss_mib"]:.0f} MiB | — |
 
 `import-balances` said: `{b["summary"]}`.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from perkamo.cli.main import main
 from storage.migrations import migrate
@@ -23,7 +23,7 @@ def fresh_url(pg_url: str) -> Iterator[str]:
     name = "moved_" + secrets.token_hex(4)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(**{**conninfo_to_dict(pg_url), "dbname": name})
+    url = make_conninfo(pg_url, dbname=name)
     with psycopg.connect(url) as conn:
         migrate(conn)
     yield url
