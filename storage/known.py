@@ -13,6 +13,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from .history import StoredWrite
+from .history import find_originals as find_logged
 
 Conn = psycopg.Connection[Any]
 
@@ -99,3 +100,14 @@ def find_known(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> lis
             (space_id, namespace, ids),
         )
         return cur.fetchall()
+
+
+def find_originals(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> list[StoredWrite]:
+    """The stored writes of ``namespace`` with these transaction ids — logged, or else
+    known (one storage call: the second statement only for ids the log does not hold)."""
+    found = find_logged(conn, space_id, namespace, ids)
+    if namespace not in KNOWN_NAMESPACES or len(found) == len(ids):
+        return found
+    logged = {row.transaction_id for row in found}
+    missing = [tx for tx in ids if tx not in logged]
+    return found + find_known(conn, space_id, namespace, missing)

@@ -15,8 +15,8 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import TransactionKey, Write
 from perkamo.program import ProfileState, Program
 from storage import Database
-from storage.history import StoredWrite, find_originals
-from storage.known import KNOWN_NAMESPACES, find_known
+from storage.history import StoredWrite
+from storage.known import find_originals
 
 # The profile as committed and its program: what an imported duplicate's answer shows.
 Committed = Callable[[], Awaitable[tuple[ProfileState, Program]]]
@@ -33,10 +33,6 @@ async def originals(
     for namespace, ids in sorted(wanted.items()):
         for row in await db.run(find_originals, space_id, namespace, sorted(set(ids))):
             found[(namespace, row.transaction_id)] = row
-        missing = sorted({tx for tx in ids if (namespace, tx) not in found})
-        if missing and namespace in KNOWN_NAMESPACES:
-            for row in await db.run(find_known, space_id, namespace, missing):
-                found[(namespace, row.transaction_id)] = row
     return found
 
 

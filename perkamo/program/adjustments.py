@@ -75,34 +75,8 @@ def adjust(
     insufficient_balance, or validation_error (check_adjustment, or a result outside
     ±10^15)."""
     check_adjustment(program, wallet_key, amount)
-    wallet = program.wallet(wallet_key)
-    assert wallet is not None
-    with localcontext(DECIMALS):
-        current = state.wallets.get(wallet_key) or WalletBalance()
-        balance = current.balance + amount
-        earned = max(current.earned + amount, Decimal(0)) if counts_toward_level else None
-        if amount < 0 and balance < 0 and not wallet.allow_negative:
-            raise SupportRefused(
-                Code.INSUFFICIENT_BALANCE,
-                f"Not enough {wallet.name}: the balance is "
-                f"{number(current.balance, wallet.precision)}, the adjustment is "
-                f"{number(amount, wallet.precision)}.",
-            )
-        if not within(balance) or (earned is not None and not within(earned)):
-            raise SupportRefused(
-                Code.VALIDATION_ERROR,
-                "The adjustment would take the balance outside ±10^15.",
-                details=[{"path": "amount", "message": "the result is out of range"}],
-            )
-        run = _run(state, program, received_at, traits)
-        level_before = level_number(state, program)
-        changed = run.state.wallets.setdefault(wallet_key, WalletBalance())
-        changed.balance = balance
-        if earned is not None:
-            changed.earned = earned
-        return run.state, _change(
-            run, level_before, [Delta(wallet_key, number(amount, wallet.precision))]
-        )
+    earned = amount if counts_toward_level else None
+    return _move(state, wallet_key, amount, earned, program, received_at, traits, "adjustment")
 
 
 def check_opening(
@@ -139,29 +113,48 @@ def open_balance(
     an adjustment that counts toward the level), with ``traits`` (already merged) in scope
     for perk conditions. Raises SupportRefused like ``adjust``."""
     check_opening(program, wallet_key, amount, earned)
+    by = amount if earned is None else earned
+    return _move(state, wallet_key, amount, by, program, received_at, traits, "opening balance")
+
+
+def _move(
+    state: ProfileState,
+    wallet_key: str,
+    amount: Decimal,
+    earned_by: Decimal | None,
+    program: Program,
+    received_at: datetime,
+    traits: Mapping[str, Any],
+    what: str,
+) -> tuple[ProfileState, Change]:
+    """``amount`` added to the balance, ``earned_by`` to the earned total (never below zero;
+    None: untouched), then the level, perks and boosts re-run; ``what`` names it in a
+    refusal."""
     wallet = program.wallet(wallet_key)
     assert wallet is not None
     with localcontext(DECIMALS):
         current = state.wallets.get(wallet_key) or WalletBalance()
         balance = current.balance + amount
-        total = max(current.earned + (amount if earned is None else earned), Decimal(0))
+        earned = None if earned_by is None else max(current.earned + earned_by, Decimal(0))
         if amount < 0 and balance < 0 and not wallet.allow_negative:
             raise SupportRefused(
                 Code.INSUFFICIENT_BALANCE,
                 f"Not enough {wallet.name}: the balance is "
-                f"{number(current.balance, wallet.precision)}, the opening balance is "
+                f"{number(current.balance, wallet.precision)}, the {what} is "
                 f"{number(amount, wallet.precision)}.",
             )
-        if not within(balance) or not within(total):
+        if not within(balance) or (earned is not None and not within(earned)):
             raise SupportRefused(
                 Code.VALIDATION_ERROR,
-                "The opening balance would take the balance outside ±10^15.",
+                f"The {what} would take the balance outside ±10^15.",
                 details=[{"path": "amount", "message": "the result is out of range"}],
             )
         run = _run(state, program, received_at, traits)
         level_before = level_number(state, program)
         changed = run.state.wallets.setdefault(wallet_key, WalletBalance())
-        changed.balance, changed.earned = balance, total
+        changed.balance = balance
+        if earned is not None:
+            changed.earned = earned
         delta = [Delta(wallet_key, number(amount, wallet.precision))] if amount else []
         return run.state, _change(run, level_before, delta)
 

@@ -141,3 +141,10 @@ async def test_beside_the_original_the_copy_needs_new_keys(
     moved = (await Api(app_for(runtime), new_key).get("/v1/customer/ann")).body
     assert moved == {**original, "tenant": copy}
     assert (await api.get("/v1/program")).body["space"]["slug"] == space.slug  # the old key
+
+
+def test_an_export_of_no_such_space_leaves_no_file(pg_url, cli: Cli, tmp_path):
+    target = tmp_path / "nothing.jsonl"
+    code, _, err = cli(pg_url, "export", "no-such-space", "--output", str(target))
+    assert code == 2 and "no Space 'no-such-space'" in err
+    assert list(tmp_path.glob("nothing.jsonl*")) == []
