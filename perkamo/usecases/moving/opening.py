@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import trio
 
 from perkamo import ids
-from perkamo.errors import PerkamoError
+from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import OpenBalance, Written
 from perkamo.program import Program
 from perkamo.program.adjustments import check_opening
@@ -28,10 +28,16 @@ from perkamo.usecases.moving.balances import Known, Opening, Refused
 from storage.known import KnownRow, add_known
 
 T = TypeVar("T")
-WINDOW = 500  # rows asked of the actors together
-IN_FLIGHT = 4  # windows at once: the group commit is never idle between two
+# Rows asked of the actors together, and windows at once: the group commit is never idle
+# between two, and what is in flight stays under the admission bound's floor (1,000 items:
+# actors/_admission.py), so a busy server does not refuse the run's own rows.
+WINDOW = 250
+IN_FLIGHT = 3
 KNOWN_CHUNK = 2000  # ids per transaction (each holds a brief lock on the log's inserts)
-_RETRIES = 5  # a 503 (a busy or failing-over server) is asked again: the id makes it safe
+# A row answered 503 (a busy server, storage failing over) is asked again with its id, which
+# makes that safe, with a growing pause: for about two minutes before it counts as refused.
+_RETRIES = 24
+_MAX_PAUSE = 5.0
 _ANSWER_SECONDS = 30.0
 
 
@@ -136,12 +142,17 @@ async def _ask(
         todo = [i for i in todo if isinstance(answers[i], PerkamoError) and _busy(answers[i])]
         if not todo:
             break
-        await trio.sleep(0.2 * (attempt + 1))
+        await trio.sleep(min(0.1 * 2**attempt, _MAX_PAUSE))
     return [a for a in answers if a is not None]
 
 
 def _busy(answer: object) -> bool:
-    return isinstance(answer, PerkamoError) and answer.status == 503
+    """A refusal that says "not now" (a frozen Space is not now for a long while)."""
+    return (
+        isinstance(answer, PerkamoError)
+        and answer.status == 503
+        and answer.code is not Code.SPACE_FROZEN
+    )
 
 
 def _command(row: Opening, now: datetime, limits: dict[str, Any], actor: str | None) -> OpenBalance:
