@@ -196,16 +196,21 @@ def measure(args: argparse.Namespace, work: Path, url: str) -> dict[str, Any]:
     return result
 
 
-def postgres_cpu(url: str) -> dict[int, float]:
-    """CPU seconds of each of the server's processes (its backends, WAL writer,
-    checkpointer): what PostgreSQL spends, apart from the waiting a wall clock counts."""
+def postmaster(url: str) -> psutil.Process:
+    """The server's main process (the parent of a backend, asked while it is alive)."""
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    postmaster = psutil.Process(row[0]).parent()
-    assert postmaster is not None
+        assert row is not None
+        parent = psutil.Process(row[0]).parent()
+    assert parent is not None
+    return parent
+
+
+def postgres_cpu(server: psutil.Process) -> dict[int, float]:
+    """CPU seconds of each of the server's processes (its backends, WAL writer,
+    checkpointer): what PostgreSQL spends, apart from the waiting a wall clock counts."""
     used = {}
-    for process in postmaster.children():
+    for process in server.children():
         try:
             times = process.cpu_times()
             used[process.pid] = times.user + times.system
@@ -238,12 +243,12 @@ def phases(export: Path, url: str) -> dict[str, float]:
             self.base: dict[int, float] = {}
 
         def start(self, what: str, total: int) -> None:
-            self.base = postgres_cpu(url)
+            self.base = postgres_cpu(server)
             self.marks[0] = (time.perf_counter(), time.process_time(), 0.0)
 
         def advance(self, lines: int) -> None:
             self.done += lines
-            now = postgres_cpu(url)
+            now = postgres_cpu(server)
             pg = sum(cpu - self.base.get(pid, 0.0) for pid, cpu in now.items())
             self.marks[self.done] = (time.perf_counter(), time.process_time(), pg)
 
@@ -253,6 +258,7 @@ def phases(export: Path, url: str) -> dict[str, float]:
         def at(self, line: int) -> tuple[float, float, float]:
             return self.marks[min(n for n in self.marks if n >= line)]
 
+    server = postmaster(url)
     clock = Clock()
     import_space(url, export, checked, clock, Timeouts(), slug="moving-again", new_keys=True)
     start, middle = clock.at(first), clock.at(first + profiles)
