@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
+from ._actor import Actor, ActorFactory, SystemStatistics
 from ._cohort import Cohort, run_cohort
 from ._envelope import Envelope, Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
@@ -17,35 +17,6 @@ from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, Sy
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M")
 R = TypeVar("R")
-M_contra = TypeVar("M_contra", contravariant=True)
-R_co = TypeVar("R_co", covariant=True)
-
-
-class Actor(Protocol[M_contra, R_co]):
-    """What the runtime drives. ``receive`` gets every message waiting in the mailbox (up to
-    the system's ``batch_limit``), in arrival order, and returns one reply per message in the
-    same order. Raising fails every caller of that batch and discards the actor."""
-
-    async def receive(self, messages: Sequence[M_contra]) -> Sequence[R_co]: ...
-
-
-# Activates the actor for a key: loads its state before it handles anything.
-ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
-
-
-@dataclass(frozen=True, slots=True)
-class SystemStatistics:
-    resident: int
-    running: int
-    queued: int  # waiting in mailboxes
-    pending: int  # admitted and not yet answered (queued, or in a batch being handled)
-    max_pending: int
-    answered: int  # messages handled (replied, failed or withdrawn) since the start
-    max_mailbox_depth: int
-    activations: int
-    passivations: int
-    failures: int
-    messages: int
 
 
 class Slot(Generic[K, M, R]):

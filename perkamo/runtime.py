@@ -153,40 +153,15 @@ async def open_runtime(
             services = ProfileServices(
                 db, loader, writer, programs, usage, hooks, dispatcher.kick, history
             )
-            async with open_actor_system(
-                services.activate,
-                cohort=ProfileCohort(services),
-                mailbox_capacity=settings.mailbox_capacity,
-                idle_timeout=settings.idle_seconds,
-                max_resident=settings.max_resident_profiles,
-                max_pending=settings.max_pending,
-            ) as system:
-                admission = Admission(
-                    system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
-                )
-                nursery.start_soon(admission.run)
+            async with _open_profiles(settings, services, nursery) as system:
                 gateway = Gateway(
                     system, cluster, partial(_deadline, settings.request_timeout), health.ready
                 )
                 runtime = Runtime(
-                    settings,
-                    db,
-                    writer,
-                    system,
-                    auth,
-                    listener,
-                    programs,
-                    usage,
-                    RateLimiter(),
-                    dispatcher,
-                    health,
-                    history,
-                    services,
-                    backtests,
-                    attempts,
-                    cluster,
-                    gateway,
-                )
+                    settings, db, writer, system, auth, listener, programs, usage,
+                    RateLimiter(), dispatcher, health, history, services, backtests, attempts,
+                    cluster, gateway,
+                )  # fmt: skip
                 if member:
                     _serve_shards(runtime)
                 yield runtime
@@ -196,6 +171,26 @@ async def open_runtime(
             await usage.flush_requests(writer.commit)
             await attempts.flush()
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _open_profiles(
+    settings: Settings, services: ProfileServices, nursery: trio.Nursery
+) -> AsyncIterator[ActorSystem[ProfileKey, AnyCommand, object]]:
+    """The profiles' actor system, with its admission bound (API.md "Admission")."""
+    async with open_actor_system(
+        services.activate,
+        cohort=ProfileCohort(services),
+        mailbox_capacity=settings.mailbox_capacity,
+        idle_timeout=settings.idle_seconds,
+        max_resident=settings.max_resident_profiles,
+        max_pending=settings.max_pending,
+    ) as system:
+        admission = Admission(
+            system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
+        )
+        nursery.start_soon(admission.run)
+        yield system
 
 
 async def _listen(

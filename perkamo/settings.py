@@ -93,11 +93,11 @@ class Settings:
         return Timeouts(statement=self.statement_timeout, checkout=self.checkout_timeout)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
         """Settings from ``PERKAMO_*`` variables (unset ones keep their defaults), then
         ``overrides`` (CLI flags; None means not given). Raises SettingsError naming the
         variable for a value that does not parse."""
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {}  # each of a field's own type
         for variable, field, parse in _VARIABLES:
             raw = environ.get(variable)
             if raw is None or raw == "":
@@ -109,7 +109,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: Any) -> Settings:  # the fields' own types
         return dataclasses.replace(self, **changes)
 
 

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import trio
 
 from perkamo.access import admin
@@ -22,10 +21,9 @@ from perkamo.settings import Settings, SettingsError, parse_workers
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
 from storage.console import audit
+from storage.database import Conn
 from storage.migrations import migrate
 from storage.spaces import KeyRecord
-
-Conn = psycopg.Connection[Any]
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:

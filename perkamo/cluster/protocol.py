@@ -9,13 +9,13 @@ import functools
 import hashlib
 import hmac
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import trio
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Message
+from perkamo.program.json_walk import JsonObject
 
 MAX_FRAME = 16 * 1024 * 1024
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -48,7 +48,7 @@ class WireError(msgspec.Struct):
 
     code: str
     message: str
-    details: list[dict[str, Any]] | None = None
+    details: list[JsonObject] | None = None
     retry_after: int | None = None
 
 
@@ -82,7 +82,7 @@ def encode_answer(answer: object) -> Response:
     return Response(0, msgspec.Raw(_encoder.encode(answer)))
 
 
-def decode_answer(response: Response, answer_type: Any) -> object:
+def decode_answer(response: Response, answer_type: object) -> object:
     """What ``encode_answer`` sent, as ``answer_type`` (the command's) or its refusal."""
     if response.error is not None:
         wire = response.error
@@ -92,7 +92,7 @@ def decode_answer(response: Response, answer_type: Any) -> object:
 
 
 @functools.cache
-def _answers(answer_type: Any) -> msgspec.json.Decoder[Any]:
+def _answers(answer_type: object) -> msgspec.json.Decoder[object]:
     return msgspec.json.Decoder(answer_type, float_hook=Decimal)
 
 

@@ -14,6 +14,7 @@ from werkzeug.routing import Rule
 from perkamo.console import ROUTES, Console
 from perkamo.http.edge import MAX_BODY_BYTES, Observability, handle
 from perkamo.http.routes import build_router
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -28,9 +29,7 @@ class _EveryRequest:
     def __init__(self, rule: Rule) -> None:
         self._rule = rule
 
-    def match(
-        self, *args: Any, return_rule: bool = False, **kwargs: Any
-    ) -> tuple[Any, dict[str, Any]]:
+    def match(self, *args: Any, return_rule: bool = False, **kwargs: Any) -> tuple[Any, JsonObject]:
         return (self._rule if return_rule else self._rule.endpoint), {}
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -30,7 +30,7 @@ from storage.spaces import KeyRecord
 from storage.thread_calls import deadline_at
 
 B = TypeVar("B", covariant=True)  # a Call only ever hands its body out
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)  # a Result only ever hands its body out
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
@@ -68,7 +68,7 @@ class Result(Generic[T]):
 
 
 def json_response(
-    status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None
+    status: int, payload: object, request_id: str, headers: dict[str, str] | None = None
 ) -> Response:
     response = Response(_encoder.encode(payload), status=status, content_type="application/json")
     response.headers["x-perkamo-request-id"] = request_id
@@ -180,7 +180,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
-        body = None
+        body: object = None
         if route.request is not None:
             _check_content_type(request.headers.get("content-type"))
             _check_content_encoding(request.headers.get("content-encoding"))
@@ -199,7 +199,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
 
 
 def _respond(
-    result: Result[Any], request_id: str, headers: dict[str, str] | None = None
+    result: Result[object], request_id: str, headers: dict[str, str] | None = None
 ) -> Response:
     body = result.body
     if isinstance(body, RawBody):
@@ -232,8 +232,11 @@ async def _authenticate(
 
 
 async def _bounded(
-    handler: Callable[[Any], Awaitable[Any]], call: Call[Any], deadline: float, method: str
-) -> Any:
+    handler: Callable[..., Awaitable[Result[object]]],
+    call: Call[object],
+    deadline: float,
+    method: str,
+) -> Result[object]:
     """The handler, its storage calls and its wait for actors bound by the request's
     deadline; whatever still waits at the bound (a cache load another request began) is
     given up on, so that every answer leaves within the request timeout, however long

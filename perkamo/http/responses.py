@@ -11,7 +11,6 @@ decimals as numbers); the OpenAPI generator documents them as ``number``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -26,6 +25,7 @@ from perkamo.profiles.answers import (
     RewardRef,
     Shape,
 )
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import BreakdownEntry, Delta, Skipped, Unlocked
 
 __all__ = [
@@ -70,7 +70,7 @@ class ItemError(Shape):
 class IdentifyResponse(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     created: bool
 
 
@@ -97,7 +97,7 @@ class PerkEntry(Shape):
     name: str
     description: str
     unlocked_at: str
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
 
 class Progress(Shape):
@@ -155,7 +155,7 @@ class RecentRedemption(Shape):
     transaction_id: str
     redeemed_at: str
     cost: Delta | None
-    effect: dict[str, Any] | None
+    effect: JsonObject | None
     status: str  # "redeemed" | "reversed"
     reversed_at: str | None
 
@@ -193,7 +193,7 @@ class ActiveBoost(Shape):
 class ProfileDocument(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     wallets: dict[str, Decimal]
     level: LevelProgress | None
     perks: list[PerkEntry]
@@ -248,7 +248,7 @@ class BacktestDocument(Shape, rename={"from_": "from"}):
     from_: str | None
     to: str | None
     progress: BacktestProgress
-    report: dict[str, Any] | None
+    report: JsonObject | None
     error: str | None
 
 
@@ -310,7 +310,7 @@ class ProgramMetrics(Shape):
 class ProgramDocument(Shape):
     tenant: str
     space: SpaceRef
-    blueprint: dict[str, Any]  # the uploaded modules, as configured
+    blueprint: JsonObject  # the uploaded modules, as configured
     versions: dict[str, str | None]
     integration: Integration
     metrics: ProgramMetrics
@@ -352,4 +352,4 @@ class ModuleDescription(Shape):
     module: str
     active_version: str | None
     versions: list[ModuleVersion]
-    body: dict[str, Any] | None
+    body: JsonObject | None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
 from perkamo.errors import Code, PerkamoError, validation_failed
@@ -34,15 +34,15 @@ class Route:
 
     method: str
     pattern: str  # e.g. "/v1/profile/{user_id}"
-    handler: Callable[[Any], Awaitable[Any]]
+    handler: Callable[..., Awaitable[Result[object]]]
     scope: str | None
     summary: str = ""
-    request: Any = None  # the body's Struct (None: no body)
-    response: Any = None  # the answer's type, or a media type (a page, a file)
+    request: type | None = None  # the body's Struct (None: no body)
+    response: type | str | None = None  # the answer's type, or a media type (a page, a file)
     errors: tuple[int, ...] = ()
     success: int = 200  # the status of a successful answer
-    cost: Callable[[Any], int] | None = None  # rate-limit tokens a body takes (default 1)
-    fast: Any = None  # a stricter shape tried first in one pass (a batch of valid events)
+    cost: Callable[..., int] | None = None  # rate-limit tokens a body takes (default 1)
+    fast: type | None = None  # a stricter shape tried first in one pass (a batch of events)
 
 
 def keyed(
@@ -57,7 +57,7 @@ def keyed(
     *,
     success: int = 200,
     cost: Callable[[B], int] | None = None,
-    fast: Any = None,
+    fast: type | None = None,
 ) -> Route:
     """A route for a key with ``scope``: its handler gets the key and the decoded body."""
     return Route(method, pattern, handler, scope, summary, request, response, errors, success,

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.http import docs_page, openapi
+from perkamo.http.admin_bodies import BacktestBody, ModulesUpload, ModuleUpload, SimulateBody
 from perkamo.http.bodies import (
     AdjustBody,
-    BacktestBody,
     BatchBody,
     EventBody,
     IdentifyBody,
-    ModulesUpload,
-    ModuleUpload,
     RedeemBody,
     ReverseBody,
-    SimulateBody,
     TypedBatch,
 )
 from perkamo.http.edge import Plain, RawBody, Result

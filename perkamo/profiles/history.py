@@ -20,13 +20,14 @@ import math
 from collections import OrderedDict, deque
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import trio
 
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import Delta
 from storage.adjustments import RecentAdjustment, recent_adjustments
+from storage.database import Conn
 from storage.profiles import StoredEvent, StoredRedemption, recent_events, recent_redemptions
 
 RECENT = 20  # events and redemptions a profile document lists
@@ -45,7 +46,7 @@ class HistoryRedemption(msgspec.Struct):
     transaction_id: str
     redeemed_at: datetime
     cost: Delta | None
-    effect: dict[str, Any] | None
+    effect: JsonObject | None
     reversed_at: datetime | None = None
 
 
@@ -65,7 +66,7 @@ class _EventParts(msgspec.Struct):  # what an event's stored answer contributes
 
 class _RedemptionParts(msgspec.Struct):
     cost: Delta | None = None
-    effect: dict[str, Any] | None = None
+    effect: JsonObject | None = None
 
 
 _event_parts = msgspec.json.Decoder(_EventParts, float_hook=Decimal)
@@ -139,7 +140,7 @@ def _array(items: deque[bytes]) -> bytes:
     return b"[" + b",".join(reversed(items)) + b"]"
 
 
-def read_recent(conn: Any, space_id: int, user_id: str, limit: int = RECENT) -> Kept:
+def read_recent(conn: Conn, space_id: int, user_id: str, limit: int = RECENT) -> Kept:
     """A profile's recent events, redemptions and adjustments from storage, newest first
     (``conn``: a connection of the shared pool, for ``Database.run``)."""
     entry = _Entry(0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Draft, TransactionKey, Write
@@ -40,7 +39,7 @@ class OverLimit:
 
 @dataclass(slots=True)
 class Step:
-    answer: Any  # the command's answer, a PerkamoError, or OverLimit
+    answer: object  # the command's answer, a PerkamoError, or OverLimit
     needs_commit: bool = False  # the answer stands only if the unit commits
 
 

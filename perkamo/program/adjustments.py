@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.amounts import decimal_places, number, wallet_state
@@ -45,7 +44,7 @@ class RedemptionRecord:
 
     reward_key: str
     cost: Delta
-    effect: Mapping[str, Any]
+    effect: Mapping[str, object]
     redeemed_at: datetime
 
 
@@ -68,7 +67,7 @@ def adjust(
     counts_toward_level: bool,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """Add ``amount`` (negative: subtract) to a wallet's balance and, when it counts toward
     the level, to its earned total (never below zero). Raises SupportRefused:
@@ -110,7 +109,7 @@ def reverse(
     record: RedemptionRecord,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """Give a redemption's cost back, free its per-day slot (and its count toward the
     reward's per-user limit), and end a boost whose current grant came from it, from
@@ -148,7 +147,7 @@ def _end_boost(
 
 
 def _run(
-    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, Any]
+    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, object]
 ) -> Evaluation:
     return Evaluation(
         state=copy_state(state),

@@ -17,7 +17,7 @@ from perkamo.program import schema as s
 from perkamo.program.bounds import LIMIT, LIMIT_TEXT, within
 from perkamo.program.conform import conform
 from perkamo.program.formula import FormulaError, parse
-from perkamo.program.json_walk import walk
+from perkamo.program.json_walk import JsonObject, walk
 from perkamo.program.paths import OPERATORS
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
@@ -373,7 +373,7 @@ def _check_boosts(m: s.BoostsModule, path: str) -> Iterable[Problem]:
         yield from _conditions(b.conditions, f"{here}.conditions")
 
 
-_MODULE_CHECKS: dict[str, Any] = {
+_MODULE_CHECKS: JsonObject = {
     "wallets": _check_wallets,
     "events": _check_events,
     "leveling": _check_leveling,

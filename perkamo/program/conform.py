@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
+from perkamo.program.json_walk import JsonObject
+
 _INT_RANGE = 2**63  # beyond it an integer field refuses the value anyway (with its bound)
 
 
@@ -115,7 +117,7 @@ def _item_type(info: mi.Type) -> mi.Type | None:
     return None
 
 
-def _object(value: dict[str, Any], info: mi.Type, path: str) -> dict[str, Any]:
+def _object(value: JsonObject, info: mi.Type, path: str) -> JsonObject:
     struct = _struct_for(value, info)
     if struct is not None:
         fields = {f.encode_name: f.type for f in struct.fields}
@@ -128,7 +130,7 @@ def _object(value: dict[str, Any], info: mi.Type, path: str) -> dict[str, Any]:
     return {k: _walk(v, mapping.value_type, f"{path}.{k}") for k, v in value.items()}
 
 
-def _struct_for(value: dict[str, Any], info: mi.Type) -> mi.StructType | None:
+def _struct_for(value: JsonObject, info: mi.Type) -> mi.StructType | None:
     if isinstance(info, mi.Metadata):
         return _struct_for(value, info.type)
     if isinstance(info, mi.StructType):

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import localcontext
-from typing import Any
 
 from perkamo.program.achievements import achievements
 from perkamo.program.amounts import wallet_state
@@ -84,7 +83,7 @@ def level_perks_boosts(run: Evaluation) -> int:
 
 
 def apply_identify(
-    state: ProfileState, traits: Mapping[str, Any], program: Program, received_at: datetime
+    state: ProfileState, traits: Mapping[str, object], program: Program, received_at: datetime
 ) -> tuple[ProfileState, list[Unlocked]]:
     """What identify evaluates: perk triggers and the boosts they grant (steps 8–9), with the
     server's receive time as ``unlocked_at``."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
 
 import msgspec
+
+from perkamo.program.json_walk import JsonObject
 
 _encoder = msgspec.json.Encoder()
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
@@ -16,7 +17,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
+        entry: JsonObject = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),

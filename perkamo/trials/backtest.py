@@ -19,6 +19,7 @@ from perkamo.errors import PerkamoError
 from perkamo.profiles.commands import COMMANDS, Replay
 from perkamo.program import ProfileState, Program
 from perkamo.program.evaluation import copy_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
 from perkamo.program.outcome import Delta, Unlocked
 from storage.backtests import Write
@@ -47,7 +48,7 @@ class Report:
     achievements: dict[str, dict[str, int]] = field(default_factory=dict)
     changes: list[tuple[Decimal, str, str, Decimal, Decimal]] = field(default_factory=list)
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> JsonObject:
         """The report as API.md §7 shows it."""
         wallets = sorted(
             set(self.awarded["baseline"]) | set(self.awarded["candidate"])

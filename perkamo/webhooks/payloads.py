@@ -14,6 +14,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.program.adjustments import Change
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import Delta, Outcome, Redemption
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
@@ -47,7 +48,7 @@ def event_delivery(
     event: str,
     occurred_at: datetime,
     received_at: datetime,
-    context: dict[str, Any],
+    context: JsonObject,
     outcome: Outcome,
     level_from: int | None,
 ) -> OutboxRow:
@@ -79,7 +80,7 @@ def redemption_delivery(
     space_id: int,
     user_id: str,
     transaction_id: str,
-    context: dict[str, Any],
+    context: JsonObject,
     redemption: Redemption,
     redemption_id: str,
     received_at: datetime,
@@ -114,7 +115,7 @@ def support_delivery(
     transaction_id: str,
     received_at: datetime,
     change: Change,
-    details: dict[str, Any],
+    details: JsonObject,
 ) -> OutboxRow:
     """``adjustment.created`` / ``redemption.reversed`` (API.md §8), in the envelope of §6."""
     effects: list[Any] = list(change.unlocked)

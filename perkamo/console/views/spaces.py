@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 from quart import Response
@@ -16,8 +15,8 @@ from perkamo.console.core import Page, seg
 from storage import browse
 from storage import console as audit_store
 from storage import spaces as space_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 GRACE = {"now": 0, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
 LIMITS = LIMIT_NAMES
 

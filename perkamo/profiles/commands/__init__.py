@@ -39,8 +39,7 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 
 COMMANDS: dict[str, type[Command[object]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, Read)
+    str(cls.__struct_config__.tag): cls for cls in (Ingest, Identify, Redeem, Adjust, Reverse, Read)
 }
 
 __all__ = [

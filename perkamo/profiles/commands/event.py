@@ -4,7 +4,7 @@ with its answer in the event log (namespace ``event``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -24,6 +24,7 @@ from perkamo.profiles.commands.base import (
 from perkamo.profiles.history import event_entry
 from perkamo.program import EngineEvent, apply
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
 from perkamo.webhooks import event_delivery
 from storage import EventRow
@@ -36,11 +37,11 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
     namespace: ClassVar[str | None] = "event"
     meter: ClassVar[str | None] = "events"
     counted: ClassVar[bool] = True
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
 
     transaction_id: str
     event: str
-    context: dict[str, Any]
+    context: JsonObject
     occurred_at: datetime | None = None
 
     def request_hash(self, user_id: str, form: int = FORM) -> bytes:
