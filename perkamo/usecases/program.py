@@ -33,9 +33,6 @@ async def upload(
     (validated as one program; all or nothing). ``prefix``: the JSON path of the bodies in
     the request, for error details (``body`` or ``modules.{module}``). ``actor``: who
     activates, for the audit log (in the same transaction)."""
-    unknown = [m for m in bodies if m not in MODULES]
-    if unknown:
-        raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {unknown[0]!r}.")
     stored, program = await runtime.db.run(
         versions.store, space_id, version, bodies, active, prefix, actor
     )
