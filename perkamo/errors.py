@@ -1,5 +1,5 @@
 """The one error hierarchy: every error code the API answers is one member of :class:`Code`,
-with its HTTP status and a default user-safe message — the table of API.md §5 (a test checks
+with its HTTP status and a default user-safe message — the table of docs/api.md (errors) (a test checks
 that they are equal). Code raises ``PerkamoError(Code.X, "message")``; ``perkamo.http.errors``
 turns an error into a response in one place, and the OpenAPI document lists the codes of
 each status from here."""

@@ -102,7 +102,7 @@ class Runtime:
         )
 
     def deadline(self) -> float:
-        """When the request being served must have its answer (API.md "Timeouts")."""
+        """When the request being served must have its answer (docs/api.md "Timeouts")."""
         return self.gateway.deadline()
 
     async def committed(self, key: ProfileKey) -> Snapshot:
@@ -177,7 +177,7 @@ async def open_runtime(
 async def _open_profiles(
     settings: Settings, services: ProfileServices, nursery: trio.Nursery
 ) -> AsyncIterator[ActorSystem[ProfileKey, AnyCommand, object]]:
-    """The profiles' actor system, with its admission bound (API.md "Admission")."""
+    """The profiles' actor system, with its admission bound (docs/api.md "Admission")."""
     async with open_actor_system(
         services.activate,
         cohort=ProfileCohort(services),
@@ -243,7 +243,7 @@ def _serve_shards(runtime: Runtime) -> None:
 
 
 def _deadline(timeout: float) -> float:
-    """When the request being served must have its answer (API.md "Timeouts"): the deadline
+    """When the request being served must have its answer (docs/api.md "Timeouts"): the deadline
     the HTTP edge set for it (counted from its arrival), else ``timeout`` from now."""
     given = current_deadline()
     return trio.current_time() + timeout if given is None else given

@@ -19,7 +19,7 @@ from storage import Timeouts
 # NOTIFY is a hint, never the only path: what a server caches from storage (key records,
 # compiled programs, webhook endpoints) is read again at least this often, so a change whose
 # notification was missed (the listener was reconnecting, a failover) still arrives
-# (ARCHITECTURE.md "PostgreSQL failover"). The listener's (re)connection forgets them too.
+# (docs/architecture.md "PostgreSQL failover"). The listener's (re)connection forgets them too.
 CACHE_RELOAD_SECONDS = 30.0
 
 
@@ -41,7 +41,7 @@ class Settings:
     idle_seconds: float = 300.0  # a profile idle this long leaves memory
     # The most messages the server holds (admitted to profiles, not yet answered — batch
     # items included); below it, the bound follows what the server drains in 2 s
-    # (actors/_admission.py, API.md "Admission").
+    # (actors/_admission.py, docs/api.md "Admission").
     max_pending: int = 20_000
     # Open connections beyond this are answered 503 and closed at once (file descriptors
     # must never run out; each connection also holds buffers).

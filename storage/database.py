@@ -12,7 +12,7 @@ each host within ``connect_timeout``; TCP keepalives and ``tcp_user_timeout`` ma
 that vanished silently an error within seconds rather than minutes.
 
 The pool connects on demand: no background reconnection with a growing backoff, so the
-first call after a failover connects to the new primary at once (ARCHITECTURE.md
+first call after a failover connects to the new primary at once (docs/architecture.md
 "PostgreSQL failover").
 """
 

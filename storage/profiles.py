@@ -57,7 +57,7 @@ class StoredRedemption:
     hash_form: int
     received_at: datetime
     outcome: str  # JSON text
-    reversed_at: datetime | None = None  # when it was reversed (API.md §8)
+    reversed_at: datetime | None = None  # when it was reversed (docs/api.md (support operations))
 
 
 def recent_redemptions(

@@ -1,4 +1,4 @@
-"""``perkamo adjust`` and ``perkamo reverse``: the support operations of API.md §8 from the
+"""``perkamo adjust`` and ``perkamo reverse``: the support operations of docs/api.md (support operations) from the
 command line. They run through a profile actor of their own, exactly as the HTTP endpoints
 do (the same checks, idempotency, history and webhooks), against the same database as the
 server: the version check keeps the server's copy of the profile right."""

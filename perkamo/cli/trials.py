@@ -1,4 +1,4 @@
-"""``perkamo simulate`` and ``perkamo backtest``: API.md §7 from the command line, through
+"""``perkamo simulate`` and ``perkamo backtest``: docs/api.md (trying a program) from the command line, through
 the same code as the endpoints (a runtime of their own on the server's database)."""
 
 from __future__ import annotations

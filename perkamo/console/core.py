@@ -1,5 +1,5 @@
 """The console's request cycle: routing, sessions, CSRF and origin checks, roles, the
-security headers, and rendering (CONSOLE.md).
+security headers, and rendering (docs/operations.md (the console)).
 
 Every console request passes here: a page needs a live session (else the login page);
 every POST needs the session's CSRF token and a same-origin request; a mutation needs the

@@ -1,4 +1,4 @@
-"""Every console URL (CONSOLE.md's table) and its view; ``mutates`` marks the admin-only
+"""Every console URL (docs/operations.md (the console)'s table) and its view; ``mutates`` marks the admin-only
 POSTs (the tests check every one refuses a viewer)."""
 
 from __future__ import annotations

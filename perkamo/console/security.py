@@ -1,5 +1,5 @@
 """Operators' passwords, sessions, CSRF tokens, login throttling and the console's headers
-(CONSOLE.md, "Operators and sessions")."""
+(docs/operations.md (the console), "Operators and sessions")."""
 
 from __future__ import annotations
 

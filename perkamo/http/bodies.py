@@ -1,4 +1,4 @@
-"""Request bodies: one msgspec Struct per wire shape, plus the field rules of API.md §3.
+"""Request bodies: one msgspec Struct per wire shape, plus the field rules of docs/api.md (field limits).
 
 Decoding is two-phase, matching the documented order of checks: raw bytes → JSON value
 (``invalid_json``), then the tenant check, then JSON value → Struct (``validation_error``).
@@ -64,7 +64,7 @@ _json_decoder = msgspec.json.Decoder(float_hook=_number)
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
-# The field rules of API.md §3 as msgspec constraints: enforced on decoding and published in
+# The field rules of docs/api.md (field limits) as msgspec constraints: enforced on decoding and published in
 # the OpenAPI document. Patterns are written out as explicit character classes so that the
 # published (ECMA) regex and Python's agree; exact() below refuses what a regex anchored
 # with ``$`` lets through in Python (a trailing newline).

@@ -1,5 +1,5 @@
 """The HTTP edge: every request passes these checks in the documented order
-(API.md §5): route → body size → API key → signature → scope → content type → JSON →
+(docs/api.md (errors)): route → body size → API key → signature → scope → content type → JSON →
 tenant; then the route's handler runs (schema, idempotency, business rules)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ access_log = logging.getLogger("perkamo.access")
 MAX_BODY_BYTES = 1024 * 1024
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
 # The work of a request (its storage calls, its wait for the actor) ends this long before
-# its 5 s are up, so that the answer itself still leaves in time (API.md "Timeouts").
+# its 5 s are up, so that the answer itself still leaves in time (docs/api.md "Timeouts").
 ANSWER_MARGIN = 0.1
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -240,7 +240,7 @@ async def _bounded(
     """The handler, its storage calls and its wait for actors bound by the request's
     deadline; whatever still waits at the bound (a cache load another request began) is
     given up on, so that every answer leaves within the request timeout, however long
-    storage is gone (ARCHITECTURE.md "PostgreSQL failover")."""
+    storage is gone (docs/architecture.md "PostgreSQL failover")."""
     with deadline_at(deadline), trio.move_on_at(deadline + ANSWER_MARGIN / 2):
         return await handler(call)
     if method in _MUTATING:

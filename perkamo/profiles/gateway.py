@@ -1,6 +1,6 @@
 """The one way to a profile: ``ask(key, command) -> R`` and ``ask_many``, typed by the
 command. A command goes to the profile's mailbox here, or to the member owning its shard
-(forwarded; ARCHITECTURE.md "Several processes and nodes"), with what is left of the
+(forwarded; docs/architecture.md "Several processes and nodes"), with what is left of the
 request's deadline — never a fresh one.
 
 Answers are values: a refusal is a PerkamoError (raised by ``ask``, returned per item by

@@ -1,6 +1,6 @@
 """The recent events and redemptions a profile document lists, kept in memory for profiles
 read lately, so that a read is answered without a query when nothing else could have
-written the profile (API.md: a read returns the committed profile).
+written the profile (docs/api.md: a read returns the committed profile).
 
 Memory answers only under an exclusivity lease: the membership task (membership.py) grants
 it for a second at a time while this process is the only live member, and a process that

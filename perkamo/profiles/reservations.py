@@ -1,4 +1,4 @@
-"""The usage one unit reserves while it is staged (API.md: reserve → apply → commit, or
+"""The usage one unit reserves while it is staged (docs/api.md: reserve → apply → commit, or
 release). Limits are exact because a reservation counts against them at once; the unit's
 commit adds exactly what it holds to the meters, in the same transaction."""
 

@@ -5,7 +5,7 @@ the unit with one snapshot at the end. Each command gets a :class:`Step`: an ans
 stands only if the unit commits, or a refusal that needs no commit (unknown profile, a
 business rule, a usage limit).
 
-An unexpected error while staging one command fails that command alone (API.md "Failure
+An unexpected error while staging one command fails that command alone (docs/api.md "Failure
 isolation"): its reservations are released, it answers ``internal_error``, and the others
 go on from the state before it (the engine never mutates the state it is given).
 """

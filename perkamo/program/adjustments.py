@@ -1,9 +1,9 @@
-"""Support operations (API.md §8), pure like ``apply``: a balance adjustment with a reason,
+"""Support operations (docs/api.md (support operations)), pure like ``apply``: a balance adjustment with a reason,
 and the reversal of a redemption.
 
 Neither is an event: achievements and streaks ignore them, boosts never multiply them. Both
 re-run the steps a balance change triggers (levels, perk thresholds, the boosts they grant;
-PROGRAM.md steps 7–9).
+docs/program.md steps 7–9).
 """
 
 from __future__ import annotations

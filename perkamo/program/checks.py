@@ -1,5 +1,5 @@
 """Validate one configuration module on its own: shape, keys, bounds, formulas, thresholds.
-Every problem is reported with the JSON path it is at (PROGRAM.md, "Defaults, validation
+Every problem is reported with the JSON path it is at (docs/program.md, "Defaults, validation
 and edge cases")."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class InvalidConfig(Exception):
 
 def _numbers(value: Any, path: str) -> Iterable[Problem]:
     """Numeric settings are JSON numbers (msgspec would take numeric strings) within
-    ±10^15 (PROGRAM.md "Bounds")."""
+    ±10^15 (docs/program.md "Bounds")."""
     for here, key, item in walk(value, path):
         if key not in s.NUMERIC_KEYS:
             continue

@@ -1,4 +1,4 @@
-"""Numbers are values, not text (API.md §2): a decoded JSON value conformed to the Struct it
+"""Numbers are values, not text (docs/api.md (conventions)): a decoded JSON value conformed to the Struct it
 is about to be converted into.
 
 msgspec converts a JSON string into a ``Decimal`` field (``"amount": "5"`` was applied as +5)

@@ -4,7 +4,7 @@ No I/O, no clock reads, no randomness: the same event on the same state with the
 always gives the same outcome, so profile state can be rebuilt by replaying the event log.
 Arithmetic runs in a fixed decimal context (34 digits, half-even), so replay is exact.
 The input state is never mutated (unless the caller asks for it); a new state is returned.
-Each step of PROGRAM.md, "Evaluating one event", lives in a module of its own (streaks,
+Each step of docs/program.md, "Evaluating one event", lives in a module of its own (streaks,
 rules, achievements, wallets, levels, perks); this one runs them in order.
 """
 
@@ -37,7 +37,7 @@ def apply(
     summary: bool = False,
     in_place: bool = False,
 ) -> tuple[ProfileState, Outcome]:
-    """Evaluate one event (PROGRAM.md, "Evaluating one event", steps 2–10). ``summary``
+    """Evaluate one event (docs/program.md, "Evaluating one event", steps 2–10). ``summary``
     leaves out the outcome's ``wallet_state`` and ``level`` (the state has them; a
     back-test replaying a million events does not need them). ``in_place`` changes and
     returns ``state`` itself instead of a copy: for a caller that owns the state and has no

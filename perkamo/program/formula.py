@@ -1,4 +1,4 @@
-"""Award formulas: a tokenizer and recursive-descent parser for the grammar of PROGRAM.md,
+"""Award formulas: a tokenizer and recursive-descent parser for the grammar of docs/program.md,
 and an evaluator over exact decimals. Nothing else is accepted: no names, no attribute
 access, no calls beyond ``min max floor ceil round abs``.
 
@@ -232,7 +232,7 @@ def evaluate(node: Node, scope: Mapping[str, object]) -> Decimal:
     """Evaluate with exact decimals; ``scope`` maps ``context``/``traits`` to objects.
 
     Raises FormulaInputError for a missing or non-numeric input, a division by zero, or an
-    input or intermediate result outside the 34-digit decimal context (PROGRAM.md "Bounds").
+    input or intermediate result outside the 34-digit decimal context (docs/program.md "Bounds").
     """
     return _evaluate(node, scope)
 

@@ -69,7 +69,7 @@ class BreakdownEntry(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
 
 
 class Outcome(msgspec.Struct):
-    """One event: PROGRAM.md, "Evaluating one event", step 10."""
+    """One event: docs/program.md, "Evaluating one event", step 10."""
 
     delta: list[Delta]
     leveled_up: bool

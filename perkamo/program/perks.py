@@ -1,5 +1,5 @@
 """Steps 8 and 9: perk triggers on the new state, and the boosts that perks, levels and
-streak milestones grant (PROGRAM.md)."""
+streak milestones grant (docs/program.md)."""
 
 from __future__ import annotations
 

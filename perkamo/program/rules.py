@@ -1,5 +1,5 @@
 """Step 3, earning rules, and what every award goes through: amount → boost factor →
-rounding → bounds (PROGRAM.md)."""
+rounding → bounds (docs/program.md)."""
 
 from __future__ import annotations
 

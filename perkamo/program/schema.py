@@ -1,5 +1,5 @@
 """The six configuration modules as msgspec Structs. Unknown fields are rejected: a typo in
-a rule must not silently do nothing. Defaults follow PROGRAM.md."""
+a rule must not silently do nothing. Defaults follow docs/program.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A profile's traits: identify merges a patch into them (API.md §4)."""
+"""A profile's traits: identify merges a patch into them (docs/api.md (events and profiles))."""
 
 from __future__ import annotations
 

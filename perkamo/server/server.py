@@ -83,7 +83,7 @@ async def _run_in(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) ->
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[str]:
     """The configured PostgreSQL's URL, or the embedded server's: started, restarted
-    whenever it dies while the block runs (API.md "Embedded PostgreSQL"), stopped after."""
+    whenever it dies while the block runs (docs/api.md "Embedded PostgreSQL"), stopped after."""
     if settings.database_url is not None:
         yield settings.database_url
         return
@@ -183,7 +183,7 @@ def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
     # kernel caps this at net.core.somaxconn.
     config.backlog = 2048
     config.accesslog = None
-    # A request's head is at most 16 KiB (API.md §5): HTTP/1.1 request line and headers
+    # A request's head is at most 16 KiB (docs/api.md (errors)): HTTP/1.1 request line and headers
     # (http1.py measures whole heads, h11 applies the bound to heads still arriving), and an
     # HTTP/2 header list (hypercorn's default is 64 KiB; beyond it h2 closes the connection).
     config.h11_max_incomplete_size = http1.HEAD_LIMIT

@@ -1,4 +1,4 @@
-"""The replay behind a back-test (API.md §7), pure: given each profile's history in
+"""The replay behind a back-test (docs/api.md (trying a program)), pure: given each profile's history in
 processing order, rebuild its state before the window with the recorded versions, then
 replay the window twice — the baseline with the recorded versions (which must reproduce the
 recorded outcomes) and the candidate with the candidate program — and aggregate the report.
@@ -49,7 +49,7 @@ class Report:
     changes: list[tuple[Decimal, str, str, Decimal, Decimal]] = field(default_factory=list)
 
     def document(self) -> JsonObject:
-        """The report as API.md §7 shows it."""
+        """The report as docs/api.md (trying a program) shows it."""
         wallets = sorted(
             set(self.awarded["baseline"]) | set(self.awarded["candidate"])
             | set(self.balances["baseline"]) | set(self.balances["candidate"])

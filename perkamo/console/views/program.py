@@ -115,7 +115,7 @@ async def save_draft(page: Page) -> Response:
 
 async def try_event(page: Page) -> Response:
     """Simulate one event with the body in the editor (saved or not) beside the active
-    program (API.md §7); nothing is written, the form keeps what was typed."""
+    program (docs/api.md (trying a program)); nothing is written, the form keeps what was typed."""
     assert page.space is not None
     name = page.params["module"]
     if name not in MODULES:

@@ -84,7 +84,7 @@ async def ingest_batch(call: Call[BatchBody | TypedBatch]) -> Result[BatchRespon
             results[index] = answer
     for item, result in zip(batch.events, results, strict=True):
         _record(call, item, result)
-    # A successful item is exactly the single event's answer (API.md), encoded once by the
+    # A successful item is exactly the single event's answer (docs/api.md), encoded once by the
     # profile's actor; BatchItem documents both forms.
     return Result(BatchResponse([_item(r) for r in results]))
 

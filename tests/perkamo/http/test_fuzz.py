@@ -4,7 +4,7 @@ content types, headers and bodies conform to the document, invalid data is refus
 enforced, 405s carry ``allow`` — except ``positive_data_acceptance``: schema-valid requests
 may meet business rules (an unknown reward, a balance too low, a program that does not
 compile), which answer 400 by design; and ``use_after_free``: ``DELETE`` on a back-test
-cancels it, and the job stays readable with status ``cancelled`` (API.md §7) — the check
+cancels it, and the job stays readable with status ``cancelled`` (docs/api.md (trying a program)) — the check
 takes that for a deleted resource still served.
 
 CI runs a bounded pass (fixed seed, 25 examples per operation, examples + coverage +
