@@ -1,8 +1,8 @@
 """The one error hierarchy: every error code the API answers is one member of :class:`Code`,
-with its HTTP status and a default user-safe message — the table of docs/api.md (errors) (a test checks
-that they are equal). Code raises ``PerkamoError(Code.X, "message")``; ``perkamo.http.errors``
-turns an error into a response in one place, and the OpenAPI document lists the codes of
-each status from here."""
+with its HTTP status and a default user-safe message — the table of docs/api.md (errors) (a test
+checks that they are equal). Code raises ``PerkamoError(Code.X, "message")``;
+``perkamo.http.errors`` turns an error into a response in one place, and the OpenAPI document lists
+the codes of each status from here."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``perkamo adjust`` and ``perkamo reverse``: the support operations of docs/api.md (support operations) from the
-command line. They run through a profile actor of their own, exactly as the HTTP endpoints
-do (the same checks, idempotency, history and webhooks), against the same database as the
-server: the version check keeps the server's copy of the profile right."""
+"""``perkamo adjust`` and ``perkamo reverse``: the support operations of docs/api.md (support
+operations) from the command line. They run through a profile actor of their own, exactly as the
+HTTP endpoints do (the same checks, idempotency, history and webhooks), against the same database
+as the server: the version check keeps the server's copy of the profile right."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``perkamo simulate`` and ``perkamo backtest``: docs/api.md (trying a program) from the command line, through
-the same code as the endpoints (a runtime of their own on the server's database)."""
+"""``perkamo simulate`` and ``perkamo backtest``: docs/api.md (trying a program) from the command
+line, through the same code as the endpoints (a runtime of their own on the server's database)."""
 
 from __future__ import annotations
 

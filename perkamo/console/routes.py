@@ -1,5 +1,5 @@
-"""Every console URL (docs/operations.md (the console)'s table) and its view; ``mutates`` marks the admin-only
-POSTs (the tests check every one refuses a viewer)."""
+"""Every console URL (docs/operations.md (the console)'s table) and its view; ``mutates`` marks the
+admin-only POSTs (the tests check every one refuses a viewer)."""
 
 from __future__ import annotations
 

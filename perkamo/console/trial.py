@@ -1,7 +1,7 @@
 """ "Try an event" on a form that is not saved: the event evaluated on a customer's committed
 state (or a new customer's) with the active program and with the program the form would
-make, side by side, in words and numbers. Nothing is written (docs/api.md (trying a program)'s simulate, run
-twice on the same state)."""
+make, side by side, in words and numbers. Nothing is written (docs/api.md (trying a program)'s
+simulate, run twice on the same state)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Request bodies: one msgspec Struct per wire shape, plus the field rules of docs/api.md (field limits).
+"""Request bodies: one msgspec Struct per wire shape, plus the field rules of docs/api.md (field
+limits).
 
 Decoding is two-phase, matching the documented order of checks: raw bytes → JSON value
 (``invalid_json``), then the tenant check, then JSON value → Struct (``validation_error``).
@@ -64,10 +65,10 @@ _json_decoder = msgspec.json.Decoder(float_hook=_number)
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
-# The field rules of docs/api.md (field limits) as msgspec constraints: enforced on decoding and published in
-# the OpenAPI document. Patterns are written out as explicit character classes so that the
-# published (ECMA) regex and Python's agree; exact() below refuses what a regex anchored
-# with ``$`` lets through in Python (a trailing newline).
+# The field rules of docs/api.md (field limits) as msgspec constraints: enforced on decoding and
+# published in the OpenAPI document. Patterns are written out as explicit character classes so that
+# the published (ECMA) regex and Python's agree; exact() below refuses what a regex anchored with
+# ``$`` lets through in Python (a trailing newline).
 _CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
 _SPACE = (  # what str.isspace() calls whitespace
     "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"

@@ -209,7 +209,7 @@ class ProfileDocument(Shape):
     updated_at: str
 
 
-# -- trying a program (docs/api.md (trying a program)) --------------------------------------------------------------
+# -- trying a program (docs/api.md (trying a program)) ---
 
 
 class SimulatedOutcome(Shape):

@@ -1,4 +1,5 @@
-"""Idempotency (docs/api.md (events and profiles)): a transaction id applies once per Space and namespace, forever.
+"""Idempotency (docs/api.md (events and profiles)): a transaction id applies once per Space and
+namespace, forever.
 
 The unique indexes of the log tables are the final guard: a write whose id is taken is
 refused at commit and then judged against the stored original by its command — the same

@@ -1,5 +1,5 @@
-"""Support operations (docs/api.md (support operations)), pure like ``apply``: a balance adjustment with a reason,
-and the reversal of a redemption.
+"""Support operations (docs/api.md (support operations)), pure like ``apply``: a balance adjustment
+with a reason, and the reversal of a redemption.
 
 Neither is an event: achievements and streaks ignore them, boosts never multiply them. Both
 re-run the steps a balance change triggers (levels, perk thresholds, the boosts they grant;

@@ -1,5 +1,5 @@
-"""Numbers are values, not text (docs/api.md (conventions)): a decoded JSON value conformed to the Struct it
-is about to be converted into.
+"""Numbers are values, not text (docs/api.md (conventions)): a decoded JSON value conformed to the
+Struct it is about to be converted into.
 
 msgspec converts a JSON string into a ``Decimal`` field (``"amount": "5"`` was applied as +5)
 and refuses ``150.0`` for an ``int`` field (PHP's ``json_encode`` writes whole floats that

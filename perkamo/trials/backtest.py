@@ -1,10 +1,10 @@
-"""The replay behind a back-test (docs/api.md (trying a program)), pure: given each profile's history in
-processing order, rebuild its state before the window with the recorded versions, then
+"""The replay behind a back-test (docs/api.md (trying a program)), pure: given each profile's
+history in processing order, rebuild its state before the window with the recorded versions, then
 replay the window twice — the baseline with the recorded versions (which must reproduce the
 recorded outcomes) and the candidate with the candidate program — and aggregate the report.
 Memory is bounded: one profile's history at a time (its reader holds three pages of them:
-storage/backtests.py), plus the report (per wallet, rule, level, perk and achievement) and
-the ten largest changes. The replay owns the states it builds and changes them in place."""
+storage/backtests.py), plus the report (per wallet, rule, level, perk and achievement) and the
+ten largest changes. The replay owns the states it builds and changes them in place."""
 
 from __future__ import annotations
 

@@ -117,7 +117,8 @@ def support_delivery(
     change: Change,
     details: JsonObject,
 ) -> OutboxRow:
-    """``adjustment.created`` / ``redemption.reversed`` (docs/api.md (support operations)), in the envelope of §6."""
+    """``adjustment.created`` / ``redemption.reversed`` (docs/api.md (support operations)), in the
+    envelope of §6."""
     effects: list[Any] = list(change.unlocked)
     payload = {
         "id": delivery_id,
