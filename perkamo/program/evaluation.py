@@ -36,6 +36,7 @@ class EngineEvent(msgspec.Struct, frozen=True):
     context: Mapping[str, Any]
     occurred_at: datetime | None
     traits: Mapping[str, Any]
+    source: str = "server"  # "client": a browser sent it; a rule's condition may test it
 
 
 class Award(msgspec.Struct):

@@ -50,7 +50,9 @@ def event_delivery(
     context: dict[str, Any],
     outcome: Outcome,
     level_from: int | None,
+    source: str = "server",
 ) -> OutboxRow:
+    """``source``: "client" for a browser-sent event (API.md §9), else "server"."""
     effects: list[Any] = list(outcome.unlocked)
     if level_from is not None and outcome.level is not None:
         effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
@@ -63,6 +65,7 @@ def event_delivery(
             "user_id": user_id,
             "transaction_id": transaction_id,
             "event": event,
+            "source": source,
             "status": "applied",
             "occurred_at": format_rfc3339(occurred_at),
             "context": context,

@@ -22,6 +22,7 @@ class ProfileView(msgspec.Struct, frozen=True):
     recent_events: list[HistoryEvent]  # newest first
     recent_redemptions: list[HistoryRedemption]
     recent_adjustments: list[HistoryAdjustment]
+    version: int = 0  # the profile's version (a live stream's snapshot id, API.md §9)
 
 
 class Read(Command[ProfileView | None], tag="read", frozen=True, kw_only=True):
