@@ -60,6 +60,10 @@ class Settings:
     # processes ``perkamo serve`` starts on this host.
     cluster_address: str = "127.0.0.1:0"
     workers: int = 1
+    # Live streams (API.md §9): at most this many open in one process (beyond: 503); and
+    # the ``iss`` of the browser tokens this server mints and accepts.
+    max_streams: int = 20_000
+    token_issuer: str = "perkamo"
 
     def __post_init__(self) -> None:
         if self.read_timeout_seconds <= 0:
@@ -77,7 +81,10 @@ class Settings:
         for name, value in order:
             if value <= 0:
                 raise SettingsError(f"{name} must be a positive number of seconds")
-        for name in ("mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections"):
+        for name in (
+            "mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections",
+            "max_streams",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"PERKAMO_{name.upper()} must be at least 1")
 
@@ -136,4 +143,6 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_CHECKOUT_TIMEOUT_SECONDS", "checkout_timeout", float),
     ("PERKAMO_CLUSTER_ADDRESS", "cluster_address", str),
     ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
+    ("PERKAMO_MAX_STREAMS", "max_streams", int),
+    ("PERKAMO_TOKEN_ISSUER", "token_issuer", str),
 ]

@@ -99,18 +99,19 @@ class LogTable:
     the table and, for a table keyed by transaction id, returns ``(table, space_id, id,
     user_id)`` of each row written (a row not returned was refused: its id is taken).
     ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s`` (written by the
-    profile ``%(u)s``, for a namespace scoped to its customer), as StoredWrite columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
-    as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
+    profile ``%(u)s``, for a namespace scoped to its customer), as StoredWrite columns.
+    ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``, as
+    HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
     ``%(cost)s``, ``%(w)s`` and ``%(a)s``.
     """
 
     name: str
     namespace: str | None  # its transaction ids' idempotency namespace; None: not keyed
-    insert: sql.SQL
-    find: sql.SQL | None
-    history: sql.SQL
-    ledger: sql.SQL | None
+    insert: sql.SQL | sql.Composed
+    find: sql.SQL | sql.Composed | None
+    history: sql.SQL | sql.Composed
+    ledger: sql.SQL | sql.Composed | None
 
 
 def _events(
@@ -135,8 +136,10 @@ def _events(
         profile_version bigint, position integer, event_id text)
     ON CONFLICT (space_id, transaction_id, source, scope_user) DO NOTHING
     RETURNING {name}::text AS kind, space_id, transaction_id AS id, user_id""").format(
-            source=sql.Literal(source), scope_user=scope_user,
-            param=sql.Placeholder(name), name=sql.Literal(name),
+            source=sql.Literal(source),
+            scope_user=scope_user,
+            param=sql.Placeholder(name),
+            name=sql.Literal(name),
         ),
         sql.SQL("""
     SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
@@ -285,6 +288,11 @@ REVERSALS = LogTable(
 )
 
 LOG_TABLES: tuple[LogTable, ...] = (
-    EVENTS, CLIENT_EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS
+    EVENTS,
+    CLIENT_EVENTS,
+    REDEMPTIONS,
+    IDENTIFIES,
+    ADJUSTMENTS,
+    REVERSALS,
 )
 BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}

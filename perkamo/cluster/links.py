@@ -17,10 +17,23 @@ import trio
 
 from actors import Future, Reply
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    Ended,
+    FrameReader,
+    Hello,
+    Push,
+    Request,
+    Resnapshot,
+    Response,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand, on_the_wire
+from perkamo.profiles.subscribers import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +127,8 @@ class PeerLink:
         self._stats = stats
         self._stream: trio.SocketStream | None = None
         self._pending: dict[int, ForwardedReply] = {}
-        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._watchers: dict[int, Watcher] = {}  # live streams' subscriptions at the peer
+        self._outbox: deque[tuple[int, bytes]] = deque()  # (request id, 0: always sent)
         self._ready = trio.Event()
         self._ids = itertools.count(1)
         self._connecting = False
@@ -143,6 +157,25 @@ class PeerLink:
         self._ready.set()
         self._stats.forwarded += 1
         return reply
+
+    def subscribe(self, key: ProfileKey, watcher: Watcher) -> int | None:
+        """Watch a profile the peer owns: its committed changes come to ``watcher``;
+        None when the link is not up (watch here; the link connects meanwhile)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        subscription = next(self._ids)
+        self._watchers[subscription] = watcher
+        self._send(protocol.encode_frame(Subscribe(subscription, key[0], key[1])))
+        return subscription
+
+    def unsubscribe(self, subscription: int) -> None:
+        if self._watchers.pop(subscription, None) is not None and self._stream is not None:
+            self._send(protocol.encode_frame(Unsubscribe(subscription)))
+
+    def _send(self, frame: bytes) -> None:
+        self._outbox.append((0, frame))
+        self._ready.set()
 
     def _connect_soon(self) -> None:
         if not (self._connecting or self.closed or trio.current_time() < self._down_until):
@@ -183,6 +216,9 @@ class PeerLink:
                 chunks = []
                 while self._outbox:
                     request_id, frame = self._outbox.popleft()
+                    if request_id == 0:  # a subscription's frame
+                        chunks.append(frame)
+                        continue
                     reply = self._pending.get(request_id)
                     if reply is None or reply.withdrawn:
                         self._pending.pop(request_id, None)
@@ -209,6 +245,8 @@ class PeerLink:
                     self._stats.forward_seconds += elapsed
                     self._stats.latencies.append(elapsed)
                     reply.resolve(frame)  # decoded by its waiter, as its command's answer
+                elif isinstance(frame, Push | Resnapshot | Ended):
+                    self._watched(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends
@@ -216,11 +254,26 @@ class PeerLink:
         finally:
             self._broken(stream)
 
+    def _watched(self, frame: Push | Resnapshot | Ended) -> None:
+        watcher = self._watchers.get(frame.id)
+        if watcher is None:
+            return
+        if isinstance(frame, Push):
+            watcher.offer(frame.version, bytes(frame.change))
+        elif isinstance(frame, Resnapshot):
+            watcher.overflow()
+        else:
+            del self._watchers[frame.id]
+            watcher.end()
+
     def _broken(self, stream: trio.SocketStream) -> None:
         if self._stream is not stream:
             return
         self._stream = None
         stream.socket.close()
+        watchers, self._watchers = self._watchers, {}
+        for watcher in watchers.values():  # subscribe again (where the profile is now)
+            watcher.end()
         self._ready.set()  # the writer sees the link gone and ends
         pending, self._pending = self._pending, {}
         self._outbox.clear()

@@ -14,6 +14,7 @@ from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand
+from perkamo.profiles.subscribers import Subscribers, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ class Cluster:
     def peers(self) -> int:
         return self.membership.peers
 
-    def serve(self, submit: Submit) -> None:
-        """Start answering other members' requests (``submit`` admits one here)."""
-        server = InternalServer(self._secret, self.membership.id, submit, self.stats)
+    def serve(self, submit: Submit, subscribers: Subscribers | None = None) -> None:
+        """Start answering other members' requests (``submit`` admits one here) and their
+        live streams' subscriptions (to ``subscribers``)."""
+        server = InternalServer(self._secret, self.membership.id, submit, self.stats, subscribers)
         self._nursery.start_soon(trio.serve_listeners, server.connection, self._listeners)
 
     def forward(
@@ -60,6 +62,32 @@ class Cluster:
     ) -> ForwardedReply | None:
         """Send the message to its shard's owner when that is another member; None: serve
         it here (this member owns the shard, no member does, or the link is not up)."""
+        link = self._link_to_owner(key)
+        if link is None:
+            return None
+        return link.submit(key, message, max(seconds - ANSWER_MARGIN, 0.0), local)
+
+    def owner_of(self, key: ProfileKey) -> str | None:
+        """The other member owning the profile's shard (None: this one, or nobody)."""
+        owner = self.membership.owner(shard_of(*key))
+        return None if owner is None or not owner.address else owner.id
+
+    def subscribe(self, key: ProfileKey, watcher: Watcher) -> tuple[str, int] | None:
+        """Watch a profile another member owns, over the link to it: (the owner, the
+        subscription); None: watch it here (it is owned here or by nobody, or the link
+        is not up yet)."""
+        link = self._link_to_owner(key)
+        if link is None:
+            return None
+        subscription = link.subscribe(key, watcher)
+        return None if subscription is None else (link.peer, subscription)
+
+    def unsubscribe(self, owner: str, subscription: int) -> None:
+        link = self._links.get(owner)
+        if link is not None:
+            link.unsubscribe(subscription)
+
+    def _link_to_owner(self, key: ProfileKey) -> PeerLink | None:
         owner = self.membership.owner(shard_of(*key))
         if owner is None or not owner.address:
             return None
@@ -71,7 +99,7 @@ class Cluster:
                 self.stats,
             )  # fmt: skip
             self._links[owner.id] = link
-        return link.submit(key, message, max(seconds - ANSWER_MARGIN, 0.0), local)
+        return link
 
     def _prune(self) -> None:
         """Close the links to members that are gone."""

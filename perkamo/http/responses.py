@@ -148,6 +148,7 @@ class RecentEvent(Shape):
     transaction_id: str
     occurred_at: str
     delta: list[Delta]
+    source: str  # "server", or "client": sent by a browser (API.md §9)
 
 
 class RecentRedemption(Shape):

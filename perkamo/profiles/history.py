@@ -167,9 +167,7 @@ def _fill(
 ) -> None:
     """Stored rows (newest first) into an entry (newest last)."""
     for e in reversed(events[:RECENT]):
-        entry.events.append(
-            _event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source)
-        )
+        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source))
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
             redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,

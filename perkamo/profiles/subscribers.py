@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -82,13 +82,24 @@ def change_of(applied: Applied, program: Program) -> bytes:
     )
 
 
+class Watcher(Protocol):
+    """Anything a profile's changes are handed to: a stream's :class:`Subscriber`, or
+    another member's subscription (sent over the cluster link)."""
+
+    def offer(self, version: int, change: bytes) -> None: ...
+
+    def overflow(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class Subscriber:
     """One stream's view of a profile's changes: a bounded queue of (version, change JSON),
     and two flags its stream acts on — ``resnapshot`` (it fell behind: send a fresh
     profile) and ``ended`` (the profile moved or the link to its owner broke: subscribe
     again)."""
 
-    __slots__ = ("_capacity", "_items", "_wake", "ended", "resnapshot")
+    __slots__ = ("_capacity", "_items", "_wake", "ended", "poked", "resnapshot")
 
     def __init__(self, capacity: int = QUEUE) -> None:
         self._capacity = capacity
@@ -96,6 +107,7 @@ class Subscriber:
         self._wake = trio.Event()
         self.resnapshot = False
         self.ended = False
+        self.poked = False  # its stream has something else to look at (see ``poke``)
 
     def offer(self, version: int, change: bytes) -> None:
         """Never blocks: past the bound the queue is dropped for a resnapshot."""
@@ -117,15 +129,21 @@ class Subscriber:
         self.ended = True
         self._wake.set()
 
+    def poke(self) -> None:
+        """Wake the stream waiting on this (it was evicted, its keys changed, …)."""
+        self.poked = True
+        self._wake.set()
+
     def take(self) -> list[tuple[int, bytes]]:
-        """What is waiting (and clears ``resnapshot``: the caller sends the snapshot)."""
+        """What is waiting (and clears ``resnapshot`` and ``poked``: the caller acts on
+        them)."""
         items, self._items = self._items, []
-        self.resnapshot = False
+        self.resnapshot = self.poked = False
         return items
 
     @property
     def ready(self) -> bool:
-        return bool(self._items) or self.resnapshot or self.ended
+        return bool(self._items) or self.resnapshot or self.ended or self.poked
 
     async def wait(self) -> None:
         """Until something is waiting (or a flag is set)."""
@@ -147,7 +165,7 @@ class Subscribers:
         pin: Callable[[ProfileKey], None] = _nothing,
         unpin: Callable[[ProfileKey], None] = _nothing,
     ) -> None:
-        self._by_key: dict[ProfileKey, set[Subscriber]] = {}
+        self._by_key: dict[ProfileKey, set[Watcher]] = {}
         self._pin, self._unpin = pin, unpin
         self.published = 0  # changes handed out (metrics)
 
@@ -164,14 +182,14 @@ class Subscribers:
     def watching(self, key: ProfileKey) -> bool:
         return key in self._by_key
 
-    def add(self, key: ProfileKey, subscriber: Subscriber) -> None:
+    def add(self, key: ProfileKey, subscriber: Watcher) -> None:
         watchers = self._by_key.get(key)
         if watchers is None:
             watchers = self._by_key[key] = set()
             self._pin(key)
         watchers.add(subscriber)
 
-    def remove(self, key: ProfileKey, subscriber: Subscriber) -> None:
+    def remove(self, key: ProfileKey, subscriber: Watcher) -> None:
         watchers = self._by_key.get(key)
         if watchers is None:
             return
