@@ -127,6 +127,12 @@ async def dispatch(
         runtime.usage.count_request(caller.space_id, received_at)
         decision = _charge(runtime, caller)
         rate_headers = decision.headers()
+        if not decision.allowed:
+            raise PerkamoError(
+                Code.RATE_LIMITED,
+                "Too many requests for this customer; slow down.",
+                retry_after=decision.retry_after,
+            )
         raw = await edge.read_body(request, trace)
         body = None
         if route.request is not None:
@@ -186,16 +192,9 @@ def _check_token(caller: BrowserCaller, route: Route) -> None:
 def _charge(runtime: Runtime, caller: BrowserCaller) -> Decision:
     """The browser key's per-customer bucket: reads, stream opens and events alike."""
     rate = caller.key.rate
-    decision = runtime.client_rate.take(
+    return runtime.client_rate.take(
         f"{caller.key.id}\x00{caller.user_id}", float(rate["per_second"]), int(rate["burst"])
     )
-    if not decision.allowed:
-        raise PerkamoError(
-            Code.RATE_LIMITED,
-            "Too many requests for this customer; slow down.",
-            retry_after=decision.retry_after,
-        )
-    return decision
 
 
 async def _allowed_by_header_key(runtime: Runtime, request: Request, origin: str) -> dict[str, str]:
