@@ -25,7 +25,7 @@ from actors import (
 from perkamo.access.auth import Authenticator
 from perkamo.access.browser_auth import BrowserAccess
 from perkamo.access.rate_limit import RateLimiter
-from perkamo.access.streams import StreamRegistry
+from perkamo.access.streams import StreamRegistry, StreamStatistics
 from perkamo.access.tokens import KeyRing
 from perkamo.attempts import AttemptLog
 from perkamo.cluster.membership import PEER_TIMEOUT, Membership
@@ -71,6 +71,8 @@ class RuntimeStatistics:
     writer: WriterStatistics
     webhooks: DispatcherStatistics
     cluster: ClusterStatistics
+    streams: StreamStatistics
+    changes_published: int  # live streams' changes handed to subscribers
 
 
 @dataclass(slots=True)
@@ -105,6 +107,8 @@ class Runtime:
             self.writer.statistics(),
             self.webhooks.stats,
             self.cluster.statistics(),
+            self.streams.statistics(),
+            self.profiles.subscribers.published,
         )
 
     def deadline(self) -> float:

@@ -48,9 +48,7 @@ class Browser:
         return await self.api.request(method, path, json=json, headers=sent, key=None)
 
 
-async def browser_setup(
-    runtime: Runtime, api: Api, space: SpaceKey, **policy: Any
-) -> Browser:
+async def browser_setup(runtime: Runtime, api: Api, space: SpaceKey, **policy: Any) -> Browser:
     """The demo program in ``space`` and a browser key (``policy`` over a shop's default:
     its origin, every configured event)."""
     await activate_demo(runtime.db, runtime.programs, space.space.id)

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from perkamo.errors import Code, PerkamoError
 
 PER_CUSTOMER = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatistics:
+    open: int
+    opened: int
+    evicted: int
 
 
 class OpenStream:
@@ -76,6 +84,9 @@ class StreamRegistry:
             del streams[stream.jti]
             if not streams:
                 del self._by_customer[stream.customer]
+
+    def statistics(self) -> StreamStatistics:
+        return StreamStatistics(len(self._by_jti), self.opened, self.evicted)
 
     def tell_all(self, reason: str) -> None:
         """``closing`` (a shutdown: every stream ends now) or ``recheck``."""

@@ -15,7 +15,7 @@ import trio
 
 from perkamo.access import admin
 from perkamo.access.limits import InvalidLimit, parse_limit
-from perkamo.cli import adjustments, doctor, operators, trials
+from perkamo.cli import adjustments, browser, doctor, operators, trials
 from perkamo.cli.cluster import cluster_status
 from perkamo.server.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError, parse_workers
@@ -48,6 +48,11 @@ def _add_server_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         type=parse_workers,
         help="member processes on this host sharing the port, or auto (one per core);"
         " env PERKAMO_WORKERS, default 1",
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=int,
+        help="live streams one process holds at most (env PERKAMO_MAX_STREAMS, default 20000)",
     )
     serve.add_argument(
         "--cluster-address",
@@ -137,7 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
     krotate.add_argument("key_id")
-    parsers = (*adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub))
+    parsers = (
+        *adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub),
+        *browser.add_parsers(sub),
+    )  # fmt: skip
     for p in (kcreate, klist, krevoke, krotate, *parsers):
         _add_storage_flags(p)
     return parser
@@ -145,7 +153,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, overridden by the flags given."""
-    flags = ("database_url", "data_dir", "log_level", "host", "port", "workers", "cluster_address")
+    flags = (
+        "database_url", "data_dir", "log_level", "host", "port", "workers", "cluster_address",
+        "max_streams",
+    )  # fmt: skip
     return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in flags})
 
 
@@ -383,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "webhooks": _run_webhooks,
             "operators": operators.run,
             "cluster": cluster_status,
+            "browser-keys": browser.run,
+            "tokens": browser.run,
         }
         if args.command == "doctor":
             with _database(settings, migrated=False) as db:

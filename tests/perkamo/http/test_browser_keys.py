@@ -146,7 +146,8 @@ def test_the_upgrade_gives_browser_tokens_to_keys_holding_events_write(pg_url):
         conn.execute(update)
         scopes = dict(
             conn.execute(
-                "SELECT id, scopes FROM api_keys WHERE id = ANY(%s)", ([space.key_id, reader.key_id],)
+                "SELECT id, scopes FROM api_keys WHERE id = ANY(%s)",
+                ([space.key_id, reader.key_id],),
             ).fetchall()
         )
     assert scopes[space.key_id] == ["events:write", "browser:tokens"]

@@ -51,8 +51,15 @@ async def test_the_token_answer_is_what_the_php_sdk_reads(browser):
     for body, ttl in (
         ({"browser_key": browser.key, "user_id": "customer_123"}, 600),
         ({"browser_key": browser.key, "user_id": "customer_123", "ttl_seconds": 60}, 60),
-        ({"browser_key": browser.key, "user_id": "customer_123", "purpose": "stream",
-          "ttl_seconds": 120}, 120),  # fmt: skip
+        (
+            {
+                "browser_key": browser.key,
+                "user_id": "customer_123",
+                "purpose": "stream",
+                "ttl_seconds": 120,
+            },
+            120,
+        ),  # fmt: skip
     ):
         raw = json.dumps(body).encode()
         headers = signed_headers(browser.api.key, "POST", "/v1/browser-tokens", raw)
@@ -108,7 +115,9 @@ async def test_ttl_outside_1_to_1800_is_a_validation_error(browser, ttl):
     assert answer.status == 400 and answer.body["error"] == "validation_error"
 
 
-async def test_minting_refuses_unknown_revoked_foreign_and_streamless_keys(runtime, browser, pg_url):
+async def test_minting_refuses_unknown_revoked_foreign_and_streamless_keys(
+    runtime, browser, pg_url
+):
     async def mint(key: str, **extra) -> tuple[int, str]:
         a = await browser.api.post(
             "/v1/browser-tokens", {"browser_key": key, "user_id": "c", **extra}
@@ -149,7 +158,9 @@ async def test_profile_program_and_events_with_exact_cors(browser):
     assert profile.body["version"] == 1
     program = await browser.call("GET", "/v1/client/program", token)
     blueprint = program.body["blueprint"]
-    assert blueprint["earningRules"] and all("conditions" not in r for r in blueprint["earningRules"])
+    assert blueprint["earningRules"] and all(
+        "conditions" not in r for r in blueprint["earningRules"]
+    )
     assert all("effect" not in r for r in blueprint["rewards"])
     assert set(program.body) == {"blueprint", "versions"}
     server_view = await browser.api.get("/v1/profile/customer_1")
@@ -230,7 +241,9 @@ async def test_forged_expired_and_malformed_tokens_are_401(browser, runtime):
     claims = _claims(good)
     kid = jwt.get_unverified_header(good)["kid"]
     now = int(time.time())
-    hs256 = jwt.encode(claims, "a-guessed-secret-of-32-bytes-long", algorithm="HS256", headers={"kid": kid})
+    hs256 = jwt.encode(
+        claims, "a-guessed-secret-of-32-bytes-long", algorithm="HS256", headers={"kid": kid}
+    )
     head, body, _ = good.split(".")
     unsigned = base64.urlsafe_b64encode(b'{"alg":"none","kid":"%s"}' % kid.encode())
     candidates = {
@@ -309,7 +322,9 @@ async def test_the_browser_key_header_must_name_the_tokens_key(runtime, api, spa
     assert wrong.headers["access-control-allow-origin"] == SHOP  # the header's key allows it
 
 
-async def test_revoking_the_minting_server_key_invalidates_its_tokens(runtime, browser, space, pg_url):
+async def test_revoking_the_minting_server_key_invalidates_its_tokens(
+    runtime, browser, space, pg_url
+):
     with psycopg.connect(pg_url) as conn:
         _, minter = admin.create_key(conn, space.space)
     minted = await Api(app_for(runtime), minter).post(

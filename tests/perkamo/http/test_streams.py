@@ -167,7 +167,9 @@ async def test_revoking_the_browser_key_ends_its_streams_within_a_second(runtime
         assert await events.ended(within=1.5)
 
 
-async def test_keep_alives_and_a_shutdown_closes_streams_at_once(runtime, browser, port, monkeypatch):
+async def test_keep_alives_and_a_shutdown_closes_streams_at_once(
+    runtime, browser, port, monkeypatch
+):
     monkeypatch.setattr(live, "KEEP_ALIVE", 0.2)
     async with stream(port, await browser.token("c9", purpose="stream")) as events:
         await events.next_event()
