@@ -3,8 +3,12 @@ through the API, and browser calls (a token, an origin) through the real app."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import trio
 
 from perkamo.configuration import activate_demo
 from perkamo.runtime import Runtime
@@ -155,3 +159,22 @@ class EventStream:
             while await self._dechunk():
                 pass
         return True
+
+
+@asynccontextmanager
+async def stream(
+    port: int, token: str, *, last_event_id: int | None = None, origin: str | None = SHOP
+) -> AsyncIterator[EventStream]:
+    target = f"/v1/client/stream?token={token}"
+    if last_event_id is not None:
+        target += f"&last_event_id={last_event_id}"
+    head = f"GET {target} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
+    if origin:
+        head += f"origin: {origin}\r\n"
+    sock = await trio.open_tcp_stream("127.0.0.1", port)
+    async with sock:
+        await sock.send_all((head + "\r\n").encode())
+        events = EventStream(sock)
+        with trio.fail_after(5):
+            await events.start()
+        yield events

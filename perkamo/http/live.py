@@ -116,11 +116,12 @@ async def events(
                 yield frame("expired", b"{}")
                 return
             resnapshot = subscriber.resnapshot
+            moved = False  # re-subscribed elsewhere: a fresh snapshot whatever the version
             if trio.current_time() >= checked_owner + OWNER_CHECK or subscriber.ended:
                 checked_owner = trio.current_time()
                 if watch.moved():
                     watch.subscribe()
-                    resnapshot = True
+                    resnapshot = moved = True
             for change_version, change in subscriber.take():
                 if resnapshot or change_version <= sent:
                     continue
@@ -131,7 +132,7 @@ async def events(
                 sent = change_version
             if resnapshot:
                 version, document = await snapshot()
-                if version != sent or version == 0:
+                if moved or version != sent or version == 0:
                     yield frame("profile", document, version)
                 sent = max(sent, version)
             if trio.current_time() >= keep_alive:

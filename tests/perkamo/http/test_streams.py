@@ -4,14 +4,13 @@ the snapshot, every committed change in commit order, resync, the bounds, the en
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
 from perkamo.http import live
 from perkamo.profiles.subscribers import Subscriber, Subscribers
-from tests.browser import SHOP, Browser, EventStream, browser_setup
+from tests.browser import SHOP, Browser, EventStream, browser_setup, stream
 from tests.inprocess_server import serving
 from tests.notifications import notified
 
@@ -25,25 +24,6 @@ async def browser(runtime, api, space) -> Browser:
 async def port(runtime, settings) -> AsyncIterator[int]:
     async with serving(runtime, settings) as bound:
         yield bound
-
-
-@asynccontextmanager
-async def stream(
-    port: int, token: str, *, last_event_id: int | None = None, origin: str | None = SHOP
-) -> AsyncIterator[EventStream]:
-    target = f"/v1/client/stream?token={token}"
-    if last_event_id is not None:
-        target += f"&last_event_id={last_event_id}"
-    head = f"GET {target} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
-    if origin:
-        head += f"origin: {origin}\r\n"
-    sock = await trio.open_tcp_stream("127.0.0.1", port)
-    async with sock:
-        await sock.send_all((head + "\r\n").encode())
-        events = EventStream(sock)
-        with trio.fail_after(5):
-            await events.start()
-        yield events
 
 
 async def _event(browser: Browser, user: str, tx: str, event: str = "page.viewed") -> None:
