@@ -112,6 +112,11 @@ class LogTable:
     find: sql.SQL | sql.Composed | None
     history: sql.SQL | sql.Composed
     ledger: sql.SQL | sql.Composed | None
+    table: str = ""  # the SQL table its rows live in, when not ``name`` (client events)
+
+    @property
+    def stored_in(self) -> str:
+        return self.table or self.name
 
 
 def _events(
@@ -160,6 +165,7 @@ def _events(
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
     WHERE e.space_id = %(s)s AND e.source = {source}""").format(source=sql.Literal(source)),
+        "events",
     )
 
 
