@@ -438,3 +438,56 @@ async def test_client_events_meet_the_spaces_usage_limits(runtime, api, space, p
                              json={"event": "page.viewed", "transaction_id": "b"})  # fmt: skip
     assert one.status == 200
     assert two.status == 429 and two.body["error"] == "usage_limit_exceeded"
+
+
+async def test_source_reaches_the_webhook_and_a_rule_may_test_it(runtime, api, space, pg_url):
+    """A rule with ``{"path": "source", "op": "eq", "value": "server"}`` never awards a
+    browser-sent event; the webhook's data says which source an event came from; replay
+    (``perkamo verify``) agrees with what was applied."""
+    from perkamo.access.admin import set_webhook
+    from perkamo.profiles.verify import verify_space
+    from storage.spaces import get_space
+
+    browser = await browser_setup(runtime, api, space)
+    with psycopg.connect(pg_url) as conn:
+        set_webhook(conn, space.slug, "http://127.0.0.1:9/hook")
+    body = (await api.get("/v1/admin/config/events")).body["body"]
+    for rule in body["rules"]:
+        if rule["event"] == "page.viewed":
+            rule["conditions"] = [{"path": "source", "op": "eq", "value": "server"}]
+    uploaded = await api.post("/v1/admin/config/events", {"version": "server-only", "body": body})
+    assert uploaded.status == 200, uploaded.body
+    token = await browser.token("c")
+    from_page = await browser.call("POST", "/v1/client/events", token,
+                                   json={"event": "page.viewed", "transaction_id": "p1"})  # fmt: skip
+    from_server = await api.post(
+        "/v1/events", {"user_id": "c", "event": "page.viewed", "transaction_id": "p1"}
+    )
+    assert from_server.body["delta"] != [] and from_page.body["delta"] == []
+    with psycopg.connect(pg_url) as conn:
+        bodies = [json.loads(b) for (b,) in conn.execute(
+            "SELECT body FROM webhook_deliveries WHERE space_id = %s AND subject = 'p1'"
+            " ORDER BY created_at", (space.space.id,))]  # fmt: skip
+        conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE space_id = %s",
+                     (space.space.id,))  # fmt: skip
+        report = verify_space(conn, get_space(conn, space.slug))
+    assert sorted(b["data"]["source"] for b in bodies) == ["client", "server"]
+    assert report.mismatches == []
+
+
+async def test_an_unknown_kid_reloads_the_key_set_at_most_once_a_second(browser, runtime):
+    ring = runtime.browser.ring
+    reloads = 0
+    original = ring.reload
+
+    async def counted() -> None:
+        nonlocal reloads
+        reloads += 1
+        await original()
+
+    ring.reload = counted  # type: ignore[method-assign]
+    claims = _claims(await browser.token())
+    for n in range(20):
+        forged = _forge(claims, kid=f"sk-made-up-{n}")
+        assert (await browser.call("GET", "/v1/client/program", forged)).status == 401
+    assert reloads <= 2  # the first unknown kid reloads; the next ones wait out the second
