@@ -30,6 +30,7 @@ from perkamo.access.tokens import KeyRing
 from perkamo.attempts import AttemptLog
 from perkamo.cluster.membership import PEER_TIMEOUT, Membership
 from perkamo.cluster.node import Cluster, ClusterStatistics, open_listeners
+from perkamo.cluster.protocol import Charge, Charged
 from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
@@ -264,7 +265,12 @@ async def _join_cluster(
 
 def _serve_shards(runtime: Runtime) -> None:
     """Answer other members' forwarded messages, and take shards from now on."""
-    runtime.cluster.serve(runtime.gateway.serve_forwarded, runtime.profiles.subscribers)
+
+    def charge(asked: Charge) -> Charged:  # a browser bucket kept here, for another member
+        d = runtime.client_rate.take(asked.bucket, asked.per_second, asked.burst)
+        return Charged(asked.id, d.allowed, d.limit, d.remaining, d.reset, d.retry_after)
+
+    runtime.cluster.serve(runtime.gateway.serve_forwarded, runtime.profiles.subscribers, charge)
 
     async def passivate(shards: set[int]) -> None:
         def moving(key: ProfileKey) -> bool:

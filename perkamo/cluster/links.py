@@ -19,6 +19,8 @@ from actors import Future, Reply
 from perkamo.cluster import protocol
 from perkamo.cluster.protocol import (
     Challenge,
+    Charge,
+    Charged,
     Ended,
     FrameReader,
     Hello,
@@ -128,6 +130,7 @@ class PeerLink:
         self._stream: trio.SocketStream | None = None
         self._pending: dict[int, ForwardedReply] = {}
         self._watchers: dict[int, Watcher] = {}  # live streams' subscriptions at the peer
+        self._charges: dict[int, Future[Charged | None]] = {}  # browser buckets asked
         self._outbox: deque[tuple[int, bytes]] = deque()  # (request id, 0: always sent)
         self._ready = trio.Event()
         self._ids = itertools.count(1)
@@ -172,6 +175,18 @@ class PeerLink:
     def unsubscribe(self, subscription: int) -> None:
         if self._watchers.pop(subscription, None) is not None and self._stream is not None:
             self._send(protocol.encode_frame(Unsubscribe(subscription)))
+
+    def charge(self, bucket: str, per_second: float, burst: int) -> Future[Charged | None] | None:
+        """Ask the peer (the profile's owner) for a token of a customer's browser bucket;
+        None when the link is not up (the answer is None if the link breaks first)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        asked = next(self._ids)
+        answer: Future[Charged | None] = Future()
+        self._charges[asked] = answer
+        self._send(protocol.encode_frame(Charge(asked, bucket, per_second, burst)))
+        return answer
 
     def _send(self, frame: bytes) -> None:
         self._outbox.append((0, frame))
@@ -247,6 +262,8 @@ class PeerLink:
                     reply.resolve(frame)  # decoded by its waiter, as its command's answer
                 elif isinstance(frame, Push | Resnapshot | Ended):
                     self._watched(frame)
+                elif isinstance(frame, Charged) and (asked := self._charges.pop(frame.id, None)):
+                    asked.resolve(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends
@@ -274,6 +291,9 @@ class PeerLink:
         watchers, self._watchers = self._watchers, {}
         for watcher in watchers.values():  # subscribe again (where the profile is now)
             watcher.end()
+        charges, self._charges = self._charges, {}
+        for asked in charges.values():
+            asked.resolve(None)
         self._ready.set()  # the writer sees the link gone and ends
         pending, self._pending = self._pending, {}
         self._outbox.clear()

@@ -4,12 +4,15 @@ and where each profile's messages go (here, or to the member owning the profile'
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
+from actors import Future
 from perkamo.cluster.links import ForwardedReply, LinkStatistics, LocalSubmit, PeerLink
 from perkamo.cluster.membership import Membership
+from perkamo.cluster.protocol import Charge, Charged
 from perkamo.cluster.server import InternalServer, Submit
 from perkamo.cluster.shards import shard_of
 from perkamo.profiles.actor import ProfileKey
@@ -51,10 +54,18 @@ class Cluster:
     def peers(self) -> int:
         return self.membership.peers
 
-    def serve(self, submit: Submit, subscribers: Subscribers | None = None) -> None:
-        """Start answering other members' requests (``submit`` admits one here) and their
-        live streams' subscriptions (to ``subscribers``)."""
-        server = InternalServer(self._secret, self.membership.id, submit, self.stats, subscribers)
+    def serve(
+        self,
+        submit: Submit,
+        subscribers: Subscribers | None = None,
+        charge: Callable[[Charge], Charged] | None = None,
+    ) -> None:
+        """Start answering other members' requests (``submit`` admits one here), their
+        live streams' subscriptions (to ``subscribers``) and their browser buckets'
+        charges (``charge``)."""
+        server = InternalServer(
+            self._secret, self.membership.id, submit, self.stats, subscribers, charge
+        )
         self._nursery.start_soon(trio.serve_listeners, server.connection, self._listeners)
 
     def forward(
@@ -81,6 +92,14 @@ class Cluster:
             return None
         subscription = link.subscribe(key, watcher)
         return None if subscription is None else (link.peer, subscription)
+
+    def charge(
+        self, key: ProfileKey, bucket: str, per_second: float, burst: int
+    ) -> Future[Charged | None] | None:
+        """A token of a customer's browser bucket from the member owning the profile;
+        None: take it here (owned here or by nobody, or the link is not up)."""
+        link = self._link_to_owner(key)
+        return None if link is None else link.charge(bucket, per_second, burst)
 
     def unsubscribe(self, owner: str, subscription: int) -> None:
         link = self._links.get(owner)

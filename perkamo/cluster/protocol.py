@@ -91,9 +91,27 @@ class Ended(msgspec.Struct, tag="ended"):
     id: int
 
 
+class Charge(msgspec.Struct, tag="charge"):
+    """Take a token from a customer's browser bucket, which lives at the profile's owner."""
+
+    id: int
+    bucket: str
+    per_second: float
+    burst: int
+
+
+class Charged(msgspec.Struct, tag="charged"):
+    id: int
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int
+
+
 Frame = (
     Challenge | Hello | Welcome | Request | Response | Subscribe | Unsubscribe | Push
-    | Resnapshot | Ended
+    | Resnapshot | Ended | Charge | Charged
 )  # fmt: skip
 _frames = msgspec.json.Decoder(Frame, float_hook=Decimal)
 

@@ -16,6 +16,8 @@ from perkamo.cluster import protocol
 from perkamo.cluster.links import HANDSHAKE_SECONDS, LinkStatistics
 from perkamo.cluster.protocol import (
     Challenge,
+    Charge,
+    Charged,
     Ended,
     FrameReader,
     Hello,
@@ -49,12 +51,14 @@ class InternalServer:
         submit: Submit,
         stats: LinkStatistics,
         subscribers: Subscribers | None = None,
+        charge: Callable[[Charge], Charged] | None = None,
     ) -> None:
         self._secret = secret
         self._member = member
         self._submit = submit
         self.stats = stats
         self._subscribers = subscribers if subscribers is not None else Subscribers()
+        self._charge = charge
 
     async def _handshake(self, stream: trio.SocketStream, reader: FrameReader) -> bool:
         nonce = secrets.token_hex(16)
@@ -105,6 +109,8 @@ class InternalServer:
                         self._admit(nursery, answers, frame)
                     elif isinstance(frame, Subscribe | Unsubscribe):
                         self._watch(frame, answers, watched)
+                    elif isinstance(frame, Charge) and self._charge is not None:
+                        answers.push(protocol.encode_frame(self._charge(frame)))
                 # The peer closed: what it sent is still answered (or dropped unsent).
                 answers.finish()
                 nursery.cancel_scope.deadline = trio.current_time() + 30

@@ -47,6 +47,7 @@ PREFLIGHT = {
     "access-control-max-age": "600",
 }
 _PURPOSE = {"read": "client", "events": "client", "stream": "stream"}
+CHARGE_WAIT = 0.5  # seconds for the owner's bucket; then this member's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ async def dispatch(
         _check_token(caller, route)
         received_at = datetime.now(UTC)
         runtime.usage.count_request(caller.space_id, received_at)
-        decision = _charge(runtime, caller)
+        decision = await _charge(runtime, caller)
         rate_headers = decision.headers()
         if not decision.allowed:
             raise PerkamoError(
@@ -189,12 +190,27 @@ def _check_token(caller: BrowserCaller, route: Route) -> None:
         raise PerkamoError(code, f"This browser token may not {capability}.")
 
 
-def _charge(runtime: Runtime, caller: BrowserCaller) -> Decision:
-    """The browser key's per-customer bucket: reads, stream opens and events alike."""
+async def _charge(runtime: Runtime, caller: BrowserCaller) -> Decision:
+    """The browser key's per-customer bucket — reads, stream opens and events alike. It
+    lives at the profile's owner (one bucket, however many members a page's calls reach);
+    here when this member owns the profile, or the owner does not answer within
+    ``CHARGE_WAIT``."""
     rate = caller.key.rate
-    return runtime.client_rate.take(
-        f"{caller.key.id}\x00{caller.user_id}", float(rate["per_second"]), int(rate["burst"])
-    )
+    bucket = f"{caller.key.id}\x00{caller.user_id}"
+    per_second, burst = float(rate["per_second"]), int(rate["burst"])
+    profile = (caller.space_id, caller.user_id)
+    with trio.move_on_after(CHARGE_WAIT):
+        # Another member owns the profile: its link may still be connecting (first use).
+        while (remote := runtime.cluster.charge(profile, bucket, per_second, burst)) is None:
+            if runtime.cluster.owner_of(profile) is None:
+                break
+            await trio.sleep(0.01)
+        if remote is not None:
+            answer = await remote.wait()
+            if answer is not None:
+                return Decision(answer.allowed, answer.limit, answer.remaining, answer.reset,
+                                answer.retry_after)  # fmt: skip
+    return runtime.client_rate.take(bucket, per_second, burst)
 
 
 async def _allowed_by_header_key(runtime: Runtime, request: Request, origin: str) -> dict[str, str]:

@@ -97,3 +97,33 @@ async def test_a_stream_on_a_non_owner_follows_its_profile_through_the_owners_de
         entry.kill()
         owner.kill()
     assert "Traceback" not in entry.log()
+
+
+async def test_a_customers_browser_bucket_is_one_however_many_members_a_page_reaches(
+    pg_url, tmp_path
+):
+    first, second, space = await start_two(pg_url, tmp_path)
+    try:
+        headers = {"x-perkamo-api-key": space.key}
+        async with (
+            httpx.AsyncClient(base_url=first.base_url, headers=headers, timeout=30) as a,
+            httpx.AsyncClient(base_url=second.base_url, timeout=30) as b,
+        ):
+            created = await a.post("/v1/admin/browser-keys", json={
+                "name": "r", "allowed_origins": [SHOP], "rate": {"per_second": 0.01, "burst": 4},
+            })  # fmt: skip
+            minted = await a.post(
+                "/v1/browser-tokens",
+                json={"browser_key": created.json()["key"], "user_id": "rate-me"},
+            )
+            bearer = {"authorization": f"Bearer {minted.json()['token']}"}
+            statuses = []
+            for n in range(6):  # alternating members: one bucket at the profile's owner
+                client = a if n % 2 == 0 else b
+                statuses.append(
+                    (await client.get("/v1/client/program", headers=bearer)).status_code
+                )
+            assert statuses == [200, 200, 200, 200, 429, 429]
+    finally:
+        first.kill()
+        second.kill()
