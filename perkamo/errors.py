@@ -89,7 +89,7 @@ class Code(Enum):
     )  # fmt: skip
     # 500, 501, 505
     INTERNAL_ERROR = ("internal_error", 500, "Something went wrong on our side; retry shortly.")
-    NOT_SUPPORTED = ("not_supported", 501, "This Perkamo preview feature is not offered.")
+    NOT_SUPPORTED = ("not_supported", 501, "Only the chunked transfer coding is supported.")
     HTTP_VERSION_NOT_SUPPORTED = (
         "http_version_not_supported", 505, "Only HTTP/1.1 (HTTP/1.0) and HTTP/2 are supported."
     )  # fmt: skip

@@ -32,7 +32,7 @@ _STATUS_TEXT = {
     429: "Rate limit or usage limit exceeded",
     431: "The request line and headers are larger than 16 KiB",
     500: "A defect on the server's side (never details, never for committed writes)",
-    501: "A Perkamo preview feature this server does not offer",
+    501: "A transfer coding other than chunked",
     503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
     505: "The request's HTTP version is not spoken here",
 }
