@@ -44,8 +44,9 @@ class Settings:
     # (actors/_admission.py, API.md "Admission").
     max_pending: int = 20_000
     # Open connections beyond this are answered 503 and closed at once (file descriptors
-    # must never run out; each connection also holds buffers).
-    max_connections: int = 4096
+    # must never run out; each connection also holds buffers). Live streams are connections
+    # too: the default leaves room for max_streams of them beside 4,096 others.
+    max_connections: int = 4096 + 20_000
     # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
     shutdown_grace_seconds: float = 10.0
     # A request's headers and body must arrive within read_timeout (also how long an idle

@@ -210,10 +210,9 @@ def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
     config.h11_max_incomplete_size = http1.HEAD_LIMIT
     config.h2_max_header_list_size = http1.HEAD_LIMIT
     config.errorlog = logging.getLogger("hypercorn.error")
-    # Live streams are connections too: the limit makes room for them.
     limits = connections.Limits(
         read_timeout=settings.read_timeout_seconds,
-        max_connections=_connection_limit(settings.max_connections + settings.max_streams),
+        max_connections=_connection_limit(settings.max_connections),
     )
     connections.install(limits)
     return config, limits
