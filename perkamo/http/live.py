@@ -30,6 +30,9 @@ from perkamo.profiles.subscribers import Subscriber
 from perkamo.runtime import Runtime
 
 KEEP_ALIVE = 15.0
+# Keys are re-checked at once on every key notification (a revocation); without one, every
+# fourth keep-alive checks them anyway (cached records are read again every 30 s).
+CHECK_EVERY = 4
 OWNER_CHECK = 1.0  # with other members: how often a stream checks where its profile is
 Snapshot = Callable[[], Awaitable[tuple[int, bytes]]]  # (version, profile document JSON)
 
@@ -94,6 +97,7 @@ async def events(
             yield frame("profile", document, version)
         keep_alive = trio.current_time() + KEEP_ALIVE
         checked_owner = trio.current_time()
+        keep_alives = 0
         while True:
             subscriber = watch.subscriber
             stream.wake = subscriber.poke
@@ -136,7 +140,8 @@ async def events(
                     yield frame("profile", document, version)
                 sent = max(sent, version)
             if trio.current_time() >= keep_alive:
-                if not await still_valid():
+                keep_alives += 1
+                if keep_alives % CHECK_EVERY == 0 and not await still_valid():
                     return
                 yield b": keep-alive\n\n"
                 keep_alive = trio.current_time() + KEEP_ALIVE

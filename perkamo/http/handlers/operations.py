@@ -24,4 +24,3 @@ async def readyz(plain: Plain) -> Result[Health]:
 
 async def metrics(plain: Plain) -> Result[RawBody]:
     return Result(RawBody(plain.metrics.render(), plain.metrics.content_type))
-
