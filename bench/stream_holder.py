@@ -117,12 +117,16 @@ async def _hold(plan: Plan, customer: str, minter: Minters, counts: Counts) -> N
             continue
         async with sock:
             request = f"GET /v1/client/stream?token={token} HTTP/1.1\r\nhost: {plan.host}\r\n\r\n"
-            await sock.send_all(request.encode())
-            counts.opens += first
-            counts.reopens += not first
-            first = False
-            if await _read(sock, counts):
-                return  # the server closed for good (a shutdown)
+            try:
+                await sock.send_all(request.encode())
+                counts.opens += first
+                counts.reopens += not first
+                first = False
+                if await _read(sock, counts):
+                    return  # the server closed for good (a shutdown)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                counts.error(type(exc).__name__)
+                await trio.sleep(1)
 
 
 async def _read(sock: trio.SocketStream, counts: Counts) -> bool:
