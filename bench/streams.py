@@ -3,6 +3,8 @@
 
 One ``perkamo serve`` process on a fresh embedded PostgreSQL, in one run:
 
+0. minting browser tokens, closed loop, and the framework's JSON echo app (bench/echo_app.py)
+   beside it — server CPU per request, so figures compare on a shared machine;
 1. single-event ingestion (closed loop, 100,000 users) with no stream open;
 2. ``--streams`` live streams opened by load-generator processes (a trio program each,
    ``--per-process`` streams apiece; every stream its own customer, its token minted like a
@@ -23,6 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +39,7 @@ import psutil
 from storage import EmbeddedPostgres
 
 from . import loadgen, stream_holder, workloads
-from .run import HERE, USERS, Server, bench_space, log, machine, ms
+from .run import HERE, USERS, Server, bench_space, free_port, log, machine, ms
 
 TARGETS = {"rss_mib": 500.0, "p99_ms": 100.0, "ratio": 0.90}
 
@@ -64,6 +69,40 @@ def _ingest(
     tally = loadgen.run(loadgen.Plan(target.host, target.port, make, seconds, connections, None))
     cpu = sum(process.cpu_times()[:2]) - before
     return tally.requests / seconds, ms(tally.percentile(0.99)), cpu / max(tally.requests, 1) * 1e6
+
+
+def _closed_loop(port: int, make: loadgen.Maker, seconds: int, pid: int) -> tuple[float, float]:
+    """req/s over 32 connections, and the serving process's CPU µs per request."""
+    process = psutil.Process(pid)
+    before = sum(process.cpu_times()[:2])
+    tally = loadgen.run(loadgen.Plan("127.0.0.1", port, make, seconds, 32, None))
+    cpu = sum(process.cpu_times()[:2]) - before
+    return tally.requests / seconds, cpu / max(tally.requests, 1) * 1e6
+
+
+def _tokens_vs_echo(
+    server_port: int, pid: int, key: str, browser_key: str, seconds: int
+) -> dict[str, float]:
+    """Minting browser tokens next to the framework's JSON echo (bench/echo_app.py), side by
+    side in the same run (the ``bench load --workload tokens`` requests)."""
+    target = workloads.Target("127.0.0.1", server_port, key, users=USERS, browser_key=browser_key)
+    mint_rps, mint_us = _closed_loop(server_port, workloads.tokens(target), seconds, pid)
+    port = free_port()
+    echo = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(port)])
+    try:
+        for _ in range(200):
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/echo", json={})
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        echo_target = workloads.Target("127.0.0.1", port, key, run="echo")
+        echo_rps, echo_us = _closed_loop(port, workloads.echo(echo_target), seconds, echo.pid)
+    finally:
+        echo.send_signal(signal.SIGTERM)
+        echo.wait(30)
+    return {"mint_rps": mint_rps, "mint_cpu_us": mint_us, "echo_rps": echo_rps,
+            "echo_cpu_us": echo_us, "mint_per_core": 1e6 / mint_us, "echo_per_core": 1e6 / echo_us}  # fmt: skip
 
 
 class Holders:
@@ -131,6 +170,9 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         assert server.proc is not None
         pid = server.proc.pid
         browser_key = _browser_key(server.base, key)
+        log(f"0 minting browser tokens vs the framework's echo ({args.seconds} s each)")
+        tokens = _tokens_vs_echo(server.port, pid, key, browser_key, args.seconds)
+        log(f"   {tokens['mint_per_core']:,.0f} vs {tokens['echo_per_core']:,.0f} per core-second")
         target = workloads.Target("127.0.0.1", server.port, key, users=USERS, run="base")
         log(f"1 single events without streams ({args.seconds} s)")
         without, p99_without, cpu_without = _ingest(target, args.seconds, args.connections, pid)
@@ -205,6 +247,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "keep_alives": holders.total("keep_alives"),
             "keep_alives_per_second": holders.total("keep_alives") / elapsed,
             "errors": holders.errors(), "seconds": args.seconds, "connections": args.connections,
+            "tokens": tokens,
         }  # fmt: skip
         server.stop()
         holders.stop()
@@ -226,6 +269,7 @@ def write(out: Path, f: dict[str, Any], command: str) -> None:
         "ratio": f["ratio"] >= TARGETS["ratio"],
     }
     yes = {True: "yes", False: "**no**"}
+    t = f["tokens"]
     lines = [
         "## Live streams",
         "",
@@ -249,6 +293,12 @@ def write(out: Path, f: dict[str, Any], command: str) -> None:
         f"(p99 {f['p99_with']} vs {f['p99_without']}); server CPU per request "
         f"{f['cpu_us_with']} vs {f['cpu_us_without']} µs = {f['cpu_ratio']:.0%} of the "
         f"throughput on a core of its own | {yes[met['ratio']]} |",
+        f"| minting browser tokens ≥ 2,000/s on one core, ≥ 90 % of the framework's echo "
+        f"| {t['mint_rps']:,.0f} minted/s at {t['mint_cpu_us']:,.0f} µs of server CPU each = "
+        f"{t['mint_per_core']:,.0f}/s on a core of its own; the echo app (bench/echo_app.py), "
+        f"same run: {t['echo_rps']:,.0f}/s at {t['echo_cpu_us']:,.0f} µs = "
+        f"{t['echo_per_core']:,.0f}/s; minting = {t['mint_per_core'] / t['echo_per_core']:.0%} "
+        f"of the echo | {yes[t['mint_per_core'] >= 2000 and t['mint_per_core'] >= 0.9 * t['echo_per_core']]} |",
         "",
         f"Stream tokens asked for {f['ttl_asked']} s (granted {f['ttl_granted']} s). Over the "
         f"run: {f['reopens']:,} re-opens after `expired` ({f['reopens_per_second']:.1f}/s), "
