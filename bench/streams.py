@@ -301,7 +301,7 @@ def write(out: Path, f: dict[str, Any], command: str) -> None:
         f"of the echo | {yes[t['mint_per_core'] >= 2000 and t['mint_per_core'] >= 0.9 * t['echo_per_core']]} |",
         "",
         f"Stream tokens asked for {f['ttl_asked']} s (granted {f['ttl_granted']} s). Over the "
-        f"run: {f['reopens']:,} re-opens after `expired` ({f['reopens_per_second']:.1f}/s), "
+        f"run: {f['reopens']:,} re-opens ({f['reopens_per_second']:.1f}/s: a fresh token after `expired`, or a connection the load generator saw reset), "
         f"{f['mints']:,} tokens minted ({f['mints_per_second']:.1f}/s, the first opens "
         f"included), {f['keep_alives']:,} keep-alives ({f['keep_alives_per_second']:.0f}/s). "
         f"Load-generator errors: {f['errors'] or 'none'}. Latency is measured from the "
