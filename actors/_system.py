@@ -70,6 +70,7 @@ class ActorSystem(Generic[K, M, R]):
         self._pending = 0
         self._answered = 0
         self._slots: OrderedDict[K, Slot[K, M, R]] = OrderedDict()
+        self._pinned: dict[K, int] = {}  # key -> pins: never passivated for idleness or cap
         self._closed = False
         self._running = 0
         self._queued = 0
@@ -308,7 +309,7 @@ class ActorSystem(Generic[K, M, R]):
             return
         victims: list[K] = []
         for key, slot in self._slots.items():  # least recently messaged first
-            if not slot.running:
+            if not slot.running and key not in self._pinned:
                 victims.append(key)
                 if len(victims) == excess:
                     break
@@ -326,12 +327,29 @@ class ActorSystem(Generic[K, M, R]):
         for key, slot in self._slots.items():
             if slot.last_message_at > deadline:
                 break  # the registry is ordered by last message
-            if not slot.running:
+            if not slot.running and key not in self._pinned:
                 stale.append(key)
         for key in stale:
             del self._slots[key]
         self._passivations += len(stale)
         return len(stale)
+
+    def pin(self, key: K) -> None:
+        """Keep ``key``'s actor resident once activated: neither idleness nor the resident
+        cap passivates it while pinned (pins are counted; ``passivate_matching`` still
+        does, for an actor that must move). What a pin is for is the caller's business (a
+        watched actor, for instance)."""
+        self._pinned[key] = self._pinned.get(key, 0) + 1
+
+    def unpin(self, key: K) -> None:
+        left = self._pinned.get(key, 0) - 1
+        if left > 0:
+            self._pinned[key] = left
+        else:
+            self._pinned.pop(key, None)
+
+    def is_pinned(self, key: K) -> bool:
+        return key in self._pinned
 
     async def passivate_matching(self, matches: Callable[[K], bool]) -> int:
         """Passivate every actor whose key ``matches`` as soon as its mailbox is empty (the

@@ -165,6 +165,7 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         "RESULTS-backtest.md",
         "RESULTS-console.md",
         "RESULTS-failover.md",
+        "RESULTS-streams.md",
         "notes.md",
     ):  # kept beside, by hand or by
         path = HERE / extra_file  # ``python -m bench backtest``

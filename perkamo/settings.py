@@ -44,8 +44,9 @@ class Settings:
     # (actors/_admission.py, docs/api.md "Admission").
     max_pending: int = 20_000
     # Open connections beyond this are answered 503 and closed at once (file descriptors
-    # must never run out; each connection also holds buffers).
-    max_connections: int = 4096
+    # must never run out; each connection also holds buffers). Live streams are connections
+    # too: the default leaves room for max_streams of them beside 4,096 others.
+    max_connections: int = 4096 + 20_000
     # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
     shutdown_grace_seconds: float = 10.0
     # A request's headers and body must arrive within read_timeout (also how long an idle
@@ -60,6 +61,10 @@ class Settings:
     # processes ``perkamo serve`` starts on this host.
     cluster_address: str = "127.0.0.1:0"
     workers: int = 1
+    # Live streams (docs/api.md "The browser half"): at most this many open in one process (beyond:
+    # 503); and the ``iss`` of the browser tokens this server mints and accepts.
+    max_streams: int = 20_000
+    token_issuer: str = "perkamo"
 
     def __post_init__(self) -> None:
         if self.read_timeout_seconds <= 0:
@@ -77,7 +82,10 @@ class Settings:
         for name, value in order:
             if value <= 0:
                 raise SettingsError(f"{name} must be a positive number of seconds")
-        for name in ("mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections"):
+        for name in (
+            "mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections",
+            "max_streams",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"PERKAMO_{name.upper()} must be at least 1")
 
@@ -136,4 +144,6 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_CHECKOUT_TIMEOUT_SECONDS", "checkout_timeout", float),
     ("PERKAMO_CLUSTER_ADDRESS", "cluster_address", str),
     ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
+    ("PERKAMO_MAX_STREAMS", "max_streams", int),
+    ("PERKAMO_TOKEN_ISSUER", "token_issuer", str),
 ]

@@ -72,7 +72,9 @@ UsageKey = tuple[int, date, str]
 
 @dataclass(slots=True)
 class SnapshotWrite:
-    """The profile after the unit; ``expected_version`` 0 means "create it"."""
+    """The profile after the unit; ``expected_version`` 0 means "create it". ``version``:
+    the version it commits — one more than ``expected_version`` per write of the unit (a
+    live stream numbers each change by it, docs/api.md "The browser half")."""
 
     space_id: int
     user_id: str
@@ -80,6 +82,11 @@ class SnapshotWrite:
     state: str  # JSON text
     expected_version: int
     updated_at: datetime
+    version: int = 0  # 0: expected_version + 1
+
+    def __post_init__(self) -> None:
+        if self.version <= self.expected_version:
+            self.version = self.expected_version + 1
 
 
 class LogRow(Protocol):

@@ -17,10 +17,25 @@ import trio
 
 from actors import Future, Reply
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    Charge,
+    Charged,
+    Ended,
+    FrameReader,
+    Hello,
+    Push,
+    Request,
+    Resnapshot,
+    Response,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand, on_the_wire
+from perkamo.profiles.subscribers import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +129,9 @@ class PeerLink:
         self._stats = stats
         self._stream: trio.SocketStream | None = None
         self._pending: dict[int, ForwardedReply] = {}
-        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._watchers: dict[int, Watcher] = {}  # live streams' subscriptions at the peer
+        self._charges: dict[int, Future[Charged | None]] = {}  # browser buckets asked
+        self._outbox: deque[tuple[int, bytes]] = deque()  # (request id, 0: always sent)
         self._ready = trio.Event()
         self._ids = itertools.count(1)
         self._connecting = False
@@ -143,6 +160,37 @@ class PeerLink:
         self._ready.set()
         self._stats.forwarded += 1
         return reply
+
+    def subscribe(self, key: ProfileKey, watcher: Watcher) -> int | None:
+        """Watch a profile the peer owns: its committed changes come to ``watcher``;
+        None when the link is not up (watch here; the link connects meanwhile)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        subscription = next(self._ids)
+        self._watchers[subscription] = watcher
+        self._send(protocol.encode_frame(Subscribe(subscription, key[0], key[1])))
+        return subscription
+
+    def unsubscribe(self, subscription: int) -> None:
+        if self._watchers.pop(subscription, None) is not None and self._stream is not None:
+            self._send(protocol.encode_frame(Unsubscribe(subscription)))
+
+    def charge(self, bucket: str, per_second: float, burst: int) -> Future[Charged | None] | None:
+        """Ask the peer (the profile's owner) for a token of a customer's browser bucket;
+        None when the link is not up (the answer is None if the link breaks first)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        asked = next(self._ids)
+        answer: Future[Charged | None] = Future()
+        self._charges[asked] = answer
+        self._send(protocol.encode_frame(Charge(asked, bucket, per_second, burst)))
+        return answer
+
+    def _send(self, frame: bytes) -> None:
+        self._outbox.append((0, frame))
+        self._ready.set()
 
     def _connect_soon(self) -> None:
         if not (self._connecting or self.closed or trio.current_time() < self._down_until):
@@ -183,6 +231,9 @@ class PeerLink:
                 chunks = []
                 while self._outbox:
                     request_id, frame = self._outbox.popleft()
+                    if request_id == 0:  # a subscription's frame
+                        chunks.append(frame)
+                        continue
                     reply = self._pending.get(request_id)
                     if reply is None or reply.withdrawn:
                         self._pending.pop(request_id, None)
@@ -209,6 +260,10 @@ class PeerLink:
                     self._stats.forward_seconds += elapsed
                     self._stats.latencies.append(elapsed)
                     reply.resolve(frame)  # decoded by its waiter, as its command's answer
+                elif isinstance(frame, Push | Resnapshot | Ended):
+                    self._watched(frame)
+                elif isinstance(frame, Charged) and (asked := self._charges.pop(frame.id, None)):
+                    asked.resolve(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends
@@ -216,11 +271,29 @@ class PeerLink:
         finally:
             self._broken(stream)
 
+    def _watched(self, frame: Push | Resnapshot | Ended) -> None:
+        watcher = self._watchers.get(frame.id)
+        if watcher is None:
+            return
+        if isinstance(frame, Push):
+            watcher.offer(frame.version, bytes(frame.change))
+        elif isinstance(frame, Resnapshot):
+            watcher.overflow()
+        else:
+            del self._watchers[frame.id]
+            watcher.end()
+
     def _broken(self, stream: trio.SocketStream) -> None:
         if self._stream is not stream:
             return
         self._stream = None
         stream.socket.close()
+        watchers, self._watchers = self._watchers, {}
+        for watcher in watchers.values():  # subscribe again (where the profile is now)
+            watcher.end()
+        charges, self._charges = self._charges, {}
+        for asked in charges.values():
+            asked.resolve(None)
         self._ready.set()  # the writer sees the link gone and ends
         pending, self._pending = self._pending, {}
         self._outbox.clear()

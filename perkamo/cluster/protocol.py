@@ -1,7 +1,8 @@
 """The internal protocol between members: length-prefixed JSON frames (msgspec; exact
 decimals both ways), a challenge-response handshake with the cluster secret, then requests
 (a profile's message) and responses (its answer), matched by id and multiplexed on one
-persistent connection per pair of members."""
+persistent connection per pair of members; and the subscriptions of live streams to the
+profiles a member owns (subscribe, then pushed changes)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,60 @@ class Response(msgspec.Struct, tag="response"):
     error: WireError | None = None
 
 
-Frame = Challenge | Hello | Welcome | Request | Response
+class Subscribe(msgspec.Struct, tag="subscribe"):
+    """A live stream on the sending member watches a profile this member owns."""
+
+    id: int
+    space_id: int
+    user_id: str
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe"):
+    id: int
+
+
+class Push(msgspec.Struct, tag="push"):
+    """A committed change of a watched profile (its stream's ``event: change``)."""
+
+    id: int
+    version: int
+    change: msgspec.Raw
+
+
+class Resnapshot(msgspec.Struct, tag="resnapshot"):
+    """Changes were dropped (the link fell behind): the stream sends a fresh profile."""
+
+    id: int
+
+
+class Ended(msgspec.Struct, tag="ended"):
+    """The profile left this member (its shard moved): subscribe again where it is."""
+
+    id: int
+
+
+class Charge(msgspec.Struct, tag="charge"):
+    """Take a token from a customer's browser bucket, which lives at the profile's owner."""
+
+    id: int
+    bucket: str
+    per_second: float
+    burst: int
+
+
+class Charged(msgspec.Struct, tag="charged"):
+    id: int
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int
+
+
+Frame = (
+    Challenge | Hello | Welcome | Request | Response | Subscribe | Unsubscribe | Push
+    | Resnapshot | Ended | Charge | Charged
+)  # fmt: skip
 _frames = msgspec.json.Decoder(Frame, float_hook=Decimal)
 
 

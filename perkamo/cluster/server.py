@@ -9,14 +9,29 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import trio
 
 from perkamo.cluster import protocol
 from perkamo.cluster.links import HANDSHAKE_SECONDS, LinkStatistics
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    Charge,
+    Charged,
+    Ended,
+    FrameReader,
+    Hello,
+    Push,
+    Request,
+    Resnapshot,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand
+from perkamo.profiles.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +44,21 @@ class InternalServer:
     """Serves the cluster's requests to members that prove the secret (``connection`` is
     the handler for each accepted connection)."""
 
-    def __init__(self, secret: str, member: str, submit: Submit, stats: LinkStatistics) -> None:
+    def __init__(
+        self,
+        secret: str,
+        member: str,
+        submit: Submit,
+        stats: LinkStatistics,
+        subscribers: Subscribers | None = None,
+        charge: Callable[[Charge], Charged] | None = None,
+    ) -> None:
         self._secret = secret
         self._member = member
         self._submit = submit
         self.stats = stats
+        self._subscribers = subscribers if subscribers is not None else Subscribers()
+        self._charge = charge
 
     async def _handshake(self, stream: trio.SocketStream, reader: FrameReader) -> bool:
         nonce = secrets.token_hex(16)
@@ -69,20 +94,46 @@ class InternalServer:
         if not await self._handshake(stream, reader):
             return
         answers = _Answers(stream)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(answers.run)
-            while True:
-                try:
-                    frame = await reader.next()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
-                    break
-                if frame is None:
-                    break
-                if isinstance(frame, Request):
-                    self._admit(nursery, answers, frame)
-            # The peer closed: what it sent is still answered (or dropped unsent).
-            answers.finish()
-            nursery.cancel_scope.deadline = trio.current_time() + 30
+        watched: dict[int, tuple[ProfileKey, _RemoteWatcher]] = {}
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answers.run)
+                while True:
+                    try:
+                        frame = await reader.next()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
+                        break
+                    if frame is None:
+                        break
+                    if isinstance(frame, Request):
+                        self._admit(nursery, answers, frame)
+                    elif isinstance(frame, Subscribe | Unsubscribe):
+                        self._watch(frame, answers, watched)
+                    elif isinstance(frame, Charge) and self._charge is not None:
+                        answers.push(protocol.encode_frame(self._charge(frame)))
+                # The peer closed: what it sent is still answered (or dropped unsent).
+                answers.finish()
+                nursery.cancel_scope.deadline = trio.current_time() + 30
+        finally:
+            for key, watcher in watched.values():
+                self._subscribers.remove(key, watcher)
+
+    def _watch(
+        self,
+        frame: Subscribe | Unsubscribe,
+        answers: _Answers,
+        watched: dict[int, tuple[ProfileKey, _RemoteWatcher]],
+    ) -> None:
+        """A live stream on the peer starts or stops watching a profile owned here."""
+        if isinstance(frame, Unsubscribe):
+            found = watched.pop(frame.id, None)
+            if found is not None:
+                self._subscribers.remove(*found)
+            return
+        key = (frame.space_id, frame.user_id)
+        watcher = _RemoteWatcher(answers, frame.id)
+        watched[frame.id] = (key, watcher)
+        self._subscribers.add(key, watcher)
 
     def _admit(self, nursery: trio.Nursery, answers: _Answers, frame: Request) -> None:
         self.stats.served += 1
@@ -104,6 +155,36 @@ class InternalServer:
         nursery.start_soon(answer)
 
 
+class _RemoteWatcher:
+    """A peer's live stream of a profile owned here: its changes are sent as frames on the
+    peer's connection (bounded: past ``BEHIND`` unsent frames they are dropped, and the
+    stream is told to resnapshot once the connection has caught up)."""
+
+    BEHIND = 10_000
+
+    __slots__ = ("_answers", "_id", "_lost")
+
+    def __init__(self, answers: _Answers, subscription: int) -> None:
+        self._answers = answers
+        self._id = subscription
+        self._lost = False
+
+    def offer(self, version: int, change: bytes) -> None:
+        if len(self._answers.buffer) >= self.BEHIND:
+            self._lost = True
+            return
+        if self._lost:
+            self._lost = False
+            self._answers.push(protocol.encode_frame(Resnapshot(self._id)))
+        self._answers.push(protocol.encode_frame(Push(self._id, version, msgspec.Raw(change))))
+
+    def overflow(self) -> None:
+        self._answers.push(protocol.encode_frame(Resnapshot(self._id)))
+
+    def end(self) -> None:
+        self._answers.push(protocol.encode_frame(Ended(self._id)))
+
+
 class _Answers:
     """The answers on one internal connection: buffered as they are ready and sent by one
     task, everything ready in one write (the other side's link does the same)."""
@@ -120,6 +201,15 @@ class _Answers:
         response.id = request_id
         self._buffer.append(protocol.encode_frame(response))
         self.pending -= waited
+        self._ready.set()
+
+    @property
+    def buffer(self) -> list[bytes]:
+        return self._buffer
+
+    def push(self, frame: bytes) -> None:
+        """A frame that answers no request (a watched profile's change)."""
+        self._buffer.append(frame)
         self._ready.set()
 
     def finish(self) -> None:

@@ -65,6 +65,7 @@ class Result(Generic[T]):
 
     body: T | msgspec.Raw
     status: int = 200
+    headers: dict[str, str] | None = None  # beyond the usual (cache-control, …)
 
 
 def json_response(
@@ -118,13 +119,21 @@ class Plain:
     metrics: Observability
 
 
+Dispatch = Callable[["Plain", Router, Request, "_Trace"], Awaitable[Response]]
+
+
 async def handle(
-    runtime: Runtime, metrics: Observability, router: Router, request: Request
+    runtime: Runtime,
+    metrics: Observability,
+    router: Router,
+    request: Request,
+    dispatch: Dispatch | None = None,
 ) -> Response:
-    """Dispatch one request; every response is measured and logged (never the key or body)."""
+    """Dispatch one request (``dispatch``: another edge's, the browser calls'); every
+    response is measured and logged (never a key, a token or a body)."""
     started = time.perf_counter()
     trace = _Trace()
-    response = await _dispatch(Plain(runtime, metrics), router, request, trace)
+    response = await (dispatch or _dispatch)(Plain(runtime, metrics), router, request, trace)
     elapsed = time.perf_counter() - started
     metrics.observe(trace.route, response.status_code, elapsed, trace.code)
     access_log.info(
@@ -205,8 +214,12 @@ def _respond(
     if isinstance(body, RawBody):
         raw = Response(body.body, status=result.status, content_type=body.content_type)
         raw.headers["x-perkamo-request-id"] = request_id
+        for name, value in (result.headers or {}).items():
+            raw.headers[name] = value
         return raw
-    return json_response(result.status, result.body, request_id, headers)
+    return json_response(
+        result.status, result.body, request_id, {**(headers or {}), **(result.headers or {})}
+    )
 
 
 def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
@@ -233,7 +246,7 @@ async def _authenticate(
 
 async def _bounded(
     handler: Callable[..., Awaitable[Result[object]]],
-    call: Call[object],
+    call: object,  # a Call, or a browser route's ClientCall
     deadline: float,
     method: str,
 ) -> Result[object]:
@@ -353,3 +366,14 @@ def _check_content_encoding(encoding: str | None) -> None:
             "Send the body without a content encoding: only content-encoding: identity "
             "is accepted.",
         )
+
+
+# What the browser calls' edge (client_edge.py) shares with this one.
+Trace = _Trace
+route_of = _route
+check_declared_size = _check_declared_size
+read_body = _read_body
+respond = _respond
+check_content_type = _check_content_type
+bounded = _bounded
+closing = _closing

@@ -22,8 +22,9 @@ _REF = "#/components/schemas/{name}"
 _DECIMAL = {"type": "string", "format": "decimal"}
 _STATUS_TEXT = {
     400: "Malformed JSON, schema violation, limit exceeded or a business rule",
-    401: "Missing, unknown or revoked API key; bad or missing signature",
-    403: "The key lacks the scope, or the body names another Space",
+    401: "Missing, unknown or revoked API key; bad or missing signature; an invalid browser token",
+    403: "The key lacks the scope, or the body names another Space; a browser call's origin, "
+    "event, token purpose or customer is not allowed",
     404: "Unknown profile, module, version, back-test, redemption or path",
     405: "The path exists but not with this method (the `allow` header lists its methods)",
     408: "The request's head and body did not arrive within the read timeout",
@@ -33,7 +34,7 @@ _STATUS_TEXT = {
     429: "Rate limit or usage limit exceeded",
     431: "The request line and headers are larger than 16 KiB",
     500: "A defect on the server's side (never details, never for committed writes)",
-    501: "A Perkamo preview feature this server does not offer",
+    501: "A transfer coding other than chunked",
     503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
     505: "The request's HTTP version is not spoken here",
 }
@@ -87,7 +88,20 @@ def document(routes: Sequence[Route]) -> JsonObject:
                     "in": "header",
                     "name": "x-perkamo-api-key",
                     "description": "A Space's key; scopes are listed on each operation.",
-                }
+                },
+                "browserToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A browser token minted by POST /v1/browser-tokens.",
+                },
+                "streamToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "A stream token (purpose: stream): EventSource sends no "
+                    "headers.",
+                },
             },
         },
     }
@@ -118,7 +132,14 @@ def _operation(route: Route, path: str) -> JsonObject:
         }
         for name in re.findall(r"\{(\w+)\}", path)
     ]
-    if route.scope is not None:
+    if route.client is not None:
+        scheme = "streamToken" if route.client == "stream" else "browserToken"
+        operation["security"] = [{scheme: []}]
+        operation["description"] = (
+            f"A browser call: a browser token with the `{route.client}` capability, and CORS "
+            "for the origins its browser key allows."
+        )
+    elif route.scope is not None:
         operation["security"] = [{"apiKey": []}]
         operation["description"] = f"Requires an API key with the `{route.scope}` scope."
         if route.method == "GET":
@@ -177,7 +198,7 @@ def _responses(route: Route) -> JsonObject:
     statuses = set(route.errors) | set(_ANY_ERRORS)
     if "{" in route.pattern:  # a path parameter with control characters or bad escapes
         statuses.add(400)
-    if route.scope is not None:
+    if route.scope is not None or route.client is not None:
         statuses |= set(_KEYED_ERRORS)
     for status in sorted(statuses):
         headers = dict(request_id)

@@ -54,7 +54,7 @@ def profile_document(
         achievements=_achievements(state, program),
         flags=_flags(state, program, level),
         events=[
-            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta)
+            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta, e.source)
             for e in view.recent_events
         ],
         redemptions=[_recent_redemption(r) for r in view.recent_redemptions],

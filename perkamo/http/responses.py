@@ -148,6 +148,7 @@ class RecentEvent(Shape):
     transaction_id: str
     occurred_at: str
     delta: list[Delta]
+    source: str  # "server", or "client": sent by a browser (docs/api.md "The browser half")
 
 
 class RecentRedemption(Shape):

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from perkamo.errors import Code, PerkamoError, validation_failed
 
 if TYPE_CHECKING:
+    from perkamo.http.client_edge import ClientCall
     from perkamo.http.edge import Call, Plain, Result
 
 B = TypeVar("B")
@@ -43,6 +44,9 @@ class Route:
     success: int = 200  # the status of a successful answer
     cost: Callable[..., int] | None = None  # rate-limit tokens a body takes (default 1)
     fast: type | None = None  # a stricter shape tried first in one pass (a batch of events)
+    # A browser call (docs/api.md "The browser half"): the capability its token needs
+    # (read, events, stream); such a route takes a browser token, never an API key.
+    client: str | None = None
 
 
 def keyed(
@@ -74,6 +78,21 @@ def keyless(
 ) -> Route:
     """An operational route (no key, no body)."""
     return Route(method, pattern, handler, None, summary, None, response, errors)
+
+
+def client(
+    method: str,
+    pattern: str,
+    handler: Callable[[ClientCall[B]], Awaitable[Result[T]]],
+    capability: str,
+    summary: str,
+    request: type[B] | None,
+    response: type[T] | str,
+    errors: tuple[int, ...] = (),
+) -> Route:
+    """A browser route: a token with ``capability`` (read, events, stream), CORS."""
+    return Route(method, pattern, handler, None, summary, request, response, errors,
+                 client=capability)  # fmt: skip
 
 
 class Router:

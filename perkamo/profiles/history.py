@@ -39,6 +39,7 @@ class HistoryEvent(msgspec.Struct):
     transaction_id: str
     occurred_at: datetime
     delta: list[Delta]
+    source: str = "server"  # "client": sent by a browser (docs/api.md "The browser half")
 
 
 class HistoryRedemption(msgspec.Struct):
@@ -79,15 +80,21 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 def event_entry(
-    event: str, transaction_id: str, occurred_at: datetime, delta: list[Delta]
+    event: str,
+    transaction_id: str,
+    occurred_at: datetime,
+    delta: list[Delta],
+    source: str = "server",
 ) -> bytes:
     """An event as the profile document lists it (compact JSON)."""
-    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta))
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta, source))
 
 
-def _event(event: str, transaction_id: str, occurred_at: datetime, outcome: str) -> bytes:
+def _event(
+    event: str, transaction_id: str, occurred_at: datetime, outcome: str, source: str
+) -> bytes:
     parts = _event_parts.decode(outcome)
-    return event_entry(event, transaction_id, occurred_at, parts.delta)
+    return event_entry(event, transaction_id, occurred_at, parts.delta, source)
 
 
 def redemption_entry(
@@ -161,7 +168,7 @@ def _fill(
 ) -> None:
     """Stored rows (newest first) into an entry (newest last)."""
     for e in reversed(events[:RECENT]):
-        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
+        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source))
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
             redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,

@@ -101,8 +101,13 @@ def _event_key(value: str, path: str, *, star: bool = False) -> Iterable[Problem
 def _conditions(conditions: list[s.Condition], path: str) -> Iterable[Problem]:
     for index, c in enumerate(conditions):
         here = f"{path}[{index}]"
-        if not c.path.startswith(("context.", "traits.")) or c.path.endswith("."):
-            yield Problem(f"{here}.path", "must start with context. or traits.")
+        # ``source`` is who sent the event: "server" or "client" (a browser, docs/api.md "The
+        # browser half").
+        path_ok = c.path == "source" or (
+            c.path.startswith(("context.", "traits.")) and not c.path.endswith(".")
+        )
+        if not path_ok:
+            yield Problem(f"{here}.path", "must be source or start with context. or traits.")
         if c.op not in OPERATORS:
             yield Problem(f"{here}.op", f"must be one of {', '.join(OPERATORS)}")
         elif c.op in ("in", "not_in") and not isinstance(c.value, list):

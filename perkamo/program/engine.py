@@ -48,7 +48,7 @@ def apply(
             program=program,
             event=event.event,
             occurred=event.occurred_at or received_at,
-            scope={"context": event.context, "traits": event.traits},
+            scope={"context": event.context, "traits": event.traits, "source": event.source},
         )
         level_before = level_number(run.state, program)
         count(run)  # 2

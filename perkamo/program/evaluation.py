@@ -36,6 +36,7 @@ class EngineEvent(msgspec.Struct, frozen=True):
     context: Mapping[str, object]
     occurred_at: datetime | None
     traits: Mapping[str, object]
+    source: str = "server"  # "client": a browser sent it; a rule's condition may test it
 
 
 class Award(msgspec.Struct):

@@ -51,7 +51,10 @@ def event_delivery(
     context: JsonObject,
     outcome: Outcome,
     level_from: int | None,
+    source: str = "server",
 ) -> OutboxRow:
+    """``source``: "client" for a browser-sent event (docs/api.md "The browser half"), else
+    "server"."""
     effects: list[Any] = list(outcome.unlocked)
     if level_from is not None and outcome.level is not None:
         effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
@@ -64,6 +67,7 @@ def event_delivery(
             "user_id": user_id,
             "transaction_id": transaction_id,
             "event": event,
+            "source": source,
             "status": "applied",
             "occurred_at": format_rfc3339(occurred_at),
             "context": context,

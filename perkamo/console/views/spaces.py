@@ -12,6 +12,7 @@ from perkamo.access.keys import SCOPES
 from perkamo.access.limits import LIMIT_NAMES, InvalidLimit, parse_limit
 from perkamo.console import security
 from perkamo.console.core import Page, seg
+from perkamo.console.views import browser_keys
 from storage import browse
 from storage import console as audit_store
 from storage import spaces as space_store
@@ -80,6 +81,7 @@ async def keys(page: Page) -> Response:
         now=datetime.now(UTC),
         grace=GRACE,
         created=(created["id"], key) if created and key else None,
+        **await browser_keys.listing(page),
     )
 
 

@@ -32,6 +32,7 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "adjustment.created"
     namespace: ClassVar[str | None] = "adjustment"
     needs_profile: ClassVar[bool] = True
     answer_type: ClassVar[object] = Written

@@ -58,6 +58,12 @@ class Command(msgspec.Struct, Generic[R], tag_field="kind", frozen=True, kw_only
     lookup: ClassVar[str | None] = None  # a namespace whose originals staging must read first
     counted: ClassVar[bool] = False  # an event of a back-test's report
     answer_type: ClassVar[object] = None  # R, for decoding an answer that crossed the wire
+    change: ClassVar[str | None] = (
+        None  # what a live stream calls a committed one (docs/api.md "The browser half")
+    )
+    source: ClassVar[str] = (
+        "server"  # who sent it: "client" for a browser (docs/api.md "The browser half")
+    )
 
     received_at: datetime
     limits: JsonObject = {}  # the Space's usage limits when it was received
@@ -96,7 +102,7 @@ class Draft:
 
     space_id: int
     user_id: str
-    version: int  # the version this unit commits; every row carries it for replay
+    version: int  # the version the write being staged commits (its rows carry it: replay)
     program: Program
     hook: SpaceHook
     traits: JsonObject

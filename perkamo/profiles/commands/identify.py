@@ -20,6 +20,7 @@ class IdentifyResult(msgspec.Struct, frozen=True):
 
 
 class Identify(Command[IdentifyResult], tag="identify", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "profile.identified"
     answer_type: ClassVar[object] = IdentifyResult
 
     traits: JsonObject

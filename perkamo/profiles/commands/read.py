@@ -23,6 +23,9 @@ class ProfileView(msgspec.Struct, frozen=True):
     recent_events: list[HistoryEvent]  # newest first
     recent_redemptions: list[HistoryRedemption]
     recent_adjustments: list[HistoryAdjustment]
+    version: int = (
+        0  # the profile's version (a live stream's snapshot id, docs/api.md "The browser half")
+    )
 
 
 class Read(Command[ProfileView | None], tag="read", frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "reward.redeemed"
     namespace: ClassVar[str | None] = "redemption"
     meter: ClassVar[str | None] = "redemptions"
     needs_profile: ClassVar[bool] = True

@@ -34,6 +34,7 @@ class AlreadyReversed(PerkamoError):
 
 
 class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "redemption.reversed"
     namespace: ClassVar[str | None] = "reversal"
     needs_profile: ClassVar[bool] = True
     lookup: ClassVar[str | None] = "redemption"
