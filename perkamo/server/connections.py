@@ -36,7 +36,7 @@ defect found from outside; the test named beside it fails without the mend.
    :func:`close_idle_until_done` closes idle connections until none is left (busy ones close after
    their response, through ``http1.py`` 5), so a shutdown waits for work, not for the grace period.
    (``tests/perkamo/test_process.py::
-   test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period``) """
+   test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period``)"""
 
 from __future__ import annotations
 
