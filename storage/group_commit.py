@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -33,10 +32,9 @@ from actors import Future, wait_all
 from ._errors import CommitOutcomeUnknown, StorageUnavailable
 from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
-from .dedicated import DedicatedConnection
 from .flush_statements import ENSURE_LIMITED, FLUSH, GROW_LIMITED
 from .log_tables import LOG_TABLES
-from .thread_calls import Ticket, commit_acknowledged
+from .native import NativeConnection, Session
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +160,7 @@ class GroupCommitWriter:
     ) -> None:
         self._max_units = max_units
         self._queue: BatchQueue[_Pending] = BatchQueue()
-        self._conn = DedicatedConnection(
-            url, timeouts, autocommit=False, prepare=keyed_plans_only, one_session=False
-        )
+        self._conn = NativeConnection(url, timeouts, prepare=keyed_plans_only)
         # A flush is given up on after this (its requests were answered at their deadline);
         # its thread discards its connection, the next flush opens another.
         self._flush_seconds = timeouts.statement + 1.0
@@ -197,7 +193,7 @@ class GroupCommitWriter:
         try:
             while batch := await self._queue.take(self._max_units):
                 started = time.perf_counter()
-                verdicts = await self._flush_in_thread([p.unit for p in batch])
+                verdicts = await self._flush([p.unit for p in batch])
                 elapsed = time.perf_counter() - started
                 self._record(len(batch), elapsed)
                 for pending, verdict in zip(batch, verdicts, strict=True):
@@ -205,12 +201,13 @@ class GroupCommitWriter:
         finally:
             self._conn.close(finished=True)
 
-    async def _flush_in_thread(self, units: list[Unit]) -> list[Verdict]:
-        """``_flush`` on the writer's connection, in a worker thread, bounded in time."""
+    async def _flush(self, units: list[Unit]) -> list[Verdict]:
+        """One flush on the writer's connection (opened when needed), bounded in time:
+        given up on at its deadline, its statement is cancelled and its connection
+        discarded (the next flush opens another)."""
         try:
-            return await self._conn.run_with(
-                partial(self._flush, units), seconds=self._flush_seconds, what="the group commit"
-            )
+            async with self._conn.session(self._flush_seconds, "the group commit") as session:
+                return await self._flush_on(session, units)
         except CommitOutcomeUnknown:  # given up on while it was committing
             log.error("commit outcome unknown: the flush passed its deadline")
             status = Status.OUTCOME_UNKNOWN
@@ -242,19 +239,12 @@ class GroupCommitWriter:
             s, **{name: getattr(s, name) + n for name, n in increments.items()}
         )
 
-    # -- in the worker thread ------------------------------------------------------------------
-
-    def _flush(self, units: list[Unit], ticket: Ticket | None = None) -> list[Verdict]:
-        """One flush on the writer's connection (opened when needed)."""
-        ticket = ticket or Ticket()
-        return self._conn.call_with(ticket, partial(self._flush_on, ticket, units))
+    # -- on the connection ----------------------------------------------------------------------
 
     def _close_connection(self) -> None:
         self._conn.close()
 
-    def _flush_on(
-        self, ticket: Ticket, units: list[Unit], conn: psycopg.Connection[Any]
-    ) -> list[Verdict]:
+    async def _flush_on(self, session: Session, units: list[Unit]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(units)
         pending = list(range(len(units)))
         first = True
@@ -263,11 +253,11 @@ class GroupCommitWriter:
                 self._count(retried_flushes=1)
             first = False
             try:
-                refused = self._write(conn, [units[i] for i in pending])
+                refused = await self._write(session, [units[i] for i in pending])
             except psycopg.errors.DataError as exc:
                 # A value PostgreSQL refuses is a property of one unit, not of the storage:
                 # flush the halves apart so that only that unit is refused.
-                _rollback_quietly(ticket, conn)
+                await session.rollback()
                 if len(pending) == 1:
                     log.error("a unit cannot be stored: %s", type(exc).__name__)
                     self._count(failed_flushes=1)
@@ -276,7 +266,7 @@ class GroupCommitWriter:
                 self._count(retried_flushes=1)
                 half = len(pending) // 2
                 for part in (pending[:half], pending[half:]):
-                    done = self._flush_on(ticket, [units[i] for i in part], conn)
+                    done = await self._flush_on(session, [units[i] for i in part])
                     for i, verdict in zip(part, done, strict=True):
                         verdicts[i] = verdict
                 break
@@ -284,28 +274,24 @@ class GroupCommitWriter:
                 # (A server turned read-only too: the next flush finds the primary.)
                 log.warning("flush failed before commit: %s", type(exc).__name__)
                 self._count(failed_flushes=1)
-                ticket.discard()
-                _rollback_quietly(ticket, conn)
+                self._conn.discard()
                 for i in pending:
                     verdicts[i] = Verdict(Status.UNAVAILABLE)
                 break
             if refused:
-                conn.rollback()
+                await session.rollback()
                 for position, verdict in refused.items():
                     verdicts[pending[position]] = verdict
                 pending = [i for n, i in enumerate(pending) if n not in refused]
                 continue
-            if not ticket.may_commit():  # given up on: its waiters were told "unavailable"
-                _rollback_quietly(ticket, conn)
-                break
             try:
-                commit_acknowledged(conn)
+                await session.commit()
             except CommitOutcomeUnknown as exc:
                 # Failed, or answered with a warning (not on the synchronous standby).
                 log.error("commit outcome unknown: %s", exc)
                 self._count(failed_flushes=1)
-                if conn.broken or conn.closed:
-                    ticket.discard()
+                if session.conn.broken or session.conn.closed:
+                    self._conn.discard()
                 for i in pending:
                     verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
                 break
@@ -315,7 +301,7 @@ class GroupCommitWriter:
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
 
-    def _write(self, conn: psycopg.Connection[Any], units: list[Unit]) -> dict[int, Verdict]:
+    async def _write(self, session: Session, units: list[Unit]) -> dict[int, Verdict]:
         """Run the flush's statement (no COMMIT); returns the refused units by position: a
         taken transaction id refuses its unit with a conflict, a snapshot not written (another
         process moved the profile) with stale. Anything refused means the caller rolls back
@@ -341,7 +327,7 @@ class GroupCommitWriter:
         ]
         limits = {key: lim for unit in units for key, lim in unit.limits.items()}
         if limits:
-            over = self._grow_limited(conn, totals, limits)
+            over = await self._grow_limited(session, totals, limits)
             if over:
                 return {
                     n: Verdict(Status.OVER_LIMIT)
@@ -362,9 +348,11 @@ class GroupCommitWriter:
             "usage": _rows.encode(usage).decode(),
             "counters": _rows.encode(counters).decode(),
         }
-        with conn.cursor() as cur:
-            cur.execute(FLUSH, params)
-            written = {(kind, space, key, user) for kind, space, key, user in cur.fetchall()}
+        if limits:  # the transaction is open (the limited meters grew in it)
+            result = await session.execute(FLUSH, params)
+        else:  # BEGIN and the statement in one round trip
+            result = await session.begin_and_execute(FLUSH, params)
+        written = {(kind, space, key, user) for kind, space, key, user in session.rows(result)}
         refused: dict[int, Verdict] = {}
         for table in LOG_TABLES:
             if table.namespace is None:
@@ -380,8 +368,8 @@ class GroupCommitWriter:
         return refused
 
     @staticmethod
-    def _grow_limited(
-        conn: psycopg.Connection[Any], totals: dict[UsageKey, int], limits: dict[UsageKey, int]
+    async def _grow_limited(
+        session: Session, totals: dict[UsageKey, int], limits: dict[UsageKey, int]
     ) -> set[UsageKey]:
         """Add the limited meters' usage within their limits; returns the meters that would
         pass theirs (nothing was added to them)."""
@@ -390,18 +378,9 @@ class GroupCommitWriter:
             for (s, p, m), lim in sorted(limits.items())
         ]
         param = {"limited": _rows.encode(rows).decode()}
-        with conn.cursor() as cur:
-            cur.execute(ENSURE_LIMITED, param)
-            cur.execute(GROW_LIMITED, param)
-            grown = {(s, p, m) for s, p, m in cur.fetchall()}
+        await session.begin_and_execute(ENSURE_LIMITED, param)
+        grown = {(s, p, m) for s, p, m in session.rows(await session.execute(GROW_LIMITED, param))}
         return {key for key in limits if key not in grown}
-
-
-def _rollback_quietly(ticket: Ticket, conn: psycopg.Connection[Any]) -> None:
-    try:
-        conn.rollback()
-    except psycopg.Error:
-        ticket.discard()
 
 
 @asynccontextmanager
