@@ -26,12 +26,14 @@ The guarantees of the threaded path (thread_calls.py) hold here too:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import trio
+import trio.testing
 from psycopg import errors as pg_errors
 from psycopg import pq, sql
 from psycopg._queries import PostgresQuery  # psycopg's own query conversion (pinned version)
@@ -59,7 +61,9 @@ class Session:
         self.fd = self.pgconn.socket
         self._tx = Transformer(conn)
         self._encoding = conn.info.encoding
-        self._queries: dict[int, bytes] = {}
+        self._queries: dict[int, tuple[Query, bytes]] = {}
+        self._converted: dict[bytes, PostgresQuery] = {}
+        self._prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self.in_statement = False  # something was sent whose answer was not read yet
         self.committing = False  # a COMMIT was sent (its fate is unknown until answered)
 
@@ -67,30 +71,12 @@ class Session:
 
     async def execute(self, query: Query, params: Any = None) -> pq.abc.PGresult:
         """One statement; its result (rows: ``rows(result)``)."""
-        self._send(query, params)
-        return await self._finish()
+        return await self._pipeline([(query, params)])
 
     async def begin_and_execute(self, query: Query, params: Any = None) -> pq.abc.PGresult:
-        """BEGIN, then the statement, in one round trip (libpq's pipeline mode): the
-        statement's result, in an open transaction (COMMIT or ROLLBACK follows)."""
-        pgconn = self.pgconn
-        pgconn.enter_pipeline_mode()
-        try:
-            pgconn.send_query_params(b"BEGIN", None)
-            self._send(query, params)
-            pgconn.pipeline_sync()
-            self.in_statement = True
-            await self._flush_out()
-            results = [await self._results(), await self._results(), await self._results()]
-            pgconn.exit_pipeline_mode()
-        except BaseException:
-            self.in_statement = True  # the pipeline's state is unknown: discard
-            raise
-        self.in_statement = False
-        begin, statement, _sync = results
-        for result in (begin[0], *statement):
-            self._check(result)
-        return statement[-1]
+        """BEGIN, then the statement, in one round trip: the statement's result, in an open
+        transaction (COMMIT or ROLLBACK follows)."""
+        return await self._pipeline([(b"BEGIN", None), (query, params)])
 
     async def commit(self) -> None:
         """COMMIT, accepted only when PostgreSQL acknowledged it cleanly (any warning
@@ -125,37 +111,73 @@ class Session:
 
     # -- libpq -------------------------------------------------------------------------------
 
-    def _send(self, query: Query, params: Any) -> None:
-        converted = PostgresQuery(self._tx)
-        converted.convert(self._bytes(query), params)
-        self.pgconn.send_query_params(
-            converted.query,
-            converted.params,
-            param_formats=converted.formats,
-            param_types=converted.types,
-        )
+    async def _pipeline(self, statements: list[tuple[Query, Any]]) -> pq.abc.PGresult:
+        """Send the statements in one round trip (libpq's pipeline mode: one write, one
+        sync) and read their results; raises the first one's error. A statement with
+        parameters is prepared on its first use on this connection (psycopg's cursors do
+        the same: planning the flush's CTEs each time cost PostgreSQL milliseconds), in the
+        same round trip. Returns the last statement's result."""
+        pgconn = self.pgconn
+        pgconn.enter_pipeline_mode()
+        self.in_statement = True  # from here until every result is read
+        expected: list[tuple[bytes, tuple[int, ...]] | None] = []  # per result: a preparation
+        for query, params in statements:
+            if params is None:
+                pgconn.send_query_params(self._bytes(query), None)
+                expected.append(None)
+                continue
+            converted = self._convert(query, params)
+            key = (converted.query, converted.types)
+            name = self._prepared.get(key)
+            if name is None:
+                name = b"perkamo_%d" % len(self._prepared)
+                pgconn.send_prepare(name, converted.query, param_types=converted.types)
+                expected.append(key)
+            pgconn.send_query_prepared(name, converted.params, param_formats=converted.formats)
+            expected.append(None)
+            self._prepared.setdefault(key, name)
+        pgconn.pipeline_sync()
+        await self._flush_out()
+        results = [await self._results() for _ in range(len(expected) + 1)]
+        pgconn.exit_pipeline_mode()
+        self.in_statement = False
+        failure: BaseException | None = None
+        for preparation, result in zip(expected, results, strict=False):
+            status = result[-1].status
+            if preparation is not None and status != pq.ExecStatus.COMMAND_OK:
+                del self._prepared[preparation]  # not prepared after all
+            if failure is None:
+                try:
+                    self._check(result[-1])
+                except psycopg.Error as exc:
+                    failure = exc
+        if failure is not None:
+            raise failure
+        return results[-2][-1]
+
+    def _convert(self, query: Query, params: Any) -> PostgresQuery:
+        """psycopg's own conversion (placeholders, dumpers), parsed once per query."""
+        text = self._bytes(query)
+        converted = self._converted.get(text)
+        if converted is None:
+            converted = self._converted[text] = PostgresQuery(self._tx)
+            converted.convert(text, params)
+        else:
+            converted.dump(params)
+        return converted
 
     def _bytes(self, query: Query) -> bytes:
         if isinstance(query, bytes):
             return query
         known = self._queries.get(id(query))
         if known is None:
-            known = (
+            text = (
                 query.encode(self._encoding)
                 if isinstance(query, str)
                 else query.as_bytes(self.conn)
             )
-            self._queries[id(query)] = known  # (module constants: their ids are stable)
-        return known
-
-    async def _finish(self) -> pq.abc.PGresult:
-        self.in_statement = True
-        await self._flush_out()
-        results = await self._results()
-        self.in_statement = False
-        for result in results:
-            self._check(result)
-        return results[-1]
+            known = self._queries[id(query)] = (query, text)  # (held: its id stays its own)
+        return known[1]
 
     async def _flush_out(self) -> None:
         while self.pgconn.flush():
@@ -226,7 +248,12 @@ class NativeConnection:
         self._finished = False
 
     def session(self, seconds: float, what: str = "the storage call") -> _Bounded:
-        return _Bounded(self, trio.current_time() + seconds, what)
+        deadline = trio.current_time() + seconds
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            # Tests in virtual time: an autojumping clock would pass any deadline while
+            # PostgreSQL works (as in thread_calls.py). The work is waited for.
+            deadline = math.inf
+        return _Bounded(self, deadline, what)
 
     async def _open(self, deadline: float) -> Session:
         if self._finished:

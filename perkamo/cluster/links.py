@@ -2,8 +2,10 @@
 peer's side is ``server.py``).
 
 Forwarding is synchronous for the caller, like admitting a message to a local mailbox: the
-request's frame goes into the link's send buffer at once (one writer task sends everything
-buffered in one write), so the messages a caller forwards in a row keep their order."""
+request goes into the link's send buffer at once, and one writer task sends everything
+buffered as one ``Requests`` frame in one write (a batch's items for this peer travel
+together), so the messages a caller forwards in a row keep their order. Answers come back
+many to a frame too (``Responses``)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,16 @@ import trio
 
 from actors import Future, Reply
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    FrameReader,
+    Hello,
+    Request,
+    Requests,
+    Response,
+    Responses,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand, on_the_wire
@@ -114,7 +125,7 @@ class PeerLink:
         self._stats = stats
         self._stream: trio.SocketStream | None = None
         self._pending: dict[int, ForwardedReply] = {}
-        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._outbox: deque[Request] = deque()
         self._ready = trio.Event()
         self._ids = itertools.count(1)
         self._connecting = False
@@ -135,11 +146,8 @@ class PeerLink:
             return None
         request_id = next(self._ids)
         reply = ForwardedReply(local, message)
-        frame = protocol.encode_frame(
-            Request(request_id, key[0], key[1], on_the_wire(message), seconds)
-        )
         self._pending[request_id] = reply
-        self._outbox.append((request_id, frame))
+        self._outbox.append(Request(request_id, key[0], key[1], on_the_wire(message), seconds))
         self._ready.set()
         self._stats.forwarded += 1
         return reply
@@ -180,17 +188,17 @@ class PeerLink:
             while self._stream is stream:
                 await self._ready.wait()
                 self._ready = trio.Event()
-                chunks = []
+                items = []
                 while self._outbox:
-                    request_id, frame = self._outbox.popleft()
-                    reply = self._pending.get(request_id)
+                    request = self._outbox.popleft()
+                    reply = self._pending.get(request.id)
                     if reply is None or reply.withdrawn:
-                        self._pending.pop(request_id, None)
+                        self._pending.pop(request.id, None)
                         continue
                     reply.sent = True
-                    chunks.append(frame)
-                if chunks:
-                    await stream.send_all(b"".join(chunks))
+                    items.append(request)
+                if items:
+                    await stream.send_all(protocol.encode_frame(Requests(items)))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._broken(stream)
         except Exception:
@@ -203,18 +211,28 @@ class PeerLink:
                 frame = await reader.next()
                 if frame is None:
                     break
-                if isinstance(frame, Response) and (reply := self._pending.pop(frame.id, None)):
-                    elapsed = trio.current_time() - reply.sent_at
-                    self._stats.answered += 1
-                    self._stats.forward_seconds += elapsed
-                    self._stats.latencies.append(elapsed)
-                    reply.resolve(frame)  # decoded by its waiter, as its command's answer
+                if isinstance(frame, Responses):
+                    self._answered(frame.items)
+                elif isinstance(frame, Response):
+                    self._answered([frame])
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends
             log.error("the link to member %s failed; closed it", self.peer, exc_info=True)
         finally:
             self._broken(stream)
+
+    def _answered(self, responses: list[Response]) -> None:
+        now = trio.current_time()
+        stats = self._stats
+        for response in responses:
+            reply = self._pending.pop(response.id, None)
+            if reply is not None:
+                elapsed = now - reply.sent_at
+                stats.answered += 1
+                stats.forward_seconds += elapsed
+                stats.latencies.append(elapsed)
+                reply.resolve(response)  # decoded by its waiter, as its command's answer
 
     def _broken(self, stream: trio.SocketStream) -> None:
         if self._stream is not stream:

@@ -1,7 +1,10 @@
 """The internal protocol between members: length-prefixed JSON frames (msgspec; exact
 decimals both ways), a challenge-response handshake with the cluster secret, then requests
 (a profile's message) and responses (its answer), matched by id and multiplexed on one
-persistent connection per pair of members."""
+persistent connection per pair of members. Requests and responses travel many to a frame
+(``Requests``, ``Responses``: whatever was ready when the link's writer woke), so a frame's
+fixed costs — a header, a decode, a wake-up — are paid per batch, not per message. Frames
+are a tagged union: a new kind of frame is one more tagged Struct in ``Frame``."""
 
 from __future__ import annotations
 
@@ -58,7 +61,19 @@ class Response(msgspec.Struct, tag="response"):
     error: WireError | None = None
 
 
-Frame = Challenge | Hello | Welcome | Request | Response
+class Requests(msgspec.Struct, tag="requests"):
+    """Requests sent together (each answered on its own, by id)."""
+
+    items: list[Request]
+
+
+class Responses(msgspec.Struct, tag="responses"):
+    """Answers ready together."""
+
+    items: list[Response]
+
+
+Frame = Challenge | Hello | Welcome | Request | Response | Requests | Responses
 _frames = msgspec.json.Decoder(Frame, float_hook=Decimal)
 
 
