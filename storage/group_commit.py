@@ -32,11 +32,12 @@ from actors import Future, wait_all
 from ._errors import CommitOutcomeUnknown, StorageUnavailable
 from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
-from .flush_statements import ENSURE_LIMITED, FLUSH, GROW_LIMITED
+from .flush_statements import ENSURE_LIMITED, FLUSH, FLUSH_GUARDED, GROW_LIMITED
 from .log_tables import LOG_TABLES
 from .native import NativeConnection, Session
 
 log = logging.getLogger(__name__)
+_KEYED = {t.name for t in LOG_TABLES if t.namespace is not None}
 
 
 @dataclass(slots=True)
@@ -248,12 +249,28 @@ class GroupCommitWriter:
         verdicts: list[Verdict | None] = [None] * len(units)
         pending = list(range(len(units)))
         first = True
+        # The common case in one round trip (BEGIN, the flush, COMMIT); a flush with limited
+        # meters, or one where something was refused, the long way (refusals looked at
+        # before COMMIT).
+        at_once = not any(unit.limits for unit in units)
         while pending:
             if not first:
                 self._count(retried_flushes=1)
             first = False
             try:
-                refused = await self._write(session, [units[i] for i in pending])
+                refused = await self._write(session, [units[i] for i in pending], at_once)
+            except psycopg.errors.DivisionByZero:  # the guard: something was refused
+                await session.rollback()
+                at_once, first = False, True  # again, the long way (not a retry)
+                continue
+            except CommitOutcomeUnknown as exc:
+                log.error("commit outcome unknown: %s", exc)
+                self._count(failed_flushes=1)
+                if session.conn.broken or session.conn.closed:
+                    self._conn.discard()
+                for i in pending:
+                    verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
+                break
             except psycopg.errors.DataError as exc:
                 # A value PostgreSQL refuses is a property of one unit, not of the storage:
                 # flush the halves apart so that only that unit is refused.
@@ -285,7 +302,8 @@ class GroupCommitWriter:
                 pending = [i for n, i in enumerate(pending) if n not in refused]
                 continue
             try:
-                await session.commit()
+                if refused is not None:  # (None: committed already)
+                    await session.commit()
             except CommitOutcomeUnknown as exc:
                 # Failed, or answered with a warning (not on the synchronous standby).
                 log.error("commit outcome unknown: %s", exc)
@@ -301,11 +319,17 @@ class GroupCommitWriter:
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
 
-    async def _write(self, session: Session, units: list[Unit]) -> dict[int, Verdict]:
+    async def _write(
+        self, session: Session, units: list[Unit], at_once: bool = False
+    ) -> dict[int, Verdict] | None:
         """Run the flush's statement (no COMMIT); returns the refused units by position: a
         taken transaction id refuses its unit with a conflict, a snapshot not written (another
         process moved the profile) with stale. Anything refused means the caller rolls back
-        everything the statement wrote — meters, outbox and identifies included."""
+        everything the statement wrote — meters, outbox and identifies included.
+
+        ``at_once``: BEGIN, the guarded statement and COMMIT in one round trip; returns None
+        once committed, raises DivisionByZero (the guard) when anything was refused —
+        nothing was committed, the caller rolls back and flushes the long way."""
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
         new = sorted(
             ((n, s) for n, s in snapshots if s.expected_version == 0),
@@ -348,6 +372,10 @@ class GroupCommitWriter:
             "usage": _rows.encode(usage).decode(),
             "counters": _rows.encode(counters).decode(),
         }
+        if at_once:
+            expected = sum(len(rows) for t, rows in logs.items() if t in _KEYED) + len(snapshots)
+            await session.execute_and_commit(FLUSH_GUARDED, {**params, "expected": expected})
+            return None
         if limits:  # the transaction is open (the limited meters grew in it)
             result = await session.execute(FLUSH, params)
         else:  # BEGIN and the statement in one round trip

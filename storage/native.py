@@ -82,6 +82,16 @@ class Session:
         """COMMIT, accepted only when PostgreSQL acknowledged it cleanly (any warning
         during COMMIT, such as a cancelled wait for the synchronous standby, and any
         failure: CommitOutcomeUnknown)."""
+        await self._committed([(b"COMMIT", None)])
+
+    async def execute_and_commit(self, query: Query, params: Any) -> pq.abc.PGresult:
+        """BEGIN, the statement and COMMIT in one round trip: the statement's result, once
+        committed. The statement's own error is raised as such (nothing was committed: the
+        transaction is left aborted, ROLLBACK follows); a COMMIT that failed or was answered
+        with a warning is CommitOutcomeUnknown."""
+        return await self._committed([(b"BEGIN", None), (query, params), (b"COMMIT", None)])
+
+    async def _committed(self, statements: list[tuple[Query, Any]]) -> pq.abc.PGresult:
         warnings: list[str] = []
 
         def notice(diagnostic: pg_errors.Diagnostic) -> None:
@@ -91,15 +101,25 @@ class Session:
         self.committing = True
         self.conn.add_notice_handler(notice)
         try:
-            await self.execute(b"COMMIT")
+            outcomes = await self._round_trip(statements)
         except psycopg.Error as exc:
             raise CommitOutcomeUnknown(f"COMMIT failed: {type(exc).__name__}") from exc
         finally:
             self.conn.remove_notice_handler(notice)
+        for outcome in outcomes[:-1]:
+            if isinstance(outcome, psycopg.Error):
+                self.committing = False  # the COMMIT was not run
+                raise outcome
+        commit = outcomes[-1]
+        if isinstance(commit, psycopg.Error):
+            raise CommitOutcomeUnknown(f"COMMIT failed: {type(commit).__name__}") from commit
         self.committing = False
         if warnings:
             log.error("COMMIT not acknowledged: %s", warnings[0])
             raise CommitOutcomeUnknown(f"COMMIT answered with a warning: {warnings[0]}")
+        result = outcomes[-2] if len(outcomes) > 1 else commit
+        assert not isinstance(result, psycopg.Error)
+        return result
 
     async def rollback(self) -> None:
         await self.execute(b"ROLLBACK")
@@ -112,48 +132,65 @@ class Session:
     # -- libpq -------------------------------------------------------------------------------
 
     async def _pipeline(self, statements: list[tuple[Query, Any]]) -> pq.abc.PGresult:
+        """The statements in one round trip; raises the first one's error; returns the last
+        one's result."""
+        outcomes = await self._round_trip(statements)
+        for outcome in outcomes:
+            if isinstance(outcome, psycopg.Error):
+                raise outcome
+        last = outcomes[-1]
+        assert not isinstance(last, psycopg.Error)
+        return last
+
+    async def _round_trip(
+        self, statements: list[tuple[Query, Any]]
+    ) -> list[pq.abc.PGresult | psycopg.Error]:
         """Send the statements in one round trip (libpq's pipeline mode: one write, one
-        sync) and read their results; raises the first one's error. A statement with
-        parameters is prepared on its first use on this connection (psycopg's cursors do
-        the same: planning the flush's CTEs each time cost PostgreSQL milliseconds), in the
-        same round trip. Returns the last statement's result."""
+        sync) and read their results: per statement its result or its error (after an
+        error, the rest are not run: their error says so). A statement with parameters is
+        prepared on its first use on this connection (psycopg's cursors do the same:
+        planning the flush's CTEs each time cost PostgreSQL milliseconds), in the same
+        round trip."""
         pgconn = self.pgconn
         pgconn.enter_pipeline_mode()
         self.in_statement = True  # from here until every result is read
-        expected: list[tuple[bytes, tuple[int, ...]] | None] = []  # per result: a preparation
+        prepared: list[tuple[bytes, tuple[int, ...]] | None] = []  # per statement
         for query, params in statements:
             if params is None:
                 pgconn.send_query_params(self._bytes(query), None)
-                expected.append(None)
+                prepared.append(None)
                 continue
             converted = self._convert(query, params)
             key = (converted.query, converted.types)
             name = self._prepared.get(key)
             if name is None:
-                name = b"perkamo_%d" % len(self._prepared)
+                name = self._prepared[key] = b"perkamo_%d" % len(self._prepared)
                 pgconn.send_prepare(name, converted.query, param_types=converted.types)
-                expected.append(key)
+                prepared.append(key)
+            else:
+                prepared.append(None)
             pgconn.send_query_prepared(name, converted.params, param_formats=converted.formats)
-            expected.append(None)
-            self._prepared.setdefault(key, name)
         pgconn.pipeline_sync()
         await self._flush_out()
-        results = [await self._results() for _ in range(len(expected) + 1)]
+        outcomes: list[pq.abc.PGresult | psycopg.Error] = []
+        for preparation in prepared:
+            failure: psycopg.Error | None = None
+            if preparation is not None:
+                try:
+                    self._check((await self._results())[-1])
+                except psycopg.Error as exc:
+                    del self._prepared[preparation]  # not prepared after all
+                    failure = exc
+            result = (await self._results())[-1]
+            try:
+                self._check(result)
+            except psycopg.Error as exc:
+                failure = failure or exc
+            outcomes.append(result if failure is None else failure)
+        await self._results()  # the sync
         pgconn.exit_pipeline_mode()
         self.in_statement = False
-        failure: BaseException | None = None
-        for preparation, result in zip(expected, results, strict=False):
-            status = result[-1].status
-            if preparation is not None and status != pq.ExecStatus.COMMAND_OK:
-                del self._prepared[preparation]  # not prepared after all
-            if failure is None:
-                try:
-                    self._check(result[-1])
-                except psycopg.Error as exc:
-                    failure = exc
-        if failure is not None:
-            raise failure
-        return results[-2][-1]
+        return outcomes
 
     def _convert(self, query: Query, params: Any) -> PostgresQuery:
         """psycopg's own conversion (placeholders, dumpers), parsed once per query."""
