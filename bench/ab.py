@@ -91,9 +91,16 @@ def _one(bench: Bench, pid: int, name: str, rate: float | None) -> float | None:
                 "p50": result.p50,
                 "p99": result.p99,
                 "errors": result.errors,
+                "failures": _failures(bench),
                 "offered": paced,
             }
         ),  # fmt: skip
         flush=True,
     )
     return result.requests_per_s if base == "1" else rate
+
+
+def _failures(bench: Bench) -> dict[str, int]:
+    """What the answers other than 2xx were (status and code; connection errors)."""
+    tally = bench.last_tally
+    return {**{k: v for k, v in tally.statuses.items() if not k.startswith("2")}, **tally.errors}
