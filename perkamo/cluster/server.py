@@ -159,8 +159,14 @@ class _Answers:
         admitted.when_answered(partial(self._answered, request_id))
 
     def _answered(self, request_id: int, answer: object) -> None:
-        if self._waiting.pop(request_id, None) is not None:  # not given up on meanwhile
+        """(Called by whichever task settled the reply: it must not raise into it.)"""
+        if self._waiting.pop(request_id, None) is None:  # given up on meanwhile
+            return
+        try:
             self.add(request_id, answer)
+        except Exception:
+            log.error("a forwarded answer could not be encoded", exc_info=True)
+            self.add(request_id, PerkamoError(Code.OUTCOME_UNKNOWN))  # as a broken link
 
     def finish(self) -> None:
         """No more requests: end once every admitted one is answered."""
