@@ -259,11 +259,20 @@ class GroupCommitWriter:
             first = False
             try:
                 refused = await self._write(session, [units[i] for i in pending], at_once)
+                if refused:
+                    await session.rollback()
+                    for position, verdict in refused.items():
+                        verdicts[pending[position]] = verdict
+                    pending = [i for n, i in enumerate(pending) if n not in refused]
+                    continue
+                if refused is not None:  # (None: committed in the same round trip)
+                    await session.commit()
             except psycopg.errors.DivisionByZero:  # the guard: something was refused
                 await session.rollback()
                 at_once, first = False, True  # again, the long way (not a retry)
                 continue
             except CommitOutcomeUnknown as exc:
+                # Failed, or answered with a warning (not on the synchronous standby).
                 log.error("commit outcome unknown: %s", exc)
                 self._count(failed_flushes=1)
                 if session.conn.broken or session.conn.closed:
@@ -294,24 +303,6 @@ class GroupCommitWriter:
                 self._conn.discard()
                 for i in pending:
                     verdicts[i] = Verdict(Status.UNAVAILABLE)
-                break
-            if refused:
-                await session.rollback()
-                for position, verdict in refused.items():
-                    verdicts[pending[position]] = verdict
-                pending = [i for n, i in enumerate(pending) if n not in refused]
-                continue
-            try:
-                if refused is not None:  # (None: committed already)
-                    await session.commit()
-            except CommitOutcomeUnknown as exc:
-                # Failed, or answered with a warning (not on the synchronous standby).
-                log.error("commit outcome unknown: %s", exc)
-                self._count(failed_flushes=1)
-                if session.conn.broken or session.conn.closed:
-                    self._conn.discard()
-                for i in pending:
-                    verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
                 break
             for i in pending:
                 verdicts[i] = _COMMITTED
