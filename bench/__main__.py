@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from . import backtest, console, failover, load, run, streams
+from . import ab, backtest, console, failover, load, run, streams
 
 COMMANDS = {
     "run": run.main,
+    "ab": ab.main,
     "load": load.main,
     "backtest": backtest.main,
     "console": console.main,

@@ -60,18 +60,25 @@ _PROFILES = sql.SQL("""np AS (
 )""")
 
 
-def _flush() -> sql.Composed:
+def _flush(*, guarded: bool = False) -> sql.Composed:
     """WITH <one CTE per log table>, <profiles, outbox, meters, audit> SELECT <the log rows
-    and snapshots written>."""
+    and snapshots written>. ``guarded``: SELECT nothing, and fail with division_by_zero
+    unless every one of the ``%(expected)s`` log rows and snapshots was written — sent with
+    its COMMIT in one round trip, a flush with a refused unit then commits nothing (the
+    writer rolls back and flushes again the long way, to learn which units were refused)."""
     ctes = [sql.SQL("{} AS ({})").format(_cte(t.name), t.insert) for t in LOG_TABLES]
     keyed = [t for t in LOG_TABLES if t.namespace is not None]
     written: list[sql.Composable] = [
         sql.SQL("SELECT * FROM {}").format(_cte(t.name)) for t in keyed
     ]
     written += [sql.SQL("SELECT * FROM np"), sql.SQL("SELECT * FROM up")]
-    return sql.SQL("WITH {}, {} {}").format(
-        sql.SQL(", ").join(ctes), _PROFILES, sql.SQL(" UNION ALL ").join(written)
-    )
+    union = sql.SQL(" UNION ALL ").join(written)
+    if guarded:
+        union = sql.SQL(
+            "SELECT 1 / (CASE WHEN (SELECT count(*) FROM ({}) AS w) = %(expected)s::bigint"
+            " THEN 1 ELSE 0 END)"
+        ).format(union)
+    return sql.SQL("WITH {}, {} {}").format(sql.SQL(", ").join(ctes), _PROFILES, union)
 
 
 def _cte(table: str) -> sql.Identifier:
@@ -79,6 +86,7 @@ def _cte(table: str) -> sql.Identifier:
 
 
 FLUSH = _flush()
+FLUSH_GUARDED = _flush(guarded=True)
 
 # Limited meters, before the flush's statement and in its transaction: the rows exist, are
 # locked in a fixed order (two writers never deadlock on them), and grow only within their

@@ -2,8 +2,10 @@
 peer's side is ``server.py``).
 
 Forwarding is synchronous for the caller, like admitting a message to a local mailbox: the
-request's frame goes into the link's send buffer at once (one writer task sends everything
-buffered in one write), so the messages a caller forwards in a row keep their order."""
+request goes into the link's send buffer at once, and one writer task sends everything
+buffered as one ``Requests`` frame in one write (a batch's items for this peer travel
+together), so the messages a caller forwards in a row keep their order. Answers come back
+many to a frame too (``Responses``)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from perkamo.cluster.protocol import (
     Hello,
     Push,
     Request,
+    Requests,
     Resnapshot,
     Response,
+    Responses,
     Subscribe,
     Unsubscribe,
     Welcome,
@@ -131,7 +135,7 @@ class PeerLink:
         self._pending: dict[int, ForwardedReply] = {}
         self._watchers: dict[int, Watcher] = {}  # live streams' subscriptions at the peer
         self._charges: dict[int, Future[Charged | None]] = {}  # browser buckets asked
-        self._outbox: deque[tuple[int, bytes]] = deque()  # (request id, 0: always sent)
+        self._outbox: deque[Request | bytes] = deque()  # bytes: an encoded frame, always sent
         self._ready = trio.Event()
         self._ids = itertools.count(1)
         self._connecting = False
@@ -152,11 +156,8 @@ class PeerLink:
             return None
         request_id = next(self._ids)
         reply = ForwardedReply(local, message)
-        frame = protocol.encode_frame(
-            Request(request_id, key[0], key[1], on_the_wire(message), seconds)
-        )
         self._pending[request_id] = reply
-        self._outbox.append((request_id, frame))
+        self._outbox.append(Request(request_id, key[0], key[1], on_the_wire(message), seconds))
         self._ready.set()
         self._stats.forwarded += 1
         return reply
@@ -189,7 +190,7 @@ class PeerLink:
         return answer
 
     def _send(self, frame: bytes) -> None:
-        self._outbox.append((0, frame))
+        self._outbox.append(frame)
         self._ready.set()
 
     def _connect_soon(self) -> None:
@@ -228,20 +229,26 @@ class PeerLink:
             while self._stream is stream:
                 await self._ready.wait()
                 self._ready = trio.Event()
-                chunks = []
+                items: list[Request] = []
+                frames: list[bytes] = []
                 while self._outbox:
-                    request_id, frame = self._outbox.popleft()
-                    if request_id == 0:  # a subscription's frame
-                        chunks.append(frame)
+                    request = self._outbox.popleft()
+                    if isinstance(request, bytes):  # a subscription's or a bucket's frame
+                        if items:  # what was queued before it goes first
+                            frames.append(protocol.encode_frame(Requests(items)))
+                            items = []
+                        frames.append(request)
                         continue
-                    reply = self._pending.get(request_id)
+                    reply = self._pending.get(request.id)
                     if reply is None or reply.withdrawn:
-                        self._pending.pop(request_id, None)
+                        self._pending.pop(request.id, None)
                         continue
                     reply.sent = True
-                    chunks.append(frame)
-                if chunks:
-                    await stream.send_all(b"".join(chunks))
+                    items.append(request)
+                if items:
+                    frames.append(protocol.encode_frame(Requests(items)))
+                if frames:
+                    await stream.send_all(b"".join(frames))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._broken(stream)
         except Exception:
@@ -254,12 +261,10 @@ class PeerLink:
                 frame = await reader.next()
                 if frame is None:
                     break
-                if isinstance(frame, Response) and (reply := self._pending.pop(frame.id, None)):
-                    elapsed = trio.current_time() - reply.sent_at
-                    self._stats.answered += 1
-                    self._stats.forward_seconds += elapsed
-                    self._stats.latencies.append(elapsed)
-                    reply.resolve(frame)  # decoded by its waiter, as its command's answer
+                if isinstance(frame, Responses):
+                    self._answered(frame.items)
+                elif isinstance(frame, Response):
+                    self._answered([frame])
                 elif isinstance(frame, Push | Resnapshot | Ended):
                     self._watched(frame)
                 elif isinstance(frame, Charged) and (asked := self._charges.pop(frame.id, None)):
@@ -282,6 +287,18 @@ class PeerLink:
         else:
             del self._watchers[frame.id]
             watcher.end()
+
+    def _answered(self, responses: list[Response]) -> None:
+        now = trio.current_time()
+        stats = self._stats
+        for response in responses:
+            reply = self._pending.pop(response.id, None)
+            if reply is not None:
+                elapsed = now - reply.sent_at
+                stats.answered += 1
+                stats.forward_seconds += elapsed
+                stats.latencies.append(elapsed)
+                reply.resolve(response)  # decoded by its waiter, as its command's answer
 
     def _broken(self, stream: trio.SocketStream) -> None:
         if self._stream is not stream:

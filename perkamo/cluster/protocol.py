@@ -2,7 +2,11 @@
 decimals both ways), a challenge-response handshake with the cluster secret, then requests
 (a profile's message) and responses (its answer), matched by id and multiplexed on one
 persistent connection per pair of members; and the subscriptions of live streams to the
-profiles a member owns (subscribe, then pushed changes)."""
+profiles a member owns (subscribe, then pushed changes). Requests and responses travel many
+to a frame (``Requests``, ``Responses``: whatever was ready when the link's writer woke), so
+a frame's fixed costs — a header, a decode, a wake-up — are paid per batch, not per
+message. Frames are a tagged union: a new kind of frame is one more tagged Struct in
+``Frame``."""
 
 from __future__ import annotations
 
@@ -109,9 +113,21 @@ class Charged(msgspec.Struct, tag="charged"):
     retry_after: int
 
 
+class Requests(msgspec.Struct, tag="requests"):
+    """Requests sent together (each answered on its own, by id)."""
+
+    items: list[Request]
+
+
+class Responses(msgspec.Struct, tag="responses"):
+    """Answers ready together."""
+
+    items: list[Response]
+
+
 Frame = (
-    Challenge | Hello | Welcome | Request | Response | Subscribe | Unsubscribe | Push
-    | Resnapshot | Ended | Charge | Charged
+    Challenge | Hello | Welcome | Request | Response | Requests | Responses | Subscribe
+    | Unsubscribe | Push | Resnapshot | Ended | Charge | Charged
 )  # fmt: skip
 _frames = msgspec.json.Decoder(Frame, float_hook=Decimal)
 
