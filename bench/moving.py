@@ -1,5 +1,5 @@
 """``python -m bench moving [--events 1000000] [--profiles 100000] [--balances 100000]``:
-moving a Space (API.md §10). Writes ``bench/RESULTS-moving.md``.
+moving a Space (docs/operations.md (moving a Space)). Writes ``bench/RESULTS-moving.md``.
 
 1. A Space with ``--profiles`` customers and ``--events`` events (and redemptions,
    adjustments, identifies, undelivered webhook deliveries), generated in SQL on a fresh

@@ -1,6 +1,7 @@
 """Transaction ids another system already applied (``perkamo import-balances
---known-transactions``, API.md §10): stored per Space and namespace, found like the log's
-originals, and never applied again — the log's inserts skip them (log_tables.py)."""
+--known-transactions``, docs/operations.md (moving a Space)): stored per Space and
+namespace, found like the log's originals, and never applied again — the log's inserts skip
+them (log_tables.py)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ WITH x AS (
     SELECT x.n FROM x
     WHERE (x.namespace = 'event' AND EXISTS (
               SELECT 1 FROM events e
-              WHERE e.space_id = %(s)s AND e.transaction_id = x.transaction_id))
+              WHERE e.space_id = %(s)s AND e.transaction_id = x.transaction_id
+                AND e.source = 'server'))
        OR (x.namespace = 'redemption' AND EXISTS (
               SELECT 1 FROM redemptions r
               WHERE r.space_id = %(s)s AND r.transaction_id = x.transaction_id))
@@ -102,10 +104,13 @@ def find_known(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> lis
         return cur.fetchall()
 
 
-def find_originals(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> list[StoredWrite]:
+def find_originals(
+    conn: Conn, space_id: int, namespace: str, ids: list[str], user_id: str = ""
+) -> list[StoredWrite]:
     """The stored writes of ``namespace`` with these transaction ids — logged, or else
-    known (one storage call: the second statement only for ids the log does not hold)."""
-    found = find_logged(conn, space_id, namespace, ids)
+    known (one storage call: the second statement only for ids the log does not hold;
+    ``user_id`` as in history.find_originals)."""
+    found = find_logged(conn, space_id, namespace, ids, user_id)
     if namespace not in KNOWN_NAMESPACES or len(found) == len(ids):
         return found
     logged = {row.transaction_id for row in found}

@@ -7,11 +7,10 @@ registry, so a new kind of write adds one entry here (and its migration), nowher
 storage. Every statement is composed from these constants with psycopg's ``sql`` module;
 nothing here is built from input.
 
-The entry's ``line`` is its line type in a Space's export (``perkamo export``, API.md §10):
-``space_tables.py`` exports and imports every table of this registry, in this order, with
-the columns the table has (read from the catalog), so a new kind of write is moved with
-its Space by naming its line type here — nothing else.
-"""
+The entry's ``line`` is its line type in a Space's export (``perkamo export``,
+docs/operations.md (moving a Space)): ``space_tables.py`` exports and imports every table of
+this registry, in this order, with the columns the table has (read from the catalog), so a
+new kind of write is moved with its Space by naming its line type here — nothing else."""
 
 from __future__ import annotations
 
@@ -109,20 +108,26 @@ class LogTable:
     ``insert``: the flush's CTE body; it inserts the rows of the JSON parameter named like
     the table and, for a table keyed by transaction id, returns ``(table, space_id, id,
     user_id)`` of each row written (a row not returned was refused: its id is taken).
-    ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s``, as StoredWrite
-    columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
-    as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
+    ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s`` (written by the
+    profile ``%(u)s``, for a namespace scoped to its customer), as StoredWrite columns.
+    ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``, as
+    HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
     ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``line``: its rows' type in an export.
     """
 
     name: str
     namespace: str | None  # its transaction ids' idempotency namespace; None: not keyed
-    insert: sql.Composable
-    find: sql.SQL | None
-    history: sql.SQL
-    ledger: sql.SQL | None
+    insert: sql.SQL | sql.Composed
+    find: sql.SQL | sql.Composed | None
+    history: sql.SQL | sql.Composed
+    ledger: sql.SQL | sql.Composed | None
+    table: str = ""  # the SQL table its rows live in, when not ``name`` (client events)
     line: str = field(kw_only=True)
+
+    @property
+    def stored_in(self) -> str:
+        return self.table or self.name
 
 
 # An id another system already applied (known_transactions, import-balances) is not applied
@@ -135,39 +140,61 @@ def _not_known(namespace: str) -> sql.Composed:
                         AND k.transaction_id = x.transaction_id)""").format(sql.Literal(namespace))
 
 
-EVENTS = LogTable(
-    "events",
-    "event",
-    sql.SQL("""
+def _events(
+    name: str, namespace: str, kind: str, source: str, scope_user: sql.Composable
+) -> LogTable:
+    """The event log holds server events and browser-sent (client) events: the same rows,
+    told apart by ``source``; a client event's transaction id is scoped to its customer
+    (``scope_user``), a server event's to the Space (docs/api.md "The browser half")."""
+    return LogTable(
+        name,
+        namespace,
+        sql.SQL("""
     INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
                         received_at, request_hash, outcome, profile_version, position,
-                        event_id)
+                        event_id, source, scope_user)
     SELECT space_id, transaction_id, user_id, event, context::jsonb, occurred_at,
            received_at, decode(request_hash, 'base64'), outcome::json, profile_version,
-           position, event_id
-    FROM json_to_recordset(%(events)s::json) AS x(
+           position, event_id, {source}, {scope_user}
+    FROM json_to_recordset({param}::json) AS x(
         space_id bigint, transaction_id text, user_id text, event text, context text,
         occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
-        profile_version bigint, position integer, event_id text){}
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id""").format(
-        _not_known("event")
-    ),
-    sql.SQL("""
+        profile_version bigint, position integer, event_id text){not_known}
+    ON CONFLICT (space_id, transaction_id, source, scope_user) DO NOTHING
+    RETURNING {name}::text AS kind, space_id, transaction_id AS id, user_id""").format(
+            source=sql.Literal(source),
+            scope_user=scope_user,
+            param=sql.Placeholder(name),
+            name=sql.Literal(name),
+            not_known=_not_known(namespace) if source == "server" else sql.SQL(""),
+        ),
+        sql.SQL("""
     SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
            NULL::timestamptz AS reversed_at
-    FROM events WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
-    sql.SQL("""
-    SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
+    FROM events WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)
+      AND source = {source} AND scope_user = {scope}""").format(
+            source=sql.Literal(source),
+            scope=sql.SQL("%(u)s") if source == "client" else sql.Literal(""),
+        ),
+        sql.SQL("""
+    SELECT {kind} AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
            e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
            e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
     FROM events e
-    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s"""),
-    sql.SQL("""
+    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s
+      AND e.source = {source}""").format(kind=sql.Literal(kind), source=sql.Literal(source)),
+        sql.SQL("""
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
-    WHERE e.space_id = %(s)s"""),
-    line="event",
+    WHERE e.space_id = %(s)s AND e.source = {source}""").format(source=sql.Literal(source)),
+        "events",
+        line="event",
+    )
+
+
+EVENTS = _events("events", "event", "event", "server", sql.Literal(""))
+CLIENT_EVENTS = _events(
+    "client_events", "client_event", "client_event", "client", sql.Identifier("user_id")
 )
 
 REDEMPTIONS = LogTable(
@@ -299,5 +326,12 @@ REVERSALS = LogTable(
     line="reversal",
 )
 
-LOG_TABLES: tuple[LogTable, ...] = (EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS)
+LOG_TABLES: tuple[LogTable, ...] = (
+    EVENTS,
+    CLIENT_EVENTS,
+    REDEMPTIONS,
+    IDENTIFIES,
+    ADJUSTMENTS,
+    REVERSALS,
+)
 BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}

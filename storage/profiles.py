@@ -34,6 +34,7 @@ class StoredEvent:
     hash_form: int  # the canonical-JSON form request_hash was computed in
     occurred_at: datetime
     outcome: str  # the answer as JSON text, exactly as it was sent
+    source: str = "server"  # "client": sent by a browser
 
 
 def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[StoredEvent]:
@@ -41,7 +42,7 @@ def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[S
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
             "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at,"
-            " outcome::text"
+            " outcome::text, source"
             " FROM events WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
@@ -57,7 +58,7 @@ class StoredRedemption:
     hash_form: int
     received_at: datetime
     outcome: str  # JSON text
-    reversed_at: datetime | None = None  # when it was reversed (API.md §8)
+    reversed_at: datetime | None = None  # when it was reversed (docs/api.md (support operations))
 
 
 def recent_redemptions(

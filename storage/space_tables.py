@@ -1,10 +1,10 @@
-"""What a Space export holds (``perkamo export``/``import``, API.md §10): one entry per line
-type, each a table scoped by ``space_id``, exported and imported with the columns the table
-has — read from the catalog, so a column a migration adds moves with its Space without an
-edit here, and a kind of write moves once its log table names its line type
-(``LogTable.line``). Generated columns, serial ``seq`` columns (re-assigned in the file's
-order, which keeps each table's processing order) and ``space_id`` (the importing Space's)
-are left out.
+"""What a Space export holds (``perkamo export``/``import``, docs/operations.md (moving a
+Space)): one entry per line type, each a table scoped by ``space_id``, exported and imported
+with the columns the table has — read from the catalog, so a column a migration adds moves
+with its Space without an edit here, and a kind of write moves once its log table names its
+line type (``LogTable.line``). Generated columns, serial ``seq`` columns (re-assigned in the
+file's order, which keeps each table's processing order) and ``space_id`` (the importing
+Space's) are left out.
 
 Every statement is composed with psycopg's ``sql`` module from these constants and from
 column names the catalog returns; nothing is built from a file's content.
@@ -49,7 +49,9 @@ TABLES: tuple[SpaceTable, ...] = (
     SpaceTable("browser_key", "browser_keys", optional=True),
     SpaceTable("webhook", "webhook_endpoints"),
     SpaceTable("profile", "profiles"),
-    *(SpaceTable(t.line, t.name) for t in LOG_TABLES),
+    # One line type per table: server and browser-sent events share ``events`` (a line
+    # carries its ``source`` and ``scope_user`` columns like any other).
+    *(SpaceTable(t.line, t.stored_in) for t in LOG_TABLES if t.stored_in == t.name),
     SpaceTable("known", "known_transactions"),
     SpaceTable("usage", "usage_counters"),
     SpaceTable("usage_day", "usage_daily"),

@@ -1,6 +1,7 @@
-"""``perkamo export``, ``perkamo import`` and ``perkamo import-balances`` (API.md §10): a
-Space moved whole between databases, and customers brought from another system at a
-cut-over. The work is in ``perkamo/usecases/moving/``; this is the command line around it."""
+"""``perkamo export``, ``perkamo import`` and ``perkamo import-balances``
+(docs/operations.md (moving a Space)): a Space moved whole between databases, and customers
+brought from another system at a cut-over. The work is in ``perkamo/usecases/moving/``; this
+is the command line around it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from perkamo.usecases.moving.opening import Summary, apply_openings, store_known
 from perkamo.usecases.moving.restore import import_space
 from storage import Database
 from storage.console import audit
+from storage.database import Conn
 from storage.space_tables import space_header
 
 
@@ -96,7 +98,7 @@ def _export(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     print(f"exported {args.space} ({state}): {counts}", file=sys.stderr)
     print(f"sha256 {done.sha256}", file=sys.stderr)
 
-    def record(conn: admin.Conn) -> None:
+    def record(conn: Conn) -> None:
         space = space_header(conn, args.space)
         target = str(args.output) if args.output else "stdout"
         audit(conn, cli_actor(), "space.export", space.id if space else None, target)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from perkamo.http.responses import (
     AchievementInProgress,
@@ -29,6 +28,7 @@ from perkamo.profiles.history import HistoryRedemption
 from perkamo.program import ProfileState, Program
 from perkamo.program.achievements import criterion_current
 from perkamo.program.amounts import plain, wallet_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number, level_state
 from perkamo.program.perks import trigger_progress
 from perkamo.program.rules import boost_applies
@@ -54,7 +54,7 @@ def profile_document(
         achievements=_achievements(state, program),
         flags=_flags(state, program, level),
         events=[
-            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta)
+            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta, e.source)
             for e in view.recent_events
         ],
         redemptions=[_recent_redemption(r) for r in view.recent_redemptions],
@@ -109,7 +109,7 @@ def _perks(state: ProfileState, program: Program) -> list[PerkEntry]:
 
 
 def _next_perks(
-    state: ProfileState, program: Program, level: int, traits: dict[str, Any]
+    state: ProfileState, program: Program, level: int, traits: JsonObject
 ) -> list[NextPerk]:
     """Numeric triggers closest first (ties in configuration order), then the others."""
     numeric: list[tuple[Decimal, int, NextPerk]] = []
@@ -202,7 +202,7 @@ def _streaks(state: ProfileState, program: Program, now: datetime) -> list[Strea
 
 
 def _active_boosts(
-    state: ProfileState, program: Program, now: datetime, traits: dict[str, Any]
+    state: ProfileState, program: Program, now: datetime, traits: JsonObject
 ) -> list[ActiveBoost]:
     scope = {"context": {}, "traits": traits}
     result = []

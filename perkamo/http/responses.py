@@ -11,7 +11,6 @@ decimals as numbers); the OpenAPI generator documents them as ``number``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -26,6 +25,7 @@ from perkamo.profiles.answers import (
     RewardRef,
     Shape,
 )
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import BreakdownEntry, Delta, Skipped, Unlocked
 
 __all__ = [
@@ -70,7 +70,7 @@ class ItemError(Shape):
 class IdentifyResponse(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     created: bool
 
 
@@ -98,7 +98,7 @@ class PerkEntry(Shape):
     name: str
     description: str
     unlocked_at: str
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
 
 class Progress(Shape):
@@ -149,6 +149,7 @@ class RecentEvent(Shape):
     transaction_id: str
     occurred_at: str
     delta: list[Delta]
+    source: str  # "server", or "client": sent by a browser (docs/api.md "The browser half")
 
 
 class RecentRedemption(Shape):
@@ -156,7 +157,7 @@ class RecentRedemption(Shape):
     transaction_id: str
     redeemed_at: str
     cost: Delta | None
-    effect: dict[str, Any] | None
+    effect: JsonObject | None
     status: str  # "redeemed" | "reversed"
     reversed_at: str | None
 
@@ -194,7 +195,7 @@ class ActiveBoost(Shape):
 class ProfileDocument(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     wallets: dict[str, Decimal]
     level: LevelProgress | None
     perks: list[PerkEntry]
@@ -210,7 +211,7 @@ class ProfileDocument(Shape):
     updated_at: str
 
 
-# -- trying a program (API.md §7) --------------------------------------------------------------
+# -- trying a program (docs/api.md (trying a program)) ---
 
 
 class SimulatedOutcome(Shape):
@@ -249,7 +250,7 @@ class BacktestDocument(Shape, rename={"from_": "from"}):
     from_: str | None
     to: str | None
     progress: BacktestProgress
-    report: dict[str, Any] | None
+    report: JsonObject | None
     error: str | None
 
 
@@ -311,7 +312,7 @@ class ProgramMetrics(Shape):
 class ProgramDocument(Shape):
     tenant: str
     space: SpaceRef
-    blueprint: dict[str, Any]  # the uploaded modules, as configured
+    blueprint: JsonObject  # the uploaded modules, as configured
     versions: dict[str, str | None]
     integration: Integration
     metrics: ProgramMetrics
@@ -353,4 +354,4 @@ class ModuleDescription(Shape):
     module: str
     active_version: str | None
     versions: list[ModuleVersion]
-    body: dict[str, Any] | None
+    body: JsonObject | None

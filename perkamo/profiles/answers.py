@@ -7,11 +7,11 @@ route table and OpenAPI document use these same Structs (``perkamo/http/response
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
 from perkamo.program.amounts import number, wallet_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_state
 from perkamo.program.model import ProfileState, Program
 from perkamo.program.outcome import (
@@ -57,7 +57,7 @@ class EventOutcome(Changes):
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
     program_versions: dict[str, str | None]
-    # True on the answer to an id another system applied (imported at a cut-over, §10).
+    # True on the answer to an id another system applied (imported at a cut-over).
     imported: bool | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -72,7 +72,7 @@ class RedeemResponse(Shape):
     reward: RewardRef
     cost: Delta
     delta: list[Delta]
-    effect: dict[str, Any]
+    effect: JsonObject
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]
@@ -98,7 +98,7 @@ class ReversedRedemption(Shape):
     reward_key: str
     redeemed_at: str
     cost: Delta
-    effect: dict[str, Any]
+    effect: JsonObject
     status: str  # reversed
     reversed_at: str
     reason: str
@@ -163,8 +163,9 @@ def redeem_answer(
 
 
 def imported_event_answer(known_id: str, state: ProfileState, program: Program) -> EventOutcome:
-    """The answer to an event whose id another system applied (API.md §10): a duplicate
-    that changed nothing here, with the profile's balances and level as committed."""
+    """The answer to an event whose id another system applied (docs/api.md (moving a
+    Space)): a duplicate that changed nothing here, with the profile's balances and level as
+    committed."""
     return EventOutcome(
         applied=True, duplicate=True, delta=[], leveled_up=False, unlocked=[],
         wallet_state=wallet_state(state, program),

@@ -1,4 +1,5 @@
-"""Idempotency (API.md §4): a transaction id applies once per Space and namespace, forever.
+"""Idempotency (docs/api.md (events and profiles)): a transaction id applies once per Space and
+namespace, forever.
 
 The unique indexes of the log tables are the final guard: a write whose id is taken is
 refused at commit and then judged against the stored original by its command — the same
@@ -23,15 +24,16 @@ Committed = Callable[[], Awaitable[tuple[ProfileState, Program]]]
 
 
 async def originals(
-    db: Database, space_id: int, keys: Iterable[TransactionKey]
+    db: Database, space_id: int, keys: Iterable[TransactionKey], user_id: str = ""
 ) -> dict[TransactionKey, StoredWrite]:
-    """The stored writes of the given keys, one query per namespace asked for."""
+    """The stored writes of the given keys, one query per namespace asked for (``user_id``:
+    the profile asking, for the namespaces scoped to a customer: browser events)."""
     wanted: dict[str, list[str]] = {}
     for namespace, tx in keys:
         wanted.setdefault(namespace, []).append(tx)
     found: dict[TransactionKey, StoredWrite] = {}
     for namespace, ids in sorted(wanted.items()):
-        for row in await db.run(find_originals, space_id, namespace, sorted(set(ids))):
+        for row in await db.run(find_originals, space_id, namespace, sorted(set(ids)), user_id):
             found[(namespace, row.transaction_id)] = row
     return found
 
@@ -50,7 +52,7 @@ async def judge_taken(
     and stored. A key that is not stored gets no verdict (apply it) — unless the commit just
     refused it, which makes its fate uncertain (503, retry). An imported id is answered
     from ``committed()`` (asked once, only then)."""
-    stored = await originals(db, space_id, taken)
+    stored = await originals(db, space_id, taken, user_id)
     verdicts: dict[TransactionKey, object] = {}
     profile: tuple[ProfileState, Program] | None = None
     for command in commands:

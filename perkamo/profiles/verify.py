@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-import psycopg
 
 from perkamo.profiles.paths import ANSWERS, WALLETS
+from storage.database import Conn
 from storage.ledger import ledger_totals, stored_balances
 from storage.spaces import SpaceRecord
-
-Conn = psycopg.Connection[Any]
 
 
 @dataclass(frozen=True, slots=True)

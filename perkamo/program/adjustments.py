@@ -1,9 +1,9 @@
-"""Support operations (API.md §8), pure like ``apply``: a balance adjustment with a reason,
-and the reversal of a redemption.
+"""Support operations (docs/api.md (support operations)), pure like ``apply``: a balance adjustment
+with a reason, and the reversal of a redemption.
 
 Neither is an event: achievements and streaks ignore them, boosts never multiply them. Both
 re-run the steps a balance change triggers (levels, perk thresholds, the boosts they grant;
-PROGRAM.md steps 7–9).
+docs/program.md steps 7–9).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.amounts import decimal_places, number, wallet_state
@@ -45,7 +44,7 @@ class RedemptionRecord:
 
     reward_key: str
     cost: Delta
-    effect: Mapping[str, Any]
+    effect: Mapping[str, object]
     redeemed_at: datetime
 
 
@@ -68,7 +67,7 @@ def adjust(
     counts_toward_level: bool,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """Add ``amount`` (negative: subtract) to a wallet's balance and, when it counts toward
     the level, to its earned total (never below zero). Raises SupportRefused:
@@ -106,7 +105,7 @@ def open_balance(
     earned: Decimal | None,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """A customer's balance brought from another system: ``amount`` added to the balance
     (0: none) and ``earned`` added to the earned total — never set — (None: ``amount``, as
@@ -124,7 +123,7 @@ def _move(
     earned_by: Decimal | None,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
     what: str,
 ) -> tuple[ProfileState, Change]:
     """``amount`` added to the balance, ``earned_by`` to the earned total (never below zero;
@@ -164,7 +163,7 @@ def reverse(
     record: RedemptionRecord,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """Give a redemption's cost back, free its per-day slot (and its count toward the
     reward's per-user limit), and end a boost whose current grant came from it, from
@@ -202,7 +201,7 @@ def _end_boost(
 
 
 def _run(
-    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, Any]
+    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, object]
 ) -> Evaluation:
     return Evaluation(
         state=copy_state(state),

@@ -8,9 +8,10 @@ answers of the API (``perkamo/profiles/answers.py``), where the wire's names dif
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
+
+from perkamo.program.json_walk import JsonObject
 
 
 class Delta(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,7 +69,7 @@ class BreakdownEntry(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
 
 
 class Outcome(msgspec.Struct):
-    """One event: PROGRAM.md, "Evaluating one event", step 10."""
+    """One event: docs/program.md, "Evaluating one event", step 10."""
 
     delta: list[Delta]
     leveled_up: bool
@@ -85,7 +86,7 @@ class Redemption(msgspec.Struct):
     reward_key: str
     reward_name: str
     cost: Delta
-    effect: dict[str, Any]
+    effect: JsonObject
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]

@@ -14,6 +14,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.program.adjustments import Change
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import Delta, Outcome, Redemption
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
@@ -47,10 +48,13 @@ def event_delivery(
     event: str,
     occurred_at: datetime,
     received_at: datetime,
-    context: dict[str, Any],
+    context: JsonObject,
     outcome: Outcome,
     level_from: int | None,
+    source: str = "server",
 ) -> OutboxRow:
+    """``source``: "client" for a browser-sent event (docs/api.md "The browser half"), else
+    "server"."""
     effects: list[Any] = list(outcome.unlocked)
     if level_from is not None and outcome.level is not None:
         effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
@@ -63,6 +67,7 @@ def event_delivery(
             "user_id": user_id,
             "transaction_id": transaction_id,
             "event": event,
+            "source": source,
             "status": "applied",
             "occurred_at": format_rfc3339(occurred_at),
             "context": context,
@@ -79,7 +84,7 @@ def redemption_delivery(
     space_id: int,
     user_id: str,
     transaction_id: str,
-    context: dict[str, Any],
+    context: JsonObject,
     redemption: Redemption,
     redemption_id: str,
     received_at: datetime,
@@ -114,9 +119,10 @@ def support_delivery(
     transaction_id: str,
     received_at: datetime,
     change: Change,
-    details: dict[str, Any],
+    details: JsonObject,
 ) -> OutboxRow:
-    """``adjustment.created`` / ``redemption.reversed`` (API.md §8), in the envelope of §6."""
+    """``adjustment.created`` / ``redemption.reversed`` (docs/api.md (support operations)), in the
+    envelope of §6."""
     effects: list[Any] = list(change.unlocked)
     payload = {
         "id": delivery_id,

@@ -1,4 +1,4 @@
--- Transaction ids another system already applied, imported at a cut-over (API.md §10): a
+-- Transaction ids another system already applied, imported at a cut-over (docs/operations.md (moving a Space)): a
 -- later event or redemption with one of them answers as an imported duplicate instead of
 -- applying. The log's inserts skip a known id (log_tables.py), so the unique keys of the log
 -- and of this table together are the guard; importing takes a SHARE lock on the log tables

@@ -33,41 +33,9 @@ async def analytics(page: Page) -> Response:
     program = await page.runtime.programs.get(page.space.id)
     names = {w.key: w.name for w in program.wallets}
     wallets = sorted({d.wallet for d in found.wallet_days} | set(found.opening))
-    per_wallet = []
-    for wallet in wallets:
-        rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
-        outstanding = found.opening.get(wallet, Decimal(0))
-        issued, spent, liability = [], [], []
-        for n in range(days):
-            day = start + timedelta(n)
-            row = rows.get(day)
-            got, gone = (row.issued, row.spent) if row else (Decimal(0), Decimal(0))
-            outstanding += got - gone
-            issued.append((day, got))
-            spent.append((day, gone))
-            liability.append((day, outstanding))
-        name = names.get(wallet, wallet)
-        per_wallet.append(
-            {
-                "name": name,
-                "key": wallet,
-                "outstanding": outstanding,
-                "issued": sum((v for _, v in issued), Decimal(0)),
-                "spent": sum((v for _, v in spent), Decimal(0)),
-                "flows": line_chart(
-                    f"{name}: issued and spent per day",
-                    [Series("issued", issued), Series("spent", spent)],
-                    "day (UTC)",
-                    name,
-                ),
-                "liability": line_chart(
-                    f"{name}: outstanding (the liability) at the end of each day",
-                    [Series("outstanding", liability)],
-                    "day (UTC)",
-                    name,
-                ),
-            }
-        )
+    per_wallet = [
+        _wallet(found, wallet, names.get(wallet, wallet), start, days) for wallet in wallets
+    ]
     active = {a.day: a for a in found.activity}
     dates = [start + timedelta(n) for n in range(days)]
 
@@ -108,6 +76,42 @@ async def analytics(page: Page) -> Response:
         active_total=sum(a.active for a in found.activity),
         new_total=sum(a.new for a in found.activity),
     )
+
+
+def _wallet(
+    found: store.Analytics, wallet: str, name: str, start: date, days: int
+) -> dict[str, object]:
+    """One wallet's issued, spent and outstanding points per day, with its two charts."""
+    rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
+    outstanding = found.opening.get(wallet, Decimal(0))
+    issued, spent, liability = [], [], []
+    for n in range(days):
+        day = start + timedelta(n)
+        row = rows.get(day)
+        got, gone = (row.issued, row.spent) if row else (Decimal(0), Decimal(0))
+        outstanding += got - gone
+        issued.append((day, got))
+        spent.append((day, gone))
+        liability.append((day, outstanding))
+    return {
+        "name": name,
+        "key": wallet,
+        "outstanding": outstanding,
+        "issued": sum((v for _, v in issued), Decimal(0)),
+        "spent": sum((v for _, v in spent), Decimal(0)),
+        "flows": line_chart(
+            f"{name}: issued and spent per day",
+            [Series("issued", issued), Series("spent", spent)],
+            "day (UTC)",
+            name,
+        ),
+        "liability": line_chart(
+            f"{name}: outstanding (the liability) at the end of each day",
+            [Series("outstanding", liability)],
+            "day (UTC)",
+            name,
+        ),
+    }
 
 
 async def _levels(runtime: Runtime, space_id: int, program: Program) -> dict[str, object]:

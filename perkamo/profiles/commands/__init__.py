@@ -14,6 +14,7 @@ from perkamo.profiles.commands.base import (
     TransactionKey,
     Written,
 )
+from perkamo.profiles.commands.client_event import ClientEvent
 from perkamo.profiles.commands.event import Ingest
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
 from perkamo.profiles.commands.opening import OpenBalance
@@ -22,7 +23,7 @@ from perkamo.profiles.commands.redemption import Redeem
 from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | Identify | Redeem | Adjust | Reverse | OpenBalance | Read
+Message = Ingest | ClientEvent | Identify | Redeem | Adjust | Reverse | OpenBalance | Read
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -40,14 +41,15 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 
 COMMANDS: dict[str, type[Command[object]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, OpenBalance, Read)
+    str(cls.__struct_config__.tag): cls
+    for cls in (Ingest, ClientEvent, Identify, Redeem, Adjust, Reverse, OpenBalance, Read)
 }
 
 __all__ = [
     "COMMANDS",
     "AnyCommand",
     "AlreadyReversed",
+    "ClientEvent",
     "Adjust",
     "Command",
     "Draft",

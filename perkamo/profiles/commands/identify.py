@@ -3,25 +3,27 @@ created if absent. Last write wins: identifies have no transaction id."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
 from perkamo.profiles.commands.base import Command, Draft, Replay, Replayed, encode_json
 from perkamo.program import apply_identify, merge_traits
+from perkamo.program.json_walk import JsonObject
 from storage import IdentifyRow
 from storage.history import HistoryRow
 
 
 class IdentifyResult(msgspec.Struct, frozen=True):
-    traits: dict[str, Any]
+    traits: JsonObject
     created: bool
 
 
 class Identify(Command[IdentifyResult], tag="identify", frozen=True, kw_only=True):
-    answer_type: ClassVar[Any] = IdentifyResult
+    change: ClassVar[str | None] = "profile.identified"
+    answer_type: ClassVar[object] = IdentifyResult
 
-    traits: dict[str, Any]
+    traits: JsonObject
 
     def stage(self, draft: Draft, position: int) -> IdentifyResult:
         traits = merge_traits(draft.traits, self.traits)

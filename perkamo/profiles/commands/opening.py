@@ -1,10 +1,10 @@
-"""``perkamo import-balances`` (API §10): a customer's balance brought from another system.
-An adjustment with the reason ``opening balance`` that may create the profile, merges the
-row's traits and adds ``earned`` to the level basis (never sets it), logged in the
-adjustments table under the adjustment namespace — the row's transaction id is
+"""``perkamo import-balances`` (docs/operations.md): a customer's balance brought from
+another system. An adjustment with the reason ``opening balance`` that may create the
+profile, merges the row's traits and adds ``earned`` to the level basis (never sets it),
+logged in the adjustments table under the adjustment namespace — the row's transaction id is
 ``opening:<wallet>:<sha256(user_id)>``, so a file run again applies nothing twice and the
-same customer and wallet with another amount is a conflict. Replayed as an adjustment
-(its ``traits``, never NULL for an opening, say which kind it is)."""
+same customer and wallet with another amount is a conflict. Replayed as an adjustment (its
+``traits``, never NULL for an opening, say which kind it is)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The files ``perkamo import-balances`` reads (API.md §10): opening balances as CSV (header
+"""The files ``perkamo import-balances`` reads (docs/operations.md (moving a Space)):
+opening balances as CSV (header
 ``user_id,wallet,amount[,earned][,traits][,earned_at][,expires_at]``, ``traits`` a JSON
 object) or JSON Lines of the same fields, and known transaction ids (``transaction_id``,
-``user_id,transaction_id`` or ``kind,user_id,transaction_id`` per line). Each row is read
-on its own: a bad row is a refusal naming its line (1-based), the others go on.
+``user_id,transaction_id`` or ``kind,user_id,transaction_id`` per line). Each row is read on
+its own: a bad row is a refusal naming its line (1-based), the others go on.
 
 Numbers are values: ``150.0`` and ``1.5E2`` are the whole number 150 (the wallet's
 precision is checked against the value, not its notation).

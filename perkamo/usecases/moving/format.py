@@ -1,8 +1,8 @@
-"""The export file (API.md §10): JSON Lines, one object per line with its ``type`` first —
-``header``, the Space's lines (storage/space_tables.py), ``footer`` with the count of
-every type present and the SHA-256 of the exact bytes of every line before it (each with
-its newline, of the uncompressed stream). Line numbers are 1-based, the header line 1.
-"""
+"""The export file (docs/operations.md (moving a Space)): JSON Lines, one object per line
+with its ``type`` first — ``header``, the Space's lines (storage/space_tables.py),
+``footer`` with the count of every type present and the SHA-256 of the exact bytes of every
+line before it (each with its newline, of the uncompressed stream). Line numbers are
+1-based, the header line 1."""
 
 from __future__ import annotations
 

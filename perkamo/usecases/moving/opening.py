@@ -1,7 +1,7 @@
-"""``perkamo import-balances`` (API.md §10): opening balances applied through each customer's
-actor like any adjustment (commands/opening.py) — by the owner of the customer's shard when
-several members serve the database — and known transaction ids stored so that the old
-system's retries answer as imported duplicates.
+"""``perkamo import-balances`` (docs/operations.md (moving a Space)): opening balances
+applied through each customer's actor like any adjustment (commands/opening.py) — by the
+owner of the customer's shard when several members serve the database — and known
+transaction ids stored so that the old system's retries answer as imported duplicates.
 
 A row's transaction id is ``opening:<wallet>:<sha256(user_id)>``: per customer and wallet,
 whatever the file or the row's place in it, so a run that was interrupted, or a file whose

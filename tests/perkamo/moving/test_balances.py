@@ -1,4 +1,4 @@
-"""``perkamo import-balances`` (API.md §10): opening balances through each customer's actor
+"""``perkamo import-balances`` (docs/operations.md (moving a Space)): opening balances through each customer's actor
 (levels and perks follow, ``earned`` added to the level basis), idempotent per customer and
 wallet, bad rows reported by line and skipped — and known transaction ids answering the old
 system's retries as imported duplicates after the cut-over."""

@@ -1,4 +1,4 @@
-"""``perkamo spaces freeze`` (API.md §10): while a Space moves its writes answer 503
+"""``perkamo spaces freeze`` (docs/operations.md (moving a Space)): while a Space moves its writes answer 503
 ``space_frozen`` with ``retry-after`` — at the edge, and in the group commit for a write that
 came another way (the console, the CLI) or passed the edge before the freeze — reads go
 on, and an export taken meanwhile is exact."""
