@@ -295,11 +295,14 @@ def activate_imported(conn: Conn, space_id: int, active: list[tuple[str, str, An
         )
 
 
-def taken_keys(conn: Conn, ids: list[str], hashes: list[bytes]) -> list[str]:
-    """The ids of the API keys of this database with one of these ids or hashes (a Space
-    imported beside its original would answer the original's keys)."""
+def taken_keys(conn: Conn, table: str, ids: list[str], hashes: list[bytes]) -> list[str]:
+    """The ids of the keys in ``table`` (``api_keys``, ``browser_keys``) of this database
+    with one of these ids or hashes (a Space imported beside its original would answer the
+    original's keys)."""
     rows = conn.execute(
-        "SELECT id FROM api_keys WHERE id = ANY(%s) OR key_hash = ANY(%s) ORDER BY id",
+        sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) OR key_hash = ANY(%s) ORDER BY id").format(
+            sql.Identifier(table)
+        ),
         (ids, hashes),
     )
     return [r[0] for r in rows]
@@ -354,6 +357,7 @@ def check_references(conn: Conn, tables: list[str], space_id: int) -> list[str]:
 
 def announce(conn: Conn, space_id: int) -> None:
     """What a new Space's keys, program and webhook tell running servers (on commit), as
-    their rows' triggers do: forget cached keys and endpoints, load the program."""
+    their rows' triggers do: forget cached keys (server and browser keys alike: any change
+    on the channel) and endpoints, load the program."""
     conn.execute("SELECT pg_notify('perkamo_auth', 'api_keys')")
     conn.execute("SELECT pg_notify('perkamo_config', %s)", (str(space_id),))

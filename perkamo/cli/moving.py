@@ -120,10 +120,11 @@ def _import(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     if done.renamed:
         print(f"{done.renamed} undelivered webhook deliveries got new ids (theirs were taken)")
     for key in done.new_keys:
+        what = "key" if key.kind == "api_key" else "browser key"
         if key.revoked:
-            print(f"key {key.old_id} (revoked) is {key.key_id} here, revoked too")
+            print(f"{what} {key.old_id} (revoked) is {key.key_id} here, revoked too")
         else:
-            print(f"key {key.old_id} is replaced by {key.key_id}: {key.secret}")
+            print(f"{what} {key.old_id} is replaced by {key.key_id}: {key.secret}")
     if any(not k.revoked for k in done.new_keys):
         print("Store the new keys now: they are shown once and cannot be recovered.")
     return 0

@@ -24,6 +24,10 @@ from perkamo.usecases.moving.format import (
 )
 from storage.space_tables import BY_LINE, CONFIG_LINE
 
+# The keys a Space is called with, unique across the database (id and hash): server keys and
+# the browser keys pages ship with.
+KEY_LINES = ("api_key", "browser_key")
+
 
 class _KeyLine(msgspec.Struct):
     id: str
@@ -36,13 +40,14 @@ _key_line = msgspec.json.Decoder(_KeyLine)
 @dataclass(slots=True)
 class Checked:
     """What the first pass learnt: the header, the lines per type (in the file's order) and
-    the API keys (id, hash), checked against the database before anything is written."""
+    the API keys and browser keys (id, hash) by line type, checked against the database
+    before anything is written."""
 
     header: Header
     counts: dict[str, int] = field(default_factory=dict)  # in the file's order
     sha256: str = ""
     lines: int = 0
-    keys: list[tuple[str, bytes]] = field(default_factory=list)
+    keys: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
 
 
 def check_file(path: Path) -> Checked:
@@ -95,9 +100,10 @@ def _count(checked: Checked, kind: str, previous: str, line: bytes, number: int)
     if kind != previous and kind in checked.counts:
         raise MoveRefused(f"line {number}: the {kind} lines must be together")
     checked.counts[kind] = checked.counts.get(kind, 0) + 1
-    if kind == "api_key":
+    if kind in KEY_LINES:
         try:
             key = _key_line.decode(line)
-            checked.keys.append((key.id, bytes.fromhex(key.key_hash.removeprefix("\\x"))))
+            found = (key.id, bytes.fromhex(key.key_hash.removeprefix("\\x")))
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            raise MoveRefused(f"line {number}: not an api_key line ({exc})") from None
+            raise MoveRefused(f"line {number}: not an {kind} line ({exc})") from None
+        checked.keys.setdefault(kind, []).append(found)

@@ -19,8 +19,9 @@ from typing import Any
 
 import psycopg
 
+from perkamo.access import browser_keys as browser_key_rules
 from perkamo.access import keys as key_rules
-from perkamo.usecases.moving.checking import Checked
+from perkamo.usecases.moving.checking import KEY_LINES, Checked
 from perkamo.usecases.moving.format import MoveRefused, SpaceFields, line_type, open_lines
 from perkamo.usecases.moving.progress import Progress
 from perkamo.usecases.moving.rows import RowDecoder
@@ -54,8 +55,10 @@ _FRESH_BATCH = 5000
 
 @dataclass(frozen=True, slots=True)
 class NewKey:
-    """A key given in place of an imported one (``--new-keys``): shown once."""
+    """A key given in place of an imported one (``--new-keys``): shown once. ``kind``: its
+    line type (``api_key``, ``browser_key``)."""
 
+    kind: str
     old_id: str
     key_id: str
     secret: str
@@ -99,14 +102,8 @@ def import_space(
             if space_id is None:
                 raise MoveRefused(f"Space {target!r} exists already; import it under another"
                                   " slug with --space NEWSLUG")  # fmt: skip
-            if checked.keys and not new_keys:
-                taken = taken_keys(conn, [i for i, _ in checked.keys], [h for _, h in checked.keys])
-                if taken:
-                    raise MoveRefused(
-                        f"this database already has the file's API key {taken[0]} (is the"
-                        " original Space here?); import with --new-keys to give the copy"
-                        " new keys"
-                    )
+            if not new_keys:
+                _refuse_taken_keys(conn, checked)
             bulk = skip_triggers(conn)
             progress.start("import", sum(checked.counts.values()))
             with open_lines(path) as stream:
@@ -134,6 +131,18 @@ def import_space(
     return done
 
 
+def _refuse_taken_keys(conn: Conn, checked: Checked) -> None:
+    """Refuse a file whose server or browser keys this database has (MoveRefused)."""
+    for kind, keys in checked.keys.items():
+        taken = taken_keys(conn, BY_LINE[kind].table, [i for i, _ in keys], [h for _, h in keys])
+        if taken:
+            what = "API key" if kind == "api_key" else "browser key"
+            raise MoveRefused(
+                f"this database already has the file's {what} {taken[0]} (is the original"
+                " Space here?); import with --new-keys to give the copy new keys"
+            )
+
+
 def _write_sections(
     conn: Conn,
     space_id: int,
@@ -158,9 +167,9 @@ def _write_sections(
             raise MoveRefused(f"line {number}: this engine keeps no {kind} lines")
         if entry.replace:
             clear_rows(conn, entry.table, space_id)
-        if kind == "api_key" and new_keys:
+        if kind in KEY_LINES and new_keys:
             space = checked.header.space
-            done.new_keys = _copy_new_keys(conn, space_id, entry, columns, rows, space, progress)
+            done.new_keys += _copy_new_keys(conn, space_id, entry, columns, rows, space, progress)
         elif entry.fresh is not None:
             done.renamed += _copy_fresh(conn, space_id, entry, columns, rows, progress)
         else:
@@ -278,7 +287,9 @@ def _copy_new_keys(
     conn: Conn, space_id: int, entry: SpaceTable, columns: list[Column], rows: Numbered,
     space: SpaceFields, progress: Progress,
 ) -> list[NewKey]:  # fmt: skip
-    """``--new-keys``: each key gets a new id and secret (same scopes and revocation)."""
+    """``--new-keys``: each key (server or browser key) gets a new id and secret (same
+    scopes or policy, same revocation)."""
+    rules = key_rules if entry.line == "api_key" else browser_key_rules
     number, first = next(rows)
     decoder = RowDecoder(entry.line, columns, first, number)
     names = decoder.names
@@ -287,11 +298,12 @@ def _copy_new_keys(
     out: list[tuple[Any, ...]] = []
     for n, line in chain([(number, first)], rows):
         row = dict(zip(names, decoder.decode(line, n), strict=True))
-        secret = key_rules.generate_key(space.environment)
-        key_id = key_rules.new_key_id()
-        made.append(NewKey(str(row.get("id")), key_id, secret, row.get("revoked_at") is not None))
+        secret = rules.generate_key(space.environment)
+        key_id = rules.new_key_id()
+        revoked = row.get("revoked_at") is not None
+        made.append(NewKey(entry.line, str(row.get("id")), key_id, secret, revoked))
         row.update(id=key_id, key_hash="\\x" + key_rules.hash_key(secret).hex(),
-                   prefix=key_rules.display_prefix(secret), created_at=now)  # fmt: skip
+                   prefix=rules.display_prefix(secret), created_at=now)  # fmt: skip
         if "last_used_at" in row:
             row["last_used_at"] = None
         out.append(tuple(row[name] for name in names))

@@ -161,4 +161,21 @@ async def fill(api: Api, runtime: Runtime, space: SpaceKey, pg_url: str) -> Shop
         "/v1/events",
         {"user_id": "bob", "event": "buy", "transaction_id": "b-hooked", "context": {"amount": 1}},
     )
+    await browser_visit(api, "ann")
     return shop
+
+
+async def browser_visit(api: Api, user: str) -> None:
+    """A browser key, a token for ``user`` and a visit sent from the shop's page (a client
+    event, with an id that is also a server event's: the namespaces are apart)."""
+    origin = "https://shop.example.com"
+    policy = {"name": "Shop", "allowed_origins": [origin], "allowed_events": ["visit"]}
+    created = await api.post("/v1/admin/browser-keys", policy)
+    assert created.status == 201, created.body
+    minted = await api.post("/v1/browser-tokens", {"browser_key": created.body["key"],
+                                                    "user_id": user})  # fmt: skip
+    assert minted.status == 200, minted.body
+    headers = {"authorization": f"Bearer {minted.body['token']}", "origin": origin}
+    sent = await api.request("POST", "/v1/client/events", json={
+        "event": "visit", "transaction_id": "v1-0"}, headers=headers, key=None)  # fmt: skip
+    assert sent.status == 200 and sent.body["duplicate"] is False, sent.body

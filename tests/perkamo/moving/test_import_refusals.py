@@ -135,7 +135,10 @@ async def test_beside_the_original_the_copy_needs_new_keys(
     assert spaces_named(pg_url, copy) == 0
     code, out, err = cli(pg_url, "import", str(path), "--space", copy, "--new-keys")
     assert code == 0, err
-    new_key = next(line.rsplit(": ", 1)[1] for line in out.splitlines() if "replaced by" in line)
+    new_key = next(line.rsplit(": ", 1)[1] for line in out.splitlines()
+                   if line.startswith("key ") and "replaced by" in line)  # fmt: skip
+    assert any(line.startswith("browser key ") and "replaced by" in line
+               for line in out.splitlines()), out  # fmt: skip
     assert "(revoked) is" in out  # the revoked key stays revoked, its secret never shown
     original = (await api.get("/v1/customer/ann")).body
     moved = (await Api(app_for(runtime), new_key).get("/v1/customer/ann")).body

@@ -26,7 +26,7 @@ from tests.perkamo.moving.conftest import Cli
 from tests.perkamo.moving.shop import fill
 from tests.perkamo.profiles.test_properties import stored_profile
 
-EVERY_TYPE = {"config", "api_key", "webhook", "profile", "event", "redemption", "identify",
+EVERY_TYPE = {"config", "api_key", "browser_key", "webhook", "profile", "event", "redemption", "identify",
               "adjustment", "reversal", "known", "usage", "usage_day", "ledger_day", "rule_day",
               "activity_day",
               "delivery"}  # fmt: skip
