@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import trio
@@ -31,10 +32,11 @@ from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
 from perkamo.profiles.cohort import ProfileCohort
-from perkamo.profiles.commands import AnyCommand
+from perkamo.profiles.commands import AnyCommand, Tick, tick_id
 from perkamo.profiles.gateway import Gateway
 from perkamo.profiles.history import RecentHistory
 from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.sweeper import Cursor, Sweeper, SweeperStatistics, wall_clock
 from perkamo.profiles.usage import UsageLedger
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
@@ -53,6 +55,7 @@ from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
+from storage.sweep import Due, due_profiles
 from storage.thread_calls import current_deadline
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class RuntimeStatistics:
     writer: WriterStatistics
     webhooks: DispatcherStatistics
     cluster: ClusterStatistics
+    sweeper: SweeperStatistics = SweeperStatistics()
 
 
 @dataclass(slots=True)
@@ -91,6 +95,7 @@ class Runtime:
     gateway: Gateway
     simulations: Simulations = field(default_factory=Simulations)
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
+    sweeper: Sweeper | None = None  # a member's (an operator's command sweeps nothing)
 
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
@@ -99,6 +104,7 @@ class Runtime:
             self.writer.statistics(),
             self.webhooks.stats,
             self.cluster.statistics(),
+            self.sweeper.statistics() if self.sweeper is not None else SweeperStatistics(),
         )
 
     def deadline(self) -> float:
@@ -189,6 +195,9 @@ async def open_runtime(
                 )
                 if member:
                     _serve_shards(runtime)
+                    if settings.sweep_rate > 0:
+                        runtime.sweeper = sweeper_for(runtime)
+                        nursery.start_soon(runtime.sweeper.run)
                 yield runtime
                 # Other members stop sending this one work before its actors drain.
                 await membership.step_down()
@@ -245,6 +254,27 @@ def _serve_shards(runtime: Runtime) -> None:
         await runtime.actors.passivate_matching(lambda key: shard_of(*key) in shards)
 
     runtime.cluster.membership.own_shards(passivate)
+
+
+def sweeper_for(runtime: Runtime, clock: Callable[[], datetime] = wall_clock) -> Sweeper:
+    """The sweeper of this member: it finds the due profiles of the shards it owns (every
+    shard while it is alone) and sends their ticks through the gateway."""
+    membership = runtime.cluster.membership
+
+    async def find(now: datetime, after: Cursor | None, limit: int) -> list[Due]:
+        shards = sorted(membership.held) if membership.peers else None
+        return await runtime.db.run(due_profiles, now, shards, after, limit)
+
+    async def send(due: list[Due], now: datetime) -> list[object]:
+        ticks = [
+            ((d.space_id, d.user_id),
+             Tick(transaction_id=tick_id(d.user_id, d.due_at), due_at=d.due_at, received_at=now))
+            for d in due
+        ]  # fmt: skip
+        deadline = trio.current_time() + runtime.settings.request_timeout
+        return list(await runtime.gateway.ask_many(ticks, deadline=deadline))
+
+    return Sweeper(find, send, rate=runtime.settings.sweep_rate, clock=clock)
 
 
 def _deadline(timeout: float) -> float:

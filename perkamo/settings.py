@@ -60,6 +60,10 @@ class Settings:
     # processes ``perkamo serve`` starts on this host.
     cluster_address: str = "127.0.0.1:0"
     workers: int = 1
+    # Ticks a second the sweeper may send from this member to profiles whose pending points
+    # are due for release or whose points are due to expire (0: no sweeper; they settle at
+    # their next write instead). Due times cluster at local midnights.
+    sweep_rate: float = 2000.0
 
     def __post_init__(self) -> None:
         if self.read_timeout_seconds <= 0:
@@ -86,6 +90,8 @@ class Settings:
             raise SettingsError("PERKAMO_CLUSTER_ADDRESS must be HOST:PORT")
         if self.workers < 1:
             raise SettingsError("PERKAMO_WORKERS must be at least 1")
+        if self.sweep_rate < 0:
+            raise SettingsError("PERKAMO_SWEEP_RATE must not be negative")
 
     @property
     def timeouts(self) -> Timeouts:
@@ -136,4 +142,5 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_CHECKOUT_TIMEOUT_SECONDS", "checkout_timeout", float),
     ("PERKAMO_CLUSTER_ADDRESS", "cluster_address", str),
     ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
+    ("PERKAMO_SWEEP_RATE", "sweep_rate", float),
 ]

@@ -80,6 +80,8 @@ class SnapshotWrite:
     state: str  # JSON text
     expected_version: int
     updated_at: datetime
+    next_due: datetime | None = None  # when settling next changes it (the sweeper's index)
+    due_shard: int | None = None  # its shard, with next_due: each member sweeps its own
 
 
 class LogRow(Protocol):

@@ -41,6 +41,7 @@ class IdentifyRow:
     program_versions: str  # JSON text
     profile_version: int
     position: int
+    outcome: str | None = None  # JSON text: what settling changed, when anything did
 
 
 @dataclass(slots=True)
@@ -91,6 +92,33 @@ class ReversalRow:
     position: int
 
 
+@dataclass(slots=True)
+class EventReversalRow:
+    space_id: int
+    transaction_id: str  # the event's
+    user_id: str
+    reason: str
+    actor: str | None
+    received_at: datetime
+    outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
+class TickRow:
+    space_id: int
+    transaction_id: str  # the due time and the user: one tick per profile and due time
+    user_id: str
+    due_at: datetime
+    received_at: datetime
+    outcome: str  # JSON text: what it settled
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
 @dataclass(frozen=True, slots=True)
 class LogTable:
     """One kind of profile write as storage keeps it.
@@ -102,7 +130,9 @@ class LogTable:
     columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
     as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
-    ``%(cost)s``, ``%(w)s`` and ``%(a)s``.
+    ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``answers``: (user_id, the stored answer) of its
+    rows in the Space ``%(s)s``, whose settled and pending amounts the ledger sums
+    (ledger.py).
     """
 
     name: str
@@ -111,6 +141,7 @@ class LogTable:
     find: sql.SQL | None
     history: sql.SQL
     ledger: sql.SQL | None
+    answers: sql.SQL | None = None
 
 
 EVENTS = LogTable(
@@ -130,9 +161,11 @@ EVENTS = LogTable(
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id"""),
     sql.SQL("""
-    SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
-           NULL::timestamptz AS reversed_at
-    FROM events WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    SELECT e.transaction_id, e.user_id, e.request_hash, e.hash_form, e.outcome::text,
+           e.received_at, v.received_at AS reversed_at, e.occurred_at, e.event AS name
+    FROM events e LEFT JOIN event_reversals v
+      ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id
+    WHERE e.space_id = %(s)s AND e.transaction_id = ANY(%(ids)s)"""),
     sql.SQL("""
     SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
            e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
@@ -143,6 +176,7 @@ EVENTS = LogTable(
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
     WHERE e.space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM events WHERE space_id = %(s)s"),
 )
 
 REDEMPTIONS = LogTable(
@@ -176,6 +210,7 @@ REDEMPTIONS = LogTable(
     SELECT user_id, outcome -> %(cost)s ->> %(w)s,
            -(outcome -> %(cost)s ->> %(a)s)::numeric, (outcome -> %(cost)s ->> %(a)s)::numeric
     FROM redemptions WHERE space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM redemptions WHERE space_id = %(s)s"),
 )
 
 IDENTIFIES = LogTable(
@@ -183,12 +218,12 @@ IDENTIFIES = LogTable(
     None,
     sql.SQL("""
     INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
-                            profile_version, position)
+                            profile_version, position, outcome)
     SELECT space_id, user_id, traits::jsonb, received_at, program_versions::jsonb,
-           profile_version, position
+           profile_version, position, outcome::json
     FROM json_to_recordset(%(identifies)s::json) AS x(
         space_id bigint, user_id text, traits text, received_at timestamptz,
-        program_versions text, profile_version bigint, position integer)"""),
+        program_versions text, profile_version bigint, position integer, outcome text)"""),
     None,
     sql.SQL("""
     SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
@@ -196,6 +231,8 @@ IDENTIFIES = LogTable(
     FROM identifies i
     WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s"""),
     None,
+    sql.SQL("""
+    SELECT user_id, outcome FROM identifies WHERE space_id = %(s)s AND outcome IS NOT NULL"""),
 )
 
 ADJUSTMENTS = LogTable(
@@ -227,6 +264,7 @@ ADJUSTMENTS = LogTable(
     WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s"""),
     sql.SQL("""
     SELECT user_id, wallet, amount, 0::numeric FROM adjustments WHERE space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM adjustments WHERE space_id = %(s)s"),
 )
 
 REVERSALS = LogTable(
@@ -262,7 +300,76 @@ REVERSALS = LogTable(
     FROM reversals v JOIN redemptions r
       ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
     WHERE v.space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM reversals WHERE space_id = %(s)s"),
 )
 
-LOG_TABLES: tuple[LogTable, ...] = (EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS)
+# Returns (PROGRAM.md "Returns: reversing an event"): one reversal per event, keyed by the
+# event's transaction id; replay reads the event's date and changes along with it.
+EVENT_REVERSALS = LogTable(
+    "event_reversals",
+    "event_reversal",
+    sql.SQL("""
+    INSERT INTO event_reversals (space_id, transaction_id, user_id, reason, actor,
+                                 received_at, outcome, program_versions, profile_version,
+                                 position)
+    SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(event_reversals)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, reason text, actor text,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'event_reversals'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM event_reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'event_reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
+           e.event,
+           jsonb_build_object('occurred_at', e.occurred_at, 'delta', e.outcome -> 'delta',
+                              'pending', e.outcome -> 'pending'),
+           NULL, v.received_at, v.program_versions::text, NULL
+    FROM event_reversals v
+    JOIN events e ON e.space_id = v.space_id AND e.transaction_id = v.transaction_id
+    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s"""),
+    sql.SQL("""
+    SELECT user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
+    FROM event_reversals, json_array_elements(outcome -> %(delta)s) AS d
+    WHERE space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM event_reversals WHERE space_id = %(s)s"),
+)
+
+# Ticks of the sweeper: settling with no other write (PROGRAM.md "Time moves state"). One
+# per profile and due time; a tick that finds nothing due writes nothing.
+TICKS = LogTable(
+    "ticks",
+    "tick",
+    sql.SQL("""
+    INSERT INTO ticks (space_id, transaction_id, user_id, due_at, received_at, outcome,
+                       program_versions, profile_version, position)
+    SELECT space_id, transaction_id, user_id, due_at, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(ticks)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, due_at timestamptz,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'ticks'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM ticks WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'tick', t.user_id, t.profile_version, t.position, t.transaction_id, '', NULL,
+           t.due_at, t.received_at, t.program_versions::text, NULL
+    FROM ticks t
+    WHERE t.space_id = %(s)s AND t.user_id = ANY(%(users)s) AND t.received_at < %(to)s"""),
+    None,
+    sql.SQL("SELECT user_id, outcome FROM ticks WHERE space_id = %(s)s"),
+)
+
+LOG_TABLES: tuple[LogTable, ...] = (
+    EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS, EVENT_REVERSALS, TICKS,
+)  # fmt: skip
 BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}

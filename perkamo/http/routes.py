@@ -28,6 +28,7 @@ from perkamo.http.responses import (
     BatchResponse,
     ErrorBody,
     EventOutcome,
+    EventReverseResponse,
     Health,
     IdentifyResponse,
     ModuleDescription,
@@ -90,6 +91,9 @@ ROUTES: tuple[Route, ...] = (
     keyed("POST", "/v1/admin/redemptions/{transaction_id}/reverse", support.reverse_redemption,
           "admin:support", "Reverse a redemption (support)", ReverseBody, ReverseResponse,
           (*_BODY, 404)),
+    keyed("POST", "/v1/admin/events/{transaction_id}/reverse", support.reverse_event,
+          "admin:support", "Reverse an event: a return (support)", ReverseBody,
+          EventReverseResponse, (*_BODY, 404)),
     *(
         keyless(method, path, operations.not_supported, _PREVIEW, ErrorBody, (501,))
         for method, path in [

@@ -11,12 +11,15 @@ from typing import Any
 
 import msgspec
 
+from perkamo.program.amounts import number
+from perkamo.program.model import Program
 from perkamo.program.outcome import (
     BreakdownEntry,
     Delta,
     LevelState,
     Outcome,
     Redemption,
+    Settlement,
     Skipped,
     Unlocked,
 )
@@ -37,6 +40,15 @@ class LevelProgress(
     progress: Decimal
 
 
+class Settled(Shape):
+    # What settling at the write's *now* released and expired (amounts at the wallet's
+    # precision), and the level changes and unlocks it caused (PROGRAM.md lots).
+    released: list[Delta] = []
+    expired: list[Delta] = []
+    leveled_up: bool = False
+    unlocked: list[Unlocked] = []
+
+
 class Changes(Shape):
     """What every event answer carries, applied or not."""
 
@@ -54,6 +66,9 @@ class EventOutcome(Changes):
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
     program_versions: dict[str, str | None]
+    # (Defaults: answers stored before lots existed are answered again with them.)
+    pending: list[Delta] = []
+    settled: Settled = msgspec.field(default_factory=Settled)
 
 
 class RewardRef(Shape):
@@ -74,6 +89,7 @@ class RedeemResponse(Shape):
     level: LevelProgress | None
     redemption_id: str
     program_versions: dict[str, str | None]
+    settled: Settled = msgspec.field(default_factory=Settled)
 
 
 class AdjustResponse(Shape):
@@ -85,6 +101,7 @@ class AdjustResponse(Shape):
     leveled_up: bool
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
+    settled: Settled = msgspec.field(default_factory=Settled)
 
 
 class ReversedRedemption(Shape):
@@ -106,6 +123,41 @@ class ReverseResponse(Shape):
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
     redemption: ReversedRedemption
+    settled: Settled = msgspec.field(default_factory=Settled)
+
+
+class ReversedEvent(Shape):
+    transaction_id: str
+    event: str
+    occurred_at: str
+    status: str  # reversed
+    reversed_at: str
+    reason: str
+    actor: str | None
+
+
+class EventReverseResponse(Shape):
+    reversed: bool
+    duplicate: bool
+    delta: list[Delta]
+    pending: list[Delta]
+    shortfall: list[Delta]
+    leveled_down: bool
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+    event: ReversedEvent
+    settled: Settled
+
+
+class TickAnswer(Shape):
+    """What a tick of the sweeper settled (kept in the tick log; not an API answer)."""
+
+    ticked: bool
+    duplicate: bool
+    due_at: str
+    settled: Settled
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
 
 
 def level_progress(level: LevelState | None) -> LevelProgress | None:
@@ -121,7 +173,29 @@ def level_progress(level: LevelState | None) -> LevelProgress | None:
     )
 
 
-def event_answer(outcome: Outcome, event_id: str, versions: dict[str, str | None]) -> EventOutcome:
+def settled_answer(settlement: Settlement, program: Program) -> Settled:
+    """What settling changed, as answers carry it: per wallet in configuration order, at
+    the wallet's precision."""
+    if settlement.empty:
+        return Settled()
+    return Settled(
+        released=_per_wallet(settlement.released, program),
+        expired=_per_wallet(settlement.expired, program),
+        leveled_up=settlement.leveled_up,
+        unlocked=settlement.unlocked,
+    )
+
+
+def _per_wallet(amounts: dict[str, Decimal], program: Program) -> list[Delta]:
+    return [
+        Delta(w.key, number(amounts[w.key], w.precision))
+        for w in program.wallets
+        if amounts.get(w.key)
+    ]
+
+
+def event_answer(outcome: Outcome, event_id: str, program: Program) -> EventOutcome:
+    versions = program.versions
     return EventOutcome(
         applied=True,
         duplicate=False,
@@ -134,12 +208,13 @@ def event_answer(outcome: Outcome, event_id: str, versions: dict[str, str | None
         skipped=outcome.skipped,
         breakdown=outcome.breakdown,
         program_versions=versions,
+        pending=outcome.pending,
+        settled=settled_answer(outcome.settled, program),
     )
 
 
-def redeem_answer(
-    redemption: Redemption, redemption_id: str, versions: dict[str, str | None]
-) -> RedeemResponse:
+def redeem_answer(redemption: Redemption, redemption_id: str, program: Program) -> RedeemResponse:
+    versions = program.versions
     return RedeemResponse(
         redeemed=True,
         duplicate=False,
@@ -153,6 +228,7 @@ def redeem_answer(
         level=level_progress(redemption.level),
         redemption_id=redemption_id,
         program_versions=versions,
+        settled=settled_answer(redemption.settled, program),
     )
 
 
@@ -172,6 +248,7 @@ def stored_redeem_answer(raw: bytes | str) -> RedeemResponse:
 
 _adjust_decoder = msgspec.json.Decoder(AdjustResponse, float_hook=Decimal)
 _reverse_decoder = msgspec.json.Decoder(ReverseResponse, float_hook=Decimal)
+_event_reverse_decoder = msgspec.json.Decoder(EventReverseResponse, float_hook=Decimal)
 
 
 def stored_adjust_answer(raw: bytes | str) -> AdjustResponse:
@@ -180,3 +257,7 @@ def stored_adjust_answer(raw: bytes | str) -> AdjustResponse:
 
 def stored_reverse_answer(raw: bytes | str) -> ReverseResponse:
     return _reverse_decoder.decode(raw)
+
+
+def stored_event_reverse_answer(raw: bytes | str) -> EventReverseResponse:
+    return _event_reverse_decoder.decode(raw)

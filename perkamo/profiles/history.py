@@ -38,6 +38,7 @@ class HistoryEvent(msgspec.Struct):
     transaction_id: str
     occurred_at: datetime
     delta: list[Delta]
+    reversed_at: datetime | None = None  # a return (API.md §8)
 
 
 class HistoryRedemption(msgspec.Struct):
@@ -84,9 +85,16 @@ def event_entry(
     return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta))
 
 
-def _event(event: str, transaction_id: str, occurred_at: datetime, outcome: str) -> bytes:
+def _event(
+    event: str,
+    transaction_id: str,
+    occurred_at: datetime,
+    outcome: str,
+    reversed_at: datetime | None = None,
+) -> bytes:
     parts = _event_parts.decode(outcome)
-    return event_entry(event, transaction_id, occurred_at, parts.delta)
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta,
+                                        reversed_at))  # fmt: skip
 
 
 def redemption_entry(
@@ -160,7 +168,9 @@ def _fill(
 ) -> None:
     """Stored rows (newest first) into an entry (newest last)."""
     for e in reversed(events[:RECENT]):
-        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome))
+        entry.events.append(
+            _event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.reversed_at)
+        )
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
             redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,

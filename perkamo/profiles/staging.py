@@ -19,10 +19,12 @@ from typing import Any
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Draft, TransactionKey, Write
-from perkamo.profiles.commands.base import encode_json, not_found
+from perkamo.profiles.commands.base import Unchanged, encode_json, not_found
 from perkamo.profiles.reservations import Reservations
+from perkamo.profiles.shards import shard_of
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import Program
+from perkamo.program.settling import next_due
 from perkamo.webhooks import SpaceHook
 from storage import SnapshotWrite, Unit
 from storage.history import StoredWrite
@@ -77,12 +79,16 @@ def stage(
     failed = False
     first_write: datetime | None = None
     last_write: datetime | None = None
+    wrote = False
     for position, command in enumerate(commands):
         held: list[str] = []
         refusal = _admit(draft, command, reservations, held)
         if refusal is None:
             try:
                 answer = command.stage(draft, position)
+            except Unchanged as exc:  # answered, nothing to write (a tick with nothing due)
+                steps.append(Step(exc.answer))
+                continue
             except PerkamoError as exc:  # a business rule: nothing staged, the id not used
                 refusal = exc.with_traceback(None)  # kept: no cycle through this frame
             except Exception:
@@ -96,15 +102,22 @@ def stage(
             continue
         steps.append(Step(answer, needs_commit=True))
         draft.exists = True
-        first_write = first_write or command.received_at
-        last_write = command.received_at
+        wrote = True
+        if command.activity:  # a tick is no activity of the customer's
+            first_write = first_write or command.received_at
+            last_write = command.received_at
     snapshot, after = None, before
-    if last_write is not None:
-        assert first_write is not None
+    if wrote:
+        updated = last_write or before.updated_at
+        assert updated is not None
         traits, state = encode_json(draft.traits), encode_json(draft.state)
-        snapshot = SnapshotWrite(space_id, user_id, traits, state, before.version, last_write)
-        created = before.created_at or first_write
-        after = Snapshot(traits, state, draft.version, created, last_write)
+        due = next_due(draft.state, program)
+        snapshot = SnapshotWrite(
+            space_id, user_id, traits, state, before.version, updated, due,
+            None if due is None else shard_of(space_id, user_id),
+        )  # fmt: skip
+        created = before.created_at or first_write or updated
+        after = Snapshot(traits, state, draft.version, created, updated)
     unit = Unit(
         draft.rows,
         snapshot,

@@ -9,7 +9,7 @@ PROGRAM.md steps 7–9).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
@@ -17,11 +17,22 @@ from typing import Any
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.amounts import decimal_places, number, wallet_state
 from perkamo.program.bounds import after, within
-from perkamo.program.engine import level_perks_boosts
 from perkamo.program.evaluation import DECIMALS, Evaluation, copy_state
 from perkamo.program.levels import level_number, level_state
-from perkamo.program.model import GrantedBoost, ProfileState, Program, WalletBalance
-from perkamo.program.outcome import Delta, LevelState, Unlocked
+from perkamo.program.lotdates import lot_dates
+from perkamo.program.lots import ZERO, add_available, new_lot, remember_expiry, spend
+from perkamo.program.model import (
+    GrantedBoost,
+    Lot,
+    ProfileState,
+    Program,
+    TakenPart,
+    WalletBalance,
+    WalletDef,
+)
+from perkamo.program.outcome import Delta, LevelState, Settlement, Unlocked
+from perkamo.program.perks import level_perks_boosts
+from perkamo.program.settling import profile_now, settle
 
 
 class SupportRefused(PerkamoError):
@@ -30,13 +41,15 @@ class SupportRefused(PerkamoError):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What an adjustment or a reversal changed."""
+    """What an adjustment or a reversal changed (``unlocked`` and ``leveled_up`` include
+    what settling caused)."""
 
     delta: list[Delta]
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]
     level: LevelState | None
+    settled: Settlement = field(default_factory=Settlement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,7 @@ class RedemptionRecord:
     cost: Delta
     effect: Mapping[str, Any]
     redeemed_at: datetime
+    transaction_id: str = ""  # what it took from lots is kept under it (ProfileState.takes)
 
 
 def check_adjustment(program: Program, wallet_key: str, amount: Decimal) -> None:
@@ -69,16 +83,22 @@ def adjust(
     program: Program,
     received_at: datetime,
     traits: Mapping[str, Any],
+    source: str = "adjustment",
 ) -> tuple[ProfileState, Change]:
     """Add ``amount`` (negative: subtract) to a wallet's balance and, when it counts toward
-    the level, to its earned total (never below zero). Raises SupportRefused:
-    insufficient_balance, or validation_error (check_adjustment, or a result outside
-    ±10^15)."""
+    the level, to its earned total (never below zero), on the profile settled at
+    ``received_at``. In a wallet with lots a positive amount is a lot earned now, available
+    at once (paying a debt first); a negative one is taken from the available lots in
+    spending order. Raises SupportRefused: insufficient_balance, or validation_error
+    (check_adjustment, or a result outside ±10^15)."""
     check_adjustment(program, wallet_key, amount)
     wallet = program.wallet(wallet_key)
     assert wallet is not None
     with localcontext(DECIMALS):
-        current = state.wallets.get(wallet_key) or WalletBalance()
+        level_before = level_number(state, program)
+        run = _run(state, program, received_at, traits)
+        settled = settle(run.state, program, received_at, traits)
+        current = run.state.wallets.get(wallet_key) or WalletBalance()
         balance = current.balance + amount
         earned = max(current.earned + amount, Decimal(0)) if counts_toward_level else None
         if amount < 0 and balance < 0 and not wallet.allow_negative:
@@ -94,14 +114,20 @@ def adjust(
                 "The adjustment would take the balance outside ±10^15.",
                 details=[{"path": "amount", "message": "the result is out of range"}],
             )
-        run = _run(state, program, received_at, traits)
-        level_before = level_number(state, program)
         changed = run.state.wallets.setdefault(wallet_key, WalletBalance())
-        changed.balance = balance
+        if not wallet.has_lots:
+            changed.balance = balance
+        elif amount > 0:
+            earning = amount if counts_toward_level else ZERO
+            lot = new_lot(wallet, source, amount, received_at, earning=earning, at_once=True)
+            add_available(changed, lot)
+        else:
+            spend(changed, -amount)
+            changed.balance = balance
         if earned is not None:
             changed.earned = earned
         return run.state, _change(
-            run, level_before, Delta(wallet_key, number(amount, wallet.precision))
+            run, level_before, Delta(wallet_key, number(amount, wallet.precision)), settled
         )
 
 
@@ -116,11 +142,18 @@ def reverse(
     reward's per-user limit), and end a boost whose current grant came from it, from
     ``received_at`` on (awards it already boosted stay)."""
     with localcontext(DECIMALS):
-        run = _run(state, program, received_at, traits)
         level_before = level_number(state, program)
+        run = _run(state, program, received_at, traits)
+        settled = settle(run.state, program, received_at, traits)
         cost = record.cost
         wallet = run.state.wallets.setdefault(cost.wallet, WalletBalance())
-        wallet.balance += cost.amount
+        parts = run.state.takes.pop(record.transaction_id, None)
+        defined = program.wallet(cost.wallet)
+        if defined is not None and defined.has_lots:
+            now = profile_now(run.state, received_at)
+            give_back(wallet, defined, parts, record, now, settled)
+        else:
+            wallet.balance += cost.amount
         wallet.spent = max(wallet.spent - cost.amount, Decimal(0))
         counter = run.state.redemptions.get(record.reward_key)
         if counter is not None:
@@ -132,7 +165,39 @@ def reverse(
                 counter.per_day.pop(day, None)
         if record.effect.get("type") == "boost":
             _end_boost(run.state, program, str(record.effect.get("boost")), record, received_at)
-        return run.state, _change(run, level_before, cost)
+        return run.state, _change(run, level_before, cost, settled)
+
+
+def give_back(
+    w: WalletBalance,
+    wallet: WalletDef,
+    parts: list[TakenPart] | None,
+    record: RedemptionRecord,
+    now: datetime,
+    settled: Settlement,
+) -> None:
+    """A redemption's cost back into the lots it was taken from (same dates, merged as
+    usual, never raising ``earned``); a share whose lot has expired by now expires at once.
+    A redemption whose parts are no longer kept gives its cost back as one lot earned at
+    the redemption."""
+    if parts is None:
+        _, expires = lot_dates(wallet, record.redeemed_at)
+        at = record.redeemed_at
+        parts = [TakenPart(at, at, expires, record.cost.amount)]
+    source = "refund:" + record.transaction_id
+    for part in parts:
+        if part.expires_at is not None and part.expires_at <= now:
+            w.expired += part.amount
+            w.deducted += part.amount
+            lot = Lot(-1, source, part.amount, part.amount, part.earned_at, part.available_at,
+                      part.expires_at, ZERO, False)  # fmt: skip
+            remember_expiry(w, lot, part.amount)
+            settled.add("expired", wallet.key, part.earned_at, part.expires_at, part.amount)
+            continue
+        add_available(w, Lot(
+            -1, source, part.amount, part.amount, part.earned_at, part.available_at,
+            part.expires_at, ZERO, False,
+        ))  # fmt: skip
 
 
 def _end_boost(
@@ -159,12 +224,13 @@ def _run(
     )
 
 
-def _change(run: Evaluation, level_before: int, delta: Delta) -> Change:
+def _change(run: Evaluation, level_before: int, delta: Delta, settled: Settlement) -> Change:
     level_after = level_perks_boosts(run)
     return Change(
         delta=[delta],
-        unlocked=run.unlocked,
+        unlocked=settled.unlocked + run.unlocked,
         leveled_up=level_after > level_before,
         wallet_state=wallet_state(run.state, run.program),
         level=level_state(run.state, run.program),
+        settled=settled,
     )

@@ -36,6 +36,7 @@ class EngineEvent(msgspec.Struct, frozen=True):
     context: Mapping[str, Any]
     occurred_at: datetime | None
     traits: Mapping[str, Any]
+    transaction_id: str = ""  # the ``source`` of the lots its awards create
 
 
 class Award(msgspec.Struct):
@@ -55,6 +56,7 @@ class Evaluation(msgspec.Struct, kw_only=True):
     event: str
     occurred: datetime
     scope: dict[str, Any]
+    transaction_id: str = ""
     awards: list[Award] = msgspec.field(default_factory=list)
     skipped: list[Skipped] = msgspec.field(default_factory=list)
     unlocked: list[Unlocked] = msgspec.field(default_factory=list)

@@ -33,6 +33,17 @@ class ConditionDef:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiryDef:
+    """When a lot expires: ``after_days`` days after the local date it was earned, or at
+    the end of the ``end_of`` period ``after_periods`` periods after the one it was earned
+    in (PROGRAM.md "Points that wait and points that expire")."""
+
+    after_days: int | None
+    end_of: str | None  # month | quarter | year
+    after_periods: int
+
+
+@dataclass(frozen=True, slots=True)
 class WalletDef:
     key: str
     name: str
@@ -40,11 +51,21 @@ class WalletDef:
     allow_negative: bool
     spendable: bool
     description: str
+    expiry: ExpiryDef | None = None
+    pending_days: int = 0
+    timezone: str = "UTC"  # the lots' days are counted here (``expiry.timezone``)
 
     quantum: Decimal = field(init=False, repr=False, compare=False)  # 10^-precision
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))
+        object.__setattr__(self, "zone", ZoneInfo(self.timezone))
+
+    @property
+    def has_lots(self) -> bool:
+        """Whether the wallet keeps lots (it has an expiry or pending days)."""
+        return self.expiry is not None or self.pending_days > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +190,8 @@ class Program:
     # Derived once (every event looks these up): wallets by key, rules by event name (the
     # rules for "*" included, in the program's order), achievements by criterion event.
     _wallets: dict[str, WalletDef] = field(init=False, repr=False, compare=False)
+    # The wallets that keep lots: a program without any never settles anything.
+    lot_wallets: tuple[WalletDef, ...] = field(init=False, repr=False, compare=False)
     _rules: dict[str, tuple[RuleDef, ...]] = field(init=False, repr=False, compare=False)
     _any_rules: tuple[RuleDef, ...] = field(init=False, repr=False, compare=False)
     _achievements: dict[str, tuple[AchievementDef, ...]] = field(
@@ -177,6 +200,7 @@ class Program:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_wallets", {w.key: w for w in self.wallets})
+        object.__setattr__(self, "lot_wallets", tuple(w for w in self.wallets if w.has_lots))
         by_event: dict[str, tuple[RuleDef, ...]] = {}
         for name in {r.event for r in self.rules} - {"*"}:
             by_event[name] = tuple(r for r in self.rules if r.event in (name, "*"))
@@ -207,11 +231,50 @@ EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
 # -- a profile's state (the stored snapshot) ------------------------------------------------
 
 
+class Lot(msgspec.Struct, array_like=True):
+    """Points earned together that wait and expire together (PROGRAM.md "Lots"). Stored as
+    a JSON array: a wallet may hold many, and every write encodes them."""
+
+    id: int  # creation order within the wallet
+    source: str  # the event's transaction id; ``adjustment:…``, ``refund:…``, ``activation``
+    amount: Decimal  # what went into it (merges included)
+    remaining: Decimal  # what is left to spend (or, while pending, to release)
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None  # None: never
+    earning: Decimal  # what its release adds to ``earned`` (its earning part)
+    pending: bool  # not released yet: not in the balance
+
+
+class ExpiredLot(msgspec.Struct, array_like=True):
+    """A lot that expired lately, with what expired of it: what a return of an event whose
+    points went into it must not take again."""
+
+    available_at: datetime
+    expires_at: datetime
+    amount: Decimal
+
+
+class TakenPart(msgspec.Struct, array_like=True):
+    """What a redemption took from one lot (its reversal gives it back to the same dates)."""
+
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    amount: Decimal
+
+
 class WalletBalance(msgspec.Struct, omit_defaults=True):
     balance: Decimal = Decimal(0)
     earned: Decimal = Decimal(0)
     deducted: Decimal = Decimal(0)
     spent: Decimal = Decimal(0)
+    # Only for a wallet with lots (empty, hence not stored, for any other):
+    pending: Decimal = Decimal(0)  # the pending lots' remainders
+    expired: Decimal = Decimal(0)  # every expiry, lifetime
+    lots: list[Lot] = []
+    next_lot: int = 0
+    expiries: list[ExpiredLot] = []  # the most recent ones (EXPIRIES_KEPT)
 
 
 class RuleCounter(msgspec.Struct, omit_defaults=True):
@@ -267,3 +330,7 @@ class ProfileState(msgspec.Struct, omit_defaults=True):
     boosts: dict[str, GrantedBoost] = {}
     max_level: int = 1  # the highest level ever reached (level grants fire once)
     redemptions: dict[str, RedemptionCounter] = {}  # reward key -> what limits need
+    # Profiles of a program with lots: the profile's *now* (it never goes backwards), and
+    # what the latest redemptions took from lots (redemption transaction id -> parts).
+    settled_at: datetime | None = None
+    takes: dict[str, list[TakenPart]] = {}

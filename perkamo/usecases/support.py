@@ -1,6 +1,7 @@
-"""Support operations (API §8): adjust a balance, reverse a redemption — the same for the
-API, the console and ``perkamo adjust`` / ``perkamo reverse``. Both go through the
-profile's actor like any write (commands/adjustment.py, commands/reversal.py)."""
+"""Support operations (API §8): adjust a balance, reverse a redemption, reverse an event (a
+return) — the same for the API, the console and ``perkamo adjust`` / ``perkamo reverse`` /
+``perkamo reverse-event``. Each goes through the profile's actor like any write
+(commands/adjustment.py, commands/reversal.py, commands/event_reversal.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 from perkamo.errors import Code, PerkamoError
-from perkamo.profiles.commands import Adjust, Reverse, Written
+from perkamo.profiles.commands import Adjust, Reverse, ReverseEvent, Written
+from perkamo.profiles.commands.event_reversal import event_not_found
 from perkamo.program.adjustments import check_adjustment
 from perkamo.runtime import Runtime
-from storage.adjustments import redemption_owner
+from storage.adjustments import event_owner, redemption_owner
 
 
 async def adjust(
@@ -63,6 +65,30 @@ async def reverse_redemption(
             Code.REDEMPTION_NOT_FOUND, f"No redemption with transaction_id {transaction_id!r}."
         )
     command = Reverse(
+        transaction_id=transaction_id, reason=reason, actor=actor, received_at=received_at,
+        limits=limits or {}, audit=audit,
+    )  # fmt: skip
+    return owner, await runtime.gateway.ask((space_id, owner), command)
+
+
+async def reverse_event(
+    runtime: Runtime,
+    space_id: int,
+    transaction_id: str,
+    *,
+    reason: str,
+    actor: str | None = None,
+    received_at: datetime,
+    limits: dict[str, Any] | None = None,
+    audit: str | None = None,
+) -> tuple[str, Written]:
+    """Take back what the event ``transaction_id`` gave (a return), at the profile that owns
+    it; returns (that profile's user id, the answer). Unknown or refused event: 404
+    event_not_found."""
+    owner = await runtime.db.run(event_owner, space_id, transaction_id)
+    if owner is None:
+        raise event_not_found(transaction_id)
+    command = ReverseEvent(
         transaction_id=transaction_id, reason=reason, actor=actor, received_at=received_at,
         limits=limits or {}, audit=audit,
     )  # fmt: skip

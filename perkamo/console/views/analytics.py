@@ -1,5 +1,5 @@
-"""Program analytics: points issued, spent and outstanding (the liability) per wallet per
-day, active and new customers, the level distribution and the top rules — read from the
+"""Program analytics: points issued, spent, expired and outstanding (the liability) per
+wallet per day, active and new customers, the level distribution and the top rules — read from the
 aggregates the ledger keeps (storage/analytics.py), never from the event log per view."""
 
 from __future__ import annotations
@@ -37,14 +37,16 @@ async def analytics(page: Page) -> Response:
     for wallet in wallets:
         rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
         outstanding = found.opening.get(wallet, Decimal(0))
-        issued, spent, liability = [], [], []
+        issued, spent, expired, liability = [], [], [], []
         for n in range(days):
             day = start + timedelta(n)
             row = rows.get(day)
-            got, gone = (row.issued, row.spent) if row else (Decimal(0), Decimal(0))
-            outstanding += got - gone
+            zero = Decimal(0)
+            got, gone, lapsed = (row.issued, row.spent, row.expired) if row else (zero,) * 3
+            outstanding += got - gone - lapsed
             issued.append((day, got))
             spent.append((day, gone))
+            expired.append((day, lapsed))
             liability.append((day, outstanding))
         name = names.get(wallet, wallet)
         per_wallet.append(
@@ -54,9 +56,10 @@ async def analytics(page: Page) -> Response:
                 "outstanding": outstanding,
                 "issued": sum((v for _, v in issued), Decimal(0)),
                 "spent": sum((v for _, v in spent), Decimal(0)),
+                "expired": sum((v for _, v in expired), Decimal(0)),
                 "flows": line_chart(
-                    f"{name}: issued and spent per day",
-                    [Series("issued", issued), Series("spent", spent)],
+                    f"{name}: issued, spent and expired per day",
+                    [Series("issued", issued), Series("spent", spent), Series("expired", expired)],
                     "day (UTC)",
                     name,
                 ),

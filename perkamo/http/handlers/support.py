@@ -1,11 +1,12 @@
-"""Support operations (API §8): ``POST /v1/admin/adjustments`` and
-``POST /v1/admin/redemptions/{transaction_id}/reverse``."""
+"""Support operations (API §8): ``POST /v1/admin/adjustments``,
+``POST /v1/admin/redemptions/{transaction_id}/reverse`` and
+``POST /v1/admin/events/{transaction_id}/reverse``."""
 
 from __future__ import annotations
 
 from perkamo.http.bodies import AdjustBody, ReverseBody, adjust_input, check_transaction_id
 from perkamo.http.edge import Call, Result, api_actor
-from perkamo.http.responses import AdjustResponse, ReverseResponse
+from perkamo.http.responses import AdjustResponse, EventReverseResponse, ReverseResponse
 from perkamo.usecases import support
 
 
@@ -23,6 +24,16 @@ async def adjust(call: Call[AdjustBody]) -> Result[AdjustResponse]:
 async def reverse_redemption(call: Call[ReverseBody]) -> Result[ReverseResponse]:
     transaction_id = check_transaction_id(call.params["transaction_id"])
     _, answer = await support.reverse_redemption(
+        call.runtime, call.key.space_id, transaction_id, reason=call.body.reason,
+        actor=call.body.actor, received_at=call.received_at, limits=call.key.space_limits,
+        audit=api_actor(call.key),
+    )  # fmt: skip
+    return Result(answer.body)
+
+
+async def reverse_event(call: Call[ReverseBody]) -> Result[EventReverseResponse]:
+    transaction_id = check_transaction_id(call.params["transaction_id"])
+    _, answer = await support.reverse_event(
         call.runtime, call.key.space_id, transaction_id, reason=call.body.reason,
         actor=call.body.actor, received_at=call.received_at, limits=call.key.space_limits,
         audit=api_actor(call.key),

@@ -15,13 +15,15 @@ from perkamo.profiles.commands.base import (
     Written,
 )
 from perkamo.profiles.commands.event import Ingest
+from perkamo.profiles.commands.event_reversal import ReverseEvent
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
 from perkamo.profiles.commands.read import ProfileView, Read
 from perkamo.profiles.commands.redemption import Redeem
 from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
+from perkamo.profiles.commands.tick import Tick, tick_id
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | Identify | Redeem | Adjust | Reverse | Read
+Message = Ingest | Identify | Redeem | Adjust | Reverse | ReverseEvent | Tick | Read
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -40,7 +42,7 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 COMMANDS: dict[str, type[Command[object]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, Read)
+    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, ReverseEvent, Tick, Read)
 }
 
 __all__ = [
@@ -60,9 +62,12 @@ __all__ = [
     "Replay",
     "Replayed",
     "Reverse",
+    "ReverseEvent",
+    "Tick",
     "TransactionKey",
     "Write",
     "Written",
     "on_the_wire",
+    "tick_id",
     "writes_of",
 ]
