@@ -256,9 +256,12 @@ def _serve_shards(runtime: Runtime) -> None:
     runtime.cluster.membership.own_shards(passivate)
 
 
-def sweeper_for(runtime: Runtime, clock: Callable[[], datetime] = wall_clock) -> Sweeper:
+def sweeper_for(
+    runtime: Runtime, clock: Callable[[], datetime] = wall_clock, rate: float | None = None
+) -> Sweeper:
     """The sweeper of this member: it finds the due profiles of the shards it owns (every
-    shard while it is alone) and sends their ticks through the gateway."""
+    shard while it is alone) and sends their ticks through the gateway, at ``rate`` ticks a
+    second (default: the settings')."""
     membership = runtime.cluster.membership
 
     async def find(now: datetime, after: Cursor | None, limit: int) -> list[Due]:
@@ -274,7 +277,7 @@ def sweeper_for(runtime: Runtime, clock: Callable[[], datetime] = wall_clock) ->
         deadline = trio.current_time() + runtime.settings.request_timeout
         return list(await runtime.gateway.ask_many(ticks, deadline=deadline))
 
-    return Sweeper(find, send, rate=runtime.settings.sweep_rate, clock=clock)
+    return Sweeper(find, send, rate=rate or runtime.settings.sweep_rate, clock=clock)
 
 
 def _deadline(timeout: float) -> float:

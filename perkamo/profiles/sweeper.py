@@ -63,6 +63,8 @@ class Sweeper:
         clock: Callable[[], datetime] = wall_clock,
         poll: float = POLL_SECONDS,
     ) -> None:
+        if rate <= 0:
+            raise ValueError("a sweeper needs a positive rate")
         self._find = find
         self._send = send
         self._rate = rate

@@ -127,7 +127,13 @@ async def test_pending_points_are_released_with_the_level_and_announced(
     assert due_of(pg_url, space.space.id, "c") == at(14)
     profile = (await shop.get("/v1/profile/c")).body
     assert profile["wallet_details"]["points"] == {
-        "balance": 0, "pending": 120, "earned": 0, "spent": 0, "expired": 0, "expiring": []}
+        "balance": 0,
+        "pending": 120,
+        "earned": 0,
+        "spent": 0,
+        "expired": 0,
+        "expiring": [],
+    }
     later = await w.earn(1, at(15), "o2")  # 14 days on: o1's 120 are released first
     assert later["settled"]["released"] == [{"wallet": "points", "amount": 120}]
     assert later["settled"]["leveled_up"] is True and later["leveled_up"] is True
@@ -135,7 +141,9 @@ async def test_pending_points_are_released_with_the_level_and_announced(
         {"type": "perk", "key": "silver", "name": "Silver"}]  # fmt: skip
     assert later["delta"] == [] and later["wallet_state"] == {"points": 120}
     profile = (await shop.get("/v1/profile/c")).body
-    assert profile["perks"][0]["unlocked_at"] == "{}.000Z".format(at(14).strftime("%Y-%m-%dT%H:%M:%S"))
+    assert profile["perks"][0]["unlocked_at"] == "{}.000Z".format(
+        at(14).strftime("%Y-%m-%dT%H:%M:%S")
+    )
     details = profile["wallet_details"]["points"]
     assert (details["balance"], details["pending"], details["earned"]) == (120, 1, 120)
     assert details["expiring"] == [
@@ -186,9 +194,12 @@ async def test_reads_show_the_profile_settled_at_their_time_without_writing(
     assert profile["wallets"] == {"points": 30}
     assert profile["wallet_details"]["points"]["pending"] == 0
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute(
-            "SELECT version FROM profiles WHERE space_id = %s", (space.space.id,)
-        ).fetchone() == version  # a read writes nothing
+        assert (
+            conn.execute(
+                "SELECT version FROM profiles WHERE space_id = %s", (space.space.id,)
+            ).fetchone()
+            == version
+        )  # a read writes nothing
 
 
 async def test_verify_checks_lots_against_the_balance_and_catches_a_corrupted_lot(
