@@ -28,6 +28,7 @@ from perkamo.profiles.commands.base import (
 from perkamo.program import settle_at
 from perkamo.program.amounts import wallet_state
 from perkamo.program.levels import level_state
+from perkamo.program.settling import next_due
 from perkamo.program.timefmt import format_rfc3339
 from storage.history import HistoryRow, StoredWrite
 from storage.log_tables import TickRow
@@ -59,7 +60,12 @@ class Tick(Command[Written], tag="tick", frozen=True, kw_only=True):
             settled=settled_answer(settled, program), wallet_state=wallets,
             level=level_progress(level),
         ))  # fmt: skip
-        if not settled.changed:
+        # Nothing due: nothing to write — unless the due time the sweeper found is stale (the
+        # program changed since the write that recorded it; a write after it would have
+        # moved it), which is corrected once rather than ticked at every sweep.
+        before = draft.state.settled_at
+        stale = (before is None or before < self.due_at) and next_due(state, program) != self.due_at
+        if not settled.changed and not stale:
             raise Unchanged(Written(msgspec.Raw(answer)))
         draft.add("ticks", TickRow(
             space_id=draft.space_id, transaction_id=self.transaction_id, user_id=draft.user_id,

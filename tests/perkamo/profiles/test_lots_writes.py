@@ -223,3 +223,19 @@ async def test_verify_checks_lots_against_the_balance_and_catches_a_corrupted_lo
     with psycopg.connect(pg_url) as conn:
         found = verify_space(conn, record).mismatches
     assert [(m.user_id, m.wallet, m.what) for m in found] == [("c", "points", "available lots")]
+
+
+async def test_a_due_time_the_program_made_stale_is_corrected_once(shop, runtime, space, pg_url):
+    """A program without the wallet any more: the tick finds nothing to settle, but writes
+    once so that the profile stops being due (no tick at every sweep for ever)."""
+    w = Writes(runtime, space)
+    await w.earn(40, at(0.5), "o1")
+    stars = {"wallets": {"wallets": [{"key": "stars", "name": "Stars"}]},
+             "events": {"rules": []}, "leveling": {}, "perks": {}}  # fmt: skip
+    assert (await shop.post("/v1/admin/config", {"version": "v2", "modules": stars})).status == 200
+    first = await w.tick(at(14), at(14) + timedelta(seconds=20))
+    assert first["ticked"] is False and first["settled"]["released"] == []
+    assert count(pg_url, "ticks", space.space.id) == 1
+    assert due_of(pg_url, space.space.id, "c") is None
+    again = await w.tick(at(14), at(14) + timedelta(seconds=40))
+    assert again["ticked"] is False and count(pg_url, "ticks", space.space.id) == 1

@@ -157,3 +157,4 @@ def test_each_member_finds_the_due_profiles_of_its_own_shards(pg_url):
         first = due_profiles(conn, until, [3], None, 1)
         assert [d.user_id for d in first] == ["a"]
         assert users([3], after=first[0].cursor) == ["c"]  # the keyset walk goes on
+        conn.execute("UPDATE profiles SET next_due = NULL WHERE space_id = %s", (space.space.id,))
