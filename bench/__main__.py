@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import backtest, console, failover, load, run
+from . import backtest, console, failover, load, lots, run
 
 COMMANDS = {
     "run": run.main,
@@ -12,6 +12,7 @@ COMMANDS = {
     "backtest": backtest.main,
     "console": console.main,
     "failover": failover.main,
+    "lots": lots.main,
 }
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

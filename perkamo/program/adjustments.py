@@ -20,7 +20,7 @@ from perkamo.program.bounds import after, within
 from perkamo.program.evaluation import DECIMALS, Evaluation, copy_state
 from perkamo.program.levels import level_number, level_state
 from perkamo.program.lotdates import lot_dates
-from perkamo.program.lots import ZERO, add_available, new_lot, remember_expiry, spend
+from perkamo.program.lots import add_available, new_lot, remember_expiry, spend
 from perkamo.program.model import (
     GrantedBoost,
     Lot,
@@ -118,8 +118,7 @@ def adjust(
         if not wallet.has_lots:
             changed.balance = balance
         elif amount > 0:
-            earning = amount if counts_toward_level else ZERO
-            lot = new_lot(wallet, source, amount, received_at, earning=earning, at_once=True)
+            lot = new_lot(wallet, source, amount, received_at, at_once=True)
             add_available(changed, lot)
         else:
             spend(changed, -amount)
@@ -189,14 +188,11 @@ def give_back(
         if part.expires_at is not None and part.expires_at <= now:
             w.expired += part.amount
             w.deducted += part.amount
-            lot = Lot(-1, source, part.amount, part.amount, part.earned_at, part.available_at,
-                      part.expires_at, ZERO, False)  # fmt: skip
-            remember_expiry(w, lot, part.amount)
+            remember_expiry(w, part.available_at, part.expires_at, part.amount)
             settled.add("expired", wallet.key, part.earned_at, part.expires_at, part.amount)
             continue
         add_available(w, Lot(
-            -1, source, part.amount, part.amount, part.earned_at, part.available_at,
-            part.expires_at, ZERO, False,
+            -1, source, part.amount, part.earned_at, part.available_at, part.expires_at, False
         ))  # fmt: skip
 
 

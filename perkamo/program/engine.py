@@ -23,7 +23,7 @@ from perkamo.program.model import ProfileState, Program
 from perkamo.program.outcome import Outcome, Settlement, Unlocked
 from perkamo.program.perks import level_perks_boosts, unlock_and_grant
 from perkamo.program.rules import apply_rule
-from perkamo.program.settling import keeps_lots, settle
+from perkamo.program.settling import due_now, keeps_lots, settle
 from perkamo.program.streaks import count, milestone_awards
 from perkamo.program.wallets import apply_awards, award_entry
 
@@ -61,7 +61,7 @@ def apply(
         milestone_awards(run)  # 4
         achievements(run)  # 5
         delta, clamps, pending = apply_awards(run)  # 6
-        if program.lot_wallets:  # a backdated lot may be due at once
+        if due_now(run.state, program, received_at):  # a backdated lot, due at once
             settle(run.state, program, received_at, event.traits, into=settled)
         level_after = level_perks_boosts(run)  # 7-9
         return run.state, Outcome(  # 10

@@ -67,4 +67,23 @@ class Evaluation(msgspec.Struct, kw_only=True):
 
 
 def copy_state(state: ProfileState) -> ProfileState:
-    return _state_decoder.decode(_state_encoder.encode(state))
+    """A copy the engine may change. Lots (and what redemptions took from them) are
+    immutable values: the copy shares them and copies only the lists that hold them — they
+    are most of a large profile's state, and this runs for every write."""
+    held = [(key, w.lots, w.expiries) for key, w in state.wallets.items() if w.lotted]
+    if not held and not state.takes:
+        return _state_decoder.decode(_state_encoder.encode(state))
+    takes = state.takes
+    try:
+        for key, _, _ in held:
+            state.wallets[key].lots, state.wallets[key].expiries = [], []
+        state.takes = {}
+        copied = _state_decoder.decode(_state_encoder.encode(state))
+    finally:
+        for key, lots, expiries in held:
+            state.wallets[key].lots, state.wallets[key].expiries = lots, expiries
+        state.takes = takes
+    for key, lots, expiries in held:
+        copied.wallets[key].lots, copied.wallets[key].expiries = list(lots), list(expiries)
+    copied.takes = dict(takes)
+    return copied

@@ -12,6 +12,7 @@ calendar saturate (a lot expiring after 9999 never expires).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from perkamo.program.bounds import LATEST, local_date
@@ -37,21 +38,20 @@ def days_after(day: date, days: int) -> date | None:
         return None
 
 
-def available_at(wallet: WalletDef, earned_at: datetime) -> datetime:
-    if wallet.pending_days == 0:
-        return earned_at
-    day = days_after(local_date(earned_at, wallet.zone), wallet.pending_days)
-    return LATEST if day is None else day_start(day, wallet.zone)
-
-
-def expires_at(wallet: WalletDef, earned_at: datetime) -> datetime | None:
-    """None: never (no expiry, or a date beyond the calendar)."""
-    expiry = wallet.expiry
-    if expiry is None:
-        return None
-    earned = local_date(earned_at, wallet.zone)
-    day = _expiry_day(expiry, earned)
-    return None if day is None else day_start(day, wallet.zone)
+@lru_cache(maxsize=4096)
+def _day_dates(wallet: WalletDef, earned: date) -> tuple[datetime | None, datetime | None]:
+    """(the start of the day points earned on ``earned`` become available, or None when
+    they are available at once; when they expire, or None) — the same for every point
+    earned that day, so computed once per wallet and day."""
+    available = None
+    if wallet.pending_days:
+        day = days_after(earned, wallet.pending_days)
+        available = LATEST if day is None else day_start(day, wallet.zone)
+    expires = None
+    if wallet.expiry is not None:
+        end = _expiry_day(wallet.expiry, earned)
+        expires = None if end is None else day_start(end, wallet.zone)
+    return available, expires
 
 
 def _expiry_day(expiry: ExpiryDef, earned: date) -> date | None:
@@ -69,5 +69,9 @@ def _expiry_day(expiry: ExpiryDef, earned: date) -> date | None:
 
 
 def lot_dates(wallet: WalletDef, earned_at: datetime) -> tuple[datetime, datetime | None]:
-    """(available_at, expires_at) of points earned at ``earned_at``."""
-    return available_at(wallet, earned_at), expires_at(wallet, earned_at)
+    """(available_at, expires_at) of points earned at ``earned_at`` (expires_at None:
+    never — no expiry, or a date beyond the calendar)."""
+    if wallet.expiry is None and not wallet.pending_days:
+        return earned_at, None
+    available, expires = _day_dates(wallet, local_date(earned_at, wallet.zone))
+    return available or earned_at, expires

@@ -231,22 +231,26 @@ EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
 # -- a profile's state (the stored snapshot) ------------------------------------------------
 
 
-class Lot(msgspec.Struct, array_like=True):
+class Lot(msgspec.Struct, array_like=True, frozen=True):
     """Points earned together that wait and expire together (PROGRAM.md "Lots"). Stored as
-    a JSON array: a wallet may hold many, and every write encodes them."""
+    a JSON array: a wallet may hold many, and every write encodes them. Immutable: a state
+    is copied without copying its lots (``lots.py``)."""
 
     id: int  # creation order within the wallet
     source: str  # the event's transaction id; ``adjustment:…``, ``refund:…``, ``activation``
-    amount: Decimal  # what went into it (merges included)
-    remaining: Decimal  # what is left to spend (or, while pending, to release)
+    # What is left to spend or, while pending, to release. A pending lot's earning part (what
+    # its release adds to ``earned``) is always its remainder: only events make pending
+    # lots, and a return takes from both alike; an available lot's is spent already. So
+    # neither that nor the amount that went in is stored: a large profile holds many lots,
+    # every write decodes and encodes them, and a decimal is their costliest field.
+    remaining: Decimal
     earned_at: datetime
     available_at: datetime
     expires_at: datetime | None  # None: never
-    earning: Decimal  # what its release adds to ``earned`` (its earning part)
     pending: bool  # not released yet: not in the balance
 
 
-class ExpiredLot(msgspec.Struct, array_like=True):
+class ExpiredLot(msgspec.Struct, array_like=True, frozen=True):
     """A lot that expired lately, with what expired of it: what a return of an event whose
     points went into it must not take again."""
 
@@ -255,7 +259,7 @@ class ExpiredLot(msgspec.Struct, array_like=True):
     amount: Decimal
 
 
-class TakenPart(msgspec.Struct, array_like=True):
+class TakenPart(msgspec.Struct, array_like=True, frozen=True):
     """What a redemption took from one lot (its reversal gives it back to the same dates)."""
 
     earned_at: datetime
@@ -275,6 +279,8 @@ class WalletBalance(msgspec.Struct, omit_defaults=True):
     lots: list[Lot] = []
     next_lot: int = 0
     expiries: list[ExpiredLot] = []  # the most recent ones (EXPIRIES_KEPT)
+    due: datetime | None = None  # the soonest due time of its lots
+    lotted: bool = False  # its balance is kept in lots (the wallet has the settings)
 
 
 class RuleCounter(msgspec.Struct, omit_defaults=True):

@@ -26,11 +26,11 @@ from perkamo.program.levels import level_number, level_state
 from perkamo.program.lots import (
     ZERO,
     add_available,
-    drop_empty,
     event_lot,
     expired_share,
     new_lot,
     spend,
+    take,
 )
 from perkamo.program.model import ProfileState, Program, WalletBalance, WalletDef
 from perkamo.program.outcome import Delta, LevelState, Settlement, Unlocked
@@ -121,33 +121,31 @@ def _take_back(
     at_once = record.delta.get(wallet.key, ZERO)  # a debt it paid, or all without pending
     rest, added = given, given  # ``added``: what the event added to ``earned``
     if wallet.has_lots:
-        lot, available, expires = event_lot(w, wallet, record.occurred_at, now)
+        index, available, expires = event_lot(w, wallet, record.occurred_at, now)
         waiting = wallet.pending_days > 0 and available > now
         never = expires is not None and expires <= available  # expired before available
         if waiting or (never and wallet.pending_days > 0):
             added = max(at_once, ZERO)
-        if lot is not None:
-            share = min(rest, lot.remaining)
-            lot.remaining -= share
+        if index is not None:
+            share = min(rest, w.lots[index].remaining)
+            lot = take(w, index, share)
             rest -= share
             if lot.pending:
                 w.pending -= share
-                lot.earning = max(lot.earning - share, ZERO)
                 taken.pending += share
             else:
                 w.balance -= share
                 taken.balance += share
-            drop_empty(w)
         if rest > 0 and expires is not None and expires <= now:
             rest -= expired_share(w, expires, rest)
     if rest > 0:  # spent meanwhile: taken from the wallet in spending order
         has = max(w.balance, ZERO)
-        take = rest if wallet.allow_negative else min(rest, has)
+        paying = rest if wallet.allow_negative else min(rest, has)
         if wallet.has_lots:
-            spend(w, min(take, has))
-        w.balance -= take
-        taken.balance += take
-        taken.shortfall = rest - take
+            spend(w, min(paying, has))
+        w.balance -= paying
+        taken.balance += paying
+        taken.shortfall = rest - paying
     w.earned = max(w.earned - added, ZERO)
     w.deducted += taken.balance
     return taken
@@ -156,7 +154,7 @@ def _take_back(
 def _refund(w: WalletBalance, wallet: WalletDef, amount: Decimal, tx: str, now: datetime) -> None:
     """A negative change given back: available at once, not raising ``earned``."""
     if wallet.has_lots:
-        add_available(w, new_lot(wallet, "refund:" + tx, amount, now, earning=ZERO, at_once=True))
+        add_available(w, new_lot(wallet, "refund:" + tx, amount, now, at_once=True))
     else:
         w.balance += amount
     w.deducted = max(w.deducted - amount, ZERO)

@@ -76,7 +76,7 @@ def _into_lots(
     if rest == 0:
         return paid, ZERO
     at_once = wallet.pending_days == 0
-    lot = new_lot(wallet, run.transaction_id, rest, run.occurred, earning=rest, at_once=at_once)
+    lot = new_lot(wallet, run.transaction_id, rest, run.occurred, at_once=at_once)
     if not at_once:
         add_pending(w, lot)
         return paid, rest

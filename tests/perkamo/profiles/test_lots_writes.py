@@ -20,7 +20,6 @@ from perkamo.access import admin
 from perkamo.profiles.commands import Adjust, Ingest, Redeem, Tick, tick_id
 from perkamo.profiles.verify import verify_space
 from perkamo.settings import Settings
-from tests.perkamo.profiles.test_properties import stored_profile
 
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 BASE = MIDNIGHT + timedelta(days=2)  # every write here is "received" from then on
@@ -216,7 +215,7 @@ async def test_verify_checks_lots_against_the_balance_and_catches_a_corrupted_lo
     with psycopg.connect(pg_url) as conn:
         assert verify_space(conn, record).mismatches == []
         conn.execute(
-            "UPDATE profiles SET state = jsonb_set(state, '{wallets,points,lots,0,3}', '999')"
+            "UPDATE profiles SET state = jsonb_set(state, '{wallets,points,lots,0,2}', '999')"
             " WHERE space_id = %s",
             (space.space.id,),
         )

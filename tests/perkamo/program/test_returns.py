@@ -12,6 +12,7 @@ import pytest
 
 from perkamo.program.outcome import Delta
 from perkamo.program.returns import EventRecord, reverse_event
+from perkamo.program.rewards import redeem
 from tests.perkamo.program.test_lots import REWARD, Wallet, day, program
 
 
@@ -100,3 +101,37 @@ def test_a_return_settles_first():
     assert back.settled.released == {"points": Decimal(40)}
     assert amounts(back.delta) == [("points", -40)] and back.pending == []
     assert (p.w.balance, p.w.earned) == (0, 0)
+
+
+def test_the_worked_example_of_docs_program_md():
+    """docs/program.md, "A worked example: pending points, a return and an expiry"."""
+    gift = [{**REWARD[0], "cost": {"wallet": "points", "amount": 100}}]
+    settings = {"pending_days": 14, "expiry": {"after_days": 30}}
+
+    def march(d: int, hour: int = 0) -> Any:
+        return day(d - 1) - timedelta(hours=12 - hour)  # day(0) is 1 March 12:00
+
+    def state(p: Wallet) -> tuple[Any, ...]:
+        return (p.w.balance, p.w.pending, p.w.earned, p.state.max_level)
+
+    for returned in ("B", "A"):
+        p = Wallet(program(gift, **settings))
+        order_a = p.earn(120, march(1, 10), tx="A")
+        order_b = p.earn(40, march(5, 12), tx="B")
+        assert state(p) == (0, 160, 0, 1)
+        assert p.tick(march(15)).released == {"points": Decimal(120)} and state(p)[3] == 2
+        p.state, _ = redeem(p.state, "gift", p.program, march(16), {}, "gift-1")
+        assert state(p) == (20, 40, 120, 2)
+        if returned == "A":  # the other ending: order A returned on 17 March
+            back = give_back(p, "A", march(1, 10), order_a, march(17))
+            assert amounts(back.delta) == [("points", -20)]
+            assert amounts(back.shortfall) == [("points", 100)] and back.leveled_down
+            continue
+        assert p.tick(march(19)).released == {"points": Decimal(40)}
+        assert state(p) == (60, 0, 160, 2)
+        assert sorted((lot.expires_at.day, lot.remaining) for lot in p.w.lots) == [(1, 20), (5, 40)]
+        back = give_back(p, "B", march(5, 12), order_b, march(20))
+        assert amounts(back.delta) == [("points", -40)] and back.shortfall == []
+        assert state(p) == (20, 0, 120, 2) and not back.leveled_down
+        assert p.tick(day(31)).expired == {"points": Decimal(20)}  # 1 April 12:00
+        assert (p.w.balance, p.w.spent, p.w.expired, p.w.earned) == (0, 100, 20, 120)
