@@ -29,6 +29,10 @@ from perkamo.program.wallets import apply_awards, award_entry
 
 __all__ = ["EngineEvent", "apply", "apply_identify", "settle_at"]
 
+# What a profile without lots settles: nothing. Shared, never changed (only ``settle``
+# changes a Settlement, and it is never given this one).
+NOTHING = Settlement()
+
 
 def apply(
     state: ProfileState,
@@ -54,20 +58,21 @@ def apply(
             transaction_id=event.transaction_id,
         )
         level_before = level_number(run.state, program)
-        settled = settle(run.state, program, received_at, event.traits)  # before step 1
+        lots = keeps_lots(run.state, program)  # else nothing is ever settled: no cost
+        settled = settle(run.state, program, received_at, event.traits) if lots else NOTHING
         count(run)  # 2
         for rule in program.rules_for(run.event):  # 3
             apply_rule(run, rule)
         milestone_awards(run)  # 4
         achievements(run)  # 5
         delta, clamps, pending = apply_awards(run)  # 6
-        if due_now(run.state, program, received_at):  # a backdated lot, due at once
+        if lots and due_now(run.state, program, received_at):  # a backdated lot, due at once
             settle(run.state, program, received_at, event.traits, into=settled)
         level_after = level_perks_boosts(run)  # 7-9
         return run.state, Outcome(  # 10
             delta=delta,
             leveled_up=level_after > level_before,
-            unlocked=settled.unlocked + run.unlocked,
+            unlocked=settled.unlocked + run.unlocked if settled.unlocked else run.unlocked,
             wallet_state={} if summary else wallet_state(run.state, program),
             level=None if summary else level_state(run.state, program),
             skipped=run.skipped,

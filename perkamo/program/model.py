@@ -57,15 +57,13 @@ class WalletDef:
 
     quantum: Decimal = field(init=False, repr=False, compare=False)  # 10^-precision
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    # Whether the wallet keeps lots (it has an expiry or pending days).
+    has_lots: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))
         object.__setattr__(self, "zone", ZoneInfo(self.timezone))
-
-    @property
-    def has_lots(self) -> bool:
-        """Whether the wallet keeps lots (it has an expiry or pending days)."""
-        return self.expiry is not None or self.pending_days > 0
+        object.__setattr__(self, "has_lots", self.expiry is not None or self.pending_days > 0)
 
 
 @dataclass(frozen=True, slots=True)
