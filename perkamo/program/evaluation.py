@@ -70,8 +70,12 @@ def copy_state(state: ProfileState) -> ProfileState:
     """A copy the engine may change. Lots (and what redemptions took from them) are
     immutable values: the copy shares them and copies only the lists that hold them — they
     are most of a large profile's state, and this runs for every write."""
-    if not state.takes and not any(w.lotted for w in state.wallets.values()):
-        return _state_decoder.decode(_state_encoder.encode(state))
+    for w in state.wallets.values():
+        if w.lotted:
+            break
+    else:
+        if not state.takes:  # no lots: the plain copy (every write of most profiles)
+            return _state_decoder.decode(_state_encoder.encode(state))
     held = [(key, w.lots, w.expiries) for key, w in state.wallets.items() if w.lotted]
     takes = state.takes
     try:
