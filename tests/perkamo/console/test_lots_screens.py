@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+
 from tests.api_client import app_for
 from tests.perkamo.console.helpers import Browser, add_operator, text_of
 
@@ -94,3 +96,36 @@ async def test_analytics_take_expired_points_out_of_the_liability(console, space
     # Issued 50 + 20 (20 of them pending: still owed), 50 expired: 20 outstanding.
     assert "20 outstanding now" in words, words
     assert "70 issued, 0 spent or removed, 50 expired" in words
+
+
+async def test_a_wallets_lot_settings_are_kept_and_edited_by_its_form(console, space, pg_url):
+    browser, api = console
+    await lots_shop(api)
+    wallets = f"/console/spaces/{space.slug}/program/wallets"
+    page = await browser.get(wallets + "/edit?kind=wallet&key=points")
+    assert page.status == 200 and 'name="pending_days" type="text" value="14"' in page.text
+    assert 'name="expiry_after_days" type="text" value="30"' in page.text
+    form = {"csrf_token": page.csrf(), "kind": "wallet", "base_version": "lots",
+            "original_key": "points", "key": "points", "name": "Points", "spendable": "on",
+            "pending_days": "7", "expiry_after_days": "", "expiry_end_of": "quarter",
+            "expiry_after_periods": "4", "expiry_timezone": "Europe/Prague",
+            "label": "quarterly"}  # fmt: skip
+    saved = await browser.post_and_follow(wallets + "/save", form)
+    assert "Draft quarterly saved" in saved.text
+    both = await browser.post_and_follow(
+        wallets + "/save", {**form, "expiry_after_days": "30", "label": "both"}
+    )
+    assert "needs exactly one of after_days or end_of" in both.text  # refused, said where
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT version, body FROM config_versions WHERE space_id = %s AND"
+            " module = 'wallets' AND version IN ('quarterly', 'both')",
+            (space.space.id,),
+        ).fetchall()
+    [(version, body)] = rows
+    assert version == "quarterly"
+    assert body["wallets"][0] == {
+        "key": "points", "name": "Points", "allow_negative": False, "spendable": True,
+        "pending_days": 7,
+        "expiry": {"end_of": "quarter", "after_periods": 4, "timezone": "Europe/Prague"},
+    }  # fmt: skip
