@@ -80,22 +80,10 @@ class AdjustmentRow:
 
 @dataclass(slots=True)
 class ReversalRow:
-    space_id: int
-    transaction_id: str  # the redemption's
-    user_id: str
-    reason: str
-    actor: str | None
-    received_at: datetime
-    outcome: str  # JSON text
-    program_versions: str  # JSON text
-    profile_version: int
-    position: int
+    """A redemption's reversal, or an event's (a return): the same columns."""
 
-
-@dataclass(slots=True)
-class EventReversalRow:
     space_id: int
-    transaction_id: str  # the event's
+    transaction_id: str  # the redemption's (the event's)
     user_id: str
     reason: str
     actor: str | None

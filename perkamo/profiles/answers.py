@@ -248,7 +248,6 @@ def stored_redeem_answer(raw: bytes | str) -> RedeemResponse:
 
 _adjust_decoder = msgspec.json.Decoder(AdjustResponse, float_hook=Decimal)
 _reverse_decoder = msgspec.json.Decoder(ReverseResponse, float_hook=Decimal)
-_event_reverse_decoder = msgspec.json.Decoder(EventReverseResponse, float_hook=Decimal)
 
 
 def stored_adjust_answer(raw: bytes | str) -> AdjustResponse:
@@ -257,7 +256,3 @@ def stored_adjust_answer(raw: bytes | str) -> AdjustResponse:
 
 def stored_reverse_answer(raw: bytes | str) -> ReverseResponse:
     return _reverse_decoder.decode(raw)
-
-
-def stored_event_reverse_answer(raw: bytes | str) -> EventReverseResponse:
-    return _event_reverse_decoder.decode(raw)

@@ -96,7 +96,7 @@ def adjust(
     assert wallet is not None
     with localcontext(DECIMALS):
         level_before = level_number(state, program)
-        run = _run(state, program, received_at, traits)
+        run = evaluation_of(state, program, received_at, traits)
         settled = settle(run.state, program, received_at, traits)
         current = run.state.wallets.get(wallet_key) or WalletBalance()
         balance = current.balance + amount
@@ -142,7 +142,7 @@ def reverse(
     ``received_at`` on (awards it already boosted stay)."""
     with localcontext(DECIMALS):
         level_before = level_number(state, program)
-        run = _run(state, program, received_at, traits)
+        run = evaluation_of(state, program, received_at, traits)
         settled = settle(run.state, program, received_at, traits)
         cost = record.cost
         wallet = run.state.wallets.setdefault(cost.wallet, WalletBalance())
@@ -208,9 +208,11 @@ def _end_boost(
         state.boosts[key] = GrantedBoost(granted.granted_at, max(granted.granted_at, now))
 
 
-def _run(
+def evaluation_of(
     state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, Any]
 ) -> Evaluation:
+    """A run on a copy of ``state`` for a write that is not an event (no event, no
+    context: only the traits), at its receive time."""
     return Evaluation(
         state=copy_state(state),
         program=program,

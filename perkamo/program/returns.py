@@ -20,8 +20,9 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
+from perkamo.program.adjustments import evaluation_of
 from perkamo.program.amounts import number, wallet_state
-from perkamo.program.evaluation import DECIMALS, Evaluation, copy_state
+from perkamo.program.evaluation import DECIMALS
 from perkamo.program.levels import level_number, level_state
 from perkamo.program.lots import (
     ZERO,
@@ -78,10 +79,7 @@ def reverse_event(
     """Take back what the event gave, on the profile settled at ``received_at``."""
     with localcontext(DECIMALS):
         level_before = level_number(state, program)
-        run = Evaluation(
-            state=copy_state(state), program=program, event="", occurred=received_at,
-            scope={"context": {}, "traits": traits},
-        )  # fmt: skip
+        run = evaluation_of(state, program, received_at, traits)
         settled = settle(run.state, program, received_at, traits)
         now = profile_now(run.state, received_at)
         delta: list[Delta] = []

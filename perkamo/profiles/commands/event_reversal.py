@@ -19,7 +19,6 @@ from perkamo.profiles.answers import (
     level_progress,
     settled_answer,
     stored_event_answer,
-    stored_event_reverse_answer,
 )
 from perkamo.profiles.commands.base import (
     Command,
@@ -28,6 +27,7 @@ from perkamo.profiles.commands.base import (
     Replayed,
     Written,
     announce_settled,
+    duplicate,
     encode_json,
 )
 from perkamo.profiles.commands.event import event_record
@@ -36,9 +36,8 @@ from perkamo.program.outcome import Delta
 from perkamo.program.returns import EventRecord, reverse_event
 from perkamo.program.timefmt import format_rfc3339, parse_rfc3339
 from perkamo.webhooks import support_delivery
-from storage import AuditRow
+from storage import AuditRow, ReversalRow
 from storage.history import HistoryRow, StoredWrite
-from storage.log_tables import EventReversalRow
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -85,7 +84,7 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
             wallet_state=back.wallet_state, level=level_progress(back.level), event=event,
             settled=settled_answer(back.settled, program),
         ))  # fmt: skip
-        draft.add("event_reversals", EventReversalRow(
+        draft.add("event_reversals", ReversalRow(
             space_id=draft.space_id, transaction_id=self.transaction_id, user_id=draft.user_id,
             reason=self.reason, actor=self.actor, received_at=self.received_at,
             outcome=answer.decode(), program_versions=encode_json(program.versions),
@@ -112,10 +111,7 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
 
     def judge(self, user_id: str, original: StoredWrite) -> Written | PerkamoError:
         """One reversal per event, whatever the reason: a repeat is its duplicate."""
-        again = msgspec.structs.replace(
-            stored_event_reverse_answer(original.outcome), duplicate=True
-        )
-        return Written(msgspec.Raw(_encoder.encode(again)), duplicate=True)
+        return duplicate(original.outcome, EventReverseResponse)
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
