@@ -1,10 +1,16 @@
 -- Program analytics with lots: points that went into pending lots are issued when awarded
 -- (the liability starts then), points taken back from pending lots by a return are spent,
--- and expired points leave the liability in a column of their own.
+-- and expired points leave the liability in a column of their own. A statement trigger runs
+-- for every group commit whether its table got rows or not (each flush inserts into every
+-- log table): it returns at once when there are none.
 ALTER TABLE ledger_daily ADD COLUMN expired numeric NOT NULL DEFAULT 0;
 
 CREATE OR REPLACE FUNCTION perkamo_ledger_daily() RETURNS trigger AS $$
 BEGIN
+    PERFORM 1 FROM new_rows LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO ledger_daily (space_id, day, wallet, issued, spent, expired)
     SELECT space_id, day, wallet, sum(greatest(amount, 0)), sum(greatest(-amount, 0)),
            sum(gone)
