@@ -61,38 +61,51 @@ def settle(
     into: Settlement | None = None,
 ) -> Settlement:
     """Settle ``state`` (changed in place) at ``now``; returns what it changed (added to
-    ``into`` when given). Costs nothing for a program and a state without lots."""
+    ``into`` when given). Costs nothing for a program and a state without lots, and a few
+    comparisons for one with nothing due (every write asks)."""
     report = into if into is not None else Settlement()
     if not keeps_lots(state, program):
         return report
-    with localcontext(DECIMALS):
-        now = profile_now(state, now)
-        state.settled_at = now
-        _settings_changed(state, program, now, report)
-        due = [
-            (wallet.key, w)
-            for wallet in program.lot_wallets
-            if (w := state.wallets.get(wallet.key)) is not None and w.due is not None
-            and w.due <= now
-        ]  # fmt: skip
-        if not due:
-            return report
-        run = Evaluation(
-            state=state, program=program, event="", occurred=now,
-            scope={"context": {}, "traits": traits},
-        )  # fmt: skip
-        level_before = level_number(state, program)
-        for moment in sorted({t for _, w in due for t in _instants(w, now)}):
-            for key, w in due:
-                _settle_wallet(key, w, moment, report)
-            run.occurred = moment  # unlocks take the due time, not the time it was noticed
-            level_perks_boosts(run)
-        level_after = level_number(state, program)
-        if level_after > level_before:
-            report.leveled_up = True
-            report.level_from = report.level_from or level_before
-        report.unlocked.extend(run.unlocked)
+    now = profile_now(state, now)
+    state.settled_at = now
+    due = [
+        (wallet.key, w)
+        for wallet in program.lot_wallets
+        if (w := state.wallets.get(wallet.key)) is not None and w.due is not None
+        and w.due <= now
+    ]  # fmt: skip
+    if not due and not _settings_changed(state, program):
         return report
+    with localcontext(DECIMALS):  # (only when there is work: entering it costs 2 µs)
+        _apply_settings(state, program, now, report)
+        if due:
+            _settle_due(state, program, now, traits, due, report)
+    return report
+
+
+def _settle_due(
+    state: ProfileState,
+    program: Program,
+    now: datetime,
+    traits: Mapping[str, Any],
+    due: list[tuple[str, WalletBalance]],
+    report: Settlement,
+) -> None:
+    run = Evaluation(
+        state=state, program=program, event="", occurred=now,
+        scope={"context": {}, "traits": traits},
+    )  # fmt: skip
+    level_before = level_number(state, program)
+    for moment in sorted({t for _, w in due for t in _instants(w, now)}):
+        for key, w in due:
+            _settle_wallet(key, w, moment, report)
+        run.occurred = moment  # unlocks take the due time, not the time it was noticed
+        level_perks_boosts(run)
+    level_after = level_number(state, program)
+    if level_after > level_before:
+        report.leveled_up = True
+        report.level_from = report.level_from or level_before
+    report.unlocked.extend(run.unlocked)
 
 
 def _instants(w: WalletBalance, now: datetime) -> set[datetime]:
@@ -148,7 +161,16 @@ def _expire(key: str, w: WalletBalance, lot: Lot, report: Settlement) -> None:
     report.add("expired", key, lot.earned_at, lot.expires_at, amount)
 
 
-def _settings_changed(
+def _settings_changed(state: ProfileState, program: Program) -> bool:
+    """Whether a wallet's settings changed since its lots were kept (or not)."""
+    for key, w in state.wallets.items():
+        wallet = program.wallet(key)
+        if wallet is not None and wallet.has_lots != w.lotted:
+            return True
+    return False
+
+
+def _apply_settings(
     state: ProfileState, program: Program, now: datetime, report: Settlement
 ) -> None:
     for key, w in state.wallets.items():
