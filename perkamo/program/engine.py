@@ -66,7 +66,7 @@ def apply(
         milestone_awards(run)  # 4
         achievements(run)  # 5
         delta, clamps, pending = apply_awards(run)  # 6
-        if lots and due_now(run.state, program, received_at):  # a backdated lot, due at once
+        if run.lots_made and due_now(run.state, program, received_at):  # backdated: due at once
             settle(run.state, program, received_at, event.traits, into=settled)
         level_after = level_perks_boosts(run)  # 7-9
         return run.state, Outcome(  # 10

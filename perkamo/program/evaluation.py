@@ -57,6 +57,7 @@ class Evaluation(msgspec.Struct, kw_only=True):
     occurred: datetime
     scope: dict[str, Any]
     transaction_id: str = ""
+    lots_made: bool = False  # a lot was made (it may be due at once: backdated)
     awards: list[Award] = msgspec.field(default_factory=list)
     skipped: list[Skipped] = msgspec.field(default_factory=list)
     unlocked: list[Unlocked] = msgspec.field(default_factory=list)

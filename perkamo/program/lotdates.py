@@ -12,7 +12,6 @@ calendar saturate (a lot expiring after 9999 never expires).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from perkamo.program.bounds import LATEST, local_date
@@ -38,11 +37,25 @@ def days_after(day: date, days: int) -> date | None:
         return None
 
 
-@lru_cache(maxsize=4096)
+DAYS_KEPT = 4096  # per wallet: the dates of that many earning days are kept computed
+
+
 def _day_dates(wallet: WalletDef, earned: date) -> tuple[datetime | None, datetime | None]:
     """(the start of the day points earned on ``earned`` become available, or None when
     they are available at once; when they expire, or None) — the same for every point
-    earned that day, so computed once per wallet and day."""
+    earned that day, so computed once per wallet and day (kept by the wallet's compiled
+    definition: a dictionary lookup by date, where a cache keyed by the definition would
+    hash all its fields every time)."""
+    cache = wallet.day_dates
+    found = cache.get(earned)
+    if found is None:
+        if len(cache) >= DAYS_KEPT:
+            cache.clear()
+        found = cache[earned] = _compute(wallet, earned)
+    return found
+
+
+def _compute(wallet: WalletDef, earned: date) -> tuple[datetime | None, datetime | None]:
     available = None
     if wallet.pending_days:
         day = days_after(earned, wallet.pending_days)

@@ -59,11 +59,14 @@ class WalletDef:
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
     # Whether the wallet keeps lots (it has an expiry or pending days).
     has_lots: bool = field(init=False, repr=False, compare=False)
+    # Lot dates by earning day, computed once (lotdates.py): a pure function's cache.
+    day_dates: dict[date, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))
         object.__setattr__(self, "zone", ZoneInfo(self.timezone))
         object.__setattr__(self, "has_lots", self.expiry is not None or self.pending_days > 0)
+        object.__setattr__(self, "day_dates", {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def _into_lots(
         return paid, ZERO
     at_once = wallet.pending_days == 0
     lot = new_lot(wallet, run.transaction_id, rest, run.occurred, at_once=at_once)
+    run.lots_made = True
     if not at_once:
         add_pending(w, lot)
         return paid, rest
