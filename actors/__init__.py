@@ -8,18 +8,13 @@ actor is only its object: no task and no channel exist until a message arrives.
 This package is deliberately generic: it knows nothing about HTTP, storage or loyalty rules.
 """
 
+from ._actor import Actor, ActorFactory, SystemStatistics
 from ._admission import Admission
 from ._cohort import Answered, Cohort
 from ._envelope import Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
 from ._future import Future, wait_all
-from ._system import (
-    Actor,
-    ActorFactory,
-    ActorSystem,
-    SystemStatistics,
-    open_actor_system,
-)
+from ._system import ActorSystem, open_actor_system
 
 __all__ = [
     "Actor",

@@ -1,4 +1,4 @@
-"""Admission (API.md §5): the server holds only the work it can answer in time.
+"""Admission (docs/api.md (errors)): the server holds only the work it can answer in time.
 
 Every message admitted to a profile — batch items included — counts until it is answered.
 The bound follows the rate at which messages are answered: it admits what the server

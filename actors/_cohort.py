@@ -13,8 +13,9 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from ._actor import Actor
     from ._envelope import Envelope
-    from ._system import Actor, ActorSystem, Slot
+    from ._system import ActorSystem, Slot
 
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 M = TypeVar("M")

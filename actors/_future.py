@@ -1,4 +1,4 @@
-"""A one-shot result that one trio task waits for.
+"""A one-shot result that one trio task waits for (or a callback is told of).
 
 Cheaper than a ``trio.Event`` beside a value: resolving it reschedules the waiting task
 directly (no parking lot), and it carries the value or the error itself. Every message on
@@ -7,7 +7,7 @@ the hot path waits on one or more of these (its reply, its profile's load, its c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -18,12 +18,13 @@ _UNSET: object = object()
 
 
 class Future(Generic[T]):
-    __slots__ = ("_error", "_task", "_value")
+    __slots__ = ("_error", "_task", "_value", "_when_settled")
 
     def __init__(self) -> None:
         self._value: object = _UNSET
         self._error: BaseException | None = None
         self._task: trio.lowlevel.Task | None = None
+        self._when_settled: Callable[[], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -44,6 +45,17 @@ class Future(Generic[T]):
         task, self._task = self._task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
+        callback, self._when_settled = self._when_settled, None
+        if callback is not None:
+            callback()
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the future is settled (now, if it is): for a consumer
+        of many futures that should not spend a task on each (it must not raise)."""
+        if self.done:
+            callback()
+        else:
+            self._when_settled = callback
 
     def result(self) -> T:
         """The value of a settled future, or its error raised (without waiting)."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
+from ._actor import Actor, ActorFactory, SystemStatistics
 from ._cohort import Cohort, run_cohort
 from ._envelope import Envelope, Reply
 from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, SystemFull
@@ -17,35 +17,6 @@ from ._errors import ActorError, ActorFailed, ActorSystemClosed, MailboxFull, Sy
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M")
 R = TypeVar("R")
-M_contra = TypeVar("M_contra", contravariant=True)
-R_co = TypeVar("R_co", covariant=True)
-
-
-class Actor(Protocol[M_contra, R_co]):
-    """What the runtime drives. ``receive`` gets every message waiting in the mailbox (up to
-    the system's ``batch_limit``), in arrival order, and returns one reply per message in the
-    same order. Raising fails every caller of that batch and discards the actor."""
-
-    async def receive(self, messages: Sequence[M_contra]) -> Sequence[R_co]: ...
-
-
-# Activates the actor for a key: loads its state before it handles anything.
-ActorFactory = Callable[[K], Awaitable[Actor[M, R]]]
-
-
-@dataclass(frozen=True, slots=True)
-class SystemStatistics:
-    resident: int
-    running: int
-    queued: int  # waiting in mailboxes
-    pending: int  # admitted and not yet answered (queued, or in a batch being handled)
-    max_pending: int
-    answered: int  # messages handled (replied, failed or withdrawn) since the start
-    max_mailbox_depth: int
-    activations: int
-    passivations: int
-    failures: int
-    messages: int
 
 
 class Slot(Generic[K, M, R]):
@@ -99,6 +70,7 @@ class ActorSystem(Generic[K, M, R]):
         self._pending = 0
         self._answered = 0
         self._slots: OrderedDict[K, Slot[K, M, R]] = OrderedDict()
+        self._pinned: dict[K, int] = {}  # key -> pins: never passivated for idleness or cap
         self._closed = False
         self._running = 0
         self._queued = 0
@@ -337,7 +309,7 @@ class ActorSystem(Generic[K, M, R]):
             return
         victims: list[K] = []
         for key, slot in self._slots.items():  # least recently messaged first
-            if not slot.running:
+            if not slot.running and key not in self._pinned:
                 victims.append(key)
                 if len(victims) == excess:
                     break
@@ -355,12 +327,29 @@ class ActorSystem(Generic[K, M, R]):
         for key, slot in self._slots.items():
             if slot.last_message_at > deadline:
                 break  # the registry is ordered by last message
-            if not slot.running:
+            if not slot.running and key not in self._pinned:
                 stale.append(key)
         for key in stale:
             del self._slots[key]
         self._passivations += len(stale)
         return len(stale)
+
+    def pin(self, key: K) -> None:
+        """Keep ``key``'s actor resident once activated: neither idleness nor the resident
+        cap passivates it while pinned (pins are counted; ``passivate_matching`` still
+        does, for an actor that must move). What a pin is for is the caller's business (a
+        watched actor, for instance)."""
+        self._pinned[key] = self._pinned.get(key, 0) + 1
+
+    def unpin(self, key: K) -> None:
+        left = self._pinned.get(key, 0) - 1
+        if left > 0:
+            self._pinned[key] = left
+        else:
+            self._pinned.pop(key, None)
+
+    def is_pinned(self, key: K) -> bool:
+        return key in self._pinned
 
     async def passivate_matching(self, matches: Callable[[K], bool]) -> int:
         """Passivate every actor whose key ``matches`` as soon as its mailbox is empty (the

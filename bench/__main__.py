@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from . import backtest, console, failover, load, lots, run
+from . import ab, backtest, console, failover, load, lots, run, streams
 
 COMMANDS = {
     "run": run.main,
+    "ab": ab.main,
     "load": load.main,
     "backtest": backtest.main,
     "console": console.main,
     "failover": failover.main,
     "lots": lots.main,
+    "streams": streams.main,
 }
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -1,5 +1,5 @@
 """``python -m bench backtest [--events 1000000]``: how fast a back-test replays, how much
-memory it takes, and what it costs live traffic (API.md §7). Writes
+memory it takes, and what it costs live traffic (docs/api.md (trying a program)). Writes
 ``bench/RESULTS-backtest.md``, which ``python -m bench run`` includes in ``RESULTS.md``.
 
 1. Builds a history of real events through the API (batches of 100 events of one user:

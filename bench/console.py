@@ -1,4 +1,4 @@
-"""``python -m bench console``: console pages at scale (CONSOLE.md: a Space with 1,000,000
+"""``python -m bench console``: console pages at scale (docs/operations.md (the console): a Space with 1,000,000
 events and 100,000 customers; every page under 200 ms server-side). Writes
 ``bench/RESULTS-console.md``, which ``python -m bench run`` includes in ``RESULTS.md``.
 

@@ -1,5 +1,5 @@
 """``python -m bench failover [--gap 1] [--after 60]``: what a client sees when PostgreSQL's
-primary dies (ARCHITECTURE.md "PostgreSQL failover"). Writes ``bench/RESULTS-failover.md``,
+primary dies (docs/architecture.md "PostgreSQL failover"). Writes ``bench/RESULTS-failover.md``,
 which ``python -m bench run`` includes in ``RESULTS.md``.
 
 For a synchronous standby, then an asynchronous one: a primary and a standby from the

@@ -1,12 +1,14 @@
 """``python -m bench load``: load-test a running Perkamo server (yours, before a campaign).
 
     python -m bench load --url http://127.0.0.1:4000 --key sk_test_… \\
-        [--workload single|batch|zipf|mixed|redeem] [--rate R | --connections C] \\
+        [--workload single|batch|zipf|mixed|redeem|tokens] [--rate R | --connections C] \\
         [--duration S] [--users N] [--workers W] [--i-own-this-server]
 
 Nothing is started and nothing is assumed about the program beyond the documented API: the
 event names come from the server's ``GET /v1/program`` (its earning rules), the reward for
-``redeem`` is its cheapest. Events are real: they are applied, counted against the Space's
+``redeem`` is its cheapest, and ``tokens`` mints browser tokens with a browser key it
+creates (the key needs ``admin:config`` and ``browser:tokens``; ``--browser-key`` uses one
+you have instead). Events are real: they are applied, counted against the Space's
 usage and kept. Shows a live progress line and a summary table; exits 1 when any request
 failed (5xx, connection errors, timeouts). Refuses a non-loopback URL unless
 ``--i-own-this-server`` is given.
@@ -15,6 +17,7 @@ failed (5xx, connection errors, timeouts). Refuses a non-loopback URL unless
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import socket
@@ -48,6 +51,20 @@ def _program(url: str, key: str) -> dict[str, Any]:
         raise SystemExit(f"GET /v1/program answered {exc.code}: {body}") from None
     except OSError as exc:
         raise SystemExit(f"cannot reach {url}: {exc}") from None
+
+
+def _browser_key(url: str, key: str) -> str:
+    """A browser key for the tokens workload, created through the API."""
+    body = json.dumps({"name": "bench load", "allowed_origins": ["https://bench.invalid"]})
+    request = urllib.request.Request(
+        url + "/v1/admin/browser-keys", data=body.encode(), method="POST",
+        headers={"x-perkamo-api-key": key, "content-type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.load(response)["key"])
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"creating a browser key answered {exc.code}") from None
 
 
 def target_for(url: str, key: str, users: int) -> workloads.Target:
@@ -114,6 +131,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
     parser.add_argument("--users", type=int, default=100_000, help="distinct users")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--browser-key", help="tokens workload: mint for this browser key")
     parser.add_argument("--i-own-this-server", action="store_true", dest="owned")
     args = parser.parse_args(argv)
     host = urlsplit(args.url).hostname or ""
@@ -125,6 +143,9 @@ def main(argv: list[str]) -> None:
     if args.duration <= 0 or args.duration > 3600 or args.users < 1:
         raise SystemExit("--duration must be in (0, 3600] seconds and --users at least 1")
     target = target_for(args.url.rstrip("/"), args.key, args.users)
+    if args.workload == "tokens":
+        browser_key = args.browser_key or _browser_key(args.url.rstrip("/"), args.key)
+        target = dataclasses.replace(target, browser_key=browser_key)
     try:
         make = workloads.WORKLOADS[args.workload](target)
     except ValueError as exc:

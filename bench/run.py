@@ -190,17 +190,21 @@ def drive(
     seconds: int,
     connections: int,
     rate: float | None = None,
+    clients: int = 2,
 ) -> tuple[Tally, str]:
     """Run one workload against ``target``; returns the tally and the equivalent command."""
-    plan = loadgen.Plan(target.host, target.port, make, seconds, connections, rate)
+    plan = loadgen.Plan(target.host, target.port, make, seconds, connections, rate, clients)
     tally = loadgen.run(plan)
     mode = f"--rate {rate:.0f}" if rate is not None else f"--connections {connections}"
     return tally, f"{mode} --duration {seconds}"
 
 
 class Server:
-    def __init__(self, url: str, workdir: Path, workers: int = 1) -> None:
+    def __init__(
+        self, url: str, workdir: Path, workers: int = 1, cpus: list[int] | None = None
+    ) -> None:
         self.url, self.workdir, self.workers = url, workdir, workers
+        self.cpus = cpus  # pinned to these cores (``taskset``), when given
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -208,8 +212,10 @@ class Server:
     def start(self) -> float:
         env = {**os.environ, "PERKAMO_DATABASE_URL": self.url, "PERKAMO_LOG_LEVEL": "warning"}
         started = time.perf_counter()
+        pin = ["taskset", "-c", ",".join(map(str, self.cpus))] if self.cpus else []
         self.proc = subprocess.Popen(
             [
+                *pin,
                 sys.executable,
                 "-m",
                 "perkamo",
@@ -262,14 +268,15 @@ def applied_events(url: str) -> int:
     return int(row[0])
 
 
+_BATCH = {"events": ("page.viewed",), "context": {"path": "/pricing"}}
+
 # (name, workload maker, items per request, target overrides)
 _WORKLOADS: list[tuple[str, Any, int, dict[str, Any]]] = [
     ("1 single events, 100k users, uniform", workloads.single, 1, {}),
     ("2 single events, Zipf-skewed users", workloads.zipf, 1,
      {"events": ("lesson.finished",), "context": {"lesson_id": 7}}),
     ("3 single events, one user", workloads.one_user, 1, {"events": ("app.opened",), "context": {}}),
-    ("4 batches of 100 events, 100 distinct users", workloads.batch, 100,
-     {"events": ("page.viewed",), "context": {"path": "/pricing"}}),
+    ("4 batches of 100 events, 100 distinct users", workloads.batch, 100, _BATCH),
     ("4u batches of 100 events of one user", workloads.batch_one_user, 100,
      {"events": ("page.viewed",), "context": {"path": "/pricing"}, "users": 10_000}),
     ("5 90 % events / 10 % profile reads", workloads.mixed, 1, {}),
@@ -285,6 +292,8 @@ class Bench:
         self.seconds, self.connections = seconds, connections
         self.results: list[Result] = []
         self.runs = 0
+        self.clients = 2  # load generator processes
+        self.last_tally = Tally()
 
     def target(self, **overrides: Any) -> workloads.Target:
         self.runs += 1
@@ -305,7 +314,8 @@ class Bench:
         log(f"workload {name} ({self.seconds} s)")
         before = applied_events(self.url) if items > 1 else 0
         with Sampler(pid) as sampler:
-            tally, mode = drive(target, make, self.seconds, self.connections, rate)
+            tally, mode = drive(target, make, self.seconds, self.connections, rate, self.clients)
+        self.last_tally = tally
         rps = tally.requests / self.seconds
         items_per_s = tally.items / self.seconds
         if items > 1:
@@ -362,44 +372,56 @@ def _serve_workloads(bench: Bench, pid: int) -> None:
                          " WHERE status IN ('pending', 'retrying')")  # fmt: skip
 
 
-_SIDE_BY_SIDE = [  # the workloads run again with two workers
-    ("1", "W1 single events, 100k users, 2 workers", workloads.single, 1, {}),
-    ("4", "W4 batches of 100 events, 100 distinct users, 2 workers", workloads.batch, 100, {}),
-    ("3", "W3 single events, one user, 2 workers", workloads.one_user, 1,
+_SIDE_BY_SIDE = [  # the workloads run again with several workers
+    ("1", "W1 single events, 100k users", workloads.single, 1, {}),
+    ("4", "W4 batches of 100 events, 100 distinct users", workloads.batch, 100, _BATCH),
+    ("3", "W3 single events, one user", workloads.one_user, 1,
      {"events": ("app.opened",), "context": {}}),
 ]  # fmt: skip
 
 
-def _two_workers(bench: Bench, url: str, workdir: Path) -> dict[str, Any]:
-    """``serve --workers 2`` on the same database: the side-by-side workloads, what the
-    forwarding hop cost, and the hand-over when the second worker joined."""
-    log("two workers (serve --workers 2)")
-    server = Server(url, workdir, workers=2)
+def _several_workers(bench: Bench, url: str, workdir: Path, workers: int) -> dict[str, Any]:
+    """``serve --workers N`` on the same database: the side-by-side workloads, what the
+    forwarding hop cost (the members' counters before and after each workload), and the
+    hand-over when the workers joined."""
+    log(f"{workers} workers (serve --workers {workers})")
+    server = Server(url, workdir, workers=workers, cpus=bench.server.cpus)
     server.start()
-    time.sleep(2)  # the shards settle between the two
+    time.sleep(2)  # the shards settle between the workers
     bench.server, single = server, bench.server
+    forwarded: dict[str, float] = {}
     try:
         assert server.proc is not None
+        before = _forwarded(_member_metrics(server.base, workers))
         for _, name, maker, items, overrides in _SIDE_BY_SIDE:
             target = bench.target(**overrides)
-            bench.measure(name, server.proc.pid, target, maker(target), items)
-        members = _member_metrics(server.base)
+            label = f"{name}, {workers} workers"
+            bench.measure(label, server.proc.pid, target, maker(target), items)
+            after = _forwarded(_member_metrics(server.base, workers))
+            forwarded[label.split(" ", 1)[0]] = after - before
+            before = after
+        members = _member_metrics(server.base, workers)
     finally:
         server.stop()
         bench.server = single
-    return {"members": members, "seconds": bench.seconds}
+    return {"members": members, "seconds": bench.seconds, "workers": workers,
+            "forwarded": forwarded}  # fmt: skip
 
 
-def _member_metrics(base: str) -> dict[str, dict[str, float]]:
-    """The cluster figures each member reports (scraped until both have answered: the
-    kernel spreads connections over the workers)."""
+def _forwarded(members: dict[str, dict[str, float]]) -> float:
+    return sum(m.get("perkamo_forwarded_messages_total", 0) for m in members.values())
+
+
+def _member_metrics(base: str, workers: int) -> dict[str, dict[str, float]]:
+    """The cluster figures each member reports (scraped until every worker has answered:
+    the kernel spreads connections over the workers)."""
     wanted = ("perkamo_forwarded_messages_total", "perkamo_forwarded_answered_total",
               "perkamo_forwarded_seconds_total", "perkamo_served_for_members_total",
               "perkamo_shards_owned", "perkamo_hand_over_last_seconds",
               "perkamo_shards_handed_over_total", "perkamo_forward_latency_seconds")  # fmt: skip
     members: dict[str, dict[str, float]] = {}
-    for _ in range(50):
-        with httpx.Client() as client:  # a new connection: maybe the other worker
+    for _ in range(50 * workers):
+        with httpx.Client() as client:  # a new connection: maybe another worker
             text = client.get(base + "/metrics").text
         for line in text.splitlines():
             name, _, rest = line.partition("{")
@@ -412,7 +434,7 @@ def _member_metrics(base: str) -> dict[str, dict[str, float]]:
                 elif 'quantile="0.99"' in labels:
                     key = "hop_p99"
                 members.setdefault(member, {})[key] = float(value)
-        if len(members) >= 2:
+        if len(members) >= workers:
             break
     return members
 
@@ -458,15 +480,26 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench run")
     parser.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the W rows")
+    parser.add_argument(
+        "--cores", type=int, default=None,
+        help="cores of this machine to use: the server and PostgreSQL on the first, the load "
+        "generator pinned (taskset) to its own (a quarter, at least one)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    server_cpus, load_cpus = _cores(args.cores)
     seconds, connections = (5, 32) if args.quick else (20, 64)
     extra: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="perkamo-bench-") as tmp:
         workdir = Path(tmp)
         log("starting PostgreSQL (embedded) and loading the program")
         pg = EmbeddedPostgres(workdir / "pg")
+        if server_cpus:  # PostgreSQL shares the server's cores
+            os.sched_setaffinity(0, server_cpus)
         url = pg.start()
-        server = Server(url, workdir)
+        if load_cpus:  # this process and the load generator's processes (forked from it)
+            os.sched_setaffinity(0, load_cpus)
+        server = Server(url, workdir, cpus=server_cpus)
         try:
             key = bench_space(url)
             server.start()
@@ -476,9 +509,10 @@ def main(argv: list[str]) -> None:
             log(f"server ready in {extra['ready_seconds']:.2f} s on an existing database")
             assert server.proc is not None
             bench = Bench(url, server, key, seconds, connections)
+            bench.clients = max(2, len(load_cpus or ()))
             _serve_workloads(bench, server.proc.pid)
             server.stop()
-            extra["cluster"] = _two_workers(bench, url, workdir)
+            extra["cluster"] = _several_workers(bench, url, workdir, args.workers)
             _echo_ceiling(bench)
         finally:
             if server.proc is not None and server.proc.poll() is None:
@@ -486,7 +520,20 @@ def main(argv: list[str]) -> None:
             pg.stop()
     extra["memory"], extra["memory_command"] = _memory(args.quick)
     extra["connections"], extra["seconds"] = connections, seconds
+    extra["cores"] = {"server": server_cpus, "load": load_cpus}
+    extra["clients"] = bench.clients
     from .report import write
 
     write(args.out, bench.results, extra)
     log(f"wrote {args.out}")
+
+
+def _cores(cores: int | None) -> tuple[list[int] | None, list[int] | None]:
+    """(the server's and PostgreSQL's cores, the load generator's), or nothing pinned."""
+    if cores is None:
+        return None, None
+    available = sorted(os.sched_getaffinity(0))
+    if cores > len(available) or cores < 2:
+        raise SystemExit(f"--cores {cores}: this machine offers {len(available)}")
+    load = max(1, cores // 4)
+    return available[: cores - load], available[cores - load : cores]

@@ -27,6 +27,7 @@ class Target:
     context: dict[str, Any] = field(default_factory=lambda: {"amount": 12900, "currency": "CZK"})
     reward: str | None = None  # for the redemption workload
     run: str = "run"  # makes transaction ids unique to this run
+    browser_key: str | None = None  # for the tokens workload (docs/api.md "The browser half")
 
 
 def _request(target: Target, method: str, path: str, body: Any = None) -> bytes:
@@ -145,10 +146,42 @@ def echo(target: Target) -> Maker:
     return make
 
 
+def tokens(target: Target) -> Maker:
+    """Browser tokens minted for customers uniform over ``users`` (``POST
+    /v1/browser-tokens``: no profile actor involved)."""
+    if target.browser_key is None:
+        raise ValueError("the tokens workload needs a browser key")
+    key = target.browser_key
+
+    def make(rng: random.Random, n: int) -> tuple[bytes, int]:
+        body = {"browser_key": key, "user_id": f"user-{rng.randrange(target.users)}"}
+        return _request(target, "POST", "/v1/browser-tokens", body), 1
+
+    return make
+
+
+def streamed(target: Target, customers: int) -> Maker:
+    """Events for the customers the streams bench watches (``stream-0`` …); the transaction
+    id carries the send time, so a stream can tell how long its change took."""
+    import time
+
+    def make(rng: random.Random, n: int) -> tuple[bytes, int]:
+        body = {
+            "user_id": f"stream-{rng.randrange(customers)}",
+            "event": target.events[n % len(target.events)],
+            "transaction_id": f"lat-{time.time_ns()}-{target.run}-{n}",
+            "context": target.context,
+        }
+        return _request(target, "POST", "/v1/events", body), 1
+
+    return make
+
+
 WORKLOADS: dict[str, Callable[[Target], Maker]] = {
     "single": single,
     "zipf": zipf,
     "batch": batch,
     "mixed": mixed,
     "redeem": redeem,
+    "tokens": tokens,
 }

@@ -1,8 +1,8 @@
 """The one error hierarchy: every error code the API answers is one member of :class:`Code`,
-with its HTTP status and a default user-safe message — the table of API.md §5 (a test checks
-that they are equal). Code raises ``PerkamoError(Code.X, "message")``; ``perkamo.http.errors``
-turns an error into a response in one place, and the OpenAPI document lists the codes of
-each status from here."""
+with its HTTP status and a default user-safe message — the table of docs/api.md (errors) (a test
+checks that they are equal). Code raises ``PerkamoError(Code.X, "message")``;
+``perkamo.http.errors`` turns an error into a response in one place, and the OpenAPI document lists
+the codes of each status from here."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class Code(Enum):
     UNKNOWN_REWARD = ("unknown_reward", 400, "There is no such active reward.")
     INVALID_CONFIG = ("invalid_config", 400, "The configuration is invalid.")
     VERSION_CONFLICT = ("version_conflict", 400, "That version exists with a different body.")
+    INVALID_BROWSER_KEY = (
+        "invalid_browser_key", 400, "The browser key is unknown, revoked or not allowed this."
+    )  # fmt: skip
     # 401
     MISSING_API_KEY = (
         "missing_api_key", 401, "Send your secret API key in the x-perkamo-api-key header."
@@ -49,11 +52,20 @@ class Code(Enum):
     INVALID_API_KEY = ("invalid_api_key", 401, "The API key is unknown or revoked.")
     INVALID_SIGNATURE = ("invalid_signature", 401, "The request signature is invalid.")
     SIGNATURE_REQUIRED = ("signature_required", 401, "This Space requires signed requests.")
+    INVALID_TOKEN = ("invalid_token", 401, "The browser token is invalid or expired.")
     # 403
     INSUFFICIENT_SCOPE = ("insufficient_scope", 403, "The API key lacks the scope.")
     TENANT_MISMATCH = (
         "tenant_mismatch", 403, "The Space named in the request does not match the API key's."
     )  # fmt: skip
+    ORIGIN_NOT_ALLOWED = (
+        "origin_not_allowed", 403, "This origin is not allowed by the browser key."
+    )  # fmt: skip
+    EVENT_NOT_ALLOWED = ("event_not_allowed", 403, "A browser may not send this event.")
+    WRONG_TOKEN_PURPOSE = (
+        "wrong_token_purpose", 403, "This token was minted for another purpose."
+    )  # fmt: skip
+    USER_MISMATCH = ("user_mismatch", 403, "The user_id is not the token's customer.")
     # 404
     NOT_FOUND = ("not_found", 404, "No such endpoint.")
     PROFILE_NOT_FOUND = ("profile_not_found", 404, "No such profile.")
@@ -78,7 +90,7 @@ class Code(Enum):
     )  # fmt: skip
     # 500, 501, 505
     INTERNAL_ERROR = ("internal_error", 500, "Something went wrong on our side; retry shortly.")
-    NOT_SUPPORTED = ("not_supported", 501, "This Perkamo preview feature is not offered.")
+    NOT_SUPPORTED = ("not_supported", 501, "Only the chunked transfer coding is supported.")
     HTTP_VERSION_NOT_SUPPORTED = (
         "http_version_not_supported", 505, "Only HTTP/1.1 (HTTP/1.0) and HTTP/2 are supported."
     )  # fmt: skip

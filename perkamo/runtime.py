@@ -24,10 +24,14 @@ from actors import (
     open_actor_system,
 )
 from perkamo.access.auth import Authenticator
+from perkamo.access.browser_auth import BrowserAccess
 from perkamo.access.rate_limit import RateLimiter
+from perkamo.access.streams import StreamRegistry, StreamStatistics
+from perkamo.access.tokens import KeyRing
 from perkamo.attempts import AttemptLog
 from perkamo.cluster.membership import PEER_TIMEOUT, Membership
 from perkamo.cluster.node import Cluster, ClusterStatistics, open_listeners
+from perkamo.cluster.protocol import Charge, Charged
 from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
@@ -71,6 +75,8 @@ class RuntimeStatistics:
     writer: WriterStatistics
     webhooks: DispatcherStatistics
     cluster: ClusterStatistics
+    streams: StreamStatistics
+    changes_published: int  # live streams' changes handed to subscribers
     sweeper: SweeperStatistics = SweeperStatistics()
 
 
@@ -93,7 +99,10 @@ class Runtime:
     attempts: AttemptLog
     cluster: Cluster
     gateway: Gateway
+    browser: BrowserAccess  # browser keys and tokens (docs/api.md "The browser half")
+    streams: StreamRegistry  # the open live streams
     simulations: Simulations = field(default_factory=Simulations)
+    client_rate: RateLimiter = field(default_factory=RateLimiter)  # per (browser key, customer)
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
     sweeper: Sweeper | None = None  # a member's (an operator's command sweeps nothing)
 
@@ -104,11 +113,13 @@ class Runtime:
             self.writer.statistics(),
             self.webhooks.stats,
             self.cluster.statistics(),
+            self.streams.statistics(),
+            self.profiles.subscribers.published,
             self.sweeper.statistics() if self.sweeper is not None else SweeperStatistics(),
         )
 
     def deadline(self) -> float:
-        """When the request being served must have its answer (API.md "Timeouts")."""
+        """When the request being served must have its answer (docs/api.md "Timeouts")."""
         return self.gateway.deadline()
 
     async def committed(self, key: ProfileKey) -> Snapshot:
@@ -138,10 +149,16 @@ async def open_runtime(
             listener = Listener(database_url, [AUTH_CHANNEL, CONFIG_CHANNEL], timeouts)
             # Cached key records are trusted only while notifications can reach them.
             auth = Authenticator(db, lambda: listener.healthy)
-            nursery.start_soon(_listen, listener, auth, programs, hooks)
+            ring = KeyRing(db, settings.token_issuer)
+            browser = BrowserAccess(db, ring, lambda: listener.healthy)
+            streams = StreamRegistry(settings.max_streams)
+            # Keys changed (a revocation?): every open stream checks its token at once.
+            browser.on_forget = lambda: streams.tell_all("recheck")
+            nursery.start_soon(_listen, listener, auth, programs, hooks, browser)
             nursery.start_soon(auth.run_usage_recorder)
             with trio.move_on_after(5):
                 await listener.connected.wait()
+            await ring.start()
             health = StorageHealth(database_url, timeouts, db)
             await health.check()
             nursery.start_soon(health.run)
@@ -159,40 +176,16 @@ async def open_runtime(
             services = ProfileServices(
                 db, loader, writer, programs, usage, hooks, dispatcher.kick, history
             )
-            async with open_actor_system(
-                services.activate,
-                cohort=ProfileCohort(services),
-                mailbox_capacity=settings.mailbox_capacity,
-                idle_timeout=settings.idle_seconds,
-                max_resident=settings.max_resident_profiles,
-                max_pending=settings.max_pending,
-            ) as system:
-                admission = Admission(
-                    system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
-                )
-                nursery.start_soon(admission.run)
+            async with _open_profiles(settings, services, nursery) as system:
                 gateway = Gateway(
                     system, cluster, partial(_deadline, settings.request_timeout), health.ready
                 )
                 runtime = Runtime(
-                    settings,
-                    db,
-                    writer,
-                    system,
-                    auth,
-                    listener,
-                    programs,
-                    usage,
-                    RateLimiter(),
-                    dispatcher,
-                    health,
-                    history,
-                    services,
-                    backtests,
-                    attempts,
-                    cluster,
-                    gateway,
-                )
+                    settings, db, writer, system, auth, listener, programs, usage,
+                    RateLimiter(), dispatcher, health, history, services, backtests, attempts,
+                    cluster, gateway, browser, streams,
+                )  # fmt: skip
+                services.subscribers.attach(system.pin, system.unpin)
                 if member:
                     _serve_shards(runtime)
                     if settings.sweep_rate > 0:
@@ -207,20 +200,46 @@ async def open_runtime(
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def _open_profiles(
+    settings: Settings, services: ProfileServices, nursery: trio.Nursery
+) -> AsyncIterator[ActorSystem[ProfileKey, AnyCommand, object]]:
+    """The profiles' actor system, with its admission bound (docs/api.md "Admission")."""
+    async with open_actor_system(
+        services.activate,
+        cohort=ProfileCohort(services),
+        mailbox_capacity=settings.mailbox_capacity,
+        idle_timeout=settings.idle_seconds,
+        max_resident=settings.max_resident_profiles,
+        max_pending=settings.max_pending,
+    ) as system:
+        admission = Admission(
+            system, budget=2.0, floor=ADMISSION_FLOOR, ceiling=settings.max_pending
+        )
+        nursery.start_soon(admission.run)
+        yield system
+
+
 async def _listen(
-    listener: Listener, auth: Authenticator, programs: ProgramCatalog, hooks: WebhookRegistry
+    listener: Listener,
+    auth: Authenticator,
+    programs: ProgramCatalog,
+    hooks: WebhookRegistry,
+    browser: BrowserAccess,
 ) -> None:
     """Forget cached keys, programs and endpoints when another process changes them."""
 
     def on_notify(channel: str, payload: str) -> None:
         if channel == AUTH_CHANNEL:
             auth.forget_all()
+            browser.forget_all()
             hooks.forget()
         elif channel == CONFIG_CHANNEL and payload.isdigit():
             programs.forget(int(payload))
 
     def on_reset() -> None:  # notifications may have been missed
         auth.forget_all()
+        browser.forget_all()
         programs.forget()
         hooks.forget()
 
@@ -248,10 +267,20 @@ async def _join_cluster(
 
 def _serve_shards(runtime: Runtime) -> None:
     """Answer other members' forwarded messages, and take shards from now on."""
-    runtime.cluster.serve(runtime.gateway.serve_forwarded)
+
+    def charge(asked: Charge) -> Charged:  # a browser bucket kept here, for another member
+        d = runtime.client_rate.take(asked.bucket, asked.per_second, asked.burst)
+        return Charged(asked.id, d.allowed, d.limit, d.remaining, d.reset, d.retry_after)
+
+    runtime.cluster.serve(runtime.gateway.serve_forwarded, runtime.profiles.subscribers, charge)
 
     async def passivate(shards: set[int]) -> None:
-        await runtime.actors.passivate_matching(lambda key: shard_of(*key) in shards)
+        def moving(key: ProfileKey) -> bool:
+            return shard_of(*key) in shards
+
+        # Live streams of these profiles subscribe again where the profile goes next.
+        runtime.profiles.subscribers.end_matching(moving)
+        await runtime.actors.passivate_matching(moving)
 
     runtime.cluster.membership.own_shards(passivate)
 
@@ -281,7 +310,7 @@ def sweeper_for(
 
 
 def _deadline(timeout: float) -> float:
-    """When the request being served must have its answer (API.md "Timeouts"): the deadline
+    """When the request being served must have its answer (docs/api.md "Timeouts"): the deadline
     the HTTP edge set for it (counted from its arrival), else ``timeout`` from now."""
     given = current_deadline()
     return trio.current_time() + timeout if given is None else given

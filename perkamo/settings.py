@@ -19,7 +19,7 @@ from storage import Timeouts
 # NOTIFY is a hint, never the only path: what a server caches from storage (key records,
 # compiled programs, webhook endpoints) is read again at least this often, so a change whose
 # notification was missed (the listener was reconnecting, a failover) still arrives
-# (ARCHITECTURE.md "PostgreSQL failover"). The listener's (re)connection forgets them too.
+# (docs/architecture.md "PostgreSQL failover"). The listener's (re)connection forgets them too.
 CACHE_RELOAD_SECONDS = 30.0
 
 
@@ -41,11 +41,12 @@ class Settings:
     idle_seconds: float = 300.0  # a profile idle this long leaves memory
     # The most messages the server holds (admitted to profiles, not yet answered — batch
     # items included); below it, the bound follows what the server drains in 2 s
-    # (actors/_admission.py, API.md "Admission").
+    # (actors/_admission.py, docs/api.md "Admission").
     max_pending: int = 20_000
     # Open connections beyond this are answered 503 and closed at once (file descriptors
-    # must never run out; each connection also holds buffers).
-    max_connections: int = 4096
+    # must never run out; each connection also holds buffers). Live streams are connections
+    # too: the default leaves room for max_streams of them beside 4,096 others.
+    max_connections: int = 4096 + 20_000
     # How long in-flight requests (and idle keep-alive connections) may hold a shutdown.
     shutdown_grace_seconds: float = 10.0
     # A request's headers and body must arrive within read_timeout (also how long an idle
@@ -60,6 +61,10 @@ class Settings:
     # processes ``perkamo serve`` starts on this host.
     cluster_address: str = "127.0.0.1:0"
     workers: int = 1
+    # Live streams (docs/api.md "The browser half"): at most this many open in one process (beyond:
+    # 503); and the ``iss`` of the browser tokens this server mints and accepts.
+    max_streams: int = 20_000
+    token_issuer: str = "perkamo"
     # Ticks a second the sweeper may send from this member to profiles whose pending points
     # are due for release or whose points are due to expire (0: no sweeper; they settle at
     # their next write instead). Due times cluster at local midnights.
@@ -81,7 +86,10 @@ class Settings:
         for name, value in order:
             if value <= 0:
                 raise SettingsError(f"{name} must be a positive number of seconds")
-        for name in ("mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections"):
+        for name in (
+            "mailbox_capacity", "max_resident_profiles", "max_pending", "max_connections",
+            "max_streams",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"PERKAMO_{name.upper()} must be at least 1")
 
@@ -99,11 +107,11 @@ class Settings:
         return Timeouts(statement=self.statement_timeout, checkout=self.checkout_timeout)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
         """Settings from ``PERKAMO_*`` variables (unset ones keep their defaults), then
         ``overrides`` (CLI flags; None means not given). Raises SettingsError naming the
         variable for a value that does not parse."""
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {}  # each of a field's own type
         for variable, field, parse in _VARIABLES:
             raw = environ.get(variable)
             if raw is None or raw == "":
@@ -115,7 +123,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: Any) -> Settings:  # the fields' own types
         return dataclasses.replace(self, **changes)
 
 
@@ -142,5 +150,7 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_CHECKOUT_TIMEOUT_SECONDS", "checkout_timeout", float),
     ("PERKAMO_CLUSTER_ADDRESS", "cluster_address", str),
     ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
+    ("PERKAMO_MAX_STREAMS", "max_streams", int),
+    ("PERKAMO_TOKEN_ISSUER", "token_issuer", str),
     ("PERKAMO_SWEEP_RATE", "sweep_rate", float),
 ]

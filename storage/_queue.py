@@ -3,7 +3,7 @@
 The loader and the writer each serve many profile actors: an actor puts its request without
 waiting (a deque append) and waits on its own future; the consumer wakes once per batch, not
 once per request. The queue is unbounded here because the actor system bounds the work it
-holds (API.md "Admission"): each queued request belongs to one admitted message.
+holds (docs/api.md "Admission"): each queued request belongs to one admitted message.
 """
 
 from __future__ import annotations

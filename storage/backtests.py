@@ -146,8 +146,8 @@ _TOUCHED = sql.SQL("SELECT user_id FROM ({}) touched ORDER BY user_id LIMIT %(n)
             "(SELECT DISTINCT user_id FROM {} WHERE space_id = %(s)s AND user_id > %(after)s"
             " AND received_at >= %(from)s AND received_at < %(to)s ORDER BY user_id"
             " LIMIT %(n)s)"
-        ).format(sql.Identifier(t.name))
-        for t in LOG_TABLES
+        ).format(sql.Identifier(table))
+        for table in dict.fromkeys(t.stored_in for t in LOG_TABLES)
     )
 )
 

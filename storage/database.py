@@ -12,7 +12,7 @@ each host within ``connect_timeout``; TCP keepalives and ``tcp_user_timeout`` ma
 that vanished silently an error within seconds rather than minutes.
 
 The pool connects on demand: no background reconnection with a growing backoff, so the
-first call after a failover connects to the new primary at once (ARCHITECTURE.md
+first call after a failover connects to the new primary at once (docs/architecture.md
 "PostgreSQL failover").
 """
 
@@ -26,17 +26,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import msgspec
 import psycopg
 import trio
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_dumps, set_json_loads
 
 from ._errors import StorageUnavailable
 from .thread_calls import Ticket, call_in_thread, commit_acknowledged, deadline_within
 
+# A connection of this package's (rows as tuples): what every storage function takes.
+Conn: TypeAlias = psycopg.Connection[TupleRow]
 P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -57,7 +57,7 @@ class EmbeddedPostgres:
 
     async def supervise(self, first_backoff: float = 0.5, max_backoff: float = 15.0) -> None:
         """Restart the server whenever it dies, with exponential backoff, until cancelled
-        (API.md "Embedded PostgreSQL"). Meanwhile storage calls fail and answer 503."""
+        (docs/api.md "Embedded PostgreSQL"). Meanwhile storage calls fail and answer 503."""
         backoff = first_backoff
         while True:
             await trio.sleep(1.0 if self.alive() else backoff)

@@ -17,20 +17,20 @@ from .log_tables import LOG_TABLES
 _PROFILES = sql.SQL("""np AS (
     INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at,
                           next_due, due_shard)
-    SELECT space_id, user_id, traits::jsonb, state::jsonb, 1, updated_at, updated_at,
+    SELECT space_id, user_id, traits::jsonb, state::jsonb, version, updated_at, updated_at,
            next_due, due_shard
     FROM json_to_recordset(%(created)s::json) AS x(
         space_id bigint, user_id text, traits text, state text, updated_at timestamptz,
-        next_due timestamptz, due_shard smallint)
+        version bigint, next_due timestamptz, due_shard smallint)
     ON CONFLICT (space_id, user_id) DO NOTHING
     RETURNING 'profiles'::text AS kind, space_id, ''::text AS id, user_id
 ), up AS (
     UPDATE profiles AS p
-    SET traits = x.traits::jsonb, state = x.state::jsonb, version = x.expected_version + 1,
+    SET traits = x.traits::jsonb, state = x.state::jsonb, version = x.version,
         updated_at = x.updated_at, next_due = x.next_due, due_shard = x.due_shard
     FROM json_to_recordset(%(updated)s::json) AS x(
         space_id bigint, user_id text, traits text, state text, updated_at timestamptz,
-        expected_version bigint, next_due timestamptz, due_shard smallint)
+        expected_version bigint, version bigint, next_due timestamptz, due_shard smallint)
     WHERE p.space_id = x.space_id AND p.user_id = x.user_id
       AND p.version = x.expected_version
     RETURNING 'profiles'::text AS kind, p.space_id, ''::text AS id, p.user_id
@@ -62,18 +62,25 @@ _PROFILES = sql.SQL("""np AS (
 )""")
 
 
-def _flush() -> sql.Composed:
+def _flush(*, guarded: bool = False) -> sql.Composed:
     """WITH <one CTE per log table>, <profiles, outbox, meters, audit> SELECT <the log rows
-    and snapshots written>."""
+    and snapshots written>. ``guarded``: SELECT nothing, and fail with division_by_zero
+    unless every one of the ``%(expected)s`` log rows and snapshots was written — sent with
+    its COMMIT in one round trip, a flush with a refused unit then commits nothing (the
+    writer rolls back and flushes again the long way, to learn which units were refused)."""
     ctes = [sql.SQL("{} AS ({})").format(_cte(t.name), t.insert) for t in LOG_TABLES]
     keyed = [t for t in LOG_TABLES if t.namespace is not None]
     written: list[sql.Composable] = [
         sql.SQL("SELECT * FROM {}").format(_cte(t.name)) for t in keyed
     ]
     written += [sql.SQL("SELECT * FROM np"), sql.SQL("SELECT * FROM up")]
-    return sql.SQL("WITH {}, {} {}").format(
-        sql.SQL(", ").join(ctes), _PROFILES, sql.SQL(" UNION ALL ").join(written)
-    )
+    union = sql.SQL(" UNION ALL ").join(written)
+    if guarded:
+        union = sql.SQL(
+            "SELECT 1 / (CASE WHEN (SELECT count(*) FROM ({}) AS w) = %(expected)s::bigint"
+            " THEN 1 ELSE 0 END)"
+        ).format(union)
+    return sql.SQL("WITH {}, {} {}").format(sql.SQL(", ").join(ctes), _PROFILES, union)
 
 
 def _cte(table: str) -> sql.Identifier:
@@ -81,6 +88,7 @@ def _cte(table: str) -> sql.Identifier:
 
 
 FLUSH = _flush()
+FLUSH_GUARDED = _flush(guarded=True)
 
 # Limited meters, before the flush's statement and in its transaction: the rows exist, are
 # locked in a fixed order (two writers never deadlock on them), and grow only within their

@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -33,12 +32,12 @@ from actors import Future, wait_all
 from ._errors import CommitOutcomeUnknown, StorageUnavailable
 from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
-from .dedicated import DedicatedConnection
-from .flush_statements import ENSURE_LIMITED, FLUSH, GROW_LIMITED
+from .flush_statements import ENSURE_LIMITED, FLUSH, FLUSH_GUARDED, GROW_LIMITED
 from .log_tables import LOG_TABLES
-from .thread_calls import Ticket, commit_acknowledged
+from .native import NativeConnection, Session
 
 log = logging.getLogger(__name__)
+_KEYED = {t.name for t in LOG_TABLES if t.namespace is not None}
 
 
 @dataclass(slots=True)
@@ -72,7 +71,9 @@ UsageKey = tuple[int, date, str]
 
 @dataclass(slots=True)
 class SnapshotWrite:
-    """The profile after the unit; ``expected_version`` 0 means "create it"."""
+    """The profile after the unit; ``expected_version`` 0 means "create it". ``version``:
+    the version it commits — one more than ``expected_version`` per write of the unit (a
+    live stream numbers each change by it, docs/api.md "The browser half")."""
 
     space_id: int
     user_id: str
@@ -80,8 +81,13 @@ class SnapshotWrite:
     state: str  # JSON text
     expected_version: int
     updated_at: datetime
+    version: int = 0  # 0: expected_version + 1
     next_due: datetime | None = None  # when settling next changes it (the sweeper's index)
     due_shard: int | None = None  # its shard, with next_due: each member sweeps its own
+
+    def __post_init__(self) -> None:
+        if self.version <= self.expected_version:
+            self.version = self.expected_version + 1
 
 
 class LogRow(Protocol):
@@ -164,9 +170,7 @@ class GroupCommitWriter:
     ) -> None:
         self._max_units = max_units
         self._queue: BatchQueue[_Pending] = BatchQueue()
-        self._conn = DedicatedConnection(
-            url, timeouts, autocommit=False, prepare=keyed_plans_only, one_session=False
-        )
+        self._conn = NativeConnection(url, timeouts, prepare=keyed_plans_only)
         # A flush is given up on after this (its requests were answered at their deadline);
         # its thread discards its connection, the next flush opens another.
         self._flush_seconds = timeouts.statement + 1.0
@@ -199,7 +203,7 @@ class GroupCommitWriter:
         try:
             while batch := await self._queue.take(self._max_units):
                 started = time.perf_counter()
-                verdicts = await self._flush_in_thread([p.unit for p in batch])
+                verdicts = await self._flush([p.unit for p in batch])
                 elapsed = time.perf_counter() - started
                 self._record(len(batch), elapsed)
                 for pending, verdict in zip(batch, verdicts, strict=True):
@@ -207,12 +211,13 @@ class GroupCommitWriter:
         finally:
             self._conn.close(finished=True)
 
-    async def _flush_in_thread(self, units: list[Unit]) -> list[Verdict]:
-        """``_flush`` on the writer's connection, in a worker thread, bounded in time."""
+    async def _flush(self, units: list[Unit]) -> list[Verdict]:
+        """One flush on the writer's connection (opened when needed), bounded in time:
+        given up on at its deadline, its statement is cancelled and its connection
+        discarded (the next flush opens another)."""
         try:
-            return await self._conn.run_with(
-                partial(self._flush, units), seconds=self._flush_seconds, what="the group commit"
-            )
+            async with self._conn.session(self._flush_seconds, "the group commit") as session:
+                return await self._flush_on(session, units)
         except CommitOutcomeUnknown:  # given up on while it was committing
             log.error("commit outcome unknown: the flush passed its deadline")
             status = Status.OUTCOME_UNKNOWN
@@ -244,32 +249,50 @@ class GroupCommitWriter:
             s, **{name: getattr(s, name) + n for name, n in increments.items()}
         )
 
-    # -- in the worker thread ------------------------------------------------------------------
-
-    def _flush(self, units: list[Unit], ticket: Ticket | None = None) -> list[Verdict]:
-        """One flush on the writer's connection (opened when needed)."""
-        ticket = ticket or Ticket()
-        return self._conn.call_with(ticket, partial(self._flush_on, ticket, units))
+    # -- on the connection ----------------------------------------------------------------------
 
     def _close_connection(self) -> None:
         self._conn.close()
 
-    def _flush_on(
-        self, ticket: Ticket, units: list[Unit], conn: psycopg.Connection[Any]
-    ) -> list[Verdict]:
+    async def _flush_on(self, session: Session, units: list[Unit]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(units)
         pending = list(range(len(units)))
         first = True
+        # The common case in one round trip (BEGIN, the flush, COMMIT); a flush with limited
+        # meters, or one where something was refused, the long way (refusals looked at
+        # before COMMIT).
+        at_once = not any(unit.limits for unit in units)
         while pending:
             if not first:
                 self._count(retried_flushes=1)
             first = False
             try:
-                refused = self._write(conn, [units[i] for i in pending])
+                refused = await self._write(session, [units[i] for i in pending], at_once)
+                if refused:
+                    await session.rollback()
+                    for position, verdict in refused.items():
+                        verdicts[pending[position]] = verdict
+                    pending = [i for n, i in enumerate(pending) if n not in refused]
+                    continue
+                if refused is not None:  # (None: committed in the same round trip)
+                    await session.commit()
+            except psycopg.errors.DivisionByZero:  # the guard: something was refused
+                await session.rollback()
+                at_once, first = False, True  # again, the long way (not a retry)
+                continue
+            except CommitOutcomeUnknown as exc:
+                # Failed, or answered with a warning (not on the synchronous standby).
+                log.error("commit outcome unknown: %s", exc)
+                self._count(failed_flushes=1)
+                if session.conn.broken or session.conn.closed:
+                    self._conn.discard()
+                for i in pending:
+                    verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
+                break
             except psycopg.errors.DataError as exc:
                 # A value PostgreSQL refuses is a property of one unit, not of the storage:
                 # flush the halves apart so that only that unit is refused.
-                _rollback_quietly(ticket, conn)
+                await session.rollback()
                 if len(pending) == 1:
                     log.error("a unit cannot be stored: %s", type(exc).__name__)
                     self._count(failed_flushes=1)
@@ -278,7 +301,7 @@ class GroupCommitWriter:
                 self._count(retried_flushes=1)
                 half = len(pending) // 2
                 for part in (pending[:half], pending[half:]):
-                    done = self._flush_on(ticket, [units[i] for i in part], conn)
+                    done = await self._flush_on(session, [units[i] for i in part])
                     for i, verdict in zip(part, done, strict=True):
                         verdicts[i] = verdict
                 break
@@ -286,30 +309,9 @@ class GroupCommitWriter:
                 # (A server turned read-only too: the next flush finds the primary.)
                 log.warning("flush failed before commit: %s", type(exc).__name__)
                 self._count(failed_flushes=1)
-                ticket.discard()
-                _rollback_quietly(ticket, conn)
+                self._conn.discard()
                 for i in pending:
                     verdicts[i] = Verdict(Status.UNAVAILABLE)
-                break
-            if refused:
-                conn.rollback()
-                for position, verdict in refused.items():
-                    verdicts[pending[position]] = verdict
-                pending = [i for n, i in enumerate(pending) if n not in refused]
-                continue
-            if not ticket.may_commit():  # given up on: its waiters were told "unavailable"
-                _rollback_quietly(ticket, conn)
-                break
-            try:
-                commit_acknowledged(conn)
-            except CommitOutcomeUnknown as exc:
-                # Failed, or answered with a warning (not on the synchronous standby).
-                log.error("commit outcome unknown: %s", exc)
-                self._count(failed_flushes=1)
-                if conn.broken or conn.closed:
-                    ticket.discard()
-                for i in pending:
-                    verdicts[i] = Verdict(Status.OUTCOME_UNKNOWN)
                 break
             for i in pending:
                 verdicts[i] = _COMMITTED
@@ -317,11 +319,17 @@ class GroupCommitWriter:
             break
         return [v if v is not None else Verdict(Status.UNAVAILABLE) for v in verdicts]
 
-    def _write(self, conn: psycopg.Connection[Any], units: list[Unit]) -> dict[int, Verdict]:
+    async def _write(
+        self, session: Session, units: list[Unit], at_once: bool = False
+    ) -> dict[int, Verdict] | None:
         """Run the flush's statement (no COMMIT); returns the refused units by position: a
         taken transaction id refuses its unit with a conflict, a snapshot not written (another
         process moved the profile) with stale. Anything refused means the caller rolls back
-        everything the statement wrote — meters, outbox and identifies included."""
+        everything the statement wrote — meters, outbox and identifies included.
+
+        ``at_once``: BEGIN, the guarded statement and COMMIT in one round trip; returns None
+        once committed, raises DivisionByZero (the guard) when anything was refused —
+        nothing was committed, the caller rolls back and flushes the long way."""
         snapshots = [(n, u.snapshot) for n, u in enumerate(units) if u.snapshot is not None]
         new = sorted(
             ((n, s) for n, s in snapshots if s.expected_version == 0),
@@ -343,7 +351,7 @@ class GroupCommitWriter:
         ]
         limits = {key: lim for unit in units for key, lim in unit.limits.items()}
         if limits:
-            over = self._grow_limited(conn, totals, limits)
+            over = await self._grow_limited(session, totals, limits)
             if over:
                 return {
                     n: Verdict(Status.OVER_LIMIT)
@@ -364,9 +372,15 @@ class GroupCommitWriter:
             "usage": _rows.encode(usage).decode(),
             "counters": _rows.encode(counters).decode(),
         }
-        with conn.cursor() as cur:
-            cur.execute(FLUSH, params)
-            written = {(kind, space, key, user) for kind, space, key, user in cur.fetchall()}
+        if at_once:
+            expected = sum(len(rows) for t, rows in logs.items() if t in _KEYED) + len(snapshots)
+            await session.execute_and_commit(FLUSH_GUARDED, {**params, "expected": expected})
+            return None
+        if limits:  # the transaction is open (the limited meters grew in it)
+            result = await session.execute(FLUSH, params)
+        else:  # BEGIN and the statement in one round trip
+            result = await session.begin_and_execute(FLUSH, params)
+        written = {(kind, space, key, user) for kind, space, key, user in session.rows(result)}
         refused: dict[int, Verdict] = {}
         for table in LOG_TABLES:
             if table.namespace is None:
@@ -382,8 +396,8 @@ class GroupCommitWriter:
         return refused
 
     @staticmethod
-    def _grow_limited(
-        conn: psycopg.Connection[Any], totals: dict[UsageKey, int], limits: dict[UsageKey, int]
+    async def _grow_limited(
+        session: Session, totals: dict[UsageKey, int], limits: dict[UsageKey, int]
     ) -> set[UsageKey]:
         """Add the limited meters' usage within their limits; returns the meters that would
         pass theirs (nothing was added to them)."""
@@ -392,18 +406,9 @@ class GroupCommitWriter:
             for (s, p, m), lim in sorted(limits.items())
         ]
         param = {"limited": _rows.encode(rows).decode()}
-        with conn.cursor() as cur:
-            cur.execute(ENSURE_LIMITED, param)
-            cur.execute(GROW_LIMITED, param)
-            grown = {(s, p, m) for s, p, m in cur.fetchall()}
+        await session.begin_and_execute(ENSURE_LIMITED, param)
+        grown = {(s, p, m) for s, p, m in session.rows(await session.execute(GROW_LIMITED, param))}
         return {key for key in limits if key not in grown}
-
-
-def _rollback_quietly(ticket: Ticket, conn: psycopg.Connection[Any]) -> None:
-    try:
-        conn.rollback()
-    except psycopg.Error:
-        ticket.discard()
 
 
 @asynccontextmanager

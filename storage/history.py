@@ -23,7 +23,7 @@ class HistoryRow(NamedTuple):
     """One write of a profile's history (a tuple: the cheapest thing to build a million
     of, for a back-test)."""
 
-    kind: str  # the command's tag: event | redemption | identify | adjustment | reversal …
+    kind: str  # the command's tag: event | client_event | redemption | identify | …
     user_id: str
     profile_version: int
     position: int
@@ -63,12 +63,15 @@ class StoredWrite:
     name: str | None = None  # an event's key
 
 
-def find_originals(conn: Conn, space_id: int, namespace: str, ids: list[str]) -> list[StoredWrite]:
-    """The stored writes of ``namespace`` with these transaction ids."""
+def find_originals(
+    conn: Conn, space_id: int, namespace: str, ids: list[str], user_id: str = ""
+) -> list[StoredWrite]:
+    """The stored writes of ``namespace`` with these transaction ids (``user_id``: the
+    profile asking, for a namespace scoped to its customer)."""
     query = BY_NAMESPACE[namespace].find
     assert query is not None
     with conn.cursor(row_factory=class_row(StoredWrite)) as cur:
-        cur.execute(query, {"s": space_id, "ids": ids})
+        cur.execute(query, {"s": space_id, "ids": ids, "u": user_id})
         return cur.fetchall()
 
 

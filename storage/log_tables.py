@@ -114,9 +114,10 @@ class LogTable:
     ``insert``: the flush's CTE body; it inserts the rows of the JSON parameter named like
     the table and, for a table keyed by transaction id, returns ``(table, space_id, id,
     user_id)`` of each row written (a row not returned was refused: its id is taken).
-    ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s``, as StoredWrite
-    columns. ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``,
-    as HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
+    ``find``: the stored originals of ``%(ids)s`` in the Space ``%(s)s`` (written by the
+    profile ``%(u)s``, for a namespace scoped to its customer), as StoredWrite columns.
+    ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``, as
+    HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
     ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``answers``: (user_id, the stored answer) of its
     rows in the Space ``%(s)s``, whose settled and pending amounts the ledger sums
@@ -125,46 +126,77 @@ class LogTable:
 
     name: str
     namespace: str | None  # its transaction ids' idempotency namespace; None: not keyed
-    insert: sql.SQL
-    find: sql.SQL | None
-    history: sql.SQL
-    ledger: sql.SQL | None
-    answers: sql.SQL | None = None
+    insert: sql.SQL | sql.Composed
+    find: sql.SQL | sql.Composed | None
+    history: sql.SQL | sql.Composed
+    ledger: sql.SQL | sql.Composed | None
+    answers: sql.SQL | sql.Composed | None = None
+    table: str = ""  # the SQL table its rows live in, when not ``name`` (client events)
+
+    @property
+    def stored_in(self) -> str:
+        return self.table or self.name
 
 
-EVENTS = LogTable(
-    "events",
-    "event",
-    sql.SQL("""
+def _events(
+    name: str, namespace: str, kind: str, source: str, scope_user: sql.Composable
+) -> LogTable:
+    """The event log holds server events and browser-sent (client) events: the same rows,
+    told apart by ``source``; a client event's transaction id is scoped to its customer
+    (``scope_user``), a server event's to the Space (docs/api.md "The browser half")."""
+    return LogTable(
+        name,
+        namespace,
+        sql.SQL("""
     INSERT INTO events (space_id, transaction_id, user_id, event, context, occurred_at,
                         received_at, request_hash, outcome, profile_version, position,
-                        event_id)
+                        event_id, source, scope_user)
     SELECT space_id, transaction_id, user_id, event, context::jsonb, occurred_at,
            received_at, decode(request_hash, 'base64'), outcome::json, profile_version,
-           position, event_id
-    FROM json_to_recordset(%(events)s::json) AS x(
+           position, event_id, {source}, {scope_user}
+    FROM json_to_recordset({param}::json) AS x(
         space_id bigint, transaction_id text, user_id text, event text, context text,
         occurred_at timestamptz, received_at timestamptz, request_hash text, outcome text,
         profile_version bigint, position integer, event_id text)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'events'::text AS kind, space_id, transaction_id AS id, user_id"""),
-    sql.SQL("""
+    ON CONFLICT (space_id, transaction_id, source, scope_user) DO NOTHING
+    RETURNING {name}::text AS kind, space_id, transaction_id AS id, user_id""").format(
+            source=sql.Literal(source),
+            scope_user=scope_user,
+            param=sql.Placeholder(name),
+            name=sql.Literal(name),
+        ),
+        sql.SQL("""
     SELECT e.transaction_id, e.user_id, e.request_hash, e.hash_form, e.outcome::text,
            e.received_at, v.received_at AS reversed_at, e.occurred_at, e.event AS name
     FROM events e LEFT JOIN event_reversals v
       ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id
-    WHERE e.space_id = %(s)s AND e.transaction_id = ANY(%(ids)s)"""),
-    sql.SQL("""
-    SELECT 'event' AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
+     AND v.source = e.source AND v.scope_user = e.scope_user
+    WHERE e.space_id = %(s)s AND e.transaction_id = ANY(%(ids)s)
+      AND e.source = {source} AND e.scope_user = {scope}""").format(
+            source=sql.Literal(source),
+            scope=sql.SQL("%(u)s") if source == "client" else sql.Literal(""),
+        ),
+        sql.SQL("""
+    SELECT {kind} AS kind, e.user_id, e.profile_version, e.position, e.transaction_id,
            e.event AS name, e.context AS payload, e.occurred_at, e.received_at,
            e.outcome ->> 'program_versions' AS program_versions, e.outcome -> 'delta' AS outcome
     FROM events e
-    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s"""),
-    sql.SQL("""
+    WHERE e.space_id = %(s)s AND e.user_id = ANY(%(users)s) AND e.received_at < %(to)s
+      AND e.source = {source}""").format(kind=sql.Literal(kind), source=sql.Literal(source)),
+        sql.SQL("""
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
-    WHERE e.space_id = %(s)s"""),
-    sql.SQL("SELECT user_id, outcome FROM events WHERE space_id = %(s)s"),
+    WHERE e.space_id = %(s)s AND e.source = {source}""").format(source=sql.Literal(source)),
+        sql.SQL(
+            "SELECT user_id, outcome FROM events WHERE space_id = %(s)s AND source = {source}"
+        ).format(source=sql.Literal(source)),
+        "events",
+    )
+
+
+EVENTS = _events("events", "event", "event", "server", sql.Literal(""))
+CLIENT_EVENTS = _events(
+    "client_events", "client_event", "client_event", "client", sql.Identifier("user_id")
 )
 
 REDEMPTIONS = LogTable(
@@ -291,45 +323,77 @@ REVERSALS = LogTable(
     sql.SQL("SELECT user_id, outcome FROM reversals WHERE space_id = %(s)s"),
 )
 
-# Returns (PROGRAM.md "Returns: reversing an event"): one reversal per event, keyed by the
-# event's transaction id; replay reads the event's date and changes along with it.
-EVENT_REVERSALS = LogTable(
-    "event_reversals",
-    "event_reversal",
-    sql.SQL("""
+
+def _event_reversals(
+    name: str, namespace: str, kind: str, source: str, scope_user: sql.Composable
+) -> LogTable:
+    """Returns (docs/program.md "Returns: reversing an event"): one reversal per event, kept
+    under the event's own key (Space, source, the customer for a browser-sent event,
+    transaction id); replay reads the event's date and changes along with it."""
+    scope = sql.SQL("%(u)s") if source == "client" else sql.Literal("")
+    return LogTable(
+        name,
+        namespace,
+        sql.SQL("""
     INSERT INTO event_reversals (space_id, transaction_id, user_id, reason, actor,
                                  received_at, outcome, program_versions, profile_version,
-                                 position)
+                                 position, source, scope_user)
     SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
-           program_versions::jsonb, profile_version, position
-    FROM json_to_recordset(%(event_reversals)s::json) AS x(
+           program_versions::jsonb, profile_version, position, {source}, {scope_user}
+    FROM json_to_recordset({param}::json) AS x(
         space_id bigint, transaction_id text, user_id text, reason text, actor text,
         received_at timestamptz, outcome text, program_versions text, profile_version bigint,
         position integer)
-    ON CONFLICT (space_id, transaction_id) DO NOTHING
-    RETURNING 'event_reversals'::text AS kind, space_id, transaction_id AS id, user_id"""),
-    sql.SQL("""
+    ON CONFLICT (space_id, transaction_id, source, scope_user) DO NOTHING
+    RETURNING {name}::text AS kind, space_id, transaction_id AS id, user_id""").format(
+            source=sql.Literal(source),
+            scope_user=scope_user,
+            param=sql.Placeholder(name),
+            name=sql.Literal(name),
+        ),
+        sql.SQL("""
     SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
            outcome::text, received_at, NULL::timestamptz AS reversed_at
-    FROM event_reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
-    sql.SQL("""
-    SELECT 'event_reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
+    FROM event_reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)
+      AND source = {source} AND scope_user = {scope}""").format(
+            source=sql.Literal(source), scope=scope
+        ),
+        sql.SQL("""
+    SELECT {kind}, v.user_id, v.profile_version, v.position, v.transaction_id,
            e.event,
            jsonb_build_object('occurred_at', e.occurred_at, 'delta', e.outcome -> 'delta',
                               'pending', e.outcome -> 'pending'),
            NULL, v.received_at, v.program_versions::text, NULL
     FROM event_reversals v
     JOIN events e ON e.space_id = v.space_id AND e.transaction_id = v.transaction_id
-    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s"""),
-    sql.SQL("""
+     AND e.source = v.source AND e.scope_user = v.scope_user
+    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s
+      AND v.source = {source}""").format(kind=sql.Literal(kind), source=sql.Literal(source)),
+        sql.SQL("""
     SELECT user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM event_reversals, json_array_elements(outcome -> %(delta)s) AS d
-    WHERE space_id = %(s)s"""),
-    sql.SQL("SELECT user_id, outcome FROM event_reversals WHERE space_id = %(s)s"),
+    WHERE space_id = %(s)s AND source = {source}""").format(source=sql.Literal(source)),
+        sql.SQL(
+            "SELECT user_id, outcome FROM event_reversals WHERE space_id = %(s)s"
+            " AND source = {source}"
+        ).format(source=sql.Literal(source)),
+        "event_reversals",
+    )
+
+
+EVENT_REVERSALS = _event_reversals(
+    "event_reversals", "event_reversal", "event_reversal", "server", sql.Literal("")
+)
+CLIENT_EVENT_REVERSALS = _event_reversals(
+    "client_event_reversals",
+    "client_event_reversal",
+    "client_event_reversal",
+    "client",
+    sql.Identifier("user_id"),
 )
 
-# Ticks of the sweeper: settling with no other write (PROGRAM.md "Time moves state"). One
-# per profile and due time; a tick that finds nothing due writes nothing.
+# Ticks of the sweeper: settling with no other write (docs/program.md "Time moves state").
+# One per profile and due time; a tick that finds nothing due writes nothing.
 TICKS = LogTable(
     "ticks",
     "tick",
@@ -358,6 +422,14 @@ TICKS = LogTable(
 )
 
 LOG_TABLES: tuple[LogTable, ...] = (
-    EVENTS, REDEMPTIONS, IDENTIFIES, ADJUSTMENTS, REVERSALS, EVENT_REVERSALS, TICKS,
-)  # fmt: skip
+    EVENTS,
+    CLIENT_EVENTS,
+    REDEMPTIONS,
+    IDENTIFIES,
+    ADJUSTMENTS,
+    REVERSALS,
+    EVENT_REVERSALS,
+    CLIENT_EVENT_REVERSALS,
+    TICKS,
+)
 BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}

@@ -1,6 +1,6 @@
 """The members table (which server processes share this database, by heartbeat), the
 cluster's secret, and shard ownership as session advisory locks on a member's own
-connection (ARCHITECTURE.md "Several processes and nodes")."""
+connection (docs/architecture.md "Several processes and nodes")."""
 
 from __future__ import annotations
 

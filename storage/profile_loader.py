@@ -1,9 +1,9 @@
 """Batched profile loads: every activation waiting at the same moment shares one query.
 
 Activating a profile needs its snapshot first. Under load many profiles activate at once; a
-thread hop and a round trip each would make the hand-off between trio and worker threads the
-bottleneck, so one task collects pending loads and reads them all in one statement on its own
-(autocommit) connection.
+round trip each would make the loads the bottleneck, so one task collects pending loads and
+reads them all in one statement on its own (autocommit) connection, sent from trio itself
+(native.py: no worker thread).
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 import trio
-from psycopg.rows import class_row
 
 from actors import Future, wait_all
 
 from ._errors import StorageUnavailable
 from ._queue import BatchQueue
 from .database import DEFAULT_TIMEOUTS, Timeouts, keyed_plans_only
-from .dedicated import DedicatedConnection
+from .native import NativeConnection, Session
 from .profiles import ProfileRow
 
 log = logging.getLogger(__name__)
@@ -33,17 +29,6 @@ SELECT p.space_id, p.user_id, p.traits::text, p.state::text, p.version, p.create
 FROM profiles AS p
 JOIN unnest(%b::bigint[], %b::text[]) AS k(s, u) ON p.space_id = k.s AND p.user_id = k.u
 """
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyedRow:
-    space_id: int
-    user_id: str
-    traits: str
-    state: str
-    version: int
-    created_at: Any
-    updated_at: Any
 
 
 class _Pending(Future["ProfileRow | None"]):
@@ -62,7 +47,8 @@ class ProfileLoader:
         self._queue: BatchQueue[_Pending] = BatchQueue()
         # Autocommit: a load holds no snapshot. Abandoned past the timeouts' call bound, a
         # load fails (StorageUnavailable) and the connection is discarded.
-        self._conn = DedicatedConnection(url, timeouts, prepare=keyed_plans_only, one_session=False)
+        self._conn = NativeConnection(url, timeouts, prepare=keyed_plans_only)
+        self._seconds = timeouts.call
 
     async def load(self, space_id: int, user_id: str) -> ProfileRow | None:
         """The stored profile, or None. Raises StorageUnavailable."""
@@ -91,7 +77,8 @@ class ProfileLoader:
         try:
             while batch := await self._queue.take(self._max_batch):
                 try:
-                    rows = await self._conn.run(_query, [p.key for p in batch])
+                    async with self._conn.session(self._seconds, "loading profiles") as session:
+                        rows = await _query(session, [p.key for p in batch])
                 except StorageUnavailable as exc:
                     for p in batch:
                         p.fail(exc)
@@ -105,17 +92,15 @@ class ProfileLoader:
         self._queue.close()
 
 
-def _query(
-    conn: psycopg.Connection[Any], keys: list[tuple[int, str]]
+async def _query(
+    session: Session, keys: list[tuple[int, str]]
 ) -> dict[tuple[int, str], ProfileRow]:
-    with conn.cursor(row_factory=class_row(_KeyedRow)) as cur:
-        cur.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
-        found = cur.fetchall()
+    result = await session.execute(_LOAD_MANY, ([k[0] for k in keys], [k[1] for k in keys]))
     return {
-        (r.space_id, r.user_id): ProfileRow(
-            r.traits, r.state, r.version, r.created_at, r.updated_at
+        (space_id, user_id): ProfileRow(traits, state, version, created_at, updated_at)
+        for space_id, user_id, traits, state, version, created_at, updated_at in session.rows(
+            result
         )
-        for r in found
     }
 
 

@@ -34,7 +34,8 @@ class StoredEvent:
     hash_form: int  # the canonical-JSON form request_hash was computed in
     occurred_at: datetime
     outcome: str  # the answer as JSON text, exactly as it was sent
-    reversed_at: datetime | None = None  # when it was returned (API.md §8)
+    source: str = "server"  # "client": sent by a browser
+    reversed_at: datetime | None = None  # when it was returned (a reversed event)
 
 
 def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[StoredEvent]:
@@ -42,9 +43,10 @@ def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[S
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
             "SELECT e.transaction_id, e.user_id, e.event, e.request_hash, e.hash_form,"
-            " e.occurred_at, e.outcome::text, v.received_at AS reversed_at"
+            " e.occurred_at, e.outcome::text, e.source, v.received_at AS reversed_at"
             " FROM events e LEFT JOIN event_reversals v"
             " ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id"
+            " AND v.source = e.source AND v.scope_user = e.scope_user"
             " WHERE e.space_id = %s AND e.user_id = %s ORDER BY e.seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
@@ -60,7 +62,7 @@ class StoredRedemption:
     hash_form: int
     received_at: datetime
     outcome: str  # JSON text
-    reversed_at: datetime | None = None  # when it was reversed (API.md §8)
+    reversed_at: datetime | None = None  # when it was reversed (docs/api.md (support operations))
 
 
 def recent_redemptions(

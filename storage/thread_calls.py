@@ -6,7 +6,7 @@ until TCP gives up. So the caller does not wait for it: at its deadline it aband
 thread (``abandon_on_cancel``) and answers by itself, and the thread, when it finally
 returns, discards its connection instead of reusing it. A :class:`Ticket` shared by the two
 sides settles the one race that matters: whether a COMMIT may have been sent. The thread asks
-before committing; once the caller has given up, it never commits (ARCHITECTURE.md
+before committing; once the caller has given up, it never commits (docs/architecture.md
 "PostgreSQL failover": a call past its deadline is abandoned, its connection discarded).
 
 The abandoned statement itself is cancelled (a cancel request, from a thread of its own):
@@ -15,7 +15,7 @@ is not ended by ``statement_timeout`` (PostgreSQL disables it before committing)
 thread that never returns would hold its connection, its locks and a slot for ever.
 
 A request's storage calls share the request's deadline (``deadline_at``), so that however
-many of them a request makes, it is answered within the 5 s bound (API.md "Timeouts").
+many of them a request makes, it is answered within the 5 s bound (docs/api.md "Timeouts").
 """
 
 from __future__ import annotations

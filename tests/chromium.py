@@ -9,9 +9,12 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 
-def open_chromium(*, network_log: bool = False) -> webdriver.Chrome:
-    """A headless browser, 1280 × 1000. ``network_log``: keep the DevTools network events,
-    read with ``driver.get_log("performance")``."""
+def open_chromium(
+    *, network_log: bool = False, console_log: bool = False, width: int = 1280
+) -> webdriver.Chrome:
+    """A headless browser, ``width`` × 1000 without scrollbars. ``network_log``: keep the
+    DevTools network events (``driver.get_log("performance")``); ``console_log``: keep the
+    page's console messages (``driver.get_log("browser")``)."""
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and chromedriver, (
         "the browser tests need Debian's chromium and chromium-driver: `make test` installs "
@@ -19,11 +22,14 @@ def open_chromium(*, network_log: bool = False) -> webdriver.Chrome:
     )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                 "--disable-dev-shm-usage"):  # fmt: skip
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},1000",
+                 "--disable-dev-shm-usage", "--hide-scrollbars"):  # fmt: skip
         options.add_argument(flag)
-    if network_log:
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    logs = {"performance": "ALL"} if network_log else {}
+    if console_log:
+        logs["browser"] = "ALL"
+    if logs:
+        options.set_capability("goog:loggingPrefs", logs)
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.implicitly_wait(0)
     return driver

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from perkamo.access import keys
 from storage import spaces as space_store
+from storage.database import Conn
 from storage.spaces import KeyRecord, SpaceRecord
-
-Conn = psycopg.Connection[Any]
 
 DEMO_SPACE = "commerce-test"
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,127}\Z")

@@ -13,7 +13,10 @@ import string
 
 _ALPHABET = string.ascii_letters + string.digits
 
-SCOPES = ("events:write", "profile:read", "rewards:redeem", "admin:config", "admin:support")
+SCOPES = (
+    "events:write", "profile:read", "rewards:redeem", "admin:config", "admin:support",
+    "browser:tokens",
+)  # fmt: skip
 SCOPE_ALIASES = {"customer:read": "profile:read"}
 
 

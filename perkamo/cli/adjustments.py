@@ -1,6 +1,6 @@
-"""``perkamo adjust``, ``perkamo reverse`` and ``perkamo reverse-event``: the support
-operations of API.md §8 from the command line. They run through a profile actor of their
-own, exactly as the HTTP endpoints do (the same checks, idempotency, history and webhooks),
+"""``perkamo adjust``, ``perkamo reverse`` and ``perkamo reverse-event``: the support operations
+of docs/api.md (support operations) from the command line. They run through a profile actor of
+their own, exactly as the HTTP endpoints do (the same checks, idempotency, history and webhooks),
 against the same database as the server: the version check keeps the server's copy of the
 profile right."""
 
@@ -12,7 +12,6 @@ import secrets
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import msgspec
 
@@ -20,6 +19,7 @@ from perkamo.access import admin
 from perkamo.cli.operators import cli_actor
 from perkamo.errors import PerkamoError
 from perkamo.profiles.commands import Written
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
 from perkamo.usecases import support
@@ -81,7 +81,7 @@ def _describe(exc: PerkamoError) -> str:
     return f"{exc.code.value}: {exc}"
 
 
-def _print_summary(command: str, user: str, transaction_id: str, document: dict[str, Any]) -> None:
+def _print_summary(command: str, user: str, transaction_id: str, document: JsonObject) -> None:
     deltas = ", ".join(f"{d['wallet']} {d['amount']:+}" for d in document.get("delta", []))
     duplicate = " (already applied: this is the original answer)" if document["duplicate"] else ""
     if command == "adjust":

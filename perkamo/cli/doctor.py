@@ -2,7 +2,7 @@
 
 It connects the way ``perkamo serve`` does (the same URL and settings) and judges what
 PostgreSQL reports: each setting that decides durability, each standby's state and lag, and
-the advisory-lock table against the shards the members lock (ARCHITECTURE.md "PostgreSQL
+the advisory-lock table against the shards the members lock (docs/architecture.md "PostgreSQL
 failover"). Each line is OK or WARN, a WARN with what to change. The exit status is 1 when an
 acknowledged write could be lost with the primary, so a deployment check can run it.
 """

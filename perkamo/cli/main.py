@@ -10,22 +10,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import trio
 
 from perkamo.access import admin
 from perkamo.access.limits import InvalidLimit, parse_limit
-from perkamo.cli import adjustments, doctor, operators, trials
+from perkamo.cli import adjustments, browser, doctor, operators, trials
 from perkamo.cli.cluster import cluster_status
 from perkamo.server.logs import configure as configure_logs
 from perkamo.settings import Settings, SettingsError, parse_workers
 from storage import Database, EmbeddedPostgres, StorageUnavailable
 from storage import spaces as space_store
 from storage.console import audit
+from storage.database import Conn
 from storage.migrations import migrate
 from storage.spaces import KeyRecord
-
-Conn = psycopg.Connection[Any]
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +48,11 @@ def _add_server_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         " env PERKAMO_WORKERS, default 1",
     )
     serve.add_argument(
+        "--max-streams",
+        type=int,
+        help="live streams one process holds at most (env PERKAMO_MAX_STREAMS, default 20000)",
+    )
+    serve.add_argument(
         "--cluster-address",
         help="HOST:PORT other members reach this one's internal port at"
         " (env PERKAMO_CLUSTER_ADDRESS, default 127.0.0.1:0 = a free port on loopback)",
@@ -62,15 +65,7 @@ def _add_server_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _add_storage_flags(status)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perkamo", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    _add_server_parsers(sub)
-
-    mig = sub.add_parser("migrate", help="apply pending database migrations")
-    _add_storage_flags(mig)
-
+def _add_space_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     spaces = sub.add_parser("spaces", help="manage Spaces").add_subparsers(
         dest="action", required=True
     )
@@ -94,6 +89,40 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--burst", metavar="N|none", help="token bucket size per key")
     for p in (create, listing, setting, limits):
         _add_storage_flags(p)
+
+
+def _add_key_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    kcreate = keys.add_parser("create", help="create a key (shown once)")
+    kcreate.add_argument("space")
+    kcreate.add_argument(
+        "--scope",
+        action="append",
+        help="a scope (repeatable; default: all): events:write, profile:read, "
+        "rewards:redeem, admin:config, admin:support",
+    )
+    klist = keys.add_parser("list", help="list a Space's keys")
+    klist.add_argument("space")
+    krevoke = keys.add_parser("revoke", help="revoke a key (effective within a second)")
+    krevoke.add_argument("key_id")
+    krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
+    krotate.add_argument("key_id")
+    for p in (kcreate, klist, krevoke, krotate):
+        _add_storage_flags(p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perkamo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_server_parsers(sub)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    _add_storage_flags(mig)
+
+    _add_space_parsers(sub)
 
     hooks = sub.add_parser("webhooks", help="the Space's webhook endpoint").add_subparsers(
         dest="action", required=True
@@ -120,32 +149,22 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--space", help="only this Space (default: all)")
     _add_storage_flags(verify)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
-        dest="action", required=True
-    )
-    kcreate = keys.add_parser("create", help="create a key (shown once)")
-    kcreate.add_argument("space")
-    kcreate.add_argument(
-        "--scope",
-        action="append",
-        help="a scope (repeatable; default: all): events:write, profile:read, "
-        "rewards:redeem, admin:config, admin:support",
-    )
-    klist = keys.add_parser("list", help="list a Space's keys")
-    klist.add_argument("space")
-    krevoke = keys.add_parser("revoke", help="revoke a key (effective within a second)")
-    krevoke.add_argument("key_id")
-    krotate = keys.add_parser("rotate", help="issue a replacement key and revoke the old one")
-    krotate.add_argument("key_id")
-    parsers = (*adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub))
-    for p in (kcreate, klist, krevoke, krotate, *parsers):
+    _add_key_parsers(sub)
+    parsers = (
+        *adjustments.add_parsers(sub), *trials.add_parsers(sub), *operators.add_parsers(sub),
+        *browser.add_parsers(sub),
+    )  # fmt: skip
+    for p in parsers:
         _add_storage_flags(p)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, overridden by the flags given."""
-    flags = ("database_url", "data_dir", "log_level", "host", "port", "workers", "cluster_address")
+    flags = (
+        "database_url", "data_dir", "log_level", "host", "port", "workers", "cluster_address",
+        "max_streams",
+    )  # fmt: skip
     return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in flags})
 
 
@@ -383,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "webhooks": _run_webhooks,
             "operators": operators.run,
             "cluster": cluster_status,
+            "browser-keys": browser.run,
+            "tokens": browser.run,
         }
         if args.command == "doctor":
             with _database(settings, migrated=False) as db:

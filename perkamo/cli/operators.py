@@ -9,16 +9,13 @@ import getpass
 import socket
 import sys
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from perkamo.access.admin import AdminError
 from perkamo.console import security
 from storage import Database
 from storage import console as store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 DEMO_OPERATOR = "demo@perkamo.local"
 
 

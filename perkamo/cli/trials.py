@@ -1,5 +1,5 @@
-"""``perkamo simulate`` and ``perkamo backtest``: API.md §7 from the command line, through
-the same code as the endpoints (a runtime of their own on the server's database)."""
+"""``perkamo simulate`` and ``perkamo backtest``: docs/api.md (trying a program) from the command
+line, through the same code as the endpoints (a runtime of their own on the server's database)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ import trio
 
 from perkamo.access import admin
 from perkamo.errors import PerkamoError
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import parse_rfc3339
-from perkamo.runtime import open_runtime
+from perkamo.runtime import Runtime, open_runtime
 from perkamo.settings import Settings
 from perkamo.usecases.backtests import backtest_document
 from perkamo.usecases.simulate import simulate_document
 from storage import backtests as store
+from storage.spaces import SpaceRecord
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
+_documents = msgspec.json.Decoder(JsonObject, float_hook=Decimal)
 
 
 def add_parsers(
@@ -74,7 +77,7 @@ def _time(text: str | None, flag: str) -> datetime | None:
 
 async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     failure: admin.AdminError | None = None
-    document: dict[str, Any] = {}
+    document: JsonObject = {}
     async with open_runtime(settings, url, member=False) as runtime:
         try:
             space = await runtime.db.run(admin.require_space, args.space)
@@ -97,7 +100,7 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     return 0 if document.get("status", "done") == "done" else 1
 
 
-async def _simulate(args: argparse.Namespace, runtime: Any, space: Any) -> dict[str, Any]:
+async def _simulate(args: argparse.Namespace, runtime: Runtime, space: SpaceRecord) -> JsonObject:
     text = args.events
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
@@ -105,7 +108,7 @@ async def _simulate(args: argparse.Namespace, runtime: Any, space: Any) -> dict[
         events = msgspec.json.Decoder(float_hook=Decimal).decode(text)
     except msgspec.DecodeError as exc:
         raise admin.AdminError(f"--events is not JSON: {exc}") from None
-    body: dict[str, Any] = {"events": events}
+    body: JsonObject = {"events": events}
     if args.user:
         body["user_id"] = args.user
     if args.program:
@@ -115,10 +118,10 @@ async def _simulate(args: argparse.Namespace, runtime: Any, space: Any) -> dict[
     answer = await simulate_document(
         runtime, space.id, space.slug, value, len(raw), datetime.now(UTC)
     )
-    return msgspec.json.decode(_encoder.encode(answer))  # type: ignore[no-any-return]
+    return _documents.decode(_encoder.encode(answer))
 
 
-async def _backtest_run(args: argparse.Namespace, runtime: Any, space_id: int) -> dict[str, Any]:
+async def _backtest_run(args: argparse.Namespace, runtime: Runtime, space_id: int) -> JsonObject:
     start, end = _time(args.window_from, "--from"), _time(args.window_to, "--to")
     if start is not None and end is not None and start > end:
         raise admin.AdminError("--to must not be before --from")
@@ -136,10 +139,10 @@ async def _backtest_run(args: argparse.Namespace, runtime: Any, space_id: int) -
         if current.status != "running":
             if tty:
                 print(file=sys.stderr)
-            return msgspec.json.decode(_encoder.encode(backtest_document(current)))  # type: ignore[no-any-return]
+            return _documents.decode(_encoder.encode(backtest_document(current)))
 
 
-def _print_simulation(document: dict[str, Any]) -> None:
+def _print_simulation(document: JsonObject) -> None:
     existed = "existing profile" if document["profile_existed"] else "empty profile"
     print(f"simulated on an {existed}; program {document['program_versions']}")
     for n, result in enumerate(document["results"], 1):
@@ -150,7 +153,7 @@ def _print_simulation(document: dict[str, Any]) -> None:
     print(f"balances after: {document['profile']['wallets']}")
 
 
-def _print_report(document: dict[str, Any]) -> None:
+def _print_report(document: JsonObject) -> None:
     print(f"back-test {document['id']}: {document['status']}")
     if document.get("error"):
         print(f"error: {document['error']}")

@@ -2,8 +2,10 @@
 peer's side is ``server.py``).
 
 Forwarding is synchronous for the caller, like admitting a message to a local mailbox: the
-request's frame goes into the link's send buffer at once (one writer task sends everything
-buffered in one write), so the messages a caller forwards in a row keep their order."""
+request goes into the link's send buffer at once, and one writer task sends everything
+buffered as one ``Requests`` frame in one write (a batch's items for this peer travel
+together), so the messages a caller forwards in a row keep their order. Answers come back
+many to a frame too (``Responses``)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,27 @@ import trio
 
 from actors import Future, Reply
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    Charge,
+    Charged,
+    Ended,
+    FrameReader,
+    Hello,
+    Push,
+    Request,
+    Requests,
+    Resnapshot,
+    Response,
+    Responses,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.actor import ProfileKey
 from perkamo.profiles.commands import AnyCommand, on_the_wire
+from perkamo.profiles.subscribers import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +133,9 @@ class PeerLink:
         self._stats = stats
         self._stream: trio.SocketStream | None = None
         self._pending: dict[int, ForwardedReply] = {}
-        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._watchers: dict[int, Watcher] = {}  # live streams' subscriptions at the peer
+        self._charges: dict[int, Future[Charged | None]] = {}  # browser buckets asked
+        self._outbox: deque[Request | bytes] = deque()  # bytes: an encoded frame, always sent
         self._ready = trio.Event()
         self._ids = itertools.count(1)
         self._connecting = False
@@ -135,14 +156,42 @@ class PeerLink:
             return None
         request_id = next(self._ids)
         reply = ForwardedReply(local, message)
-        frame = protocol.encode_frame(
-            Request(request_id, key[0], key[1], on_the_wire(message), seconds)
-        )
         self._pending[request_id] = reply
-        self._outbox.append((request_id, frame))
+        self._outbox.append(Request(request_id, key[0], key[1], on_the_wire(message), seconds))
         self._ready.set()
         self._stats.forwarded += 1
         return reply
+
+    def subscribe(self, key: ProfileKey, watcher: Watcher) -> int | None:
+        """Watch a profile the peer owns: its committed changes come to ``watcher``;
+        None when the link is not up (watch here; the link connects meanwhile)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        subscription = next(self._ids)
+        self._watchers[subscription] = watcher
+        self._send(protocol.encode_frame(Subscribe(subscription, key[0], key[1])))
+        return subscription
+
+    def unsubscribe(self, subscription: int) -> None:
+        if self._watchers.pop(subscription, None) is not None and self._stream is not None:
+            self._send(protocol.encode_frame(Unsubscribe(subscription)))
+
+    def charge(self, bucket: str, per_second: float, burst: int) -> Future[Charged | None] | None:
+        """Ask the peer (the profile's owner) for a token of a customer's browser bucket;
+        None when the link is not up (the answer is None if the link breaks first)."""
+        if self._stream is None:
+            self._connect_soon()
+            return None
+        asked = next(self._ids)
+        answer: Future[Charged | None] = Future()
+        self._charges[asked] = answer
+        self._send(protocol.encode_frame(Charge(asked, bucket, per_second, burst)))
+        return answer
+
+    def _send(self, frame: bytes) -> None:
+        self._outbox.append(frame)
+        self._ready.set()
 
     def _connect_soon(self) -> None:
         if not (self._connecting or self.closed or trio.current_time() < self._down_until):
@@ -180,17 +229,26 @@ class PeerLink:
             while self._stream is stream:
                 await self._ready.wait()
                 self._ready = trio.Event()
-                chunks = []
+                items: list[Request] = []
+                frames: list[bytes] = []
                 while self._outbox:
-                    request_id, frame = self._outbox.popleft()
-                    reply = self._pending.get(request_id)
+                    request = self._outbox.popleft()
+                    if isinstance(request, bytes):  # a subscription's or a bucket's frame
+                        if items:  # what was queued before it goes first
+                            frames.append(protocol.encode_frame(Requests(items)))
+                            items = []
+                        frames.append(request)
+                        continue
+                    reply = self._pending.get(request.id)
                     if reply is None or reply.withdrawn:
-                        self._pending.pop(request_id, None)
+                        self._pending.pop(request.id, None)
                         continue
                     reply.sent = True
-                    chunks.append(frame)
-                if chunks:
-                    await stream.send_all(b"".join(chunks))
+                    items.append(request)
+                if items:
+                    frames.append(protocol.encode_frame(Requests(items)))
+                if frames:
+                    await stream.send_all(b"".join(frames))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._broken(stream)
         except Exception:
@@ -203,12 +261,14 @@ class PeerLink:
                 frame = await reader.next()
                 if frame is None:
                     break
-                if isinstance(frame, Response) and (reply := self._pending.pop(frame.id, None)):
-                    elapsed = trio.current_time() - reply.sent_at
-                    self._stats.answered += 1
-                    self._stats.forward_seconds += elapsed
-                    self._stats.latencies.append(elapsed)
-                    reply.resolve(frame)  # decoded by its waiter, as its command's answer
+                if isinstance(frame, Responses):
+                    self._answered(frame.items)
+                elif isinstance(frame, Response):
+                    self._answered([frame])
+                elif isinstance(frame, Push | Resnapshot | Ended):
+                    self._watched(frame)
+                elif isinstance(frame, Charged) and (asked := self._charges.pop(frame.id, None)):
+                    asked.resolve(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
             pass
         except Exception:  # a defect or a peer speaking nonsense: this link alone ends
@@ -216,11 +276,41 @@ class PeerLink:
         finally:
             self._broken(stream)
 
+    def _watched(self, frame: Push | Resnapshot | Ended) -> None:
+        watcher = self._watchers.get(frame.id)
+        if watcher is None:
+            return
+        if isinstance(frame, Push):
+            watcher.offer(frame.version, bytes(frame.change))
+        elif isinstance(frame, Resnapshot):
+            watcher.overflow()
+        else:
+            del self._watchers[frame.id]
+            watcher.end()
+
+    def _answered(self, responses: list[Response]) -> None:
+        now = trio.current_time()
+        stats = self._stats
+        for response in responses:
+            reply = self._pending.pop(response.id, None)
+            if reply is not None:
+                elapsed = now - reply.sent_at
+                stats.answered += 1
+                stats.forward_seconds += elapsed
+                stats.latencies.append(elapsed)
+                reply.resolve(response)  # decoded by its waiter, as its command's answer
+
     def _broken(self, stream: trio.SocketStream) -> None:
         if self._stream is not stream:
             return
         self._stream = None
         stream.socket.close()
+        watchers, self._watchers = self._watchers, {}
+        for watcher in watchers.values():  # subscribe again (where the profile is now)
+            watcher.end()
+        charges, self._charges = self._charges, {}
+        for asked in charges.values():
+            asked.resolve(None)
         self._ready.set()  # the writer sees the link gone and ends
         pending, self._pending = self._pending, {}
         self._outbox.clear()

@@ -1,6 +1,6 @@
 """Membership: this process registers in the members table, refreshes its heartbeat twice a
 second on a connection of its own, learns which other members share the database, and
-holds its shards' advisory locks on that same connection (ARCHITECTURE.md "Several
+holds its shards' advisory locks on that same connection (docs/architecture.md "Several
 processes and nodes").
 
 A member is live while its PostgreSQL session exists and its heartbeat is recent: a
@@ -10,7 +10,7 @@ heartbeat stops claiming its shards (its session, and with it the locks, may be 
 Each heartbeat also checks the locks against PostgreSQL's lock table: after a failover the
 new primary holds none of them (session locks are not replicated), and a member whose
 session was replaced between two heartbeats notices its shards are gone and takes them
-again there (ARCHITECTURE.md "PostgreSQL failover").
+again there (docs/architecture.md "PostgreSQL failover").
 
 While it is alone it grants the profile history an exclusivity lease (a profile read may
 then be answered from memory; profiles/history.py). The lease lasts LEASE seconds counted

@@ -1,7 +1,12 @@
 """The internal protocol between members: length-prefixed JSON frames (msgspec; exact
 decimals both ways), a challenge-response handshake with the cluster secret, then requests
 (a profile's message) and responses (its answer), matched by id and multiplexed on one
-persistent connection per pair of members."""
+persistent connection per pair of members; and the subscriptions of live streams to the
+profiles a member owns (subscribe, then pushed changes). Requests and responses travel many
+to a frame (``Requests``, ``Responses``: whatever was ready when the link's writer woke), so
+a frame's fixed costs — a header, a decode, a wake-up — are paid per batch, not per
+message. Frames are a tagged union: a new kind of frame is one more tagged Struct in
+``Frame``."""
 
 from __future__ import annotations
 
@@ -9,13 +14,13 @@ import functools
 import hashlib
 import hmac
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import trio
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Message
+from perkamo.program.json_walk import JsonObject
 
 MAX_FRAME = 16 * 1024 * 1024
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -48,7 +53,7 @@ class WireError(msgspec.Struct):
 
     code: str
     message: str
-    details: list[dict[str, Any]] | None = None
+    details: list[JsonObject] | None = None
     retry_after: int | None = None
 
 
@@ -58,7 +63,72 @@ class Response(msgspec.Struct, tag="response"):
     error: WireError | None = None
 
 
-Frame = Challenge | Hello | Welcome | Request | Response
+class Subscribe(msgspec.Struct, tag="subscribe"):
+    """A live stream on the sending member watches a profile this member owns."""
+
+    id: int
+    space_id: int
+    user_id: str
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe"):
+    id: int
+
+
+class Push(msgspec.Struct, tag="push"):
+    """A committed change of a watched profile (its stream's ``event: change``)."""
+
+    id: int
+    version: int
+    change: msgspec.Raw
+
+
+class Resnapshot(msgspec.Struct, tag="resnapshot"):
+    """Changes were dropped (the link fell behind): the stream sends a fresh profile."""
+
+    id: int
+
+
+class Ended(msgspec.Struct, tag="ended"):
+    """The profile left this member (its shard moved): subscribe again where it is."""
+
+    id: int
+
+
+class Charge(msgspec.Struct, tag="charge"):
+    """Take a token from a customer's browser bucket, which lives at the profile's owner."""
+
+    id: int
+    bucket: str
+    per_second: float
+    burst: int
+
+
+class Charged(msgspec.Struct, tag="charged"):
+    id: int
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int
+
+
+class Requests(msgspec.Struct, tag="requests"):
+    """Requests sent together (each answered on its own, by id)."""
+
+    items: list[Request]
+
+
+class Responses(msgspec.Struct, tag="responses"):
+    """Answers ready together."""
+
+    items: list[Response]
+
+
+Frame = (
+    Challenge | Hello | Welcome | Request | Response | Requests | Responses | Subscribe
+    | Unsubscribe | Push | Resnapshot | Ended | Charge | Charged
+)  # fmt: skip
 _frames = msgspec.json.Decoder(Frame, float_hook=Decimal)
 
 
@@ -82,7 +152,7 @@ def encode_answer(answer: object) -> Response:
     return Response(0, msgspec.Raw(_encoder.encode(answer)))
 
 
-def decode_answer(response: Response, answer_type: Any) -> object:
+def decode_answer(response: Response, answer_type: object) -> object:
     """What ``encode_answer`` sent, as ``answer_type`` (the command's) or its refusal."""
     if response.error is not None:
         wire = response.error
@@ -92,7 +162,7 @@ def decode_answer(response: Response, answer_type: Any) -> object:
 
 
 @functools.cache
-def _answers(answer_type: Any) -> msgspec.json.Decoder[Any]:
+def _answers(answer_type: object) -> msgspec.json.Decoder[object]:
     return msgspec.json.Decoder(answer_type, float_hook=Decimal)
 
 

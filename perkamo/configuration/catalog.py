@@ -4,17 +4,12 @@ activation is a hint that may be missed)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
-
 from perkamo.program import EMPTY_PROGRAM, Program, compile_program
 from perkamo.settings import CACHE_RELOAD_SECONDS
 from storage import Database
 from storage import config as config_store
 from storage.cache import SharedCache
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 
 def load_program(conn: Conn, space_id: int) -> Program:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import trio
@@ -11,16 +10,17 @@ import trio
 from perkamo.configuration.catalog import ProgramCatalog
 from perkamo.configuration.versions import store
 from perkamo.program import MODULES
+from perkamo.program.json_walk import JsonObject
 from storage import Database
 from storage import config as config_store
 
 
-def demo_program() -> tuple[str, dict[str, Any]]:
+def demo_program() -> tuple[str, JsonObject]:
     """The demo program (``shared/demo/program``, shipped in ``perkamo/demo``): its version
     label and module → body. The product, the tests and the bench all load it here."""
     from importlib import resources
 
-    bodies: dict[str, Any] = {}
+    bodies: JsonObject = {}
     version = ""
     decoder = msgspec.json.Decoder(float_hook=Decimal)
     for module in MODULES:

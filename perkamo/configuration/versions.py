@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import psycopg
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.program import (
@@ -23,10 +20,10 @@ from perkamo.program import (
     parse_module,
 )
 from perkamo.program.canonical import FORM, checksum
+from perkamo.program.json_walk import JsonObject
 from storage import config as config_store
 from storage import console as audit_log
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 
 def invalid_config(exc: InvalidConfig) -> PerkamoError:
@@ -51,7 +48,7 @@ def store(
     conn: Conn,
     space_id: int,
     version: str,
-    bodies: dict[str, Any],
+    bodies: JsonObject,
     active: bool,
     prefix: str,
     actor: str | None = None,
@@ -96,7 +93,7 @@ def _audit_activation(
 
 
 def _existing_versions(
-    conn: Conn, space_id: int, version: str, bodies: dict[str, Any]
+    conn: Conn, space_id: int, version: str, bodies: JsonObject
 ) -> dict[str, config_store.ConfigVersion | None]:
     """The stored versions of this label; raises version_conflict when one has another
     body (compared in the canonical form its checksum was computed in)."""
@@ -117,7 +114,7 @@ def _validate(
     conn: Conn,
     space_id: int,
     version: str,
-    bodies: dict[str, Any],
+    bodies: JsonObject,
     active: bool,
     paths: dict[str, str],
 ) -> Program | None:

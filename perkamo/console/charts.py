@@ -9,6 +9,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from perkamo.program.json_walk import JsonObject
+
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 12, 36  # margins for the axes' labels
 
@@ -27,10 +29,10 @@ class Chart:
     kind: str  # "line" | "bars"
     width: int = WIDTH
     height: int = HEIGHT
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    bars: list[dict[str, Any]] = field(default_factory=list)
-    x_ticks: list[dict[str, Any]] = field(default_factory=list)
-    y_ticks: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[JsonObject] = field(default_factory=list)
+    bars: list[JsonObject] = field(default_factory=list)
+    x_ticks: list[JsonObject] = field(default_factory=list)
+    y_ticks: list[JsonObject] = field(default_factory=list)
     legend: list[str] = field(default_factory=list)
     x_label: str = ""
     y_label: str = ""

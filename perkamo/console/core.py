@@ -1,5 +1,5 @@
 """The console's request cycle: routing, sessions, CSRF and origin checks, roles, the
-security headers, and rendering (CONSOLE.md).
+security headers, and rendering (docs/operations.md (the console)).
 
 Every console request passes here: a page needs a live session (else the login page);
 every POST needs the session's CSRF token and a same-origin request; a mutation needs the
@@ -28,6 +28,7 @@ from quart import Request, Response
 from perkamo.console import security
 from perkamo.errors import PerkamoError
 from perkamo.http.router import decode_segment
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.runtime import Runtime
 from storage import console as store
@@ -71,7 +72,7 @@ class Page:
     query: dict[str, str]
     form: dict[str, str] = field(default_factory=dict)
     space: SpaceRecord | None = None
-    flash: dict[str, Any] = field(default_factory=dict)
+    flash: JsonObject = field(default_factory=dict)
 
     @property
     def operator(self) -> str:
@@ -102,7 +103,7 @@ class Page:
         """Post → redirect → get: what the next page shows once (a notice, an error, the
         problems by field, the form as typed) is kept with the session, never put in the
         URL, where anyone could write an official-looking banner."""
-        flash: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+        flash: JsonObject = {k: v for k, v in extra.items() if v is not None}
         if notice:
             flash["notice"] = notice
         if error:

@@ -10,15 +10,13 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from perkamo.configuration import versions
 from perkamo.console.trial import candidate
 from perkamo.errors import PerkamoError
 from perkamo.program import InvalidConfig, parse_module
 from storage import console as audit_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 _ITEM = re.compile(r"^(\w+\.(\w+))\[(\d+)\]")
 MAX_ROUNDS = 25
 

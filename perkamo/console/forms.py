@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from perkamo.program.json_walk import JsonObject
+
 CONDITION_ROWS = 4
 AWARD_ROWS = 3
 OPS = {
@@ -98,7 +100,7 @@ def _decoded(text: str) -> Any:
         return text
 
 
-def rule_fields(rule: dict[str, Any]) -> dict[str, str]:
+def rule_fields(rule: JsonObject) -> dict[str, str]:
     """A rule as form fields (the form's starting values)."""
     fields = {
         k: str(rule.get(k) or "")
@@ -125,10 +127,10 @@ def _json(value: Any) -> str:
     return _encoder.encode(value).decode()
 
 
-def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[JsonObject, dict[str, str]]:
     """A rule from the form, and every problem by field (the validator adds its own)."""
     b = Builder(form)
-    rule: dict[str, Any] = {
+    rule: JsonObject = {
         "key": b.text("key", required=True),
         "name": b.text("name", required=True),
         "event": b.text("event", required=True),
@@ -142,7 +144,7 @@ def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any],
             continue
         if not path.startswith(("context.", "traits.")):
             b.problems[f"conditions_{i}_path"] = "begins with context. or traits."
-        condition: dict[str, Any] = {"path": path, "op": op}
+        condition: JsonObject = {"path": path, "op": op}
         if op not in ("exists", "not_exists"):
             condition["value"] = b.value(f"conditions_{i}_value", op)
         conditions.append(condition)
@@ -160,7 +162,7 @@ def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any],
             )
         if (amount is None) == (not formula) and f"award_{i}_amount" not in b.problems:
             b.problems[f"award_{i}_amount"] = "an amount or a formula (one of them)"
-        award: dict[str, Any] = {"wallet": wallet}
+        award: JsonObject = {"wallet": wallet}
         if amount is not None:
             award["amount"] = amount
         if formula:
@@ -183,7 +185,7 @@ def build_rule(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any],
     return rule, b.problems
 
 
-def rule_words(rule: dict[str, Any], wallet_names: dict[str, str]) -> dict[str, str]:
+def rule_words(rule: JsonObject, wallet_names: dict[str, str]) -> dict[str, str]:
     """A rule in words for the list: conditions, award, limits, window."""
     conditions = [
         f"{c['path']} {OPS.get(c['op'], c['op'])}"
@@ -214,7 +216,7 @@ def rule_words(rule: dict[str, Any], wallet_names: dict[str, str]) -> dict[str, 
     }
 
 
-def wallet_fields(item: dict[str, Any]) -> dict[str, str]:
+def wallet_fields(item: JsonObject) -> dict[str, str]:
     fields = {
         k: str(item.get(k) if item.get(k) is not None else "")
         for k in ("key", "name", "description", "precision", "pending_days")
@@ -227,9 +229,9 @@ def wallet_fields(item: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
-def build_wallet(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def build_wallet(form: dict[str, str]) -> tuple[JsonObject, dict[str, str]]:
     b = Builder(form)
-    item: dict[str, Any] = {
+    item: JsonObject = {
         "key": b.text("key", required=True),
         "name": b.text("name", required=True),
     }
@@ -255,7 +257,7 @@ def build_wallet(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     return item, b.problems
 
 
-def reward_fields(item: dict[str, Any]) -> dict[str, str]:
+def reward_fields(item: JsonObject) -> dict[str, str]:
     cost = item.get("cost") or {}
     requires = item.get("requires") or {}
     limits = item.get("limits") or {}
@@ -274,9 +276,9 @@ def reward_fields(item: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def build_reward(form: dict[str, str], wallets: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+def build_reward(form: dict[str, str], wallets: set[str]) -> tuple[JsonObject, dict[str, str]]:
     b = Builder(form)
-    item: dict[str, Any] = {
+    item: JsonObject = {
         "key": b.text("key", required=True),
         "name": b.text("name", required=True),
     }

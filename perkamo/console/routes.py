@@ -1,5 +1,5 @@
-"""Every console URL (CONSOLE.md's table) and its view; ``mutates`` marks the admin-only
-POSTs (the tests check every one refuses a viewer)."""
+"""Every console URL (docs/operations.md (the console)'s table) and its view; ``mutates`` marks the
+admin-only POSTs (the tests check every one refuses a viewer)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from perkamo.console.core import Page, Route, redirect, url
 from perkamo.console.views import (
     analytics,
     auth,
+    browser_keys,
     customers,
     events,
     operations,
@@ -39,6 +40,8 @@ ROUTES: list[Route] = [
     Route("POST", S + "/keys", spaces.create_key, mutates=True),
     Route("POST", S + "/keys/{key_id}/rotate", spaces.rotate_key, mutates=True),
     Route("POST", S + "/keys/{key_id}/revoke", spaces.revoke_key, mutates=True),
+    Route("POST", S + "/browser-keys", browser_keys.create, mutates=True),
+    Route("POST", S + "/browser-keys/{key_id}/revoke", browser_keys.revoke, mutates=True),
     Route("GET", S + "/events", events.events),
     Route("GET", S + "/live", events.tail),
     Route("GET", S + "/events/{transaction_id}", events.event),

@@ -1,5 +1,5 @@
 """Operators' passwords, sessions, CSRF tokens, login throttling and the console's headers
-(CONSOLE.md, "Operators and sessions")."""
+(docs/operations.md (the console), "Operators and sessions")."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import hashlib
 import hmac
 import math
 import secrets
-from typing import Any
 
-import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from storage import login_attempts
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 ROLES = ("admin", "viewer")
 SESSION_COOKIE = "perkamo_console"

@@ -1,7 +1,7 @@
 """ "Try an event" on a form that is not saved: the event evaluated on a customer's committed
 state (or a new customer's) with the active program and with the program the form would
-make, side by side, in words and numbers. Nothing is written (API.md §7's simulate, run
-twice on the same state)."""
+make, side by side, in words and numbers. Nothing is written (docs/api.md (trying a program)'s
+simulate, run twice on the same state)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from perkamo.configuration.versions import invalid_config
 from perkamo.errors import PerkamoError
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import MODULES, InvalidConfig, Program, compile_program
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 from perkamo.trials.simulate import SimulatedEvent, simulate
 from storage import config as config_store
@@ -45,7 +46,7 @@ class Trial:
     differences: list[str]
 
 
-def parse_context(text: str) -> dict[str, Any]:
+def parse_context(text: str) -> JsonObject:
     """The context as typed (a JSON object); raises ValueError with the reason."""
     try:
         value = _decoder.decode((text or "{}").encode())
@@ -56,7 +57,7 @@ def parse_context(text: str) -> dict[str, Any]:
     return value
 
 
-def candidate(conn: Any, space_id: int, bodies: dict[str, Any], label: str) -> Program:
+def candidate(conn: Any, space_id: int, bodies: JsonObject, label: str) -> Program:
     """The active program with ``bodies`` (module → body, unsaved) in place, validated as on
     activation. Raises PerkamoError (invalid_config with every problem's path)."""
     current = {r.module: (r.version, r.body) for r in config_store.active_versions(conn, space_id)}
@@ -73,7 +74,7 @@ async def try_event(
     draft: Program,
     user_id: str,
     event: str,
-    context: dict[str, Any],
+    context: JsonObject,
 ) -> Trial:
     active = await runtime.programs.get(space_id)
     snapshot = Snapshot.from_row(None)

@@ -12,8 +12,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
 from perkamo.console import ROUTES, Console
+from perkamo.http import client_edge
+from perkamo.http.demo_page import DemoPage
 from perkamo.http.edge import MAX_BODY_BYTES, Observability, handle
 from perkamo.http.routes import build_router
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -28,9 +31,7 @@ class _EveryRequest:
     def __init__(self, rule: Rule) -> None:
         self._rule = rule
 
-    def match(
-        self, *args: Any, return_rule: bool = False, **kwargs: Any
-    ) -> tuple[Any, dict[str, Any]]:
+    def match(self, *args: Any, return_rule: bool = False, **kwargs: Any) -> tuple[Any, JsonObject]:
         return (self._rule if return_rule else self._rule.endpoint), {}
 
 
@@ -43,7 +44,8 @@ class _App(QuartTrio):
     url_map_class = _CatchAllMap
 
 
-def create_app(runtime: Runtime, metrics: Observability) -> QuartTrio:
+def create_app(runtime: Runtime, metrics: Observability, demo: DemoPage | None = None) -> QuartTrio:
+    """``demo``: ``perkamo serve --demo`` also serves the live widget's page (/demo/)."""
     app = _App("perkamo")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # The connection sweeper bounds a request's arrival (connections.py); Quart's own body
@@ -56,6 +58,12 @@ def create_app(runtime: Runtime, metrics: Observability) -> QuartTrio:
         raw = request.scope.get("raw_path") or b"/"
         if raw == b"/console" or raw.startswith(b"/console/"):
             return await console.handle(request)
+        if raw.startswith(
+            b"/v1/client/"
+        ):  # browser calls: tokens and CORS (docs/api.md "The browser half")
+            return await handle(runtime, metrics, router, request, client_edge.dispatch)
+        if demo is not None and demo.serves(raw):
+            return await demo.handle(request)
         return await handle(runtime, metrics, router, request)
 
     app.add_url_rule(
@@ -66,6 +74,6 @@ def create_app(runtime: Runtime, metrics: Observability) -> QuartTrio:
     async def refused_by_quart(exc: HTTPException) -> Response:
         # Quart's own router refuses what our raw-path router may accept (an encoded control
         # character in a user id, an unusual method): let the edge decide, as for any request.
-        return await handle(runtime, metrics, router, request)
+        return await dispatch()
 
     return app

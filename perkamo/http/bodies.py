@@ -1,4 +1,5 @@
-"""Request bodies: one msgspec Struct per wire shape, plus the field rules of API.md §3.
+"""Request bodies: one msgspec Struct per wire shape, plus the field rules of docs/api.md (field
+limits).
 
 Decoding is two-phase, matching the documented order of checks: raw bytes → JSON value
 (``invalid_json``), then the tenant check, then JSON value → Struct (``validation_error``).
@@ -9,8 +10,8 @@ valid body — the common case — then costs one pass in C instead of two. Any 
 back to the two phases, which find the documented error; the checks msgspec cannot express
 (tenants, nesting, sizes, reserved keys, timestamps) run on both paths alike.
 
-One module on purpose (just over 450 lines): every wire shape and its field rules in one
-place, in the order API.md §3 lists them.
+The operator endpoints' bodies (configuration, simulate, back-tests) are in
+``admin_bodies.py``, with the same rules.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.conform import conform, has_numbers
-from perkamo.program.json_walk import walk
+from perkamo.program.json_walk import JsonObject, walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
+
+if TYPE_CHECKING:
+    from perkamo.http.admin_bodies import SimulateEventBody
 
 MAX_OBJECT_BYTES = 16 * 1024
 MAX_DEPTH = 8
@@ -61,10 +65,10 @@ _json_decoder = msgspec.json.Decoder(float_hook=_number)
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
-# The field rules of API.md §3 as msgspec constraints: enforced on decoding and published in
-# the OpenAPI document. Patterns are written out as explicit character classes so that the
-# published (ECMA) regex and Python's agree; _exact() below refuses what a regex anchored
-# with ``$`` lets through in Python (a trailing newline).
+# The field rules of docs/api.md (field limits) as msgspec constraints: enforced on decoding and
+# published in the OpenAPI document. Patterns are written out as explicit character classes so that
+# the published (ECMA) regex and Python's agree; exact() below refuses what a regex anchored with
+# ``$`` lets through in Python (a trailing newline).
 _CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
 _SPACE = (  # what str.isspace() calls whitespace
     "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"
@@ -76,7 +80,7 @@ EventName = Annotated[str, Meta(min_length=1, max_length=128, pattern=f"^[^{_CON
 RewardKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=f"^[^{_CONTROL}{_SPACE}]*$")]
 TransactionId = Annotated[str, Meta(min_length=1, max_length=256, pattern="^[^\\x00]*$")]
 # An optional JSON object; PHP encodes an empty one as ``[]``, so an empty list is accepted.
-JsonObject = dict[str, Any] | Annotated[list[Any], Meta(max_length=0)] | None
+OptionalObject = JsonObject | Annotated[list[Any], Meta(max_length=0)] | None
 Timestamp = Annotated[
     str, Meta(description="RFC 3339 with a zone, e.g. 2026-06-01T10:00:00.000Z", min_length=1)
 ]
@@ -84,7 +88,7 @@ Timestamp = Annotated[
 
 class IdentifyBody(msgspec.Struct):
     user_id: UserId
-    traits: JsonObject = None
+    traits: OptionalObject = None
     tenant: Slug | None = None
     space: Slug | None = None
 
@@ -93,7 +97,7 @@ class EventBody(msgspec.Struct):
     user_id: UserId
     event: EventName
     transaction_id: TransactionId
-    context: JsonObject = None
+    context: OptionalObject = None
     occurred_at: Timestamp | None = None
     tenant: Slug | None = None
     space: Slug | None = None
@@ -103,7 +107,7 @@ class RedeemBody(msgspec.Struct):
     user_id: UserId
     reward_key: RewardKey
     transaction_id: TransactionId
-    context: JsonObject = None
+    context: OptionalObject = None
     tenant: Slug | None = None
     space: Slug | None = None
 
@@ -183,7 +187,7 @@ class EventInput(msgspec.Struct, frozen=True):
     user_id: str
     event: str
     transaction_id: str
-    context: dict[str, Any]
+    context: JsonObject
     occurred_at: datetime | None
 
 
@@ -208,7 +212,7 @@ def decode_json(body: bytes) -> Any:
         raise validation_failed("", "JSON nesting is too deep") from None
 
 
-def _nul_path(value: Any) -> str | None:
+def _nul_path(value: object) -> str | None:
     """The path of the first string holding U+0000, or of the object whose key holds one
     (the key itself is unprintable)."""
     for path, key, item in walk(value):
@@ -219,7 +223,7 @@ def _nul_path(value: Any) -> str | None:
     return None
 
 
-def _convert(value: Any, shape: type[T], prefix: str) -> T:
+def convert(value: object, shape: type[T], prefix: str) -> T:
     try:
         return msgspec.convert(conform(value, shape), shape)
     except msgspec.ValidationError as exc:
@@ -227,7 +231,7 @@ def _convert(value: Any, shape: type[T], prefix: str) -> T:
         raise validation_failed(path.lstrip("."), message) from None
 
 
-def _exact(value: str, path: str) -> str:
+def exact(value: str, path: str) -> str:
     """The published patterns end in ``$``, which in Python also matches before a final
     newline, so msgspec lets exactly that through (a newline is never allowed): refuse it."""
     if value.endswith("\n"):
@@ -237,10 +241,10 @@ def _exact(value: str, path: str) -> str:
 
 def check_user_id(value: str, path: str = "user_id") -> str:
     """A user id from the path (bodies get the same rules from their Struct)."""
-    return _exact(_convert(value, UserId, path), path)
+    return exact(convert(value, UserId, path), path)
 
 
-def _too_deep(value: Any, depth: int) -> bool:
+def _too_deep(value: object, depth: int) -> bool:
     """Nesting deeper than MAX_DEPTH (the object itself is depth 1)."""
     if isinstance(value, dict):
         return depth > MAX_DEPTH or any(_too_deep(v, depth + 1) for v in value.values())
@@ -250,8 +254,8 @@ def _too_deep(value: Any, depth: int) -> bool:
 
 
 def check_object(
-    value: dict[str, Any] | list[Any] | None, path: str, body_size: int | None = None
-) -> dict[str, Any]:
+    value: JsonObject | list[Any] | None, path: str, body_size: int | None = None
+) -> JsonObject:
     """An optional JSON object; ``null`` and ``[]`` (PHP's empty array; a longer list is
     refused by the Struct) mean ``{}``. U+0000 was refused when the body was decoded.
     ``body_size``: the size of the request body it came from, when known."""
@@ -275,7 +279,7 @@ def check_tenants(named: list[str], slug: str) -> None:
             )
 
 
-def tenants_named(value: Any) -> list[str]:
+def tenants_named(value: object) -> list[str]:
     """The Space slugs a body names (``tenant`` / ``space``), if any: a raw JSON value or
     a decoded body Struct."""
     if isinstance(value, msgspec.Struct):
@@ -286,52 +290,58 @@ def tenants_named(value: Any) -> list[str]:
 
 
 def decode_body(
-    raw: bytes, shape: type[U], named: list[str], slug: str, fast_shape: Any = None
-) -> U:
+    raw: bytes, shape: type, named: list[str], slug: str, fast_shape: type | None = None
+) -> object:
     """A request body decoded once into its route's Struct, in the documented order of
     checks: JSON (``invalid_json``), then the Spaces it names (``tenant_mismatch``, with
     ``named`` from the query), then its schema (``validation_error``). A valid body — the
     common case — takes one pass in C (``typed``); anything else the two phases."""
     fast = _fast(fast_shape or shape)
-    body: U | None = fast(raw) if fast is not None else None
+    body = fast(raw) if fast is not None else None
     if body is not None:
         check_tenants(named + tenants_named(body), slug)
         return body
     value = decode_json(raw)
     check_tenants(named + tenants_named(value), slug)
-    decoded: U = _convert(value, shape, "")
-    return decoded
+    return convert(value, shape, "")
+
+
+def decode_as(raw: bytes, shape: type[U], slug: str) -> U:
+    """``decode_body`` into exactly ``shape`` (for a body built by the console or the CLI)."""
+    body = decode_body(raw, shape, [], slug)
+    assert isinstance(body, shape)
+    return body
 
 
 @functools.cache
-def _fast(shape: Any) -> Callable[[bytes], Any] | None:
+def _fast(shape: type) -> Callable[[bytes], object] | None:
     """The one-pass decoder of ``shape``, unless it has number fields: msgspec would take a
     numeric string for a Decimal there, which ``conform`` refuses on the two-phase path."""
     return None if has_numbers(shape) else typed(shape)
 
 
-def identify_input(body: IdentifyBody) -> tuple[str, dict[str, Any]]:
-    return _exact(body.user_id, "user_id"), check_object(body.traits, "traits")
+def identify_input(body: IdentifyBody) -> tuple[str, JsonObject]:
+    return exact(body.user_id, "user_id"), check_object(body.traits, "traits")
 
 
-def event_input(value: Any, prefix: str = "", body_size: int | None = None) -> EventInput:
+def event_input(value: object, prefix: str = "", body_size: int | None = None) -> EventInput:
     """Validate one event body (``prefix`` like ``events[3].`` inside a batch): a raw JSON
     value, or an EventBody the fast path decoded."""
     if isinstance(value, EventBody):
         body = value
     else:
-        body = _convert(value, EventBody, prefix.rstrip("."))
-    _exact(body.user_id, prefix + "user_id")
-    context, occurred_at = _event_fields(body, prefix, body_size)
+        body = convert(value, EventBody, prefix.rstrip("."))
+    exact(body.user_id, prefix + "user_id")
+    context, occurred_at = event_fields(body, prefix, body_size)
     return EventInput(body.user_id, body.event, body.transaction_id, context, occurred_at)
 
 
-def _event_fields(
+def event_fields(
     body: EventBody | SimulateEventBody, prefix: str, body_size: int | None
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[JsonObject, datetime | None]:
     """The checks every event gets beyond its Struct: the event key, the context (object,
     nesting, size, reserved keys) and ``occurred_at`` (RFC 3339 with a zone)."""
-    _exact(body.event, prefix + "event")
+    exact(body.event, prefix + "event")
     context = check_object(body.context, prefix + "context", body_size)
     for key in context:
         if key.casefold() in RESERVED_CONTEXT_KEYS:
@@ -349,81 +359,16 @@ def _event_fields(
     return context, occurred_at
 
 
-class SimulateEventBody(msgspec.Struct):
-    """An event to simulate: the fields of EventBody, ``transaction_id`` optional (ignored)."""
-
-    event: EventName
-    transaction_id: TransactionId | None = None
-    context: JsonObject = None
-    occurred_at: Timestamp | None = None
-    user_id: UserId | None = None  # the profile is the request's; ignored here
-    tenant: Slug | None = None
-    space: Slug | None = None
-
-
-class SimulateBody(msgspec.Struct):
-    events: Annotated[
-        list[Any],
-        Meta(
-            description="1 to 100 items, each a SimulateEventBody, applied in order",
-            extra_json_schema={"minItems": 1, "maxItems": 100},
-        ),
-    ]
-    user_id: UserId | None = None
-    program: dict[str, Version] | None = None
-    tenant: Slug | None = None
-    space: Slug | None = None
-
-
-class BacktestBody(msgspec.Struct):
-    program: dict[str, Version] = {}
-    from_: Timestamp | None = msgspec.field(default=None, name="from")
-    to: Timestamp | None = None
-    tenant: Slug | None = None
-    space: Slug | None = None
-
-
-def backtest_input(body: BacktestBody) -> tuple[dict[str, str], datetime | None, datetime | None]:
-    """(module -> version, from, to); ``from`` after ``to`` is refused."""
-    bounds: list[datetime | None] = []
-    for path, text in (("from", body.from_), ("to", body.to)):
-        try:
-            bounds.append(None if text is None else parse_rfc3339(text))
-        except ValueError as exc:
-            raise validation_failed(path, str(exc)) from None
-    start, end = bounds
-    if start is not None and end is not None and start > end:
-        raise validation_failed("to", "must not be before from")
-    return dict(body.program), start, end
-
-
-def simulate_input(
-    body: SimulateBody, body_size: int | None = None
-) -> list[tuple[SimulateEventBody, dict[str, Any], datetime | None]]:
-    """The request's events, each validated like ``POST /v1/events`` (paths
-    ``events[i].…``); raises for 0 or more than 100 events."""
-    if body.user_id is not None:
-        _exact(body.user_id, "user_id")
-    if not 1 <= len(body.events) <= MAX_BATCH:
-        raise validation_failed("events", f"1 to {MAX_BATCH} events, got {len(body.events)}")
-    events = []
-    for index, item in enumerate(body.events):
-        prefix = f"events[{index}]."
-        event = _convert(item, SimulateEventBody, prefix.rstrip("."))
-        events.append((event, *_event_fields(event, prefix, body_size)))
-    return events
-
-
-def redeem_input(body: RedeemBody) -> tuple[str, str, str, dict[str, Any]]:
+def redeem_input(body: RedeemBody) -> tuple[str, str, str, JsonObject]:
     """(user_id, reward_key, transaction_id, context) of a redemption request."""
-    _exact(body.user_id, "user_id")
-    _exact(body.reward_key, "reward_key")
+    exact(body.user_id, "user_id")
+    exact(body.reward_key, "reward_key")
     return body.user_id, body.reward_key, body.transaction_id, check_object(body.context, "context")
 
 
 def adjust_input(body: AdjustBody) -> AdjustBody:
-    _exact(body.user_id, "user_id")
-    _exact(body.wallet, "wallet")
+    exact(body.user_id, "user_id")
+    exact(body.wallet, "wallet")
     if not body.amount.is_finite():
         raise validation_failed("amount", "must be a finite decimal")
     return body
@@ -431,7 +376,7 @@ def adjust_input(body: AdjustBody) -> AdjustBody:
 
 def check_transaction_id(value: str, path: str = "transaction_id") -> str:
     """A transaction id from the path (bodies get the same rules from their Struct)."""
-    return _convert(value, TransactionId, path)
+    return convert(value, TransactionId, path)
 
 
 def batch_items(body: BatchBody | TypedBatch) -> BatchBody | TypedBatch:
@@ -444,34 +389,3 @@ def batch_items(body: BatchBody | TypedBatch) -> BatchBody | TypedBatch:
             f"A batch holds at most {MAX_BATCH} events; got {len(body.events)}.",
         )
     return body
-
-
-# -- configuration uploads -------------------------------------------------------------
-
-
-class ModuleUpload(msgspec.Struct):
-    """``POST /v1/admin/config/{module}``: one module body under a version label."""
-
-    version: Version
-    body: dict[str, Any]
-    active: bool = True
-    tenant: Slug | None = None
-    space: Slug | None = None
-
-
-class ModulesUpload(msgspec.Struct):
-    """``POST /v1/admin/config``: several module bodies (module → body) under one version."""
-
-    version: Version
-    modules: Annotated[dict[str, dict[str, Any]], Meta(min_length=1)]
-    active: bool = True
-    tenant: Slug | None = None
-    space: Slug | None = None
-
-
-def envelope(value: Any, shape: type[U]) -> U:
-    try:
-        return msgspec.convert(conform(value, shape), shape)
-    except msgspec.ValidationError as exc:
-        path, message = describe(exc, "")
-        raise validation_failed(path.lstrip("."), message) from None

@@ -1,5 +1,5 @@
 """The HTTP edge: every request passes these checks in the documented order
-(API.md §5): route → body size → API key → signature → scope → content type → JSON →
+(docs/api.md (errors)): route → body size → API key → signature → scope → content type → JSON →
 tenant; then the route's handler runs (schema, idempotency, business rules)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -30,14 +30,14 @@ from storage.spaces import KeyRecord
 from storage.thread_calls import deadline_at
 
 B = TypeVar("B", covariant=True)  # a Call only ever hands its body out
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)  # a Result only ever hands its body out
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("perkamo.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json\Z")
 # The work of a request (its storage calls, its wait for the actor) ends this long before
-# its 5 s are up, so that the answer itself still leaves in time (API.md "Timeouts").
+# its 5 s are up, so that the answer itself still leaves in time (docs/api.md "Timeouts").
 ANSWER_MARGIN = 0.1
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -65,10 +65,11 @@ class Result(Generic[T]):
 
     body: T | msgspec.Raw
     status: int = 200
+    headers: dict[str, str] | None = None  # beyond the usual (cache-control, …)
 
 
 def json_response(
-    status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None
+    status: int, payload: object, request_id: str, headers: dict[str, str] | None = None
 ) -> Response:
     response = Response(_encoder.encode(payload), status=status, content_type="application/json")
     response.headers["x-perkamo-request-id"] = request_id
@@ -118,13 +119,21 @@ class Plain:
     metrics: Observability
 
 
+Dispatch = Callable[["Plain", Router, Request, "_Trace"], Awaitable[Response]]
+
+
 async def handle(
-    runtime: Runtime, metrics: Observability, router: Router, request: Request
+    runtime: Runtime,
+    metrics: Observability,
+    router: Router,
+    request: Request,
+    dispatch: Dispatch | None = None,
 ) -> Response:
-    """Dispatch one request; every response is measured and logged (never the key or body)."""
+    """Dispatch one request (``dispatch``: another edge's, the browser calls'); every
+    response is measured and logged (never a key, a token or a body)."""
     started = time.perf_counter()
     trace = _Trace()
-    response = await _dispatch(Plain(runtime, metrics), router, request, trace)
+    response = await (dispatch or _dispatch)(Plain(runtime, metrics), router, request, trace)
     elapsed = time.perf_counter() - started
     metrics.observe(trace.route, response.status_code, elapsed, trace.code)
     access_log.info(
@@ -180,7 +189,7 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
                 Code.INSUFFICIENT_SCOPE, f"This API key lacks the {route.scope} scope."
             )
         named = request.args.getlist("tenant") + request.args.getlist("space")
-        body = None
+        body: object = None
         if route.request is not None:
             _check_content_type(request.headers.get("content-type"))
             _check_content_encoding(request.headers.get("content-encoding"))
@@ -199,14 +208,18 @@ async def _dispatch(plain: Plain, router: Router, request: Request, trace: _Trac
 
 
 def _respond(
-    result: Result[Any], request_id: str, headers: dict[str, str] | None = None
+    result: Result[object], request_id: str, headers: dict[str, str] | None = None
 ) -> Response:
     body = result.body
     if isinstance(body, RawBody):
         raw = Response(body.body, status=result.status, content_type=body.content_type)
         raw.headers["x-perkamo-request-id"] = request_id
+        for name, value in (result.headers or {}).items():
+            raw.headers[name] = value
         return raw
-    return json_response(result.status, result.body, request_id, headers)
+    return json_response(
+        result.status, result.body, request_id, {**(headers or {}), **(result.headers or {})}
+    )
 
 
 def _take_more(runtime: Runtime, record: KeyRecord, tokens: int) -> None:
@@ -232,12 +245,15 @@ async def _authenticate(
 
 
 async def _bounded(
-    handler: Callable[[Any], Awaitable[Any]], call: Call[Any], deadline: float, method: str
-) -> Any:
+    handler: Callable[..., Awaitable[Result[object]]],
+    call: object,  # a Call, or a browser route's ClientCall
+    deadline: float,
+    method: str,
+) -> Result[object]:
     """The handler, its storage calls and its wait for actors bound by the request's
     deadline; whatever still waits at the bound (a cache load another request began) is
     given up on, so that every answer leaves within the request timeout, however long
-    storage is gone (ARCHITECTURE.md "PostgreSQL failover")."""
+    storage is gone (docs/architecture.md "PostgreSQL failover")."""
     with deadline_at(deadline), trio.move_on_at(deadline + ANSWER_MARGIN / 2):
         return await handler(call)
     if method in _MUTATING:
@@ -350,3 +366,14 @@ def _check_content_encoding(encoding: str | None) -> None:
             "Send the body without a content encoding: only content-encoding: identity "
             "is accepted.",
         )
+
+
+# What the browser calls' edge (client_edge.py) shares with this one.
+Trace = _Trace
+route_of = _route
+check_declared_size = _check_declared_size
+read_body = _read_body
+respond = _respond
+check_content_type = _check_content_type
+bounded = _bounded
+closing = _closing

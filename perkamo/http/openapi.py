@@ -14,14 +14,17 @@ from perkamo import __version__
 from perkamo.errors import codes_by_status
 from perkamo.http.bodies import UserId
 from perkamo.http.responses import ErrorBody
+from perkamo.http.router import Route
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.schema import MODULE_TYPES
 
 _REF = "#/components/schemas/{name}"
 _DECIMAL = {"type": "string", "format": "decimal"}
 _STATUS_TEXT = {
     400: "Malformed JSON, schema violation, limit exceeded or a business rule",
-    401: "Missing, unknown or revoked API key; bad or missing signature",
-    403: "The key lacks the scope, or the body names another Space",
+    401: "Missing, unknown or revoked API key; bad or missing signature; an invalid browser token",
+    403: "The key lacks the scope, or the body names another Space; a browser call's origin, "
+    "event, token purpose or customer is not allowed",
     404: "Unknown profile, module, version, back-test, redemption or path",
     405: "The path exists but not with this method (the `allow` header lists its methods)",
     408: "The request's head and body did not arrive within the read timeout",
@@ -31,7 +34,7 @@ _STATUS_TEXT = {
     429: "Rate limit or usage limit exceeded",
     431: "The request line and headers are larger than 16 KiB",
     500: "A defect on the server's side (never details, never for committed writes)",
-    501: "A Perkamo preview feature this server does not offer",
+    501: "A transfer coding other than chunked",
     503: "Overloaded, storage unavailable or outcome unknown: retry with the same ids",
     505: "The request's HTTP version is not spoken here",
 }
@@ -40,7 +43,7 @@ _KEYED_ERRORS = (401, 403, 429, 503)
 # What any request can meet before or around its route: the wrong method, a request that
 # does not arrive in time, a head too large, a defect, an HTTP version not spoken.
 _ANY_ERRORS = (405, 408, 431, 500, 505)
-_PATH_PARAMS: dict[str, dict[str, Any]] = {
+_PATH_PARAMS: dict[str, JsonObject] = {
     "user_id": msgspec.json.schema(UserId),
     "module": {"type": "string", "enum": list(MODULE_TYPES)},
 }
@@ -51,19 +54,21 @@ _SIGNING = (
 )
 
 
-def render(routes: Sequence[Any]) -> bytes:
+def render(routes: Sequence[Route]) -> bytes:
     """The document for ``routes`` (router.Route), encoded as JSON."""
     return msgspec.json.encode(document(routes))
 
 
-def document(routes: Sequence[Any]) -> dict[str, Any]:
-    types: list[Any] = [ErrorBody, *MODULE_TYPES.values()]
+def document(routes: Sequence[Route]) -> JsonObject:
+    types: list[type] = [ErrorBody, *MODULE_TYPES.values()]
     for route in routes:
-        types += [t for t in (route.request, route.response) if _is_struct(t)]
+        types += [
+            t for t in (route.request, route.response) if isinstance(t, type) and _is_struct(t)
+        ]
     types = list(dict.fromkeys(types))
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     _link_modules(components)
-    paths: dict[str, dict[str, Any]] = {}
+    paths: dict[str, JsonObject] = {}
     for route in routes:
         path = template(route.pattern)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, path)
@@ -83,13 +88,26 @@ def document(routes: Sequence[Any]) -> dict[str, Any]:
                     "in": "header",
                     "name": "x-perkamo-api-key",
                     "description": "A Space's key; scopes are listed on each operation.",
-                }
+                },
+                "browserToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A browser token minted by POST /v1/browser-tokens.",
+                },
+                "streamToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "A stream token (purpose: stream): EventSource sends no "
+                    "headers.",
+                },
             },
         },
     }
 
 
-def _is_struct(value: Any) -> bool:
+def _is_struct(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, msgspec.Struct)
 
 
@@ -99,8 +117,8 @@ def template(pattern: str) -> str:
     return re.sub(r"\*", lambda _: f"{{p{next(count)}}}", pattern)
 
 
-def _operation(route: Any, path: str) -> dict[str, Any]:
-    operation: dict[str, Any] = {
+def _operation(route: Route, path: str) -> JsonObject:
+    operation: JsonObject = {
         "operationId": _operation_id(route.method, path),
         "summary": route.summary,
         "responses": _responses(route),
@@ -114,7 +132,14 @@ def _operation(route: Any, path: str) -> dict[str, Any]:
         }
         for name in re.findall(r"\{(\w+)\}", path)
     ]
-    if route.scope is not None:
+    if route.client is not None:
+        scheme = "streamToken" if route.client == "stream" else "browserToken"
+        operation["security"] = [{scheme: []}]
+        operation["description"] = (
+            f"A browser call: a browser token with the `{route.client}` capability, and CORS "
+            "for the origins its browser key allows."
+        )
+    elif route.scope is not None:
         operation["security"] = [{"apiKey": []}]
         operation["description"] = f"Requires an API key with the `{route.scope}` scope."
         if route.method == "GET":
@@ -145,7 +170,7 @@ def _operation_id(method: str, path: str) -> str:
     return f"{method.lower()}_{words}"
 
 
-def _responses(route: Any) -> dict[str, Any]:
+def _responses(route: Route) -> JsonObject:
     request_id = {
         "x-perkamo-request-id": {
             "required": True,
@@ -153,14 +178,15 @@ def _responses(route: Any) -> dict[str, Any]:
             "schema": {"type": "string"},
         }
     }
-    answers: dict[str, Any] = {}
+    answers: JsonObject = {}
     if route.response is not None:
         answers[str(route.success)] = {
             "description": "Accepted" if route.success == 202 else "OK",
             "headers": request_id,
             "content": _content(route.response),
         }
-        if route.request is not None and "user_id" in route.request.__struct_fields__:
+        fields = getattr(route.request, "__struct_fields__", ())
+        if "user_id" in fields:
             # A write names a profile that can then be read (schemathesis' stateful phase
             # follows these links).
             answers[str(route.success)]["links"] = {
@@ -172,7 +198,7 @@ def _responses(route: Any) -> dict[str, Any]:
     statuses = set(route.errors) | set(_ANY_ERRORS)
     if "{" in route.pattern:  # a path parameter with control characters or bad escapes
         statuses.add(400)
-    if route.scope is not None:
+    if route.scope is not None or route.client is not None:
         statuses |= set(_KEYED_ERRORS)
     for status in sorted(statuses):
         headers = dict(request_id)
@@ -190,12 +216,12 @@ def _responses(route: Any) -> dict[str, Any]:
     return answers
 
 
-def _content(shape: Any) -> dict[str, Any]:
+def _content(shape: type | str | None) -> JsonObject:
     if isinstance(shape, str):  # a media type: a page or a file, not JSON (GET /docs)
         return {shape: {"schema": {"type": "string"}}}
     if shape is str:
         return {"text/plain": {"schema": {"type": "string"}}}
-    if _is_struct(shape):
+    if isinstance(shape, type) and _is_struct(shape):
         return {"application/json": {"schema": _ref(shape)}}
     return {"application/json": {"schema": {"type": "object"}}}
 
@@ -204,7 +230,7 @@ def _ref(shape: type) -> dict[str, str]:
     return {"$ref": _REF.format(name=shape.__name__)}
 
 
-def _link_modules(components: dict[str, Any]) -> None:
+def _link_modules(components: JsonObject) -> None:
     """An upload's ``body`` (and each entry of ``modules``) is one of the six module bodies;
     the server takes them as JSON objects and validates them with those Structs."""
     bodies = [_ref(t) for t in MODULE_TYPES.values()]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from perkamo.http.responses import (
     AchievementInProgress,
@@ -32,6 +31,7 @@ from perkamo.profiles.history import HistoryEvent, HistoryRedemption
 from perkamo.program import ProfileState, Program, settle_at
 from perkamo.program.achievements import criterion_current
 from perkamo.program.amounts import number, plain, wallet_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number, level_state
 from perkamo.program.model import WalletBalance
 from perkamo.program.perks import trigger_progress
@@ -82,7 +82,7 @@ def profile_document(
 
 
 def _recent_event(e: HistoryEvent) -> RecentEvent:
-    entry = RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta)
+    entry = RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta, e.source)
     if e.reversed_at is not None:
         entry.status, entry.reversed_at = "reversed", format_rfc3339(e.reversed_at)
     return entry
@@ -145,7 +145,7 @@ def _perks(state: ProfileState, program: Program) -> list[PerkEntry]:
 
 
 def _next_perks(
-    state: ProfileState, program: Program, level: int, traits: dict[str, Any]
+    state: ProfileState, program: Program, level: int, traits: JsonObject
 ) -> list[NextPerk]:
     """Numeric triggers closest first (ties in configuration order), then the others."""
     numeric: list[tuple[Decimal, int, NextPerk]] = []
@@ -238,7 +238,7 @@ def _streaks(state: ProfileState, program: Program, now: datetime) -> list[Strea
 
 
 def _active_boosts(
-    state: ProfileState, program: Program, now: datetime, traits: dict[str, Any]
+    state: ProfileState, program: Program, now: datetime, traits: JsonObject
 ) -> list[ActiveBoost]:
     scope = {"context": {}, "traits": traits}
     result = []

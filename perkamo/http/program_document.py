@@ -4,7 +4,6 @@ metrics and usage meters."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from perkamo.http.responses import (
     Integration,
@@ -19,6 +18,7 @@ from perkamo.http.responses import (
 from perkamo.profiles.usage import Meters
 from perkamo.program import Program
 from perkamo.program.amounts import number
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import format_rfc3339
 from storage.spaces import KeyRecord
 from storage.stats import SpaceStats, WebhookHealth
@@ -32,7 +32,7 @@ def usage_document(tenant: str, meters: Meters) -> UsageResponse:
     )
 
 
-def blueprint(program: Program) -> dict[str, Any]:
+def blueprint(program: Program) -> JsonObject:
     """The active modules as configured (the PHP SDK reads ``earningRules[*].event``)."""
     bodies = program.bodies
     events = bodies.get("events", {})

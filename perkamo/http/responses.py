@@ -11,7 +11,6 @@ decimals as numbers); the OpenAPI generator documents them as ``number``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -28,6 +27,7 @@ from perkamo.profiles.answers import (
     Settled,
     Shape,
 )
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import BreakdownEntry, Delta, Skipped, Unlocked
 
 __all__ = [
@@ -73,7 +73,7 @@ class ItemError(Shape):
 class IdentifyResponse(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     created: bool
 
 
@@ -102,7 +102,7 @@ class PerkEntry(Shape):
     name: str
     description: str
     unlocked_at: str
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
 
 class Progress(Shape):
@@ -153,6 +153,7 @@ class RecentEvent(Shape):
     transaction_id: str
     occurred_at: str
     delta: list[Delta]
+    source: str  # "server", or "client": sent by a browser (docs/api.md "The browser half")
     # Only once the event is reversed (a return): "reversed", and when.
     status: str | msgspec.UnsetType = msgspec.UNSET
     reversed_at: str | msgspec.UnsetType = msgspec.UNSET
@@ -163,7 +164,7 @@ class RecentRedemption(Shape):
     transaction_id: str
     redeemed_at: str
     cost: Delta | None
-    effect: dict[str, Any] | None
+    effect: JsonObject | None
     status: str  # "redeemed" | "reversed"
     reversed_at: str | None
 
@@ -215,7 +216,7 @@ class WalletDetails(Shape):
 class ProfileDocument(Shape):
     tenant: str
     user_id: str
-    traits: dict[str, Any]
+    traits: JsonObject
     wallets: dict[str, Decimal]
     wallet_details: dict[str, WalletDetails]
     level: LevelProgress | None
@@ -232,7 +233,7 @@ class ProfileDocument(Shape):
     updated_at: str
 
 
-# -- trying a program (API.md §7) --------------------------------------------------------------
+# -- trying a program (docs/api.md (trying a program)) ---
 
 
 class SimulatedOutcome(Shape):
@@ -273,7 +274,7 @@ class BacktestDocument(Shape, rename={"from_": "from"}):
     from_: str | None
     to: str | None
     progress: BacktestProgress
-    report: dict[str, Any] | None
+    report: JsonObject | None
     error: str | None
 
 
@@ -335,7 +336,7 @@ class ProgramMetrics(Shape):
 class ProgramDocument(Shape):
     tenant: str
     space: SpaceRef
-    blueprint: dict[str, Any]  # the uploaded modules, as configured
+    blueprint: JsonObject  # the uploaded modules, as configured
     versions: dict[str, str | None]
     integration: Integration
     metrics: ProgramMetrics
@@ -377,4 +378,4 @@ class ModuleDescription(Shape):
     module: str
     active_version: str | None
     versions: list[ModuleVersion]
-    body: dict[str, Any] | None
+    body: JsonObject | None

@@ -15,12 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 
 if TYPE_CHECKING:
+    from perkamo.http.client_edge import ClientCall
     from perkamo.http.edge import Call, Plain, Result
 
 B = TypeVar("B")
@@ -34,15 +35,18 @@ class Route:
 
     method: str
     pattern: str  # e.g. "/v1/profile/{user_id}"
-    handler: Callable[[Any], Awaitable[Any]]
+    handler: Callable[..., Awaitable[Result[object]]]
     scope: str | None
     summary: str = ""
-    request: Any = None  # the body's Struct (None: no body)
-    response: Any = None  # the answer's type, or a media type (a page, a file)
+    request: type | None = None  # the body's Struct (None: no body)
+    response: type | str | None = None  # the answer's type, or a media type (a page, a file)
     errors: tuple[int, ...] = ()
     success: int = 200  # the status of a successful answer
-    cost: Callable[[Any], int] | None = None  # rate-limit tokens a body takes (default 1)
-    fast: Any = None  # a stricter shape tried first in one pass (a batch of valid events)
+    cost: Callable[..., int] | None = None  # rate-limit tokens a body takes (default 1)
+    fast: type | None = None  # a stricter shape tried first in one pass (a batch of events)
+    # A browser call (docs/api.md "The browser half"): the capability its token needs
+    # (read, events, stream); such a route takes a browser token, never an API key.
+    client: str | None = None
 
 
 def keyed(
@@ -57,7 +61,7 @@ def keyed(
     *,
     success: int = 200,
     cost: Callable[[B], int] | None = None,
-    fast: Any = None,
+    fast: type | None = None,
 ) -> Route:
     """A route for a key with ``scope``: its handler gets the key and the decoded body."""
     return Route(method, pattern, handler, scope, summary, request, response, errors, success,
@@ -74,6 +78,21 @@ def keyless(
 ) -> Route:
     """An operational route (no key, no body)."""
     return Route(method, pattern, handler, None, summary, None, response, errors)
+
+
+def client(
+    method: str,
+    pattern: str,
+    handler: Callable[[ClientCall[B]], Awaitable[Result[T]]],
+    capability: str,
+    summary: str,
+    request: type[B] | None,
+    response: type[T] | str,
+    errors: tuple[int, ...] = (),
+) -> Route:
+    """A browser route: a token with ``capability`` (read, events, stream), CORS."""
+    return Route(method, pattern, handler, None, summary, request, response, errors,
+                 client=capability)  # fmt: skip
 
 
 class Router:

@@ -6,27 +6,45 @@ from __future__ import annotations
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.http import docs_page, openapi
+from perkamo.http.admin_bodies import BacktestBody, ModulesUpload, ModuleUpload, SimulateBody
 from perkamo.http.bodies import (
     AdjustBody,
-    BacktestBody,
     BatchBody,
     EventBody,
     IdentifyBody,
-    ModulesUpload,
-    ModuleUpload,
     RedeemBody,
     ReverseBody,
-    SimulateBody,
     TypedBatch,
 )
+from perkamo.http.browser_shapes import (
+    BrowserKeyBody,
+    BrowserKeyDocument,
+    BrowserKeyList,
+    BrowserKeyPatch,
+    BrowserToken,
+    BrowserTokenBody,
+    ClientEventBody,
+    ClientProfileDocument,
+    ClientProgramDocument,
+    Jwks,
+)
 from perkamo.http.edge import Plain, RawBody, Result
-from perkamo.http.handlers import events, operations, profiles, program, rewards, support, trials
+from perkamo.http.handlers import (
+    browser,
+    client,
+    events,
+    operations,
+    profiles,
+    program,
+    rewards,
+    support,
+    trials,
+)
 from perkamo.http.responses import (
     AdjustResponse,
     BacktestDocument,
     BacktestList,
     BatchResponse,
-    ErrorBody,
     EventOutcome,
     EventReverseResponse,
     Health,
@@ -42,9 +60,9 @@ from perkamo.http.responses import (
     UsageResponse,
 )
 from perkamo.http.router import Route, Router, keyed, keyless
+from perkamo.http.router import client as browser_call
 from perkamo.program import MODULES
 
-_PREVIEW = "Not offered (a Perkamo preview feature)"
 _BODY = (400, 413, 415)  # what any JSON body can meet at the edge and in its schema
 
 # Every endpoint but the document itself (which is generated from these).
@@ -94,13 +112,36 @@ ROUTES: tuple[Route, ...] = (
     keyed("POST", "/v1/admin/events/{transaction_id}/reverse", support.reverse_event,
           "admin:support", "Reverse an event: a return (support)", ReverseBody,
           EventReverseResponse, (*_BODY, 404)),
-    *(
-        keyless(method, path, operations.not_supported, _PREVIEW, ErrorBody, (501,))
-        for method, path in [
-            ("POST", "/v1/browser-tokens"),
-            *((m, "/v1/client" + "/*" * depth) for m in ("GET", "POST") for depth in range(1, 5)),
-        ]
-    ),
+    # The browser half (docs/api.md "The browser half"): browser keys, tokens, the client API, live
+    # streams.
+    keyed("POST", "/v1/admin/browser-keys", browser.create_key, "admin:config",
+          "Create a browser key (its key is shown once)", BrowserKeyBody, BrowserKeyDocument,
+          _BODY, success=201),
+    keyed("GET", "/v1/admin/browser-keys", browser.list_keys, "admin:config",
+          "The Space's browser keys, newest first", None, BrowserKeyList),
+    keyed("PATCH", "/v1/admin/browser-keys/{browser_key_id}", browser.update_key,
+          "admin:config", "Change a browser key's policy", BrowserKeyPatch, BrowserKeyDocument,
+          (*_BODY, 404)),
+    keyed("DELETE", "/v1/admin/browser-keys/{browser_key_id}", browser.revoke_key,
+          "admin:config", "Revoke a browser key (its tokens stop working within a second)",
+          None, BrowserKeyDocument, (404,)),
+    keyed("POST", "/v1/browser-tokens", browser.mint_token, "browser:tokens",
+          "Mint a browser token for a customer your backend vouches for", BrowserTokenBody,
+          BrowserToken, _BODY),
+    keyless("GET", "/.well-known/jwks.json", browser.jwks,
+            "The public keys that verify browser tokens (JWKS)", Jwks),
+    browser_call("GET", "/v1/client/profile", client.profile, "read",
+                 "The token's customer's profile", None, ClientProfileDocument, (404,)),
+    browser_call("GET", "/v1/client/program", client.program, "read",
+                 "What a widget shows of the program", None, ClientProgramDocument),
+    browser_call("POST", "/v1/client/events", client.track, "events",
+                 "Record an event the browser key allows, for the token's customer",
+                 ClientEventBody, EventOutcome, _BODY),
+    browser_call("GET", "/v1/client/stream", client.stream, "stream",
+                 "Server-Sent Events of the customer's profile (token in the query)", None,
+                 "text/event-stream"),
+    keyless("GET", "/v1/client/perkamo-browser.js", client.script,
+            "The browser client (an ES module)", "text/javascript"),
     keyless("GET", "/healthz", operations.healthz, "The process is alive", Health),
     keyless("GET", "/readyz", operations.readyz, "Storage reachable, accepting work", Health,
             (503,)),

@@ -18,6 +18,7 @@ from perkamo.profiles.history import RECENT, RecentHistory
 from perkamo.profiles.rounds import Rounds
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.profiles.staging import Staged
+from perkamo.profiles.subscribers import Subscribers
 from perkamo.profiles.usage import UsageLedger
 from perkamo.webhooks import WebhookRegistry
 from storage import Database, GroupCommitWriter
@@ -40,6 +41,7 @@ class ProfileServices:
         webhooks: WebhookRegistry,
         deliveries_committed: Callable[[], None],
         history: RecentHistory | None = None,
+        subscribers: Subscribers | None = None,
     ) -> None:
         self.db = db
         self.loader = loader
@@ -49,6 +51,7 @@ class ProfileServices:
         self.webhooks = webhooks
         self.deliveries_committed = deliveries_committed
         self.history = history if history is not None else RecentHistory()
+        self.subscribers = subscribers if subscribers is not None else Subscribers()
 
     async def committed(self, key: ProfileKey, resident: ProfileActor | None) -> Snapshot:
         """A profile's committed snapshot: the resident actor's, or storage's (``resident``
@@ -127,6 +130,10 @@ class ProfileActor:
                 staged.recent, staged.stale_recent,
             )  # fmt: skip
         self._snapshot = staged.after
+        key = (self.space_id, self.user_id)
+        if staged.applied and staged.program and self.services.subscribers.watching(key):
+            # Committed: live streams get each change now, in commit order (never waited on).
+            self.services.subscribers.publish(key, staged.applied, staged.program)
         if staged.unit.outbox:
             self.services.deliveries_committed()
 
@@ -152,7 +159,9 @@ class ProfileActor:
             kept = history.keep(key, version, events, redemptions, adjustments, epoch)
         snap = self._snapshot
         assert snap.created_at is not None and snap.updated_at is not None
-        return ProfileView(snap.traits(), snap.state(), snap.created_at, snap.updated_at, *kept)
+        return ProfileView(
+            snap.traits(), snap.state(), snap.created_at, snap.updated_at, *kept, snap.version
+        )
 
 
 def _unit_end(messages: Sequence[AnyCommand], start: int) -> int:

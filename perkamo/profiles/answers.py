@@ -7,11 +7,11 @@ route table and OpenAPI document use these same Structs (``perkamo/http/response
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
 from perkamo.program.amounts import number
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.model import Program
 from perkamo.program.outcome import (
     BreakdownEntry,
@@ -82,7 +82,7 @@ class RedeemResponse(Shape):
     reward: RewardRef
     cost: Delta
     delta: list[Delta]
-    effect: dict[str, Any]
+    effect: JsonObject
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]
@@ -109,7 +109,7 @@ class ReversedRedemption(Shape):
     reward_key: str
     redeemed_at: str
     cost: Delta
-    effect: dict[str, Any]
+    effect: JsonObject
     status: str  # reversed
     reversed_at: str
     reason: str

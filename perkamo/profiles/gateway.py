@@ -1,6 +1,6 @@
 """The one way to a profile: ``ask(key, command) -> R`` and ``ask_many``, typed by the
 command. A command goes to the profile's mailbox here, or to the member owning its shard
-(forwarded; ARCHITECTURE.md "Several processes and nodes"), with what is left of the
+(forwarded; docs/architecture.md "Several processes and nodes"), with what is left of the
 request's deadline — never a fresh one.
 
 Answers are values: a refusal is a PerkamoError (raised by ``ask``, returned per item by
@@ -11,7 +11,7 @@ a deadline passed becomes 503 here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar, cast
 
@@ -102,18 +102,17 @@ class Gateway:
             raise classify(exc) from None
 
     def serve_forwarded(
-        self, key: ProfileKey, message: AnyCommand
-    ) -> Callable[[float], Awaitable[object]]:
-        """Admit a message another member forwarded (always here: never forwarded again);
-        returns what waits, at most the given seconds, for its answer."""
-        reply = self.submit_here(key, message)
-
-        async def answer(seconds: float) -> object:
-            deadline = trio.current_time() + seconds
-            (result,) = await self.outcomes([reply], writes=message.writes, deadline=deadline)
-            return result
-
-        return answer
+        self, items: Sequence[tuple[ProfileKey, AnyCommand]]
+    ) -> list[ServedHere | PerkamoError]:
+        """Admit messages another member forwarded (always here: never forwarded again),
+        in order: per message what tells its answer, or the 503 that refused it."""
+        out: list[ServedHere | PerkamoError] = []
+        for key, message in items:
+            try:
+                out.append(ServedHere(self, self.submit_here(key, message), message.writes))
+            except PerkamoError as exc:
+                out.append(exc.with_traceback(None))
+        return out
 
     def _forward(self, key: ProfileKey, message: AnyCommand, deadline: float) -> Pending | None:
         """The message sent to the member owning its shard; None: it is served here."""
@@ -145,10 +144,10 @@ class Gateway:
                     answers[i] = classify(exc, defect=defect)
         for i, reply in enumerate(replies):
             if answers[i] is _WAITING:
-                answers[i] = self._late(reply, writes=writes)
+                answers[i] = self.late(reply, writes=writes)
         return answers
 
-    def _late(self, reply: Pending, *, writes: bool) -> PerkamoError:
+    def late(self, reply: Pending, *, writes: bool) -> PerkamoError:
         if writes and not reply.withdraw():
             return PerkamoError(Code.OUTCOME_UNKNOWN)
         reply.withdraw()
@@ -157,3 +156,31 @@ class Gateway:
         return PerkamoError(
             Code.OVERLOADED, "The request waited too long and was not applied; retry shortly."
         )
+
+
+class ServedHere:
+    """A forwarded message admitted here (cluster/server.py's ``Admitted``): its answer is
+    told by a callback, so the owner spends no task per forwarded message."""
+
+    __slots__ = ("_gateway", "_reply", "_writes")
+
+    def __init__(self, gateway: Gateway, reply: Reply[object], writes: bool) -> None:
+        self._gateway = gateway
+        self._reply = reply
+        self._writes = writes
+
+    def when_answered(self, callback: Callable[[object], None]) -> None:
+        reply, writes = self._reply, self._writes
+
+        def settled() -> None:
+            try:
+                answer = reply.result()
+            except Exception as exc:  # an actor that failed, a closing system
+                defect = Code.OUTCOME_UNKNOWN if writes else Code.INTERNAL_ERROR
+                answer = classify(exc, defect=defect)
+            callback(answer)
+
+        reply.when_settled(settled)
+
+    def give_up(self) -> PerkamoError:
+        return self._gateway.late(self._reply, writes=self._writes)

@@ -1,6 +1,6 @@
 """The recent events and redemptions a profile document lists, kept in memory for profiles
 read lately, so that a read is answered without a query when nothing else could have
-written the profile (API.md: a read returns the committed profile).
+written the profile (docs/api.md: a read returns the committed profile).
 
 Memory answers only under an exclusivity lease: the membership task (membership.py) grants
 it for a second at a time while this process is the only live member, and a process that
@@ -20,13 +20,14 @@ import math
 from collections import OrderedDict, deque
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import trio
 
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import Delta
 from storage.adjustments import RecentAdjustment, recent_adjustments
+from storage.database import Conn
 from storage.profiles import StoredEvent, StoredRedemption, recent_events, recent_redemptions
 
 RECENT = 20  # events and redemptions a profile document lists
@@ -38,7 +39,8 @@ class HistoryEvent(msgspec.Struct):
     transaction_id: str
     occurred_at: datetime
     delta: list[Delta]
-    reversed_at: datetime | None = None  # a return (API.md §8)
+    source: str = "server"  # "client": sent by a browser (docs/api.md "The browser half")
+    reversed_at: datetime | None = None  # a return (docs/api.md "Support operations")
 
 
 class HistoryRedemption(msgspec.Struct):
@@ -46,7 +48,7 @@ class HistoryRedemption(msgspec.Struct):
     transaction_id: str
     redeemed_at: datetime
     cost: Delta | None
-    effect: dict[str, Any] | None
+    effect: JsonObject | None
     reversed_at: datetime | None = None
 
 
@@ -66,7 +68,7 @@ class _EventParts(msgspec.Struct):  # what an event's stored answer contributes
 
 class _RedemptionParts(msgspec.Struct):
     cost: Delta | None = None
-    effect: dict[str, Any] | None = None
+    effect: JsonObject | None = None
 
 
 _event_parts = msgspec.json.Decoder(_EventParts, float_hook=Decimal)
@@ -79,10 +81,14 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 def event_entry(
-    event: str, transaction_id: str, occurred_at: datetime, delta: list[Delta]
+    event: str,
+    transaction_id: str,
+    occurred_at: datetime,
+    delta: list[Delta],
+    source: str = "server",
 ) -> bytes:
     """An event as the profile document lists it (compact JSON)."""
-    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta))
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, delta, source))
 
 
 def _event(
@@ -90,10 +96,11 @@ def _event(
     transaction_id: str,
     occurred_at: datetime,
     outcome: str,
+    source: str,
     reversed_at: datetime | None = None,
 ) -> bytes:
     parts = _event_parts.decode(outcome)
-    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta,
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta, source,
                                         reversed_at))  # fmt: skip
 
 
@@ -147,7 +154,7 @@ def _array(items: deque[bytes]) -> bytes:
     return b"[" + b",".join(reversed(items)) + b"]"
 
 
-def read_recent(conn: Any, space_id: int, user_id: str, limit: int = RECENT) -> Kept:
+def read_recent(conn: Conn, space_id: int, user_id: str, limit: int = RECENT) -> Kept:
     """A profile's recent events, redemptions and adjustments from storage, newest first
     (``conn``: a connection of the shared pool, for ``Database.run``)."""
     entry = _Entry(0)
@@ -168,9 +175,8 @@ def _fill(
 ) -> None:
     """Stored rows (newest first) into an entry (newest last)."""
     for e in reversed(events[:RECENT]):
-        entry.events.append(
-            _event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.reversed_at)
-        )
+        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source,
+                                   e.reversed_at))  # fmt: skip
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
             redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,

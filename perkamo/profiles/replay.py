@@ -4,19 +4,16 @@ the stored snapshot; ``perkamo verify`` style checks and tests rely on it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-import psycopg
 
 from perkamo.profiles.commands import COMMANDS, Replay
 from perkamo.program import ProfileState, Program, compile_program
+from perkamo.program.json_walk import JsonObject
+from storage.database import Conn
 from storage.history import config_bodies, profile_history
 
-Conn = psycopg.Connection[Any]
 
-
-def replay_profile(conn: Conn, space_id: int, user_id: str) -> tuple[dict[str, Any], ProfileState]:
+def replay_profile(conn: Conn, space_id: int, user_id: str) -> tuple[JsonObject, ProfileState]:
     """(traits, state) recomputed from an empty profile."""
     programs: dict[tuple[tuple[str, str], ...], Program] = {}
 

@@ -1,4 +1,4 @@
-"""The usage one unit reserves while it is staged (API.md: reserve → apply → commit, or
+"""The usage one unit reserves while it is staged (docs/api.md: reserve → apply → commit, or
 release). Limits are exact because a reservation counts against them at once; the unit's
 commit adds exactly what it holds to the meters, in the same transaction."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
 
 from perkamo.profiles.usage import UsageLedger, period_of
 from storage.group_commit import UsageKey
@@ -19,7 +18,7 @@ class Reservations:
         self._held: dict[tuple[date, str], int] = {}
         self._limits: dict[tuple[date, str], int] = {}
 
-    def reserve(self, moment: datetime, meter: str, limits: Mapping[str, Any]) -> bool:
+    def reserve(self, moment: datetime, meter: str, limits: Mapping[str, int]) -> bool:
         """One more ``meter`` in the period of ``moment``; False when over the limit."""
         period = period_of(moment)
         if not self._ledger.reserve(self._space_id, period, meter, 1, limits):

@@ -81,7 +81,9 @@ class Rounds:
         keys = {k for c in commands if (k := c.lookup_key()) is not None}
         if not keys:
             return {}
-        return await originals(self.actor.services.db, self.actor.space_id, keys)
+        return await originals(
+            self.actor.services.db, self.actor.space_id, keys, self.actor.user_id
+        )
 
     # -- the steps, shared with a cohort ---------------------------------------------------
 

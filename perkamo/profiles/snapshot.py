@@ -14,15 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
 from perkamo.program import ProfileState
+from perkamo.program.json_walk import JsonObject
 from storage.profiles import ProfileRow
 
 _state_decoder = msgspec.json.Decoder(ProfileState, float_hook=Decimal)
-_traits_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_traits_decoder = msgspec.json.Decoder(JsonObject, float_hook=Decimal)
 EMPTY = "{}"
 
 
@@ -44,7 +44,7 @@ class Snapshot:
     def exists(self) -> bool:
         return self.version > 0
 
-    def traits(self) -> dict[str, Any]:
+    def traits(self) -> JsonObject:
         """A fresh copy of the traits."""
         return _traits_decoder.decode(self.traits_json)
 

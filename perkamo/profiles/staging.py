@@ -5,7 +5,7 @@ the unit with one snapshot at the end. Each command gets a :class:`Step`: an ans
 stands only if the unit commits, or a refusal that needs no commit (unknown profile, a
 business rule, a usage limit).
 
-An unexpected error while staging one command fails that command alone (API.md "Failure
+An unexpected error while staging one command fails that command alone (docs/api.md "Failure
 isolation"): its reservations are released, it answers ``internal_error``, and the others
 go on from the state before it (the engine never mutates the state it is given).
 """
@@ -13,9 +13,8 @@ go on from the state before it (the engine never mutates the state it is given).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Draft, TransactionKey, Write
@@ -23,7 +22,7 @@ from perkamo.profiles.commands.base import Unchanged, encode_json, not_found
 from perkamo.profiles.reservations import Reservations
 from perkamo.profiles.shards import shard_of
 from perkamo.profiles.snapshot import Snapshot
-from perkamo.program import Program
+from perkamo.program import ProfileState, Program
 from perkamo.program.settling import next_due
 from perkamo.webhooks import SpaceHook
 from storage import SnapshotWrite, Unit
@@ -42,8 +41,20 @@ class OverLimit:
 
 @dataclass(slots=True)
 class Step:
-    answer: Any  # the command's answer, a PerkamoError, or OverLimit
+    answer: object  # the command's answer, a PerkamoError, or OverLimit
     needs_commit: bool = False  # the answer stands only if the unit commits
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One write of the unit as a live stream announces it once committed (docs/api.md "The browser
+    half"): the command, its answer, the profile version it made and the state it left (the engine
+    never mutates a state it was given, so keeping it costs nothing)."""
+
+    command: Write
+    answer: object
+    version: int
+    state: ProfileState
 
 
 @dataclass(slots=True)
@@ -55,6 +66,8 @@ class Staged:
     failed: bool  # a command raised: the actor reloads from storage before its next batch
     recent: list[tuple[str, bytes]]  # what the recent lists gain if the unit commits
     stale_recent: bool
+    program: Program | None = None
+    applied: list[Applied] = field(default_factory=list)  # in order, one version each
 
     @property
     def writes(self) -> bool:
@@ -76,11 +89,14 @@ def stage(
         before.exists, found or {},
     )  # fmt: skip
     steps: list[Step] = []
+    applied: list[Applied] = []
     failed = False
     first_write: datetime | None = None
     last_write: datetime | None = None
-    wrote = False
     for position, command in enumerate(commands):
+        # Each write raises the profile's version by one (docs/api.md "The browser half": a stream
+        # numbers every change); its rows carry the version it makes.
+        draft.version = before.version + len(applied) + 1
         held: list[str] = []
         refusal = _admit(draft, command, reservations, held)
         if refusal is None:
@@ -101,23 +117,24 @@ def stage(
             steps.append(Step(refusal))
             continue
         steps.append(Step(answer, needs_commit=True))
+        applied.append(Applied(command, answer, draft.version, draft.state))
         draft.exists = True
-        wrote = True
         if command.activity:  # a tick is no activity of the customer's
             first_write = first_write or command.received_at
             last_write = command.received_at
     snapshot, after = None, before
-    if wrote:
+    if applied:
         updated = last_write or before.updated_at
         assert updated is not None
         traits, state = encode_json(draft.traits), encode_json(draft.state)
+        version = before.version + len(applied)
         due = next_due(draft.state, program)
         snapshot = SnapshotWrite(
-            space_id, user_id, traits, state, before.version, updated, due,
+            space_id, user_id, traits, state, before.version, updated, version, due,
             None if due is None else shard_of(space_id, user_id),
         )  # fmt: skip
         created = before.created_at or first_write or updated
-        after = Snapshot(traits, state, draft.version, created, updated)
+        after = Snapshot(traits, state, version, created, updated)
     unit = Unit(
         draft.rows,
         snapshot,
@@ -126,7 +143,10 @@ def stage(
         outbox=draft.outbox,
         audits=draft.audits,
     )
-    return Staged(unit, after, steps, reservations, failed, draft.recent, draft.stale_recent)
+    return Staged(
+        unit, after, steps, reservations, failed, draft.recent, draft.stale_recent, program,
+        applied,
+    )  # fmt: skip
 
 
 def _admit(

@@ -79,7 +79,7 @@ class UsageLedger:
         self._used.put((space_id, period), await self._committed((space_id, period)))
 
     def reserve(
-        self, space_id: int, period: date, meter: str, amount: int, limits: Mapping[str, Any]
+        self, space_id: int, period: date, meter: str, amount: int, limits: Mapping[str, int]
     ) -> bool:
         """Reserve ``amount`` under the limit (call ``load`` first); False when over."""
         limit = limits.get(meter)
@@ -136,7 +136,7 @@ class UsageLedger:
             await trio.sleep(1)
             await self.flush_requests(commit)
 
-    async def meters(self, space_id: int, moment: datetime, limits: Mapping[str, Any]) -> Meters:
+    async def meters(self, space_id: int, moment: datetime, limits: Mapping[str, int]) -> Meters:
         """The period's meters: committed, plus the requests not yet flushed."""
         period = period_of(moment)
         used = dict(await self._db.run(usage_counters, space_id, period))

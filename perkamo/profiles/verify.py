@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import msgspec
-import psycopg
 
 from perkamo.profiles.paths import ANSWERS, WALLETS
 from perkamo.program import ProfileState
+from storage.database import Conn
 from storage.ledger import ledger_totals, states_with_lots, stored_balances
 from storage.spaces import SpaceRecord
 
-Conn = psycopg.Connection[Any]
 ZERO = Decimal(0)
 _state_decoder = msgspec.json.Decoder(ProfileState, float_hook=Decimal)
 

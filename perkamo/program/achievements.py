@@ -1,4 +1,4 @@
-"""Step 5: achievement progress, completions and their awards (PROGRAM.md)."""
+"""Step 5: achievement progress, completions and their awards (docs/program.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Support operations (API.md §8), pure like ``apply``: a balance adjustment with a reason,
-and the reversal of a redemption.
+"""Support operations (docs/api.md (support operations)), pure like ``apply``: a balance adjustment
+with a reason, and the reversal of a redemption.
 
 Neither is an event: achievements and streaks ignore them, boosts never multiply them. Both
 re-run the steps a balance change triggers (levels, perk thresholds, the boosts they grant;
-PROGRAM.md steps 7–9).
+docs/program.md steps 7–9).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.amounts import decimal_places, number, wallet_state
@@ -58,7 +57,7 @@ class RedemptionRecord:
 
     reward_key: str
     cost: Delta
-    effect: Mapping[str, Any]
+    effect: Mapping[str, object]
     redeemed_at: datetime
     transaction_id: str = ""  # what it took from lots is kept under it (ProfileState.takes)
 
@@ -82,7 +81,7 @@ def adjust(
     counts_toward_level: bool,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
     source: str = "adjustment",
 ) -> tuple[ProfileState, Change]:
     """Add ``amount`` (negative: subtract) to a wallet's balance and, when it counts toward
@@ -135,7 +134,7 @@ def reverse(
     record: RedemptionRecord,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, Change]:
     """Give a redemption's cost back, free its per-day slot (and its count toward the
     reward's per-user limit), and end a boost whose current grant came from it, from
@@ -209,7 +208,7 @@ def _end_boost(
 
 
 def evaluation_of(
-    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, Any]
+    state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, object]
 ) -> Evaluation:
     """A run on a copy of ``state`` for a write that is not an event (no event, no
     context: only the traits), at its receive time."""

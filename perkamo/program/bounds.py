@@ -1,4 +1,4 @@
-"""PROGRAM.md "Bounds": the ranges that keep every computation exact and every evaluation
+"""docs/program.md "Bounds": the ranges that keep every computation exact and every evaluation
 total (no input may make the engine raise).
 
 Every amount, award, cost, threshold and balance lies within ±10^15: with at most 6 decimals

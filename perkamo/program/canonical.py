@@ -1,4 +1,4 @@
-"""Canonical JSON (API.md §5): what configuration checksums, idempotency comparison and
+"""Canonical JSON (docs/api.md (errors)): what configuration checksums, idempotency comparison and
 request hashes are computed over.
 
 Form 2 (current): RFC 8785 (JCS) — object keys sorted by UTF-16 code units, no whitespace,

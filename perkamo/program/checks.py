@@ -1,5 +1,5 @@
 """Validate one configuration module on its own: shape, keys, bounds, formulas, thresholds.
-Every problem is reported with the JSON path it is at (PROGRAM.md, "Defaults, validation
+Every problem is reported with the JSON path it is at (docs/program.md, "Defaults, validation
 and edge cases")."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from perkamo.program import schema as s
 from perkamo.program.bounds import LIMIT, LIMIT_TEXT, within
 from perkamo.program.conform import conform
 from perkamo.program.formula import FormulaError, parse
-from perkamo.program.json_walk import walk
+from perkamo.program.json_walk import JsonObject, walk
 from perkamo.program.paths import OPERATORS
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.program.validation import describe
@@ -39,7 +39,7 @@ class InvalidConfig(Exception):
 
 def _numbers(value: Any, path: str) -> Iterable[Problem]:
     """Numeric settings are JSON numbers (msgspec would take numeric strings) within
-    ±10^15 (PROGRAM.md "Bounds")."""
+    ±10^15 (docs/program.md "Bounds")."""
     for here, key, item in walk(value, path):
         if key not in s.NUMERIC_KEYS:
             continue
@@ -101,8 +101,13 @@ def _event_key(value: str, path: str, *, star: bool = False) -> Iterable[Problem
 def _conditions(conditions: list[s.Condition], path: str) -> Iterable[Problem]:
     for index, c in enumerate(conditions):
         here = f"{path}[{index}]"
-        if not c.path.startswith(("context.", "traits.")) or c.path.endswith("."):
-            yield Problem(f"{here}.path", "must start with context. or traits.")
+        # ``source`` is who sent the event: "server" or "client" (a browser, docs/api.md "The
+        # browser half").
+        path_ok = c.path == "source" or (
+            c.path.startswith(("context.", "traits.")) and not c.path.endswith(".")
+        )
+        if not path_ok:
+            yield Problem(f"{here}.path", "must be source or start with context. or traits.")
         if c.op not in OPERATORS:
             yield Problem(f"{here}.op", f"must be one of {', '.join(OPERATORS)}")
         elif c.op in ("in", "not_in") and not isinstance(c.value, list):
@@ -402,7 +407,7 @@ def _check_boosts(m: s.BoostsModule, path: str) -> Iterable[Problem]:
         yield from _conditions(b.conditions, f"{here}.conditions")
 
 
-_MODULE_CHECKS: dict[str, Any] = {
+_MODULE_CHECKS: JsonObject = {
     "wallets": _check_wallets,
     "events": _check_events,
     "leveling": _check_leveling,

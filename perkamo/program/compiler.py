@@ -14,6 +14,7 @@ import msgspec
 from perkamo.program import schema as s
 from perkamo.program.checks import InvalidConfig, Problem, curve_levels, parse_module
 from perkamo.program.formula import parse
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.model import (
     AchievementDef,
     AwardDef,
@@ -63,7 +64,7 @@ def compile_program(
     (``paths`` says where each module's body sits in the request, for the details).
     """
     paths = paths or {m: m for m in s.MODULES}
-    parsed: dict[str, Any] = {}
+    parsed: JsonObject = {}
     problems: list[Problem] = []
     for module in s.MODULES:
         if module in modules:

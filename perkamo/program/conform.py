@@ -1,5 +1,5 @@
-"""Numbers are values, not text (API.md §2): a decoded JSON value conformed to the Struct it
-is about to be converted into.
+"""Numbers are values, not text (docs/api.md (conventions)): a decoded JSON value conformed to the
+Struct it is about to be converted into.
 
 msgspec converts a JSON string into a ``Decimal`` field (``"amount": "5"`` was applied as +5)
 and refuses ``150.0`` for an ``int`` field (PHP's ``json_encode`` writes whole floats that
@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
+
+from perkamo.program.json_walk import JsonObject
 
 _INT_RANGE = 2**63  # beyond it an integer field refuses the value anyway (with its bound)
 
@@ -115,7 +117,7 @@ def _item_type(info: mi.Type) -> mi.Type | None:
     return None
 
 
-def _object(value: dict[str, Any], info: mi.Type, path: str) -> dict[str, Any]:
+def _object(value: JsonObject, info: mi.Type, path: str) -> JsonObject:
     struct = _struct_for(value, info)
     if struct is not None:
         fields = {f.encode_name: f.type for f in struct.fields}
@@ -128,7 +130,7 @@ def _object(value: dict[str, Any], info: mi.Type, path: str) -> dict[str, Any]:
     return {k: _walk(v, mapping.value_type, f"{path}.{k}") for k, v in value.items()}
 
 
-def _struct_for(value: dict[str, Any], info: mi.Type) -> mi.StructType | None:
+def _struct_for(value: JsonObject, info: mi.Type) -> mi.StructType | None:
     if isinstance(info, mi.Metadata):
         return _struct_for(value, info.type)
     if isinstance(info, mi.StructType):

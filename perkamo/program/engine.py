@@ -4,7 +4,7 @@ No I/O, no clock reads, no randomness: the same event on the same state with the
 always gives the same outcome, so profile state can be rebuilt by replaying the event log.
 Arithmetic runs in a fixed decimal context (34 digits, half-even), so replay is exact.
 The input state is never mutated (unless the caller asks for it); a new state is returned.
-Each step of PROGRAM.md, "Evaluating one event", lives in a module of its own (streaks,
+Each step of docs/program.md, "Evaluating one event", lives in a module of its own (streaks,
 rules, achievements, wallets, levels, perks); this one runs them in order.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import localcontext
-from typing import Any
 
 from perkamo.program.achievements import achievements
 from perkamo.program.amounts import wallet_state
@@ -43,7 +42,7 @@ def apply(
     summary: bool = False,
     in_place: bool = False,
 ) -> tuple[ProfileState, Outcome]:
-    """Evaluate one event (PROGRAM.md, "Evaluating one event", steps 2–10). ``summary``
+    """Evaluate one event (docs/program.md, "Evaluating one event", steps 2–10). ``summary``
     leaves out the outcome's ``wallet_state`` and ``level`` (the state has them; a
     back-test replaying a million events does not need them). ``in_place`` changes and
     returns ``state`` itself instead of a copy: for a caller that owns the state and has no
@@ -54,7 +53,7 @@ def apply(
             program=program,
             event=event.event,
             occurred=event.occurred_at or received_at,
-            scope={"context": event.context, "traits": event.traits},
+            scope={"context": event.context, "traits": event.traits, "source": event.source},
             transaction_id=event.transaction_id,
         )
         level_before = level_number(run.state, program)
@@ -83,7 +82,7 @@ def apply(
 
 
 def apply_identify(
-    state: ProfileState, traits: Mapping[str, Any], program: Program, received_at: datetime
+    state: ProfileState, traits: Mapping[str, object], program: Program, received_at: datetime
 ) -> tuple[ProfileState, list[Unlocked], Settlement]:
     """What identify evaluates: the profile settled at the receive time, then perk triggers
     and the boosts they grant (steps 8–9), with the server's receive time as
@@ -101,7 +100,7 @@ def apply_identify(
 
 
 def settle_at(
-    state: ProfileState, program: Program, now: datetime, traits: Mapping[str, Any]
+    state: ProfileState, program: Program, now: datetime, traits: Mapping[str, object]
 ) -> tuple[ProfileState, Settlement]:
     """The profile settled at ``now`` (a copy): what a tick writes, and what a read shows
     without writing it. The state is returned as it is when there is nothing to settle."""

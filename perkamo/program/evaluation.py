@@ -12,10 +12,10 @@ from decimal import (
     InvalidOperation,
     Overflow,
 )
-from typing import Any
 
 import msgspec
 
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.model import ProfileState, Program
 from perkamo.program.outcome import Skipped, Unlocked
 
@@ -33,9 +33,10 @@ class EngineEvent(msgspec.Struct, frozen=True):
     (Structs, not dataclasses, here: a replay builds millions, and a Struct is built in C.)"""
 
     event: str
-    context: Mapping[str, Any]
+    context: Mapping[str, object]
     occurred_at: datetime | None
-    traits: Mapping[str, Any]
+    traits: Mapping[str, object]
+    source: str = "server"  # "client": a browser sent it; a rule's condition may test it
     transaction_id: str = ""  # the ``source`` of the lots its awards create
 
 
@@ -55,7 +56,7 @@ class Evaluation(msgspec.Struct, kw_only=True):
     program: Program
     event: str
     occurred: datetime
-    scope: dict[str, Any]
+    scope: JsonObject
     transaction_id: str = ""
     lots_made: bool = False  # a lot was made (it may be due at once: backdated)
     awards: list[Award] = msgspec.field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Award formulas: a tokenizer and recursive-descent parser for the grammar of PROGRAM.md,
+"""Award formulas: a tokenizer and recursive-descent parser for the grammar of docs/program.md,
 and an evaluator over exact decimals. Nothing else is accepted: no names, no attribute
 access, no calls beyond ``min max floor ceil round abs``.
 
@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
 
 from perkamo.program.bounds import CONTEXT_LIMIT
 from perkamo.program.paths import MISSING, lookup
@@ -229,11 +228,11 @@ _CALLS: dict[str, Callable[[list[Decimal]], Decimal]] = {
 }
 
 
-def evaluate(node: Node, scope: Mapping[str, Any]) -> Decimal:
+def evaluate(node: Node, scope: Mapping[str, object]) -> Decimal:
     """Evaluate with exact decimals; ``scope`` maps ``context``/``traits`` to objects.
 
     Raises FormulaInputError for a missing or non-numeric input, a division by zero, or an
-    input or intermediate result outside the 34-digit decimal context (PROGRAM.md "Bounds").
+    input or intermediate result outside the 34-digit decimal context (docs/program.md "Bounds").
     """
     return _evaluate(node, scope)
 
@@ -244,7 +243,7 @@ def _checked(value: Decimal) -> Decimal:
     return value
 
 
-def _evaluate(node: Node, scope: Mapping[str, Any]) -> Decimal:
+def _evaluate(node: Node, scope: Mapping[str, object]) -> Decimal:
     if isinstance(node, Number):
         return _checked(node.value)
     if isinstance(node, Placeholder):

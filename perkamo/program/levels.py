@@ -1,5 +1,5 @@
 """Step 7: levels are derived from a wallet's earned total or balance, so a changed leveling
-module is reflected on the next read (PROGRAM.md)."""
+module is reflected on the next read (docs/program.md)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from perkamo.program.formula import Node
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.schema import MODULES, Grant, Trigger
 
 # -- the compiled program -------------------------------------------------------------------
@@ -76,7 +77,7 @@ class RewardDef:
     description: str
     cost_wallet: str
     cost: Decimal
-    effect: dict[str, Any]
+    effect: JsonObject
     level_at_least: int | None
     perks: tuple[str, ...]
     per_user: int | None
@@ -129,8 +130,8 @@ class PerkDef:
     name: str
     description: str
     trigger: Trigger
-    trigger_raw: dict[str, Any]
-    metadata: dict[str, Any]
+    trigger_raw: JsonObject
+    metadata: JsonObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class Program:
     """
 
     versions: dict[str, str | None]
-    bodies: dict[str, Any] = field(default_factory=dict)
+    bodies: JsonObject = field(default_factory=dict)
     wallets: tuple[WalletDef, ...] = ()
     rewards: tuple[RewardDef, ...] = ()
     catalog: tuple[tuple[str, str, str], ...] = ()  # (key, name, description)
@@ -312,7 +313,7 @@ class AchievementState(msgspec.Struct, omit_defaults=True):
 
 class UnlockedPerk(msgspec.Struct):
     unlocked_at: datetime
-    trigger: dict[str, Any]
+    trigger: JsonObject
 
 
 class GrantedBoost(msgspec.Struct):

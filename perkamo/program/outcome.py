@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
+
+from perkamo.program.json_walk import JsonObject
 
 
 class Delta(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,7 +113,7 @@ class Settlement(msgspec.Struct):
 
 
 class Outcome(msgspec.Struct):
-    """One event: PROGRAM.md, "Evaluating one event", step 10. ``leveled_up`` and
+    """One event: docs/program.md, "Evaluating one event", step 10. ``leveled_up`` and
     ``unlocked`` include what settling caused; ``pending``: what went into pending lots."""
 
     delta: list[Delta]
@@ -132,7 +133,7 @@ class Redemption(msgspec.Struct):
     reward_key: str
     reward_name: str
     cost: Delta
-    effect: dict[str, Any]
+    effect: JsonObject
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]

@@ -28,7 +28,7 @@ OPERATORS = (
 )
 
 
-def lookup(scope: Mapping[str, Any], path: str) -> Any:
+def lookup(scope: Mapping[str, object], path: str) -> Any:
     """``scope`` is ``{"context": {...}, "traits": {...}}``; numeric segments index lists."""
     value: Any = scope
     for segment in path.split("."):

@@ -1,12 +1,11 @@
 """Steps 8 and 9: perk triggers on the new state, and the boosts that perks, levels and
-streak milestones grant (PROGRAM.md)."""
+streak milestones grant (docs/program.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from perkamo.program.bounds import after
 from perkamo.program.evaluation import Evaluation
@@ -25,7 +24,7 @@ from perkamo.program.paths import holds, lookup
 
 
 def trigger_progress(
-    perk: PerkDef, state: ProfileState, program: Program, level: int, traits: Mapping[str, Any]
+    perk: PerkDef, state: ProfileState, program: Program, level: int, traits: Mapping[str, object]
 ) -> tuple[Decimal, Decimal] | bool:
     """(current, target) for numeric triggers; a boolean for the others."""
     t = perk.trigger
@@ -48,7 +47,7 @@ def trigger_progress(
 
 
 def trigger_holds(
-    perk: PerkDef, state: ProfileState, program: Program, level: int, traits: Mapping[str, Any]
+    perk: PerkDef, state: ProfileState, program: Program, level: int, traits: Mapping[str, object]
 ) -> bool:
     progress = trigger_progress(perk, state, program, level, traits)
     if isinstance(progress, bool):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import localcontext
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.program.amounts import number, wallet_state
@@ -34,7 +33,7 @@ def redeem(
     reward_key: str,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
     transaction_id: str = "",
 ) -> tuple[ProfileState, Redemption]:
     """Subtract the reward's cost and return ``(new state, what it changed)``. The profile

@@ -1,12 +1,11 @@
 """Step 3, earning rules, and what every award goes through: amount → boost factor →
-rounding → bounds (PROGRAM.md)."""
+rounding → bounds (docs/program.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
 
 from perkamo.program.bounds import after, within
 from perkamo.program.evaluation import PER_DAY_KEPT, Award, Evaluation
@@ -28,7 +27,7 @@ _ZERO, _ONE = Decimal(0), Decimal(1)
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
 
-def conditions_hold(conditions: tuple[ConditionDef, ...], scope: Mapping[str, Any]) -> bool:
+def conditions_hold(conditions: tuple[ConditionDef, ...], scope: Mapping[str, object]) -> bool:
     return all(holds(lookup(scope, c.path), c.op, c.value) for c in conditions)
 
 
@@ -132,7 +131,7 @@ def _keeps_bounds(balance: WalletBalance | None, net: Decimal, allow_negative: b
 
 
 def boost_applies(
-    boost: BoostDef, state: ProfileState, moment: datetime, scope: Mapping[str, Any]
+    boost: BoostDef, state: ProfileState, moment: datetime, scope: Mapping[str, object]
 ) -> bool:
     if boost.starts_at is not None and boost.ends_at is not None:
         return boost.starts_at <= moment < boost.ends_at and conditions_hold(

@@ -1,5 +1,5 @@
 """The six configuration modules as msgspec Structs. Unknown fields are rejected: a typo in
-a rule must not silently do nothing. Defaults follow PROGRAM.md."""
+a rule must not silently do nothing. Defaults follow docs/program.md."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
+
+from perkamo.program.json_walk import JsonObject
 
 Number = int | Decimal
 T = TypeVar("T")
@@ -83,7 +85,7 @@ class Reward(Strict):
     key: str
     name: str
     cost: Cost
-    effect: dict[str, Any]
+    effect: JsonObject
     description: str = ""
     requires: RewardRequires | None = None
     limits: RewardLimits | None = None
@@ -198,7 +200,7 @@ class Perk(Strict):
     name: str
     trigger: Trigger
     description: str = ""
-    metadata: dict[str, Any] = {}
+    metadata: JsonObject = {}
 
 
 class PerksModule(Strict):

@@ -1,4 +1,4 @@
-"""Step 2, counters and streaks, and step 4, streak milestones (PROGRAM.md)."""
+"""Step 2, counters and streaks, and step 4, streak milestones (docs/program.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""A profile's traits: identify merges a patch into them (API.md §4)."""
+"""A profile's traits: identify merges a patch into them (docs/api.md (events and profiles))."""
 
 from __future__ import annotations
 
-from typing import Any
+from perkamo.program.json_walk import JsonObject
 
 
-def merge_traits(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def merge_traits(current: JsonObject, patch: JsonObject) -> JsonObject:
     """Shallow merge; a key whose value is ``null`` is removed."""
     merged = dict(current)
     for key, value in patch.items():

@@ -1,5 +1,5 @@
 """Step 6: the summed awards applied per wallet, clamped where negatives are not allowed
-(PROGRAM.md, "Wallet bookkeeping")."""
+(docs/program.md, "Wallet bookkeeping")."""
 
 from __future__ import annotations
 

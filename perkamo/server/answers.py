@@ -1,5 +1,5 @@
 """Answers written below the app (by the connection code, not by a route): the JSON error
-body API.md §2 gives every error, and its headers."""
+body docs/api.md (conventions) gives every error, and its headers."""
 
 from __future__ import annotations
 

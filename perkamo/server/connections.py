@@ -25,17 +25,18 @@ defect found from outside; the test named beside it fails without the mend.
    twice a second: a request whose headers and body have not fully arrived within the read
    timeout gets ``408 request_timeout`` and is closed (an HTTP/2 stream: ``http2.py``, 3); a
    connection idle that long — new, or between requests — is closed. The timeout is
-   ``PERKAMO_READ_TIMEOUT_SECONDS``: one number for both, as the README documents.
-   (``test_connections.py::test_slow_clients_get_408_and_are_closed``,
-   ``test_protocol_edges.py::test_protocol_edges_answer_as_documented``)
-4. **A connection limit.** Beyond ``max_connections`` a new connection is answered ``503
-   overloaded`` and closed at once, long before file descriptors run out.
-   (``test_connections.py::test_connections_beyond_the_limit_are_refused_early``)
-5. **Shutdown.** :func:`close_idle_until_done` closes idle connections until none is left
-   (busy ones close after their response, through ``http1.py`` 5), so a shutdown waits for
-   work, not for the grace period. (``tests/perkamo/test_process.py::
-   test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period``)
-"""
+   ``PERKAMO_READ_TIMEOUT_SECONDS``: one number for both, as the README documents. A long
+   answer (a live stream, docs/api.md "The browser half") is no request arriving: once its request
+   has arrived whole the sweeper stops looking at it (thousands of open streams made its passes 40 %
+   of the server's CPU). (``test_connections.py::test_slow_clients_get_408_and_are_closed``,
+   ``test_protocol_edges.py::test_protocol_edges_answer_as_documented``) 4. **A connection limit.**
+   Beyond ``max_connections`` a new connection is answered ``503 overloaded`` and closed at once,
+   long before file descriptors run out.
+   (``test_connections.py::test_connections_beyond_the_limit_are_refused_early``) 5. **Shutdown.**
+   :func:`close_idle_until_done` closes idle connections until none is left (busy ones close after
+   their response, through ``http1.py`` 5), so a shutdown waits for work, not for the grace period.
+   (``tests/perkamo/test_process.py::
+   test_sigterm_with_keep_alive_clients_exits_without_waiting_out_the_grace_period``)"""
 
 from __future__ import annotations
 
@@ -279,6 +280,10 @@ async def sweep(now: float) -> None:
         if protocol is None and started is not None and now - started > limit:
             if _incomplete(connection):
                 work.append(connection.time_out)
+            elif not connection.idle:
+                # Arrived whole, answer still going (a live stream): nothing to time out
+                # until it is idle again — not looked at again on every pass.
+                connection.receiving_since = None
         elif _is_idle(connection) and now - connection.idle_since > limit:
             work.append(functools.partial(_close_quietly, connection))
     if not work:

@@ -1,5 +1,5 @@
-"""HTTP/1.1 parsing: what h11 0.16 and hypercorn 0.18 (pinned) accept that API.md §5 refuses,
-and the answers they write themselves, given the JSON error body. Installed by
+"""HTTP/1.1 parsing: what h11 0.16 and hypercorn 0.18 (pinned) accept that docs/api.md (errors)
+refuses, and the answers they write themselves, given the JSON error body. Installed by
 ``connections.install()``; each point names the test that fails without it.
 
 1. **Headers are limited as a whole.** h11 checks ``max_incomplete_event_size`` (16 KiB)
@@ -52,7 +52,7 @@ _H2_PREFACE = (b"PRI", b"*", b"2.0")
 
 
 class StrictConnection(h11.Connection):
-    """h11's connection, refusing what it would accept against API.md §5 (1–3 above)."""
+    """h11's connection, refusing what it would accept against docs/api.md (errors) (1–3 above)."""
 
     refusal: PerkamoError | None = None  # why the last request was refused, for its answer
 

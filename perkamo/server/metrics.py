@@ -59,6 +59,15 @@ class _RuntimeCollector(Collector):
         for status in ("delivered", "retrying", "failed"):
             deliveries.add_metric([status], getattr(hooks, status))
         yield deliveries
+        yield GaugeMetricFamily("perkamo_streams_open", "Live streams open", s.streams.open)
+        yield CounterMetricFamily("perkamo_streams_opened", "Live streams opened", s.streams.opened)
+        yield CounterMetricFamily(
+            "perkamo_streams_evicted", "Live streams closed for a newer one", s.streams.evicted
+        )
+        yield CounterMetricFamily(
+            "perkamo_stream_changes", "Committed changes handed to live streams",
+            s.changes_published,
+        )  # fmt: skip
         yield from _cluster_metrics(s.cluster)
         sweeper = s.sweeper
         yield CounterMetricFamily(

@@ -15,15 +15,17 @@ import signal
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from perkamo.access import admin
+from perkamo.access import admin, browser_keys
 from perkamo.cli.operators import ensure_demo_operator
 from perkamo.configuration import ProgramCatalog, activate_demo
 from perkamo.http.app import create_app
+from perkamo.http.demo_page import DemoPage
 from perkamo.runtime import open_runtime
 from perkamo.server import connections, http1
 from perkamo.server.metrics import Metrics
@@ -31,6 +33,7 @@ from perkamo.settings import Settings
 from storage import Database, EmbeddedPostgres
 
 WORKER_OF = "PERKAMO_WORKER_OF"  # set in a worker's environment: its supervisor's pid
+DEMO_PAGE = "PERKAMO_DEMO_PAGE"  # set in a worker's environment under ``serve --demo``
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ async def _run_in(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) ->
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[str]:
     """The configured PostgreSQL's URL, or the embedded server's: started, restarted
-    whenever it dies while the block runs (API.md "Embedded PostgreSQL"), stopped after."""
+    whenever it dies while the block runs (docs/api.md "Embedded PostgreSQL"), stopped after."""
     if settings.database_url is not None:
         yield settings.database_url
         return
@@ -107,8 +110,10 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
 async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
     async with open_runtime(settings, url) as runtime:
         banner = await load_demo(runtime.db, runtime.programs, settings) if demo else ""
+        page = await demo_page(runtime, settings) if demo or DEMO_PAGE in os.environ else None
         config, limits = _hypercorn_config(settings)
-        app = create_app(runtime, Metrics(runtime.statistics, runtime.cluster.membership.id))
+        metrics = Metrics(runtime.statistics, runtime.cluster.membership.id)
+        app = create_app(runtime, metrics, page)
         _tune_garbage_collection()
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -130,6 +135,7 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
             # close; a request on an open connection is answered 503 shutting_down; idle
             # connections are closed as they become idle. The grace period is a ceiling.
             runtime.stopping = True
+            runtime.streams.tell_all("closing")  # live streams end now (they reconnect)
             with trio.move_on_after(settings.shutdown_grace_seconds) as grace:
                 await connections.close_idle_until_done()
             if grace.cancelled_caught:
@@ -152,6 +158,20 @@ async def _watch_supervisor(parent: int, stop: trio.Event) -> None:
             await stop.wait()
 
 
+async def demo_page(runtime: Any, settings: Settings) -> DemoPage:
+    """The ``/demo/`` page's keys: the demo Space's server key and a browser key that
+    allows this server's own origin (the page is served from it)."""
+    space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")
+    origins = ["http://localhost:*", f"http://127.0.0.1:{settings.port}"]
+    if settings.host not in ("localhost", "127.0.0.1", "0.0.0.0", "::"):
+        parsed = browser_keys.parse_origin(f"http://{settings.host}:{settings.port}")
+        origins += [parsed] if parsed else []
+    browser_key = await runtime.db.run(
+        browser_keys.ensure_demo, space.id, settings.data_dir / "demo-browser-key", origins
+    )
+    return DemoPage(runtime, key, browser_key)
+
+
 async def load_demo(db: Database, programs: ProgramCatalog, settings: Settings) -> str:
     """The demo Space, its key and program; returns the banner that shows them."""
     space, key = await db.run(admin.ensure_demo, settings.data_dir / "demo-key")
@@ -164,6 +184,7 @@ async def load_demo(db: Database, programs: ProgramCatalog, settings: Settings) 
         f"API key (all scopes; also in {settings.data_dir / 'demo-key'}):\n  {key}\n"
         f"Console: http://{settings.host}:{settings.port}/console/\n"
         f"  operator {email} (admin), password {password} (also in {password_file})\n"
+        f"Live widget (the browser flow): http://{settings.host}:{settings.port}/demo/\n"
     )
 
 
@@ -183,7 +204,7 @@ def _hypercorn_config(settings: Settings) -> tuple[Config, connections.Limits]:
     # kernel caps this at net.core.somaxconn.
     config.backlog = 2048
     config.accesslog = None
-    # A request's head is at most 16 KiB (API.md §5): HTTP/1.1 request line and headers
+    # A request's head is at most 16 KiB (docs/api.md (errors)): HTTP/1.1 request line and headers
     # (http1.py measures whole heads, h11 applies the bound to heads still arriving), and an
     # HTTP/2 header list (hypercorn's default is 64 KiB; beyond it h2 closes the connection).
     config.h11_max_incomplete_size = http1.HEAD_LIMIT

@@ -24,7 +24,6 @@ names the test that fails without it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -33,6 +32,14 @@ from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol import http_stream as hypercorn_stream
 from hypercorn.protocol.events import Body, EndBody, Event, Request, Response, StreamClosed
 from hypercorn.trio import task_group as hypercorn_task_group
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    Scope,
+    TaskGroup,
+    WorkerContext,
+)
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.server.answers import error_bytes
@@ -42,20 +49,20 @@ Send = Callable[[Event], Awaitable[None]]
 
 async def _spawn_app(
     self: hypercorn_task_group.TaskGroup,
-    app: Any,
+    app: AppWrapper,
     config: Config,
-    scope: Any,
-    send: Callable[[Any], Awaitable[None]],
-) -> Callable[[Any], Awaitable[None]]:
+    scope: Scope,
+    send: Callable[[ASGISendEvent | None], Awaitable[None]],
+) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
     """hypercorn's ``TaskGroup.spawn_app`` with a queue closed as the app returns (see 1)."""
-    sending, receiving = trio.open_memory_channel[Any](config.max_app_queue_size)
+    sending, receiving = trio.open_memory_channel[ASGIReceiveEvent](config.max_app_queue_size)
 
-    async def send_then_close(message: Any) -> None:
+    async def send_then_close(message: ASGISendEvent | None) -> None:
         if message is None:  # the app has returned: release whoever waits on its queue
             receiving.close()
         await send(message)
 
-    async def put(message: Any) -> None:
+    async def put(message: ASGIReceiveEvent) -> None:
         try:
             await sending.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -89,13 +96,13 @@ class RefusedUpgrade:
 
     def __init__(
         self,
-        app: Any,
+        app: AppWrapper,
         config: Config,
-        context: Any,
-        task_group: Any,
+        context: WorkerContext,
+        task_group: TaskGroup,
         ssl: bool,
-        client: Any,
-        server: Any,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
         send: Send,
         stream_id: int,
     ) -> None:

@@ -19,7 +19,7 @@ import sys
 import trio
 
 from perkamo.configuration import ProgramCatalog
-from perkamo.server.server import WORKER_OF, database, load_demo
+from perkamo.server.server import DEMO_PAGE, WORKER_OF, database, load_demo
 from perkamo.settings import Settings
 from storage import open_database
 from storage.migrations import migrate
@@ -41,8 +41,9 @@ def internal_address(settings: Settings, index: int) -> str:
 
 
 class Worker:
-    def __init__(self, index: int, settings: Settings, url: str) -> None:
+    def __init__(self, index: int, settings: Settings, url: str, demo: bool = False) -> None:
         self.index = index
+        self._demo = demo
         self._settings = settings
         self._url = url
         self.process: trio.Process | None = None
@@ -59,7 +60,10 @@ class Worker:
             "PERKAMO_LOG_LEVEL": s.log_level,
             "PERKAMO_WORKERS": str(s.workers),
             "PERKAMO_CLUSTER_ADDRESS": internal_address(s, self.index),
+            "PERKAMO_MAX_STREAMS": str(s.max_streams),
+            "PERKAMO_TOKEN_ISSUER": s.token_issuer,
             WORKER_OF: str(os.getpid()),
+            **({DEMO_PAGE: "1"} if self._demo else {}),
         }
 
     async def start(self, nursery: trio.Nursery) -> None:
@@ -114,7 +118,7 @@ async def supervise(settings: Settings, *, demo: bool = False) -> None:
             await db.run(migrate)
             banner = await load_demo(db, ProgramCatalog(db), settings) if demo else ""
         async with trio.open_nursery() as nursery:
-            workers = [Worker(i, settings, url) for i in range(settings.workers)]
+            workers = [Worker(i, settings, url, demo) for i in range(settings.workers)]
             for worker in workers:
                 await worker.start(nursery)
             stopping = trio.Event()

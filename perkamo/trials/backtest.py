@@ -1,10 +1,10 @@
-"""The replay behind a back-test (API.md §7), pure: given each profile's history in
-processing order, rebuild its state before the window with the recorded versions, then
+"""The replay behind a back-test (docs/api.md (trying a program)), pure: given each profile's
+history in processing order, rebuild its state before the window with the recorded versions, then
 replay the window twice — the baseline with the recorded versions (which must reproduce the
 recorded outcomes) and the candidate with the candidate program — and aggregate the report.
 Memory is bounded: one profile's history at a time (its reader holds three pages of them:
-storage/backtests.py), plus the report (per wallet, rule, level, perk and achievement) and
-the ten largest changes. The replay owns the states it builds and changes them in place."""
+storage/backtests.py), plus the report (per wallet, rule, level, perk and achievement) and the
+ten largest changes. The replay owns the states it builds and changes them in place."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 from perkamo.errors import PerkamoError
 from perkamo.profiles.commands import COMMANDS, Replay
 from perkamo.program import ProfileState, Program
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
 from perkamo.program.outcome import Delta, Settlement, Unlocked
 from perkamo.program.settling import settle
@@ -49,8 +50,8 @@ class Report:
     achievements: dict[str, dict[str, int]] = field(default_factory=dict)
     changes: list[tuple[Decimal, str, str, Decimal, Decimal]] = field(default_factory=list)
 
-    def document(self) -> dict[str, Any]:
-        """The report as API.md §7 shows it."""
+    def document(self) -> JsonObject:
+        """The report as docs/api.md (trying a program) shows it."""
         wallets = sorted(
             set(self.awarded["baseline"]) | set(self.awarded["candidate"])
             | set(self.balances["baseline"]) | set(self.balances["candidate"])

@@ -18,7 +18,7 @@ import trio
 from perkamo.configuration.versions import candidate_program
 from perkamo.errors import Code, PerkamoError
 from perkamo.trials import worker
-from storage import Database
+from storage import Database, StorageUnavailable
 from storage import backtests as store
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,19 @@ class BacktestRunner:
                     await trio.to_thread.run_sync(process.join, 5)
                 ended = "the server stopped" if process.exitcode != 0 else "it ended early"
                 reason = f"interrupted: {ended}; start it again"
+                await self._record_end(job, reason)
+
+    async def _record_end(self, job: store.Job, reason: str, tries: int = 5) -> None:
+        """Mark a job that ended without its report failed; storage that is briefly
+        unavailable (no connection free in time) is tried again, never a crash."""
+        for attempt in range(tries):
+            try:
                 if await self._db.run(store.finish, job.id, "failed", None, reason):
                     log.warning("back-test %s did not finish: %s", job.id, reason)
+                return
+            except StorageUnavailable:
+                await trio.sleep(1.0 + attempt)
+        log.warning("back-test %s ended; storage did not take its end", job.id)
 
     async def cancel(self, space_id: int, job_id: str) -> store.Job:
         job = await self._db.run(store.cancel, space_id, job_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import trio
 
@@ -16,12 +15,13 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.answers import EventOutcome, event_answer
 from perkamo.profiles.history import HistoryEvent
 from perkamo.program import EngineEvent, ProfileState, Program, apply
+from perkamo.program.json_walk import JsonObject
 
 
 @dataclass(frozen=True, slots=True)
 class SimulatedEvent:
     event: str
-    context: dict[str, Any]
+    context: JsonObject
     occurred_at: datetime | None
     transaction_id: str | None
 
@@ -35,7 +35,7 @@ class Simulation:
 
 def simulate(
     state: ProfileState,
-    traits: dict[str, Any],
+    traits: JsonObject,
     events: list[SimulatedEvent],
     program: Program,
     received_at: datetime,
@@ -70,7 +70,7 @@ class Simulations:
     async def run(
         self,
         state: ProfileState,
-        traits: dict[str, Any],
+        traits: JsonObject,
         events: list[SimulatedEvent],
         program: Program,
         received_at: datetime,

@@ -4,7 +4,6 @@ versions, and the program document with its integration status, metrics and usag
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from perkamo.configuration import versions
 from perkamo.configuration.versions import Stored
@@ -13,6 +12,7 @@ from perkamo.http.program_document import program_document, usage_document
 from perkamo.http.responses import ModuleDescription, ModuleVersion, ProgramDocument
 from perkamo.profiles.paths import WALLETS
 from perkamo.program import MODULES
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.runtime import Runtime
 from storage.spaces import KeyRecord
@@ -23,7 +23,7 @@ async def upload(
     runtime: Runtime,
     space_id: int,
     version: str,
-    bodies: dict[str, Any],
+    bodies: JsonObject,
     *,
     active: bool,
     prefix: str,
@@ -33,9 +33,6 @@ async def upload(
     (validated as one program; all or nothing). ``prefix``: the JSON path of the bodies in
     the request, for error details (``body`` or ``modules.{module}``). ``actor``: who
     activates, for the audit log (in the same transaction)."""
-    unknown = [m for m in bodies if m not in MODULES]
-    if unknown:
-        raise PerkamoError(Code.UNKNOWN_MODULE, f"Unknown configuration module {unknown[0]!r}.")
     stored, program = await runtime.db.run(
         versions.store, space_id, version, bodies, active, prefix, actor
     )

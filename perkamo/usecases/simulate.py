@@ -5,17 +5,17 @@ nothing written. The same for the API, the console's "Try" and ``perkamo simulat
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 
 from perkamo.configuration.versions import candidate_program
 from perkamo.errors import Code, PerkamoError
-from perkamo.http.bodies import SimulateBody, check_tenants, decode_body, simulate_input
+from perkamo.http.admin_bodies import SimulateBody, simulate_input
+from perkamo.http.bodies import check_tenants, decode_as
 from perkamo.http.profile_document import profile_document
 from perkamo.http.responses import SimulatedOutcome, SimulateResponse
 from perkamo.profiles.commands import ProfileView
-from perkamo.profiles.history import RECENT, read_recent
+from perkamo.profiles.history import RECENT, Kept, read_recent
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.runtime import Runtime
 from perkamo.trials.simulate import SimulatedEvent
@@ -28,13 +28,13 @@ async def simulate_document(
     runtime: Runtime,
     space_id: int,
     space_slug: str,
-    value: Any,
+    value: object,
     body_size: int | None,
     received_at: datetime,
 ) -> SimulateResponse:
     """The simulation a JSON value asks for (the console's form, ``perkamo simulate``),
     validated as the API validates its body."""
-    body = decode_body(_encoder.encode(value), SimulateBody, [], space_slug)
+    body = decode_as(_encoder.encode(value), SimulateBody, space_slug)
     return await simulate(runtime, space_id, space_slug, body, body_size, received_at)
 
 
@@ -68,7 +68,7 @@ async def simulate(
         [SimulatedEvent(e.event, context, at, e.transaction_id) for e, context, at in events],
         program, received_at, runtime.deadline(),
     )  # fmt: skip
-    recent: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    recent: Kept = ([], [], [])
     if snapshot.exists and body.user_id is not None:
         recent = await runtime.db.run(read_recent, space_id, body.user_id, RECENT)
     view = ProfileView(

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Adjust, Reverse, ReverseEvent, Written
 from perkamo.profiles.commands.event_reversal import event_not_found
 from perkamo.program.adjustments import check_adjustment
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 from storage.adjustments import event_owner, redemption_owner
 
@@ -29,7 +29,7 @@ async def adjust(
     counts_toward_level: bool = True,
     actor: str | None = None,
     received_at: datetime,
-    limits: dict[str, Any] | None = None,
+    limits: JsonObject | None = None,
     audit: str | None = None,
 ) -> Written:
     """Adjust ``user_id``'s ``wallet`` by ``amount``. The wallet and the amount are checked
@@ -53,7 +53,7 @@ async def reverse_redemption(
     reason: str,
     actor: str | None = None,
     received_at: datetime,
-    limits: dict[str, Any] | None = None,
+    limits: JsonObject | None = None,
     audit: str | None = None,
     user_id: str | None = None,
 ) -> tuple[str, Written]:
@@ -79,7 +79,7 @@ async def reverse_event(
     reason: str,
     actor: str | None = None,
     received_at: datetime,
-    limits: dict[str, Any] | None = None,
+    limits: JsonObject | None = None,
     audit: str | None = None,
 ) -> tuple[str, Written]:
     """Take back what the event ``transaction_id`` gave (a return), at the profile that owns

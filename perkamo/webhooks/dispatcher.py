@@ -221,7 +221,7 @@ class WebhookDispatcher:
 def request_headers(
     hook: store.Endpoint, delivery: store.DueDelivery, attempt: int, body: bytes, at: datetime
 ) -> dict[str, str]:
-    """The headers of one attempt (API.md §6), kept with it for the inspector. For 24 h
+    """The headers of one attempt (docs/api.md (webhooks)), kept with it for the inspector. For 24 h
     after a rotation the signature header lists one ``v1=`` per secret, comma-separated,
     the new secret's first: a receiver accepts the delivery when any of them matches."""
     signatures = ",".join(sign(secret, delivery.id, body) for secret in hook.secrets(at))

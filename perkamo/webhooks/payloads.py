@@ -15,6 +15,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.program.amounts import number
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.model import Program
 from perkamo.program.outcome import (
     Delta,
@@ -56,10 +57,13 @@ def event_delivery(
     event: str,
     occurred_at: datetime,
     received_at: datetime,
-    context: dict[str, Any],
+    context: JsonObject,
     outcome: Outcome,
     level_from: int | None,
+    source: str = "server",
 ) -> OutboxRow:
+    """``source``: "client" for a browser-sent event (docs/api.md "The browser half"), else
+    "server"."""
     effects: list[Any] = list(outcome.unlocked)
     if level_from is not None and outcome.level is not None:
         effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
@@ -72,6 +76,7 @@ def event_delivery(
             "user_id": user_id,
             "transaction_id": transaction_id,
             "event": event,
+            "source": source,
             "status": "applied",
             "occurred_at": format_rfc3339(occurred_at),
             "context": context,
@@ -88,7 +93,7 @@ def redemption_delivery(
     space_id: int,
     user_id: str,
     transaction_id: str,
-    context: dict[str, Any],
+    context: JsonObject,
     redemption: Redemption,
     redemption_id: str,
     received_at: datetime,
@@ -135,10 +140,10 @@ def support_delivery(
     transaction_id: str,
     received_at: datetime,
     change: Changed,
-    details: dict[str, Any],
+    details: JsonObject,
 ) -> OutboxRow:
-    """``adjustment.created`` / ``redemption.reversed`` / ``event.reversed`` (API.md §8), in
-    the envelope of §6."""
+    """``adjustment.created`` / ``redemption.reversed`` / ``event.reversed`` (docs/api.md
+    "Support operations"), in the envelope of the webhooks section."""
     effects: list[Any] = list(change.unlocked)
     payload = {
         "id": delivery_id,

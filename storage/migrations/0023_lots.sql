@@ -9,8 +9,10 @@ ALTER TABLE profiles ADD COLUMN next_due timestamptz, ADD COLUMN due_shard small
 CREATE INDEX profiles_next_due ON profiles (next_due, space_id, user_id)
     WHERE next_due IS NOT NULL;
 
--- Returns: one reversal per event, keyed by the event's transaction id (no foreign key:
--- the events' key is the product's to change), in processing order like every write.
+-- Returns: one reversal per event, keyed like the event itself (Space, transaction id,
+-- source, and the customer for a browser-sent event: its ids are scoped to the customer; no
+-- foreign key: the events' key is the product's to change), in processing order like every
+-- write.
 CREATE TABLE event_reversals (
     seq              bigserial NOT NULL,
     space_id         bigint NOT NULL REFERENCES spaces (id),
@@ -23,7 +25,11 @@ CREATE TABLE event_reversals (
     program_versions jsonb NOT NULL,
     profile_version  bigint NOT NULL,
     position         integer NOT NULL,
-    PRIMARY KEY (space_id, transaction_id)
+    source           text NOT NULL DEFAULT 'server' CHECK (source IN ('server', 'client')),
+    scope_user       text NOT NULL DEFAULT '',
+    PRIMARY KEY (space_id, transaction_id, source, scope_user),
+    CHECK ((source = 'server' AND scope_user = '')
+        OR (source = 'client' AND scope_user = user_id))
 );
 CREATE INDEX event_reversals_profile ON event_reversals (space_id, user_id, seq DESC);
 

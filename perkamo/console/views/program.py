@@ -9,7 +9,6 @@ import difflib
 from typing import Any
 
 import msgspec
-import psycopg
 from quart import Response
 
 from perkamo.configuration import versions
@@ -17,13 +16,14 @@ from perkamo.console import drafts, trial
 from perkamo.console.core import NotFound, Page, pretty, seg
 from perkamo.errors import PerkamoError
 from perkamo.program import MODULES
+from perkamo.program.json_walk import JsonObject
 from storage import config as config_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 _decoder = trial._decoder
 
 
-def _overview(conn: Conn, space_id: int) -> dict[str, Any]:
+def _overview(conn: Conn, space_id: int) -> JsonObject:
     active = {r.module: r for r in config_store.active_versions(conn, space_id)}
     return {m: (active.get(m), config_store.list_versions(conn, space_id, m)) for m in MODULES}
 
@@ -115,7 +115,7 @@ async def save_draft(page: Page) -> Response:
 
 async def try_event(page: Page) -> Response:
     """Simulate one event with the body in the editor (saved or not) beside the active
-    program (API.md §7); nothing is written, the form keeps what was typed."""
+    program (docs/api.md (trying a program)); nothing is written, the form keeps what was typed."""
     assert page.space is not None
     name = page.params["module"]
     if name not in MODULES:
@@ -144,7 +144,7 @@ async def try_event(page: Page) -> Response:
     return await module(page, trial_result=result)
 
 
-def _review_data(conn: Conn, space_id: int, chosen: dict[str, str]) -> list[dict[str, Any]]:
+def _review_data(conn: Conn, space_id: int, chosen: dict[str, str]) -> list[JsonObject]:
     active = {r.module: r for r in config_store.active_versions(conn, space_id)}
     found = []
     for name, label in chosen.items():

@@ -11,16 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg
 from quart import Response
 
 from perkamo.console import drafts, forms, trial
 from perkamo.console.core import NotFound, Page, seg
 from perkamo.errors import PerkamoError
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import format_rfc3339
 from storage import config as config_store
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Kind:
     module: str
     items: str  # the list in the module body
     page: str  # rules | wallets
-    fields: Callable[[dict[str, Any]], dict[str, str]]
+    fields: Callable[[JsonObject], dict[str, str]]
 
 
 KINDS = {
@@ -39,7 +38,7 @@ KINDS = {
 }
 
 
-def _load(conn: Conn, space_id: int, module: str, version: str) -> tuple[str, dict[str, Any], str]:
+def _load(conn: Conn, space_id: int, module: str, version: str) -> tuple[str, JsonObject, str]:
     """(the version shown, its body, the active version) — the active one by default."""
     active = next(
         (r for r in config_store.active_versions(conn, space_id) if r.module == module), None
@@ -79,7 +78,7 @@ async def rules(page: Page) -> Response:
     )
 
 
-def _state(rule: dict[str, Any], now: str) -> str:
+def _state(rule: JsonObject, now: str) -> str:
     until, since = rule.get("active_until"), rule.get("active_from")
     if until and until <= now:
         return "disabled"
@@ -155,7 +154,7 @@ async def item_form(page: Page) -> Response:
     return await _form_page(page, _kind(page))
 
 
-async def _built(page: Page, kind: Kind) -> tuple[dict[str, Any], str, dict[str, str], int]:
+async def _built(page: Page, kind: Kind) -> tuple[JsonObject, str, dict[str, str], int]:
     """The module body the form makes (from the version it was opened on), the version,
     the problems by field (the form's and the validator's), and the item's index."""
     assert page.space is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 from quart import Response
@@ -13,11 +12,12 @@ from perkamo.access.keys import SCOPES
 from perkamo.access.limits import LIMIT_NAMES, InvalidLimit, parse_limit
 from perkamo.console import security
 from perkamo.console.core import Page, seg
+from perkamo.console.views import browser_keys
 from storage import browse
 from storage import console as audit_store
 from storage import spaces as space_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 GRACE = {"now": 0, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
 LIMITS = LIMIT_NAMES
 
@@ -81,6 +81,7 @@ async def keys(page: Page) -> Response:
         now=datetime.now(UTC),
         grace=GRACE,
         created=(created["id"], key) if created and key else None,
+        **await browser_keys.listing(page),
     )
 
 

@@ -11,19 +11,19 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-import psycopg
 from quart import Response
 
 from perkamo.access import admin
 from perkamo.console import security
 from perkamo.console.core import NotFound, Page, pretty, seg
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.webhooks import new_secret, test_delivery
 from storage import console as audit_store
 from storage import deliveries as delivery_store
 from storage import webhooks as hook_store
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
 PAGE = 50
 OVERLAP = timedelta(hours=24)  # both secrets sign for this long after a rotation
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
@@ -127,7 +127,7 @@ async def _audited(
     change: Any,
     target: str | None = None,
     reason: str | None = None,
-    details: dict[str, Any] | None = None,
+    details: JsonObject | None = None,
 ) -> Any:
     """Run ``change(conn)`` and its audit row in one transaction."""
     assert page.space is not None

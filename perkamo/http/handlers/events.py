@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
@@ -85,7 +84,7 @@ async def ingest_batch(call: Call[BatchBody | TypedBatch]) -> Result[BatchRespon
             results[index] = answer
     for item, result in zip(batch.events, results, strict=True):
         _record(call, item, result)
-    # A successful item is exactly the single event's answer (API.md), encoded once by the
+    # A successful item is exactly the single event's answer (docs/api.md), encoded once by the
     # profile's actor; BatchItem documents both forms.
     return Result(BatchResponse([_item(r) for r in results]))
 
@@ -103,7 +102,7 @@ def check_not_future(event: EventInput, received_at: datetime, prefix: str = "")
         )
 
 
-def _ingest(event: EventInput, call: Call[Any]) -> Ingest:
+def _ingest(event: EventInput, call: Call[object]) -> Ingest:
     return Ingest(
         transaction_id=event.transaction_id, event=event.event, context=event.context,
         occurred_at=event.occurred_at, received_at=call.received_at,
@@ -121,7 +120,7 @@ def _item(result: Written | PerkamoError | None) -> BatchItem | msgspec.Raw:
     )  # fmt: skip
 
 
-def _record(call: Call[Any], event: Any, outcome: object) -> None:
+def _record(call: Call[object], event: object, outcome: object) -> None:
     """A duplicate or a refusal, for the console's Events screen (perkamo/attempts.py)."""
     if isinstance(outcome, PerkamoError):
         status, code, message = "refused", outcome.code.value, str(outcome)

@@ -1,11 +1,10 @@
-"""Operational endpoints (no key): ``/healthz``, ``/readyz``, ``/metrics``, and the Perkamo
-preview endpoints this server does not offer yet."""
+"""Operational endpoints (no key): ``/healthz``, ``/readyz`` and ``/metrics``."""
 
 from __future__ import annotations
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.http.edge import Plain, RawBody, Result
-from perkamo.http.responses import ErrorBody, Health
+from perkamo.http.responses import Health
 
 
 async def healthz(plain: Plain) -> Result[Health]:
@@ -25,10 +24,3 @@ async def readyz(plain: Plain) -> Result[Health]:
 
 async def metrics(plain: Plain) -> Result[RawBody]:
     return Result(RawBody(plain.metrics.render(), plain.metrics.content_type))
-
-
-async def not_supported(plain: Plain) -> Result[ErrorBody]:
-    raise PerkamoError(
-        Code.NOT_SUPPORTED,
-        "This endpoint is a Perkamo preview feature that this server does not offer yet.",
-    )

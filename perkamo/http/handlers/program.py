@@ -3,7 +3,7 @@ and ``GET /v1/usage``."""
 
 from __future__ import annotations
 
-from perkamo.http.bodies import ModulesUpload, ModuleUpload
+from perkamo.http.admin_bodies import ModulesUpload, ModuleUpload
 from perkamo.http.edge import Call, Result, api_actor
 from perkamo.http.program_document import usage_document
 from perkamo.http.responses import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perkamo.http.bodies import BacktestBody, SimulateBody, backtest_input
+from perkamo.http.admin_bodies import BacktestBody, SimulateBody, backtest_input
 from perkamo.http.edge import Call, Result
 from perkamo.http.responses import BacktestDocument, BacktestList, SimulateResponse
 from perkamo.usecases import backtests

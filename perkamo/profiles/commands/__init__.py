@@ -14,6 +14,7 @@ from perkamo.profiles.commands.base import (
     TransactionKey,
     Written,
 )
+from perkamo.profiles.commands.client_event import ClientEvent
 from perkamo.profiles.commands.event import Ingest
 from perkamo.profiles.commands.event_reversal import ReverseEvent
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
@@ -23,7 +24,7 @@ from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
 from perkamo.profiles.commands.tick import Tick, tick_id
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | Identify | Redeem | Adjust | Reverse | ReverseEvent | Tick | Read
+Message = Ingest | ClientEvent | Identify | Redeem | Adjust | Reverse | ReverseEvent | Tick | Read
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -41,14 +42,15 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 
 COMMANDS: dict[str, type[Command[object]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ingest, Identify, Redeem, Adjust, Reverse, ReverseEvent, Tick, Read)
+    str(cls.__struct_config__.tag): cls
+    for cls in (Ingest, ClientEvent, Identify, Redeem, Adjust, Reverse, ReverseEvent, Tick, Read)
 }
 
 __all__ = [
     "COMMANDS",
     "AnyCommand",
     "AlreadyReversed",
+    "ClientEvent",
     "Adjust",
     "Command",
     "Draft",

@@ -4,7 +4,7 @@ balance with a reason; logged with its answer (namespace ``adjustment``)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -33,9 +33,10 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "adjustment.created"
     namespace: ClassVar[str | None] = "adjustment"
     needs_profile: ClassVar[bool] = True
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
 
     transaction_id: str
     wallet: str

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import msgspec
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.program import ProfileState, Program
 from perkamo.program.evaluation import copy_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.outcome import BreakdownEntry, Delta, LevelState, Settlement, Unlocked
 from perkamo.program.returns import EventRecord
 from perkamo.webhooks.payloads import settlement_deliveries
@@ -36,7 +37,7 @@ TransactionKey = tuple[str, str]  # (namespace, transaction id)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
-def encode_json(value: Any) -> str:
+def encode_json(value: object) -> str:
     return _encoder.encode(value).decode()
 
 
@@ -60,10 +61,16 @@ class Command(msgspec.Struct, Generic[R], tag_field="kind", frozen=True, kw_only
     lookup: ClassVar[str | None] = None  # a namespace whose originals staging must read first
     counted: ClassVar[bool] = False  # an event of a back-test's report
     activity: ClassVar[bool] = True  # moves the profile's ``updated_at`` (a tick does not)
-    answer_type: ClassVar[Any] = None  # R, for decoding an answer that crossed the wire
+    answer_type: ClassVar[object] = None  # R, for decoding an answer that crossed the wire
+    change: ClassVar[str | None] = (
+        None  # what a live stream calls a committed one (docs/api.md "The browser half")
+    )
+    source: ClassVar[str] = (
+        "server"  # who sent it: "client" for a browser (docs/api.md "The browser half")
+    )
 
     received_at: datetime
-    limits: dict[str, Any] = {}  # the Space's usage limits when it was received
+    limits: JsonObject = {}  # the Space's usage limits when it was received
     transaction_id: str | None = None  # required by the kinds that have a namespace
 
     def key(self) -> TransactionKey | None:
@@ -108,22 +115,22 @@ class Draft:
 
     space_id: int
     user_id: str
-    version: int  # the version this unit commits; every row carries it for replay
+    version: int  # the version the write being staged commits (its rows carry it: replay)
     program: Program
     hook: SpaceHook
-    traits: dict[str, Any]
+    traits: JsonObject
     state: ProfileState
     exists: bool
     # The stored originals this batch's commands looked up (``Command.lookup``).
     found: dict[TransactionKey, StoredWrite] = field(default_factory=dict)
-    rows: dict[str, list[Any]] = field(default_factory=dict)  # per log table
+    rows: dict[str, list[object]] = field(default_factory=dict)  # per log table
     outbox: list[OutboxRow] = field(default_factory=list)
     audits: list[AuditRow] = field(default_factory=list)
     # What the profile document's recent lists gain once the unit commits: (list, JSON).
     recent: list[tuple[str, bytes]] = field(default_factory=list)
     stale_recent: bool = False  # a write changed entries already listed: read them again
 
-    def add(self, table: str, row: Any) -> None:
+    def add(self, table: str, row: object) -> None:
         self.rows.setdefault(table, []).append(row)
 
 
@@ -132,7 +139,7 @@ class Replay:
     """A profile being replayed from its log (replay, verify, back-tests)."""
 
     state: ProfileState
-    traits: dict[str, Any]
+    traits: JsonObject
     program: Program
     refused: set[str] = field(default_factory=set)  # redemptions this run could not afford
     # What this run's events changed, by transaction id: what returning one takes back
@@ -172,7 +179,7 @@ def announce_settled(
         ))  # fmt: skip
 
 
-def duplicate(stored: str, shape: type[Any]) -> Written:
+def duplicate(stored: str, shape: type[msgspec.Struct]) -> Written:
     """A stored answer as the answer to its retry: the same, with ``duplicate: true``."""
     original = msgspec.json.Decoder(shape, float_hook=Decimal).decode(stored)
     again = msgspec.structs.replace(original, duplicate=True)

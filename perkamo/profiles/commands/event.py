@@ -4,7 +4,7 @@ with its answer in the event log (namespace ``event``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -25,6 +25,7 @@ from perkamo.profiles.commands.base import (
 from perkamo.profiles.history import event_entry
 from perkamo.program import EngineEvent, apply
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
 from perkamo.program.outcome import Delta
 from perkamo.program.returns import EventRecord
@@ -36,14 +37,16 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "event.applied"
     namespace: ClassVar[str | None] = "event"
     meter: ClassVar[str | None] = "events"
     counted: ClassVar[bool] = True
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
+    table: ClassVar[str] = "events"  # its log table (storage/log_tables.py)
 
     transaction_id: str
     event: str
-    context: dict[str, Any]
+    context: JsonObject
     occurred_at: datetime | None = None
 
     def request_hash(self, user_id: str, form: int = FORM) -> bytes:
@@ -54,14 +57,13 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
     def stage(self, draft: Draft, position: int) -> Written:
         program, hook = draft.program, draft.hook
         occurred = self.occurred_at or self.received_at
-        seen = EngineEvent(
-            self.event, self.context, self.occurred_at, draft.traits, self.transaction_id
-        )
+        seen = EngineEvent(self.event, self.context, self.occurred_at, draft.traits,
+                           self.source, self.transaction_id)  # fmt: skip
         level_before = level_number(draft.state, program) if hook.enabled else None
         state, outcome = apply(draft.state, seen, program, self.received_at)
         event_id = "evt_" + ids.token_hex(12)
         answer = _encoder.encode(event_answer(outcome, event_id, program))
-        draft.add("events", EventRow(
+        draft.add(self.table, EventRow(
             space_id=draft.space_id, transaction_id=self.transaction_id,
             user_id=draft.user_id, event=self.event, context=encode_json(self.context),
             occurred_at=occurred, received_at=self.received_at,
@@ -72,12 +74,12 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
             draft.outbox.append(event_delivery(
                 hook, draft.space_id, event_id, draft.user_id, self.transaction_id, self.event,
                 occurred, self.received_at, self.context, outcome,
-                level_before if outcome.leveled_up else None,
+                level_before if outcome.leveled_up else None, self.source,
             ))  # fmt: skip
             announce_settled(draft, outcome.settled, outcome.wallet_state, outcome.level,
                              self.received_at, self.transaction_id)  # fmt: skip
         draft.recent.append(("events", event_entry(self.event, self.transaction_id, occurred,
-                                                   outcome.delta)))  # fmt: skip
+                                                   outcome.delta, self.source)))  # fmt: skip
         draft.state = state
         return Written(msgspec.Raw(answer))  # sent as it is stored: encoded once
 
@@ -89,9 +91,8 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
-        seen = EngineEvent(
-            row.name, row.payload or {}, row.occurred_at, run.traits, row.transaction_id
-        )
+        seen = EngineEvent(row.name, row.payload or {}, row.occurred_at, run.traits, cls.source,
+                           row.transaction_id)  # fmt: skip
         run.state, outcome = apply(
             run.state, seen, run.program, row.received_at, summary=True, in_place=True
         )

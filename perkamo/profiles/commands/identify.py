@@ -3,7 +3,7 @@ created if absent. Last write wins: identifies have no transaction id."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -18,20 +18,22 @@ from perkamo.profiles.commands.base import (
 )
 from perkamo.program import apply_identify, merge_traits
 from perkamo.program.amounts import wallet_state
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_state
 from storage import IdentifyRow
 from storage.history import HistoryRow
 
 
 class IdentifyResult(msgspec.Struct, frozen=True):
-    traits: dict[str, Any]
+    traits: JsonObject
     created: bool
 
 
 class Identify(Command[IdentifyResult], tag="identify", frozen=True, kw_only=True):
-    answer_type: ClassVar[Any] = IdentifyResult
+    change: ClassVar[str | None] = "profile.identified"
+    answer_type: ClassVar[object] = IdentifyResult
 
-    traits: dict[str, Any]
+    traits: JsonObject
 
     def stage(self, draft: Draft, position: int) -> IdentifyResult:
         traits = merge_traits(draft.traits, self.traits)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -23,6 +23,7 @@ from perkamo.profiles.commands.base import (
 )
 from perkamo.profiles.history import redemption_entry
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.rewards import redeem
 from perkamo.webhooks import redemption_delivery
 from storage import RedemptionRow
@@ -32,14 +33,15 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "reward.redeemed"
     namespace: ClassVar[str | None] = "redemption"
     meter: ClassVar[str | None] = "redemptions"
     needs_profile: ClassVar[bool] = True
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
 
     transaction_id: str
     reward_key: str
-    context: dict[str, Any]
+    context: JsonObject
 
     def request_hash(self, user_id: str, form: int = FORM) -> bytes:
         return request_hash(user_id, self.reward_key, self.context, form=form)

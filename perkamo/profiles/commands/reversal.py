@@ -6,7 +6,7 @@ redemption, whatever the reason of a repeat."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -43,10 +43,11 @@ class AlreadyReversed(PerkamoError):
 
 
 class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
+    change: ClassVar[str | None] = "redemption.reversed"
     namespace: ClassVar[str | None] = "reversal"
     needs_profile: ClassVar[bool] = True
     lookup: ClassVar[str | None] = "redemption"
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
 
     transaction_id: str  # the redemption's
     reason: str

@@ -11,7 +11,16 @@ import psycopg
 import trio
 
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import (
+    Challenge,
+    FrameReader,
+    Hello,
+    Request,
+    Requests,
+    Response,
+    Responses,
+    Welcome,
+)
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Ingest, ProfileView, Read, Written
 from tests.spaces import committed
@@ -78,10 +87,7 @@ async def test_a_member_with_the_secret_is_answered(runtime, space, pg_url):
     await protocol.send(stream, Request(7, space.space.id, "u", _ingest("x2"), 3.0))
     read = Read(received_at=datetime.now(UTC))
     await protocol.send(stream, Request(8, space.space.id, "u", read, 3.0))
-    with trio.fail_after(10):
-        first, second = await reader.next(), await reader.next()
-    assert isinstance(first, Response) and isinstance(second, Response)
-    first, second = sorted([first, second], key=lambda r: r.id)  # answered as they finish
+    first, second = sorted(await _responses(reader, 2), key=lambda r: r.id)
     assert (first.id, second.id) == (7, 8)
     applied = protocol.decode_answer(first, Written)
     assert isinstance(applied, Written) and b'"applied":true' in bytes(applied.body)
@@ -89,7 +95,28 @@ async def test_a_member_with_the_secret_is_answered(runtime, space, pg_url):
     # Applied in the order sent: the read sees the event sent before it.
     assert isinstance(view, ProfileView) and view.recent_events[0].transaction_id == "x2"
     assert committed(pg_url, space.space.id) == {"x2": 1}
+    # Many requests in one frame: each admitted in order and answered by its id; the
+    # answers come back many to a frame.
+    batch = [Request(20 + n, space.space.id, f"b{n % 3}", _ingest(f"y{n}"), 3.0) for n in range(9)]
+    await protocol.send(stream, Requests([*batch, Request(40, space.space.id, "b0", read, 3.0)]))
+    answers = {r.id: r for r in await _responses(reader, 10)}
+    assert sorted(answers) == [*range(20, 29), 40]
+    view = protocol.decode_answer(answers[40], Read.answer_type)
+    assert isinstance(view, ProfileView)
+    assert [e.transaction_id for e in view.recent_events][:3] == ["y6", "y3", "y0"]
+    assert committed(pg_url, space.space.id) == {"x2": 1, **{f"y{n}": 1 for n in range(9)}}
     await stream.aclose()
+
+
+async def _responses(reader: FrameReader, count: int) -> list[Response]:
+    """The next ``count`` answers, however many frames they come in."""
+    got: list[Response] = []
+    with trio.fail_after(10):
+        while len(got) < count:
+            frame = await reader.next()
+            assert isinstance(frame, Responses | Response), frame
+            got += frame.items if isinstance(frame, Responses) else [frame]
+    return got
 
 
 def test_messages_and_answers_cross_the_wire_exactly():

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perkamo.cluster import protocol
-from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Response, Welcome
+from perkamo.cluster.protocol import Challenge, FrameReader, Hello, Request, Responses, Welcome
 from perkamo.cluster.server import InternalServer
 from perkamo.profiles.commands import Read
 from perkamo.runtime import open_runtime
@@ -104,7 +104,7 @@ async def _a_real_peer_is_answered(address: str, secret: str, space_id: int) -> 
         read = Read(received_at=datetime.now(UTC))
         await protocol.send(stream, Request(1, space_id, "nobody", read, 3.0))
         answer = await reader.next()
-        assert isinstance(answer, Response) and answer.id == 1
+        assert isinstance(answer, Responses) and [r.id for r in answer.items] == [1]
         await stream.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Several members on one PostgreSQL, as real processes on 127.0.0.1 (ARCHITECTURE.md
+"""Several members on one PostgreSQL, as real processes on 127.0.0.1 (docs/architecture.md
 "Several processes and nodes"): load through both entry points applies exactly once and
 keeps hot profiles serialized; a member killed mid-load has its shards taken over within
 2 s; a member joining under load takes its share without a request failing; a usage limit

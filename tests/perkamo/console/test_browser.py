@@ -8,7 +8,6 @@ delivery, resend it, adjust a customer, read the analytics — then checks the l
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import pytest
 import trio
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.chromium import open_chromium
 from tests.perkamo.console.helpers import add_operator
 from tests.perkamo.console.test_operations import AnsweringReceiver
 from tests.server_process import ServerProcess, demo_program
@@ -36,26 +35,7 @@ WIDE, NARROW = 1440, 390
 
 
 def _driver() -> webdriver.Chrome:
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and chromedriver, (
-        "the browser tests need Debian's chromium and chromium-driver: `make test` installs "
-        "them when run as root, otherwise: sudo apt-get install chromium chromium-driver"
-    )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        f"--window-size={WIDE},1000",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.implicitly_wait(0)
-    return driver
+    return open_chromium(console_log=True, width=WIDE)
 
 
 class Walk:

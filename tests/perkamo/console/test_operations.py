@@ -1,4 +1,4 @@
-"""The screens an operator runs the program from (CONSOLE.md "Next"), through the real app:
+"""The screens an operator runs the program from (docs/operations.md (the console) "Next"), through the real app:
 the webhook inspector against a real receiver (responses, the breaker, both signatures
 after a rotation, a test event), rules and wallets as forms, customers (balances, levels,
 search by any trait value, CSV export), analytics from the ledger's aggregates, and the

@@ -1,4 +1,4 @@
-"""The console's screens do what CONSOLE.md lists, through the real app: Spaces and keys,
+"""The console's screens do what docs/operations.md (the console) lists, through the real app: Spaces and keys,
 Events (filters, statuses, one event), Customers (search, profile, ledger, support
 actions), Program (drafts, errors at their path, diff, try, activate), Back-tests,
 Webhooks, Usage, Find and the Audit log."""

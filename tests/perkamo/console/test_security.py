@@ -1,4 +1,4 @@
-"""The console's security rules at the HTTP level (CONSOLE.md, "Operators and sessions"):
+"""The console's security rules at the HTTP level (docs/operations.md (the console), "Operators and sessions"):
 CSRF, same origin, roles (checked against the route table), sessions (expiry, logout, a new
 id at login), throttled login, escaping, headers, and the wall between API keys and
 console sessions."""

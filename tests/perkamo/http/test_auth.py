@@ -1,4 +1,4 @@
-"""The authentication matrix and the documented order of checks (API.md §1, §5)."""
+"""The authentication matrix and the documented order of checks (docs/api.md (authentication), §5)."""
 
 from __future__ import annotations
 

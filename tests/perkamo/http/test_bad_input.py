@@ -680,9 +680,21 @@ CASES = [
         None,
     ),
     ("wrong-method-patch", "PATCH", "/v1/identify", enc({}), JSON, 405, "method_not_allowed", None),
-    ("browser-tokens", "POST", "/v1/browser-tokens", enc({}), JSON, 501, "not_supported", None),
-    ("client-preview", "GET", "/v1/client/profile", b"", {}, 501, "not_supported", None),
-]
+    ("browser-tokens-empty", "POST", "/v1/browser-tokens", enc({}), JSON, 400,
+     "validation_error", "browser_key"),
+    ("browser-tokens-ttl", "POST", "/v1/browser-tokens",
+     enc({"browser_key": "bk_test_x", "user_id": "u", "ttl_seconds": 1801}), JSON, 400,
+     "validation_error", "ttl_seconds"),
+    ("browser-tokens-unknown-key", "POST", "/v1/browser-tokens",
+     enc({"browser_key": "bk_test_x", "user_id": "u"}), JSON, 400, "invalid_browser_key", None),
+    ("client-without-token", "GET", "/v1/client/profile", b"", {}, 401, "invalid_token", None),
+    ("client-api-key-is-no-token", "GET", "/v1/client/program", b"", {}, 401, "invalid_token",
+     None),
+    ("client-unknown-route", "GET", "/v1/client/nothing", b"", {}, 404, "not_found", None),
+    ("browser-key-bad-origin", "POST", "/v1/admin/browser-keys",
+     enc({"name": "x", "allowed_origins": ["https://x.example/path"]}), JSON, 400,
+     "validation_error", "allowed_origins[0]"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ INVALID = [
     ("boost-grant-no-duration", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "reward"}}]}, "body.boosts[0].duration_seconds"),
     ("boost-unknown-wallet", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "wallets": ["gems"], "grant": {"on": "reward"}, "duration_seconds": 5}]}, "body.boosts[0].wallets[0]"),
     ("boost-unknown-perk", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "grant": {"on": "perk", "perk": "nope"}, "duration_seconds": 5}]}, "body.boosts[0].grant.perk"),
-    # Every "must not" of PROGRAM.md's validation section: no "*" outside a rule's event.
+    # Every "must not" of docs/program.md's validation section: no "*" outside a rule's event.
     ("streak-star-event", "events", {"streaks": [{"key": "s", "name": "S", "events": ["app.opened", "*"], "period": "day"}]}, "body.streaks[0].events[1]"),
     ("criterion-star-event", "achievements", {"achievements": [{"key": "a", "name": "A", "criteria": [{"event": "*", "count": 1}]}]}, "body.achievements[0].criteria[0].event"),
     ("boost-star-event", "boosts", {"boosts": [{"key": "b", "name": "B", "multiplier": 2, "events": ["*"], "grant": {"on": "reward"}, "duration_seconds": 5}]}, "body.boosts[0].events[0]"),

@@ -47,6 +47,7 @@ async def test_event_response_shape_and_profile_history(api):
             "transaction_id": "t1",
             "occurred_at": profile.body["events"][0]["occurred_at"],
             "delta": [],
+            "source": "server",
         }
     ]
 

@@ -80,6 +80,23 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         "/v1/admin/events/ev-1/reverse",
         {"reason": "iso"},
     ),
+    ("POST", "/v1/admin/browser-keys"): (
+        "/v1/admin/browser-keys",
+        {"name": "iso", "allowed_origins": ["https://iso.example.com"]},
+    ),
+    ("GET", "/v1/admin/browser-keys"): ("/v1/admin/browser-keys", None),
+    ("PATCH", "/v1/admin/browser-keys/{browser_key_id}"): (
+        "/v1/admin/browser-keys/bkey_none",
+        {"name": "iso"},
+    ),
+    ("DELETE", "/v1/admin/browser-keys/{browser_key_id}"): (
+        "/v1/admin/browser-keys/bkey_none",
+        None,
+    ),
+    ("POST", "/v1/browser-tokens"): (
+        "/v1/browser-tokens",
+        {"browser_key": "bk_test_none", "user_id": "iso"},
+    ),
 }
 
 
@@ -103,6 +120,7 @@ def footprint(pg_url: str, space: SpaceKey) -> tuple[Any, ...]:
                 "SELECT count(*) FROM adjustments WHERE space_id = %s",
                 "SELECT count(*) FROM reversals WHERE space_id = %s",
                 "SELECT count(*) FROM backtests WHERE space_id = %s",
+                "SELECT count(*) FROM browser_keys WHERE space_id = %s",
                 "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE space_id = %s"
                 " AND meter <> 'api_requests'",  # A's refused requests are A's to count
             )
@@ -150,6 +168,7 @@ async def test_a_space_sees_only_its_own_data(two_spaces, pg_url):
     assert usage["meters"]["events"]["used"] == 0
     program = (await b.get("/v1/program")).body
     assert program["metrics"]["events"] == 0 and program["metrics"]["profiles"] == 0
+    assert (await b.get("/v1/admin/browser-keys")).body["browser_keys"] == []
     versions = (await b.get("/v1/admin/config/wallets")).body["versions"]
     assert [v["version"] for v in versions] == ["demo"]
     # The same user and transaction ids in B are B's own, applied there once.

@@ -1,4 +1,4 @@
-"""Numbers are values, not text (API.md §2): a string where a number is expected is 400
+"""Numbers are values, not text (docs/api.md (conventions)): a string where a number is expected is 400
 everywhere, and a whole number written ``150.0`` or ``1.5E2`` is the whole number 150 wherever
 a number is checked (PHP's ``json_encode`` writes floats as ``150.0``)."""
 

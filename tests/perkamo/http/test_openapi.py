@@ -103,18 +103,22 @@ def test_every_handler_answers_the_type_its_route_declares():
     document cannot drift from what the code returns."""
     import typing
 
+    from perkamo.http.client_edge import ClientCall, StreamBody
     from perkamo.http.edge import Call, RawBody, Result
 
     for route in build_router().routes:
         hints = typing.get_type_hints(route.handler)
         answer = typing.get_args(hints["return"])[0]
-        if isinstance(route.response, str):  # a page, a file or a text format
+        if route.response == "text/event-stream":  # a live stream (docs/api.md "The browser half")
+            assert answer is StreamBody, route.pattern
+        elif isinstance(route.response, str):  # a page, a file or a text format
             assert answer is RawBody, route.pattern
         else:
             assert hints["return"] == Result[route.response], route.pattern
-        if route.scope is not None:
+        if route.scope is not None or route.client is not None:
             (parameter,) = [v for k, v in hints.items() if k != "return"]
-            assert typing.get_origin(parameter) is Call, route.pattern
+            expected = Call if route.scope is not None else ClientCall
+            assert typing.get_origin(parameter) is expected, route.pattern
             body = typing.get_args(parameter)[0]
             declared = type(None) if route.request is None else route.request
             assert declared == body or declared in typing.get_args(body), route.pattern

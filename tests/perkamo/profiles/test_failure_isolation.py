@@ -1,4 +1,4 @@
-"""API.md "Failure isolation" (defect D1 of the robustness issue): an unexpected error while
+"""docs/api.md "Failure isolation" (defect D1 of the robustness issue): an unexpected error while
 applying one write fails that write alone — in a batch, that item's ``internal_error`` inside
 the 200 — and every other item, profile and queued write of the same profile is answered
 normally. A 500 is never the answer for a request whose items were committed."""

@@ -1,4 +1,4 @@
-"""Support operations (API.md §8): balance adjustments with a reason and redemption
+"""Support operations (docs/api.md (support operations)): balance adjustments with a reason and redemption
 reversals — hand-computed cases, idempotency, refusals, scopes, and the ledger."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROGRAM.md "Bounds": no number anywhere can make an evaluation raise, and ``delta``
+"""docs/program.md "Bounds": no number anywhere can make an evaluation raise, and ``delta``
 always agrees with ``breakdown`` (defects D1 and D9 of the robustness issue)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Canonical JSON (API.md §5, defect D13): RFC 8785 with plain-notation decimals, so
+"""Canonical JSON (docs/api.md (errors), defect D13): RFC 8785 with plain-notation decimals, so
 checksums match an external computation, while hashes stored in the older form keep
 matching their original requests."""
 

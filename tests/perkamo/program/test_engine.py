@@ -1,4 +1,4 @@
-"""The pure engine, module by module (PROGRAM.md)."""
+"""The pure engine, module by module (docs/program.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API.md "Embedded PostgreSQL" (defect D5): when the server runs its own PostgreSQL and it
+"""docs/api.md "Embedded PostgreSQL" (defect D5): when the server runs its own PostgreSQL and it
 dies, the server restarts it and recovers without an operator; meanwhile /readyz is 503 and
 writes answer 503 storage_unavailable."""
 

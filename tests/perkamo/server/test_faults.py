@@ -27,7 +27,7 @@ from tests.spaces import SpaceKey, committed, make_space
 # Real server processes in real time: left out by `make test-fast`.
 pytestmark = pytest.mark.slow
 
-# API.md: a request waits at most 5 s for its actor, statements time out after 4 s. Allow
+# docs/api.md: a request waits at most 5 s for its actor, statements time out after 4 s. Allow
 # for a loaded 2-core machine on top.
 ANSWER_BOUND = 9.0
 
@@ -295,7 +295,7 @@ async def test_overload_is_refused_quickly_and_recovers(pg_url, tmp_path):
 
 async def test_batch_floods_keep_every_answer_within_the_bound(pg_url, tmp_path):
     """D7: 32 connections of 100-item batches of new users. The server holds only the work
-    it can answer in time (API.md "Admission"): items beyond that are refused at once with
+    it can answer in time (docs/api.md "Admission"): items beyond that are refused at once with
     503 overloaded inside the 200; every answer comes within the 5 s bound, /healthz and
     /readyz within 1 s, and no item's outcome is unknown while storage is healthy."""
     server, space = await start_server(pg_url, tmp_path)

@@ -1,4 +1,4 @@
-"""Protocol edges answer as API.md §5 says, with the JSON error body: one table, a row per
+"""Protocol edges answer as docs/api.md (errors) says, with the JSON error body: one table, a row per
 edge, each row a raw socket against a real server. Its read timeout is 7 s, longer than
 hypercorn's own 5 s timers, so a row that holds is held by our code, not by theirs."""
 

@@ -1,4 +1,4 @@
-"""A simulation never holds a profile's real writes past the bound (API.md §7): it runs on
+"""A simulation never holds a profile's real writes past the bound (docs/api.md (trying a program)): it runs on
 the committed state in a worker thread, one at a time, so the event loop keeps serving. (Three
 simulations of 100 events on a 1,000-rule draft once kept the loop busy and a real write
 waited 6.3 s, answering 503 outcome_unknown although it had applied.)"""

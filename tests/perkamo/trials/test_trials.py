@@ -1,4 +1,4 @@
-"""Trying a program before it goes live (API.md §7): simulate equals reality and writes
+"""Trying a program before it goes live (docs/api.md (trying a program)): simulate equals reality and writes
 nothing; back-tests reproduce the recorded outcomes and report a draft's effect exactly."""
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ async def test_a_receiver_that_never_answers_is_failed_after_the_last_attempt(
         SnapshotWrite(space.space.id, "u", "{}", "{}", 0, created),
         outbox=[row],
     )
-    assert (await trio.to_thread.run_sync(writer._flush, [unit]))[0].status.value == "committed"
+    assert (await writer._flush([unit]))[0].status.value == "committed"
     writer._close_connection()
     wall = [created]
     db = Database(pg_url)
@@ -328,7 +328,7 @@ async def due_deliveries(
         units.append(Unit({"events": [event]}, snap, outbox=[row]))
     writer = GroupCommitWriter(pg_url)
     try:
-        return await trio.to_thread.run_sync(writer._flush, units)
+        return await writer._flush(units)
     finally:
         writer._close_connection()
 
