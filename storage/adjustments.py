@@ -48,9 +48,11 @@ def redemption_owner(conn: Conn, space_id: int, transaction_id: str) -> str | No
 
 
 def event_owner(conn: Conn, space_id: int, transaction_id: str) -> str | None:
-    """The user an applied event belongs to (None: no such event)."""
+    """The user an applied server event belongs to (None: no such event). A browser-sent
+    event's id is its customer's own: it is found through the customer."""
     row = conn.execute(
-        "SELECT user_id FROM events WHERE space_id = %s AND transaction_id = %s",
+        "SELECT user_id FROM events WHERE space_id = %s AND transaction_id = %s"
+        " AND source = 'server' AND scope_user = ''",
         (space_id, transaction_id),
     ).fetchone()
     return None if row is None else str(row[0])

@@ -74,6 +74,7 @@ class EventRow:
     delta: Any  # applied: the outcome's delta
     code: str | None  # refused: the error code
     message: str | None
+    source: str = "server"  # "client": sent by a browser (its id is its customer's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ _FAR_FUTURE = datetime(9999, 12, 30).astimezone()
 
 _APPLIED = (
     "SELECT received_at, seq, 'applied' AS status, transaction_id, user_id, event,"
-    " outcome -> 'delta' AS delta, NULL::text AS code, NULL::text AS message"
+    " outcome -> 'delta' AS delta, NULL::text AS code, NULL::text AS message, source"
     " FROM events WHERE space_id = %(s)s"
     " AND (received_at, seq) < (%(at)s, %(seq)s)"
     " AND received_at >= %(since)s AND received_at < %(until)s"
@@ -156,20 +157,28 @@ class EventDetail:
     occurred_at: datetime
     received_at: datetime
     outcome: Any
+    source: str
     reversal: Any = None  # its reversal (a return): when, why, by whom, its answer
 
 
-def event_detail(conn: Conn, space_id: int, transaction_id: str) -> EventDetail | None:
+def event_detail(
+    conn: Conn, space_id: int, transaction_id: str, client_user: str | None = None
+) -> EventDetail | None:
+    """The server event ``transaction_id``, or with ``client_user`` the event that
+    customer's browser sent under that id (a browser's ids are its customer's own)."""
+    scope = ("server", "") if client_user is None else ("client", client_user)
     with conn.cursor(row_factory=class_row(EventDetail)) as cur:
         cur.execute(
             "SELECT e.transaction_id, e.user_id, e.event, e.context, e.occurred_at,"
-            " e.received_at, e.outcome, CASE WHEN v.transaction_id IS NOT NULL THEN"
-            " json_build_object('reversed_at', v.received_at, 'reason', v.reason,"
+            " e.received_at, e.outcome, e.source, CASE WHEN v.transaction_id IS NOT NULL"
+            " THEN json_build_object('reversed_at', v.received_at, 'reason', v.reason,"
             " 'actor', v.actor, 'outcome', v.outcome) END AS reversal"
             " FROM events e LEFT JOIN event_reversals v"
             " ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id"
-            " WHERE e.space_id = %s AND e.transaction_id = %s",
-            (space_id, transaction_id),
+            " AND v.source = e.source AND v.scope_user = e.scope_user"
+            " WHERE e.space_id = %s AND e.transaction_id = %s"
+            " AND e.source = %s AND e.scope_user = %s",
+            (space_id, transaction_id, *scope),
         )
         return cur.fetchone()
 

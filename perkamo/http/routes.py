@@ -11,6 +11,7 @@ from perkamo.http.bodies import (
     AdjustBody,
     BatchBody,
     EventBody,
+    EventReverseBody,
     IdentifyBody,
     RedeemBody,
     ReverseBody,
@@ -110,7 +111,7 @@ ROUTES: tuple[Route, ...] = (
           "admin:support", "Reverse a redemption (support)", ReverseBody, ReverseResponse,
           (*_BODY, 404)),
     keyed("POST", "/v1/admin/events/{transaction_id}/reverse", support.reverse_event,
-          "admin:support", "Reverse an event: a return (support)", ReverseBody,
+          "admin:support", "Reverse an event: a return (support)", EventReverseBody,
           EventReverseResponse, (*_BODY, 404)),
     # The browser half (docs/api.md "The browser half"): browser keys, tokens, the client API, live
     # streams.

@@ -42,7 +42,7 @@ class LevelProgress(
 
 class Settled(Shape):
     # What settling at the write's *now* released and expired (amounts at the wallet's
-    # precision), and the level changes and unlocks it caused (PROGRAM.md lots).
+    # precision), and the level changes and unlocks it caused (docs/program.md "Time moves state").
     released: list[Delta] = []
     expired: list[Delta] = []
     leveled_up: bool = False
@@ -134,6 +134,7 @@ class ReversedEvent(Shape):
     reversed_at: str
     reason: str
     actor: str | None
+    source: str = "server"  # "client": an event a browser sent
 
 
 class EventReverseResponse(Shape):

@@ -99,7 +99,8 @@ async def tail(page: Page) -> Response:
 async def event(page: Page) -> Response:
     assert page.space is not None
     transaction_id = page.params["transaction_id"]
-    found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id)
+    client = page.query.get("client") or None  # a browser-sent event: its customer
+    found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id, client)
     if found is None:
         raise NotFound(f"No applied event with transaction_id {transaction_id!r}.")
     deliveries = await page.runtime.db.run(
@@ -112,10 +113,14 @@ async def event(page: Page) -> Response:
 
 
 async def reverse(page: Page) -> Response:
-    """Reverse the event (a return) through its profile's actor, like the API (API.md §8)."""
+    """Reverse the event (a return) through its profile's actor, like the API (docs/api.md
+    "Support operations"); ``client`` in the form: a browser-sent event of that customer."""
     assert page.space is not None
     tx = page.params["transaction_id"]
+    client = page.form.get("client") or None
     back = f"/spaces/{seg(page.space.slug)}/events/{seg(tx)}"
+    if client is not None:
+        back += "?" + urlencode({"client": client})
     reason = page.form.get("reason", "").strip()
     if not reason:
         return await page.back(
@@ -125,6 +130,7 @@ async def reverse(page: Page) -> Response:
         _, answer = await support.reverse_event(
             page.runtime, page.space.id, tx, reason=reason[:500], actor=page.operator,
             received_at=datetime.now(UTC), audit=page.operator,
+            source="server" if client is None else "client", user_id=client,
         )  # fmt: skip
     except PerkamoError as exc:
         return await page.back(back, error=f"Not reversed: {exc}")

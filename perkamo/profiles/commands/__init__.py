@@ -16,7 +16,7 @@ from perkamo.profiles.commands.base import (
 )
 from perkamo.profiles.commands.client_event import ClientEvent
 from perkamo.profiles.commands.event import Ingest
-from perkamo.profiles.commands.event_reversal import ReverseEvent
+from perkamo.profiles.commands.event_reversal import ReverseClientEvent, ReverseEvent
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
 from perkamo.profiles.commands.read import ProfileView, Read
 from perkamo.profiles.commands.redemption import Redeem
@@ -24,7 +24,18 @@ from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
 from perkamo.profiles.commands.tick import Tick, tick_id
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | ClientEvent | Identify | Redeem | Adjust | Reverse | ReverseEvent | Tick | Read
+Message = (
+    Ingest
+    | ClientEvent
+    | Identify
+    | Redeem
+    | Adjust
+    | Reverse
+    | ReverseEvent
+    | ReverseClientEvent
+    | Tick
+    | Read
+)
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -43,7 +54,18 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 COMMANDS: dict[str, type[Command[object]]] = {
     str(cls.__struct_config__.tag): cls
-    for cls in (Ingest, ClientEvent, Identify, Redeem, Adjust, Reverse, ReverseEvent, Tick, Read)
+    for cls in (
+        Ingest,
+        ClientEvent,
+        Identify,
+        Redeem,
+        Adjust,
+        Reverse,
+        ReverseEvent,
+        ReverseClientEvent,
+        Tick,
+        Read,
+    )
 }
 
 __all__ = [
@@ -64,6 +86,7 @@ __all__ = [
     "Replay",
     "Replayed",
     "Reverse",
+    "ReverseClientEvent",
     "ReverseEvent",
     "Tick",
     "TransactionKey",

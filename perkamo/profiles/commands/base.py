@@ -142,9 +142,9 @@ class Replay:
     traits: JsonObject
     program: Program
     refused: set[str] = field(default_factory=set)  # redemptions this run could not afford
-    # What this run's events changed, by transaction id: what returning one takes back
+    # What this run's events changed, by (source, transaction id): what returning one takes back
     # (a candidate program's run takes back its own awards, not the recorded ones).
-    events: dict[str, EventRecord] = field(default_factory=dict)
+    events: dict[tuple[str, str], EventRecord] = field(default_factory=dict)
 
     def fork(self, program: Program) -> Replay:
         """Another run from this one's state on (its own copy), with ``program``."""

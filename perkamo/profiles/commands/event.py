@@ -97,7 +97,7 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
             run.state, seen, run.program, row.received_at, summary=True, in_place=True
         )
         if outcome.delta or outcome.pending:  # what returning it would take back
-            run.events[row.transaction_id] = event_record(
+            run.events[(cls.source, row.transaction_id)] = event_record(
                 row.transaction_id, row.occurred_at or row.received_at, outcome.delta,
                 outcome.pending,
             )  # fmt: skip

@@ -1,13 +1,18 @@
-"""``POST /v1/admin/events/{transaction_id}/reverse`` (API §8): a returned or cancelled order
-takes back what its event gave (``perkamo/program/returns.py``). Logged under the event's
-transaction id (namespace ``event_reversal``): one reversal per event, whatever the reason
-of a repeat."""
+"""``POST /v1/admin/events/{transaction_id}/reverse`` (docs/api.md "Support operations"): a
+returned or cancelled order takes back what its event gave (``perkamo/program/returns.py``).
+Logged under the event's transaction id (namespace ``event_reversal``): one reversal per
+event, whatever the reason of a repeat.
+
+A browser-sent event's transaction id is its customer's own (docs/api.md "The browser
+half"): its reversal, ``ReverseClientEvent``, finds it among that customer's client events
+and is kept in a namespace of its own, so a server event and a browser event that share an
+id are each reversed once, apart."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -51,8 +56,10 @@ def event_not_found(transaction_id: str) -> PerkamoError:
 class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=True):
     namespace: ClassVar[str | None] = "event_reversal"
     needs_profile: ClassVar[bool] = True
-    lookup: ClassVar[str | None] = "event"
-    answer_type: ClassVar[Any] = Written
+    lookup: ClassVar[str | None] = "event"  # the namespace of the event it reverses
+    answer_type: ClassVar[object] = Written
+    change: ClassVar[str | None] = "event.reversed"
+    table: ClassVar[str] = "event_reversals"
 
     transaction_id: str  # the event's
     reason: str
@@ -62,7 +69,7 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
     def stage(self, draft: Draft, position: int) -> Written:
         """Raises PerkamoError for a refusal: no such event of this profile, or one already
         reversed (then answered as the duplicate of its reversal)."""
-        stored = draft.found.get(("event", self.transaction_id))
+        stored = draft.found.get((str(self.lookup), self.transaction_id))
         if stored is None or stored.user_id != draft.user_id or stored.occurred_at is None:
             raise event_not_found(self.transaction_id)
         if stored.reversed_at is not None:
@@ -75,8 +82,9 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
         state, back = reverse_event(draft.state, record, program, self.received_at, draft.traits)
         event = ReversedEvent(
             transaction_id=self.transaction_id, event=stored.name or "",
-            occurred_at=format_rfc3339(stored.occurred_at), status="reversed",
-            reversed_at=format_rfc3339(self.received_at), reason=self.reason, actor=self.actor,
+            occurred_at=format_rfc3339(stored.occurred_at), source=self.source,
+            status="reversed", reversed_at=format_rfc3339(self.received_at), reason=self.reason,
+            actor=self.actor,
         )  # fmt: skip
         answer = _encoder.encode(EventReverseResponse(
             reversed=True, duplicate=False, delta=back.delta, pending=back.pending,
@@ -84,7 +92,7 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
             wallet_state=back.wallet_state, level=level_progress(back.level), event=event,
             settled=settled_answer(back.settled, program),
         ))  # fmt: skip
-        draft.add("event_reversals", ReversalRow(
+        draft.add(self.table, ReversalRow(
             space_id=draft.space_id, transaction_id=self.transaction_id, user_id=draft.user_id,
             reason=self.reason, actor=self.actor, received_at=self.received_at,
             outcome=answer.decode(), program_versions=encode_json(program.versions),
@@ -117,11 +125,20 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
         """What this run's own event gave is taken back (a candidate program's awards in a
         back-test); the recorded outcome where the run never saw the event."""
-        record = run.events.pop(row.transaction_id, None) or _recorded(row)
+        record = run.events.pop((cls.source, row.transaction_id), None) or _recorded(row)
         run.state, back = reverse_event(run.state, record, run.program, row.received_at, run.traits)
         return Replayed(
             delta=back.delta, pending=back.pending, unlocked=back.unlocked, settled=back.settled
         )
+
+
+class ReverseClientEvent(ReverseEvent, tag="client_event_reversal", frozen=True, kw_only=True):
+    """The reversal of an event a browser sent (``source: "client"``)."""
+
+    namespace: ClassVar[str | None] = "client_event_reversal"
+    lookup: ClassVar[str | None] = "client_event"
+    source: ClassVar[str] = "client"
+    table: ClassVar[str] = "client_event_reversals"
 
 
 def _recorded(row: HistoryRow) -> EventRecord:

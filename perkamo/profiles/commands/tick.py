@@ -1,4 +1,4 @@
-"""A tick of the sweeper (PROGRAM.md "Time moves state"): the profile settled at the tick's
+"""A tick of the sweeper (docs/program.md "Time moves state"): the profile settled at the tick's
 receive time with no other write — pending lots released, lots expired, levels and perks
 re-checked. Ordered in the actor and committed like any write, replayed at its receive
 time, and idempotent by its due time (namespace ``tick``: one per profile and due time). A
@@ -7,7 +7,7 @@ tick that finds nothing due writes nothing."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -45,7 +45,8 @@ class Tick(Command[Written], tag="tick", frozen=True, kw_only=True):
     namespace: ClassVar[str | None] = "tick"
     needs_profile: ClassVar[bool] = True
     activity: ClassVar[bool] = False
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
+    change: ClassVar[str | None] = "points.settled"  # a live stream's name for it
 
     transaction_id: str  # tick_id(user, due_at)
     due_at: datetime  # the due time the sweeper found

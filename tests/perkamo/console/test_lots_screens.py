@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from tests.api_client import app_for
+from tests.browser import SHOP
+from tests.browser import Browser as ShopPage
 from tests.perkamo.console.helpers import Browser, add_operator, text_of
 
 PROGRAM = {
@@ -129,3 +131,32 @@ async def test_a_wallets_lot_settings_are_kept_and_edited_by_its_form(console, s
         "pending_days": 7,
         "expiry": {"end_of": "quarter", "after_periods": 4, "timezone": "Europe/Prague"},
     }  # fmt: skip
+
+
+async def test_a_browser_sent_event_has_its_own_page_and_reverse(console, space):
+    """A server event and a browser's event with the same id: each its own page, reversed
+    apart (a browser's ids are its customer's own)."""
+    browser, api = console
+    await lots_shop(api)
+    body = {"user_id": "c", "event": "buy", "transaction_id": "o-1", "context": {"n": 9}}
+    assert (await api.post("/v1/events", body)).status == 200
+    created = await api.post("/v1/admin/browser-keys", {
+        "name": "Shop", "allowed_origins": [SHOP], "allowed_events": ["buy"]})  # fmt: skip
+    page_of = ShopPage(api, space, created.body["key"], created.body["id"])
+    sent = await page_of.call("POST", "/v1/client/events", await page_of.token("c"),
+                              json={"event": "buy", "transaction_id": "o-1",
+                                    "context": {"n": 2}})  # fmt: skip
+    assert sent.status == 200, sent.body
+    listed = await browser.get(f"/console/spaces/{space.slug}/events")
+    assert f"/console/spaces/{space.slug}/events/o-1?client=c" in listed.text
+    page = f"/console/spaces/{space.slug}/events/o-1"
+    shown = await browser.get(page + "?client=c")
+    assert "sent by the customer" in text_of(shown.text) and 'name="client"' in shown.text
+    done = await browser.post_and_follow(page + "/reverse", {
+        "csrf_token": shown.csrf(), "reason": "cheat", "client": "c"})  # fmt: skip
+    words = text_of(done.text)
+    assert "Reversed event o-1." in words and "sent by the customer" in words
+    assert "points -2 pending" in words, words  # the pending points go first
+    server_page = text_of((await browser.get(page)).text)
+    assert "Not reversed" not in server_page and "sent by the customer" not in server_page
+    assert (await api.get("/v1/profile/c")).body["wallet_details"]["points"]["pending"] == 9

@@ -1,6 +1,8 @@
-"""``POST /v1/admin/events/{transaction_id}/reverse`` (API.md §8, PROGRAM.md "Returns"): the
-answer, its idempotency, 404 ``event_not_found``, the profile's events entry, the
-``event.reversed`` webhook, the scope, ``perkamo reverse-event`` and ``perkamo verify``."""
+"""``POST /v1/admin/events/{transaction_id}/reverse`` (docs/api.md "Support operations",
+docs/program.md "Returns: reversing an event"): the answer, its idempotency, 404
+``event_not_found``, the profile's events entry, the ``event.reversed`` webhook, the scope,
+``perkamo reverse-event``, ``perkamo verify``, and a browser-sent event reversed apart from
+a server event of the same id."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import trio
 from perkamo.access import admin
 from perkamo.cli.main import main
 from tests.api_client import Api, app_for
+from tests.browser import SHOP, Browser
 from tests.spaces import make_space
 
 PROGRAM = {
@@ -131,3 +134,45 @@ async def test_perkamo_reverse_event_from_the_command_line(api, space, pg_url, c
     )
     assert missing == 2 and "event_not_found" in capsys.readouterr().err
     assert (await api.get("/v1/profile/c")).body["wallets"] == {"points": 0}
+
+
+async def test_a_browser_sent_event_is_reversed_apart_from_a_server_event_of_the_same_id(
+    api, space
+):
+    await shop(api)
+    created = await api.post("/v1/admin/browser-keys", {
+        "name": "Shop", "allowed_origins": [SHOP], "allowed_events": ["buy"]})  # fmt: skip
+    assert created.status == 201, created.body
+    browser = Browser(api, space, created.body["key"], created.body["id"])
+    await earn(api, "c", 10, "order-1")
+    sent = await browser.call("POST", "/v1/client/events", await browser.token("c"),
+                              json={"event": "buy", "transaction_id": "order-1",
+                                    "context": {"n": 4}})  # fmt: skip
+    assert sent.status == 200 and sent.body["duplicate"] is False, sent.body
+
+    no_user = await api.post("/v1/admin/events/order-1/reverse",
+                             {"reason": "r", "source": "client"})  # fmt: skip
+    assert no_user.status == 400 and no_user.body["error"] == "validation_error"
+    elsewhere = await api.post("/v1/admin/events/order-1/reverse",
+                               {"reason": "r", "source": "client", "user_id": "d"})  # fmt: skip
+    assert elsewhere.status == 404 and elsewhere.body["error"] == "event_not_found"
+    not_theirs = await api.post("/v1/admin/events/order-1/reverse",
+                                {"reason": "r", "user_id": "d"})  # fmt: skip
+    assert not_theirs.status == 404 and not_theirs.body["error"] == "event_not_found"
+
+    client = await api.post("/v1/admin/events/order-1/reverse",
+                            {"reason": "r", "source": "client", "user_id": "c"})  # fmt: skip
+    assert client.status == 200, client.body
+    assert client.body["delta"] == [{"wallet": "points", "amount": -4}]
+    assert client.body["event"]["source"] == "client"
+    assert client.body["wallet_state"] == {"points": 10}
+    again = await api.post("/v1/admin/events/order-1/reverse",
+                           {"reason": "x", "source": "client", "user_id": "c"})  # fmt: skip
+    assert again.body == {**client.body, "duplicate": True}
+
+    server = await api.post("/v1/admin/events/order-1/reverse", {"reason": "r"})
+    assert server.status == 200 and server.body["duplicate"] is False
+    assert server.body["delta"] == [{"wallet": "points", "amount": -10}]
+    assert server.body["event"]["source"] == "server"
+    statuses = {(e["source"], e["status"]) for e in (await api.get("/v1/profile/c")).body["events"]}
+    assert statuses == {("client", "reversed"), ("server", "reversed")}
