@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import ab, backtest, console, failover, load, moving, run, streams
+from . import ab, backtest, console, failover, load, lots, moving, run, streams
 
 COMMANDS = {
     "run": run.main,
@@ -13,6 +13,7 @@ COMMANDS = {
     "backtest": backtest.main,
     "console": console.main,
     "failover": failover.main,
+    "lots": lots.main,
     "moving": moving.main,
     "streams": streams.main,
 }

@@ -73,6 +73,7 @@ class Code(Enum):
     UNKNOWN_VERSION = ("unknown_version", 404, "No such configuration version.")
     BACKTEST_NOT_FOUND = ("backtest_not_found", 404, "No such back-test.")
     REDEMPTION_NOT_FOUND = ("redemption_not_found", 404, "No such redemption.")
+    EVENT_NOT_FOUND = ("event_not_found", 404, "No such event.")
     # 405, 408, 409
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, "That method is not allowed here.")
     REQUEST_TIMEOUT = ("request_timeout", 408, "The request did not arrive in time.")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import trio
@@ -35,10 +36,11 @@ from perkamo.cluster.shards import shard_of
 from perkamo.configuration import ProgramCatalog, upgrade_checksums
 from perkamo.profiles.actor import ProfileActor, ProfileKey, ProfileServices
 from perkamo.profiles.cohort import ProfileCohort
-from perkamo.profiles.commands import AnyCommand
+from perkamo.profiles.commands import AnyCommand, Tick, tick_id
 from perkamo.profiles.gateway import Gateway
 from perkamo.profiles.history import RecentHistory
 from perkamo.profiles.snapshot import Snapshot
+from perkamo.profiles.sweeper import Cursor, Sweeper, SweeperStatistics, wall_clock
 from perkamo.profiles.usage import UsageLedger
 from perkamo.settings import Settings
 from perkamo.trials.jobs import BacktestRunner
@@ -57,6 +59,7 @@ from storage.group_commit import WriterStatistics
 from storage.health import StorageHealth
 from storage.migrations import migrate
 from storage.profile_loader import open_profile_loader
+from storage.sweep import Due, due_profiles
 from storage.thread_calls import current_deadline
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class RuntimeStatistics:
     cluster: ClusterStatistics
     streams: StreamStatistics
     changes_published: int  # live streams' changes handed to subscribers
+    sweeper: SweeperStatistics = SweeperStatistics()
 
 
 @dataclass(slots=True)
@@ -100,6 +104,7 @@ class Runtime:
     simulations: Simulations = field(default_factory=Simulations)
     client_rate: RateLimiter = field(default_factory=RateLimiter)  # per (browser key, customer)
     stopping: bool = False  # a shutdown began: new requests are answered 503 shutting_down
+    sweeper: Sweeper | None = None  # a member's (an operator's command sweeps nothing)
 
     def statistics(self) -> RuntimeStatistics:
         """What the runtime's parts report now (``/metrics`` reads it at every scrape)."""
@@ -110,6 +115,7 @@ class Runtime:
             self.cluster.statistics(),
             self.streams.statistics(),
             self.profiles.subscribers.published,
+            self.sweeper.statistics() if self.sweeper is not None else SweeperStatistics(),
         )
 
     def deadline(self) -> float:
@@ -182,6 +188,9 @@ async def open_runtime(
                 services.subscribers.attach(system.pin, system.unpin)
                 if member:
                     _serve_shards(runtime)
+                    if settings.sweep_rate > 0:
+                        runtime.sweeper = sweeper_for(runtime)
+                        nursery.start_soon(runtime.sweeper.run)
                 yield runtime
                 # Other members stop sending this one work before its actors drain.
                 await membership.step_down()
@@ -274,6 +283,30 @@ def _serve_shards(runtime: Runtime) -> None:
         await runtime.actors.passivate_matching(moving)
 
     runtime.cluster.membership.own_shards(passivate)
+
+
+def sweeper_for(
+    runtime: Runtime, clock: Callable[[], datetime] = wall_clock, rate: float | None = None
+) -> Sweeper:
+    """The sweeper of this member: it finds the due profiles of the shards it owns (every
+    shard while it is alone) and sends their ticks through the gateway, at ``rate`` ticks a
+    second (default: the settings')."""
+    membership = runtime.cluster.membership
+
+    async def find(now: datetime, after: Cursor | None, limit: int) -> list[Due]:
+        shards = sorted(membership.held) if membership.peers else None
+        return await runtime.db.run(due_profiles, now, shards, after, limit)
+
+    async def send(due: list[Due], now: datetime) -> list[object]:
+        ticks = [
+            ((d.space_id, d.user_id),
+             Tick(transaction_id=tick_id(d.user_id, d.due_at), due_at=d.due_at, received_at=now))
+            for d in due
+        ]  # fmt: skip
+        deadline = trio.current_time() + runtime.settings.request_timeout
+        return list(await runtime.gateway.ask_many(ticks, deadline=deadline))
+
+    return Sweeper(find, send, rate=rate or runtime.settings.sweep_rate, clock=clock)
 
 
 def _deadline(timeout: float) -> float:

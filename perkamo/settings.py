@@ -65,6 +65,10 @@ class Settings:
     # 503); and the ``iss`` of the browser tokens this server mints and accepts.
     max_streams: int = 20_000
     token_issuer: str = "perkamo"
+    # Ticks a second the sweeper may send from this member to profiles whose pending points
+    # are due for release or whose points are due to expire (0: no sweeper; they settle at
+    # their next write instead). Due times cluster at local midnights.
+    sweep_rate: float = 2000.0
 
     def __post_init__(self) -> None:
         if self.read_timeout_seconds <= 0:
@@ -94,6 +98,8 @@ class Settings:
             raise SettingsError("PERKAMO_CLUSTER_ADDRESS must be HOST:PORT")
         if self.workers < 1:
             raise SettingsError("PERKAMO_WORKERS must be at least 1")
+        if self.sweep_rate < 0:
+            raise SettingsError("PERKAMO_SWEEP_RATE must not be negative")
 
     @property
     def timeouts(self) -> Timeouts:
@@ -146,4 +152,5 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("PERKAMO_WORKERS", "workers", lambda raw: parse_workers(raw)),
     ("PERKAMO_MAX_STREAMS", "max_streams", int),
     ("PERKAMO_TOKEN_ISSUER", "token_issuer", str),
+    ("PERKAMO_SWEEP_RATE", "sweep_rate", float),
 ]

@@ -1,5 +1,5 @@
-"""Adjustments as the profile document lists them, and which profile a redemption
-belongs to (to route its reversal)."""
+"""Adjustments as the profile document lists them, and which profile a redemption or an
+event belongs to (to route its reversal)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,17 @@ def redemption_owner(conn: Conn, space_id: int, transaction_id: str) -> str | No
     """The user a redemption belongs to (None: no such redemption)."""
     row = conn.execute(
         "SELECT user_id FROM redemptions WHERE space_id = %s AND transaction_id = %s",
+        (space_id, transaction_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def event_owner(conn: Conn, space_id: int, transaction_id: str) -> str | None:
+    """The user an applied server event belongs to (None: no such event). A browser-sent
+    event's id is its customer's own: it is found through the customer."""
+    row = conn.execute(
+        "SELECT user_id FROM events WHERE space_id = %s AND transaction_id = %s"
+        " AND source = 'server' AND scope_user = ''",
         (space_id, transaction_id),
     ).fetchone()
     return None if row is None else str(row[0])

@@ -1,7 +1,8 @@
 """Program analytics from aggregates kept as the ledger is written (migration 0012's
-triggers): points issued and spent per wallet per day, customers active and new per day,
-each rule's awards per day — a page reads a few hundred rows, never the event log. Level
-distribution depends on the program, so it is a rollup recomputed in the background."""
+triggers, 0024's for lots): points issued, spent and expired per wallet per day, customers
+active and new per day, each rule's awards per day — a page reads a few hundred rows, never
+the event log. Level distribution depends on the program, so it is a rollup recomputed in
+the background."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class WalletDay:
     wallet: str
     issued: Decimal
     spent: Decimal
+    expired: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ def analytics(conn: Conn, space_id: int, start: date, top_rules: int = 10) -> An
     opening = {
         wallet: total
         for wallet, total in conn.execute(
-            "SELECT wallet, sum(issued - spent) FROM ledger_daily"
+            "SELECT wallet, sum(issued - spent - expired) FROM ledger_daily"
             " WHERE space_id = %s AND day < %s GROUP BY wallet",
             (space_id, start),
         )
@@ -59,7 +61,7 @@ def analytics(conn: Conn, space_id: int, start: date, top_rules: int = 10) -> An
     days = [
         WalletDay(*row)
         for row in conn.execute(
-            "SELECT day, wallet, issued, spent FROM ledger_daily"
+            "SELECT day, wallet, issued, spent, expired FROM ledger_daily"
             " WHERE space_id = %s AND day >= %s ORDER BY day, wallet",
             (space_id, start),
         )

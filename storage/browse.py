@@ -74,6 +74,7 @@ class EventRow:
     delta: Any  # applied: the outcome's delta
     code: str | None  # refused: the error code
     message: str | None
+    source: str = "server"  # "client": sent by a browser (its id is its customer's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ _FAR_FUTURE = datetime(9999, 12, 30).astimezone()
 
 _APPLIED = (
     "SELECT received_at, seq, 'applied' AS status, transaction_id, user_id, event,"
-    " outcome -> 'delta' AS delta, NULL::text AS code, NULL::text AS message"
+    " outcome -> 'delta' AS delta, NULL::text AS code, NULL::text AS message, source"
     " FROM events WHERE space_id = %(s)s"
     " AND (received_at, seq) < (%(at)s, %(seq)s)"
     " AND received_at >= %(since)s AND received_at < %(until)s"
@@ -156,14 +157,28 @@ class EventDetail:
     occurred_at: datetime
     received_at: datetime
     outcome: Any
+    source: str
+    reversal: Any = None  # its reversal (a return): when, why, by whom, its answer
 
 
-def event_detail(conn: Conn, space_id: int, transaction_id: str) -> EventDetail | None:
+def event_detail(
+    conn: Conn, space_id: int, transaction_id: str, client_user: str | None = None
+) -> EventDetail | None:
+    """The server event ``transaction_id``, or with ``client_user`` the event that
+    customer's browser sent under that id (a browser's ids are its customer's own)."""
+    scope = ("server", "") if client_user is None else ("client", client_user)
     with conn.cursor(row_factory=class_row(EventDetail)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, context, occurred_at, received_at, outcome"
-            " FROM events WHERE space_id = %s AND transaction_id = %s",
-            (space_id, transaction_id),
+            "SELECT e.transaction_id, e.user_id, e.event, e.context, e.occurred_at,"
+            " e.received_at, e.outcome, e.source, CASE WHEN v.transaction_id IS NOT NULL"
+            " THEN json_build_object('reversed_at', v.received_at, 'reason', v.reason,"
+            " 'actor', v.actor, 'outcome', v.outcome) END AS reversal"
+            " FROM events e LEFT JOIN event_reversals v"
+            " ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id"
+            " AND v.source = e.source AND v.scope_user = e.scope_user"
+            " WHERE e.space_id = %s AND e.transaction_id = %s"
+            " AND e.source = %s AND e.scope_user = %s",
+            (space_id, transaction_id, *scope),
         )
         return cur.fetchone()
 
@@ -239,7 +254,7 @@ class LedgerRow:
     """One entry of a customer's ledger: what changed a balance, and where it came from."""
 
     received_at: datetime
-    kind: str  # event | redemption | adjustment | reversal
+    kind: str  # event | redemption | adjustment | reversal | return | settling
     transaction_id: str
     name: str  # event key, reward key, wallet, or the reversed reward
     details: Any  # event: outcome (delta, breakdown); redemption: cost; adjustment: ...
@@ -256,32 +271,47 @@ def ledger_page(
             "SELECT * FROM ("
             " (SELECT received_at, 'event' AS kind, transaction_id, event AS name,"
             "   json_build_object('delta', outcome -> 'delta', 'breakdown',"
-            "   outcome -> 'breakdown') AS details, seq"
+            "   outcome -> 'breakdown', 'pending', outcome -> 'pending',"
+            "   'settled', outcome -> 'settled') AS details, seq"
             "  FROM events WHERE space_id = %(s)s AND user_id = %(u)s"
             "  AND (received_at, seq) < (%(at)s, %(seq)s)"
             "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
             " UNION ALL"
             " (SELECT received_at, 'redemption', transaction_id, reward_key,"
-            "   json_build_object('cost', outcome -> 'cost'), seq"
+            "   json_build_object('cost', outcome -> 'cost', 'settled', outcome -> 'settled'), seq"
             "  FROM redemptions WHERE space_id = %(s)s AND user_id = %(u)s"
             "  AND (received_at, seq) < (%(at)s, %(seq)s)"
             "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
             " UNION ALL"
             " (SELECT received_at, 'adjustment', transaction_id, wallet,"
             "   json_build_object('amount', amount, 'reason', reason, 'actor', actor,"
-            "   'counts_toward_level', counts_toward_level), seq"
+            "   'counts_toward_level', counts_toward_level, 'settled', outcome -> 'settled'), seq"
             "  FROM adjustments WHERE space_id = %(s)s AND user_id = %(u)s"
             "  AND (received_at, seq) < (%(at)s, %(seq)s)"
             "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
             " UNION ALL"
             " (SELECT v.received_at, 'reversal', v.transaction_id, r.reward_key,"
             "   json_build_object('refund', r.outcome -> 'cost', 'reason', v.reason,"
-            "   'actor', v.actor), v.seq"
+            "   'actor', v.actor, 'settled', v.outcome -> 'settled'), v.seq"
             "  FROM reversals v JOIN redemptions r ON r.space_id = v.space_id"
             "  AND r.transaction_id = v.transaction_id"
             "  WHERE v.space_id = %(s)s AND v.user_id = %(u)s"
             "  AND (v.received_at, v.seq) < (%(at)s, %(seq)s)"
             "  ORDER BY v.received_at DESC, v.seq DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT received_at, 'return', transaction_id, outcome -> 'event' ->> 'event',"
+            "   json_build_object('delta', outcome -> 'delta', 'pending', outcome -> 'pending',"
+            "   'shortfall', outcome -> 'shortfall', 'reason', reason, 'actor', actor,"
+            "   'settled', outcome -> 'settled'), seq"
+            "  FROM event_reversals WHERE space_id = %(s)s AND user_id = %(u)s"
+            "  AND (received_at, seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT received_at, 'settling', transaction_id, '',"
+            "   json_build_object('settled', outcome -> 'settled'), seq"
+            "  FROM ticks WHERE space_id = %(s)s AND user_id = %(u)s"
+            "  AND (received_at, seq) < (%(at)s, %(seq)s)"
+            "  ORDER BY received_at DESC, seq DESC LIMIT %(limit)s)"
             ") l ORDER BY received_at DESC, seq DESC LIMIT %(limit)s",
             params,
         )
@@ -302,6 +332,10 @@ def balance_history(
         " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM adjustments"
         "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
         " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM reversals"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM event_reversals"
+        "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
+        " UNION ALL (SELECT received_at, seq, outcome -> 'wallet_state' FROM ticks"
         "  WHERE space_id = %(s)s AND user_id = %(u)s ORDER BY seq DESC LIMIT %(n)s)"
         ") h WHERE state IS NOT NULL ORDER BY received_at DESC, seq DESC LIMIT %(n)s",
         {"s": space_id, "u": user_id, "n": limit},

@@ -15,20 +15,22 @@ from .log_tables import LOG_TABLES
 # columns travel as strings and are cast where they land (``outcome`` stays ``json``: the
 # exact text is answered to a duplicate).
 _PROFILES = sql.SQL("""np AS (
-    INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at)
-    SELECT space_id, user_id, traits::jsonb, state::jsonb, version, updated_at, updated_at
+    INSERT INTO profiles (space_id, user_id, traits, state, version, created_at, updated_at,
+                          next_due, due_shard)
+    SELECT space_id, user_id, traits::jsonb, state::jsonb, version, updated_at, updated_at,
+           next_due, due_shard
     FROM json_to_recordset(%(created)s::json) AS x(
         space_id bigint, user_id text, traits text, state text, updated_at timestamptz,
-        version bigint)
+        version bigint, next_due timestamptz, due_shard smallint)
     ON CONFLICT (space_id, user_id) DO NOTHING
     RETURNING 'profiles'::text AS kind, space_id, ''::text AS id, user_id
 ), up AS (
     UPDATE profiles AS p
     SET traits = x.traits::jsonb, state = x.state::jsonb, version = x.version,
-        updated_at = x.updated_at
+        updated_at = x.updated_at, next_due = x.next_due, due_shard = x.due_shard
     FROM json_to_recordset(%(updated)s::json) AS x(
         space_id bigint, user_id text, traits text, state text, updated_at timestamptz,
-        expected_version bigint, version bigint)
+        expected_version bigint, version bigint, next_due timestamptz, due_shard smallint)
     WHERE p.space_id = x.space_id AND p.user_id = x.user_id
       AND p.version = x.expected_version
     RETURNING 'profiles'::text AS kind, p.space_id, ''::text AS id, p.user_id

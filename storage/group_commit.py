@@ -82,6 +82,8 @@ class SnapshotWrite:
     expected_version: int
     updated_at: datetime
     version: int = 0  # 0: expected_version + 1
+    next_due: datetime | None = None  # when settling next changes it (the sweeper's index)
+    due_shard: int | None = None  # its shard, with next_due: each member sweeps its own
 
     def __post_init__(self) -> None:
         if self.version <= self.expected_version:

@@ -30,7 +30,7 @@ class HistoryRow(NamedTuple):
     transaction_id: str
     name: str  # event key, reward key, wallet; "" for identify
     payload: Any  # context / traits patch / {amount, counts_toward_level} / the redemption
-    occurred_at: datetime | None
+    occurred_at: datetime | None  # an event's; a tick's due time
     received_at: datetime
     program_versions: str | None  # JSON text: many writes share one, parsed once per text
     outcome: Any  # the recorded answer's delta (events), for a back-test's baseline check
@@ -58,7 +58,9 @@ class StoredWrite:
     hash_form: int  # the canonical-JSON form request_hash was computed in
     outcome: str  # the answer as JSON text, exactly as it was sent
     received_at: datetime
-    reversed_at: datetime | None  # a redemption's reversal, if any
+    reversed_at: datetime | None  # a redemption's (an event's) reversal, if any
+    occurred_at: datetime | None = None  # an event's (what returning it needs)
+    name: str | None = None  # an event's key
     # Not logged here: an id another system applied (storage/known.py), its imp_… id.
     imported: str | None = None
 

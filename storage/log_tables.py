@@ -45,6 +45,7 @@ class IdentifyRow:
     program_versions: str  # JSON text
     profile_version: int
     position: int
+    outcome: str | None = None  # JSON text: what settling changed, when anything did
 
 
 @dataclass(slots=True)
@@ -89,13 +90,28 @@ class AdjustmentRow:
 
 @dataclass(slots=True)
 class ReversalRow:
+    """A redemption's reversal, or an event's (a return): the same columns."""
+
     space_id: int
-    transaction_id: str  # the redemption's
+    transaction_id: str  # the redemption's (the event's)
     user_id: str
     reason: str
     actor: str | None
     received_at: datetime
     outcome: str  # JSON text
+    program_versions: str  # JSON text
+    profile_version: int
+    position: int
+
+
+@dataclass(slots=True)
+class TickRow:
+    space_id: int
+    transaction_id: str  # the due time and the user: one tick per profile and due time
+    user_id: str
+    due_at: datetime
+    received_at: datetime
+    outcome: str  # JSON text: what it settled
     program_versions: str  # JSON text
     profile_version: int
     position: int
@@ -113,7 +129,9 @@ class LogTable:
     ``history``: its rows of the profiles ``%(users)s`` received before ``%(to)s``, as
     HistoryRow columns. ``ledger``: (user_id, wallet, balance change, spent change) per
     row of the Space ``%(s)s``, the stored answers read at the paths ``%(delta)s``,
-    ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``line``: its rows' type in an export.
+    ``%(cost)s``, ``%(w)s`` and ``%(a)s``. ``answers``: (user_id, the stored answer) of its
+    rows in the Space ``%(s)s``, whose settled and pending amounts the ledger sums
+    (ledger.py). ``line``: its rows' type in an export.
     """
 
     name: str
@@ -122,6 +140,7 @@ class LogTable:
     find: sql.SQL | sql.Composed | None
     history: sql.SQL | sql.Composed
     ledger: sql.SQL | sql.Composed | None
+    answers: sql.SQL | sql.Composed | None = None
     table: str = ""  # the SQL table its rows live in, when not ``name`` (client events)
     line: str = field(kw_only=True)
 
@@ -169,10 +188,13 @@ def _events(
             not_known=_not_known(namespace) if source == "server" else sql.SQL(""),
         ),
         sql.SQL("""
-    SELECT transaction_id, user_id, request_hash, hash_form, outcome::text, received_at,
-           NULL::timestamptz AS reversed_at
-    FROM events WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)
-      AND source = {source} AND scope_user = {scope}""").format(
+    SELECT e.transaction_id, e.user_id, e.request_hash, e.hash_form, e.outcome::text,
+           e.received_at, v.received_at AS reversed_at, e.occurred_at, e.event AS name
+    FROM events e LEFT JOIN event_reversals v
+      ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id
+     AND v.source = e.source AND v.scope_user = e.scope_user
+    WHERE e.space_id = %(s)s AND e.transaction_id = ANY(%(ids)s)
+      AND e.source = {source} AND e.scope_user = {scope}""").format(
             source=sql.Literal(source),
             scope=sql.SQL("%(u)s") if source == "client" else sql.Literal(""),
         ),
@@ -187,6 +209,9 @@ def _events(
     SELECT e.user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
     FROM events e, json_array_elements(e.outcome -> %(delta)s) AS d
     WHERE e.space_id = %(s)s AND e.source = {source}""").format(source=sql.Literal(source)),
+        sql.SQL(
+            "SELECT user_id, outcome FROM events WHERE space_id = %(s)s AND source = {source}"
+        ).format(source=sql.Literal(source)),
         "events",
         line="event",
     )
@@ -230,6 +255,7 @@ REDEMPTIONS = LogTable(
     SELECT user_id, outcome -> %(cost)s ->> %(w)s,
            -(outcome -> %(cost)s ->> %(a)s)::numeric, (outcome -> %(cost)s ->> %(a)s)::numeric
     FROM redemptions WHERE space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM redemptions WHERE space_id = %(s)s"),
     line="redemption",
 )
 
@@ -238,12 +264,12 @@ IDENTIFIES = LogTable(
     None,
     sql.SQL("""
     INSERT INTO identifies (space_id, user_id, traits, received_at, program_versions,
-                            profile_version, position)
+                            profile_version, position, outcome)
     SELECT space_id, user_id, traits::jsonb, received_at, program_versions::jsonb,
-           profile_version, position
+           profile_version, position, outcome::json
     FROM json_to_recordset(%(identifies)s::json) AS x(
         space_id bigint, user_id text, traits text, received_at timestamptz,
-        program_versions text, profile_version bigint, position integer)"""),
+        program_versions text, profile_version bigint, position integer, outcome text)"""),
     None,
     sql.SQL("""
     SELECT 'identify', i.user_id, i.profile_version, i.position, '', '', i.traits, NULL,
@@ -251,6 +277,8 @@ IDENTIFIES = LogTable(
     FROM identifies i
     WHERE i.space_id = %(s)s AND i.user_id = ANY(%(users)s) AND i.received_at < %(to)s"""),
     None,
+    sql.SQL("""
+    SELECT user_id, outcome FROM identifies WHERE space_id = %(s)s AND outcome IS NOT NULL"""),
     line="identify",
 )
 
@@ -281,12 +309,14 @@ ADJUSTMENTS = LogTable(
     sql.SQL("""
     SELECT 'adjustment', a.user_id, a.profile_version, a.position, a.transaction_id, a.wallet,
            jsonb_build_object('amount', a.amount, 'counts_toward_level', a.counts_toward_level,
-                              'earned', a.earned, 'traits', a.traits),
+                              'earned', a.earned, 'traits', a.traits,
+                              'earned_at', a.earned_at, 'expires_at', a.expires_at),
            NULL, a.received_at, a.program_versions::text, NULL
     FROM adjustments a
     WHERE a.space_id = %(s)s AND a.user_id = ANY(%(users)s) AND a.received_at < %(to)s"""),
     sql.SQL("""
     SELECT user_id, wallet, amount, 0::numeric FROM adjustments WHERE space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM adjustments WHERE space_id = %(s)s"),
     line="adjustment",
 )
 
@@ -323,7 +353,108 @@ REVERSALS = LogTable(
     FROM reversals v JOIN redemptions r
       ON r.space_id = v.space_id AND r.transaction_id = v.transaction_id
     WHERE v.space_id = %(s)s"""),
+    sql.SQL("SELECT user_id, outcome FROM reversals WHERE space_id = %(s)s"),
     line="reversal",
+)
+
+
+def _event_reversals(
+    name: str, namespace: str, kind: str, source: str, scope_user: sql.Composable
+) -> LogTable:
+    """Returns (docs/program.md "Returns: reversing an event"): one reversal per event, kept
+    under the event's own key (Space, source, the customer for a browser-sent event,
+    transaction id); replay reads the event's date and changes along with it."""
+    scope = sql.SQL("%(u)s") if source == "client" else sql.Literal("")
+    return LogTable(
+        name,
+        namespace,
+        sql.SQL("""
+    INSERT INTO event_reversals (space_id, transaction_id, user_id, reason, actor,
+                                 received_at, outcome, program_versions, profile_version,
+                                 position, source, scope_user)
+    SELECT space_id, transaction_id, user_id, reason, actor, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position, {source}, {scope_user}
+    FROM json_to_recordset({param}::json) AS x(
+        space_id bigint, transaction_id text, user_id text, reason text, actor text,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id, source, scope_user) DO NOTHING
+    RETURNING {name}::text AS kind, space_id, transaction_id AS id, user_id""").format(
+            source=sql.Literal(source),
+            scope_user=scope_user,
+            param=sql.Placeholder(name),
+            name=sql.Literal(name),
+        ),
+        sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM event_reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)
+      AND source = {source} AND scope_user = {scope}""").format(
+            source=sql.Literal(source), scope=scope
+        ),
+        sql.SQL("""
+    SELECT {kind}, v.user_id, v.profile_version, v.position, v.transaction_id,
+           e.event,
+           jsonb_build_object('occurred_at', e.occurred_at, 'delta', e.outcome -> 'delta',
+                              'pending', e.outcome -> 'pending'),
+           NULL, v.received_at, v.program_versions::text, NULL
+    FROM event_reversals v
+    JOIN events e ON e.space_id = v.space_id AND e.transaction_id = v.transaction_id
+     AND e.source = v.source AND e.scope_user = v.scope_user
+    WHERE v.space_id = %(s)s AND v.user_id = ANY(%(users)s) AND v.received_at < %(to)s
+      AND v.source = {source}""").format(kind=sql.Literal(kind), source=sql.Literal(source)),
+        sql.SQL("""
+    SELECT user_id, d ->> %(w)s, (d ->> %(a)s)::numeric, 0::numeric
+    FROM event_reversals, json_array_elements(outcome -> %(delta)s) AS d
+    WHERE space_id = %(s)s AND source = {source}""").format(source=sql.Literal(source)),
+        sql.SQL(
+            "SELECT user_id, outcome FROM event_reversals WHERE space_id = %(s)s"
+            " AND source = {source}"
+        ).format(source=sql.Literal(source)),
+        "event_reversals",
+        line="event_reversal",
+    )
+
+
+EVENT_REVERSALS = _event_reversals(
+    "event_reversals", "event_reversal", "event_reversal", "server", sql.Literal("")
+)
+CLIENT_EVENT_REVERSALS = _event_reversals(
+    "client_event_reversals",
+    "client_event_reversal",
+    "client_event_reversal",
+    "client",
+    sql.Identifier("user_id"),
+)
+
+# Ticks of the sweeper: settling with no other write (docs/program.md "Time moves state").
+# One per profile and due time; a tick that finds nothing due writes nothing.
+TICKS = LogTable(
+    "ticks",
+    "tick",
+    sql.SQL("""
+    INSERT INTO ticks (space_id, transaction_id, user_id, due_at, received_at, outcome,
+                       program_versions, profile_version, position)
+    SELECT space_id, transaction_id, user_id, due_at, received_at, outcome::json,
+           program_versions::jsonb, profile_version, position
+    FROM json_to_recordset(%(ticks)s::json) AS x(
+        space_id bigint, transaction_id text, user_id text, due_at timestamptz,
+        received_at timestamptz, outcome text, program_versions text, profile_version bigint,
+        position integer)
+    ON CONFLICT (space_id, transaction_id) DO NOTHING
+    RETURNING 'ticks'::text AS kind, space_id, transaction_id AS id, user_id"""),
+    sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM ticks WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    sql.SQL("""
+    SELECT 'tick', t.user_id, t.profile_version, t.position, t.transaction_id, '', NULL,
+           t.due_at, t.received_at, t.program_versions::text, NULL
+    FROM ticks t
+    WHERE t.space_id = %(s)s AND t.user_id = ANY(%(users)s) AND t.received_at < %(to)s"""),
+    None,
+    sql.SQL("SELECT user_id, outcome FROM ticks WHERE space_id = %(s)s"),
+    line="tick",
 )
 
 LOG_TABLES: tuple[LogTable, ...] = (
@@ -333,5 +464,8 @@ LOG_TABLES: tuple[LogTable, ...] = (
     IDENTIFIES,
     ADJUSTMENTS,
     REVERSALS,
+    EVENT_REVERSALS,
+    CLIENT_EVENT_REVERSALS,
+    TICKS,
 )
 BY_NAMESPACE = {t.namespace: t for t in LOG_TABLES if t.namespace is not None}

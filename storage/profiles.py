@@ -35,15 +35,19 @@ class StoredEvent:
     occurred_at: datetime
     outcome: str  # the answer as JSON text, exactly as it was sent
     source: str = "server"  # "client": sent by a browser
+    reversed_at: datetime | None = None  # when it was returned (a reversed event)
 
 
 def recent_events(conn: Conn, space_id: int, user_id: str, limit: int) -> list[StoredEvent]:
     """The profile's most recent events, newest (by processing order) first."""
     with conn.cursor(row_factory=class_row(StoredEvent)) as cur:
         cur.execute(
-            "SELECT transaction_id, user_id, event, request_hash, hash_form, occurred_at,"
-            " outcome::text, source"
-            " FROM events WHERE space_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s",
+            "SELECT e.transaction_id, e.user_id, e.event, e.request_hash, e.hash_form,"
+            " e.occurred_at, e.outcome::text, e.source, v.received_at AS reversed_at"
+            " FROM events e LEFT JOIN event_reversals v"
+            " ON v.space_id = e.space_id AND v.transaction_id = e.transaction_id"
+            " AND v.source = e.source AND v.scope_user = e.scope_user"
+            " WHERE e.space_id = %s AND e.user_id = %s ORDER BY e.seq DESC LIMIT %s",
             (space_id, user_id, limit),
         )
         return cur.fetchall()

@@ -23,6 +23,8 @@ class WalletPaths:
     balance: str
     earned: str
     spent: str
+    pending: str
+    lots: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class SpaceStats:
     last_event_at: datetime | None
     events_last_24h: int
     keys_in_use: int
-    issued: dict[str, Decimal]  # per wallet: the earned totals of every profile
+    issued: dict[str, Decimal]  # per wallet: every profile's earned and pending totals
     spent: dict[str, Decimal]
     webhook: WebhookHealth | None
 
@@ -83,10 +85,17 @@ def space_stats(conn: Conn, space_id: int, now: datetime, paths: WalletPaths) ->
             " AND (revoked_at IS NULL OR revoked_at > now())",
             space_id,
         ),
-        issued=wallet_sums(conn, space_id, paths, paths.earned),
+        issued=_plus(
+            wallet_sums(conn, space_id, paths, paths.earned),
+            wallet_sums(conn, space_id, paths, paths.pending),
+        ),
         spent=wallet_sums(conn, space_id, paths, paths.spent),
         webhook=_webhook(conn, space_id, now),
     )
+
+
+def _plus(a: dict[str, Decimal], b: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {k: a.get(k, Decimal(0)) + b.get(k, Decimal(0)) for k in a.keys() | b.keys()}
 
 
 def _count(conn: Conn, query: Any, space_id: int) -> int:

@@ -1,7 +1,8 @@
-"""``perkamo adjust`` and ``perkamo reverse``: the support operations of docs/api.md (support
-operations) from the command line. They run through a profile actor of their own, exactly as the
-HTTP endpoints do (the same checks, idempotency, history and webhooks), against the same database
-as the server: the version check keeps the server's copy of the profile right."""
+"""``perkamo adjust``, ``perkamo reverse`` and ``perkamo reverse-event``: the support operations
+of docs/api.md (support operations) from the command line. They run through a profile actor of
+their own, exactly as the HTTP endpoints do (the same checks, idempotency, history and webhooks),
+against the same database as the server: the version check keeps the server's copy of the
+profile right."""
 
 from __future__ import annotations
 
@@ -43,11 +44,16 @@ def add_parsers(
     reverse = sub.add_parser("reverse", help="reverse a redemption (support)")
     reverse.add_argument("--space", required=True)
     reverse.add_argument("transaction_id", help="the redemption's transaction id")
-    for p in (adjust, reverse):
+    returned = sub.add_parser(
+        "reverse-event", help="reverse an event: take back what it gave (a return; support)"
+    )
+    returned.add_argument("space")
+    returned.add_argument("transaction_id", help="the event's transaction id")
+    for p in (adjust, reverse, returned):
         p.add_argument("--reason", required=True, help="why (1-500 characters)")
         p.add_argument("--actor", help="who asked (default: your login on this host)")
         p.add_argument("--json", action="store_true", help="print the answer as JSON")
-    return [adjust, reverse]
+    return [adjust, reverse, returned]
 
 
 async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -81,8 +87,15 @@ def _print_summary(command: str, user: str, transaction_id: str, document: JsonO
     if command == "adjust":
         print(f"adjusted {user}: {deltas}{duplicate}")
         print(f"adjustment {document['adjustment_id']}, transaction id {transaction_id}")
-    else:
+    elif command == "reverse":
         print(f"reversed redemption {transaction_id} of {user}: {deltas}{duplicate}")
+    else:
+        print(f"reversed event {transaction_id} of {user}: {deltas or 'no balance change'}"
+              f"{duplicate}")  # fmt: skip
+        for kind in ("pending", "shortfall"):
+            listed = ", ".join(f"{d['wallet']} {d['amount']}" for d in document.get(kind, []))
+            if listed:
+                print(f"{kind}: {listed}")
     balances = ", ".join(f"{k} {v}" for k, v in document.get("wallet_state", {}).items())
     print(f"balances now: {balances}")
     if document.get("leveled_up"):
@@ -109,7 +122,10 @@ async def _apply(
                 audit=cli_actor(),
             )  # fmt: skip
             return args.user_id, transaction_id, answer
-        owner, answer = await support.reverse_redemption(
+        reverse = (
+            support.reverse_event if args.command == "reverse-event" else support.reverse_redemption
+        )
+        owner, answer = await reverse(
             runtime, space.id, args.transaction_id, reason=args.reason, actor=actor,
             received_at=now, audit=cli_actor(),
         )  # fmt: skip

@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _database(settings) as db:
             if args.command == "verify":
                 return _run_verify(args, db)
-            if args.command in ("adjust", "reverse"):
+            if args.command in ("adjust", "reverse", "reverse-event"):
                 return trio.run(adjustments.run, args, settings, db.url)
             if args.command in ("simulate", "backtest"):
                 return trio.run(trials.run, args, settings, db.url)

@@ -1,7 +1,7 @@
-"""Which shard a profile belongs to, and which member should own a shard.
+"""Which shard a profile belongs to (``perkamo/profiles/shards.py``), and which member should
+own a shard.
 
-A profile's shard is a stable hash of (space_id, user_id) — never Python's ``hash``, which
-differs between processes. A shard's preferred owner is chosen by rendezvous hashing over
+A shard's preferred owner is chosen by rendezvous hashing over
 the live members: each member scores every shard and the highest score wins, so a member
 joining or leaving moves only the shards it wins or held (an equal share each)."""
 
@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-SHARDS = 256  # 256 advisory locks per cluster: far below PostgreSQL's lock table (6,400)
+from perkamo.profiles.shards import SHARDS, shard_of
+
+__all__ = ["LOCK_NAMESPACE", "SHARDS", "preferences", "preferred", "shard_of"]
+
 LOCK_NAMESPACE = 0x7065726B  # "perk": the first key of every shard's advisory lock
-
-
-def shard_of(space_id: int, user_id: str) -> int:
-    digest = hashlib.blake2b(f"{space_id}\x00{user_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % SHARDS
 
 
 def _score(member: str, shard: int) -> int:

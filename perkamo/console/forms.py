@@ -219,10 +219,13 @@ def rule_words(rule: JsonObject, wallet_names: dict[str, str]) -> dict[str, str]
 def wallet_fields(item: JsonObject) -> dict[str, str]:
     fields = {
         k: str(item.get(k) if item.get(k) is not None else "")
-        for k in ("key", "name", "description", "precision")
+        for k in ("key", "name", "description", "precision", "pending_days")
     }
     for flag in ("allow_negative", "spendable"):
         fields[flag] = "on" if item.get(flag, flag == "spendable") else ""
+    expiry = item.get("expiry") or {}
+    for name in ("after_days", "end_of", "after_periods", "timezone"):
+        fields[f"expiry_{name}"] = "" if expiry.get(name) is None else str(expiry[name])
     return fields
 
 
@@ -239,6 +242,18 @@ def build_wallet(form: dict[str, str]) -> tuple[JsonObject, dict[str, str]]:
     item["spendable"] = form.get("spendable") == "on"
     if description := b.text("description"):
         item["description"] = description
+    if pending := b.number("pending_days", whole=True, minimum=0):
+        item["pending_days"] = pending
+    expiry: dict[str, Any] = {}
+    if (after_days := b.number("expiry_after_days", whole=True, minimum=1)) is not None:
+        expiry["after_days"] = after_days
+    if end_of := b.text("expiry_end_of"):
+        expiry["end_of"] = end_of
+        expiry["after_periods"] = b.number("expiry_after_periods", whole=True, minimum=0) or 0
+    if expiry:  # (the validator says when both or neither kind is given)
+        if timezone := b.text("expiry_timezone"):
+            expiry["timezone"] = timezone
+        item["expiry"] = expiry
     return item, b.problems
 
 

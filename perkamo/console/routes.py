@@ -45,6 +45,7 @@ ROUTES: list[Route] = [
     Route("GET", S + "/events", events.events),
     Route("GET", S + "/live", events.tail),
     Route("GET", S + "/events/{transaction_id}", events.event),
+    Route("POST", S + "/events/{transaction_id}/reverse", events.reverse, mutates=True),
     Route("GET", S + "/find", events.find),
     Route("GET", S + "/customers", customers.customers),
     Route("GET", S + "/customers.csv", customers.export),

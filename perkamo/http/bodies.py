@@ -136,6 +136,18 @@ class ReverseBody(msgspec.Struct):
     space: Slug | None = None
 
 
+class EventReverseBody(msgspec.Struct):
+    reason: Reason
+    actor: Actor | None = None
+    # Which event: a server event (the default), or one a browser sent ("client"), whose
+    # transaction id is its customer's own and so needs ``user_id`` (docs/api.md "Support
+    # operations"). With a server event, ``user_id`` (optional) must be its customer's.
+    source: Annotated[str, Meta(pattern="^(server|client)$")] = "server"
+    user_id: UserId | None = None
+    tenant: Slug | None = None
+    space: Slug | None = None
+
+
 class BatchBody(msgspec.Struct):
     # Items are validated one by one (a bad item fails alone), and an empty or oversized
     # list has its own error codes, so the list is untyped here and described for OpenAPI.

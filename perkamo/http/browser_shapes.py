@@ -22,6 +22,7 @@ from perkamo.http.responses import (
     RecentRedemption,
     Shape,
     StreakEntry,
+    WalletDetails,
 )
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -139,6 +140,7 @@ class ClientProfileDocument(Shape, kw_only=True, omit_defaults=True):
     user_id: str
     traits: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     wallets: dict[str, Decimal]
+    wallet_details: dict[str, WalletDetails]  # as the server's profile (pending, expiring…)
     level: LevelProgress | None
     perks: list[PerkEntry]
     next_perks: list[NextPerk]

@@ -1,5 +1,6 @@
 """``GET /v1/profile/{user_id}``: the profile document, rendered by a pure function from the
-stored state, the program and the server's clock at read time (passed in)."""
+stored state, the program and the server's clock at read time (passed in). The state is
+shown settled at that time (pending points released, points expired) without writing it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from perkamo.http.responses import (
     ActiveBoost,
     CompletedAchievement,
     CriterionProgress,
+    Expiring,
     NextPerk,
     OpenAchievement,
     PerkEntry,
@@ -21,42 +23,44 @@ from perkamo.http.responses import (
     RecentEvent,
     RecentRedemption,
     StreakEntry,
+    WalletDetails,
 )
 from perkamo.profiles.answers import level_progress
 from perkamo.profiles.commands import ProfileView
-from perkamo.profiles.history import HistoryRedemption
-from perkamo.program import ProfileState, Program
+from perkamo.profiles.history import HistoryEvent, HistoryRedemption
+from perkamo.program import ProfileState, Program, settle_at
 from perkamo.program.achievements import criterion_current
-from perkamo.program.amounts import plain, wallet_state
+from perkamo.program.amounts import number, plain, wallet_state
 from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number, level_state
+from perkamo.program.model import WalletBalance
 from perkamo.program.perks import trigger_progress
 from perkamo.program.rules import boost_applies
 from perkamo.program.streaks import period_start
 from perkamo.program.timefmt import format_rfc3339
 
 _NUMERIC_TRIGGERS = ("points_threshold", "level_reached", "event_count", "streak")
+EXPIRING_LISTED = 3
+ZERO = Decimal(0)
 
 
 def profile_document(
     space_slug: str, user_id: str, view: ProfileView, program: Program, now: datetime
 ) -> ProfileDocument:
-    state = view.state
+    state, _ = settle_at(view.state, program, now, view.traits)
     level = level_number(state, program)
     return ProfileDocument(
         tenant=space_slug,
         user_id=user_id,
         traits=view.traits,
         wallets=wallet_state(state, program),
+        wallet_details=wallet_details(state, program),
         level=level_progress(level_state(state, program)),
         perks=_perks(state, program),
         next_perks=_next_perks(state, program, level, view.traits),
         achievements=_achievements(state, program),
         flags=_flags(state, program, level),
-        events=[
-            RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta, e.source)
-            for e in view.recent_events
-        ],
+        events=[_recent_event(e) for e in view.recent_events],
         redemptions=[_recent_redemption(r) for r in view.recent_redemptions],
         adjustments=[
             RecentAdjustment(
@@ -75,6 +79,38 @@ def profile_document(
         created_at=format_rfc3339(view.created_at),
         updated_at=format_rfc3339(view.updated_at),
     )
+
+
+def _recent_event(e: HistoryEvent) -> RecentEvent:
+    entry = RecentEvent(e.event, e.transaction_id, format_rfc3339(e.occurred_at), e.delta, e.source)
+    if e.reversed_at is not None:
+        entry.status, entry.reversed_at = "reversed", format_rfc3339(e.reversed_at)
+    return entry
+
+
+def wallet_details(state: ProfileState, program: Program) -> dict[str, WalletDetails]:
+    """Every configured wallet's figures; ``expiring``: the available points by expiry
+    date, the three soonest (docs/program.md "Points that wait and points that expire")."""
+    details = {}
+    for wallet in program.wallets:
+        w = state.wallets.get(wallet.key) or WalletBalance()
+        expiring: dict[datetime, Decimal] = {}
+        for lot in w.lots:
+            if not lot.pending and lot.expires_at is not None and lot.remaining > 0:
+                expiring[lot.expires_at] = expiring.get(lot.expires_at, ZERO) + lot.remaining
+        p = wallet.precision
+        details[wallet.key] = WalletDetails(
+            balance=number(w.balance, p),
+            pending=number(w.pending, p),
+            earned=number(w.earned, p),
+            spent=number(w.spent, p),
+            expired=number(w.expired, p),
+            expiring=[
+                Expiring(number(expiring[at], p), format_rfc3339(at))
+                for at in sorted(expiring)[:EXPIRING_LISTED]
+            ],
+        )
+    return details
 
 
 def _recent_redemption(r: HistoryRedemption) -> RecentRedemption:

@@ -18,11 +18,13 @@ from perkamo.profiles.answers import (
     AdjustResponse,
     Changes,
     EventOutcome,
+    EventReverseResponse,
     LevelProgress,
     RedeemResponse,
     ReversedRedemption,
     ReverseResponse,
     RewardRef,
+    Settled,
     Shape,
 )
 from perkamo.program.json_walk import JsonObject
@@ -34,6 +36,7 @@ __all__ = [
     "Changes",
     "Delta",
     "EventOutcome",
+    "EventReverseResponse",
     "LevelProgress",
     "RedeemResponse",
     "ReverseResponse",
@@ -81,6 +84,8 @@ class BatchItem(Changes):
     skipped: list[Skipped] | msgspec.UnsetType = msgspec.UNSET
     breakdown: list[BreakdownEntry] | msgspec.UnsetType = msgspec.UNSET
     program_versions: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
+    pending: list[Delta] | msgspec.UnsetType = msgspec.UNSET
+    settled: Settled | msgspec.UnsetType = msgspec.UNSET
     error: ItemError | msgspec.UnsetType = msgspec.UNSET
     imported: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -150,6 +155,9 @@ class RecentEvent(Shape):
     occurred_at: str
     delta: list[Delta]
     source: str  # "server", or "client": sent by a browser (docs/api.md "The browser half")
+    # Only once the event is reversed (a return): "reversed", and when.
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    reversed_at: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class RecentRedemption(Shape):
@@ -192,11 +200,26 @@ class ActiveBoost(Shape):
     expires_at: str
 
 
+class Expiring(Shape):
+    amount: Decimal
+    expires_at: str
+
+
+class WalletDetails(Shape):
+    balance: Decimal
+    pending: Decimal
+    earned: Decimal
+    spent: Decimal
+    expired: Decimal
+    expiring: list[Expiring]  # the three soonest expiry dates of available points
+
+
 class ProfileDocument(Shape):
     tenant: str
     user_id: str
     traits: JsonObject
     wallets: dict[str, Decimal]
+    wallet_details: dict[str, WalletDetails]
     level: LevelProgress | None
     perks: list[PerkEntry]
     next_perks: list[NextPerk]
@@ -227,6 +250,8 @@ class SimulatedOutcome(Shape):
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
     program_versions: dict[str, str | None]
+    pending: list[Delta]
+    settled: Settled
 
 
 class SimulateResponse(Shape):

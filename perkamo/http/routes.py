@@ -11,6 +11,7 @@ from perkamo.http.bodies import (
     AdjustBody,
     BatchBody,
     EventBody,
+    EventReverseBody,
     IdentifyBody,
     RedeemBody,
     ReverseBody,
@@ -46,6 +47,7 @@ from perkamo.http.responses import (
     BacktestList,
     BatchResponse,
     EventOutcome,
+    EventReverseResponse,
     Health,
     IdentifyResponse,
     ModuleDescription,
@@ -108,6 +110,9 @@ ROUTES: tuple[Route, ...] = (
     keyed("POST", "/v1/admin/redemptions/{transaction_id}/reverse", support.reverse_redemption,
           "admin:support", "Reverse a redemption (support)", ReverseBody, ReverseResponse,
           (*_BODY, 404)),
+    keyed("POST", "/v1/admin/events/{transaction_id}/reverse", support.reverse_event,
+          "admin:support", "Reverse an event: a return (support)", EventReverseBody,
+          EventReverseResponse, (*_BODY, 404)),
     # The browser half (docs/api.md "The browser half"): browser keys, tokens, the client API, live
     # streams.
     keyed("POST", "/v1/admin/browser-keys", browser.create_key, "admin:config",

@@ -20,6 +20,7 @@ from perkamo.program.outcome import (
     LevelState,
     Outcome,
     Redemption,
+    Settlement,
     Skipped,
     Unlocked,
 )
@@ -40,6 +41,15 @@ class LevelProgress(
     progress: Decimal
 
 
+class Settled(Shape):
+    # What settling at the write's *now* released and expired (amounts at the wallet's
+    # precision), and the level changes and unlocks it caused (docs/program.md "Time moves state").
+    released: list[Delta] = []
+    expired: list[Delta] = []
+    leveled_up: bool = False
+    unlocked: list[Unlocked] = []
+
+
 class Changes(Shape):
     """What every event answer carries, applied or not."""
 
@@ -57,6 +67,9 @@ class EventOutcome(Changes):
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
     program_versions: dict[str, str | None]
+    # (Defaults: answers stored before lots existed are answered again with them.)
+    pending: list[Delta] = []
+    settled: Settled = msgspec.field(default_factory=Settled)
     # True on the answer to an id another system applied (imported at a cut-over).
     imported: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -79,6 +92,7 @@ class RedeemResponse(Shape):
     level: LevelProgress | None
     redemption_id: str
     program_versions: dict[str, str | None]
+    settled: Settled = msgspec.field(default_factory=Settled)
     imported: bool | msgspec.UnsetType = msgspec.UNSET  # as for an event
 
 
@@ -91,6 +105,7 @@ class AdjustResponse(Shape):
     leveled_up: bool
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
+    settled: Settled = msgspec.field(default_factory=Settled)
 
 
 class ReversedRedemption(Shape):
@@ -112,6 +127,42 @@ class ReverseResponse(Shape):
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
     redemption: ReversedRedemption
+    settled: Settled = msgspec.field(default_factory=Settled)
+
+
+class ReversedEvent(Shape):
+    transaction_id: str
+    event: str
+    occurred_at: str
+    status: str  # reversed
+    reversed_at: str
+    reason: str
+    actor: str | None
+    source: str = "server"  # "client": an event a browser sent
+
+
+class EventReverseResponse(Shape):
+    reversed: bool
+    duplicate: bool
+    delta: list[Delta]
+    pending: list[Delta]
+    shortfall: list[Delta]
+    leveled_down: bool
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
+    event: ReversedEvent
+    settled: Settled
+
+
+class TickAnswer(Shape):
+    """What a tick of the sweeper settled (kept in the tick log; not an API answer)."""
+
+    ticked: bool
+    duplicate: bool
+    due_at: str
+    settled: Settled
+    wallet_state: dict[str, Decimal]
+    level: LevelProgress | None
 
 
 def level_progress(level: LevelState | None) -> LevelProgress | None:
@@ -127,7 +178,29 @@ def level_progress(level: LevelState | None) -> LevelProgress | None:
     )
 
 
-def event_answer(outcome: Outcome, event_id: str, versions: dict[str, str | None]) -> EventOutcome:
+def settled_answer(settlement: Settlement, program: Program) -> Settled:
+    """What settling changed, as answers carry it: per wallet in configuration order, at
+    the wallet's precision."""
+    if settlement.empty:
+        return Settled()
+    return Settled(
+        released=_per_wallet(settlement.released, program),
+        expired=_per_wallet(settlement.expired, program),
+        leveled_up=settlement.leveled_up,
+        unlocked=settlement.unlocked,
+    )
+
+
+def _per_wallet(amounts: dict[str, Decimal], program: Program) -> list[Delta]:
+    return [
+        Delta(w.key, number(amounts[w.key], w.precision))
+        for w in program.wallets
+        if amounts.get(w.key)
+    ]
+
+
+def event_answer(outcome: Outcome, event_id: str, program: Program) -> EventOutcome:
+    versions = program.versions
     return EventOutcome(
         applied=True,
         duplicate=False,
@@ -140,12 +213,13 @@ def event_answer(outcome: Outcome, event_id: str, versions: dict[str, str | None
         skipped=outcome.skipped,
         breakdown=outcome.breakdown,
         program_versions=versions,
+        pending=outcome.pending,
+        settled=settled_answer(outcome.settled, program),
     )
 
 
-def redeem_answer(
-    redemption: Redemption, redemption_id: str, versions: dict[str, str | None]
-) -> RedeemResponse:
+def redeem_answer(redemption: Redemption, redemption_id: str, program: Program) -> RedeemResponse:
+    versions = program.versions
     return RedeemResponse(
         redeemed=True,
         duplicate=False,
@@ -159,6 +233,7 @@ def redeem_answer(
         level=level_progress(redemption.level),
         redemption_id=redemption_id,
         program_versions=versions,
+        settled=settled_answer(redemption.settled, program),
     )
 
 

@@ -40,6 +40,7 @@ class HistoryEvent(msgspec.Struct):
     occurred_at: datetime
     delta: list[Delta]
     source: str = "server"  # "client": sent by a browser (docs/api.md "The browser half")
+    reversed_at: datetime | None = None  # a return (docs/api.md "Support operations")
 
 
 class HistoryRedemption(msgspec.Struct):
@@ -91,10 +92,16 @@ def event_entry(
 
 
 def _event(
-    event: str, transaction_id: str, occurred_at: datetime, outcome: str, source: str
+    event: str,
+    transaction_id: str,
+    occurred_at: datetime,
+    outcome: str,
+    source: str,
+    reversed_at: datetime | None = None,
 ) -> bytes:
     parts = _event_parts.decode(outcome)
-    return event_entry(event, transaction_id, occurred_at, parts.delta, source)
+    return _encoder.encode(HistoryEvent(event, transaction_id, occurred_at, parts.delta, source,
+                                        reversed_at))  # fmt: skip
 
 
 def redemption_entry(
@@ -168,7 +175,8 @@ def _fill(
 ) -> None:
     """Stored rows (newest first) into an entry (newest last)."""
     for e in reversed(events[:RECENT]):
-        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source))
+        entry.events.append(_event(e.event, e.transaction_id, e.occurred_at, e.outcome, e.source,
+                                   e.reversed_at))  # fmt: skip
     for r in reversed(redemptions[:RECENT]):
         entry.redemptions.append(
             redemption_entry(r.reward_key, r.transaction_id, r.received_at, r.outcome,

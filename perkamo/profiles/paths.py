@@ -7,5 +7,11 @@ from __future__ import annotations
 from storage.ledger import AnswerPaths
 from storage.stats import WalletPaths
 
-WALLETS = WalletPaths(wallets="wallets", balance="balance", earned="earned", spent="spent")
-ANSWERS = AnswerPaths(delta="delta", cost="cost", wallet="wallet", amount="amount")
+WALLETS = WalletPaths(
+    wallets="wallets", balance="balance", earned="earned", spent="spent", pending="pending",
+    lots="lots",
+)  # fmt: skip
+ANSWERS = AnswerPaths(
+    delta="delta", cost="cost", wallet="wallet", amount="amount", pending="pending",
+    settled="settled", released="released", expired="expired",
+)  # fmt: skip

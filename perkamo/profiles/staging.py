@@ -18,10 +18,12 @@ from datetime import datetime
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Draft, TransactionKey, Write
-from perkamo.profiles.commands.base import encode_json, not_found
+from perkamo.profiles.commands.base import Unchanged, encode_json, not_found
 from perkamo.profiles.reservations import Reservations
+from perkamo.profiles.shards import shard_of
 from perkamo.profiles.snapshot import Snapshot
 from perkamo.program import ProfileState, Program
+from perkamo.program.settling import next_due
 from perkamo.webhooks import SpaceHook
 from storage import SnapshotWrite, Unit
 from storage.history import StoredWrite
@@ -100,6 +102,9 @@ def stage(
         if refusal is None:
             try:
                 answer = command.stage(draft, position)
+            except Unchanged as exc:  # answered, nothing to write (a tick with nothing due)
+                steps.append(Step(exc.answer))
+                continue
             except PerkamoError as exc:  # a business rule: nothing staged, the id not used
                 refusal = exc.with_traceback(None)  # kept: no cycle through this frame
             except Exception:
@@ -114,18 +119,22 @@ def stage(
         steps.append(Step(answer, needs_commit=True))
         applied.append(Applied(command, answer, draft.version, draft.state))
         draft.exists = True
-        first_write = first_write or command.received_at
-        last_write = command.received_at
+        if command.activity:  # a tick is no activity of the customer's
+            first_write = first_write or command.received_at
+            last_write = command.received_at
     snapshot, after = None, before
-    if last_write is not None:
-        assert first_write is not None
+    if applied:
+        updated = last_write or before.updated_at
+        assert updated is not None
         traits, state = encode_json(draft.traits), encode_json(draft.state)
         version = before.version + len(applied)
+        due = next_due(draft.state, program)
         snapshot = SnapshotWrite(
-            space_id, user_id, traits, state, before.version, last_write, version
-        )
-        created = before.created_at or first_write
-        after = Snapshot(traits, state, version, created, last_write)
+            space_id, user_id, traits, state, before.version, updated, version, due,
+            None if due is None else shard_of(space_id, user_id),
+        )  # fmt: skip
+        created = before.created_at or first_write or updated
+        after = Snapshot(traits, state, version, created, updated)
     unit = Unit(
         draft.rows,
         snapshot,

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from perkamo.profiles.answers import LevelProgress, level_progress
+from perkamo.profiles.answers import LevelProgress, Settled, level_progress
 from perkamo.profiles.commands import Written
 from perkamo.profiles.staging import Applied
 from perkamo.program import Program
@@ -47,12 +47,16 @@ class Change(msgspec.Struct, kw_only=True, omit_defaults=True):
     wallet_state: dict[str, Decimal]
     level: LevelProgress | None
     version: int
+    # What settling at the write's time released and expired, when it did (points
+    # released from pending or expired move ``wallet_state`` beside ``delta``).
+    settled: Settled | None = None
 
 
 class _Parts(msgspec.Struct):  # what a logged write's answer contributes to its change
     delta: list[Delta] = []
     unlocked: list[Unlocked] = []
     leveled_up: bool = False
+    settled: Settled | None = None
 
 
 _parts = msgspec.json.Decoder(_Parts, float_hook=Decimal)
@@ -64,6 +68,9 @@ def change_of(applied: Applied, program: Program) -> bytes:
     command = applied.command
     answer = applied.answer
     parts = _parts.decode(answer.body) if isinstance(answer, Written) else _Parts()
+    settled = parts.settled
+    if settled is not None and not (settled.released or settled.expired or settled.unlocked):
+        settled = None
     state = applied.state
     event = getattr(command, "event", None)
     return _encoder.encode(
@@ -73,11 +80,13 @@ def change_of(applied: Applied, program: Program) -> bytes:
             event=event if isinstance(event, str) else None,
             source=command.source,
             delta=parts.delta,
-            unlocked=parts.unlocked,
-            leveled_up=parts.leveled_up,
+            # A tick's answer has settling's alone; an event's includes it already.
+            unlocked=parts.unlocked or (settled.unlocked if settled else []),
+            leveled_up=parts.leveled_up or bool(settled and settled.leveled_up),
             wallet_state=wallet_state(state, program),
             level=level_progress(level_state(state, program)),
             version=applied.version,
+            settled=settled,
         )
     )
 

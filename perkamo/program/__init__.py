@@ -2,7 +2,7 @@
 
 from perkamo.program.checks import InvalidConfig, Problem, parse_module
 from perkamo.program.compiler import compile_program
-from perkamo.program.engine import EngineEvent, apply, apply_identify
+from perkamo.program.engine import EngineEvent, apply, apply_identify, settle_at
 from perkamo.program.model import EMPTY_PROGRAM, ProfileState, Program
 from perkamo.program.outcome import Outcome, Redemption
 from perkamo.program.schema import MODULES
@@ -23,4 +23,5 @@ __all__ = [
     "compile_program",
     "merge_traits",
     "parse_module",
+    "settle_at",
 ]

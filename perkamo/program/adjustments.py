@@ -9,18 +9,31 @@ docs/program.md steps 7–9).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
+
+import msgspec
 
 from perkamo.errors import Code, PerkamoError, validation_failed
 from perkamo.program.amounts import decimal_places, number, wallet_state
 from perkamo.program.bounds import after, within
-from perkamo.program.engine import level_perks_boosts
 from perkamo.program.evaluation import DECIMALS, Evaluation, copy_state
 from perkamo.program.levels import level_number, level_state
-from perkamo.program.model import GrantedBoost, ProfileState, Program, WalletBalance
-from perkamo.program.outcome import Delta, LevelState, Unlocked
+from perkamo.program.lotdates import lot_dates
+from perkamo.program.lots import add_available, new_lot, remember_expiry, spend
+from perkamo.program.model import (
+    GrantedBoost,
+    Lot,
+    ProfileState,
+    Program,
+    TakenPart,
+    WalletBalance,
+    WalletDef,
+)
+from perkamo.program.outcome import Delta, LevelState, Settlement, Unlocked
+from perkamo.program.perks import level_perks_boosts
+from perkamo.program.settling import profile_now, settle
 
 
 class SupportRefused(PerkamoError):
@@ -29,13 +42,15 @@ class SupportRefused(PerkamoError):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What an adjustment or a reversal changed."""
+    """What an adjustment or a reversal changed (``unlocked`` and ``leveled_up`` include
+    what settling caused)."""
 
     delta: list[Delta]
     unlocked: list[Unlocked]
     leveled_up: bool
     wallet_state: dict[str, Decimal]
     level: LevelState | None
+    settled: Settlement = field(default_factory=Settlement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +61,7 @@ class RedemptionRecord:
     cost: Delta
     effect: Mapping[str, object]
     redeemed_at: datetime
+    transaction_id: str = ""  # what it took from lots is kept under it (ProfileState.takes)
 
 
 def check_adjustment(program: Program, wallet_key: str, amount: Decimal) -> None:
@@ -68,14 +84,17 @@ def adjust(
     program: Program,
     received_at: datetime,
     traits: Mapping[str, object],
+    source: str = "adjustment",
 ) -> tuple[ProfileState, Change]:
     """Add ``amount`` (negative: subtract) to a wallet's balance and, when it counts toward
-    the level, to its earned total (never below zero). Raises SupportRefused:
-    insufficient_balance, or validation_error (check_adjustment, or a result outside
-    ±10^15)."""
+    the level, to its earned total (never below zero), on the profile settled at
+    ``received_at``; ``source`` names its lot. Raises SupportRefused: insufficient_balance,
+    or validation_error (check_adjustment, or a result outside ±10^15)."""
     check_adjustment(program, wallet_key, amount)
     earned = amount if counts_toward_level else None
-    return _move(state, wallet_key, amount, earned, program, received_at, traits, "adjustment")
+    return _move(
+        state, wallet_key, amount, earned, program, received_at, traits, "adjustment", source
+    )
 
 
 def check_opening(
@@ -106,14 +125,28 @@ def open_balance(
     program: Program,
     received_at: datetime,
     traits: Mapping[str, object],
+    dates: tuple[datetime | None, datetime | None] = (None, None),
 ) -> tuple[ProfileState, Change]:
     """A customer's balance brought from another system: ``amount`` added to the balance
     (0: none) and ``earned`` added to the earned total — never set — (None: ``amount``, as
     an adjustment that counts toward the level), with ``traits`` (already merged) in scope
-    for perk conditions. Raises SupportRefused like ``adjust``."""
+    for perk conditions. In a wallet with lots a positive amount is a lot available at
+    once, dated by ``dates`` (its ``earned_at`` and ``expires_at`` in the old system; None:
+    earned now, expiring by the wallet's rule). Raises SupportRefused like ``adjust``."""
     check_opening(program, wallet_key, amount, earned)
+    wallet = program.wallet(wallet_key)
+    if wallet is None or not wallet.has_lots:
+        dates = (None, None)  # a wallet without lots keeps no dates
+    earned_at, expires_at = dates
+    if earned_at is not None and earned_at > received_at:
+        raise validation_failed("earned_at", "must not be in the future")
+    if expires_at is not None and expires_at <= received_at:
+        raise validation_failed("expires_at", "has passed: the points would expire at once")
     by = amount if earned is None else earned
-    return _move(state, wallet_key, amount, by, program, received_at, traits, "opening balance")
+    return _move(
+        state, wallet_key, amount, by, program, received_at, traits, "opening balance",
+        "opening", dates,
+    )  # fmt: skip
 
 
 def _move(
@@ -125,14 +158,21 @@ def _move(
     received_at: datetime,
     traits: Mapping[str, object],
     what: str,
+    source: str,
+    dates: tuple[datetime | None, datetime | None] = (None, None),
 ) -> tuple[ProfileState, Change]:
     """``amount`` added to the balance, ``earned_by`` to the earned total (never below zero;
     None: untouched), then the level, perks and boosts re-run; ``what`` names it in a
-    refusal."""
+    refusal, ``source`` its lot. In a wallet with lots a positive amount is a lot
+    earned now, available at once (paying a debt first); a negative one is taken from the
+    available lots in spending order."""
     wallet = program.wallet(wallet_key)
     assert wallet is not None
     with localcontext(DECIMALS):
-        current = state.wallets.get(wallet_key) or WalletBalance()
+        level_before = level_number(state, program)
+        run = evaluation_of(state, program, received_at, traits)
+        settled = settle(run.state, program, received_at, traits)
+        current = run.state.wallets.get(wallet_key) or WalletBalance()
         balance = current.balance + amount
         earned = None if earned_by is None else max(current.earned + earned_by, Decimal(0))
         if amount < 0 and balance < 0 and not wallet.allow_negative:
@@ -148,14 +188,22 @@ def _move(
                 f"The {what} would take the balance outside ±10^15.",
                 details=[{"path": "amount", "message": "the result is out of range"}],
             )
-        run = _run(state, program, received_at, traits)
-        level_before = level_number(state, program)
         changed = run.state.wallets.setdefault(wallet_key, WalletBalance())
-        changed.balance = balance
+        if not wallet.has_lots:
+            changed.balance = balance
+        elif amount > 0:
+            earned_at, expires_at = dates
+            lot = new_lot(wallet, source, amount, earned_at or received_at, at_once=True)
+            if expires_at is not None:
+                lot = msgspec.structs.replace(lot, expires_at=expires_at)
+            add_available(changed, lot)
+        elif amount < 0:
+            spend(changed, -amount)
+            changed.balance = balance
         if earned is not None:
             changed.earned = earned
         delta = [Delta(wallet_key, number(amount, wallet.precision))] if amount else []
-        return run.state, _change(run, level_before, delta)
+        return run.state, _change(run, level_before, delta, settled)
 
 
 def reverse(
@@ -169,11 +217,18 @@ def reverse(
     reward's per-user limit), and end a boost whose current grant came from it, from
     ``received_at`` on (awards it already boosted stay)."""
     with localcontext(DECIMALS):
-        run = _run(state, program, received_at, traits)
         level_before = level_number(state, program)
+        run = evaluation_of(state, program, received_at, traits)
+        settled = settle(run.state, program, received_at, traits)
         cost = record.cost
         wallet = run.state.wallets.setdefault(cost.wallet, WalletBalance())
-        wallet.balance += cost.amount
+        parts = run.state.takes.pop(record.transaction_id, None)
+        defined = program.wallet(cost.wallet)
+        if defined is not None and defined.has_lots:
+            now = profile_now(run.state, received_at)
+            give_back(wallet, defined, parts, record, now, settled)
+        else:
+            wallet.balance += cost.amount
         wallet.spent = max(wallet.spent - cost.amount, Decimal(0))
         counter = run.state.redemptions.get(record.reward_key)
         if counter is not None:
@@ -185,7 +240,36 @@ def reverse(
                 counter.per_day.pop(day, None)
         if record.effect.get("type") == "boost":
             _end_boost(run.state, program, str(record.effect.get("boost")), record, received_at)
-        return run.state, _change(run, level_before, [cost])
+        return run.state, _change(run, level_before, [cost], settled)
+
+
+def give_back(
+    w: WalletBalance,
+    wallet: WalletDef,
+    parts: list[TakenPart] | None,
+    record: RedemptionRecord,
+    now: datetime,
+    settled: Settlement,
+) -> None:
+    """A redemption's cost back into the lots it was taken from (same dates, merged as
+    usual, never raising ``earned``); a share whose lot has expired by now expires at once.
+    A redemption whose parts are no longer kept gives its cost back as one lot earned at
+    the redemption."""
+    if parts is None:
+        _, expires = lot_dates(wallet, record.redeemed_at)
+        at = record.redeemed_at
+        parts = [TakenPart(at, at, expires, record.cost.amount)]
+    source = "refund:" + record.transaction_id
+    for part in parts:
+        if part.expires_at is not None and part.expires_at <= now:
+            w.expired += part.amount
+            w.deducted += part.amount
+            remember_expiry(w, part.available_at, part.expires_at, part.amount)
+            settled.add("expired", wallet.key, part.earned_at, part.expires_at, part.amount)
+            continue
+        add_available(w, Lot(
+            -1, source, part.amount, part.earned_at, part.available_at, part.expires_at, False
+        ))  # fmt: skip
 
 
 def _end_boost(
@@ -200,9 +284,11 @@ def _end_boost(
         state.boosts[key] = GrantedBoost(granted.granted_at, max(granted.granted_at, now))
 
 
-def _run(
+def evaluation_of(
     state: ProfileState, program: Program, received_at: datetime, traits: Mapping[str, object]
 ) -> Evaluation:
+    """A run on a copy of ``state`` for a write that is not an event (no event, no
+    context: only the traits), at its receive time."""
     return Evaluation(
         state=copy_state(state),
         program=program,
@@ -212,12 +298,13 @@ def _run(
     )
 
 
-def _change(run: Evaluation, level_before: int, delta: list[Delta]) -> Change:
+def _change(run: Evaluation, level_before: int, delta: list[Delta], settled: Settlement) -> Change:
     level_after = level_perks_boosts(run)
     return Change(
         delta=delta,
-        unlocked=run.unlocked,
+        unlocked=settled.unlocked + run.unlocked,
         leveled_up=level_after > level_before,
         wallet_state=wallet_state(run.state, run.program),
         level=level_state(run.state, run.program),
+        settled=settled,
     )

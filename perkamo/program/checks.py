@@ -144,6 +144,7 @@ def _check_wallets(m: s.WalletsModule, path: str) -> Iterable[Problem]:
     for i, w in enumerate(m.wallets):
         if not 0 <= w.precision <= 6:
             yield Problem(f"{path}.wallets[{i}].precision", "must be 0 to 6")
+        yield from _lot_settings(w, f"{path}.wallets[{i}]")
     yield from _keys(m.rewards, f"{path}.rewards")
     wallets = {w.key: w for w in m.wallets}
     for i, r in enumerate(m.rewards):
@@ -162,6 +163,34 @@ def _check_wallets(m: s.WalletsModule, path: str) -> Iterable[Problem]:
             yield from _positive(r.limits.per_user_per_day, f"{here}.limits.per_user_per_day")
         if r.requires is not None and r.requires.level_at_least is not None:
             yield from _positive(r.requires.level_at_least, f"{here}.requires.level_at_least")
+
+
+def _lot_settings(w: s.Wallet, here: str) -> Iterable[Problem]:
+    """``expiry`` and ``pending_days`` (docs/program.md "Points that wait and points that
+    expire")."""
+    if not 0 <= w.pending_days <= 365:
+        yield Problem(f"{here}.pending_days", "must be 0 to 365")
+    e = w.expiry
+    if e is None:
+        return
+    if (e.after_days is None) == (e.end_of is None):
+        yield Problem(f"{here}.expiry", "needs exactly one of after_days or end_of")
+    if e.after_days is not None:
+        if not 1 <= e.after_days <= 3650:
+            yield Problem(f"{here}.expiry.after_days", "must be 1 to 3650")
+        elif w.pending_days >= e.after_days:
+            yield Problem(f"{here}.pending_days", "must be less than expiry.after_days")
+        if e.after_periods is not None:
+            yield Problem(f"{here}.expiry.after_periods", "goes with end_of")
+    if e.end_of is not None:
+        if e.after_periods is None:
+            yield Problem(f"{here}.expiry.after_periods", "is required with end_of")
+        elif not 0 <= e.after_periods <= 120:
+            yield Problem(f"{here}.expiry.after_periods", "must be 0 to 120")
+    try:
+        ZoneInfo(e.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield Problem(f"{here}.expiry.timezone", f"unknown time zone {e.timezone!r}")
 
 
 def _check_events(m: s.EventsModule, path: str) -> Iterable[Problem]:

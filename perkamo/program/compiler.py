@@ -21,6 +21,7 @@ from perkamo.program.model import (
     BoostDef,
     ConditionDef,
     CriterionDef,
+    ExpiryDef,
     LevelDef,
     LevelingDef,
     PerkDef,
@@ -86,10 +87,7 @@ def compile_program(
     )
     if problems:
         raise InvalidConfig(problems)
-    wallets = tuple(
-        WalletDef(w.key, w.name, w.precision, w.allow_negative, w.spendable, w.description)
-        for w in m.wallets.wallets
-    )
+    wallets = tuple(_wallet(w) for w in m.wallets.wallets)
     return Program(
         versions={name: modules[name][0] if name in modules else None for name in s.MODULES},
         bodies={name: modules[name][1] for name in modules},
@@ -105,6 +103,18 @@ def compile_program(
         stacking=m.boosts.stacking,
         max_multiplier=Decimal(m.boosts.max_multiplier),
     )
+
+
+def _wallet(w: s.Wallet) -> WalletDef:
+    expiry = None
+    if w.expiry is not None:
+        e = w.expiry
+        expiry = ExpiryDef(e.after_days, e.end_of, e.after_periods or 0)
+    timezone = w.expiry.timezone if w.expiry is not None else "UTC"
+    return WalletDef(
+        w.key, w.name, w.precision, w.allow_negative, w.spendable, w.description, expiry,
+        w.pending_days, timezone,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ class EngineEvent(msgspec.Struct, frozen=True):
     occurred_at: datetime | None
     traits: Mapping[str, object]
     source: str = "server"  # "client": a browser sent it; a rule's condition may test it
+    transaction_id: str = ""  # the ``source`` of the lots its awards create
 
 
 class Award(msgspec.Struct):
@@ -56,6 +57,8 @@ class Evaluation(msgspec.Struct, kw_only=True):
     event: str
     occurred: datetime
     scope: JsonObject
+    transaction_id: str = ""
+    lots_made: bool = False  # a lot was made (it may be due at once: backdated)
     awards: list[Award] = msgspec.field(default_factory=list)
     skipped: list[Skipped] = msgspec.field(default_factory=list)
     unlocked: list[Unlocked] = msgspec.field(default_factory=list)
@@ -66,4 +69,27 @@ class Evaluation(msgspec.Struct, kw_only=True):
 
 
 def copy_state(state: ProfileState) -> ProfileState:
-    return _state_decoder.decode(_state_encoder.encode(state))
+    """A copy the engine may change. Lots (and what redemptions took from them) are
+    immutable values: the copy shares them and copies only the lists that hold them — they
+    are most of a large profile's state, and this runs for every write."""
+    for w in state.wallets.values():
+        if w.lotted:
+            break
+    else:
+        if not state.takes:  # no lots: the plain copy (every write of most profiles)
+            return _state_decoder.decode(_state_encoder.encode(state))
+    held = [(key, w.lots, w.expiries) for key, w in state.wallets.items() if w.lotted]
+    takes = state.takes
+    try:
+        for key, _, _ in held:
+            state.wallets[key].lots, state.wallets[key].expiries = [], []
+        state.takes = {}
+        copied = _state_decoder.decode(_state_encoder.encode(state))
+    finally:
+        for key, lots, expiries in held:
+            state.wallets[key].lots, state.wallets[key].expiries = lots, expiries
+        state.takes = takes
+    for key, lots, expiries in held:
+        copied.wallets[key].lots, copied.wallets[key].expiries = list(lots), list(expiries)
+    copied.takes = dict(takes)
+    return copied

@@ -34,6 +34,17 @@ class ConditionDef:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiryDef:
+    """When a lot expires: ``after_days`` days after the local date it was earned, or at
+    the end of the ``end_of`` period ``after_periods`` periods after the one it was earned
+    in (docs/program.md "Points that wait and points that expire")."""
+
+    after_days: int | None
+    end_of: str | None  # month | quarter | year
+    after_periods: int
+
+
+@dataclass(frozen=True, slots=True)
 class WalletDef:
     key: str
     name: str
@@ -41,11 +52,22 @@ class WalletDef:
     allow_negative: bool
     spendable: bool
     description: str
+    expiry: ExpiryDef | None = None
+    pending_days: int = 0
+    timezone: str = "UTC"  # the lots' days are counted here (``expiry.timezone``)
 
     quantum: Decimal = field(init=False, repr=False, compare=False)  # 10^-precision
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    # Whether the wallet keeps lots (it has an expiry or pending days).
+    has_lots: bool = field(init=False, repr=False, compare=False)
+    # Lot dates by earning day, computed once (lotdates.py): a pure function's cache.
+    day_dates: dict[date, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))
+        object.__setattr__(self, "zone", ZoneInfo(self.timezone))
+        object.__setattr__(self, "has_lots", self.expiry is not None or self.pending_days > 0)
+        object.__setattr__(self, "day_dates", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +192,8 @@ class Program:
     # Derived once (every event looks these up): wallets by key, rules by event name (the
     # rules for "*" included, in the program's order), achievements by criterion event.
     _wallets: dict[str, WalletDef] = field(init=False, repr=False, compare=False)
+    # The wallets that keep lots: a program without any never settles anything.
+    lot_wallets: tuple[WalletDef, ...] = field(init=False, repr=False, compare=False)
     _rules: dict[str, tuple[RuleDef, ...]] = field(init=False, repr=False, compare=False)
     _any_rules: tuple[RuleDef, ...] = field(init=False, repr=False, compare=False)
     _achievements: dict[str, tuple[AchievementDef, ...]] = field(
@@ -178,6 +202,7 @@ class Program:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_wallets", {w.key: w for w in self.wallets})
+        object.__setattr__(self, "lot_wallets", tuple(w for w in self.wallets if w.has_lots))
         by_event: dict[str, tuple[RuleDef, ...]] = {}
         for name in {r.event for r in self.rules} - {"*"}:
             by_event[name] = tuple(r for r in self.rules if r.event in (name, "*"))
@@ -208,11 +233,56 @@ EMPTY_PROGRAM = Program(versions=dict.fromkeys(MODULES))
 # -- a profile's state (the stored snapshot) ------------------------------------------------
 
 
+class Lot(msgspec.Struct, array_like=True, frozen=True):
+    """Points earned together that wait and expire together (docs/program.md "Points that wait and
+    points that expire"). Stored as a JSON array: a wallet may hold many, and every write encodes
+    them. Immutable: a state is copied without copying its lots (``lots.py``)."""
+
+    id: int  # creation order within the wallet
+    source: str  # the event's transaction id; ``adjustment:…``, ``refund:…``, ``activation``
+    # What is left to spend or, while pending, to release. A pending lot's earning part (what
+    # its release adds to ``earned``) is always its remainder: only events make pending
+    # lots, and a return takes from both alike; an available lot's is spent already. So
+    # neither that nor the amount that went in is stored: a large profile holds many lots,
+    # every write decodes and encodes them, and a decimal is their costliest field.
+    remaining: Decimal
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None  # None: never
+    pending: bool  # not released yet: not in the balance
+
+
+class ExpiredLot(msgspec.Struct, array_like=True, frozen=True):
+    """A lot that expired lately, with what expired of it: what a return of an event whose
+    points went into it must not take again."""
+
+    available_at: datetime
+    expires_at: datetime
+    amount: Decimal
+
+
+class TakenPart(msgspec.Struct, array_like=True, frozen=True):
+    """What a redemption took from one lot (its reversal gives it back to the same dates)."""
+
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    amount: Decimal
+
+
 class WalletBalance(msgspec.Struct, omit_defaults=True):
     balance: Decimal = Decimal(0)
     earned: Decimal = Decimal(0)
     deducted: Decimal = Decimal(0)
     spent: Decimal = Decimal(0)
+    # Only for a wallet with lots (empty, hence not stored, for any other):
+    pending: Decimal = Decimal(0)  # the pending lots' remainders
+    expired: Decimal = Decimal(0)  # every expiry, lifetime
+    lots: list[Lot] = []
+    next_lot: int = 0
+    expiries: list[ExpiredLot] = []  # the most recent ones (EXPIRIES_KEPT)
+    due: datetime | None = None  # the soonest due time of its lots
+    lotted: bool = False  # its balance is kept in lots (the wallet has the settings)
 
 
 class RuleCounter(msgspec.Struct, omit_defaults=True):
@@ -268,3 +338,7 @@ class ProfileState(msgspec.Struct, omit_defaults=True):
     boosts: dict[str, GrantedBoost] = {}
     max_level: int = 1  # the highest level ever reached (level grants fire once)
     redemptions: dict[str, RedemptionCounter] = {}  # reward key -> what limits need
+    # Profiles of a program with lots: the profile's *now* (it never goes backwards), and
+    # what the latest redemptions took from lots (redemption transaction id -> parts).
+    settled_at: datetime | None = None
+    takes: dict[str, list[TakenPart]] = {}

@@ -7,6 +7,7 @@ answers of the API (``perkamo/profiles/answers.py``), where the wire's names dif
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import msgspec
@@ -68,8 +69,52 @@ class BreakdownEntry(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
     boost: BoostApplied | msgspec.UnsetType = msgspec.UNSET
 
 
+class SettledLot(msgspec.Struct):
+    """One lot released or expired by settling (what the webhooks list)."""
+
+    kind: str  # released | expired
+    wallet: str
+    earned_at: datetime
+    expires_at: datetime | None
+    amount: Decimal
+
+
+class Settlement(msgspec.Struct):
+    """What settling a profile at a write's *now* changed (docs/architecture.md "Time: lots and the
+    sweeper"): released and expired amounts per wallet (raw decimals; ``settled`` of an answer has
+    them at the wallet's precision), the lots, and the level changes and unlocks settling caused.
+    ``changed``: the state changed (a lot due, or a wallet's settings turned its balance into a lot
+    or its lots into balance)."""
+
+    released: dict[str, Decimal] = {}
+    expired: dict[str, Decimal] = {}
+    lots: list[SettledLot] = []
+    leveled_up: bool = False
+    level_from: int | None = None  # the level before, when settling changed it
+    unlocked: list[Unlocked] = []
+    changed: bool = False
+
+    def add(
+        self,
+        kind: str,
+        wallet: str,
+        lot_earned_at: datetime,
+        lot_expires_at: datetime | None,
+        amount: Decimal,
+    ) -> None:
+        totals = self.released if kind == "released" else self.expired
+        totals[wallet] = totals.get(wallet, Decimal(0)) + amount
+        self.lots.append(SettledLot(kind, wallet, lot_earned_at, lot_expires_at, amount))
+        self.changed = True
+
+    @property
+    def empty(self) -> bool:
+        return not self.released and not self.expired and not self.unlocked and not self.leveled_up
+
+
 class Outcome(msgspec.Struct):
-    """One event: docs/program.md, "Evaluating one event", step 10."""
+    """One event: docs/program.md, "Evaluating one event", step 10. ``leveled_up`` and
+    ``unlocked`` include what settling caused; ``pending``: what went into pending lots."""
 
     delta: list[Delta]
     leveled_up: bool
@@ -78,6 +123,8 @@ class Outcome(msgspec.Struct):
     level: LevelState | None
     skipped: list[Skipped]
     breakdown: list[BreakdownEntry]
+    pending: list[Delta]
+    settled: Settlement
 
 
 class Redemption(msgspec.Struct):
@@ -91,3 +138,4 @@ class Redemption(msgspec.Struct):
     leveled_up: bool
     wallet_state: dict[str, Decimal]
     level: LevelState | None
+    settled: Settlement

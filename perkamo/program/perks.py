@@ -81,6 +81,19 @@ def grant_boosts(run: Evaluation) -> None:
             run.unlocked.append(Unlocked("boost", boost.key, boost.name))
 
 
+def level_perks_boosts(run: Evaluation) -> int:
+    """Steps 7–9 on the run's state after its balances changed: the level (new levels
+    reached are remembered), perk triggers, and the boosts perks and levels grant. Returns
+    the level."""
+    level_after = level_number(run.state, run.program)
+    if level_after > run.state.max_level:
+        run.new_levels.update(range(run.state.max_level + 1, level_after + 1))
+        run.state.max_level = level_after
+    unlock_perks(run, level_after)
+    grant_boosts(run)
+    return level_after
+
+
 def unlock_and_grant(run: Evaluation) -> list[Unlocked]:
     """Steps 8–9 on the run's current state; returns everything unlocked so far."""
     unlock_perks(run, level_number(run.state, run.program))

@@ -10,15 +10,18 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.program.amounts import number, wallet_state
 from perkamo.program.evaluation import DECIMALS, PER_DAY_KEPT, Evaluation, copy_state
 from perkamo.program.levels import level_number, level_state
+from perkamo.program.lots import spend
 from perkamo.program.model import (
     ProfileState,
     Program,
     RedemptionCounter,
     RewardDef,
+    TakenPart,
     WalletBalance,
 )
 from perkamo.program.outcome import Delta, Redemption, Unlocked
 from perkamo.program.perks import grant_boost, unlock_and_grant
+from perkamo.program.settling import settle
 
 
 class RedemptionRefused(PerkamoError):
@@ -31,16 +34,17 @@ def redeem(
     program: Program,
     received_at: datetime,
     traits: Mapping[str, object],
+    transaction_id: str = "",
 ) -> tuple[ProfileState, Redemption]:
-    """Subtract the reward's cost and return ``(new state, what it changed)``.
+    """Subtract the reward's cost and return ``(new state, what it changed)``. The profile
+    is settled at ``received_at`` first; in a wallet with lots the cost is taken from the
+    available lots in spending order, and what it took from each is recorded under the
+    redemption's ``transaction_id`` (its reversal gives it back).
 
     Raises RedemptionRefused: unknown_reward, requirements_not_met, redemption_limit_reached,
-    insufficient_balance (checked in that order).
+    insufficient_balance (checked in that order, on the settled profile).
     """
     with localcontext(DECIMALS):
-        reward = _redeemable(state, reward_key, program, received_at)
-        wallet = program.wallet(reward.cost_wallet)
-        assert wallet is not None  # validated at activation
         level_before = level_number(state, program)
         run = Evaluation(
             state=copy_state(state),
@@ -49,7 +53,13 @@ def redeem(
             occurred=received_at,
             scope={"context": {}, "traits": traits},
         )
+        settled = settle(run.state, program, received_at, traits)
+        reward = _redeemable(run.state, reward_key, program, received_at)
+        wallet = program.wallet(reward.cost_wallet)
+        assert wallet is not None  # validated at activation
         spent = run.state.wallets.setdefault(wallet.key, WalletBalance())
+        if wallet.has_lots:
+            record_takes(run.state, transaction_id, spend(spent, reward.cost))
         spent.balance -= reward.cost
         spent.spent += reward.cost
         counter = run.state.redemptions.setdefault(reward.key, RedemptionCounter())
@@ -62,7 +72,7 @@ def redeem(
             boost = next(b for b in program.boosts if b.key == reward.effect.get("boost"))
             grant_boost(run.state, boost, received_at)
             run.unlocked.append(Unlocked("boost", boost.key, boost.name))
-        unlocked = unlock_and_grant(run)
+        unlocked = settled.unlocked + unlock_and_grant(run)
         return run.state, Redemption(
             reward_key=reward.key,
             reward_name=reward.name,
@@ -72,7 +82,21 @@ def redeem(
             leveled_up=level_number(run.state, program) > level_before,
             wallet_state=wallet_state(run.state, program),
             level=level_state(run.state, program),
+            settled=settled,
         )
+
+
+TAKES_KEPT = 50  # redemptions whose lots a reversal gives back exactly
+
+
+def record_takes(state: ProfileState, transaction_id: str, parts: list[TakenPart]) -> None:
+    """What a redemption took from each lot, for its reversal: the latest TAKES_KEPT
+    redemptions (an older one's reversal gives its cost back as one lot)."""
+    if not transaction_id or not parts:
+        return
+    state.takes[transaction_id] = parts
+    while len(state.takes) > TAKES_KEPT:
+        del state.takes[next(iter(state.takes))]
 
 
 def _redeemable(

@@ -47,6 +47,14 @@ class Award(Strict):
 # -- wallets -------------------------------------------------------------------------------
 
 
+class Expiry(Strict):
+    # Exactly one of after_days, or end_of with after_periods (checks.py).
+    after_days: int | None = None
+    end_of: Literal["month", "quarter", "year"] | None = None
+    after_periods: int | None = None
+    timezone: str = "UTC"
+
+
 class Wallet(Strict):
     key: str
     name: str
@@ -54,6 +62,8 @@ class Wallet(Strict):
     allow_negative: bool = False
     spendable: bool = True
     description: str = ""
+    expiry: Expiry | None = None
+    pending_days: int = 0
 
 
 class Cost(Strict):
@@ -273,6 +283,7 @@ NUMERIC_KEYS = frozenset(
     {
         "amount", "target", "multiplier", "max_multiplier", "at", "step", "base", "factor",
         "precision", "level", "length", "count", "duration_seconds", "cooldown_seconds",
-        "per_user", "per_user_per_day", "max_level", "level_at_least",
+        "per_user", "per_user_per_day", "max_level", "level_at_least", "after_days",
+        "after_periods", "pending_days",
     }
 )  # fmt: skip

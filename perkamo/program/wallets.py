@@ -7,17 +7,22 @@ from decimal import Decimal
 
 from perkamo.program.amounts import number, plain
 from perkamo.program.evaluation import Award, Evaluation
-from perkamo.program.model import Program, WalletBalance
+from perkamo.program.lots import ZERO, add_pending, new_lot, pay_debt, place, spend
+from perkamo.program.model import Program, WalletBalance, WalletDef
 from perkamo.program.outcome import BoostApplied, BreakdownEntry, Delta
 
 
-def apply_awards(run: Evaluation) -> tuple[list[Delta], list[BreakdownEntry]]:
-    """(delta, clamps): one delta per wallet that changed, in configuration order."""
+def apply_awards(run: Evaluation) -> tuple[list[Delta], list[BreakdownEntry], list[Delta]]:
+    """(delta, clamps, pending): one delta per wallet whose balance changed, in
+    configuration order; in a wallet with lots, a positive change creates a lot (pending
+    for ``pending_days``: then in ``pending``, not in ``delta``) and a negative one spends
+    the available lots."""
     nets: dict[str, Decimal] = {}
     for award in run.awards:
         nets[award.wallet] = nets.get(award.wallet, Decimal(0)) + award.amount
     delta: list[Delta] = []
     clamps: list[BreakdownEntry] = []
+    pending: list[Delta] = []
     for wallet in run.program.wallets:
         if wallet.key not in nets:
             continue
@@ -38,13 +43,48 @@ def apply_awards(run: Evaluation) -> tuple[list[Delta], list[BreakdownEntry]]:
             )
         if applied == 0:
             continue
-        balance.balance = new
-        if applied > 0:
-            balance.earned += applied
+        if wallet.has_lots:
+            applied, waiting = _into_lots(run, wallet, balance, applied)
+            if waiting:
+                pending.append(Delta(wallet.key, number(waiting, wallet.precision)))
+            if applied == 0:
+                continue
         else:
-            balance.deducted -= applied
+            balance.balance = new
+            if applied > 0:
+                balance.earned += applied
+            else:
+                balance.deducted -= applied
         delta.append(Delta(wallet.key, number(applied, wallet.precision)))
-    return delta, clamps
+    return delta, clamps, pending
+
+
+def _into_lots(
+    run: Evaluation, wallet: WalletDef, w: WalletBalance, applied: Decimal
+) -> tuple[Decimal, Decimal]:
+    """An applied net change in a wallet with lots: (its balance change, what went into a
+    pending lot). A positive change pays a debt first; the rest is a lot earned at the
+    event's ``occurred_at`` (``earned`` grows once it is available)."""
+    if applied < 0:
+        spend(w, -applied)
+        w.balance += applied
+        w.deducted -= applied
+        return applied, ZERO
+    paid = pay_debt(w, applied)
+    w.earned += paid
+    rest = applied - paid
+    if rest == 0:
+        return paid, ZERO
+    at_once = wallet.pending_days == 0
+    lot = new_lot(wallet, run.transaction_id, rest, run.occurred, at_once=at_once)
+    run.lots_made = True
+    if not at_once:
+        add_pending(w, lot)
+        return paid, rest
+    w.balance += rest
+    w.earned += rest
+    place(w, lot)
+    return applied, ZERO
 
 
 def award_entry(award: Award, program: Program) -> BreakdownEntry:

@@ -69,6 +69,18 @@ class _RuntimeCollector(Collector):
             s.changes_published,
         )  # fmt: skip
         yield from _cluster_metrics(s.cluster)
+        sweeper = s.sweeper
+        yield CounterMetricFamily(
+            "perkamo_sweeper_ticks", "Ticks sent by the sweeper", sweeper.ticks
+        )
+        yield CounterMetricFamily(
+            "perkamo_sweeper_failed_ticks", "Ticks answered with an error", sweeper.failed
+        )
+        yield GaugeMetricFamily(
+            "perkamo_sweeper_lag_seconds",
+            "How long after its due time the sweeper's latest tick was sent",
+            sweeper.lag_seconds,
+        )
 
 
 def _cluster_metrics(c: ClusterStatistics) -> Iterable[Any]:

@@ -18,10 +18,10 @@ from typing import Any
 from perkamo.errors import PerkamoError
 from perkamo.profiles.commands import COMMANDS, Replay
 from perkamo.program import ProfileState, Program
-from perkamo.program.evaluation import copy_state
 from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
-from perkamo.program.outcome import Delta, Unlocked
+from perkamo.program.outcome import Delta, Settlement, Unlocked
+from perkamo.program.settling import settle
 from storage.backtests import Write
 
 ProgramFor = Callable[[Any], Program]  # recorded program versions -> compiled program
@@ -40,6 +40,8 @@ class Report:
     redemptions_refused: int = 0
     awarded: dict[str, dict[str, Decimal]] = field(default_factory=_tally)  # run -> wallet
     balances: dict[str, dict[str, Decimal]] = field(default_factory=_tally)
+    expired: dict[str, dict[str, Decimal]] = field(default_factory=_tally)
+    lot_wallets: set[str] = field(default_factory=set)  # keep lots in either run
     rules: dict[str, dict[str, dict[str, Decimal]]] = field(default_factory=dict)
     levels: dict[str, dict[str, int]] = field(
         default_factory=lambda: {"baseline": {}, "candidate": {}}
@@ -53,6 +55,7 @@ class Report:
         wallets = sorted(
             set(self.awarded["baseline"]) | set(self.awarded["candidate"])
             | set(self.balances["baseline"]) | set(self.balances["candidate"])
+            | set(self.expired["baseline"]) | set(self.expired["candidate"])
         )  # fmt: skip
         top = _largest(self.changes)
         return {
@@ -66,6 +69,7 @@ class Report:
                     "candidate_awarded": self.awarded["candidate"].get(w, ZERO),
                     "baseline_balance": self.balances["baseline"].get(w, ZERO),
                     "candidate_balance": self.balances["candidate"].get(w, ZERO),
+                    **self._expired(w),
                 }
                 for w in wallets
             },
@@ -81,6 +85,17 @@ class Report:
             ],
         }
 
+    def _expired(self, wallet: str) -> dict[str, Decimal]:
+        """What expired inside the window, for a wallet with lots in either run (a draft
+        adding an expiry: what it would have taken; lots are rebuilt from the history's
+        awards)."""
+        if wallet not in self.lot_wallets:
+            return {}
+        return {
+            "baseline_expired": self.expired["baseline"].get(wallet, ZERO),
+            "candidate_expired": self.expired["candidate"].get(wallet, ZERO),
+        }
+
 
 def _add(totals: dict[str, Decimal], key: str, amount: Decimal) -> None:
     totals[key] = totals.get(key, ZERO) + amount
@@ -91,22 +106,27 @@ class Backtest:
         self.candidate = candidate
         self.program_for = program_for
         self.report = Report()
+        self.report.lot_wallets.update(w.key for w in candidate.lot_wallets)
 
     def run(
         self,
         writes: Iterable[Write],
         window_from: datetime | None,
         on_events: Callable[[int], bool] | None = None,
+        window_to: datetime | None = None,
     ) -> Report:
         """Replay every profile of ``writes`` (ordered by user, then processing order).
-        ``on_events(done)`` is called after each profile; returning False stops early."""
+        ``on_events(done)`` is called after each profile; returning False stops early.
+        Both runs end settled at ``window_to`` (what expired by then counts)."""
         for _, history in groupby(writes, key=lambda w: w.user_id):
-            self.profile(list(history), window_from)
+            self.profile(list(history), window_from, window_to)
             if on_events is not None and not on_events(self.report.events):
                 break
         return self.report
 
-    def profile(self, history: list[Write], window_from: datetime | None) -> None:
+    def profile(
+        self, history: list[Write], window_from: datetime | None, window_to: datetime | None = None
+    ) -> None:
         before = Replay(ProfileState(), {}, self.candidate)
         start = 0
         if window_from is not None:  # rebuild the state just before the first write inside
@@ -119,17 +139,29 @@ class Backtest:
             return
         self.report.profiles += 1
         # The replay owns its states: events change them in place, so the two runs start
-        # from copies of their own.
+        # from copies of their own. A candidate that gives a wallet lots has them from the
+        # window's start: its balance there becomes one lot (as on a live activation).
         base = before
-        cand = Replay(copy_state(before.state), before.traits, self.candidate)
+        cand = before.fork(self.candidate)
+        if window_from is not None:
+            self._settled(settle(cand.state, self.candidate, window_from, cand.traits), "candidate")
         last = self.candidate
         for write in history[start:]:
             last = self.program_for(write.program_versions)
             base.program = last
             self._write(write, base, "baseline")
             self._write(write, cand, "candidate")
+        if window_to is not None:
+            self._settled(settle(base.state, last, window_to, base.traits), "baseline")
+            self._settled(settle(cand.state, self.candidate, window_to, cand.traits), "candidate")
         user = history[0].user_id
         self._end(user, base, last, cand)
+
+    def _settled(self, settled: Settlement | None, run: str) -> None:
+        if settled is not None:
+            for wallet, amount in settled.expired.items():
+                _add(self.report.expired[run], wallet, amount)
+            self._unlocked(settled.unlocked, run)
 
     def _write(self, w: Write, run: Replay, name: str) -> None:
         report = self.report
@@ -147,7 +179,7 @@ class Backtest:
                 report.events += 1
                 if not _same_delta(replayed.delta, w.outcome or ()):
                     report.baseline_mismatches += 1
-            for d in replayed.delta:
+            for d in (*replayed.delta, *replayed.pending):  # pending lots: awarded all the same
                 if d.amount > 0:
                     _add(report.awarded[name], d.wallet, d.amount)
             for entry in replayed.breakdown:
@@ -157,6 +189,9 @@ class Backtest:
                     rule = report.rules.setdefault(entry.key, _tally())
                     _add(rule[name], entry.wallet, amount)
         self._unlocked(replayed.unlocked, name)
+        if replayed.settled is not None:
+            for wallet, amount in replayed.settled.expired.items():
+                _add(report.expired[name], wallet, amount)
 
     def _unlocked(self, unlocked: list[Unlocked], run: str) -> None:
         for u in unlocked:
@@ -166,6 +201,7 @@ class Backtest:
 
     def _end(self, user: str, base: Replay, baseline: Program, cand: Replay) -> None:
         report = self.report
+        report.lot_wallets.update(w.key for w in baseline.lot_wallets)
         for name, run, program in (
             ("baseline", base, baseline),
             ("candidate", cand, self.candidate),

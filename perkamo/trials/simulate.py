@@ -44,11 +44,11 @@ def simulate(
     outcomes: list[EventOutcome] = []
     history: list[HistoryEvent] = []
     for n, item in enumerate(events):
-        seen = EngineEvent(item.event, item.context, item.occurred_at, traits)
-        state, outcome = apply(state, seen, program, received_at)
-        outcomes.append(event_answer(outcome, "", program.versions))
-        occurred = item.occurred_at or received_at
         tx = item.transaction_id if item.transaction_id is not None else f"simulated-{n + 1}"
+        seen = EngineEvent(item.event, item.context, item.occurred_at, traits, tx)
+        state, outcome = apply(state, seen, program, received_at)
+        outcomes.append(event_answer(outcome, "", program))
+        occurred = item.occurred_at or received_at
         history.append(HistoryEvent(item.event, tx, occurred, outcome.delta))
     history.reverse()
     return Simulation(outcomes, state, history)

@@ -138,7 +138,7 @@ def run(
 
             backtest = Backtest(candidate, program_for)
             history = store.stream_history(conn, space_id, window_from, window_to)
-            report = backtest.run(history, window_from, on_events)
+            report = backtest.run(history, window_from, on_events, window_to)
             if stopped[0]:
                 return  # cancelled (the row says so) or orphaned (the server settles it)
             store.progress(control, job_id, report.events, total)

@@ -87,6 +87,8 @@ async def simulate(
             o.skipped,
             o.breakdown,
             o.program_versions,
+            o.pending,
+            o.settled,
         )  # fmt: skip
         for o in trial.outcomes
     ]

@@ -8,14 +8,23 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 import msgspec
 
 from perkamo import ids
-from perkamo.program.adjustments import Change
+from perkamo.program.amounts import number
 from perkamo.program.json_walk import JsonObject
-from perkamo.program.outcome import Delta, Outcome, Redemption
+from perkamo.program.model import Program
+from perkamo.program.outcome import (
+    Delta,
+    LevelState,
+    Outcome,
+    Redemption,
+    Settlement,
+    Unlocked,
+)
 from perkamo.program.timefmt import format_rfc3339
 from storage import OutboxRow
 
@@ -110,6 +119,18 @@ def redemption_delivery(
     return _row(space_id, "reward.redeemed", payload, received_at, transaction_id)
 
 
+class Changed(Protocol):
+    """What a support operation changed (an adjustment's, a reversal's ``Change``, a
+    return's ``EventReturn``)."""
+
+    @property
+    def delta(self) -> list[Delta]: ...
+    @property
+    def unlocked(self) -> list[Unlocked]: ...
+    @property
+    def wallet_state(self) -> dict[str, Decimal]: ...
+
+
 def support_delivery(
     hook: SpaceHook,
     space_id: int,
@@ -118,11 +139,11 @@ def support_delivery(
     user_id: str,
     transaction_id: str,
     received_at: datetime,
-    change: Change,
+    change: Changed,
     details: JsonObject,
 ) -> OutboxRow:
-    """``adjustment.created`` / ``redemption.reversed`` (docs/api.md (support operations)), in the
-    envelope of §6."""
+    """``adjustment.created`` / ``redemption.reversed`` / ``event.reversed`` (docs/api.md
+    "Support operations"), in the envelope of the webhooks section."""
     effects: list[Any] = list(change.unlocked)
     payload = {
         "id": delivery_id,
@@ -140,6 +161,54 @@ def support_delivery(
         },
     }
     return _row(space_id, event_type, payload, received_at, transaction_id)
+
+
+def settlement_deliveries(
+    hook: SpaceHook,
+    space_id: int,
+    user_id: str,
+    settlement: Settlement,
+    program: Program,
+    wallet_state: dict[str, Decimal],
+    level: LevelState | None,
+    at: datetime,
+    subject: str | None,
+) -> list[OutboxRow]:
+    """``points.released`` / ``points.expired`` (docs/program.md "Points that wait and points that
+    expire"): one per wallet and kind that settling changed, with the lots; the level change and
+    unlocks settling caused are the ``effects`` of the first one."""
+    effects: list[Any] = list(settlement.unlocked)
+    if settlement.level_from is not None and level is not None:
+        effects.append({"type": "level", "from": settlement.level_from, "to": level.level})
+    rows = []
+    for kind, totals in (("released", settlement.released), ("expired", settlement.expired)):
+        for wallet in program.wallets:
+            if not totals.get(wallet.key):
+                continue
+            lots = [
+                {"earned_at": format_rfc3339(lot.earned_at),
+                 "expires_at": None if lot.expires_at is None else format_rfc3339(lot.expires_at),
+                 "amount": number(lot.amount, wallet.precision)}
+                for lot in settlement.lots if lot.kind == kind and lot.wallet == wallet.key
+            ]  # fmt: skip
+            event_type = "points." + kind
+            payload = {
+                "id": "pts_" + ids.token_hex(12),
+                "type": event_type,
+                "created_at": format_rfc3339(at),
+                "data": {
+                    "space": hook.space,
+                    "user_id": user_id,
+                    "wallet": wallet.key,
+                    "amount": number(totals[wallet.key], wallet.precision),
+                    "lots": lots,
+                    "wallet_state": wallet_state,
+                    "effects": effects,
+                },
+            }
+            effects = []
+            rows.append(_row(space_id, event_type, payload, at, subject))
+    return rows
 
 
 def _row(

@@ -1,4 +1,4 @@
--- Canonical JSON form 2 (API.md §5: RFC 8785 with plain-notation decimals). Every stored
+-- Canonical JSON form 2 (docs/api.md "Canonical JSON": RFC 8785 with plain-notation decimals). Every stored
 -- hash carries the form it was computed in, so hashes made before (form 1) keep matching
 -- their original requests: existing rows read 1, rows written from now on default to 2.
 ALTER TABLE events ADD COLUMN hash_form smallint NOT NULL DEFAULT 1;

@@ -1,4 +1,4 @@
--- Server processes sharing this database (ARCHITECTURE.md "Several processes and nodes").
+-- Server processes sharing this database (docs/architecture.md "Several processes: shards and members").
 -- Advisory: a member refreshes heartbeat_at every second and deletes its row on a clean
 -- shutdown; a member whose heartbeat is older than a few seconds is gone.
 CREATE TABLE members (

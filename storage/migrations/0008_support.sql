@@ -1,4 +1,4 @@
--- Support operations (API.md §8): balance adjustments and redemption reversals. Both are
+-- Support operations (docs/api.md "Support operations"): balance adjustments and redemption reversals. Both are
 -- writes of a profile like events: idempotent on their transaction id in their own
 -- namespace (the primary key), and in processing order by (profile_version, position).
 CREATE TABLE adjustments (

@@ -1,4 +1,4 @@
--- Back-tests (API.md §7): one row per job, the only thing a back-test writes. At most one
+-- Back-tests (docs/api.md "Trying a program"): one row per job, the only thing a back-test writes. At most one
 -- running back-test per Space (the partial unique index); ``member`` is the server process
 -- running it, so a job whose process is gone can be told from a live one.
 CREATE TABLE backtests (

@@ -1,4 +1,4 @@
--- The operator console (CONSOLE.md): operators, their sessions, the audit log, and what the
+-- The operator console (docs/operations.md "The console"): operators, their sessions, the audit log, and what the
 -- console's screens read quickly at scale.
 CREATE TABLE operators (
     id                  bigserial PRIMARY KEY,

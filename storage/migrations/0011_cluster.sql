@@ -1,4 +1,4 @@
--- Several members (ARCHITECTURE.md "Several processes and nodes"): each member's row names
+-- Several members (docs/architecture.md "Several processes: shards and members"): each member's row names
 -- the PostgreSQL session that holds its shard locks (a member whose session is gone is gone,
 -- whatever its heartbeat says), and the cluster's secret authenticates the internal port.
 ALTER TABLE members ADD COLUMN backend_pid integer;

@@ -1,4 +1,4 @@
--- The console an operator runs the program from (CONSOLE.md "Next"): flash messages kept
+-- The console an operator runs the program from (docs/operations.md "The console"): flash messages kept
 -- with the session, the webhook inspector's data (the breaker's state, every attempt's
 -- request headers and response body, a rotated secret's 24-hour overlap), customers found
 -- by any trait value, analytics kept as the ledger is written, and an audit log that

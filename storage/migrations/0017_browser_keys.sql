@@ -1,4 +1,4 @@
--- The browser half (API.md §9): browser keys per Space with their policy, and the scope that
+-- The browser half (docs/api.md "The browser half"): browser keys per Space with their policy, and the scope that
 -- lets a server key mint browser tokens.
 CREATE TABLE browser_keys (
     id               text PRIMARY KEY,              -- bkey_…: what tokens name (claim bk)

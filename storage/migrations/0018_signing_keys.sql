@@ -1,4 +1,4 @@
--- Ed25519 keys that sign browser tokens, shared by every member (API.md §9): one active key
+-- Ed25519 keys that sign browser tokens, shared by every member (docs/api.md "The browser half"): one active key
 -- per environment; a new key is published at once and signs from signs_from on; a retired
 -- key verifies nothing.
 CREATE TABLE signing_keys (

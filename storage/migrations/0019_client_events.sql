@@ -1,4 +1,4 @@
--- Browser-sent events (API.md §9) live in their own idempotency namespace per customer: the
+-- Browser-sent events (docs/api.md "The browser half") live in their own idempotency namespace per customer: the
 -- event log is unique on (Space, source, the customer for client events, transaction id),
 -- so a page can never use up, or collide with, a server event's transaction id.
 ALTER TABLE events

@@ -1,5 +1,5 @@
-"""Program analytics: points issued, spent and outstanding (the liability) per wallet per
-day, active and new customers, the level distribution and the top rules — read from the
+"""Program analytics: points issued, spent, expired and outstanding (the liability) per
+wallet per day, active and new customers, the level distribution and the top rules — read from the
 aggregates the ledger keeps (storage/analytics.py), never from the event log per view."""
 
 from __future__ import annotations
@@ -81,27 +81,31 @@ async def analytics(page: Page) -> Response:
 def _wallet(
     found: store.Analytics, wallet: str, name: str, start: date, days: int
 ) -> dict[str, object]:
-    """One wallet's issued, spent and outstanding points per day, with its two charts."""
+    """One wallet's issued, spent, expired and outstanding points per day, with its two
+    charts (expired points leave the liability)."""
     rows = {d.day: d for d in found.wallet_days if d.wallet == wallet}
     outstanding = found.opening.get(wallet, Decimal(0))
-    issued, spent, liability = [], [], []
+    issued, spent, expired, liability = [], [], [], []
+    zero = Decimal(0)
     for n in range(days):
         day = start + timedelta(n)
         row = rows.get(day)
-        got, gone = (row.issued, row.spent) if row else (Decimal(0), Decimal(0))
-        outstanding += got - gone
+        got, gone, lapsed = (row.issued, row.spent, row.expired) if row else (zero,) * 3
+        outstanding += got - gone - lapsed
         issued.append((day, got))
         spent.append((day, gone))
+        expired.append((day, lapsed))
         liability.append((day, outstanding))
     return {
         "name": name,
         "key": wallet,
         "outstanding": outstanding,
-        "issued": sum((v for _, v in issued), Decimal(0)),
-        "spent": sum((v for _, v in spent), Decimal(0)),
+        "issued": sum((v for _, v in issued), zero),
+        "spent": sum((v for _, v in spent), zero),
+        "expired": sum((v for _, v in expired), zero),
         "flows": line_chart(
-            f"{name}: issued and spent per day",
-            [Series("issued", issued), Series("spent", spent)],
+            f"{name}: issued, spent and expired per day",
+            [Series("issued", issued), Series("spent", spent), Series("expired", expired)],
             "day (UTC)",
             name,
         ),

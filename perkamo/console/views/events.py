@@ -1,15 +1,18 @@
 """Events: the Space's writes newest first (filters, keyset pages, a live tail), one
-event's whole outcome with its webhook deliveries, and finding any id."""
+event's whole outcome with its webhook deliveries and its reversal (a return: admins only,
+with a reason, recorded in the audit log in the same commit), and finding any id."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from quart import Response
 
 from perkamo.console.core import NotFound, Page, seg
+from perkamo.errors import PerkamoError
 from perkamo.program.timefmt import parse_rfc3339
+from perkamo.usecases import support
 from storage import browse
 from storage import deliveries as delivery_store
 
@@ -96,7 +99,8 @@ async def tail(page: Page) -> Response:
 async def event(page: Page) -> Response:
     assert page.space is not None
     transaction_id = page.params["transaction_id"]
-    found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id)
+    client = page.query.get("client") or None  # a browser-sent event: its customer
+    found = await page.runtime.db.run(browse.event_detail, page.space.id, transaction_id, client)
     if found is None:
         raise NotFound(f"No applied event with transaction_id {transaction_id!r}.")
     deliveries = await page.runtime.db.run(
@@ -106,6 +110,33 @@ async def event(page: Page) -> Response:
     return page.render(
         "event.html", event=found, outcome=found.outcome, deliveries=deliveries, attempts=attempts
     )
+
+
+async def reverse(page: Page) -> Response:
+    """Reverse the event (a return) through its profile's actor, like the API (docs/api.md
+    "Support operations"); ``client`` in the form: a browser-sent event of that customer."""
+    assert page.space is not None
+    tx = page.params["transaction_id"]
+    client = page.form.get("client") or None
+    back = f"/spaces/{seg(page.space.slug)}/events/{seg(tx)}"
+    if client is not None:
+        back += "?" + urlencode({"client": client})
+    reason = page.form.get("reason", "").strip()
+    if not reason:
+        return await page.back(
+            back, error="Say why you reverse the event.", fields={"reason": "required"}
+        )
+    try:
+        _, answer = await support.reverse_event(
+            page.runtime, page.space.id, tx, reason=reason[:500], actor=page.operator,
+            received_at=datetime.now(UTC), audit=page.operator,
+            source="server" if client is None else "client", user_id=client,
+        )  # fmt: skip
+    except PerkamoError as exc:
+        return await page.back(back, error=f"Not reversed: {exc}")
+    if answer.duplicate:
+        return await page.back(back, notice=f"Event {tx} was already reversed.")
+    return await page.back(back, notice=f"Reversed event {tx}.")
 
 
 async def find(page: Page) -> Response:

@@ -1,11 +1,18 @@
-"""Support operations (API §8): ``POST /v1/admin/adjustments`` and
-``POST /v1/admin/redemptions/{transaction_id}/reverse``."""
+"""Support operations (API §8): ``POST /v1/admin/adjustments``,
+``POST /v1/admin/redemptions/{transaction_id}/reverse`` and
+``POST /v1/admin/events/{transaction_id}/reverse``."""
 
 from __future__ import annotations
 
-from perkamo.http.bodies import AdjustBody, ReverseBody, adjust_input, check_transaction_id
+from perkamo.http.bodies import (
+    AdjustBody,
+    EventReverseBody,
+    ReverseBody,
+    adjust_input,
+    check_transaction_id,
+)
 from perkamo.http.edge import Call, Result, api_actor
-from perkamo.http.responses import AdjustResponse, ReverseResponse
+from perkamo.http.responses import AdjustResponse, EventReverseResponse, ReverseResponse
 from perkamo.usecases import support
 
 
@@ -26,5 +33,16 @@ async def reverse_redemption(call: Call[ReverseBody]) -> Result[ReverseResponse]
         call.runtime, call.key.space_id, transaction_id, reason=call.body.reason,
         actor=call.body.actor, received_at=call.received_at, limits=call.key.space_limits,
         audit=api_actor(call.key),
+    )  # fmt: skip
+    return Result(answer.body)
+
+
+async def reverse_event(call: Call[EventReverseBody]) -> Result[EventReverseResponse]:
+    transaction_id = check_transaction_id(call.params["transaction_id"])
+    body = call.body
+    _, answer = await support.reverse_event(
+        call.runtime, call.key.space_id, transaction_id, reason=body.reason, actor=body.actor,
+        received_at=call.received_at, limits=call.key.space_limits, audit=api_actor(call.key),
+        source=body.source, user_id=body.user_id,
     )  # fmt: skip
     return Result(answer.body)

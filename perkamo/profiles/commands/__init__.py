@@ -16,14 +16,28 @@ from perkamo.profiles.commands.base import (
 )
 from perkamo.profiles.commands.client_event import ClientEvent
 from perkamo.profiles.commands.event import Ingest
+from perkamo.profiles.commands.event_reversal import ReverseClientEvent, ReverseEvent
 from perkamo.profiles.commands.identify import Identify, IdentifyResult
 from perkamo.profiles.commands.opening import OpenBalance
 from perkamo.profiles.commands.read import ProfileView, Read
 from perkamo.profiles.commands.redemption import Redeem
 from perkamo.profiles.commands.reversal import AlreadyReversed, Reverse
+from perkamo.profiles.commands.tick import Tick, tick_id
 
 # Every command as the cluster's wire decodes it (a tagged union: one decode, no dispatch).
-Message = Ingest | ClientEvent | Identify | Redeem | Adjust | Reverse | OpenBalance | Read
+Message = (
+    Ingest
+    | ClientEvent
+    | Identify
+    | Redeem
+    | Adjust
+    | Reverse
+    | ReverseEvent
+    | ReverseClientEvent
+    | Tick
+    | OpenBalance
+    | Read
+)
 # Any command, as the runtime handles it: through the Command interface alone.
 AnyCommand = Command[object]
 Write = AnyCommand  # a command that writes (``writes`` is True)
@@ -42,7 +56,19 @@ def on_the_wire(command: AnyCommand) -> Message:
 
 COMMANDS: dict[str, type[Command[object]]] = {
     str(cls.__struct_config__.tag): cls
-    for cls in (Ingest, ClientEvent, Identify, Redeem, Adjust, Reverse, OpenBalance, Read)
+    for cls in (
+        Ingest,
+        ClientEvent,
+        Identify,
+        Redeem,
+        Adjust,
+        Reverse,
+        ReverseEvent,
+        ReverseClientEvent,
+        Tick,
+        OpenBalance,
+        Read,
+    )
 }
 
 __all__ = [
@@ -64,9 +90,13 @@ __all__ = [
     "Replay",
     "Replayed",
     "Reverse",
+    "ReverseClientEvent",
+    "ReverseEvent",
+    "Tick",
     "TransactionKey",
     "Write",
     "Written",
     "on_the_wire",
+    "tick_id",
     "writes_of",
 ]

@@ -10,13 +10,14 @@ import msgspec
 
 from perkamo import ids
 from perkamo.errors import PerkamoError
-from perkamo.profiles.answers import AdjustResponse, level_progress
+from perkamo.profiles.answers import AdjustResponse, level_progress, settled_answer
 from perkamo.profiles.commands.base import (
     Command,
     Draft,
     Replay,
     Replayed,
     Written,
+    announce_settled,
     conflict,
     duplicate,
     encode_json,
@@ -57,7 +58,7 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
         """Raises PerkamoError for a refusal (nothing staged, the id not used)."""
         state, change = adjust(
             draft.state, self.wallet, self.amount, self.counts_toward_level, draft.program,
-            self.received_at, draft.traits,
+            self.received_at, draft.traits, "adjustment:" + self.transaction_id,
         )  # fmt: skip
         adjustment_id = "adj_" + ids.token_hex(12)
         amount = change.delta[0].amount
@@ -65,6 +66,7 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
             adjusted=True, duplicate=False, adjustment_id=adjustment_id, delta=change.delta,
             unlocked=change.unlocked, leveled_up=change.leveled_up,
             wallet_state=change.wallet_state, level=level_progress(change.level),
+            settled=settled_answer(change.settled, draft.program),
         ))  # fmt: skip
         draft.add("adjustments", AdjustmentRow(
             space_id=draft.space_id, transaction_id=self.transaction_id,
@@ -83,6 +85,8 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
                 draft.hook, draft.space_id, "adjustment.created", adjustment_id,
                 draft.user_id, self.transaction_id, self.received_at, change, data,
             ))  # fmt: skip
+            announce_settled(draft, change.settled, change.wallet_state, change.level,
+                             self.received_at, self.transaction_id)  # fmt: skip
         if self.audit is not None:
             details = {"user_id": draft.user_id, "wallet": self.wallet, "amount": amount,
                        "adjustment_id": adjustment_id}  # fmt: skip
@@ -109,6 +113,7 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
             return OpenBalance.replay(row, run)
         amount, counts = Decimal(row.payload["amount"]), bool(row.payload["counts_toward_level"])
         run.state, change = adjust(
-            run.state, row.name, amount, counts, run.program, row.received_at, run.traits
-        )
-        return Replayed(unlocked=change.unlocked)
+            run.state, row.name, amount, counts, run.program, row.received_at, run.traits,
+            "adjustment:" + row.transaction_id,
+        )  # fmt: skip
+        return Replayed(unlocked=change.unlocked, settled=change.settled)

@@ -20,8 +20,11 @@ import msgspec
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.program import ProfileState, Program
+from perkamo.program.evaluation import copy_state
 from perkamo.program.json_walk import JsonObject
-from perkamo.program.outcome import BreakdownEntry, Delta, Unlocked
+from perkamo.program.outcome import BreakdownEntry, Delta, LevelState, Settlement, Unlocked
+from perkamo.program.returns import EventRecord
+from perkamo.webhooks.payloads import settlement_deliveries
 from storage import AuditRow, OutboxRow
 from storage.history import HistoryRow, StoredWrite
 
@@ -57,6 +60,7 @@ class Command(msgspec.Struct, Generic[R], tag_field="kind", frozen=True, kw_only
     meter: ClassVar[str | None] = None  # the usage meter an applied one adds one to
     lookup: ClassVar[str | None] = None  # a namespace whose originals staging must read first
     counted: ClassVar[bool] = False  # an event of a back-test's report
+    activity: ClassVar[bool] = True  # moves the profile's ``updated_at`` (a tick does not)
     answer_type: ClassVar[object] = None  # R, for decoding an answer that crossed the wire
     change: ClassVar[str | None] = (
         None  # what a live stream calls a committed one (docs/api.md "The browser half")
@@ -103,6 +107,15 @@ class Command(msgspec.Struct, Generic[R], tag_field="kind", frozen=True, kw_only
         raise NotImplementedError
 
 
+class Unchanged(Exception):
+    """Raised by ``stage`` for a command answered without writing anything (a tick that
+    finds nothing due): ``answer`` stands, nothing is committed for it."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__("nothing to write")
+        self.answer = answer
+
+
 @dataclass(slots=True)
 class Draft:
     """The unit being staged: the rows one batch of a profile's writes adds, and the
@@ -137,6 +150,14 @@ class Replay:
     traits: JsonObject
     program: Program
     refused: set[str] = field(default_factory=set)  # redemptions this run could not afford
+    # What this run's events changed, by (source, transaction id): what returning one takes back
+    # (a candidate program's run takes back its own awards, not the recorded ones).
+    events: dict[tuple[str, str], EventRecord] = field(default_factory=dict)
+
+    def fork(self, program: Program) -> Replay:
+        """Another run from this one's state on (its own copy), with ``program``."""
+        return Replay(copy_state(self.state), dict(self.traits), program, set(self.refused),
+                      dict(self.events))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +167,24 @@ class Replayed:
     delta: list[Delta] = field(default_factory=list)
     breakdown: list[BreakdownEntry] = field(default_factory=list)
     unlocked: list[Unlocked] = field(default_factory=list)
+    pending: list[Delta] = field(default_factory=list)
+    settled: Settlement | None = None
+
+
+def announce_settled(
+    draft: Draft,
+    settlement: Settlement,
+    wallet_state: dict[str, Decimal],
+    level: LevelState | None,
+    at: datetime,
+    subject: str | None,
+) -> None:
+    """The ``points.released`` / ``points.expired`` webhooks of what settling changed."""
+    if draft.hook.enabled and (settlement.released or settlement.expired):
+        draft.outbox.extend(settlement_deliveries(
+            draft.hook, draft.space_id, draft.user_id, settlement, draft.program, wallet_state,
+            level, at, subject,
+        ))  # fmt: skip
 
 
 def duplicate(stored: str, shape: type[msgspec.Struct]) -> Written:

@@ -17,6 +17,7 @@ from perkamo.profiles.commands.base import (
     Replay,
     Replayed,
     Written,
+    announce_settled,
     conflict,
     duplicate,
     encode_json,
@@ -26,6 +27,8 @@ from perkamo.program import EngineEvent, ProfileState, Program, apply
 from perkamo.program.canonical import FORM, request_hash
 from perkamo.program.json_walk import JsonObject
 from perkamo.program.levels import level_number
+from perkamo.program.outcome import Delta
+from perkamo.program.returns import EventRecord
 from perkamo.webhooks import event_delivery
 from storage import EventRow
 from storage.history import HistoryRow, StoredWrite
@@ -54,11 +57,12 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
     def stage(self, draft: Draft, position: int) -> Written:
         program, hook = draft.program, draft.hook
         occurred = self.occurred_at or self.received_at
-        seen = EngineEvent(self.event, self.context, self.occurred_at, draft.traits, self.source)
+        seen = EngineEvent(self.event, self.context, self.occurred_at, draft.traits,
+                           self.source, self.transaction_id)  # fmt: skip
         level_before = level_number(draft.state, program) if hook.enabled else None
         state, outcome = apply(draft.state, seen, program, self.received_at)
         event_id = "evt_" + ids.token_hex(12)
-        answer = _encoder.encode(event_answer(outcome, event_id, program.versions))
+        answer = _encoder.encode(event_answer(outcome, event_id, program))
         draft.add(self.table, EventRow(
             space_id=draft.space_id, transaction_id=self.transaction_id,
             user_id=draft.user_id, event=self.event, context=encode_json(self.context),
@@ -72,6 +76,8 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
                 occurred, self.received_at, self.context, outcome,
                 level_before if outcome.leveled_up else None, self.source,
             ))  # fmt: skip
+            announce_settled(draft, outcome.settled, outcome.wallet_state, outcome.level,
+                             self.received_at, self.transaction_id)  # fmt: skip
         draft.recent.append(("events", event_entry(self.event, self.transaction_id, occurred,
                                                    outcome.delta, self.source)))  # fmt: skip
         draft.state = state
@@ -94,8 +100,25 @@ class Ingest(Command[Written], tag="event", frozen=True, kw_only=True):
 
     @classmethod
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
-        seen = EngineEvent(row.name, row.payload or {}, row.occurred_at, run.traits, cls.source)
+        seen = EngineEvent(row.name, row.payload or {}, row.occurred_at, run.traits, cls.source,
+                           row.transaction_id)  # fmt: skip
         run.state, outcome = apply(
             run.state, seen, run.program, row.received_at, summary=True, in_place=True
         )
-        return Replayed(outcome.delta, outcome.breakdown, outcome.unlocked)
+        if outcome.delta or outcome.pending:  # what returning it would take back
+            run.events[(cls.source, row.transaction_id)] = event_record(
+                row.transaction_id, row.occurred_at or row.received_at, outcome.delta,
+                outcome.pending,
+            )  # fmt: skip
+        return Replayed(
+            outcome.delta, outcome.breakdown, outcome.unlocked, outcome.pending, outcome.settled
+        )
+
+
+def event_record(
+    transaction_id: str, occurred_at: datetime, delta: list[Delta], pending: list[Delta]
+) -> EventRecord:
+    return EventRecord(
+        transaction_id, occurred_at, {d.wallet: d.amount for d in delta},
+        {p.wallet: p.amount for p in pending},
+    )  # fmt: skip

@@ -16,7 +16,7 @@ import msgspec
 
 from perkamo import ids
 from perkamo.errors import PerkamoError
-from perkamo.profiles.answers import AdjustResponse, level_progress
+from perkamo.profiles.answers import AdjustResponse, level_progress, settled_answer
 from perkamo.profiles.commands.base import (
     Command,
     Draft,
@@ -64,7 +64,7 @@ class OpenBalance(Command[Written], tag="opening", frozen=True, kw_only=True):
         traits = merge_traits(draft.traits, self.traits)
         state, change = open_balance(
             draft.state, self.wallet, self.amount, self.earned, draft.program,
-            self.received_at, traits,
+            self.received_at, traits, (self.earned_at, self.expires_at),
         )  # fmt: skip
         adjustment_id = "adj_" + ids.token_hex(12)
         wallet = draft.program.wallet(self.wallet)
@@ -73,6 +73,7 @@ class OpenBalance(Command[Written], tag="opening", frozen=True, kw_only=True):
             adjusted=True, duplicate=False, adjustment_id=adjustment_id, delta=change.delta,
             unlocked=change.unlocked, leveled_up=change.leveled_up,
             wallet_state=change.wallet_state, level=level_progress(change.level),
+            settled=settled_answer(change.settled, draft.program),
         ))  # fmt: skip
         draft.add("adjustments", AdjustmentRow(
             space_id=draft.space_id, transaction_id=self.transaction_id,
@@ -113,9 +114,15 @@ class OpenBalance(Command[Written], tag="opening", frozen=True, kw_only=True):
         payload = row.payload
         run.traits = merge_traits(run.traits, payload["traits"])
         earned = payload.get("earned")
+        dates = (_instant(payload.get("earned_at")), _instant(payload.get("expires_at")))
         run.state, change = open_balance(
             run.state, row.name, Decimal(payload["amount"]),
             None if earned is None else Decimal(earned), run.program, row.received_at,
-            run.traits,
+            run.traits, dates,
         )  # fmt: skip
-        return Replayed(unlocked=change.unlocked)
+        return Replayed(unlocked=change.unlocked, settled=change.settled)
+
+
+def _instant(value: object) -> datetime | None:
+    """A date the history's JSON carries (PostgreSQL's timestamptz text), or None."""
+    return None if value is None else datetime.fromisoformat(str(value))

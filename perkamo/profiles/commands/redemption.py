@@ -16,6 +16,7 @@ from perkamo.profiles.commands.base import (
     Replay,
     Replayed,
     Written,
+    announce_settled,
     conflict,
     duplicate,
     encode_json,
@@ -50,10 +51,11 @@ class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
         """Raises RedemptionRefused for a business rule (nothing staged, the id not used)."""
         program = draft.program
         state, redemption = redeem(
-            draft.state, self.reward_key, program, self.received_at, draft.traits
-        )
+            draft.state, self.reward_key, program, self.received_at, draft.traits,
+            self.transaction_id,
+        )  # fmt: skip
         redemption_id = "rdm_" + ids.token_hex(12)
-        answer = _encoder.encode(redeem_answer(redemption, redemption_id, program.versions))
+        answer = _encoder.encode(redeem_answer(redemption, redemption_id, program))
         outcome = answer.decode()
         draft.add("redemptions", RedemptionRow(
             space_id=draft.space_id, transaction_id=self.transaction_id,
@@ -67,6 +69,8 @@ class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
                 draft.hook, draft.space_id, draft.user_id, self.transaction_id, self.context,
                 redemption, redemption_id, self.received_at,
             ))  # fmt: skip
+            announce_settled(draft, redemption.settled, redemption.wallet_state,
+                             redemption.level, self.received_at, self.transaction_id)  # fmt: skip
         entry = redemption_entry(self.reward_key, self.transaction_id, self.received_at, outcome)
         draft.recent.append(("redemptions", entry))
         draft.state = state
@@ -92,9 +96,10 @@ class Redeem(Command[Written], tag="redemption", frozen=True, kw_only=True):
     def replay(cls, row: HistoryRow, run: Replay) -> Replayed:
         try:
             run.state, redemption = redeem(
-                run.state, row.name, run.program, row.received_at, run.traits
-            )
+                run.state, row.name, run.program, row.received_at, run.traits,
+                row.transaction_id,
+            )  # fmt: skip
         except PerkamoError:
             run.refused.add(row.transaction_id)
             raise
-        return Replayed(unlocked=redemption.unlocked)
+        return Replayed(unlocked=redemption.unlocked, settled=redemption.settled)

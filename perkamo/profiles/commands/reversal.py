@@ -16,9 +16,18 @@ from perkamo.profiles.answers import (
     ReversedRedemption,
     ReverseResponse,
     level_progress,
+    settled_answer,
     stored_redeem_answer,
 )
-from perkamo.profiles.commands.base import Command, Draft, Replay, Replayed, Written, encode_json
+from perkamo.profiles.commands.base import (
+    Command,
+    Draft,
+    Replay,
+    Replayed,
+    Written,
+    announce_settled,
+    encode_json,
+)
 from perkamo.program.adjustments import RedemptionRecord, reverse
 from perkamo.program.outcome import Delta
 from perkamo.program.timefmt import format_rfc3339, parse_rfc3339
@@ -58,8 +67,9 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
             raise AlreadyReversed(Code.IDEMPOTENCY_CONFLICT, "This redemption is already reversed.")
         original = stored_redeem_answer(stored.outcome)
         record = RedemptionRecord(
-            original.reward.key, original.cost, original.effect, stored.received_at
-        )
+            original.reward.key, original.cost, original.effect, stored.received_at,
+            stored.transaction_id,
+        )  # fmt: skip
         state, change = reverse(draft.state, record, draft.program, self.received_at, draft.traits)
         redemption = ReversedRedemption(
             transaction_id=stored.transaction_id, reward_key=original.reward.key,
@@ -70,7 +80,7 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
         answer = _encoder.encode(ReverseResponse(
             reversed=True, duplicate=False, delta=change.delta,
             wallet_state=change.wallet_state, level=level_progress(change.level),
-            redemption=redemption,
+            redemption=redemption, settled=settled_answer(change.settled, draft.program),
         ))  # fmt: skip
         draft.add("reversals", ReversalRow(
             space_id=draft.space_id, transaction_id=self.transaction_id, user_id=draft.user_id,
@@ -84,6 +94,8 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
                 draft.user_id, self.transaction_id, self.received_at, change,
                 {"redemption": redemption},
             ))  # fmt: skip
+            announce_settled(draft, change.settled, change.wallet_state, change.level,
+                             self.received_at, self.transaction_id)  # fmt: skip
         if self.audit is not None:
             details = {"user_id": draft.user_id, "refund": change.delta[0]}
             draft.audits.append(AuditRow(
@@ -106,7 +118,7 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
         run.state, change = reverse(
             run.state, record_of(row), run.program, row.received_at, run.traits
         )
-        return Replayed(unlocked=change.unlocked)
+        return Replayed(delta=change.delta, unlocked=change.unlocked, settled=change.settled)
 
 
 _reverse_decoder = msgspec.json.Decoder(ReverseResponse, float_hook=Decimal)
@@ -120,5 +132,5 @@ def record_of(row: HistoryRow) -> RedemptionRecord:
         redeemed_at = parse_rfc3339(redeemed_at)
     return RedemptionRecord(
         row.name, Delta(cost["wallet"], Decimal(cost["amount"])), row.payload.get("effect") or {},
-        redeemed_at,
+        redeemed_at, row.transaction_id,
     )  # fmt: skip

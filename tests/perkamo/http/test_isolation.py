@@ -76,6 +76,10 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         "/v1/admin/redemptions/rd-1/reverse",
         {"reason": "iso"},
     ),
+    ("POST", "/v1/admin/events/{transaction_id}/reverse"): (
+        "/v1/admin/events/ev-1/reverse",
+        {"reason": "iso"},
+    ),
     ("POST", "/v1/admin/browser-keys"): (
         "/v1/admin/browser-keys",
         {"name": "iso", "allowed_origins": ["https://iso.example.com"]},

@@ -194,3 +194,18 @@ def test_subscribers_pin_what_they_watch_and_move_with_the_shard():
     assert pins == [("pin", (1, "u"))] and hub.watching((1, "u"))
     assert hub.end_matching(lambda key: key == (1, "u")) == 1
     assert b.ended and not hub.watching((1, "u")) and pins[-1] == ("unpin", (1, "u"))
+
+
+async def test_a_return_is_a_change_of_its_own(browser, port):
+    token = await browser.token("c9", purpose="stream")
+    async with stream(port, token) as events:
+        assert (await events.next_event()).event == "profile"
+        await _event(browser, "c9", "r1", "lesson.finished")
+        answer = await browser.api.post("/v1/admin/events/r1/reverse", {"reason": "refund"})
+        assert answer.status == 200, answer.body
+        changes = [await events.next_event() for _ in range(2)]
+    assert [c.data["type"] for c in changes] == ["event.applied", "event.reversed"]
+    assert [c.id for c in changes] == [1, 2]
+    given, taken = changes[0].data["delta"], changes[1].data["delta"]
+    assert given and taken == [{**d, "amount": -d["amount"]} for d in given]
+    assert changes[1].data["transaction_id"] == "r1"

@@ -139,6 +139,7 @@ async def fill(api: Api, runtime: Runtime, space: SpaceKey, pg_url: str) -> Shop
         {"user_id": "ann", "reward_key": "coupon", "transaction_id": "r-kept"},
     )
     await shop.send(api, "/v1/admin/redemptions/r-coupon/reverse", {"reason": "refund"})
+    await shop.send(api, "/v1/admin/events/b1-1/reverse", {"reason": "returned"})
     await shop.send(api, "/v1/admin/adjustments", {
         "user_id": "bob", "wallet": "cash", "amount": 12.5, "reason": "goodwill",
         "transaction_id": "adj-1", "counts_toward_level": False})  # fmt: skip

@@ -5,6 +5,7 @@ system's retries as imported duplicates after the cut-over."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -202,3 +203,35 @@ async def test_known_transaction_ids_answer_as_imported_duplicates_after_the_cut
     assert summary_line(out, "known transactions") == (
         "known transactions: 0 applied, 5 duplicate, 1 refused"
     )
+
+
+async def test_an_opening_balance_in_a_wallet_with_lots_keeps_its_dates(
+    api, space, pg_url, cli: Cli, tmp_path
+):
+    wallets = {"wallets": [{"key": "miles", "name": "Miles", "expiry": {"after_days": 30}}]}
+    answer = await api.post(
+        "/v1/admin/config", {"version": "lots", "modules": {"wallets": wallets}}
+    )
+    assert answer.status == 200, answer.body
+    now = datetime.now(UTC)
+    old, soon, past = now - timedelta(days=100), now + timedelta(days=10), now - timedelta(days=1)
+    balances = write(tmp_path / "lots.csv", (
+        "user_id,wallet,amount,earned,traits,earned_at,expires_at\n"
+        f"u1,miles,40,,,{old.isoformat()},{soon.isoformat()}\n"
+        "u2,miles,25,,,,\n"
+        f"u3,miles,5,,,,{past.isoformat()}\n"
+    ))  # fmt: skip
+    code, out, err = await run(cli, pg_url, "import-balances", space.slug, str(balances))
+    assert code == 1 and summary_line(out) == "balances: 2 applied, 0 duplicate, 1 refused"
+    assert "line 4: refused" in err and "expires_at" in err
+    u1 = (await api.get("/v1/customer/u1")).body["wallet_details"]["miles"]
+    assert u1["balance"] == 40 and u1["earned"] == 40
+    assert [e["amount"] for e in u1["expiring"]] == [40]
+    assert u1["expiring"][0]["expires_at"].startswith(soon.strftime("%Y-%m-%dT%H:%M"))
+    u2 = (await api.get("/v1/customer/u2")).body["wallet_details"]["miles"]
+    assert [e["amount"] for e in u2["expiring"]] == [25]  # by the wallet's rule: 30 days on
+    assert u2["expiring"][0]["expires_at"] > (now + timedelta(days=30)).strftime("%Y-%m-%d")
+    with psycopg.connect(pg_url) as conn:
+        for user in ("u1", "u2"):
+            stored = stored_profile(pg_url, space.space.id, user)
+            assert replay_profile(conn, space.space.id, user) == stored

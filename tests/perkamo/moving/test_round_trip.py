@@ -27,7 +27,7 @@ from tests.perkamo.moving.shop import fill
 from tests.perkamo.profiles.test_properties import stored_profile
 
 EVERY_TYPE = {"config", "api_key", "browser_key", "webhook", "profile", "event", "redemption", "identify",
-              "adjustment", "reversal", "known", "usage", "usage_day", "ledger_day", "rule_day",
+              "adjustment", "reversal", "event_reversal", "known", "usage", "usage_day", "ledger_day", "rule_day",
               "activity_day",
               "delivery"}  # fmt: skip
 

@@ -434,7 +434,7 @@ def test_perk_triggers_and_stickiness():
     assert set(p.state.perks) == {"rich", "saver", "silver", "regular"}  # sticky
     assert p.state.perks["saver"].trigger == {"type": "points_threshold", "wallet": "points",
                                               "amount": 15, "basis": "balance"}  # fmt: skip
-    state, unlocked = apply_identify(p.state, {"plan": "vip"}, prog, T0 + timedelta(days=1))
+    state, unlocked, _ = apply_identify(p.state, {"plan": "vip"}, prog, T0 + timedelta(days=1))
     assert msgspec.to_builtins(unlocked) == [{"type": "perk", "key": "vip", "name": "Vip"}]
     assert state.perks["vip"].unlocked_at == T0 + timedelta(days=1)
 

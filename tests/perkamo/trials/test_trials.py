@@ -374,3 +374,34 @@ async def test_one_running_backtest_per_space_cancel_and_interruption(pg_url, tm
         report = (await finished(api, again.body["id"]))["report"]
         assert report["events"] == 3000 and report["baseline_mismatches"] == 0
         assert (await api.get("/v1/admin/backtests/bt_missing")).status == 404
+
+
+async def test_a_draft_adding_expiry_reports_what_would_have_expired(shop):
+    """The candidate gives ``points`` a 30-day expiry from the window's start: the balance
+    then becomes one lot, and lots are rebuilt from the window's awards — one of them
+    earned 40 days before it was sent, so expired at once."""
+    expiring = {**PROGRAM["wallets"], "wallets": [{"key": "points", "name": "Points",
+                                                   "expiry": {"after_days": 30}}]}  # fmt: skip
+    draft = {"version": "expiring", "body": expiring, "active": False}
+    assert (await shop.post("/v1/admin/config/wallets", draft)).status == 200
+    await buys(shop, "both", 1, "a")
+    await trio.sleep(0.05)
+    boundary = datetime.now(UTC)
+    await trio.sleep(0.05)
+    await buys(shop, "both", 1, "b")
+    old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    body = {"user_id": "late", "event": "buy", "transaction_id": "late-old", "occurred_at": old}
+    assert (await shop.post("/v1/events", body)).status == 200
+    await buys(shop, "late", 1, "b")
+    report = (await backtest(shop, {"wallets": "expiring"}, **{"from": boundary.isoformat()}))[
+        "report"
+    ]
+    assert report["baseline_mismatches"] == 0
+    assert report["wallets"]["points"] == {
+        "baseline_awarded": 300, "candidate_awarded": 300,
+        "baseline_balance": 400, "candidate_balance": 300,
+        "baseline_expired": 0, "candidate_expired": 100,
+    }  # fmt: skip
+    assert report["top_changes"] == [
+        {"user_id": "late", "wallet": "points", "baseline": 200, "candidate": 100}
+    ]
