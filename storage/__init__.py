@@ -14,7 +14,7 @@ from .group_commit import (
     Verdict,
     open_group_commit_writer,
 )
-from .log_tables import AdjustmentRow, EventRow, IdentifyRow, RedemptionRow, ReversalRow
+from .log_rows import AdjustmentRow, EventRow, IdentifyRow, RedemptionRow, ReversalRow
 from .notify import Listener
 
 __all__ = [

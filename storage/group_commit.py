@@ -340,16 +340,7 @@ class GroupCommitWriter:
             ((n, s) for n, s in snapshots if s.expected_version > 0),
             key=lambda item: (item[1].space_id, item[1].user_id),
         )
-        totals: dict[UsageKey, int] = {}
-        for unit in units:
-            for key, amount in unit.usage.items():
-                totals[key] = totals.get(key, 0) + amount
-        # Rows every writer may touch are written in one order (sorted by key): two server
-        # processes flushing the same meters never wait on each other in a cycle.
-        usage = [
-            {"space_id": space, "period": period, "meter": meter, "used": amount}
-            for (space, period, meter), amount in sorted(totals.items())
-        ]
+        totals, usage = _usage(units)
         limits = {key: lim for unit in units for key, lim in unit.limits.items()}
         if limits:
             over = await self._grow_limited(session, totals, limits)
@@ -430,3 +421,18 @@ async def open_group_commit_writer(
             yield writer
         finally:
             writer.close()
+
+
+def _usage(units: list[Unit]) -> tuple[dict[UsageKey, int], list[dict[str, object]]]:
+    """The units' meters summed, and as the flush's rows. Rows every writer may touch are
+    written in one order (sorted by key): two server processes flushing the same meters
+    never wait on each other in a cycle."""
+    totals: dict[UsageKey, int] = {}
+    for unit in units:
+        for key, amount in unit.usage.items():
+            totals[key] = totals.get(key, 0) + amount
+    usage: list[dict[str, object]] = [
+        {"space_id": space, "period": period, "meter": meter, "used": amount}
+        for (space, period, meter), amount in sorted(totals.items())
+    ]
+    return totals, usage

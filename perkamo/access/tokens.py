@@ -18,7 +18,7 @@ import base64
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 import msgspec
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from msgspec import Meta
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.settings import CACHE_RELOAD_SECONDS
@@ -51,12 +52,17 @@ PURPOSES = ("client", "stream")
 REQUIRED = ["iss", "aud", "sub", "space", "bk", "ak", "purpose", "iat", "exp", "jti"]
 
 
+_UserId = Annotated[str, Meta(min_length=1, max_length=256, pattern="^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+
+
 class Claims(msgspec.Struct, frozen=True):
     """What a verified token says."""
 
     iss: str
     aud: str
-    sub: str
+    # A user id as the API takes one (1–256 code points, no control character): a token
+    # signed with anything else is refused like a forged one, never passed to storage.
+    sub: _UserId
     space: str
     bk: str
     ak: str

@@ -175,6 +175,9 @@ async def _authenticate(
     raise StorageUnavailable("authentication passed the request's deadline")
 
 
+_MAY = {"read": "read the profile", "events": "send events", "stream": "open streams"}
+
+
 def _check_token(caller: BrowserCaller, route: Route) -> None:
     capability = route.client or "read"
     if caller.claims.purpose != _PURPOSE[capability]:
@@ -187,7 +190,7 @@ def _check_token(caller: BrowserCaller, route: Route) -> None:
     may = {"read": caller.may_read, "events": caller.may_events, "stream": caller.may_stream}
     if not may[capability]:
         code = Code.EVENT_NOT_ALLOWED if capability == "events" else Code.INSUFFICIENT_SCOPE
-        raise PerkamoError(code, f"This browser token may not {capability}.")
+        raise PerkamoError(code, f"This browser token may not {_MAY[capability]}.")
 
 
 async def _charge(runtime: Runtime, caller: BrowserCaller) -> Decision:

@@ -31,7 +31,7 @@ from perkamo.program.levels import level_state
 from perkamo.program.settling import next_due
 from perkamo.program.timefmt import format_rfc3339
 from storage.history import HistoryRow, StoredWrite
-from storage.log_tables import TickRow
+from storage.log_rows import TickRow
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 

@@ -276,6 +276,11 @@ async def test_forged_expired_and_malformed_tokens_are_401(browser, runtime):
         "no jti": signed(jti=None),
         "no ak": signed(ak=None),
         "unknown purpose": signed(purpose="admin"),
+        # Signed by this server, but no user id the API takes (a leaked signing key, or a
+        # bug in a minter): refused, never handed to storage (PostgreSQL refuses U+0000).
+        "control character in sub": signed(sub="a\u0000b"),
+        "empty sub": signed(sub=""),
+        "sub too long": signed(sub="u" * 257),
     }
     for name, token in refused.items():
         answer = await browser.call("GET", "/v1/client/program", token)
@@ -365,6 +370,7 @@ async def test_events_the_key_or_the_program_does_not_allow(runtime, api, space)
     answer = await browser.call("POST", "/v1/client/events", reader.body["token"],
                                 json={"event": "page.viewed", "transaction_id": "t"})  # fmt: skip
     assert answer.status == 403 and answer.body["error"] == "event_not_allowed"
+    assert answer.body["message"] == "This browser token may not send events."
 
 
 async def test_occurred_at_and_big_contexts_are_refused(browser):
