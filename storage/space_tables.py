@@ -12,7 +12,7 @@ column names the catalog returns; nothing is built from a file's content.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,3 +361,19 @@ def announce(conn: Conn, space_id: int) -> None:
     on the channel) and endpoints, load the program."""
     conn.execute("SELECT pg_notify('perkamo_auth', 'api_keys')")
     conn.execute("SELECT pg_notify('perkamo_config', %s)", (str(space_id),))
+
+
+def reshard_due(conn: Conn, space_id: int, shard_of: Callable[[int, str], int]) -> None:
+    """Give the Space's profiles with something due (``next_due``) the shard ``shard_of``
+    computes for them here (an imported Space has a new id)."""
+    users = [r[0] for r in conn.execute(
+        "SELECT user_id FROM profiles WHERE space_id = %s AND next_due IS NOT NULL",
+        (space_id,),
+    )]  # fmt: skip
+    if users:
+        conn.execute(
+            "UPDATE profiles p SET due_shard = x.shard"
+            " FROM unnest(%s::text[], %s::smallint[]) AS x(user_id, shard)"
+            " WHERE p.space_id = %s AND p.user_id = x.user_id",
+            (users, [shard_of(space_id, u) for u in users], space_id),
+        )

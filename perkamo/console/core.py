@@ -176,7 +176,7 @@ def zone_of(request: Request) -> ZoneInfo:
     name = request.cookies.get(TZ_COOKIE, "")
     try:
         return ZoneInfo(name) if name and len(name) < 64 and ".." not in name else _UTC
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a directory
         return _UTC
 
 

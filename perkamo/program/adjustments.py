@@ -142,6 +142,12 @@ def open_balance(
         raise validation_failed("earned_at", "must not be in the future")
     if expires_at is not None and expires_at <= received_at:
         raise validation_failed("expires_at", "has passed: the points would expire at once")
+    if wallet is not None and earned_at is not None and expires_at is None:
+        by_rule = lot_dates(wallet, earned_at)[1]  # the wallet's rule from the old date
+        if by_rule is not None and by_rule <= received_at:
+            raise validation_failed(
+                "earned_at", "is so old that the wallet's expiry has passed: give expires_at"
+            )
     by = amount if earned is None else earned
     return _move(
         state, wallet_key, amount, by, program, received_at, traits, "opening balance",

@@ -187,9 +187,7 @@ def _lot_settings(w: s.Wallet, here: str) -> Iterable[Problem]:
             yield Problem(f"{here}.expiry.after_periods", "is required with end_of")
         elif not 0 <= e.after_periods <= 120:
             yield Problem(f"{here}.expiry.after_periods", "must be 0 to 120")
-    try:
-        ZoneInfo(e.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not known_zone(e.timezone):
         yield Problem(f"{here}.expiry.timezone", f"unknown time zone {e.timezone!r}")
 
 
@@ -228,9 +226,7 @@ def _check_events(m: s.EventsModule, path: str) -> Iterable[Problem]:
             yield Problem(f"{here}.events", "needs at least one event")
         for j, event in enumerate(st.events):
             yield from _event_key(event, f"{here}.events[{j}]")
-        try:
-            ZoneInfo(st.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        if not known_zone(st.timezone):
             yield Problem(f"{here}.timezone", f"unknown time zone {st.timezone!r}")
         lengths: set[int] = set()
         for j, ms in enumerate(st.milestones):
@@ -417,3 +413,13 @@ _MODULE_CHECKS: JsonObject = {
 }
 
 # -- the whole program ----------------------------------------------------------------------
+
+
+def known_zone(name: str) -> bool:
+    """An IANA time zone the system knows. A name that is a directory of the zone database
+    (``America``) or too long for a file name raises OSError, not ZoneInfoNotFoundError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

@@ -122,12 +122,16 @@ def _out_of_range(key: str, wallet: str) -> Skipped:
 
 def _keeps_bounds(balance: WalletBalance | None, net: Decimal, allow_negative: bool) -> bool:
     """Whether this event's net change keeps the balance and the earned total in bounds
-    (a balance clamped at zero cannot leave them downwards)."""
-    balance_before, earned = (balance.balance, balance.earned) if balance else (_ZERO, _ZERO)
+    (a balance clamped at zero cannot leave them downwards). Pending points count as they
+    will once released: into both the balance and the earned total."""
+    if balance is None:
+        balance_before = earned = waiting = _ZERO
+    else:
+        balance_before, earned, waiting = balance.balance, balance.earned, balance.pending
     new = balance_before + net
     if not allow_negative and new < 0:
         return True
-    return within(new) and within(earned + max(net, _ZERO))
+    return within(new + waiting) and within(earned + waiting + max(net, _ZERO))
 
 
 def boost_applies(

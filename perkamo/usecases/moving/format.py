@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,11 +107,14 @@ def open_lines(path: Path) -> Iterator[BinaryIO]:
     with raw:
         magic = raw.read(2)
         raw.seek(0)
-        if magic == _GZIP_MAGIC:
+        if magic != _GZIP_MAGIC:
+            yield raw
+            return
+        try:  # a damaged or cut gzip stream is found while it is read
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
                 yield io.BufferedReader(unzipped, 1 << 20)
-        else:
-            yield raw
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise MoveRefused(f"{path} is damaged or truncated (gzip: {exc})") from None
 
 
 @contextmanager
@@ -123,7 +127,10 @@ def open_output(path: Path | None, stdout: BinaryIO) -> Iterator[BinaryIO]:
         stdout.flush()
         return
     partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise MoveRefused(f"cannot write {partial}: {exc.strerror}") from None
     os.fchmod(fd, 0o600)  # an older file of that name kept its mode
     done = False
     try:

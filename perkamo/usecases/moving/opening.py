@@ -25,6 +25,7 @@ from perkamo.program import Program
 from perkamo.program.adjustments import check_opening
 from perkamo.runtime import Runtime
 from perkamo.usecases.moving.balances import Known, Opening, Refused
+from perkamo.usecases.moving.format import MoveRefused
 from storage.known import KnownRow, add_known
 
 T = TypeVar("T")
@@ -80,10 +81,16 @@ async def apply_openings(
         finally:
             limiter.release()
 
+    unreadable: MoveRefused | None = None
     async with trio.open_nursery() as nursery:
-        for batch in _chunks(rows, WINDOW):
-            await limiter.acquire()
-            nursery.start_soon(window, batch)
+        try:  # the rows are read as they go: a file found unreadable ends the run plainly
+            for batch in _chunks(rows, WINDOW):
+                await limiter.acquire()
+                nursery.start_soon(window, batch)
+        except MoveRefused as exc:  # (raised in the nursery, it would come out as a group)
+            unreadable = exc
+    if unreadable is not None:
+        raise unreadable
     summary.refused.sort(key=lambda r: r.number)
     return summary
 

@@ -21,6 +21,7 @@ import psycopg
 
 from perkamo.access import browser_keys as browser_key_rules
 from perkamo.access import keys as key_rules
+from perkamo.profiles.shards import shard_of
 from perkamo.usecases.moving.checking import KEY_LINES, Checked
 from perkamo.usecases.moving.format import MoveRefused, SpaceFields, line_type, open_lines
 from perkamo.usecases.moving.progress import Progress
@@ -40,6 +41,7 @@ from storage.space_tables import (
     clear_rows,
     copy_rows,
     insert_space,
+    reshard_due,
     skip_triggers,
     table_columns,
     taken_keys,
@@ -116,6 +118,9 @@ def import_space(
             for entry in TABLES:  # what the import's triggers wrote and the file has not
                 if entry.replace and entry.line not in checked.counts:
                     clear_rows(conn, entry.table, space_id)
+            # A profile's shard is a hash of its Space's id, which the import changed: the
+            # sweeper of the member owning it must find what is due.
+            reshard_due(conn, space_id, shard_of)
             if bulk:
                 tables = [BY_LINE[kind].table for kind in checked.counts if kind in BY_LINE]
                 broken = check_references(conn, [*tables, "config_versions", "active_config"],

@@ -59,6 +59,7 @@ INVALID = [
     ("rule-limit-zero", "events", with_rule(limits={"per_user": 0}), "body.rules[0].limits.per_user"),
     ("rule-bad-rounding", "events", with_rule(award=[{"wallet": "points", "amount": 1, "rounding": "up"}]), "body.rules[0].award[0].rounding"),
     ("duplicate-rule", "events", {"rules": [RULE, RULE]}, "body.rules[1].key"),
+    ("streak-zone-directory", "events", {"streaks": [{"key": "s", "name": "S", "events": ["e"], "period": "day", "timezone": "America"}]}, "body.streaks[0].timezone"),
     ("streak-bad-zone", "events", {"streaks": [{"key": "s", "name": "S", "events": ["e"], "period": "day", "timezone": "Mars/Base"}]}, "body.streaks[0].timezone"),
     ("streak-bad-period", "events", {"streaks": [{"key": "s", "name": "S", "events": ["e"], "period": "month"}]}, "body.streaks[0].period"),
     ("streak-colon-key", "events", {"streaks": [{"key": "s:1", "name": "S", "events": ["e"], "period": "day"}]}, "body.streaks[0].key"),

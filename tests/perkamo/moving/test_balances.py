@@ -220,10 +220,12 @@ async def test_an_opening_balance_in_a_wallet_with_lots_keeps_its_dates(
         f"u1,miles,40,,,{old.isoformat()},{soon.isoformat()}\n"
         "u2,miles,25,,,,\n"
         f"u3,miles,5,,,,{past.isoformat()}\n"
+        f"u4,miles,5,,,{old.isoformat()},\n"  # 30 days from then: gone long ago
     ))  # fmt: skip
     code, out, err = await run(cli, pg_url, "import-balances", space.slug, str(balances))
-    assert code == 1 and summary_line(out) == "balances: 2 applied, 0 duplicate, 1 refused"
+    assert code == 1 and summary_line(out) == "balances: 2 applied, 0 duplicate, 2 refused"
     assert "line 4: refused" in err and "expires_at" in err
+    assert "line 5: refused" in err and "earned_at" in err
     u1 = (await api.get("/v1/customer/u1")).body["wallet_details"]["miles"]
     assert u1["balance"] == 40 and u1["earned"] == 40
     assert [e["amount"] for e in u1["expiring"]] == [40]
@@ -235,3 +237,17 @@ async def test_an_opening_balance_in_a_wallet_with_lots_keeps_its_dates(
         for user in ("u1", "u2"):
             stored = stored_profile(pg_url, space.space.id, user)
             assert replay_profile(conn, space.space.id, user) == stored
+
+
+async def test_an_unreadable_file_is_refused_plainly(shop, space, pg_url, cli: Cli, tmp_path):
+    """A missing file, an empty one and a header naming unknown columns: exit status 2, one
+    line saying why, nothing applied (the rows are read as they are applied)."""
+    cases = {
+        tmp_path / "missing.csv": "cannot read",
+        write(tmp_path / "empty.csv", ""): "the file is empty",
+        write(tmp_path / "header.csv", "customer,points\nann,5\n"): "line 1: the header",
+    }
+    for path, why in cases.items():
+        code, _, err = await run(cli, pg_url, "import-balances", space.slug, str(path))
+        assert code == 2 and why in err, (path, err)  # a crash exits 1
+    assert (await shop.get("/v1/customer/ann")).status == 404

@@ -151,3 +151,28 @@ def test_an_export_of_no_such_space_leaves_no_file(pg_url, cli: Cli, tmp_path):
     code, _, err = cli(pg_url, "export", "no-such-space", "--output", str(target))
     assert code == 2 and "no Space 'no-such-space'" in err
     assert list(tmp_path.glob("nothing.jsonl*")) == []
+
+
+async def test_a_damaged_or_cut_gzip_file_is_refused_without_a_trace(
+    api, runtime, space, pg_url, fresh_url, cli: Cli, tmp_path
+):
+    await fill(api, runtime, space, pg_url)
+    packed = tmp_path / "shop.jsonl.gz"
+    assert cli(pg_url, "export", space.slug, "--output", str(packed))[0] == 0
+    data = packed.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(bytes(flipped))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    for path in (damaged, cut):
+        err = refused(cli, fresh_url, path)
+        assert "damaged or truncated" in err, err  # exit status 2: refused, not a crash (1)
+    assert spaces_named(fresh_url, space.slug) == 0
+
+
+def test_an_export_into_a_missing_directory_is_refused_plainly(space, pg_url, cli: Cli, tmp_path):
+    target = tmp_path / "no-such-directory" / "shop.jsonl"
+    code, _, err = cli(pg_url, "export", space.slug, "--output", str(target))
+    assert code == 2 and "cannot write" in err, err  # a crash exits 1

@@ -17,6 +17,7 @@ import trio
 from psycopg.conninfo import make_conninfo
 
 from perkamo.profiles.replay import replay_profile
+from perkamo.profiles.shards import shard_of
 from perkamo.runtime import open_runtime
 from perkamo.settings import Settings
 from storage.space_tables import skip_triggers
@@ -162,3 +163,29 @@ async def test_an_import_without_superuser_rights_fires_the_triggers_and_gives_t
             conn.execute(f"REASSIGN OWNED BY {role} TO postgres")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+async def test_profiles_with_something_due_get_the_shard_of_their_new_space(
+    api, space, pg_url, fresh_url, cli: Cli, tmp_path
+):
+    wallets = {"wallets": [{"key": "points", "name": "Points", "pending_days": 14}]}
+    rules = {"rules": [{"key": "buy", "name": "Buy", "event": "buy",
+                        "award": [{"wallet": "points", "amount": 5}]}]}  # fmt: skip
+    body = {"version": "lots", "modules": {"wallets": wallets, "events": rules}}
+    assert (await api.post("/v1/admin/config", body)).status == 200
+    for user in ("ann", "bob", "carol"):
+        event = {"user_id": user, "event": "buy", "transaction_id": f"b-{user}"}
+        assert (await api.post("/v1/events", event)).status == 200
+    path = tmp_path / "due.jsonl"
+    assert cli(pg_url, "export", space.slug, "--output", str(path))[0] == 0
+    with psycopg.connect(fresh_url) as conn:  # a Space first, so the copy gets another id
+        conn.execute("INSERT INTO spaces (slug, name, environment) VALUES ('other', 'O', 'test')")
+    assert cli(fresh_url, "import", str(path))[0] == 0
+    with psycopg.connect(fresh_url) as conn:
+        rows = conn.execute(
+            "SELECT p.space_id, p.user_id, p.due_shard FROM profiles p JOIN spaces s"
+            " ON s.id = p.space_id WHERE s.slug = %s AND p.next_due IS NOT NULL",
+            (space.slug,),
+        ).fetchall()
+    assert len(rows) == 3 and rows[0][0] != space.space.id
+    assert all(shard == shard_of(space_id, user) for space_id, user, shard in rows)

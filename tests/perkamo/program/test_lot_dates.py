@@ -104,6 +104,9 @@ def test_end_of_a_year_in_a_time_zone():
         ({"expiry": {}}, "expiry"),
         ({"expiry": {"after_days": 5, "after_periods": 1}}, "expiry.after_periods"),
         ({"expiry": {"after_days": 5, "timezone": "Mars/Olympus"}}, "expiry.timezone"),
+        # A directory of the zone database, and a name too long for a file: OSError inside.
+        ({"expiry": {"after_days": 5, "timezone": "America"}}, "expiry.timezone"),
+        ({"expiry": {"after_days": 5, "timezone": "x" * 300}}, "expiry.timezone"),
         ({"expiry": {"after_days": "5"}}, "expiry.after_days"),
         ({"expiry": {"after_days": 5, "in": "days"}}, "expiry"),
     ],

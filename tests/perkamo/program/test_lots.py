@@ -245,3 +245,15 @@ def test_next_due_is_the_soonest_release_or_expiry():
     assert next_due(p.state, p.program) == midnight(11)
     p.tick(day(11))
     assert next_due(p.state, p.program) is None and p.w.lots == []
+
+
+def test_pending_points_count_toward_the_bound_they_will_reach_when_released():
+    p = Wallet(program(pending_days=5))
+    big = 10**15 // 2
+    first = p.earn(big, day(0))
+    assert first.pending and not first.skipped
+    second = p.earn(big + 1, day(1))  # with the first, 10^15 + 1 once both are released
+    assert [s.reason for s in second.skipped] == ["amount_out_of_range"]
+    assert p.w.pending == big
+    p.tick(day(10))
+    assert p.w.balance == big and p.w.earned == big
