@@ -71,16 +71,24 @@ ORDER BY x.n
 
 def add_known(conn: Conn, space_id: int, rows: list[KnownRow], at: datetime) -> list[str]:
     """Add ``rows`` (distinct ids) in one transaction; returns each row's verdict (see
-    ``_ADD``). The SHARE lock on the log tables waits for every write in flight and holds
-    new ones until this commits: a write of one of these ids either committed before (it is
-    'logged') or starts after and meets the known id — never both applied. The lock stalls
-    every Space's writes for the few milliseconds a chunk takes (keep chunks small)."""
+    ``_ADD``; 'frozen': the Space is frozen, nothing added). The SHARE lock on the log tables waits
+    for every write in flight and holds new ones until this commits: a write of one of these ids
+    either committed before (it is 'logged') or starts after and meets the known id — never both
+    applied. The lock stalls every Space's writes for the few milliseconds a chunk takes (keep
+    chunks small)."""
     payload = [
         {"n": n, "namespace": r.namespace, "transaction_id": r.transaction_id,
          "user_id": r.user_id, "known_id": r.known_id}
         for n, r in enumerate(rows)
     ]  # fmt: skip
     with conn.transaction():
+        # A frozen Space takes no writes (its export is exact): the row lock holds a freeze
+        # until these are in, or finds the Space frozen ('frozen' for every row).
+        frozen = conn.execute(
+            "SELECT frozen FROM spaces WHERE id = %s FOR SHARE", (space_id,)
+        ).fetchone()
+        if frozen is None or frozen[0]:
+            return ["frozen"] * len(rows)
         conn.execute("LOCK TABLE events, redemptions IN SHARE MODE")
         found = conn.execute(
             _ADD, {"rows": _rows.encode(payload).decode(), "s": space_id, "at": at}

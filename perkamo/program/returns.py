@@ -20,8 +20,10 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from perkamo.program.adjustments import evaluation_of
+from perkamo.errors import Code
+from perkamo.program.adjustments import SupportRefused, evaluation_of
 from perkamo.program.amounts import number, wallet_state
+from perkamo.program.bounds import within
 from perkamo.program.evaluation import DECIMALS
 from perkamo.program.levels import level_number, level_state
 from perkamo.program.lots import (
@@ -91,6 +93,14 @@ def reverse_event(
                 continue
             w = run.state.wallets.setdefault(wallet.key, WalletBalance())
             if given < 0:
+                if not within(w.balance + w.pending - given):  # bounded like an adjustment
+                    raise SupportRefused(
+                        Code.VALIDATION_ERROR,
+                        "Returning the event would take the balance outside ±10^15.",
+                        details=[
+                            {"path": "transaction_id", "message": "the result is out of range"}
+                        ],
+                    )
                 _refund(w, wallet, -given, record.transaction_id, now)
                 delta.append(Delta(wallet.key, number(-given, wallet.precision)))
                 continue

@@ -128,10 +128,12 @@ def open_output(path: Path | None, stdout: BinaryIO) -> Iterator[BinaryIO]:
         return
     partial = path.with_name(path.name + ".partial")
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A stale partial file (or a link planted there, to have the secrets written
+        # through it) is removed, and a new file made — never one that exists followed.
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise MoveRefused(f"cannot write {partial}: {exc.strerror}") from None
-    os.fchmod(fd, 0o600)  # an older file of that name kept its mode
     done = False
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as raw:

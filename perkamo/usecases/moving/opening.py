@@ -223,6 +223,10 @@ def _count_known(summary: Summary, row: Known, verdict: str) -> None:
             row.number, f"{row.namespace} {row.transaction_id!r} is in this Space's log already"
             " (applied here): its retries answer that write",
         ))  # fmt: skip
+    elif verdict == "frozen":
+        summary.refused.append(Refused(
+            row.number, "space_frozen: the Space is frozen (perkamo spaces unfreeze)"
+        ))  # fmt: skip
     else:
         summary.refused.append(_other_user(row, None))
 

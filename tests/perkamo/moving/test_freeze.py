@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import trio
 
 from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import Ingest
@@ -62,6 +63,13 @@ async def test_a_frozen_space_refuses_writes_serves_reads_and_exports_exactly(
                              active=True, prefix="body")  # fmt: skip
     assert refused.value.code is Code.SPACE_FROZEN
 
+    known = tmp_path / "known.txt"
+    known.write_text("old-order-1\n", encoding="utf-8")
+    code, out, err = await trio.to_thread.run_sync(  # (the command runs trio itself)
+        lambda: cli(pg_url, "import-balances", space.slug, "--known-transactions", str(known))
+    )
+    assert code == 1 and "space_frozen" in err, (out, err)  # nothing added to the export
+
     first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
     code, _, err = cli(pg_url, "export", space.slug, "--output", str(first))
     assert code == 0 and "frozen: exact" in err
@@ -69,6 +77,7 @@ async def test_a_frozen_space_refuses_writes_serves_reads_and_exports_exactly(
     assert lines_of(first)[1:-1] == lines_of(second)[1:-1]
     assert lines_of(first)[-1]["counts"] == lines_of(second)[-1]["counts"]
     assert lines_of(first)[-1]["counts"]["event"] == 1
+    assert "known" not in lines_of(first)[-1]["counts"]
 
     async with notified(runtime):
         assert cli(pg_url, "spaces", "unfreeze", space.slug)[0] == 0

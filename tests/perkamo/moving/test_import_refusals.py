@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 
 import psycopg
@@ -176,3 +177,17 @@ def test_an_export_into_a_missing_directory_is_refused_plainly(space, pg_url, cl
     target = tmp_path / "no-such-directory" / "shop.jsonl"
     code, _, err = cli(pg_url, "export", space.slug, "--output", str(target))
     assert code == 2 and "cannot write" in err, err  # a crash exits 1
+
+
+def test_an_export_never_writes_through_a_link_planted_at_its_partial_file(
+    space, pg_url, cli: Cli, tmp_path
+):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    target = tmp_path / "shop.jsonl"
+    (tmp_path / "shop.jsonl.partial").symlink_to(victim)
+    code, _, err = cli(pg_url, "export", space.slug, "--output", str(target))
+    assert code == 0, err
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert not target.is_symlink() and target.read_bytes().startswith(b'{"type":"header"')
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

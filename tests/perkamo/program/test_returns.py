@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from perkamo.errors import Code
+from perkamo.program.adjustments import SupportRefused
 from perkamo.program.outcome import Delta
 from perkamo.program.returns import EventRecord, reverse_event
 from perkamo.program.rewards import redeem
@@ -135,3 +137,15 @@ def test_the_worked_example_of_docs_program_md():
         assert state(p) == (20, 0, 120, 2) and not back.leveled_down
         assert p.tick(day(31)).expired == {"points": Decimal(20)}  # 1 April 12:00
         assert (p.w.balance, p.w.spent, p.w.expired, p.w.earned) == (0, 100, 20, 120)
+
+
+def test_a_refund_that_would_leave_the_bound_is_refused_and_changes_nothing():
+    p = Wallet(program(allow_negative=True))
+    fee = p.earn(-5, day(0), tx="fee")
+    p.adjust(10**15, day(1), counts=False)
+    p.adjust(5, day(1), counts=False)  # the balance at the bound
+    before = p.state
+    with pytest.raises(SupportRefused) as refused:
+        give_back(p, "fee", day(0), fee, day(2))
+    assert refused.value.code is Code.VALIDATION_ERROR
+    assert p.state is before and p.w.balance == 10**15
