@@ -246,6 +246,7 @@ def write(out: Path, results: list[Any], extra: dict[str, Any]) -> None:
         "RESULTS-backtest.md",
         "RESULTS-console.md",
         "RESULTS-failover.md",
+        "RESULTS-lots.md",
         "RESULTS-moving.md",
         "RESULTS-streams.md",
         "notes.md",

@@ -1,7 +1,7 @@
 """PostgreSQL storage: connections, the embedded server, migrations, tables and the
 group-commit writer. It knows SQL, not loyalty rules."""
 
-from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable
+from ._errors import CommitOutcomeUnknown, StorageError, StorageUnavailable, is_outage
 from .database import Database, Timeouts, connect, open_database
 from .embedded import EmbeddedPostgres
 from .group_commit import (
@@ -27,6 +27,7 @@ __all__ = [
     "EventRow",
     "GroupCommitWriter",
     "IdentifyRow",
+    "is_outage",
     "Listener",
     "OutboxRow",
     "RedemptionRow",

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 import trio
 
+from storage import is_outage
 from storage.sweep import Due
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,11 @@ class Sweeper:
         while True:
             try:
                 await self.sweep()
-            except Exception:
-                log.exception("a sweep failed; the next one tries again")
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("a sweep failed; the next one tries again")
+                else:  # expected while the database is away: no traceback
+                    log.warning("sweep paused: storage unavailable (%s)", exc)
             await trio.sleep(self._poll)
 
     async def sweep(self) -> int:

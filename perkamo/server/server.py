@@ -116,8 +116,9 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
         app = create_app(runtime, metrics, page)
         _tune_garbage_collection()
         stop = trio.Event()
+        signals = trio.CancelScope()  # ended once stopping, whatever stopped it
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_wait_for_signal, stop)
+            nursery.start_soon(_run_in, signals, functools.partial(_wait_for_signal, stop))
             if (parent := os.environ.get(WORKER_OF)) is not None:
                 nursery.start_soon(_watch_supervisor, int(parent), stop)
             try:
@@ -131,6 +132,9 @@ async def _serve_runtime(settings: Settings, url: str, demo: bool) -> None:
             nursery.start_soon(_run_in, sweeper, functools.partial(connections.watch, limits))
             print(f"Perkamo is listening on {', '.join(binds)}\n{banner}", flush=True)
             await stop.wait()
+            # A stop that no signal caused (the supervisor is gone) leaves the signal
+            # receiver waiting: the nursery would never end.
+            signals.cancel()
             # hypercorn stops accepting; requests in flight finish and their connections
             # close; a request on an open connection is answered 503 shutting_down; idle
             # connections are closed as they become idle. The grace period is a ceiling.

@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from perkamo.webhooks.payloads import sign
-from storage import Database, StorageUnavailable
+from storage import Database, is_outage
 from storage import webhooks as store
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class WebhookDispatcher:
                 try:
                     handled = await self.run_once(client)
                 except Exception as exc:
-                    if _outage(exc):  # expected, and said once per poll
+                    if is_outage(exc):  # expected, and said once per poll
                         log.warning("webhook dispatch paused: storage unavailable (%s)", exc)
                     else:  # anything else is a defect: keep its traceback
                         log.exception("webhook dispatch failed; retrying")
@@ -234,12 +234,3 @@ def request_headers(
         "x-perkamo-attempt": str(attempt),
         "x-perkamo-webhook-signature": signatures,
     }
-
-
-def _outage(exc: Exception) -> bool:
-    """Storage trouble: one failure, or several attempts' at once (a failover cuts them all)."""
-    if isinstance(exc, ExceptionGroup):
-        return (
-            exc.subgroup(lambda e: not isinstance(e, StorageUnavailable | ExceptionGroup)) is None
-        )
-    return isinstance(exc, StorageUnavailable)

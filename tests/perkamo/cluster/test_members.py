@@ -345,3 +345,34 @@ def _children(pid: int) -> list[psutil.Process]:
         except psutil.Error:
             pass
     return alive
+
+
+async def test_workers_stop_on_their_own_when_the_supervisor_is_killed(pg_url, tmp_path):
+    """A worker notices its supervisor is gone and shuts down cleanly (within the grace
+    period and the second it takes to notice): none is left serving, orphaned."""
+    server = ServerProcess(pg_url, tmp_path, "--workers", "2")
+    await server.start()
+    workers: list[psutil.Process] = []
+    try:
+        await until(lambda: split_between(pg_url, 2), 15, "two workers own the shards")
+        assert server.proc is not None
+        workers = _children(server.proc.pid)
+        assert len(workers) == 2
+        server.kill()  # SIGKILL: the supervisor cannot tell its workers
+
+        def gone() -> bool:
+            for worker in workers:
+                try:
+                    if worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE:
+                        return False
+                except psutil.NoSuchProcess:
+                    pass
+            return True
+
+        await until(gone, 20, "the orphaned workers stopped")
+    finally:
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
+    assert "the supervisor is gone; shutting down" in server.log()
+    assert "shutdown complete" in server.log()

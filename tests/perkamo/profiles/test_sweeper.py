@@ -17,6 +17,7 @@ from perkamo.profiles.commands import Ingest, Tick, tick_id
 from perkamo.profiles.sweeper import Sweeper
 from perkamo.runtime import open_runtime, sweeper_for
 from perkamo.settings import Settings
+from storage import StorageUnavailable
 from storage.database import configure
 from storage.sweep import Due, due_profiles
 from tests.api_client import Api, app_for
@@ -158,3 +159,25 @@ def test_each_member_finds_the_due_profiles_of_its_own_shards(pg_url):
         assert [d.user_id for d in first] == ["a"]
         assert users([3], after=first[0].cursor) == ["c"]  # the keyset walk goes on
         conn.execute("UPDATE profiles SET next_due = NULL WHERE space_id = %s", (space.space.id,))
+
+
+async def test_a_storage_outage_pauses_the_sweeper_without_a_traceback(autojump_clock, caplog):
+    calls: list[float] = []
+
+    async def find(now: datetime, after, limit: int) -> list[Due]:
+        calls.append(trio.current_time())
+        if len(calls) == 1:
+            raise StorageUnavailable("connection refused")
+        raise ValueError("a defect")  # anything else is logged with its traceback
+
+    async def send(due: list[Due]) -> None:
+        raise AssertionError("nothing is due")
+
+    sweeper = Sweeper(find, send, clock=lambda: T0, poll=10)
+    with trio.move_on_after(15):
+        await sweeper.run()
+    assert len(calls) == 2  # tried again after the wait
+    outage, defect = [r for r in caplog.records if r.name == "perkamo.profiles.sweeper"]
+    assert outage.levelname == "WARNING" and outage.exc_info is None
+    assert "storage unavailable" in outage.getMessage()
+    assert defect.levelname == "ERROR" and defect.exc_info is not None
