@@ -188,7 +188,11 @@ def _move(
                 f"{number(current.balance, wallet.precision)}, the {what} is "
                 f"{number(amount, wallet.precision)}.",
             )
-        if not within(balance) or (earned is not None and not within(earned)):
+        # Outside the bound is refused — unless already outside and moving back toward it
+        # (a state an older engine let grow must be correctable in steps).
+        if _leaves(current.balance, balance) or (
+            earned is not None and _leaves(current.earned, earned)
+        ):
             raise SupportRefused(
                 Code.VALIDATION_ERROR,
                 f"The {what} would take the balance outside ±10^15.",
@@ -302,6 +306,11 @@ def evaluation_of(
         occurred=received_at,
         scope={"context": {}, "traits": traits},
     )
+
+
+def _leaves(before: Decimal, after: Decimal) -> bool:
+    """Whether a change ends outside ±10^15 other than by coming back toward it."""
+    return not within(after) and abs(after) >= abs(before)
 
 
 def _change(run: Evaluation, level_before: int, delta: list[Delta], settled: Settlement) -> Change:

@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
 
 from perkamo.program import EngineEvent, ProfileState, apply, compile_program, settle_at
-from perkamo.program.adjustments import RedemptionRecord, adjust, reverse
+from perkamo.program.adjustments import RedemptionRecord, SupportRefused, adjust, reverse
 from perkamo.program.lots import MAX_LOTS, new_lot, place, spend
 from perkamo.program.model import Program, WalletBalance
 from perkamo.program.outcome import Delta
@@ -257,3 +258,14 @@ def test_pending_points_count_toward_the_bound_they_will_reach_when_released():
     assert p.w.pending == big
     p.tick(day(10))
     assert p.w.balance == big and p.w.earned == big
+
+
+def test_a_balance_outside_the_bound_can_be_walked_back_but_not_further_out():
+    """A state an older engine let leave ±10^15 (pending points were not counted then)."""
+    p = Wallet(program())
+    p.adjust(10**15, day(0), counts=False)
+    p.w.balance = Decimal(3 * 10**15)  # as stored before the bound counted pending points
+    p.adjust(-1, day(1), counts=False)
+    assert p.w.balance == 3 * 10**15 - 1
+    with pytest.raises(SupportRefused):
+        p.adjust(1, day(2), counts=False)
