@@ -76,7 +76,13 @@ def space_stats(conn: Conn, space_id: int, now: datetime, paths: WalletPaths) ->
         events=events,
         redemptions=_count(conn, "SELECT count(*) FROM redemptions WHERE space_id = %s", space_id),
         adjustments=_count(conn, "SELECT count(*) FROM adjustments WHERE space_id = %s", space_id),
-        reversals=_count(conn, "SELECT count(*) FROM reversals WHERE space_id = %s", space_id),
+        reversals=_count(  # of redemptions and of events (returns)
+            conn,
+            "WITH s AS (SELECT %s::bigint AS id)"
+            " SELECT (SELECT count(*) FROM reversals, s WHERE space_id = s.id)"
+            " + (SELECT count(*) FROM event_reversals, s WHERE space_id = s.id)",
+            space_id,
+        ),
         last_event_at=last_event_at,
         events_last_24h=last_24h,
         keys_in_use=_count(

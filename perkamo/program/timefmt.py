@@ -43,4 +43,9 @@ def parse_rfc3339(text: str) -> datetime:
 def format_rfc3339(value: datetime) -> str:
     """``2026-06-01T10:00:00.000Z``: UTC, milliseconds (truncated), ``Z``."""
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # %Y does not pad years before 1000 on glibc ("1-01-01"): RFC 3339 needs four digits.
+    return (
+        f"{value.year:04d}"
+        + value.strftime("-%m-%dT%H:%M:%S.")
+        + f"{value.microsecond // 1000:03d}Z"
+    )

@@ -24,6 +24,7 @@ import msgspec
 
 from perkamo.errors import PerkamoError
 from perkamo.http.bodies import check_object, check_user_id
+from perkamo.program.json_walk import walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.usecases.moving.format import MoveRefused
 
@@ -140,6 +141,8 @@ def _opening(number: int, row: dict[str, Any], *, from_json: bool) -> Opening | 
             traits = _json.decode(traits)
         if traits is not None and not isinstance(traits, dict):
             raise ValueError("traits is a JSON object")
+        if _holds_nul(traits):  # PostgreSQL cannot store it: refused here, not retried
+            raise ValueError("traits must not contain U+0000")
         amount = _number(row["amount"], "amount", from_json)
         earned = None if row.get("earned") is None else _number(row["earned"], "earned", from_json)
         if amount == 0 and earned is None and not traits:
@@ -207,9 +210,19 @@ def _known(number: int, fields: list[str]) -> Known | Refused:
         return Refused(number, f"kind is event or redemption, not {kind!r}")
     if not 1 <= len(tx) <= 256:
         return Refused(number, "transaction_id has 1 to 256 characters")
+    if "\x00" in tx:
+        return Refused(number, "transaction_id must not contain U+0000")
     try:
         if user:
             check_user_id(user)
     except PerkamoError as exc:
         return Refused(number, str(exc))
     return Known(number, kind, tx, user or None)
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a JSON value holds U+0000 in a key or a string."""
+    return any(
+        (key is not None and "\x00" in key) or (isinstance(item, str) and "\x00" in item)
+        for _, key, item in walk(value)
+    )

@@ -90,6 +90,8 @@ async def test_a_return_takes_back_what_is_left_and_records_the_shortfall(api, s
     assert data["wallet_state"] == {"points": 0} and data["event"]["reason"] == "returned"
     assert audit == [("customer.reverse_event", "order-1", "returned")]
     assert main(["verify", "--space", space.slug, "--database-url", pg_url]) == 0
+    metrics = (await api.get("/v1/program")).body["metrics"]
+    assert metrics["reversals"] == 1  # returns count with redemption reversals
 
 
 async def test_an_unknown_or_refused_event_is_not_found(api, space):
@@ -160,8 +162,12 @@ async def test_a_browser_sent_event_is_reversed_apart_from_a_server_event_of_the
                                 {"reason": "r", "user_id": "d"})  # fmt: skip
     assert not_theirs.status == 404 and not_theirs.body["error"] == "event_not_found"
 
-    client = await api.post("/v1/admin/events/order-1/reverse",
-                            {"reason": "r", "source": "client", "user_id": "c"})  # fmt: skip
+    bad = await api.post("/v1/admin/events/order-1/reverse?source=browser&user_id=c",
+                         {"reason": "r"})  # fmt: skip
+    assert bad.status == 400 and bad.body["details"][0]["path"] == "source"
+    # Named in the query, as the API names it (the body's fields say the same).
+    client = await api.post("/v1/admin/events/order-1/reverse?source=client&user_id=c",
+                            {"reason": "r"})  # fmt: skip
     assert client.status == 200, client.body
     assert client.body["delta"] == [{"wallet": "points", "amount": -4}]
     assert client.body["event"]["source"] == "client"

@@ -251,3 +251,26 @@ async def test_an_unreadable_file_is_refused_plainly(shop, space, pg_url, cli: C
         code, _, err = await run(cli, pg_url, "import-balances", space.slug, str(path))
         assert code == 2 and why in err, (path, err)  # a crash exits 1
     assert (await shop.get("/v1/customer/ann")).status == 404
+
+
+async def test_u0000_is_refused_by_line_not_retried(shop, space, pg_url, cli: Cli, tmp_path):
+    """PostgreSQL cannot store U+0000: a row or a known id holding one is refused with its
+    line number at once (never sent to the database and retried as an outage)."""
+    balances = write(tmp_path / "nul.jsonl", (
+        '{"user_id": "n1", "wallet": "points", "amount": 5, "traits": {"a": "x\\u0000"}}\n'
+        '{"user_id": "n2", "wallet": "points", "amount": 5, "traits": {"b\\u0000": 1}}\n'
+        '{"user_id": "n3", "wallet": "points", "amount": 5}\n'
+    ))  # fmt: skip
+    known = write(tmp_path / "known.txt", "good-1\nbad\x00one\ngood-2\n")
+    with trio.fail_after(60):
+        code, out, err = await run(cli, pg_url, "import-balances", space.slug, str(balances),
+                                   "--known-transactions", str(known))  # fmt: skip
+    assert code == 1, err
+    assert summary_line(out) == "balances: 1 applied, 0 duplicate, 2 refused"
+    assert summary_line(out, "known transactions") == (
+        "known transactions: 2 applied, 0 duplicate, 1 refused"
+    )
+    assert "line 1: refused: traits must not contain U+0000" in err
+    assert "line 2: refused: traits must not contain U+0000" in err
+    assert "line 2: refused: transaction_id must not contain U+0000" in err
+    assert (await shop.get("/v1/customer/n3")).body["wallets"]["points"] == 5

@@ -1,5 +1,6 @@
 """docs/program.md "Bounds": no number anywhere can make an evaluation raise, and ``delta``
-always agrees with ``breakdown`` (defects D1 and D9 of the robustness issue)."""
+always agrees with ``breakdown`` (defects D1 and D9 of the robustness issue); timestamps at
+the calendar's ends are written as RFC 3339."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from perkamo.program import EngineEvent, InvalidConfig, ProfileState, apply, com
 from perkamo.program.bounds import LIMIT
 from perkamo.program.model import Program
 from perkamo.program.outcome import Outcome
+from perkamo.program.timefmt import format_rfc3339, parse_rfc3339
 from tests.perkamo.program.test_engine import T0, Profile, program, rule
 
 
@@ -201,3 +204,15 @@ def test_no_number_in_any_module_or_context_makes_an_evaluation_raise(position, 
         context = {"amount": amount, "lesson_id": n}
         state, outcome = apply(state, EngineEvent(event, context, T0, {}), prog, T0)
         assert_consistent(outcome, state, prog)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("0999-12-31T23:59:59.9999Z", "0999-12-31T23:59:59.999Z"),
+        ("2026-06-01T12:00:00+02:00", "2026-06-01T10:00:00.000Z"),
+    ],
+)
+def test_timestamps_are_shown_in_rfc_3339_with_four_digit_years(text, shown):
+    assert format_rfc3339(parse_rfc3339(text)) == shown
