@@ -26,6 +26,7 @@ from perkamo.profiles.commands.opening import OpenBalance
 from perkamo.profiles.history import adjustment_entry
 from perkamo.program.adjustments import adjust
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.timefmt import format_rfc3339
 from perkamo.webhooks import support_delivery
 from storage import AdjustmentRow, AuditRow
 from storage.history import HistoryRow, StoredWrite
@@ -80,7 +81,8 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
         if draft.hook.enabled:
             data = {"adjustment_id": adjustment_id, "wallet": self.wallet, "amount": amount,
                     "counts_toward_level": self.counts_toward_level, "reason": self.reason,
-                    "actor": self.actor}  # fmt: skip
+                    "actor": self.actor,
+                    "created_at": format_rfc3339(self.received_at)}  # fmt: skip
             draft.outbox.append(support_delivery(
                 draft.hook, draft.space_id, "adjustment.created", adjustment_id,
                 draft.user_id, self.transaction_id, self.received_at, change, data,

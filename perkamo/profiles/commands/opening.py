@@ -32,6 +32,7 @@ from perkamo.program import merge_traits
 from perkamo.program.adjustments import open_balance
 from perkamo.program.amounts import number
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.timefmt import format_rfc3339
 from perkamo.webhooks import support_delivery
 from storage import AdjustmentRow
 from storage.history import HistoryRow, StoredWrite
@@ -90,7 +91,8 @@ class OpenBalance(Command[Written], tag="opening", frozen=True, kw_only=True):
         if draft.hook.enabled:  # like any adjustment
             data = {"adjustment_id": adjustment_id, "wallet": self.wallet, "amount": amount,
                     "counts_toward_level": self.earned is None, "reason": OPENING_REASON,
-                    "actor": self.actor}  # fmt: skip
+                    "actor": self.actor,
+                    "created_at": format_rfc3339(self.received_at)}  # fmt: skip
             draft.outbox.append(support_delivery(
                 draft.hook, draft.space_id, "adjustment.created", adjustment_id,
                 draft.user_id, self.transaction_id, self.received_at, change, data,

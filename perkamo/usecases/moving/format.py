@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from perkamo.access.admin import AdminError, check_slug
+
 FORMAT = "perkamo-export"
 FORMAT_VERSION = 1
 HEADER, FOOTER = "header", "footer"
@@ -87,6 +89,10 @@ def read_header(line: bytes) -> Header:
             f"line 1: format_version {header.format_version} is unknown to this engine"
             f" (it reads version {FORMAT_VERSION})"
         )
+    try:  # the slug a Space gets must be one `perkamo spaces create` would take
+        check_slug(header.space.slug)
+    except AdminError as exc:
+        raise MoveRefused(f"line 1: the Space's slug {header.space.slug!r}: {exc}") from None
     return header
 
 

@@ -191,3 +191,15 @@ def test_an_export_never_writes_through_a_link_planted_at_its_partial_file(
     assert victim.read_text(encoding="utf-8") == "precious"
     assert not target.is_symlink() and target.read_bytes().startswith(b'{"type":"header"')
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+async def test_a_header_slug_no_space_could_have_is_refused(
+    exported, fresh_url, cli: Cli, tmp_path
+):
+    _, lines = exported
+    header = json.loads(lines[0])
+    header["space"]["slug"] = "../../x"
+    forged = tmp_path / "forged.jsonl"
+    forged.write_bytes(reseal([json.dumps(header).encode(), *lines[1:-1]]))
+    assert "line 1: the Space's slug '../../x'" in refused(cli, fresh_url, forged)
+    assert spaces_named(fresh_url, "../../x") == 0

@@ -366,3 +366,32 @@ async def test_an_unreachable_endpoint_is_paused_then_tried_again(pg_url):
             assert attempted() > BREAKER_FAILURES
     finally:
         await trio.to_thread.run_sync(db.close)
+
+
+async def test_an_adjustment_announces_every_documented_field(runtime, api, space, pg_url):
+    """``adjustment.created``'s data: the fields docs/api.md lists, ``created_at`` too."""
+    await activate_demo(runtime.db, runtime.programs, space.space.id)
+    with psycopg.connect(pg_url) as conn:  # deliveries to a closed port: only their bodies
+        admin.set_webhook(conn, space.slug, "http://127.0.0.1:9/hooks")
+    body = {"user_id": "u", "wallet": "points", "amount": 5, "reason": "goodwill",
+            "transaction_id": "adj-1", "actor": "ann"}  # fmt: skip
+    with trio.fail_after(10):
+        while (await api.get("/v1/program")).body["integration"]["webhook"]["status"] == (
+            "not_configured"
+        ):
+            await trio.sleep(0.05)  # the endpoint reaches the runtime by notification
+    await api.post("/v1/identify", {"user_id": "u", "traits": {}})  # adjustments need a profile
+    answer = await api.post("/v1/admin/adjustments", body)
+    assert answer.status == 200, answer.body
+    with psycopg.connect(pg_url) as conn:
+        [(text,)] = conn.execute(
+            "SELECT body FROM webhook_deliveries WHERE space_id = %s AND event_type = %s",
+            (space.space.id, "adjustment.created"),
+        ).fetchall()
+    data = json.loads(text)["data"]
+    assert set(data) >= {"space", "user_id", "transaction_id", "adjustment_id", "wallet",
+                         "amount", "reason", "actor", "counts_toward_level", "delta", "effects",
+                         "wallet_state", "created_at"}  # fmt: skip
+    assert (
+        data["created_at"].endswith("Z") and data["adjustment_id"] == answer.body["adjustment_id"]
+    )
