@@ -149,6 +149,9 @@ async def test_a_browser_sent_event_has_its_own_page_and_reverse(console, space)
     assert sent.status == 200, sent.body
     listed = await browser.get(f"/console/spaces/{space.slug}/events")
     assert f"/console/spaces/{space.slug}/events/o-1?client=c" in listed.text
+    ledger = await browser.get(f"/console/spaces/{space.slug}/customers/c")
+    assert f"/console/spaces/{space.slug}/events/o-1?client=c" in ledger.text
+    assert f'href="/console/spaces/{space.slug}/events/o-1"' in ledger.text  # the server's
     page = f"/console/spaces/{space.slug}/events/o-1"
     shown = await browser.get(page + "?client=c")
     assert "sent by the customer" in text_of(shown.text) and 'name="client"' in shown.text
