@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import TypeAlias
 
 import trio
 
@@ -18,12 +18,16 @@ from storage.browse import record_attempts
 log = logging.getLogger(__name__)
 
 MAX_WAITING = 10_000
+# (space_id, received_at, transaction_id, user_id, event, status, code, message, request_id)
+Attempt: TypeAlias = tuple[
+    int, datetime, str | None, str | None, str | None, str, str | None, str | None, str | None
+]
 
 
 class AttemptLog:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._waiting: deque[tuple[Any, ...]] = deque(maxlen=MAX_WAITING)
+        self._waiting: deque[Attempt] = deque(maxlen=MAX_WAITING)
         self.dropped = 0
 
     def record(

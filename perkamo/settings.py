@@ -132,7 +132,7 @@ def parse_workers(raw: str) -> int:
     return (os.cpu_count() or 1) if raw.strip() == "auto" else int(raw)
 
 
-_VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
+_VARIABLES: list[tuple[str, str, Callable[[str], object]]] = [
     ("PERKAMO_HOST", "host", str),
     ("PERKAMO_PORT", "port", int),
     ("PERKAMO_DATABASE_URL", "database_url", str),

@@ -10,19 +10,16 @@ policy (raising :class:`PolicyError` with the JSON path of the first problem), a
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
-
-import psycopg
 
 from perkamo.access.keys import hash_key, random_token
 from storage import browser_keys as store
 from storage.browser_keys import BrowserKeyRecord
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 CAPABILITIES = ("read", "events", "stream")
 DEFAULT_CAPABILITIES = {"read": True, "events": True, "stream": True}
@@ -111,11 +108,11 @@ def origin_allowed(allowed: list[str], origin: str) -> bool:
 
 
 def policy(
-    given: dict[str, Any], environment: str, base: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    given: Mapping[str, object], environment: str, base: Mapping[str, object] | None = None
+) -> dict[str, object]:
     """A whole, checked policy from the fields ``given`` (over ``base``, an existing key's
     policy, for an update; else the defaults). Raises PolicyError."""
-    merged: dict[str, Any] = {
+    merged: dict[str, object] = {
         "name": None,
         "allowed_origins": None,
         "allowed_events": [],
@@ -125,8 +122,10 @@ def policy(
         **(base or {}),
     }
     for field, value in given.items():
+        current = merged.get(field)  # capabilities and rate: always an object (defaults above)
         if field in ("capabilities", "rate") and isinstance(value, dict):
-            merged[field] = {**merged[field], **value}
+            assert isinstance(current, dict)
+            merged[field] = {**current, **value}
         else:
             merged[field] = value
     return {
@@ -139,7 +138,7 @@ def policy(
     }
 
 
-def _name(value: Any) -> str:
+def _name(value: object) -> str:
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= 128:
         raise PolicyError("name", "a name is 1-128 characters")
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
@@ -147,7 +146,7 @@ def _name(value: Any) -> str:
     return value.strip()
 
 
-def _origins(value: Any, environment: str) -> list[str]:
+def _origins(value: object, environment: str) -> list[str]:
     if not isinstance(value, list) or not value:
         raise PolicyError("allowed_origins", "list at least one origin")
     if len(value) > MAX_ORIGINS:
@@ -172,7 +171,7 @@ def _origins(value: Any, environment: str) -> list[str]:
     return origins
 
 
-def _events(value: Any) -> list[str]:
+def _events(value: object) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_EVENTS:
         raise PolicyError("allowed_events", f'a list of at most {MAX_EVENTS} event keys, or ["*"]')
     if "*" in value and value != ["*"]:
@@ -183,7 +182,7 @@ def _events(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
-def _capabilities(value: Any) -> dict[str, bool]:
+def _capabilities(value: object) -> dict[str, bool]:
     if not isinstance(value, dict):
         raise PolicyError("capabilities", "an object of read, events and stream booleans")
     for name, flag in value.items():
@@ -194,7 +193,7 @@ def _capabilities(value: Any) -> dict[str, bool]:
     return {name: bool(value.get(name, False)) for name in CAPABILITIES}
 
 
-def _rate(value: Any) -> dict[str, Any]:
+def _rate(value: object) -> dict[str, int | float]:
     if not isinstance(value, dict) or set(value) - {"per_second", "burst"}:
         raise PolicyError("rate", "an object {per_second, burst}")
     per_second, burst = value.get("per_second"), value.get("burst")
@@ -210,7 +209,7 @@ def _rate(value: Any) -> dict[str, Any]:
     return {"per_second": number, "burst": burst}
 
 
-def _traits(value: Any) -> list[str] | None:
+def _traits(value: object) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or len(value) > 100:
@@ -221,7 +220,7 @@ def _traits(value: Any) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
-def policy_of(record: BrowserKeyRecord) -> dict[str, Any]:
+def policy_of(record: BrowserKeyRecord) -> dict[str, object]:
     return {
         "name": record.name,
         "allowed_origins": list(record.allowed_origins),
@@ -238,7 +237,7 @@ class Created:
     key: str  # shown once
 
 
-def create(conn: Conn, space_id: int, environment: str, given: dict[str, Any]) -> Created:
+def create(conn: Conn, space_id: int, environment: str, given: Mapping[str, object]) -> Created:
     """A new browser key of the Space (raises PolicyError)."""
     checked = policy(given, environment)
     secret = generate_key(environment)
@@ -255,7 +254,7 @@ def of_space(conn: Conn, space_id: int, key_id: str) -> BrowserKeyRecord | None:
 
 
 def update(
-    conn: Conn, space_id: int, key_id: str, given: dict[str, Any]
+    conn: Conn, space_id: int, key_id: str, given: Mapping[str, object]
 ) -> BrowserKeyRecord | None:
     """Change some of a key's policy (None: no such key in the Space). A revoked key can
     still be read but not changed back to life: its tokens stay invalid."""

@@ -18,7 +18,7 @@ import base64
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import jwt
 import msgspec
@@ -165,7 +165,7 @@ class KeyRing:
             return None
         return found.key.environment, found.public
 
-    async def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The public keys that verify tokens now (RFC 7517, OKP/Ed25519)."""
         await self._fresh()
         now = datetime.now(UTC)

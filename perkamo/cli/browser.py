@@ -5,9 +5,6 @@ the console."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import psycopg
 
 from perkamo.access import admin, tokens
 from perkamo.access.browser_keys import PolicyError
@@ -18,8 +15,7 @@ from storage import browser_keys as store
 from storage import signing_keys as signing_store
 from storage.browser_keys import BrowserKeyRecord
 from storage.console import audit
-
-Conn = psycopg.Connection[Any]
+from storage.database import Conn
 
 
 def _policy_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None:
@@ -85,8 +81,8 @@ def add_parsers(
     return [create, listing, update, revoke, rotate]
 
 
-def _given(args: argparse.Namespace) -> dict[str, Any]:
-    given: dict[str, Any] = {}
+def _given(args: argparse.Namespace) -> dict[str, object]:
+    given: dict[str, object] = {}
     if args.name is not None:
         given["name"] = args.name
     if args.origin:

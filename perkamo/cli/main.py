@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -372,7 +371,7 @@ def _serve(settings: Settings, *, demo: bool) -> int:
     return _run_server(lambda: serve(settings, demo=demo), CannotListen)
 
 
-def _run_server(run: Callable[[], Any], reported: type[Exception]) -> int:
+def _run_server(run: Callable[[], Awaitable[object]], reported: type[Exception]) -> int:
     """Run the server; a ``reported`` failure (however deep in exception groups) is printed
     as one line and exits 1, anything else is a defect and raises."""
     try:
@@ -403,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings, demo=args.demo)
-        runners: dict[str, Callable[[argparse.Namespace, Database], Any]] = {
+        runners: dict[str, Callable[[argparse.Namespace, Database], object]] = {
             "spaces": _run_spaces,
             "keys": _run_keys,
             "migrate": lambda _args, _db: print("migrations applied"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import trio
@@ -179,7 +179,7 @@ def _print_report(document: JsonObject) -> None:
             for c in report["top_changes"]])  # fmt: skip
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> None:
+def _table(header: list[str], rows: Sequence[Sequence[object]]) -> None:
     if not rows:
         return
     cells = [header, *[[str(c) for c in row] for row in rows]]

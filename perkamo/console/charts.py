@@ -4,21 +4,24 @@ scaled to pixels only here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TypeAlias
 
 from perkamo.program.json_walk import JsonObject
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 12, 36  # margins for the axes' labels
+# A point's x: a day, a time (a datetime is a date) or a label.
+X: TypeAlias = date | str
 
 
 @dataclass
 class Series:
     name: str
-    points: list[tuple[Any, Decimal]]  # (x: a date, datetime or label, y)
+    points: Sequence[tuple[X, Decimal]]  # (x, y)
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _label(value: Decimal) -> str:
     return f"{value:f}".rstrip("0").rstrip(".") if "." in f"{value:f}" else f"{value:f}"
 
 
-def _x_text(x: Any, fine: bool = False) -> str:
+def _x_text(x: X, fine: bool = False) -> str:
     if isinstance(x, datetime):
         return x.strftime("%H:%M:%S" if fine else "%m-%d %H:%M")
     if isinstance(x, date):
@@ -116,14 +119,19 @@ def line_chart(title: str, series: list[Series], x_label: str = "", y_label: str
         chart.legend.append(s.name)
     step = max(1, len(xs) // 6)
     # Times within one day are told apart by the clock alone.
-    fine = isinstance(xs[0], datetime) and (xs[-1] - xs[0]).total_seconds() < 86_400
+    first, last = xs[0], xs[-1]
+    fine = (
+        isinstance(first, datetime)
+        and isinstance(last, datetime)
+        and (last - first).total_seconds() < 86_400
+    )
     for i in range(0, len(xs), step):
         chart.x_ticks.append({"x": round(position[xs[i]], 1), "text": _x_text(xs[i], fine)})
     return chart
 
 
 def bar_chart(
-    title: str, bars: list[tuple[Any, Decimal]], x_label: str = "", y_label: str = ""
+    title: str, bars: Sequence[tuple[X, Decimal]], x_label: str = "", y_label: str = ""
 ) -> Chart:
     """One bar per x (a day, a level, a rule)."""
     chart = Chart(title, "bars", x_label=x_label, y_label=y_label)
@@ -153,5 +161,5 @@ def bar_chart(
     return chart
 
 
-def _order(x: Any) -> Any:
+def _order(x: X) -> tuple[int, X]:
     return (0, x) if isinstance(x, date | datetime) else (1, str(x))

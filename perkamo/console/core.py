@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
-from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,10 +82,10 @@ class Page:
     def admin(self) -> bool:
         return self.session is not None and self.session.role == "admin"
 
-    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+    def render(self, template: str, status: int = 200, **context: object) -> Response:
         return self.console.render(self, template, status, **context)
 
-    def redirect(self, path: str, **query: Any) -> Response:
+    def redirect(self, path: str, **query: object) -> Response:
         shown = {k: v for k, v in query.items() if v not in (None, "")}
         return redirect(PREFIX + path + (("?" + urlencode(shown)) if shown else ""))
 
@@ -98,7 +97,7 @@ class Page:
         error: str | None = None,
         fields: dict[str, str] | None = None,
         keep: bool = False,
-        **extra: Any,
+        **extra: object,
     ) -> Response:
         """Post → redirect → get: what the next page shows once (a notice, an error, the
         problems by field, the form as typed) is kept with the session, never put in the
@@ -150,7 +149,7 @@ def redirect(location: str) -> Response:
     return response
 
 
-def url(path: str, **query: Any) -> str:
+def url(path: str, **query: object) -> str:
     """A console URL: path segments quoted, query encoded (templates use it)."""
     shown = {k: v for k, v in query.items() if v not in (None, "")}
     return PREFIX + path + (("?" + urlencode(shown)) if shown else "")
@@ -164,7 +163,7 @@ def seg(value: str) -> str:
 _pretty_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
-def pretty(value: Any) -> str:
+def pretty(value: object) -> str:
     """Any JSON value, indented (exact decimals; escaped by the template as text)."""
     return msgspec.json.format(_pretty_encoder.encode(value), indent=2).decode()
 
@@ -184,7 +183,9 @@ _UTC = ZoneInfo("UTC")
 
 
 @jinja2.pass_context
-def timestamp(context: Any, value: datetime | str | None, date_only: bool = False) -> Markup:
+def timestamp(
+    context: jinja2.runtime.Context, value: datetime | str | None, date_only: bool = False
+) -> Markup:
     """One format everywhere: the operator's local time with its zone, ISO 8601 (UTC) on
     hover and in ``datetime``."""
     if value is None or value == "":
@@ -201,13 +202,13 @@ def timestamp(context: Any, value: datetime | str | None, date_only: bool = Fals
     return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, iso, shown)
 
 
-def ident(value: Any) -> Markup:
+def ident(value: object) -> Markup:
     """A long id truncated on screen, the whole of it on hover and when copied."""
     text = "" if value is None else str(value)
     return Markup('<span class="id" title="{}">{}</span>').format(text, text)
 
 
-def amount(value: Any) -> str:
+def amount(value: object) -> str:
     """A decimal as people write it: no exponent, no trailing zeros, thousands spaced."""
     if value is None:
         return ""
@@ -218,7 +219,7 @@ def amount(value: Any) -> str:
     return text
 
 
-def signed(value: Any) -> str:
+def signed(value: object) -> str:
     text = amount(value)
     return text if text.startswith("-") else "+" + text
 
@@ -316,7 +317,7 @@ class Console:
         ):
             raise Forbidden("The request did not come from this console.")
 
-    def render(self, page: Page | None, template: str, status: int, **context: Any) -> Response:
+    def render(self, page: Page | None, template: str, status: int, **context: object) -> Response:
         session = page.session if page else None
         flash = page.flash if page else {}
         html = _env.get_template(template).render(

@@ -8,7 +8,6 @@ import copy
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Any
 
 from perkamo.configuration import versions
 from perkamo.console.trial import candidate
@@ -26,7 +25,7 @@ def new_label() -> str:
     return f"draft-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def problems_of(module: str, body: Any, path: str = "body") -> list[tuple[str, str]]:
+def problems_of(module: str, body: object, path: str = "body") -> list[tuple[str, str]]:
     """Every problem of ``body`` on its own, with its JSON path. The validator stops at the
     first shape error, so an item with a problem is set aside and the rest validated
     again, until nothing more is found: three mistakes in three rules show at once."""
@@ -60,7 +59,7 @@ def problems_of(module: str, body: Any, path: str = "body") -> list[tuple[str, s
     return list(dict.fromkeys(found))
 
 
-def cross_module(conn: Conn, space_id: int, module: str, body: Any) -> list[tuple[str, str]]:
+def cross_module(conn: Conn, space_id: int, module: str, body: object) -> list[tuple[str, str]]:
     """What would stop this body activating beside the active modules (a wallet, an event
     or a perk another module lacks)."""
     try:
@@ -71,7 +70,7 @@ def cross_module(conn: Conn, space_id: int, module: str, body: Any) -> list[tupl
 
 
 def save(
-    conn: Conn, space_id: int, module: str, body: Any, label: str, operator: str
+    conn: Conn, space_id: int, module: str, body: object, label: str, operator: str
 ) -> list[tuple[str, str]]:
     """Store ``body`` as draft ``label`` (validated on its own) with its audit row; returns
     the problems it would have activating with the active program (warnings). Raises

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import msgspec
 
@@ -61,7 +60,9 @@ class Builder:
             self.problems[name] = "required"
         return value
 
-    def number(self, name: str, *, whole: bool = False, minimum: int | None = None) -> Any:
+    def number(
+        self, name: str, *, whole: bool = False, minimum: int | None = None
+    ) -> int | Decimal | None:
         value = _text(self.form, name)
         if not value:
             return None
@@ -80,7 +81,7 @@ class Builder:
             return None
         return int(number) if whole else number
 
-    def value(self, name: str, op: str) -> Any:
+    def value(self, name: str, op: str) -> object:
         """A condition's value as typed: JSON when it parses (50, true, "x", [1, 2]), else
         the text itself; for ``in``/``not_in`` a comma-separated list works too."""
         raw = _text(self.form, name)
@@ -93,7 +94,7 @@ class Builder:
         return value
 
 
-def _decoded(text: str) -> Any:
+def _decoded(text: str) -> object:
     try:
         return _decoder.decode(text.encode())
     except msgspec.DecodeError:
@@ -121,7 +122,7 @@ def rule_fields(rule: JsonObject) -> dict[str, str]:
     return fields
 
 
-def _json(value: Any) -> str:
+def _json(value: object) -> str:
     if isinstance(value, str):
         return value
     return _encoder.encode(value).decode()
@@ -244,7 +245,7 @@ def build_wallet(form: dict[str, str]) -> tuple[JsonObject, dict[str, str]]:
         item["description"] = description
     if pending := b.number("pending_days", whole=True, minimum=0):
         item["pending_days"] = pending
-    expiry: dict[str, Any] = {}
+    expiry: dict[str, object] = {}
     if (after_days := b.number("expiry_after_days", whole=True, minimum=1)) is not None:
         expiry["after_days"] = after_days
     if end_of := b.text("expiry_end_of"):

@@ -8,18 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
 from perkamo.configuration.versions import invalid_config
 from perkamo.errors import PerkamoError
+from perkamo.profiles.answers import EventOutcome
 from perkamo.profiles.snapshot import Snapshot
-from perkamo.program import MODULES, InvalidConfig, Program, compile_program
+from perkamo.program import MODULES, InvalidConfig, ProfileState, Program, compile_program
 from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 from perkamo.trials.simulate import SimulatedEvent, simulate
 from storage import config as config_store
+from storage.database import Conn
 
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -57,7 +58,7 @@ def parse_context(text: str) -> JsonObject:
     return value
 
 
-def candidate(conn: Any, space_id: int, bodies: JsonObject, label: str) -> Program:
+def candidate(conn: Conn, space_id: int, bodies: JsonObject, label: str) -> Program:
     """The active program with ``bodies`` (module → body, unsaved) in place, validated as on
     activation. Raises PerkamoError (invalid_config with every problem's path)."""
     current = {r.module: (r.version, r.body) for r in config_store.active_versions(conn, space_id)}
@@ -98,18 +99,19 @@ async def try_event(
     )
 
 
-def _describe(label: str, outcome: Any, state: Any, program: Program) -> Side:
+def _describe(label: str, outcome: EventOutcome, state: ProfileState, program: Program) -> Side:
     side = Side(label)
     names = {w.key: w.name for w in program.wallets}
     rules = {r.key: r.name for r in program.rules}
     for d in outcome.delta:
         side.delta[d.wallet] = Decimal(d.amount)
     for b in outcome.breakdown:
-        source = b.source
+        source, key = b.source, b.key  # an award has both (a clamp neither)
         if not isinstance(source, str) or not isinstance(b.amount, Decimal):
             continue  # a clamp: its effect is in the delta
+        assert isinstance(key, str)
         amount = Decimal(b.amount)
-        title = rules.get(b.key, b.key) if source == "rule" else b.key
+        title = rules.get(key, key) if source == "rule" else key
         boosted = f", boosted ×{b.boost.factor}" if b.boost else ""
         side.lines.append(
             f"{source} “{title}” gives {_n(amount)} {names.get(b.wallet, b.wallet)}{boosted}"

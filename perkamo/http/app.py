@@ -7,6 +7,7 @@ from typing import Any
 
 from quart import Response, request
 from quart.routing import QuartMap
+from quart.wrappers import BaseRequestWebsocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
@@ -31,12 +32,17 @@ class _EveryRequest:
     def __init__(self, rule: Rule) -> None:
         self._rule = rule
 
-    def match(self, *args: Any, return_rule: bool = False, **kwargs: Any) -> tuple[Any, JsonObject]:
+    def match(
+        self, *args: object, return_rule: bool = False, **kwargs: object
+    ) -> tuple[Rule | str, JsonObject]:
         return (self._rule if return_rule else self._rule.endpoint), {}
 
 
 class _CatchAllMap(QuartMap):
-    def bind_to_request(self, request: Any, subdomain: Any, server_name: Any) -> Any:
+    # An _EveryRequest where quart expects a MapAdapter: it has the one method quart calls.
+    def bind_to_request(
+        self, request: BaseRequestWebsocket, subdomain: str | None, server_name: str | None
+    ) -> Any:
         return _EveryRequest(self._rules_by_endpoint["any"][0])
 
 

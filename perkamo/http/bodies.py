@@ -203,7 +203,7 @@ class EventInput(msgspec.Struct, frozen=True):
     occurred_at: datetime | None
 
 
-def decode_json(body: bytes) -> Any:
+def decode_json(body: bytes) -> object:
     """Raw body → JSON value. Raises invalid_json, or validation_error for a
     U+0000 anywhere in it (PostgreSQL cannot store one; JSON can only carry it escaped)."""
     if not body.strip():
@@ -265,9 +265,7 @@ def _too_deep(value: object, depth: int) -> bool:
     return False
 
 
-def check_object(
-    value: JsonObject | list[Any] | None, path: str, body_size: int | None = None
-) -> JsonObject:
+def check_object(value: object, path: str, body_size: int | None = None) -> JsonObject:
     """An optional JSON object; ``null`` and ``[]`` (PHP's empty array; a longer list is
     refused by the Struct) mean ``{}``. U+0000 was refused when the body was decoded.
     ``body_size``: the size of the request body it came from, when known."""

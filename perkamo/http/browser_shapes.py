@@ -24,6 +24,7 @@ from perkamo.http.responses import (
     StreakEntry,
     WalletDetails,
 )
+from perkamo.program.json_walk import JsonObject
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 Origin = Annotated[str, Meta(min_length=1, max_length=300)]
@@ -138,7 +139,7 @@ class ClientProfileDocument(Shape, kw_only=True, omit_defaults=True):
 
     tenant: str
     user_id: str
-    traits: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    traits: JsonObject | msgspec.UnsetType = msgspec.UNSET
     wallets: dict[str, Decimal]
     wallet_details: dict[str, WalletDetails]  # as the server's profile (pending, expiring…)
     level: LevelProgress | None
@@ -160,5 +161,5 @@ class ClientProgramDocument(Shape):
     """``GET /v1/client/program``: what a widget shows (no conditions, no reward effects,
     no integration, metrics or usage)."""
 
-    blueprint: dict[str, Any]
+    blueprint: JsonObject
     versions: dict[str, str | None]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 from quart import Request, Response
@@ -233,7 +233,7 @@ async def _allowed_by_header_key(runtime: Runtime, request: Request, origin: str
     return {}
 
 
-def _respond(result: edge.Result[Any], request_id: str, headers: dict[str, str]) -> Response:
+def _respond(result: edge.Result[object], request_id: str, headers: dict[str, str]) -> Response:
     body = result.body
     if isinstance(body, StreamBody):
         response = Response(body.chunks, status=200, content_type="text/event-stream")

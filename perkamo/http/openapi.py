@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -243,7 +242,7 @@ def _link_modules(components: JsonObject) -> None:
     }
 
 
-def _numbers(value: Any) -> Any:
+def _numbers(value: object) -> object:
     """Decimals travel as JSON numbers (the server encodes them so)."""
     if value == _DECIMAL:
         return {"type": "number"}

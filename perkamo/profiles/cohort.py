@@ -15,9 +15,8 @@ another process's version, a limit, a refused write to judge) goes on with its r
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import date
-from typing import Any
 
 import trio
 
@@ -116,9 +115,7 @@ async def _go_on(
     return await rounds.conclude()
 
 
-async def _alone(
-    answered: Answered[object], i: int, work: Coroutine[Any, Any, Sequence[object]]
-) -> None:
+async def _alone(answered: Answered[object], i: int, work: Awaitable[Sequence[object]]) -> None:
     try:
         result: Sequence[object] | Exception = await work
     except Exception as exc:

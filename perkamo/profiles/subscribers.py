@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import trio
@@ -161,7 +161,7 @@ class Subscriber:
             self._wake = trio.Event()
 
 
-def _nothing(key: Any) -> None:
+def _nothing(key: ProfileKey) -> None:
     return None
 
 

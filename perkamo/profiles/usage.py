@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 import trio
 
 from perkamo.errors import Code, PerkamoError
-from storage import Database, Status, Unit
+from storage import Database, Status, Unit, Verdict
 from storage.cache import SharedCache
 from storage.profiles import usage_counters
 
@@ -118,7 +117,7 @@ class UsageLedger:
         key = (space_id, period_of(moment), meter)
         self._requests[key] = self._requests.get(key, 0) + 1
 
-    async def flush_requests(self, commit: Callable[[Unit], Awaitable[Any]]) -> None:
+    async def flush_requests(self, commit: Callable[[Unit], Awaitable[Verdict]]) -> None:
         pending, self._requests = self._requests, {}
         if not pending:
             return
@@ -131,7 +130,7 @@ class UsageLedger:
             for key, n in pending.items():
                 self._requests[key] = self._requests.get(key, 0) + n
 
-    async def run_request_flusher(self, commit: Callable[[Unit], Awaitable[Any]]) -> None:
+    async def run_request_flusher(self, commit: Callable[[Unit], Awaitable[Verdict]]) -> None:
         while True:
             await trio.sleep(1)
             await self.flush_requests(commit)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Any
+from typing import cast
 
 import msgspec
 
@@ -40,23 +40,24 @@ def _number(value: Decimal) -> int | msgspec.Raw:
 _SCALAR = frozenset((str, int, bool, type(None)))
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: object) -> object:
     kind = type(value)  # the exact JSON types first: this runs for every event's hash
     if kind in _SCALAR:
         return value
     if kind is dict:
+        mapping = cast("dict[str, object]", value)
         # ASCII keys sort the same by UTF-16 code units as by code points.
-        ascii_keys = all(map(str.isascii, value))
-        keys = sorted(value) if ascii_keys else sorted(value, key=_utf16)
-        return {k: _canonical(value[k]) for k in keys}
+        ascii_keys = all(map(str.isascii, mapping))
+        keys = sorted(mapping) if ascii_keys else sorted(mapping, key=_utf16)
+        return {k: _canonical(mapping[k]) for k in keys}
     if kind is list:
-        return [_canonical(v) for v in value]
+        return [_canonical(v) for v in cast("list[object]", value)]
     if isinstance(value, Decimal):
         return _number(value)
     return _other(value)
 
 
-def _other(value: Any) -> Any:
+def _other(value: object) -> object:
     """Subclasses of the JSON types, tuples and floats (not produced by our decoders)."""
     if value is None or isinstance(value, bool | str | int):
         return value
@@ -69,12 +70,12 @@ def _other(value: Any) -> Any:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: object) -> bytes:
     """``value`` in canonical form 2."""
     return _encoder.encode(_canonical(value))
 
 
-def _legacy(value: Any) -> Any:
+def _legacy(value: object) -> object:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int | Decimal):
@@ -89,20 +90,20 @@ def _legacy(value: Any) -> Any:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def legacy_canonical_json(value: Any) -> bytes:
+def legacy_canonical_json(value: object) -> bytes:
     """``value`` in canonical form 1 (see the module docstring)."""
     return _legacy_encoder.encode(_legacy(value))
 
 
-def canonical_in(form: int, value: Any) -> bytes:
+def canonical_in(form: int, value: object) -> bytes:
     return canonical_json(value) if form == FORM else legacy_canonical_json(value)
 
 
-def request_hash(*parts: Any, form: int = FORM) -> bytes:
+def request_hash(*parts: object, form: int = FORM) -> bytes:
     """SHA-256 over the canonical JSON of ``parts`` (e.g. user_id, event, context)."""
     return hashlib.sha256(canonical_in(form, list(parts))).digest()
 
 
-def checksum(body: Any, form: int = FORM) -> str:
+def checksum(body: object, form: int = FORM) -> str:
     """A configuration body's checksum: hex SHA-256 of its canonical JSON."""
     return hashlib.sha256(canonical_in(form, body)).hexdigest()

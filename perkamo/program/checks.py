@@ -8,7 +8,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -37,7 +36,7 @@ class InvalidConfig(Exception):
         self.problems = problems
 
 
-def _numbers(value: Any, path: str) -> Iterable[Problem]:
+def _numbers(value: object, path: str) -> Iterable[Problem]:
     """Numeric settings are JSON numbers (msgspec would take numeric strings) within
     ±10^15 (docs/program.md "Bounds")."""
     for here, key, item in walk(value, path):
@@ -53,7 +52,7 @@ MAX_MODULE_BYTES = 512 * 1024  # a module's compact JSON (1,000 plain rules are 
 _compact = msgspec.json.Encoder(decimal_format="number")
 
 
-def parse_module(module: str, body: Any, path: str) -> s.Strict:
+def parse_module(module: str, body: object, path: str) -> s.Strict:
     """One module body → its Struct. Raises InvalidConfig with JSON paths."""
     if len(_compact.encode(body)) > MAX_MODULE_BYTES:
         raise InvalidConfig([Problem(path, f"a module is at most {MAX_MODULE_BYTES} bytes")])
@@ -73,7 +72,7 @@ def parse_module(module: str, body: Any, path: str) -> s.Strict:
 # -- checks within one module ---------------------------------------------------------------
 
 
-def _keys(items: Iterable[Any], path: str, field: str = "key") -> Iterable[Problem]:
+def _keys(items: Iterable[object], path: str, field: str = "key") -> Iterable[Problem]:
     seen: set[str] = set()
     for index, item in enumerate(items):
         key = getattr(item, field)

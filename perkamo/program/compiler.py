@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -56,7 +56,7 @@ def _time(value: str | None) -> datetime | None:
 
 
 def compile_program(
-    modules: dict[str, tuple[str, Any]], paths: dict[str, str] | None = None
+    modules: Mapping[str, tuple[str, object]], paths: dict[str, str] | None = None
 ) -> Program:
     """``modules`` maps module → (version, body) for the active (or to-be-active) modules.
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cache
-from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
@@ -23,7 +22,7 @@ from perkamo.program.json_walk import JsonObject
 _INT_RANGE = 2**63  # beyond it an integer field refuses the value anyway (with its bound)
 
 
-def conform(value: Any, shape: Any) -> Any:
+def conform(value: object, shape: object) -> object:
     """``value`` ready for ``msgspec.convert(value, shape)``. Raises msgspec.ValidationError
     (with the ``- at `$.path``` suffix msgspec uses) for a string where a number belongs."""
     info = _info(shape)
@@ -32,13 +31,13 @@ def conform(value: Any, shape: Any) -> Any:
     return _walk(value, info, "$")
 
 
-def has_numbers(shape: Any) -> bool:
+def has_numbers(shape: object) -> bool:
     """Whether ``shape`` has a number field anywhere."""
     return _has_numbers(_info(shape))
 
 
 @cache
-def _info(shape: Any) -> mi.Type:
+def _info(shape: object) -> mi.Type:
     return mi.type_info(shape)
 
 
@@ -75,7 +74,7 @@ def _number_kinds(info: mi.Type) -> tuple[bool, bool, bool]:
     return False, False, isinstance(info, mi.StrType | mi.AnyType)
 
 
-def _walk(value: Any, info: mi.Type, path: str) -> Any:
+def _walk(value: object, info: mi.Type, path: str) -> object:
     if isinstance(info, mi.Metadata):
         return _walk(value, info.type, path)
     if isinstance(value, str | Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
@@ -90,7 +89,7 @@ def _walk(value: Any, info: mi.Type, path: str) -> Any:
     return value
 
 
-def _scalar(value: Any, info: mi.Type, path: str) -> Any:
+def _scalar(value: str | Decimal | int, info: mi.Type, path: str) -> str | Decimal | int:
     integer, fraction, text = _number_kinds(info)
     if not (integer or fraction):
         return value

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -30,7 +29,7 @@ class AwardDef:
 class ConditionDef:
     path: str
     op: str
-    value: Any
+    value: object  # a JSON value, compared by paths.holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +60,9 @@ class WalletDef:
     # Whether the wallet keeps lots (it has an expiry or pending days).
     has_lots: bool = field(init=False, repr=False, compare=False)
     # Lot dates by earning day, computed once (lotdates.py): a pure function's cache.
-    day_dates: dict[date, Any] = field(init=False, repr=False, compare=False)
+    day_dates: dict[date, tuple[datetime | None, datetime | None]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantum", Decimal(1).scaleb(-self.precision))

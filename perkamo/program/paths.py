@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Final, TypeAlias, TypeVar, cast
 
-MISSING: Any = object()
+MISSING: Final = object()
+
+_Number: TypeAlias = int | Decimal | float  # what _kind calls "number" (never a bool)
+_Ordered = TypeVar("_Ordered", Decimal, str)
 
 OPERATORS = (
     "eq",
@@ -28,9 +31,9 @@ OPERATORS = (
 )
 
 
-def lookup(scope: Mapping[str, object], path: str) -> Any:
+def lookup(scope: Mapping[str, object], path: str) -> object:
     """``scope`` is ``{"context": {...}, "traits": {...}}``; numeric segments index lists."""
-    value: Any = scope
+    value: object = scope
     for segment in path.split("."):
         if isinstance(value, dict):
             if segment not in value:
@@ -46,7 +49,7 @@ def lookup(scope: Mapping[str, object], path: str) -> Any:
     return value
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -60,24 +63,31 @@ def _kind(value: Any) -> str:
     return "object"
 
 
-def json_equal(a: Any, b: Any) -> bool:
+def json_equal(a: object, b: object) -> bool:
     kind = _kind(a)
     if kind != _kind(b):
         return False
     if kind == "number":
-        return Decimal(a) == Decimal(b)
+        return Decimal(cast(_Number, a)) == Decimal(cast(_Number, b))
     if kind == "list":
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        xs, ys = cast("list[object]", a), cast("list[object]", b)
+        return len(xs) == len(ys) and all(json_equal(x, y) for x, y in zip(xs, ys, strict=True))
     if kind == "object":
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+        ma, mb = cast("Mapping[str, object]", a), cast("Mapping[str, object]", b)
+        return ma.keys() == mb.keys() and all(json_equal(ma[k], mb[k]) for k in ma)
     return bool(a == b)
 
 
-def _ordered(a: Any, b: Any, op: str) -> bool:
+def _ordered(a: object, b: object, op: str) -> bool:
     kind = _kind(a)
     if kind != _kind(b) or kind not in ("number", "string"):
         return False
-    x, y = (Decimal(a), Decimal(b)) if kind == "number" else (a, b)
+    if kind == "number":
+        return _compared(Decimal(cast(_Number, a)), Decimal(cast(_Number, b)), op)
+    return _compared(cast(str, a), cast(str, b), op)
+
+
+def _compared(x: _Ordered, y: _Ordered, op: str) -> bool:
     if op == "gt":
         return bool(x > y)
     if op == "gte":
@@ -87,7 +97,7 @@ def _ordered(a: Any, b: Any, op: str) -> bool:
     return bool(x <= y)
 
 
-def holds(value: Any, op: str, expected: Any) -> bool:
+def holds(value: object, op: str, expected: object) -> bool:
     """Whether ``value`` (MISSING when the path is absent) satisfies ``op expected``."""
     if op == "exists":
         return value is not MISSING

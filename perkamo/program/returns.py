@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 from perkamo.errors import Code
 from perkamo.program.adjustments import SupportRefused, evaluation_of
@@ -76,7 +75,7 @@ def reverse_event(
     record: EventRecord,
     program: Program,
     received_at: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
 ) -> tuple[ProfileState, EventReturn]:
     """Take back what the event gave, on the profile settled at ``received_at``."""
     with localcontext(DECIMALS):

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import localcontext
-from typing import Any
 
 import msgspec
 
@@ -57,7 +56,7 @@ def settle(
     state: ProfileState,
     program: Program,
     now: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
     into: Settlement | None = None,
 ) -> Settlement:
     """Settle ``state`` (changed in place) at ``now``; returns what it changed (added to
@@ -87,7 +86,7 @@ def _settle_due(
     state: ProfileState,
     program: Program,
     now: datetime,
-    traits: Mapping[str, Any],
+    traits: Mapping[str, object],
     due: list[tuple[str, WalletBalance]],
     report: Settlement,
 ) -> None:

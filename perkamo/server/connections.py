@@ -223,7 +223,7 @@ def failed(connection: ConnectionServer, failure: BaseException) -> None:
     )
 
 
-def _peer(stream: Any) -> str:
+def _peer(stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]
     except (AttributeError, OSError, ValueError):

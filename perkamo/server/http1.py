@@ -56,7 +56,7 @@ class StrictConnection(h11.Connection):
 
     refusal: PerkamoError | None = None  # why the last request was refused, for its answer
 
-    def _extract_next_receive_event(self) -> Any:
+    def _extract_next_receive_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         before = len(self._receive_buffer)
         event = super()._extract_next_receive_event()
         if isinstance(event, h11.Request):

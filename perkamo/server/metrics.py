@@ -5,10 +5,9 @@ time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from perkamo.cluster.node import ClusterStatistics
@@ -21,7 +20,7 @@ class _RuntimeCollector(Collector):
     def __init__(self, source: Callable[[], RuntimeStatistics]) -> None:
         self._source = source
 
-    def collect(self) -> Iterable[Any]:
+    def collect(self) -> Iterable[Metric]:
         s = self._source()
         actors, writer, hooks = s.actors, s.writer, s.webhooks
         yield GaugeMetricFamily("perkamo_actors_resident", "Profiles in memory", actors.resident)
@@ -83,7 +82,7 @@ class _RuntimeCollector(Collector):
         )
 
 
-def _cluster_metrics(c: ClusterStatistics) -> Iterable[Any]:
+def _cluster_metrics(c: ClusterStatistics) -> Iterable[Metric]:
     links = c.links
     yield GaugeMetricFamily("perkamo_cluster_members", "Live members, this one included", c.members)
     yield GaugeMetricFamily("perkamo_shards_owned", "Shards this member owns", c.shards)

@@ -15,7 +15,6 @@ import signal
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -26,7 +25,7 @@ from perkamo.cli.operators import ensure_demo_operator
 from perkamo.configuration import ProgramCatalog, activate_demo
 from perkamo.http.app import create_app
 from perkamo.http.demo_page import DemoPage
-from perkamo.runtime import open_runtime
+from perkamo.runtime import Runtime, open_runtime
 from perkamo.server import connections, http1
 from perkamo.server.metrics import Metrics
 from perkamo.settings import Settings
@@ -162,7 +161,7 @@ async def _watch_supervisor(parent: int, stop: trio.Event) -> None:
             await stop.wait()
 
 
-async def demo_page(runtime: Any, settings: Settings) -> DemoPage:
+async def demo_page(runtime: Runtime, settings: Settings) -> DemoPage:
     """The ``/demo/`` page's keys: the demo Space's server key and a browser key that
     allows this server's own origin (the page is served from it)."""
     space, key = await runtime.db.run(admin.ensure_demo, settings.data_dir / "demo-key")

@@ -8,12 +8,11 @@ ten largest changes. The replay owns the states it builds and changes them in pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from itertools import groupby
-from typing import Any
 
 from perkamo.errors import PerkamoError
 from perkamo.profiles.commands import COMMANDS, Replay
@@ -24,7 +23,7 @@ from perkamo.program.outcome import Delta, Settlement, Unlocked
 from perkamo.program.settling import settle
 from storage.backtests import Write
 
-ProgramFor = Callable[[Any], Program]  # recorded program versions -> compiled program
+ProgramFor = Callable[[str | None], Program]  # recorded versions (JSON text) -> compiled
 ZERO = Decimal(0)
 
 
@@ -227,7 +226,7 @@ def _largest(
     return sorted(changes, key=lambda c: (-c[0], c[1], c[2]))[:10]
 
 
-def _same_delta(delta: list[Delta], recorded: Any) -> bool:
+def _same_delta(delta: list[Delta], recorded: Sequence[JsonObject]) -> bool:
     """Whether a replayed delta is the recorded one (the stored answer's ``delta``)."""
     return len(delta) == len(recorded) and all(
         d.wallet == r["wallet"] and d.amount == Decimal(r["amount"])

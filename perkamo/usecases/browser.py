@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
-import psycopg
 
 from perkamo.access import browser_keys as keys
 from perkamo.access import tokens
@@ -27,9 +25,8 @@ from perkamo.runtime import Runtime
 from storage import browser_keys as store
 from storage.browser_keys import BrowserKeyRecord
 from storage.console import audit
+from storage.database import Conn
 from storage.spaces import KeyRecord
-
-Conn = psycopg.Connection[Any]
 
 
 def document(record: BrowserKeyRecord, key: str | None = None) -> BrowserKeyDocument:
@@ -49,17 +46,18 @@ def document(record: BrowserKeyRecord, key: str | None = None) -> BrowserKeyDocu
     )
 
 
-def given_fields(body: msgspec.Struct) -> dict[str, Any]:
+def given_fields(body: msgspec.Struct) -> dict[str, object]:
     """The policy fields a body sets (a PATCH's ``None`` means "unchanged")."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, object] = {}
     for name in ("name", "allowed_origins", "allowed_events", "capabilities", "rate",
                  "expose_traits"):  # fmt: skip
         value = getattr(body, name, None)
         if value is None:
             continue
         fields[name] = msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
-    if isinstance(fields.get("rate"), dict):
-        fields["rate"]["per_second"] = float(fields["rate"]["per_second"])
+    rate = fields.get("rate")
+    if isinstance(rate, dict):
+        rate["per_second"] = float(rate["per_second"])
     return fields
 
 
@@ -68,7 +66,7 @@ def refused(exc: PolicyError) -> PerkamoError:
 
 
 def create_key(
-    conn: Conn, space_id: int, environment: str, given: dict[str, Any], actor: str
+    conn: Conn, space_id: int, environment: str, given: dict[str, object], actor: str
 ) -> keys.Created:
     """Raises PolicyError."""
     created = keys.create(conn, space_id, environment, given)
@@ -78,7 +76,7 @@ def create_key(
 
 
 def update_key(
-    conn: Conn, space_id: int, key_id: str, given: dict[str, Any], actor: str
+    conn: Conn, space_id: int, key_id: str, given: dict[str, object], actor: str
 ) -> BrowserKeyRecord | None:
     record = keys.update(conn, space_id, key_id, given)
     if record is not None:

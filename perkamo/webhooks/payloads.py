@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -64,7 +64,7 @@ def event_delivery(
 ) -> OutboxRow:
     """``source``: "client" for a browser-sent event (docs/api.md "The browser half"), else
     "server"."""
-    effects: list[Any] = list(outcome.unlocked)
+    effects: list[object] = list(outcome.unlocked)
     if level_from is not None and outcome.level is not None:
         effects.append({"type": "level", "from": level_from, "to": outcome.level.level})
     payload = {
@@ -144,7 +144,7 @@ def support_delivery(
 ) -> OutboxRow:
     """``adjustment.created`` / ``redemption.reversed`` / ``event.reversed`` (docs/api.md
     "Support operations"), in the envelope of the webhooks section."""
-    effects: list[Any] = list(change.unlocked)
+    effects: list[object] = list(change.unlocked)
     payload = {
         "id": delivery_id,
         "type": event_type,
@@ -177,7 +177,7 @@ def settlement_deliveries(
     """``points.released`` / ``points.expired`` (docs/program.md "Points that wait and points that
     expire"): one per wallet and kind that settling changed, with the lots; the level change and
     unlocks settling caused are the ``effects`` of the first one."""
-    effects: list[Any] = list(settlement.unlocked)
+    effects: list[object] = list(settlement.unlocked)
     if settlement.level_from is not None and level is not None:
         effects.append({"type": "level", "from": settlement.level_from, "to": level.level})
     rows = []
@@ -212,7 +212,7 @@ def settlement_deliveries(
 
 
 def _row(
-    space_id: int, event_type: str, payload: Any, at: datetime, subject: str | None
+    space_id: int, event_type: str, payload: object, at: datetime, subject: str | None
 ) -> OutboxRow:
     body = _encoder.encode(payload).decode()
     return OutboxRow("dlv_" + ids.token_hex(12), space_id, event_type, body, at, subject)

@@ -4,20 +4,27 @@ use cases as the API and the CLI, each with its audit row."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict
 
-import psycopg
 from quart import Response
 
 from perkamo.access.browser_keys import CAPABILITIES, PolicyError
 from perkamo.console.core import Page, seg
 from perkamo.usecases import browser
 from storage.browser_keys import BrowserKeyRecord
+from storage.database import Conn
 
-Conn = psycopg.Connection[Any]
+
+class Listing(TypedDict):
+    """The Secret keys screen's browser-key part of the template context."""
+
+    browser_keys: list[BrowserKeyRecord]
+    browser_created: object  # the flash {id, key} of a key just created, else None
+    capabilities: tuple[str, ...]
 
 
-async def listing(page: Page) -> dict[str, Any]:
+async def listing(page: Page) -> Listing:
     """What the Secret keys screen shows of browser keys."""
     assert page.space is not None
     records = await page.runtime.db.run(browser.list_keys, page.space.id)
@@ -29,10 +36,10 @@ async def listing(page: Page) -> dict[str, Any]:
     }
 
 
-def _given(form: Any) -> dict[str, Any]:
+def _given(form: Mapping[str, str]) -> dict[str, object]:
     origins = [o.strip() for o in form.get("origins", "").splitlines() if o.strip()]
     events = [e.strip() for e in form.get("events", "").split(",") if e.strip()]
-    given: dict[str, Any] = {
+    given: dict[str, object] = {
         "name": form.get("name", "").strip(),
         "allowed_origins": origins,
         "allowed_events": events,

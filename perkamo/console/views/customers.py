@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import msgspec
 from quart import Response
@@ -29,7 +28,7 @@ EXPORT_LIMIT = 100_000
 CHART_POINTS = 200
 
 
-def _search(page: Page) -> tuple[str, str | None, tuple[str, Any] | None]:
+def _search(page: Page) -> tuple[str, str | None, tuple[str, object] | None]:
     """(the query as typed, a user id prefix or trait value, or ``trait=value``)."""
     q = page.query.get("q", "").strip()[:256]
     name, equals, value = q.partition("=")
@@ -46,7 +45,7 @@ def _after(page: Page) -> tuple[datetime, str] | None:
         return None
 
 
-def level_of(wallets: Any, program: Program) -> tuple[int, str] | None:
+def level_of(wallets: object, program: Program) -> tuple[int, str] | None:
     """(level, tier name) from a profile's stored wallets, as the engine derives it."""
     if program.leveling is None:
         return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from quart import Response
 
@@ -18,6 +17,7 @@ from storage import backtests as backtest_store
 from storage import browse
 from storage import config as config_store
 from storage import console as audit_store
+from storage.config import ConfigVersion
 from storage.database import Conn
 
 PAGE = 50
@@ -31,7 +31,7 @@ async def backtests(page: Page) -> Response:
     return page.render("backtests.html", jobs=jobs, stored=stored, active=active, running=running)
 
 
-def _versions(conn: Conn, space_id: int) -> tuple[dict[str, list[Any]], dict[str, str]]:
+def _versions(conn: Conn, space_id: int) -> tuple[dict[str, list[ConfigVersion]], dict[str, str]]:
     active = {r.module: r.version for r in config_store.active_versions(conn, space_id)}
     return {m: config_store.list_versions(conn, space_id, m) for m in MODULES}, active
 

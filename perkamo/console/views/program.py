@@ -6,7 +6,6 @@ several modules together."""
 from __future__ import annotations
 
 import difflib
-from typing import Any
 
 import msgspec
 from quart import Response
@@ -41,7 +40,11 @@ def diff(before: str, after: str, label: str) -> list[str]:
     )
 
 
-async def module(page: Page, trial_result: Any = None, problems: Any = None) -> Response:
+async def module(
+    page: Page,
+    trial_result: trial.Trial | None = None,
+    problems: list[tuple[str, str]] | None = None,
+) -> Response:
     assert page.space is not None
     name = page.params["module"]
     if name not in MODULES:
@@ -76,7 +79,7 @@ async def module(page: Page, trial_result: Any = None, problems: Any = None) -> 
     )
 
 
-def _decode(text: str) -> tuple[Any, list[tuple[str, str]]]:
+def _decode(text: str) -> tuple[object, list[tuple[str, str]]]:
     try:
         return _decoder.decode(text.encode()), []
     except msgspec.DecodeError as exc:

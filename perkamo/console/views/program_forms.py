@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 from quart import Response
@@ -102,7 +101,10 @@ async def wallets(page: Page) -> Response:
 
 
 async def _form_page(
-    page: Page, kind: Kind, result: Any = None, problems: dict[str, str] | None = None
+    page: Page,
+    kind: Kind,
+    result: trial.Trial | None = None,
+    problems: dict[str, str] | None = None,
 ) -> Response:
     assert page.space is not None
     version = page.query.get("version") or page.form.get("base_version", "")

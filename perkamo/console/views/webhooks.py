@@ -6,9 +6,10 @@ recover."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 from quart import Response
@@ -23,6 +24,8 @@ from storage import console as audit_store
 from storage import deliveries as delivery_store
 from storage import webhooks as hook_store
 from storage.database import Conn
+
+T = TypeVar("T")
 
 PAGE = 50
 OVERLAP = timedelta(hours=24)  # both secrets sign for this long after a rotation
@@ -124,16 +127,16 @@ def _subject_kind(event_type: str) -> str:
 async def _audited(
     page: Page,
     action: str,
-    change: Any,
+    change: Callable[[Conn], T],
     target: str | None = None,
     reason: str | None = None,
     details: JsonObject | None = None,
-) -> Any:
+) -> T:
     """Run ``change(conn)`` and its audit row in one transaction."""
     assert page.space is not None
     space_id = page.space.id
 
-    def apply(conn: Conn) -> Any:
+    def apply(conn: Conn) -> T:
         done = change(conn)
         if done:
             audit_store.audit(conn, page.operator, action, space_id, target, reason, details)

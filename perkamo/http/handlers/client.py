@@ -30,6 +30,7 @@ from perkamo.profiles.actor import ProfileActor
 from perkamo.profiles.commands import ClientEvent
 from perkamo.profiles.committed import committed_view
 from perkamo.program import Program
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 from storage.browser_keys import BrowserKeyRecord
 
@@ -71,7 +72,7 @@ async def program(call: ClientCall[None]) -> Result[ClientProgramDocument]:
     return Result(ClientProgramDocument(widget_blueprint(active), active.versions))
 
 
-def widget_blueprint(active: Program) -> dict[str, Any]:
+def widget_blueprint(active: Program) -> JsonObject:
     """The blueprint without what a page must not see: rules' and boosts' conditions
     (how to game them) and rewards' effects (they may hold coupon codes)."""
     shown = blueprint(active)
@@ -81,7 +82,7 @@ def widget_blueprint(active: Program) -> dict[str, Any]:
     return shown
 
 
-def _without(item: Any, name: str) -> Any:
+def _without(item: object, name: str) -> object:
     return {k: v for k, v in item.items() if k != name} if isinstance(item, dict) else item
 
 
@@ -121,7 +122,7 @@ async def track(call: ClientCall[ClientEventBody]) -> Result[EventOutcome]:
     return Result(answer.body)
 
 
-async def _limits(call: ClientCall[Any]) -> dict[str, Any]:
+async def _limits(call: ClientCall[object]) -> JsonObject:
     """The Space's usage limits (the minting key's record carries them, cached)."""
     record = await call.runtime.browser.api_key(call.caller.claims.ak)
     return {} if record is None else record.space_limits

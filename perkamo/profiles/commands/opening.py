@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 
@@ -32,6 +32,7 @@ from perkamo.program import merge_traits
 from perkamo.program.adjustments import open_balance
 from perkamo.program.amounts import number
 from perkamo.program.canonical import FORM, request_hash
+from perkamo.program.json_walk import JsonObject
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.webhooks import support_delivery
 from storage import AdjustmentRow
@@ -43,13 +44,13 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 class OpenBalance(Command[Written], tag="opening", frozen=True, kw_only=True):
     namespace: ClassVar[str | None] = "adjustment"
-    answer_type: ClassVar[Any] = Written
+    answer_type: ClassVar[object] = Written
 
     transaction_id: str
     wallet: str
     amount: Decimal  # 0: the balance does not move (only ``earned`` and the traits)
     earned: Decimal | None = None  # added to the earned total; None: ``amount`` is
-    traits: dict[str, Any] = {}
+    traits: JsonObject = {}
     actor: str | None = None
     earned_at: datetime | None = None  # the opening lot's dates, for a wallet with lots
     expires_at: datetime | None = None

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from perkamo.errors import PerkamoError
 from perkamo.http.bodies import check_object, check_user_id
-from perkamo.program.json_walk import walk
+from perkamo.program.json_walk import JsonObject, walk
 from perkamo.program.timefmt import parse_rfc3339
 from perkamo.usecases.moving.format import MoveRefused
 
@@ -42,7 +41,7 @@ class Opening:
     wallet: str
     amount: Decimal
     earned: Decimal | None = None
-    traits: dict[str, Any] = field(default_factory=dict)
+    traits: JsonObject = field(default_factory=dict)
     earned_at: datetime | None = None
     expires_at: datetime | None = None
 
@@ -123,7 +122,7 @@ def _csv_rows(text: io.TextIOWrapper) -> Iterator[Opening | Refused]:
         number = reader.line_num + 1
 
 
-def _opening(number: int, row: dict[str, Any], *, from_json: bool) -> Opening | Refused:
+def _opening(number: int, row: Mapping[str, object], *, from_json: bool) -> Opening | Refused:
     """One row checked on its own (the program's checks come when it is applied)."""
     try:
         unknown = sorted(set(row) - set(FIELDS))
@@ -157,10 +156,12 @@ def _opening(number: int, row: dict[str, Any], *, from_json: bool) -> Opening | 
         return Refused(number, str(exc))
 
 
-def _number(value: Any, name: str, from_json: bool) -> Decimal:
+def _number(value: object, name: str, from_json: bool) -> Decimal:
     if from_json and (isinstance(value, bool) or not isinstance(value, int | Decimal)):
         raise ValueError(f"{name} is a JSON number")
     try:
+        if not isinstance(value, Decimal | str | int | float | tuple):
+            raise TypeError  # what Decimal() raises for any other value
         number = Decimal(value) if not isinstance(value, Decimal) else value
     except (InvalidOperation, TypeError):
         raise ValueError(f"{name} {value!r} is not a decimal number") from None
@@ -169,7 +170,7 @@ def _number(value: Any, name: str, from_json: bool) -> Decimal:
     return number
 
 
-def _time(value: Any, name: str) -> datetime | None:
+def _time(value: object, name: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):

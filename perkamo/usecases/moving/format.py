@@ -13,11 +13,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import msgspec
 
 from perkamo.access.admin import AdminError, check_slug
+from perkamo.program.json_walk import JsonObject
 
 FORMAT = "perkamo-export"
 FORMAT_VERSION = 1
@@ -35,7 +36,7 @@ class SpaceFields(msgspec.Struct, frozen=True):
     slug: str
     name: str
     environment: str
-    limits: dict[str, Any]
+    limits: JsonObject
     require_signatures: bool
 
 

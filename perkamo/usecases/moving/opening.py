@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
@@ -23,6 +23,7 @@ from perkamo.errors import Code, PerkamoError
 from perkamo.profiles.commands import OpenBalance, Written
 from perkamo.program import Program
 from perkamo.program.adjustments import check_opening
+from perkamo.program.json_walk import JsonObject
 from perkamo.runtime import Runtime
 from perkamo.usecases.moving.balances import Known, Opening, Refused
 from perkamo.usecases.moving.format import MoveRefused
@@ -63,7 +64,7 @@ def opening_transaction_id(wallet: str, user_id: str) -> str:
 async def apply_openings(
     runtime: Runtime,
     space_id: int,
-    limits: dict[str, Any],
+    limits: JsonObject,
     rows: Iterable[Opening | Refused],
     *,
     actor: str | None,
@@ -98,7 +99,7 @@ async def apply_openings(
 async def _window(
     runtime: Runtime,
     space_id: int,
-    limits: dict[str, Any],
+    limits: JsonObject,
     program: Program,
     batch: list[Opening | Refused],
     actor: str | None,
@@ -131,7 +132,7 @@ async def _window(
 async def _ask(
     runtime: Runtime,
     space_id: int,
-    limits: dict[str, Any],
+    limits: JsonObject,
     rows: list[Opening],
     actor: str | None,
 ) -> list[Written | PerkamoError]:
@@ -162,7 +163,7 @@ def _busy(answer: object) -> bool:
     )
 
 
-def _command(row: Opening, now: datetime, limits: dict[str, Any], actor: str | None) -> OpenBalance:
+def _command(row: Opening, now: datetime, limits: JsonObject, actor: str | None) -> OpenBalance:
     return OpenBalance(
         transaction_id=opening_transaction_id(row.wallet, row.user_id), wallet=row.wallet,
         amount=row.amount, earned=row.earned, traits=row.traits, actor=actor,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import psycopg
 
@@ -25,10 +25,10 @@ from perkamo.profiles.shards import shard_of
 from perkamo.usecases.moving.checking import KEY_LINES, Checked
 from perkamo.usecases.moving.format import MoveRefused, SpaceFields, line_type, open_lines
 from perkamo.usecases.moving.progress import Progress
-from perkamo.usecases.moving.rows import RowDecoder
+from perkamo.usecases.moving.rows import Row, RowDecoder
 from storage import connect
 from storage.console import audit
-from storage.database import Timeouts
+from storage.database import Conn, Timeouts
 from storage.space_tables import (
     BY_LINE,
     CONFIG_LINE,
@@ -48,7 +48,6 @@ from storage.space_tables import (
     taken_values,
 )
 
-Conn = psycopg.Connection[Any]
 Numbered = Iterator[tuple[int, bytes]]
 _COPY_LINE = re.compile(r"COPY \S+, line (\d+)")
 _PROGRESS_EVERY = 5000
@@ -205,7 +204,7 @@ class _Reader:
         self.number = number
 
 
-def _decoded(decoder: RowDecoder, rows: Numbered, progress: Progress) -> Iterator[tuple[Any, ...]]:
+def _decoded(decoder: RowDecoder, rows: Numbered, progress: Progress) -> Iterator[Row]:
     count = 0
     for number, line in rows:
         yield decoder.decode(line, number)
@@ -228,7 +227,7 @@ def _copy(
 
 
 def _copy_rows(
-    conn: Conn, table: str, names: list[str], space_id: int, rows: Any, first: int
+    conn: Conn, table: str, names: list[str], space_id: int, rows: Iterable[Row], first: int
 ) -> None:
     """COPY, a refused value reported at its line (COPY counts the rows it was sent)."""
     try:
@@ -250,12 +249,14 @@ def _write_config(conn: Conn, space_id: int, rows: Numbered, progress: Progress)
         raise MoveRefused(f"line {number}: a config line names its module, version and active")
     flag, module, version = names.index("active"), names.index("module"), names.index("version")
     at = names.index("activated_at") if "activated_at" in names else None
-    active: list[tuple[str, str, Any]] = []
+    active: list[tuple[str, str, object]] = []
 
-    def stored() -> Iterator[tuple[Any, ...]]:
+    def stored() -> Iterator[Row]:
         for row in _decoded(decoder, chain([(number, first)], rows), progress):
             if row[flag]:
-                active.append((row[module], row[version], None if at is None else row[at]))
+                # module and version: text columns, decoded as str
+                named = cast(str, row[module]), cast(str, row[version])
+                active.append((*named, None if at is None else row[at]))
             yield row[:flag] + row[flag + 1 :]
 
     kept = names[:flag] + names[flag + 1 :]
@@ -278,7 +279,8 @@ def _copy_fresh(
     renamed = 0
     while batch := list(islice(all_rows, _FRESH_BATCH)):
         decoded = [list(decoder.decode(line, n)) for n, line in batch]
-        taken = taken_values(conn, entry.table, entry.fresh, [r[column] for r in decoded])
+        fresh = [cast(str, r[column]) for r in decoded]  # a text id column
+        taken = taken_values(conn, entry.table, entry.fresh, fresh)
         for row in decoded:
             if row[column] in taken:
                 row[column] = str(row[column]).partition("_")[0] + "_" + secrets.token_hex(12)
@@ -300,7 +302,7 @@ def _copy_new_keys(
     names = decoder.names
     now = datetime.now(UTC).isoformat()
     made: list[NewKey] = []
-    out: list[tuple[Any, ...]] = []
+    out: list[Row] = []
     for n, line in chain([(number, first)], rows):
         row = dict(zip(names, decoder.decode(line, n), strict=True))
         secret = rules.generate_key(space.environment)

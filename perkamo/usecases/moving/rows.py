@@ -6,19 +6,23 @@ parses them (times, ``bytea``'s ``\\x…``), and numbers and JSON keep their exa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeAlias
 
 import msgspec
 
+from perkamo.program.json_walk import JsonObject
 from perkamo.usecases.moving.format import MoveRefused
 from storage.space_tables import Column
 
-_generic = msgspec.json.Decoder(dict[str, Any])
+_generic = msgspec.json.Decoder(JsonObject)
+# A row's values for COPY: text (exact numbers and JSON included), integers, booleans, arrays
+# of them, None.
+Row: TypeAlias = tuple[object, ...]
 _INTEGERS = {"int2", "int4", "int8"}
 _EXACT = {"numeric", "json", "jsonb"}  # kept as the file writes them
 
 
-def _python_type(kind: str) -> Any:
+def _python_type(kind: str) -> object:  # a type expression for msgspec
     if kind in _INTEGERS:
         return int | None
     if kind == "bool":
@@ -48,14 +52,14 @@ class RowDecoder:
         self.columns = [by_name[k] for k in keys]
         fields = [("type", str), *((c.name, _python_type(c.type)) for c in self.columns)]
         shape = msgspec.defstruct(f"{line}_line", fields, forbid_unknown_fields=True)
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(shape)
+        self._decoder: msgspec.json.Decoder[msgspec.Struct] = msgspec.json.Decoder(shape)
         self._exact = [i for i, c in enumerate(self.columns) if c.type in _EXACT]
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    def decode(self, line: bytes, number: int) -> tuple[Any, ...]:
+    def decode(self, line: bytes, number: int) -> Row:
         """The row's values, in ``names`` order. Raises MoveRefused naming the line."""
         try:
             values = msgspec.structs.astuple(self._decoder.decode(line))[1:]
