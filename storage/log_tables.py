@@ -61,6 +61,17 @@ def _not_known(namespace: str) -> sql.Composed:
                         AND k.transaction_id = x.transaction_id)""").format(sql.Literal(namespace))
 
 
+def _stored_answers(table: str, scope: sql.Composable | None = None) -> sql.Composed:
+    """``find`` for a table that keeps a write's answer and nothing to compare (a reversal
+    or a tick: a repeat is the original whatever it says), narrowed by ``scope``."""
+    return sql.SQL("""
+    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
+           outcome::text, received_at, NULL::timestamptz AS reversed_at
+    FROM {} WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s){}""").format(
+        sql.Identifier(table), scope or sql.SQL("")
+    )
+
+
 def _events(
     name: str, namespace: str, kind: str, source: str, scope_user: sql.Composable
 ) -> LogTable:
@@ -236,10 +247,7 @@ REVERSALS = LogTable(
         position integer)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'reversals'::text AS kind, space_id, transaction_id AS id, user_id"""),
-    sql.SQL("""
-    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
-           outcome::text, received_at, NULL::timestamptz AS reversed_at
-    FROM reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    _stored_answers("reversals"),
     sql.SQL("""
     SELECT 'reversal', v.user_id, v.profile_version, v.position, v.transaction_id,
            r.reward_key,
@@ -287,12 +295,9 @@ def _event_reversals(
             param=sql.Placeholder(name),
             name=sql.Literal(name),
         ),
-        sql.SQL("""
-    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
-           outcome::text, received_at, NULL::timestamptz AS reversed_at
-    FROM event_reversals WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)
-      AND source = {source} AND scope_user = {scope}""").format(
-            source=sql.Literal(source), scope=scope
+        _stored_answers(
+            "event_reversals",
+            sql.SQL(" AND source = {} AND scope_user = {}").format(sql.Literal(source), scope),
         ),
         sql.SQL("""
     SELECT {kind}, v.user_id, v.profile_version, v.position, v.transaction_id,
@@ -345,10 +350,7 @@ TICKS = LogTable(
         position integer)
     ON CONFLICT (space_id, transaction_id) DO NOTHING
     RETURNING 'ticks'::text AS kind, space_id, transaction_id AS id, user_id"""),
-    sql.SQL("""
-    SELECT transaction_id, user_id, NULL::bytea AS request_hash, 0 AS hash_form,
-           outcome::text, received_at, NULL::timestamptz AS reversed_at
-    FROM ticks WHERE space_id = %(s)s AND transaction_id = ANY(%(ids)s)"""),
+    _stored_answers("ticks"),
     sql.SQL("""
     SELECT 'tick', t.user_id, t.profile_version, t.position, t.transaction_id, '', NULL,
            t.due_at, t.received_at, t.program_versions::text, NULL

@@ -28,7 +28,7 @@ from perkamo.program.adjustments import adjust
 from perkamo.program.canonical import FORM, request_hash
 from perkamo.program.timefmt import format_rfc3339
 from perkamo.webhooks import support_delivery
-from storage import AdjustmentRow, AuditRow
+from storage import AdjustmentRow
 from storage.history import HistoryRow, StoredWrite
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -89,13 +89,9 @@ class Adjust(Command[Written], tag="adjustment", frozen=True, kw_only=True):
             ))  # fmt: skip
             announce_settled(draft, change.settled, change.wallet_state, change.level,
                              self.received_at, self.transaction_id)  # fmt: skip
-        if self.audit is not None:
-            details = {"user_id": draft.user_id, "wallet": self.wallet, "amount": amount,
-                       "adjustment_id": adjustment_id}  # fmt: skip
-            draft.audits.append(AuditRow(
-                self.audit, "customer.adjust", draft.space_id, self.transaction_id,
-                self.reason, encode_json(details), self.received_at,
-            ))  # fmt: skip
+        draft.audit(self.audit, "customer.adjust", self.transaction_id, self.reason,
+                    {"user_id": draft.user_id, "wallet": self.wallet, "amount": amount,
+                     "adjustment_id": adjustment_id}, self.received_at)  # fmt: skip
         draft.recent.append(("adjustments", adjustment_entry(
             adjustment_id, self.transaction_id, self.wallet, amount, self.reason, self.actor,
             self.received_at,

@@ -141,6 +141,17 @@ class Draft:
     def add(self, table: str, row: object) -> None:
         self.rows.setdefault(table, []).append(row)
 
+    def audit(
+        self, actor: str | None, action: str, target: str, reason: str, details: JsonObject,
+        at: datetime,
+    ) -> None:  # fmt: skip
+        """An audit-log row committed with the write (a support operation's), if ``actor``
+        asked for one (the API, the console and the CLI do; imports do not)."""
+        if actor is not None:
+            self.audits.append(AuditRow(
+                actor, action, self.space_id, target, reason, encode_json(details), at
+            ))  # fmt: skip
+
 
 @dataclass(slots=True)
 class Replay:

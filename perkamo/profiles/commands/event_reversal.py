@@ -41,7 +41,7 @@ from perkamo.program.outcome import Delta
 from perkamo.program.returns import EventRecord, reverse_event
 from perkamo.program.timefmt import format_rfc3339, parse_rfc3339
 from perkamo.webhooks import support_delivery
-from storage import AuditRow, ReversalRow
+from storage import ReversalRow
 from storage.history import HistoryRow, StoredWrite
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -107,12 +107,9 @@ class ReverseEvent(Command[Written], tag="event_reversal", frozen=True, kw_only=
             ))  # fmt: skip
             announce_settled(draft, back.settled, back.wallet_state, back.level,
                              self.received_at, self.transaction_id)  # fmt: skip
-        if self.audit is not None:
-            details = {"user_id": draft.user_id, "delta": back.delta, "shortfall": back.shortfall}
-            draft.audits.append(AuditRow(
-                self.audit, "customer.reverse_event", draft.space_id, self.transaction_id,
-                self.reason, encode_json(details), self.received_at,
-            ))  # fmt: skip
+        draft.audit(self.audit, "customer.reverse_event", self.transaction_id, self.reason,
+                    {"user_id": draft.user_id, "delta": back.delta, "shortfall": back.shortfall},
+                    self.received_at)  # fmt: skip
         draft.stale_recent = True  # the listed event is now reversed
         draft.state = state
         return Written(msgspec.Raw(answer))

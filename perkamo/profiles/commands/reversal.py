@@ -32,7 +32,7 @@ from perkamo.program.adjustments import RedemptionRecord, reverse
 from perkamo.program.outcome import Delta
 from perkamo.program.timefmt import format_rfc3339, parse_rfc3339
 from perkamo.webhooks import support_delivery
-from storage import AuditRow, ReversalRow
+from storage import ReversalRow
 from storage.history import HistoryRow, StoredWrite
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -96,12 +96,9 @@ class Reverse(Command[Written], tag="reversal", frozen=True, kw_only=True):
             ))  # fmt: skip
             announce_settled(draft, change.settled, change.wallet_state, change.level,
                              self.received_at, self.transaction_id)  # fmt: skip
-        if self.audit is not None:
-            details = {"user_id": draft.user_id, "refund": change.delta[0]}
-            draft.audits.append(AuditRow(
-                self.audit, "customer.reverse", draft.space_id, self.transaction_id,
-                self.reason, encode_json(details), self.received_at,
-            ))  # fmt: skip
+        draft.audit(self.audit, "customer.reverse", self.transaction_id, self.reason,
+                    {"user_id": draft.user_id, "refund": change.delta[0]},
+                    self.received_at)  # fmt: skip
         draft.stale_recent = True  # the listed redemption is now reversed
         draft.state = state
         return Written(msgspec.Raw(answer))
